@@ -1,0 +1,31 @@
+// The attnflow command line: one file per subcommand. Each file registers its subcommand
+// with a static Registrar, so adding a command touches no shared file:
+//
+//   namespace { const Registrar reg{"ot", 30, [](CLI::App& app) { ... }}; }
+//
+// Subcommands parse arguments and call the library; they hold no numerics.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "attnflow/types.hpp"
+
+namespace attnflow::cli {
+
+// Registers a subcommand builder; `order` fixes the order in --help.
+struct Registrar {
+  Registrar(std::string name, int order, std::function<void(CLI::App&)> add);
+};
+// Adds every registered subcommand to the app (in order).
+void add_registered_commands(CLI::App& app);
+
+// Shared helpers for subcommands (cli/common.cpp).
+Matrix load_matrix(const std::string& path, const std::string& option);
+Vector load_vector(const std::string& path, const std::string& option);
+// Adds --threads N to a subcommand; the value is applied before the command runs.
+void add_threads_option(CLI::App& sub);
+
+}  // namespace attnflow::cli

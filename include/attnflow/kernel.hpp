@@ -1,0 +1,47 @@
+// The streaming log-sum-exp reduction, attnflow's one hot kernel (SPEC.md section 2).
+//
+// For queries u (n, k) and keys v (m, k), with column offsets c (m) and values vals (m, p):
+//   s_ij   = <u_i, v_j> + c_j
+//   lse_i  = log sum_j exp(s_ij)
+//   out_i  = sum_j exp(s_ij - lse_i) vals_j
+// computed tile by tile with a running maximum and rescaled partial sums ("online softmax"),
+// so memory is O((n + m)(k + p)) and never O(n m). Every sum of exponentials in attnflow
+// (attention, Sinkhorn half-steps, flows, energies, Monte Carlo estimates) calls this.
+// Row offsets r_i of SPEC's form s_ij = <u_i, v_j> + r_i + c_j only shift lse_i, so callers
+// add them to lse themselves.
+//
+// Determinism: each query's reduction runs over key tiles in a fixed order on one thread;
+// threads split queries only, so the result is bit-identical for any thread count.
+#pragma once
+
+#include "attnflow/types.hpp"
+
+namespace attnflow {
+
+struct ReduceInput {
+  const double* u = nullptr;     // (n, k) row-major, queries (already scaled, e.g. by beta)
+  const double* v = nullptr;     // (m, k) row-major, keys
+  const double* col = nullptr;   // (m) column offsets (log-weights, potentials); null = 0
+  const double* vals = nullptr;  // (m, p) row-major values; null when p = 0
+  Index n = 0, m = 0, k = 0, p = 0;
+};
+
+struct ReduceOutput {
+  double* lse = nullptr;  // (n), may be null when only out is wanted
+  double* out = nullptr;  // (n, p) row-major, may be null when p = 0
+};
+
+// Runs the reduction with num_threads() threads. Validates shapes, not values: callers
+// validate user input (a NaN here propagates; the public entry points check outputs).
+void lse_reduce(const ReduceInput& in, const ReduceOutput& out);
+
+// Convenience wrapper on Eigen types: returns lse (n) and fills out (n, p) when vals has
+// columns. col may be empty (zero offsets); vals may have zero columns.
+void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
+                const MatrixRef& vals, Vector& lse, Matrix& out);
+
+// Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
+// exposed for the exp-throughput benchmark that defines the kernel's speed limit.
+void exp_inplace(double* x, Index size);
+
+}  // namespace attnflow

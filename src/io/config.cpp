@@ -1,0 +1,223 @@
+#include "attnflow/config.hpp"
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <toml++/toml.h>
+
+#include "attnflow/atomic_file.hpp"
+
+namespace attnflow {
+
+namespace {
+
+std::pair<std::string, std::string> split_key(const std::string& key) {
+  const auto dot = key.rfind('.');
+  if (dot == std::string::npos) return {"", key};
+  return {key.substr(0, dot), key.substr(dot + 1)};
+}
+
+std::string node_text(const toml::node& n) {
+  std::ostringstream ss;
+  if (auto s = n.as_string()) return s->get();
+  n.visit([&](auto&& v) { ss << v; });
+  return ss.str();
+}
+
+}  // namespace
+
+Config::Config() : table_(std::make_unique<toml::table>()) {}
+Config::~Config() = default;
+Config::Config(const Config& o)
+    : table_(std::make_unique<toml::table>(*o.table_)), known_(o.known_), name_(o.name_) {}
+Config& Config::operator=(const Config& o) {
+  table_ = std::make_unique<toml::table>(*o.table_);
+  known_ = o.known_;
+  name_ = o.name_;
+  return *this;
+}
+
+Config Config::parse(const std::string& text, const std::string& name) {
+  Config c;
+  c.name_ = name;
+  try {
+    *c.table_ = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw std::invalid_argument(fmt::format("{}: line {}: {}", name, e.source().begin.line,
+                                            e.description()));
+  }
+  return c;
+}
+
+Config Config::from_file(const std::string& path) { return parse(read_file(path), path); }
+
+void Config::set(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw std::invalid_argument(fmt::format(
+        "--set: '{}' must have the form section.key=value", assignment));
+  const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // a bare word: a string
+  }
+  const auto [section, leaf] = split_key(key);
+  toml::table* t = table_.get();
+  if (!section.empty()) {
+    std::stringstream ss(section);
+    std::string part;
+    while (std::getline(ss, part, '.')) {
+      auto* node = t->get(part);
+      if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
+      if (!node->is_table())
+        throw std::invalid_argument(fmt::format("--set: '{}' is not a section", part));
+      t = node->as_table();
+    }
+  }
+  t->insert_or_assign(leaf, *parsed.get("v"));
+}
+
+bool Config::has(const std::string& key) const {
+  return static_cast<bool>(table_->at_path(key));
+}
+
+namespace {
+template <typename T>
+void store_default(toml::table& root, const std::string& key, const T& value) {
+  const auto [section, leaf] = split_key(key);
+  toml::table* t = &root;
+  if (!section.empty()) {
+    std::stringstream ss(section);
+    std::string part;
+    while (std::getline(ss, part, '.')) {
+      auto* node = t->get(part);
+      if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
+      t = node->as_table();
+    }
+  }
+  t->insert_or_assign(leaf, value);
+}
+}  // namespace
+
+double Config::get_double(const std::string& key, double def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    store_default(*table_, key, def);
+    return def;
+  }
+  if (auto v = node.value<double>()) return *v;  // integers convert too
+  throw std::invalid_argument(
+      fmt::format("{}: {} = {}, must be a number", name_, key, node_text(*node.node())));
+}
+
+std::int64_t Config::get_int(const std::string& key, std::int64_t def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    store_default(*table_, key, def);
+    return def;
+  }
+  if (node.is_integer()) return *node.value<std::int64_t>();
+  if (auto d = node.value<double>(); d && *d == static_cast<double>(static_cast<std::int64_t>(*d)))
+    return static_cast<std::int64_t>(*d);
+  throw std::invalid_argument(
+      fmt::format("{}: {} = {}, must be an integer", name_, key, node_text(*node.node())));
+}
+
+bool Config::get_bool(const std::string& key, bool def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    store_default(*table_, key, def);
+    return def;
+  }
+  if (node.is_boolean()) return *node.value<bool>();
+  throw std::invalid_argument(
+      fmt::format("{}: {} = {}, must be true or false", name_, key, node_text(*node.node())));
+}
+
+std::string Config::get_string(const std::string& key, const std::string& def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    store_default(*table_, key, def);
+    return def;
+  }
+  if (node.is_string()) return *node.value<std::string>();
+  throw std::invalid_argument(
+      fmt::format("{}: {} = {}, must be a string", name_, key, node_text(*node.node())));
+}
+
+std::string Config::get_text(const std::string& key, const std::string& def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    store_default(*table_, key, def);
+    return def;
+  }
+  return node_text(*node.node());
+}
+
+std::vector<double> Config::get_doubles(const std::string& key, const std::vector<double>& def) {
+  known_.insert(key);
+  auto node = table_->at_path(key);
+  if (!node) {
+    toml::array arr;
+    for (double v : def) arr.push_back(v);
+    store_default(*table_, key, arr);
+    return def;
+  }
+  std::vector<double> out;
+  if (auto arr = node.as_array()) {
+    for (auto& el : *arr) {
+      auto v = el.value<double>();
+      if (!v)
+        throw std::invalid_argument(fmt::format("{}: {} = {}, must be an array of numbers",
+                                                name_, key, node_text(*node.node())));
+      out.push_back(*v);
+    }
+    return out;
+  }
+  if (auto v = node.value<double>()) return {*v};
+  throw std::invalid_argument(fmt::format("{}: {} = {}, must be a number or an array of numbers",
+                                          name_, key, node_text(*node.node())));
+}
+
+void Config::reject_unknown() const {
+  // Walk every leaf key ("section.key"); a table is a section, not a key.
+  std::vector<std::string> leaves;
+  std::function<void(const toml::table&, const std::string&)> walk =
+      [&](const toml::table& t, const std::string& prefix) {
+        for (auto&& [k, v] : t) {
+          const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+          if (v.is_table()) walk(*v.as_table(), key);
+          else leaves.push_back(key);
+        }
+      };
+  walk(*table_, "");
+  for (const auto& key : leaves) {
+    if (known_.count(key)) continue;
+    const auto [section, leaf] = split_key(key);
+    std::string known_here;
+    for (const auto& k : known_) {
+      const auto [s2, l2] = split_key(k);
+      if (s2 == section) known_here += (known_here.empty() ? "" : ", ") + l2;
+    }
+    throw std::invalid_argument(fmt::format(
+        "{}: unknown key '{}' (known keys in [{}]: {})", name_, key, section,
+        known_here.empty() ? "none; unknown section" : known_here));
+  }
+}
+
+std::string Config::resolved() const {
+  std::ostringstream ss;
+  ss << *table_ << '\n';
+  return ss.str();
+}
+
+}  // namespace attnflow

@@ -1,0 +1,275 @@
+// Streaming log-sum-exp reduction (SPEC.md section 2). Two code paths, same arithmetic
+// contract:
+//  - small k and p (points in low dimension, the common case for measures and flows): a
+//    fused SIMD loop per query over key tiles, using Eigen's packet exp (explicit AVX2 /
+//    AVX-512 vectors, no -ffast-math);
+//  - large k or p (d = 64 heads): tiles of Eigen GEMM products for the scores and the
+//    weighted values, with Eigen's vectorized array exp in between.
+// Both keep, per query, a running maximum M, a running sum l = sum exp(s - M) and a running
+// weighted sum acc = sum exp(s - M) vals, rescaled by exp(M_old - M_new) when the maximum
+// grows, so beta = 1000 cannot overflow. Exp arguments below -709.78 are clamped by Eigen's
+// exp to about 1e-308 instead of 0; relative to the maximal term (exactly 1) this is below
+// double precision, so it changes no result.
+#include "attnflow/kernel.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "attnflow/error.hpp"
+#include "attnflow/parallel.hpp"
+
+namespace attnflow {
+
+namespace {
+
+namespace ei = Eigen::internal;
+using Packet = ei::packet_traits<double>::type;
+constexpr Index kPacket = ei::unpacket_traits<Packet>::size;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Fused path: keys per tile and queries per task. A key tile of vT and valsT (k, p <= 16)
+// is at most 2 * 16 * 256 * 8 B = 64 KB and is reused by all queries of the task.
+constexpr Index kKeyTile = 256;
+constexpr Index kQueryBlock = 32;
+constexpr Index kMaxFused = 16;
+
+// GEMM path tile sizes: S is (kGemmQueries, kGemmKeys), 64 KB.
+constexpr Index kGemmQueries = 32;
+constexpr Index kGemmKeys = 256;
+
+Index round_up(Index x, Index r) { return (x + r - 1) / r * r; }
+
+// Keys, offsets and values transposed and padded to a multiple of the key tile, so that a
+// tile row is contiguous and no loop has a tail. Padding keys have offset -inf, value 0.
+struct PackedKeys {
+  Index mpad = 0;
+  std::vector<double, Eigen::aligned_allocator<double>> vt, valst, col;
+};
+
+PackedKeys pack_keys(const ReduceInput& in) {
+  PackedKeys pk;
+  pk.mpad = round_up(in.m, kKeyTile);
+  pk.vt.assign(static_cast<size_t>(in.k * pk.mpad), 0.0);
+  pk.valst.assign(static_cast<size_t>(in.p * pk.mpad), 0.0);
+  pk.col.assign(static_cast<size_t>(pk.mpad), kNegInf);
+  for (Index j = 0; j < in.m; ++j) {
+    for (Index t = 0; t < in.k; ++t) pk.vt[t * pk.mpad + j] = in.v[j * in.k + t];
+    for (Index t = 0; t < in.p; ++t) pk.valst[t * pk.mpad + j] = in.vals[j * in.p + t];
+    pk.col[j] = in.col ? in.col[j] : 0.0;
+  }
+  return pk;
+}
+
+// Per-query running state of the online softmax.
+struct RowState {
+  double max = kNegInf;
+  double sum = 0.0;
+};
+
+// One query row against one key tile [j0, j0 + kKeyTile). K, P > 0 are compile-time sizes,
+// 0 means "runtime size" (k, p). sbuf holds the tile's scores.
+template <int K, int P>
+void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, Index p_rt,
+                double* sbuf, RowState& st, double* acc) {
+  const Index k = K > 0 ? K : k_rt;
+  const Index p = P > 0 ? P : (P == 0 ? 0 : p_rt);
+  const double* vt = pk.vt.data() + j0;
+  const double* valst = pk.valst.data() + j0;
+  const double* col = pk.col.data() + j0;
+  const Index mpad = pk.mpad;
+
+  Packet ub[kMaxFused];
+  for (Index t = 0; t < k; ++t) ub[t] = ei::pset1<Packet>(ui[t]);
+
+  // Pass 1: scores and their maximum.
+  Packet vmax = ei::pset1<Packet>(kNegInf);
+  for (Index j = 0; j < kKeyTile; j += kPacket) {
+    Packet s = ei::pload<Packet>(col + j);
+    for (Index t = 0; t < k; ++t) s = ei::pmadd(ub[t], ei::pload<Packet>(vt + t * mpad + j), s);
+    ei::pstore(sbuf + j, s);
+    vmax = ei::pmax(vmax, s);
+  }
+  const double tmax = ei::predux_max(vmax);
+  if (tmax == kNegInf) return;  // every key of the tile has weight 0 (or is padding)
+  if (tmax > st.max) {
+    const double scale = std::exp(st.max - tmax);  // exp(-inf) = 0 on the first tile
+    st.sum *= scale;
+    for (Index t = 0; t < p; ++t) acc[t] *= scale;
+    st.max = tmax;
+  }
+
+  // Pass 2: exponentials (max-shifted, so <= 1), their sum, and the weighted values.
+  const Packet pmaxv = ei::pset1<Packet>(st.max);
+  Packet lsum = ei::pset1<Packet>(0.0);
+  Packet pacc[kMaxFused];
+  for (Index t = 0; t < p; ++t) pacc[t] = ei::pset1<Packet>(0.0);
+  for (Index j = 0; j < kKeyTile; j += kPacket) {
+    const Packet e = ei::pexp(ei::psub(ei::pload<Packet>(sbuf + j), pmaxv));
+    lsum = ei::padd(lsum, e);
+    for (Index t = 0; t < p; ++t)
+      pacc[t] = ei::pmadd(e, ei::pload<Packet>(valst + t * mpad + j), pacc[t]);
+  }
+  st.sum += ei::predux(lsum);
+  for (Index t = 0; t < p; ++t) acc[t] += ei::predux(pacc[t]);
+}
+
+template <int K, int P>
+void fused_reduce(const ReduceInput& in, const ReduceOutput& out, const PackedKeys& pk) {
+  const Index nblocks = (in.n + kQueryBlock - 1) / kQueryBlock;
+  const Index ntiles = pk.mpad / kKeyTile;
+#pragma omp parallel num_threads(num_threads())
+  {
+    std::vector<double, Eigen::aligned_allocator<double>> sbuf(kKeyTile);
+    std::vector<RowState> st(kQueryBlock);
+    std::vector<double> acc(static_cast<size_t>(kQueryBlock * std::max<Index>(in.p, 1)));
+#pragma omp for schedule(dynamic, 1)
+    for (Index b = 0; b < nblocks; ++b) {
+      const Index i0 = b * kQueryBlock;
+      const Index rows = std::min(kQueryBlock, in.n - i0);
+      std::fill(st.begin(), st.end(), RowState{});
+      std::fill(acc.begin(), acc.end(), 0.0);
+      // Tiles outer, queries inner: a key tile stays in L1 while every query of the block
+      // uses it. Each query still sees the tiles in the same fixed order.
+      for (Index tile = 0; tile < ntiles; ++tile) {
+        for (Index r = 0; r < rows; ++r) {
+          fused_tile<K, P>(in.u + (i0 + r) * in.k, pk, tile * kKeyTile, in.k, in.p, sbuf.data(),
+                           st[r], acc.data() + r * in.p);
+        }
+      }
+      for (Index r = 0; r < rows; ++r) {
+        const Index i = i0 + r;
+        if (out.lse) out.lse[i] = st[r].max + std::log(st[r].sum);
+        const double inv = 1.0 / st[r].sum;
+        for (Index t = 0; t < in.p && out.out; ++t) out.out[i * in.p + t] = acc[r * in.p + t] * inv;
+      }
+    }
+  }
+}
+
+void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
+  using ConstMap = Eigen::Map<const Matrix>;
+  const ConstMap U(in.u, in.n, in.k), V(in.v, in.m, in.k);
+  const Index nblocks = (in.n + kGemmQueries - 1) / kGemmQueries;
+#pragma omp parallel num_threads(num_threads())
+  {
+    Matrix S(kGemmQueries, kGemmKeys), acc(kGemmQueries, std::max<Index>(in.p, 1));
+    std::vector<RowState> st(kGemmQueries);
+#pragma omp for schedule(dynamic, 1)
+    for (Index b = 0; b < nblocks; ++b) {
+      const Index i0 = b * kGemmQueries;
+      const Index rows = std::min(kGemmQueries, in.n - i0);
+      std::fill(st.begin(), st.end(), RowState{});
+      acc.setZero();
+      for (Index j0 = 0; j0 < in.m; j0 += kGemmKeys) {
+        const Index cols = std::min(kGemmKeys, in.m - j0);
+        auto s = S.topLeftCorner(rows, cols);
+        s.noalias() = U.middleRows(i0, rows) * V.middleRows(j0, cols).transpose();
+        if (in.col) {
+          s.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(in.col + j0, cols);
+        }
+        for (Index r = 0; r < rows; ++r) {
+          const double tmax = s.row(r).maxCoeff();
+          if (tmax == kNegInf) {
+            s.row(r).setZero();
+            continue;
+          }
+          if (tmax > st[r].max) {
+            const double scale = std::exp(st[r].max - tmax);
+            st[r].sum *= scale;
+            if (in.p > 0) acc.row(r) *= scale;
+            st[r].max = tmax;
+          }
+          s.row(r) = (s.row(r).array() - st[r].max).exp().matrix();
+          st[r].sum += s.row(r).sum();
+        }
+        if (in.p > 0) {
+          const ConstMap vals(in.vals + j0 * in.p, cols, in.p);
+          acc.topRows(rows).noalias() += s * vals;
+        }
+      }
+      for (Index r = 0; r < rows; ++r) {
+        const Index i = i0 + r;
+        if (out.lse) out.lse[i] = st[r].max + std::log(st[r].sum);
+        const double inv = 1.0 / st[r].sum;
+        for (Index t = 0; t < in.p && out.out; ++t) out.out[i * in.p + t] = acc(r, t) * inv;
+      }
+    }
+  }
+}
+
+template <int K>
+void dispatch_p(const ReduceInput& in, const ReduceOutput& out, const PackedKeys& pk) {
+  switch (in.p) {
+    case 0: return fused_reduce<K, 0>(in, out, pk);  // P = 0 compiles the loops away
+    case 1: return fused_reduce<K, 1>(in, out, pk);
+    case 2: return fused_reduce<K, 2>(in, out, pk);
+    case 3: return fused_reduce<K, 3>(in, out, pk);
+    case 4: return fused_reduce<K, 4>(in, out, pk);
+    default: return fused_reduce<K, -1>(in, out, pk);
+  }
+}
+
+}  // namespace
+
+void lse_reduce(const ReduceInput& in, const ReduceOutput& out) {
+  if (in.n < 0 || in.m <= 0 || in.k < 0 || in.p < 0)
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce: shapes n = {}, m = {}, k = {}, p = {}, must be n >= 0, m >= 1, k, p >= 0",
+        in.n, in.m, in.k, in.p));
+  if (in.n == 0) return;
+  if (in.p > 0 && in.vals == nullptr)
+    throw std::invalid_argument("lse_reduce: vals = null, must be given when p > 0");
+  if (in.k <= kMaxFused && in.p <= kMaxFused) {
+    // Negative template sizes stand for "runtime"; only 0 disables a loop at compile time.
+    const PackedKeys pk = pack_keys(in);
+    switch (in.k) {
+      case 1: return dispatch_p<1>(in, out, pk);
+      case 2: return dispatch_p<2>(in, out, pk);
+      case 3: return dispatch_p<3>(in, out, pk);
+      case 4: return dispatch_p<4>(in, out, pk);
+      default: return dispatch_p<-1>(in, out, pk);
+    }
+  }
+  gemm_reduce(in, out);
+}
+
+void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
+                const MatrixRef& vals, Vector& lse, Matrix& out) {
+  if (u.cols() != v.cols())
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce: u has {} columns and v has {}, must be equal", u.cols(), v.cols()));
+  if (col.size() != 0 && col.size() != v.rows())
+    throw std::invalid_argument(fmt::format("lse_reduce: col size = {}, must equal m = {}",
+                                            col.size(), v.rows()));
+  if (vals.cols() > 0 && vals.rows() != v.rows())
+    throw std::invalid_argument(fmt::format("lse_reduce: vals rows = {}, must equal m = {}",
+                                            vals.rows(), v.rows()));
+  // The raw-pointer kernel needs contiguous rows; strided views are copied once.
+  Matrix uc, vc, valsc;
+  auto contiguous = [](const MatrixRef& a, Matrix& copy) -> const double* {
+    if (a.size() == 0) return nullptr;
+    if (a.outerStride() == a.cols()) return a.data();
+    copy = a;
+    return copy.data();
+  };
+  const double* up = contiguous(u, uc);
+  const double* vp = contiguous(v, vc);
+  const double* valsp = vals.cols() ? contiguous(vals, valsc) : nullptr;
+  lse.resize(u.rows());
+  out.resize(u.rows(), vals.cols());
+  ReduceInput in{up, vp, col.size() ? col.data() : nullptr, valsp,
+                 u.rows(), v.rows(), u.cols(), vals.cols()};
+  lse_reduce(in, ReduceOutput{lse.data(), out.size() ? out.data() : nullptr});
+}
+
+void exp_inplace(double* x, Index size) {
+  Index j = 0;
+  for (; j + kPacket <= size; j += kPacket) ei::pstoreu(x + j, ei::pexp(ei::ploadu<Packet>(x + j)));
+  for (; j < size; ++j) x[j] = std::exp(x[j]);
+}
+
+}  // namespace attnflow

@@ -1,0 +1,118 @@
+// Integrators: convergence orders of Euler and RK4, Dormand-Prince meeting its tolerance,
+// landing exactly on t_end, the retraction, resume equals one call, option validation.
+#include "attnflow/integrate.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+// A smooth non-linear test problem with a closed form: rotation with growth,
+// x' = A x + 0.5 x, rows (cos, sin) rotating at unit speed: x(t) = e^{t/2} R(t) x0.
+Ode rotation_ode() {
+  return Ode{[](double, const Matrix& x, Matrix& dx) {
+               dx.col(0) = -x.col(1) + 0.5 * x.col(0);
+               dx.col(1) = x.col(0) + 0.5 * x.col(1);
+             },
+             nullptr};
+}
+
+Matrix rotation_exact(const Matrix& x0, double t) {
+  Matrix x(x0.rows(), 2);
+  const double g = std::exp(0.5 * t), c = std::cos(t), s = std::sin(t);
+  x.col(0) = g * (c * x0.col(0) - s * x0.col(1));
+  x.col(1) = g * (s * x0.col(0) + c * x0.col(1));
+  return x;
+}
+
+double error_at(Method m, double dt) {
+  Matrix x0(2, 2);
+  x0 << 1, 0, 0.3, -0.7;
+  Matrix x = x0;
+  IntegratorState st;
+  IntegratorOptions o;
+  o.method = m;
+  o.dt = dt;
+  advance(rotation_ode(), x, st, 2.0, o);
+  EXPECT_EQ(st.t, 2.0);
+  return (x - rotation_exact(x0, 2.0)).norm();
+}
+
+TEST(Integrate, EulerIsFirstOrderRk4IsFourthOrder) {
+  const double e1 = error_at(Method::euler, 0.01), e2 = error_at(Method::euler, 0.005);
+  EXPECT_NEAR(std::log2(e1 / e2), 1.0, 0.05);
+  const double r1 = error_at(Method::rk4, 0.04), r2 = error_at(Method::rk4, 0.02);
+  EXPECT_NEAR(std::log2(r1 / r2), 4.0, 0.1);
+}
+
+TEST(Integrate, Dopri5MeetsTolerance) {
+  for (double tol : {1e-6, 1e-9, 1e-12}) {
+    Matrix x0(1, 2);
+    x0 << 1, 0;
+    Matrix x = x0;
+    IntegratorState st;
+    IntegratorOptions o;
+    o.method = Method::dopri5;
+    o.rtol = tol;
+    o.atol = tol;
+    o.dt = 0.1;
+    advance(rotation_ode(), x, st, 5.0, o);
+    const double err = (x - rotation_exact(x0, 5.0)).norm();
+    // Global error of a tolerance-controlled method: within a modest multiple of tol * scale.
+    EXPECT_LT(err, 100 * tol * x.norm()) << "tol " << tol;
+    EXPECT_GT(st.steps, 0);
+  }
+}
+
+TEST(Integrate, ResumeInPiecesEqualsOneCallBitForBit) {
+  for (Method m : {Method::euler, Method::rk4, Method::dopri5}) {
+    Matrix x0(3, 2);
+    x0 << 1, 0, 0, 1, 0.5, 0.5;
+    IntegratorOptions o;
+    o.method = m;
+    o.dt = 0.05;
+    Matrix a = x0, b = x0;
+    IntegratorState sa, sb;
+    advance(rotation_ode(), a, sa, 3.0, o);
+    for (double t : {0.7, 1.5, 2.2, 3.0}) advance(rotation_ode(), b, sb, t, o);
+    if (m != Method::dopri5) {
+      // Fixed steps: 0.7 / 0.05 = 14 steps exactly, so the grids coincide.
+      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(double) * a.size())) << to_string(m);
+    } else {
+      EXPECT_LT((a - b).norm(), 1e-5);
+    }
+  }
+}
+
+TEST(Integrate, RetractionAppliedAfterEachStep) {
+  Ode ode{[](double, const Matrix& x, Matrix& dx) { dx = x; },
+          [](Matrix& x) { x.rowwise().normalize(); }};
+  Matrix x(1, 2);
+  x << 3, 4;
+  IntegratorState st;
+  IntegratorOptions o;
+  o.method = Method::euler;
+  o.dt = 0.1;
+  advance(ode, x, st, 1.0, o);
+  EXPECT_NEAR(x.norm(), 1.0, 1e-15);
+  EXPECT_EQ(st.steps, 10);
+}
+
+TEST(Integrate, RejectsBadOptions) {
+  IntegratorOptions o;
+  o.dt = -0.1;
+  EXPECT_TRUE(test::throws_with([&] { o.validate(); }, "integrate: dt = -0.1, must be > 0"));
+  o.dt = 0.1;
+  o.rtol = 0;
+  EXPECT_TRUE(test::throws_with([&] { o.validate(); }, "integrate: rtol = 0, must be > 0"));
+  EXPECT_TRUE(test::throws_with([] { parse_method("leapfrog"); },
+                                "integrate: method = \"leapfrog\", must be one of euler, rk4, dopri5"));
+}
+
+}  // namespace
+}  // namespace attnflow

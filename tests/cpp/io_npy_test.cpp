@@ -1,0 +1,92 @@
+// .npy and CSV readers/writers: round trips, float32, and the rejections (Fortran order,
+// other dtypes, truncated files) with their messages.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/csv.hpp"
+#include "attnflow/npy.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+std::string tmp_path(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / "attnflow_io_test";
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+// A hand-made .npy (independent of npy_bytes) with the given header dict and payload.
+std::string make_npy(const std::string& dict, const std::string& payload) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out.push_back(0);
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>(header.size() >> 8));
+  return out + header + payload;
+}
+
+TEST(Npy, RoundTripIsBitExact) {
+  Rng rng(1);
+  const Matrix a = test::random_matrix(7, 3, rng);
+  const std::string p = tmp_path("a.npy");
+  write_npy(p, a);
+  const Matrix b = read_npy_matrix(p);
+  ASSERT_EQ(b.rows(), 7);
+  ASSERT_EQ(b.cols(), 3);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(double) * 21));
+  const Vector v = a.col(1);
+  write_npy(p, v);
+  EXPECT_EQ(read_npy_vector(p), v);
+}
+
+TEST(Npy, ReadsFloat32) {
+  const float vals[4] = {1.5f, -2.0f, 0.25f, 3.0f};
+  const std::string p = tmp_path("f4.npy");
+  write_file_atomic(p, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+                                std::string(reinterpret_cast<const char*>(vals), 16)));
+  const Matrix m = read_npy_matrix(p);
+  EXPECT_EQ(m(0, 0), 1.5);
+  EXPECT_EQ(m(0, 1), -2.0);
+  EXPECT_EQ(m(1, 0), 0.25);
+}
+
+TEST(Npy, RejectsFortranOrderOtherDtypesAndTruncation) {
+  const std::string payload(32, '\0');
+  const std::string p = tmp_path("bad.npy");
+  write_file_atomic(p, make_npy("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", payload));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(p); }, "fortran_order = True, must be C order"));
+  write_file_atomic(p, make_npy("{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }", payload));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(p); }, "dtype = '<i8', must be float64"));
+  write_file_atomic(p, make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", payload));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(p); }, "truncated: data has 32 bytes"));
+  write_file_atomic(p, "not an npy file at all");
+  EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(p); }, "not a .npy file"));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(tmp_path("missing.npy")); }, "cannot open"));
+}
+
+TEST(Csv, RoundTripWithHeader) {
+  Rng rng(2);
+  const Matrix a = test::random_matrix(5, 4, rng);
+  const std::string p = tmp_path("a.csv");
+  write_csv(p, a, {"a", "b", "c", "d"});
+  const CsvTable t = read_csv(p);
+  EXPECT_EQ(t.header, (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(t.values, a);  // %.17g round-trips exactly
+}
+
+TEST(AtomicFile, LeavesNoTemporaryBehind) {
+  const std::string p = tmp_path("atomic.txt");
+  write_file_atomic(p, "hello");
+  EXPECT_EQ(read_file(p), "hello");
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+}
+
+}  // namespace
+}  // namespace attnflow
