@@ -1,15 +1,14 @@
 // Streaming log-sum-exp reduction (SPEC.md section 2). Two code paths, same arithmetic
 // contract:
 //  - small k and p (points in low dimension, the common case for measures and flows): a
-//    fused SIMD loop per query over key tiles, using Eigen's packet exp (explicit AVX2 /
-//    AVX-512 vectors, no -ffast-math);
+//    fused SIMD loop per query over key tiles (Eigen packets = explicit AVX2 / AVX-512
+//    vectors, no -ffast-math) with the division-free vector exp of simd_exp.hpp;
 //  - large k or p (d = 64 heads): tiles of Eigen GEMM products for the scores and the
-//    weighted values, with Eigen's vectorized array exp in between.
+//    weighted values, with the same vector exp in between.
 // Both keep, per query, a running maximum M, a running sum l = sum exp(s - M) and a running
 // weighted sum acc = sum exp(s - M) vals, rescaled by exp(M_old - M_new) when the maximum
-// grows, so beta = 1000 cannot overflow. Exp arguments below -709.78 are clamped by Eigen's
-// exp to about 1e-308 instead of 0; relative to the maximal term (exactly 1) this is below
-// double precision, so it changes no result.
+// grows, so beta = 1000 cannot overflow. Terms with s - M < -708 (below 3e-308 relative to
+// the maximal term, which is exactly 1) are flushed to 0, which changes no result.
 #include "attnflow/kernel.hpp"
 
 #include <Eigen/Dense>
@@ -21,14 +20,15 @@
 
 #include "attnflow/error.hpp"
 #include "attnflow/parallel.hpp"
+#include "simd_exp.hpp"
 
 namespace attnflow {
 
 namespace {
 
 namespace ei = Eigen::internal;
-using Packet = ei::packet_traits<double>::type;
-constexpr Index kPacket = ei::unpacket_traits<Packet>::size;
+using detail::Packet;
+constexpr Index kPacket = detail::kPacketSize;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // Fused path: keys per tile and queries per task. A key tile of vT and valsT (k, p <= 16)
@@ -108,7 +108,7 @@ void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, In
   Packet pacc[kMaxFused];
   for (Index t = 0; t < p; ++t) pacc[t] = ei::pset1<Packet>(0.0);
   for (Index j = 0; j < kKeyTile; j += kPacket) {
-    const Packet e = ei::pexp(ei::psub(ei::pload<Packet>(sbuf + j), pmaxv));
+    const Packet e = detail::simd_exp(ei::psub(ei::pload<Packet>(sbuf + j), pmaxv));
     lsum = ei::padd(lsum, e);
     for (Index t = 0; t < p; ++t)
       pacc[t] = ei::pmadd(e, ei::pload<Packet>(valst + t * mpad + j), pacc[t]);
@@ -183,7 +183,8 @@ void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
             if (in.p > 0) acc.row(r) *= scale;
             st[r].max = tmax;
           }
-          s.row(r) = (s.row(r).array() - st[r].max).exp().matrix();
+          s.row(r).array() -= st[r].max;
+          exp_inplace(s.row(r).data(), cols);  // rows of S are contiguous (row-major)
           st[r].sum += s.row(r).sum();
         }
         if (in.p > 0) {
@@ -268,7 +269,8 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
 
 void exp_inplace(double* x, Index size) {
   Index j = 0;
-  for (; j + kPacket <= size; j += kPacket) ei::pstoreu(x + j, ei::pexp(ei::ploadu<Packet>(x + j)));
+  for (; j + kPacket <= size; j += kPacket)
+    ei::pstoreu(x + j, detail::simd_exp(ei::ploadu<Packet>(x + j)));
   for (; j < size; ++j) x[j] = std::exp(x[j]);
 }
 

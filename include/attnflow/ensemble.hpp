@@ -1,0 +1,69 @@
+// Ensembles: many independent flows (different seeds or parameters, SPEC.md section 5)
+// advanced together, in parallel across systems when each is small, with the mean and
+// quantiles of every observable. Each system runs single-threaded or with the kernel's
+// fixed tiles, so results are bit-identical whatever the thread count.
+#pragma once
+
+#include <vector>
+
+#include "attnflow/flow.hpp"
+#include "attnflow/integrate.hpp"
+#include "attnflow/observe.hpp"
+#include "attnflow/types.hpp"
+
+namespace attnflow {
+
+class Ensemble {
+ public:
+  // One flow per system with its initial points (n_s, d_s); systems may differ in every
+  // option (beta, kind, size). Throws naming "ensemble: systems" when the lists differ in
+  // length or are empty.
+  Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
+           IntegratorOptions integrator);
+
+  // Advances every system to t_end. Systems run in parallel (one thread each) when there are
+  // at least as many systems as threads and each has at most parallel_n tokens; otherwise
+  // one after the other with the kernel's threads.
+  void advance(double t_end);
+
+  // Observables of every system at its current time (beta = the system's beta).
+  std::vector<Observables> observe(const ObserveOptions& options) const;
+
+  Index size() const { return static_cast<Index>(flows_.size()); }
+  const Flow& flow(Index s) const { return flows_[s]; }
+  const Matrix& state(Index s) const { return states_[s]; }
+  const FlowState& flow_state(Index s) const { return flow_states_[s]; }
+  Matrix positions(Index s) const { return flows_[s].positions(states_[s]); }
+  // For resuming from a checkpoint: replaces system s's state and FlowState.
+  void set_state(Index s, Matrix state, const FlowState& st);
+
+  Index parallel_n = 4096;  // systems this small run one per thread
+
+ private:
+  std::vector<Flow> flows_;
+  std::vector<Matrix> states_;
+  std::vector<FlowState> flow_states_;
+  IntegratorOptions integrator_;
+};
+
+// Mean and quantiles of one observable across systems.
+struct ObservableStats {
+  std::string name;
+  Index count = 0;  // systems with a finite value (energy = +inf and skipped pair passes are left out)
+  double mean = 0.0;  // 0 when count = 0
+  std::vector<double> quantiles;  // at EnsembleStats::probs; empty when count = 0
+};
+struct EnsembleStats {
+  std::vector<double> probs;
+  std::vector<ObservableStats> stats;  // in observable_names() order
+};
+
+// Quantile with linear interpolation between order statistics (NumPy's default "linear"):
+// q(p) = v[floor(h)] + (h - floor(h)) (v[floor(h)+1] - v[floor(h)]), h = (count - 1) p.
+double quantile(std::vector<double> values, double p);
+
+// Statistics over systems of every scalar observable. probs in [0, 1].
+EnsembleStats summarize(const std::vector<Observables>& per_system,
+                        const std::vector<double>& probs = {0.1, 0.5, 0.9});
+
+}  // namespace attnflow

@@ -1,0 +1,65 @@
+// Shared helpers for the pybind11 module _attnflow: a registry so that each library module
+// has its own bind_<module>.cpp (added to the build only when that module exists), and
+// argument helpers that keep float64 C-order NumPy arrays zero-copy.
+//
+// Conventions (issue 7): C++ names are kept; arrays are (n, d) row-major float64; float32 and
+// non-contiguous arrays are converted (one copy); std::invalid_argument arrives in Python as
+// ValueError with the same text (pybind11's built-in translation); the GIL is released while
+// the library computes.
+#pragma once
+
+#include <pybind11/eigen.h>
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "attnflow/types.hpp"
+
+namespace attnflow::py_bind {
+
+namespace py = pybind11;
+
+// Registers a binder; `order` fixes the order in which binders run (classes used by later
+// binders must be registered first: core = 0, capabilities 10-60, runner 90).
+struct Registrar {
+  Registrar(int order, std::function<void(py::module_&)> bind);
+};
+void bind_all(py::module_& m);
+
+// Releases the GIL for the computation of a bound function (arguments are converted before,
+// results after, with the GIL held).
+using release_gil = py::call_guard<py::gil_scoped_release>;
+
+// An optional array argument (None allowed) viewed as Eigen::Ref without copying when it is
+// float64 and C-contiguous; otherwise converted once and the copy is owned here. Keep the
+// object alive while the Ref is used (the Ref may point into it).
+template <typename RefT>
+class OptionalRef {
+ public:
+  OptionalRef(const py::object& obj, const char* name) {
+    if (obj.is_none()) return;
+    if (!caster_.load(obj, true))
+      throw py::type_error(std::string(name) + ": expected a float array of numbers, got " +
+                           std::string(py::str(obj.get_type())));
+    present_ = true;
+  }
+  bool present() const { return present_; }
+  RefT get() { return py::detail::cast_op<RefT>(caster_); }
+
+ private:
+  py::detail::make_caster<RefT> caster_;
+  bool present_ = false;
+};
+
+// The optional array as an owning Matrix / Vector (empty when None).
+Matrix matrix_or_empty(const py::object& obj, const char* name);
+Vector vector_or_empty(const py::object& obj, const char* name);
+// Throws the invalid_argument for a negative shape.
+[[noreturn]] void throw_shape(const char* ctx, Index rows, Index cols);
+
+}  // namespace attnflow::py_bind

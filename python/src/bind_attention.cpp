@@ -1,0 +1,156 @@
+// Bindings of attention on measures (SPEC.md section 1): softmax | sinkhorn | none, multi-head,
+// with the CLI's argument conventions (keys default to the queries, values to the keys).
+#include "attnflow/attention.hpp"
+#include "attnflow/normalization.hpp"
+#include "bind.hpp"
+
+namespace attnflow::py_bind {
+
+namespace {
+
+struct AttentionCall {
+  std::optional<Measure> queries, keys;
+  std::optional<Matrix> values;
+  AttentionOptions options;
+};
+
+// Same defaults as `attnflow attention`: y = None -> keys are the queries (with their
+// weights), v = None -> values are the keys' points, q/k = None -> identity.
+AttentionCall make_call(const MatrixRef& x, const py::object& y, const py::object& v,
+                        const py::object& wx, const py::object& wy, double beta, const py::object& q,
+                        const py::object& k, const std::string& normalization,
+                        const py::object& heads, int sinkhorn_iterations, double tol,
+                        int max_iterations) {
+  AttentionCall c;
+  c.queries.emplace(Matrix(x), vector_or_empty(wx, "wx"), "queries (x, wx)");
+  Vector wkeys = vector_or_empty(wy, "wy");
+  if (y.is_none() && wy.is_none()) wkeys = c.queries->weights();
+  const Matrix ykeys = y.is_none() ? c.queries->points() : matrix_or_empty(y, "y");
+  c.keys.emplace(ykeys, wkeys, "keys (y, wy)");
+  if (!v.is_none()) c.values = matrix_or_empty(v, "v");
+  c.options.beta = beta;
+  c.options.normalization = parse_normalization(normalization, "attention: normalization");
+  if (!heads.is_none()) {
+    c.options.heads = heads.cast<std::vector<AttentionHead>>();
+    if (!q.is_none() || !k.is_none())
+      throw std::invalid_argument("attention: q/k and heads both given, must give one of them");
+  } else if (!q.is_none() || !k.is_none()) {
+    AttentionHead h;
+    h.q = matrix_or_empty(q, "q");
+    h.k = matrix_or_empty(k, "k");
+    h.normalization = c.options.normalization;
+    c.options.heads.push_back(std::move(h));
+  }
+  c.options.sinkhorn.iterations = sinkhorn_iterations;
+  c.options.sinkhorn.tol = tol;
+  c.options.sinkhorn.max_iterations = max_iterations;
+  return c;
+}
+
+AttentionResult run_call(const AttentionCall& c) {
+  py::gil_scoped_release release;
+  return attention(*c.queries, *c.keys, c.values, c.options);
+}
+
+constexpr const char* kAttentionDoc =
+    "Attention between weighted point clouds (SPEC.md section 1).\n"
+    "x (n, d) queries, y (m, d) keys (default x), v (m, p) values (default y), wx (n) / wy (m) "
+    "weights (default uniform; with y=None the keys take wx), q, k (d_k, d) (default "
+    "identity), heads: list of AttentionHead (instead of q, k). Affinity s_ij = beta <Q x_i, K "
+    "y_j>; normalization 'softmax' (P_ij = b_j k_ij / sum_l b_l k_il), 'sinkhorn' (pi_ij / a_i, "
+    "pi in Pi(a, b); sinkhorn_iterations > 0 fixes the number of f-updates, else iterate to "
+    "tol) or 'none' (b_j k_ij).";
+
+// Static so that the docstrings outlive the module definition.
+const std::string kAttentionOutDoc = std::string(kAttentionDoc) + "\nReturns out (n, p).";
+const std::string kAttentionResultDoc =
+    std::string(kAttentionDoc) + "\nReturns AttentionResult (out, lse per head, status per head).";
+
+void bind_types(py::module_& m) {
+  py::enum_<Normalization>(m, "Normalization", "softmax | sinkhorn | none")
+      .value("softmax", Normalization::softmax)
+      .value("sinkhorn", Normalization::sinkhorn)
+      .value("none", Normalization::none);
+  m.def("parse_normalization", &parse_normalization, py::arg("name"),
+        py::arg("context") = "normalization");
+  py::class_<SinkhornNormalizationOptions>(m, "SinkhornNormalizationOptions")
+      .def(py::init<>())
+      .def_readwrite("iterations", &SinkhornNormalizationOptions::iterations)
+      .def_readwrite("tol", &SinkhornNormalizationOptions::tol)
+      .def_readwrite("max_iterations", &SinkhornNormalizationOptions::max_iterations);
+  py::class_<NormalizationStatus>(m, "NormalizationStatus")
+      .def(py::init<>())
+      .def_readwrite("iterations", &NormalizationStatus::iterations)
+      .def_readwrite("marginal_error", &NormalizationStatus::marginal_error)
+      .def_readwrite("converged", &NormalizationStatus::converged)
+      .def_readwrite("message", &NormalizationStatus::message);
+  py::class_<AttentionHead>(m, "AttentionHead",
+                            "One head: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity")
+      .def(py::init([](const py::object& q, const py::object& k, const py::object& v,
+                       const py::object& w, const std::string& normalization) {
+             return AttentionHead{matrix_or_empty(q, "q"), matrix_or_empty(k, "k"),
+                                  matrix_or_empty(v, "v"), matrix_or_empty(w, "w"),
+                                  parse_normalization(normalization, "AttentionHead: normalization")};
+           }),
+           py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("v") = py::none(),
+           py::arg("w") = py::none(), py::arg("normalization") = "softmax")
+      .def_readwrite("q", &AttentionHead::q)
+      .def_readwrite("k", &AttentionHead::k)
+      .def_readwrite("v", &AttentionHead::v)
+      .def_readwrite("w", &AttentionHead::w)
+      .def_readwrite("normalization", &AttentionHead::normalization);
+  py::class_<AttentionOptions>(m, "AttentionOptions")
+      .def(py::init<>())
+      .def_readwrite("beta", &AttentionOptions::beta)
+      .def_readwrite("heads", &AttentionOptions::heads)
+      .def_readwrite("normalization", &AttentionOptions::normalization)
+      .def_readwrite("sinkhorn", &AttentionOptions::sinkhorn)
+      .def("validate", &AttentionOptions::validate, py::arg("d_query"), py::arg("d_key"), py::arg("p"));
+  py::class_<AttentionResult>(m, "AttentionResult")
+      .def_readonly("out", &AttentionResult::out, "(n, d_out) attention output")
+      .def_readonly("lse", &AttentionResult::lse, "per head (n) log-normalizers")
+      .def_readonly("status", &AttentionResult::status, "per head NormalizationStatus");
+}
+
+#define ATTENTION_ARGS                                                                      \
+  py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(),                        \
+      py::arg("wx") = py::none(), py::arg("wy") = py::none(), py::arg("beta") = 1.0,         \
+      py::arg("q") = py::none(), py::arg("k") = py::none(),                                  \
+      py::arg("normalization") = "softmax", py::kw_only(), py::arg("heads") = py::none(),    \
+      py::arg("sinkhorn_iterations") = 0, py::arg("tol") = 1e-9,                             \
+      py::arg("max_iterations") = 10000
+
+const Registrar registrar(1, [](py::module_& m) {
+  bind_types(m);
+  m.def(
+      "attention",
+      [](const MatrixRef& x, const py::object& y, const py::object& v, const py::object& wx,
+         const py::object& wy, double beta, const py::object& q, const py::object& k,
+         const std::string& normalization, const py::object& heads, int iters, double tol,
+         int max_iter) {
+        const AttentionCall c =
+            make_call(x, y, v, wx, wy, beta, q, k, normalization, heads, iters, tol, max_iter);
+        return run_call(c).out;
+      },
+      ATTENTION_ARGS, kAttentionOutDoc.c_str());
+  m.def(
+      "attention_result",
+      [](const MatrixRef& x, const py::object& y, const py::object& v, const py::object& wx,
+         const py::object& wy, double beta, const py::object& q, const py::object& k,
+         const std::string& normalization, const py::object& heads, int iters, double tol,
+         int max_iter) {
+        const AttentionCall c =
+            make_call(x, y, v, wx, wy, beta, q, k, normalization, heads, iters, tol, max_iter);
+        return run_call(c);
+      },
+      ATTENTION_ARGS, kAttentionResultDoc.c_str());
+  m.def(
+      "self_attention",
+      [](const Measure& mu, const AttentionOptions& options) { return self_attention(mu, options); },
+      py::arg("mu"), py::arg("options"), release_gil(),
+      "Self-attention of a Measure with AttentionOptions -> AttentionResult");
+});
+
+}  // namespace
+
+}  // namespace attnflow::py_bind

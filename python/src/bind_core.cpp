@@ -1,0 +1,114 @@
+// Bindings of the core: measures, the seeded generator and samplers, threads, the streaming
+// kernel lse_reduce, normalizations and attention (SPEC.md sections 0-2), .npy io.
+#include <fmt/format.h>
+
+#include "attnflow/attention.hpp"
+#include "attnflow/kernel.hpp"
+#include "attnflow/measure.hpp"
+#include "attnflow/normalization.hpp"
+#include "attnflow/npy.hpp"
+#include "attnflow/parallel.hpp"
+#include "attnflow/rng.hpp"
+#include "attnflow/sample.hpp"
+#include "bind.hpp"
+
+namespace attnflow::py_bind {
+
+namespace {
+
+void bind_measure(py::module_& m) {
+  py::class_<Measure>(m, "Measure",
+                      "Discrete probability measure mu = sum_i w_i delta_{x_i}: points (n, d), "
+                      "weights (n) normalized to sum 1 (uniform when omitted).")
+      .def(py::init([](const MatrixRef& points, const py::object& weights, const std::string& name) {
+             return Measure(Matrix(points), vector_or_empty(weights, "weights"), name);
+           }),
+           py::arg("points"), py::arg("weights") = py::none(), py::arg("name") = "measure")
+      .def_property_readonly("points", &Measure::points, py::return_value_policy::reference_internal,
+                             "(n, d) read-only view of the points")
+      .def_property_readonly("weights", &Measure::weights, py::return_value_policy::reference_internal,
+                             "(n) read-only view of the weights (sum 1)")
+      .def("size", &Measure::size, "number of atoms n")
+      .def("dim", &Measure::dim, "dimension d")
+      .def("log_weights", &Measure::log_weights, "(n) log w_i (-inf for zero weights)")
+      .def("__repr__", [](const Measure& mu) {
+        return fmt::format("Measure(n={}, d={})", mu.size(), mu.dim());
+      });
+  m.def("normalized_weights", &normalized_weights, py::arg("weights"), py::arg("n"),
+        py::arg("name") = "weights",
+        "Validates weights (n) for a measure of n points and returns them normalized to sum 1; "
+        "an empty array means uniform.");
+}
+
+void bind_rng(py::module_& m) {
+  py::class_<Rng>(m, "Rng",
+                  "The project's seeded generator (xoshiro256** + SplitMix64, Box-Muller normals); "
+                  "the same seed gives the same numbers as the C++ library and the CLI.")
+      .def(py::init<std::uint64_t, std::uint64_t>(), py::arg("seed"), py::arg("stream") = 0)
+      .def("next_u64", &Rng::next_u64)
+      .def("uniform", &Rng::uniform, "uniform on [0, 1) with 53 random bits")
+      .def("normal", &Rng::normal, "standard normal")
+      .def(
+          "normal_matrix",
+          [](Rng& r, Index rows, Index cols) {
+            if (rows < 0 || cols < 0) throw_shape("Rng.normal_matrix", rows, cols);
+            Matrix a(rows, cols);
+            r.fill_normal(a);
+            return a;
+          },
+          py::arg("rows"), py::arg("cols"), "(rows, cols) i.i.d. standard normals, row by row (fill_normal)")
+      .def("split", &Rng::split, py::arg("stream"), "independent generator for sub-stream `stream`")
+      .def("seed", &Rng::seed)
+      .def("stream", &Rng::stream);
+  m.def("sample_sphere", &sample_sphere, py::arg("n"), py::arg("d"), py::arg("rng"),
+        "(n, d) points uniform on the unit sphere S^{d-1}");
+  m.def("sample_gaussian", &sample_gaussian, py::arg("n"), py::arg("d"), py::arg("rng"),
+        py::arg("sigma") = 1.0, "(n, d) points from N(0, sigma^2 I_d)");
+  m.def("equiangular", &equiangular, py::arg("n"), py::arg("d"), py::arg("rho0"),
+        "(n, d) exactly equiangular configuration, pairwise cosines rho0 (needs d >= n + 1)");
+  m.def("set_num_threads", &set_num_threads, py::arg("threads"),
+        "threads for parallel loops (0 = default); results do not depend on it");
+  m.def("num_threads", &num_threads);
+}
+
+void bind_kernel(py::module_& m) {
+  m.def(
+      "lse_reduce",
+      [](const MatrixRef& u, const MatrixRef& v, const py::object& col, const py::object& vals) {
+        // Zero-copy views for float64 C-order input; conversions happen with the GIL held.
+        OptionalRef<VectorRef> c(col, "col");
+        OptionalRef<MatrixRef> w(vals, "vals");
+        Vector lse;
+        Matrix out;
+        {
+          py::gil_scoped_release release;
+          const Vector no_col;
+          const Matrix no_vals(v.rows(), 0);
+          lse_reduce(u, v, c.present() ? c.get() : VectorRef(no_col),
+                     w.present() ? w.get() : MatrixRef(no_vals), lse, out);
+        }
+        return py::make_tuple(lse, out);
+      },
+      py::arg("u"), py::arg("v"), py::arg("col") = py::none(), py::arg("vals") = py::none(),
+      "The streaming log-sum-exp kernel. u (n, k), v (m, k), col (m) or None, vals (m, p) or "
+      "None. s_ij = <u_i, v_j> + col_j; returns (lse (n), out (n, p)) with lse_i = log sum_j "
+      "exp(s_ij) and out_i = sum_j exp(s_ij - lse_i) vals_j (p = 0 when vals is None).");
+  // Test hook: the address a float64 array argument is seen at in C++ (equals the NumPy data
+  // pointer when no copy was made). Used by the zero-copy test.
+  m.def("_ref_address", [](const MatrixRef& a) { return reinterpret_cast<std::uintptr_t>(a.data()); },
+        py::arg("a"));
+}
+
+const Registrar registrar(0, [](py::module_& m) {
+  bind_measure(m);
+  bind_rng(m);
+  bind_kernel(m);
+  m.def("read_npy_matrix", &read_npy_matrix, py::arg("path"),
+        "reads a .npy file (float64/float32, C order) as (n, d); 1-D as (n, 1)");
+  m.def("read_npy_vector", &read_npy_vector, py::arg("path"), "reads a 1-D .npy (or (n, 1))");
+  m.def("write_npy", py::overload_cast<const std::string&, const Matrix&>(&write_npy),
+        py::arg("path"), py::arg("a"), "writes a 2-D float64 .npy atomically");
+});
+}  // namespace
+
+}  // namespace attnflow::py_bind

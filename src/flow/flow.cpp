@@ -1,0 +1,239 @@
+// Attention flows (flow.hpp): option validation, state conversions, the fields and the
+// (noisy) advance. Every sum of exponentials is one lse_reduce pass per head.
+#include "attnflow/flow.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "attnflow/error.hpp"
+#include "attnflow/kernel.hpp"
+#include "attnflow/measure.hpp"
+#include "attnflow/parallel.hpp"
+
+namespace attnflow {
+
+namespace {
+
+constexpr const char* kCtx = "flow";
+// Largest argument whose exp is a finite double.
+constexpr double kMaxExpArg = 709.78;
+
+bool is_attention(FieldKind k) {
+  return k == FieldKind::sa || k == FieldKind::usa || k == FieldKind::sinkhorn;
+}
+
+// Rows of x times m^T (identity when m is empty): (n, d) -> (n, rows of m).
+Matrix apply_right(const Matrix& x, const Matrix& m) {
+  if (m.size() == 0) return x;
+  return x * m.transpose();
+}
+
+void check_head(const FlowHead& h, size_t i, Index d) {
+  const auto check = [&](const Matrix& m, const char* name, Index rows) {
+    if (m.size() == 0) return;
+    if (m.cols() != d || (rows > 0 && m.rows() != rows))
+      throw std::invalid_argument(fmt::format("{}: heads[{}].{} has shape ({}, {}), must be ({}, {})",
+                                              kCtx, i, name, m.rows(), m.cols(),
+                                              rows > 0 ? fmt::format("{}", rows) : "d_k", d));
+    require_finite(kCtx, fmt::format("heads[{}].{}", i, name), m);
+  };
+  check(h.q, "q", 0);
+  check(h.k, "k", 0);
+  check(h.v, "v", d);
+  const Index dq = h.q.size() ? h.q.rows() : d, dk = h.k.size() ? h.k.rows() : d;
+  if (dq != dk)
+    throw std::invalid_argument(fmt::format(
+        "{}: heads[{}] q has {} rows and k has {}, must be equal", kCtx, i, dq, dk));
+}
+
+bool identity_heads(const std::vector<FlowHead>& heads) {
+  if (heads.size() > 1) return false;
+  return heads.empty() || (heads[0].q.size() == 0 && heads[0].k.size() == 0 && heads[0].v.size() == 0);
+}
+
+}  // namespace
+
+FieldKind parse_field_kind(std::string_view name, std::string_view context) {
+  if (name == "sa") return FieldKind::sa;
+  if (name == "usa") return FieldKind::usa;
+  if (name == "sinkhorn") return FieldKind::sinkhorn;
+  if (name == "kuramoto") return FieldKind::kuramoto;
+  if (name == "meanshift") return FieldKind::meanshift;
+  if (name == "hardmax") return FieldKind::hardmax;
+  if (name == "vlasov") return FieldKind::vlasov;
+  throw_invalid(context, "kind", fmt::format("\"{}\"", name),
+                "one of sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
+}
+
+std::string to_string(FieldKind kind) {
+  switch (kind) {
+    case FieldKind::sa: return "sa";
+    case FieldKind::usa: return "usa";
+    case FieldKind::sinkhorn: return "sinkhorn";
+    case FieldKind::kuramoto: return "kuramoto";
+    case FieldKind::meanshift: return "meanshift";
+    case FieldKind::hardmax: return "hardmax";
+    case FieldKind::vlasov: return "vlasov";
+  }
+  return "?";
+}
+
+Interaction parse_interaction(std::string_view name, std::string_view context) {
+  if (name == "gaussian" || name == "aggregation") return Interaction::gaussian;
+  if (name == "power") return Interaction::power;
+  if (name == "custom") return Interaction::custom;
+  throw_invalid(context, "vlasov.interaction", fmt::format("\"{}\"", name),
+                "one of gaussian (aggregation), power, custom");
+}
+
+std::string to_string(Interaction interaction) {
+  switch (interaction) {
+    case Interaction::gaussian: return "gaussian";
+    case Interaction::power: return "power";
+    case Interaction::custom: return "custom";
+  }
+  return "?";
+}
+
+std::vector<FlowHead> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed) {
+  require(count >= 1, kCtx, "heads", count, ">= 1");
+  require(d >= 1, kCtx, "d", d, ">= 1");
+  std::vector<FlowHead> heads(static_cast<size_t>(count));
+  if (qkv == "identity") return heads;
+  const bool gaussian = qkv == "gaussian";
+  if (!gaussian && qkv != "goe")
+    throw_invalid(kCtx, "qkv", fmt::format("\"{}\"", qkv), "one of identity, gaussian, goe");
+  const double dd = static_cast<double>(d);
+  for (int h = 0; h < count; ++h) {
+    // Stream 3h + m for matrix m of head h: adding heads never changes the earlier ones.
+    const auto draw = [&](int m) {
+      Rng rng(seed, static_cast<std::uint64_t>(3 * h + m));
+      Matrix g(d, d);
+      rng.fill_normal(g);
+      return g;
+    };
+    FlowHead& hd = heads[static_cast<size_t>(h)];
+    if (gaussian) {
+      hd.q = draw(0) / std::sqrt(dd);
+      hd.k = draw(1) / std::sqrt(dd);
+      hd.v = draw(2) / std::sqrt(dd);
+    } else {
+      const Matrix gk = draw(1), gv = draw(2);
+      hd.k = (gk + gk.transpose()) / std::sqrt(2.0 * dd);
+      hd.v = (gv + gv.transpose()) / std::sqrt(2.0 * dd);
+    }
+  }
+  return heads;
+}
+
+void FlowOptions::validate(Index n, Index d) const {
+  require(n >= 1, kCtx, "n", n, ">= 1");
+  require(d >= 1, kCtx, "d", d, ">= 1");
+  require(std::isfinite(beta) && beta >= 0.0, kCtx, "beta", beta, "finite and >= 0");
+  if (weights.size()) normalized_weights(weights, n, kCtx);
+  for (size_t i = 0; i < heads.size(); ++i) check_head(heads[i], i, d);
+  require(kappa >= 0.0, kCtx, "kappa", kappa, ">= 0 (0 or inf: no noise)");
+  require(std::isfinite(usa_log_shift), kCtx, "usa_log_shift", usa_log_shift, "finite");
+  require(sinkhorn.iterations >= 0, kCtx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
+  require(sinkhorn.tol > 0.0, kCtx, "sinkhorn.tol", sinkhorn.tol, "> 0");
+  require(sinkhorn.max_iterations >= 1, kCtx, "sinkhorn.max_iterations", sinkhorn.max_iterations, ">= 1");
+  scheme.validate();
+  const std::string k = to_string(kind);
+  if (!is_attention(kind) && !identity_heads(heads))
+    throw_invalid(kCtx, "heads", heads.size(),
+                  fmt::format("one identity head (empty q, k, v) for kind {}", k));
+  if (scheme.scheme != Scheme::none) {
+    if (!is_attention(kind))
+      throw_invalid(kCtx, "scheme", to_string(scheme.scheme),
+                    fmt::format("none for kind {} (schemes wrap sa, usa, sinkhorn)", k));
+    require(sphere, kCtx, "sphere", sphere ? "true" : "false",
+            fmt::format("true under scheme {} (theta lives on the sphere)", to_string(scheme.scheme)));
+    require(!(kappa > 0.0 && std::isfinite(kappa)), kCtx, "kappa", kappa,
+            "0 (no noise) under a normalization scheme");
+  }
+  if (kind == FieldKind::kuramoto) {
+    require(d == 2, kCtx, "d", d, "2 for kind kuramoto (the state is the angle on the circle)");
+    require(kuramoto_normalization != Normalization::sinkhorn, kCtx, "kuramoto_normalization",
+            to_string(kuramoto_normalization), "softmax (SA form) or none (USA form)");
+  }
+  if (kind == FieldKind::hardmax) require(n >= 2, kCtx, "n", n, ">= 2 for kind hardmax");
+  if (kind == FieldKind::meanshift)
+    require(beta > 0.0, kCtx, "beta", beta, "> 0 for kind meanshift");
+  if (kind == FieldKind::vlasov) {
+    const VlasovOptions& v = vlasov;
+    if (v.interaction == Interaction::gaussian)
+      require(v.sigma > 0.0 && std::isfinite(v.sigma), kCtx, "vlasov.sigma", v.sigma, "> 0");
+    if (v.interaction == Interaction::power) {
+      require(v.b >= 1.0 && std::isfinite(v.b), kCtx, "vlasov.b", v.b, ">= 1");
+      require(v.a > v.b && std::isfinite(v.a), kCtx, "vlasov.a", v.a, fmt::format("> b = {}", v.b));
+    }
+    if (v.interaction == Interaction::custom && !v.kernel)
+      throw_message(kCtx, "vlasov.kernel is empty, must be set for interaction custom");
+  }
+}
+
+Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d) {
+  options_.validate(n, d);
+  options_.weights = normalized_weights(options_.weights, n, kCtx);
+  log_w_.resize(n);
+  for (Index i = 0; i < n; ++i)
+    log_w_[i] = options_.weights[i] > 0.0 ? std::log(options_.weights[i])
+                                          : -std::numeric_limits<double>::infinity();
+  if (options_.scheme.scheme != Scheme::none) {
+    scheme_ode_ = scheme_ode(
+        [this](double, const Matrix& theta, Matrix& a) { attention_average(theta, a); },
+        options_.scheme);
+  }
+}
+
+Index Flow::state_cols() const {
+  if (options_.kind == FieldKind::kuramoto) return 1;
+  if (options_.scheme.scheme != Scheme::none) return d_ + 1;
+  return d_;
+}
+
+bool Flow::noisy() const { return options_.kappa > 0.0 && std::isfinite(options_.kappa); }
+
+// A_i = sum_h sum_j P^h_ij V_h x_j for sa / usa / sinkhorn; x (n, d), a (n, d).
+void Flow::attention_average(const Matrix& x, Matrix& a) const {
+  const std::vector<FlowHead> one(1);
+  const std::vector<FlowHead>& heads = options_.heads.empty() ? one : options_.heads;
+  a.setZero(x.rows(), x.cols());
+  Vector lse;
+  Matrix out;
+  for (const FlowHead& h : heads) {
+    // s_ij = <u_i, v_j> + col_j with beta folded into the queries.
+    const Matrix u = options_.beta * apply_right(x, h.q);
+    const Matrix v = apply_right(x, h.k);
+    const Matrix vals = apply_right(x, h.v);
+    if (options_.kind == FieldKind::sinkhorn) {
+      NormalizationStatus status;
+      const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
+                                               options_.weights, options_.sinkhorn, status);
+      diag_.sinkhorn_marginal_error = status.marginal_error;
+      if (!status.converged) {
+        ++diag_.sinkhorn_not_converged;
+        diag_.message = status.message;
+      }
+      lse_reduce(u, v, col, vals, lse, out);
+    } else {
+      lse_reduce(u, v, log_w_, vals, lse, out);
+    }
+    if (options_.kind == FieldKind::usa) {
+      // Unnormalized: sum_j w_j e^{s_ij} V x_j = exp(lse_i) * (softmax average).
+      for (Index i = 0; i < out.rows(); ++i) {
+        const double arg = lse[i] - options_.usa_log_shift;
+        if (arg > kMaxExpArg)
+          throw std::runtime_error(fmt::format(
+              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
+              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+              i, lse[i], options_.beta));
+        out.row(i) *= std::exp(arg);
+      }
+    }
+    a += out;
+  }
+}
+
+}  // namespace attnflow

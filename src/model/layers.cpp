@@ -1,0 +1,162 @@
+#include "attnflow/layers.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "attnflow/error.hpp"
+#include "attnflow/kernel.hpp"
+#include "head.hpp"
+
+namespace attnflow {
+
+namespace {
+
+void check_shape(const Matrix& m, Index rows, Index cols, const std::string& ctx,
+                 const std::string& name) {
+  if (m.rows() != rows || m.cols() != cols)
+    throw std::invalid_argument(fmt::format("{}: {} has shape ({}, {}), must be ({}, {})", ctx,
+                                            name, m.rows(), m.cols(), rows, cols));
+  require_finite(ctx, name, m);
+}
+
+}  // namespace
+
+void AttentionLayer::validate(Index d, const std::string& ctx) const {
+  require(std::isfinite(beta), ctx, "beta", beta, "finite");
+  require(std::isfinite(step), ctx, "step", step, "finite");
+  require(heads() >= 1, ctx, "heads", heads(), ">= 1");
+  if (k.size() != q.size() || v.size() != q.size() || w.size() != q.size())
+    throw std::invalid_argument(fmt::format(
+        "{}: q, k, v, w have {}, {}, {}, {} heads, must be equal", ctx, q.size(), k.size(),
+        v.size(), w.size()));
+  require(sinkhorn.iterations >= 0, ctx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
+  require(sinkhorn.tol > 0.0, ctx, "sinkhorn.tol", sinkhorn.tol, "> 0");
+  require(sinkhorn.max_iterations >= 1, ctx, "sinkhorn.max_iterations", sinkhorn.max_iterations,
+          ">= 1");
+  const Index dk = q[0].rows(), dv = v[0].rows();
+  require(dk >= 1, ctx, "q[0].rows", dk, ">= 1");
+  require(dv >= 1, ctx, "v[0].rows", dv, ">= 1");
+  for (Index h = 0; h < heads(); ++h) {
+    check_shape(q[h], dk, d, ctx, fmt::format("q[{}]", h));
+    check_shape(k[h], dk, d, ctx, fmt::format("k[{}]", h));
+    check_shape(v[h], dv, d, ctx, fmt::format("v[{}]", h));
+    check_shape(w[h], d, dv, ctx, fmt::format("w[{}]", h));
+  }
+}
+
+void MlpLayer::validate(Index d, const std::string& ctx) const {
+  const Index h = w1.rows();
+  require(h >= 1, ctx, "hidden", h, ">= 1");
+  check_shape(w1, h, d, ctx, "w1");
+  check_shape(w2, d, h, ctx, "w2");
+  if (b1.size() != h || b2.size() != d)
+    throw std::invalid_argument(fmt::format("{}: b1, b2 have sizes {}, {}, must be {}, {}", ctx,
+                                            b1.size(), b2.size(), h, d));
+  require_finite(ctx, "b1", b1);
+  require_finite(ctx, "b2", b2);
+}
+
+std::string layer_kind(const Layer& layer) {
+  return std::holds_alternative<AttentionLayer>(layer) ? "attention" : "mlp";
+}
+
+Index parameter_count(const Layer& layer) {
+  Index count = 0;
+  Layer copy = layer;  // for_each_parameter takes a mutable layer; sizes only are read
+  for_each_parameter(copy, [&](double*, Index size) { count += size; });
+  return count;
+}
+
+namespace detail {
+
+Vector log_weights(const Vector& w) {
+  Vector lw(w.size());
+  for (Index i = 0; i < w.size(); ++i)
+    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
+  return lw;
+}
+
+Vector sinkhorn_trace(const Matrix& u, const Matrix& kk, const Vector& w, const Vector& logw,
+                      const SinkhornNormalizationOptions& opt, SinkhornTrace& trace) {
+  const Matrix none(0, 0);
+  const Index n = u.rows();
+  Vector g = Vector::Zero(n), f(n), lse_rows, lse_cols;
+  Matrix unused;
+  trace.f.clear();
+  trace.g.clear();
+  const int max_it = opt.iterations > 0 ? opt.iterations : opt.max_iterations;
+  for (int it = 1; it <= max_it; ++it) {
+    if (it > 1) {
+      const Vector colf = logw + f;
+      lse_reduce(kk, u, colf, none, lse_cols, unused);
+      if (opt.iterations == 0) {  // same stopping rule as normalize.cpp
+        double err = 0.0;
+        for (Index j = 0; j < n; ++j) {
+          err += std::abs(w[j] * std::exp(g[j] + lse_cols[j]) - w[j]);
+        }
+        if (err <= opt.tol) break;
+      }
+      g = -lse_cols;
+    }
+    const Vector colg = logw + g;
+    lse_reduce(u, kk, colg, none, lse_rows, unused);
+    f = -lse_rows;
+    trace.g.push_back(g);
+    trace.f.push_back(f);
+  }
+  return logw + g;
+}
+
+HeadForward head_forward(const AttentionLayer& layer, Index h, const Matrix& x, const Vector& w,
+                         const Matrix& z, bool self, bool record_trace) {
+  HeadForward hf;
+  hf.u = layer.beta * (z * layer.q[h].transpose());
+  hf.kk = x * layer.k[h].transpose();
+  hf.vv = x * layer.v[h].transpose();
+  const Vector logw = log_weights(w);
+  if (layer.normalization == Normalization::sinkhorn) {
+    const Matrix u_ctx = self ? Matrix() : Matrix(layer.beta * (x * layer.q[h].transpose()));
+    const Matrix& uc = self ? hf.u : u_ctx;
+    if (record_trace) {
+      hf.col = sinkhorn_trace(uc, hf.kk, w, logw, layer.sinkhorn, hf.trace);
+    } else {
+      NormalizationStatus status;
+      hf.col = normalization_offsets(Normalization::sinkhorn, uc, hf.kk, w, w, layer.sinkhorn,
+                                     status);
+    }
+  } else {
+    hf.col = logw;
+  }
+  lse_reduce(hf.u, hf.kk, hf.col, hf.vv, hf.lse, hf.a);
+  if (layer.normalization == Normalization::none)
+    for (Index i = 0; i < hf.a.rows(); ++i) hf.a.row(i) *= std::exp(hf.lse[i]);
+  return hf;
+}
+
+}  // namespace detail
+
+Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries) {
+  if (queries.cols() != mu.dim())
+    throw std::invalid_argument(fmt::format(
+        "layer: queries have dimension {}, must equal the measure's ({})", queries.cols(),
+        mu.dim()));
+  if (const auto* m = std::get_if<MlpLayer>(&layer)) {
+    Matrix hidden = (queries * m->w1.transpose()).rowwise() + m->b1.transpose();
+    hidden = hidden.cwiseMax(0.0);
+    Matrix out = queries + hidden * m->w2.transpose();
+    out.rowwise() += m->b2.transpose();
+    return out;
+  }
+  const auto& a = std::get<AttentionLayer>(layer);
+  Matrix out = queries;
+  for (Index h = 0; h < a.heads(); ++h) {
+    const detail::HeadForward hf =
+        detail::head_forward(a, h, mu.points(), mu.weights(), queries, false, false);
+    out.noalias() += a.step * (hf.a * a.w[h].transpose());
+  }
+  check_output_finite("attention layer", "out", out.data(), out.size(), out.cols(),
+                      "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709");
+  return out;
+}
+
+}  // namespace attnflow

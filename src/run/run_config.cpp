@@ -1,0 +1,162 @@
+// Config -> RunConfig: the runner's schema, defaults and validation (messages name the key).
+#include "attnflow/run_config.hpp"
+
+#include <cmath>
+#include <set>
+
+#include "attnflow/error.hpp"
+
+namespace attnflow {
+
+namespace {
+
+void require_one_of(const std::string& ctx, const std::string& key, const std::string& value,
+                    const std::set<std::string>& allowed, const std::string& list) {
+  require(allowed.count(value) > 0, ctx, key, fmt::format("\"{}\"", value), "one of " + list);
+}
+
+void read_measure(Config& c, RunConfig& r) {
+  const std::string& ctx = c.name();
+  const auto n = c.get_int("measure.n", r.n);
+  require(n >= 1, ctx, "measure.n", n, ">= 1");
+  const auto d = c.get_int("measure.d", r.d);
+  require(d >= 1, ctx, "measure.d", d, ">= 1");
+  r.n = n;
+  r.d = d;
+  r.init = c.get_string("measure.init", r.init);
+  require_one_of(ctx, "measure.init", r.init, {"uniform_sphere", "gaussian", "equiangular", "file"},
+                 "uniform_sphere, gaussian, equiangular, file");
+  r.rho0 = c.get_double("measure.rho0", r.rho0);
+  require(r.rho0 >= 0.0 && r.rho0 < 1.0, ctx, "measure.rho0", r.rho0, "in [0, 1)");
+  r.file = c.get_string("measure.file", r.file);
+  if (r.init == "file") require(!r.file.empty(), ctx, "measure.file", "\"\"", "a .npy path when init = \"file\"");
+  const auto seed = c.get_int("measure.seed", 0);
+  require(seed >= 0, ctx, "measure.seed", seed, ">= 0");
+  r.seed = static_cast<std::uint64_t>(seed);
+  const auto systems = c.get_int("measure.systems", r.systems);
+  require(systems >= 1, ctx, "measure.systems", systems, ">= 1");
+  r.systems = systems;
+  if (r.init == "equiangular")
+    require(r.d >= r.n + 1, ctx, "measure.d", r.d, fmt::format(">= n + 1 = {} for init = \"equiangular\"", r.n + 1));
+}
+
+void read_model(Config& c, RunConfig& r) {
+  const std::string& ctx = c.name();
+  r.kind = c.get_string("model.kind", r.kind);
+  require_one_of(ctx, "model.kind", r.kind,
+                 {"sa", "usa", "sinkhorn", "kuramoto", "meanshift", "hardmax", "vlasov"},
+                 "sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
+  r.beta = c.get_double("model.beta", r.beta);
+  require(std::isfinite(r.beta) && r.beta >= 0.0, ctx, "model.beta", r.beta, ">= 0 and finite");
+  r.gamma = c.get_double("model.gamma", r.gamma);
+  require(std::isfinite(r.gamma) && r.gamma >= 0.0, ctx, "model.gamma", r.gamma, ">= 0 (0 = use model.beta)");
+  if (r.gamma > 0.0) r.beta = r.gamma * std::log(static_cast<double>(r.n));
+  const auto heads = c.get_int("model.heads", r.heads);
+  require(heads >= 1, ctx, "model.heads", heads, ">= 1");
+  r.heads = heads;
+  r.qkv = c.get_string("model.qkv", r.qkv);
+  require_one_of(ctx, "model.qkv", r.qkv, {"identity", "gaussian"}, "identity, gaussian");
+  const auto qseed = c.get_int("model.qkv_seed", 0);
+  require(qseed >= 0, ctx, "model.qkv_seed", qseed, ">= 0");
+  r.qkv_seed = static_cast<std::uint64_t>(qseed);
+  r.scheme = c.get_string("model.scheme", r.scheme);
+  require_one_of(ctx, "model.scheme", r.scheme, {"post-ln", "pre-ln", "mix-ln", "peri-ln", "ngpt", "sqrt"},
+                 "post-ln, pre-ln, mix-ln, peri-ln, ngpt, sqrt");
+  r.tau = c.get_double("model.tau", r.tau);
+  require(std::isfinite(r.tau) && r.tau >= 0.0, ctx, "model.tau", r.tau, ">= 0");
+  r.alpha = c.get_double("model.alpha", r.alpha);
+  require(std::isfinite(r.alpha) && r.alpha > 0.0, ctx, "model.alpha", r.alpha, "> 0");
+  r.sphere = c.get_bool("model.sphere", r.sphere);
+  r.kappa = c.get_double("model.kappa", r.kappa);
+  require(std::isfinite(r.kappa) && r.kappa >= 0.0, ctx, "model.kappa", r.kappa, ">= 0 (0 = no noise)");
+  r.interaction = c.get_string("model.interaction", r.interaction);
+  require_one_of(ctx, "model.interaction", r.interaction, {"aggregation"}, "aggregation");
+  const auto it = c.get_int("model.sinkhorn_iterations", r.sinkhorn_iterations);
+  require(it >= 0, ctx, "model.sinkhorn_iterations", it, ">= 0 (0 = to tolerance)");
+  r.sinkhorn_iterations = static_cast<int>(it);
+  if (r.kind == "kuramoto") require(r.d == 2, ctx, "measure.d", r.d, "2 for model.kind = \"kuramoto\"");
+}
+
+void read_integrate(Config& c, RunConfig& r) {
+  const std::string& ctx = c.name();
+  r.integrator.method = parse_method(c.get_string("integrate.method", "euler"), ctx + ": integrate");
+  r.integrator.dt = c.get_double("integrate.dt", r.integrator.dt);
+  require(std::isfinite(r.integrator.dt) && r.integrator.dt > 0.0, ctx, "integrate.dt", r.integrator.dt, "> 0");
+  r.t_end = c.get_double("integrate.t_end", r.t_end);
+  require(std::isfinite(r.t_end) && r.t_end >= 0.0, ctx, "integrate.t_end", r.t_end, ">= 0");
+  r.integrator.rtol = c.get_double("integrate.rtol", r.integrator.rtol);
+  require(std::isfinite(r.integrator.rtol) && r.integrator.rtol > 0.0, ctx, "integrate.rtol", r.integrator.rtol, "> 0");
+  r.integrator.atol = c.get_double("integrate.atol", r.integrator.atol);
+  require(std::isfinite(r.integrator.atol) && r.integrator.atol > 0.0, ctx, "integrate.atol", r.integrator.atol, "> 0");
+}
+
+void read_observe_output(Config& c, RunConfig& r) {
+  const std::string& ctx = c.name();
+  r.every = c.get_double("observe.every", r.every);
+  require(std::isfinite(r.every) && r.every > 0.0, ctx, "observe.every", r.every, "> 0");
+  r.delta = c.get_double("observe.delta", r.delta);
+  require(r.delta > 0.0 && r.delta < 2.0, ctx, "observe.delta", r.delta, "in (0, 2)");
+  r.snapshots = c.get_bool("output.snapshots", r.snapshots);
+  const auto ck = c.get_int("output.checkpoint_every", r.checkpoint_every);
+  require(ck >= 0, ctx, "output.checkpoint_every", ck, ">= 0 (0 = no checkpoints)");
+  r.checkpoint_every = ck;
+}
+
+}  // namespace
+
+RunConfig parse_run_config(Config& config) {
+  RunConfig r;
+  read_measure(config, r);
+  read_model(config, r);
+  read_integrate(config, r);
+  read_observe_output(config, r);
+  config.reject_unknown();
+  return r;
+}
+
+std::string default_run_config_toml() {
+  return R"(# attnflow run: the default experiment (every key, with its default value).
+# Tokens x_i on the sphere S^{d-1} follow dx_i/dt = P_{x_i}(attention average), SPEC.md section 5.
+
+[measure]
+n = 64                    # number of tokens (>= 1)
+d = 3                     # dimension of the ambient space R^d (tokens on S^{d-1} when model.sphere)
+init = "uniform_sphere"   # uniform_sphere | gaussian | equiangular | file
+rho0 = 0.0                # equiangular: pairwise cosine in [0, 1) (needs d >= n + 1)
+file = ""                 # init = "file": .npy of shape (n, d), or (systems, n, d)
+seed = 0                  # seed of the initial measure; system k uses stream k of this seed
+systems = 1               # number of independent systems advanced together (an ensemble)
+
+[model]
+kind = "sa"               # sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
+beta = 1.0                # inverse temperature (>= 0)
+gamma = 0.0               # > 0: beta = gamma * log(n) (long-context scaling); 0: use beta
+heads = 1                 # attention heads (their fields are summed)
+qkv = "identity"          # identity | gaussian (random Gaussian Q, K, V per head, seeded by qkv_seed)
+qkv_seed = 0              # seed of the random Q, K, V
+scheme = "post-ln"        # post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (SPEC.md section 5)
+tau = 1.0                 # mix-ln: time at which post-LN switches to pre-LN
+alpha = 1.0               # ngpt: step factor alpha
+sphere = true             # true: project on the tangent space and retract onto the sphere; false: R^d
+kappa = 0.0               # noisy model dX = drift dt + sqrt(2 / kappa) dW; 0 = no noise
+interaction = "aggregation"  # vlasov: interaction kernel F(x, y)
+sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
+
+[integrate]
+method = "euler"          # euler | rk4 | dopri5 (euler + retraction = a residual layer of step dt)
+dt = 0.1                  # step (euler, rk4); first trial step (dopri5); > 0
+t_end = 15.0              # final time (>= 0)
+rtol = 1e-06              # dopri5 relative tolerance
+atol = 1e-09              # dopri5 absolute tolerance
+
+[observe]
+every = 1.0               # observe at t = 0, every, 2 every, ..., and t_end
+delta = 0.01              # cluster threshold: i ~ j when <x_i, x_j> > 1 - delta, in (0, 2)
+
+[output]
+snapshots = true          # write snapshots/snap_KKKKKK.npy at every observation
+checkpoint_every = 10     # checkpoint every this many observations (0 = never)
+)";
+}
+
+}  // namespace attnflow
