@@ -59,7 +59,7 @@ void add_attention(CLI::App& app) {
       "attention",
       "Attention between weighted point clouds: out_i = sum_j P_ij v_j with P the softmax, "
       "Sinkhorn or unnormalized weights of beta <Q x_i, K y_j>");
-  sub->add_option("--x", args->x, "Queries X (n, d) .npy (float64 or float32, C order)")
+  sub->add_option("--x", args->x, "Queries X (n, d): .npy (float64 or float32, C order) or .csv")
       ->required()->check(CLI::ExistingFile);
   sub->add_option("--y", args->y, "Keys Y (m, d) .npy (default: X)")->check(CLI::ExistingFile);
   sub->add_option("--v", args->v, "Values (m, p) .npy (default: Y)")->check(CLI::ExistingFile);

@@ -22,7 +22,8 @@ struct Registrar {
 // Adds every registered subcommand to the app (in order).
 void add_registered_commands(CLI::App& app);
 
-// Shared helpers for subcommands (cli/common.cpp).
+// Shared helpers for subcommands (cli/common.cpp). Paths ending in .csv are read as CSV
+// (optional header line), anything else as .npy; errors are prefixed with the option name.
 Matrix load_matrix(const std::string& path, const std::string& option);
 Vector load_vector(const std::string& path, const std::string& option);
 // Adds --threads N to a subcommand; the value is applied before the command runs.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "attnflow/csv.hpp"
 #include "attnflow/npy.hpp"
 #include "attnflow/parallel.hpp"
 #include "commands.hpp"
@@ -35,6 +36,7 @@ void add_registered_commands(CLI::App& app) {
 
 Matrix load_matrix(const std::string& path, const std::string& option) {
   try {
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") return read_csv(path).values;
     return read_npy_matrix(path);
   } catch (const std::exception& e) {
     throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
@@ -43,6 +45,12 @@ Matrix load_matrix(const std::string& path, const std::string& option) {
 
 Vector load_vector(const std::string& path, const std::string& option) {
   try {
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") {
+      const Matrix m = read_csv(path).values;
+      if (m.cols() != 1 && m.rows() != 1)
+        throw std::invalid_argument(fmt::format("csv has shape ({}, {}), must be one column", m.rows(), m.cols()));
+      return m.cols() == 1 ? Vector(m.col(0)) : Vector(m.row(0).transpose());
+    }
     return read_npy_vector(path);
   } catch (const std::exception& e) {
     throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));

@@ -1,42 +1,117 @@
-// attnflow demo: the main job on its built-in default. For now a small attention example:
-// softmax vs unnormalized attention of 8 points on the circle, printed.
+// attnflow demo: the main job on its built-in default. 256 tokens uniform on S^2 follow the
+// self-attention flow (SA, Q = K = V = I) at a beta where several metastable clusters form
+// quickly and then merge one by one; prints the cluster count and energy along the way and
+// writes the run's output directory (config.toml, observables.csv, snapshots, final.npy,
+// summary.json), then the plots when the Python package is importable.
 #include <fmt/format.h>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/sample.hpp"
+#include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/config.hpp"
+#include "attnflow/runner.hpp"
 #include "commands.hpp"
+#include "plot_hook.hpp"
 
 namespace attnflow::cli {
 
 namespace {
-void run_demo(const std::string& out_dir) {
-  Rng rng(2026);
-  const Measure mu(sample_sphere(8, 2, rng), "demo tokens");
-  fmt::print("attnflow demo: 8 tokens uniform on the circle (seed 2026), self-attention\n");
-  for (double beta : {1.0, 10.0, 100.0}) {
-    AttentionOptions opt;
-    opt.beta = beta;
-    const AttentionResult r = self_attention(mu, opt);
-    fmt::print("beta = {:5g}: |out_0| = {:.6f}, lse_0 = {:.6f}\n", beta, r.out.row(0).norm(),
-               r.lse[0][0]);
-  }
-  (void)out_dir;  // the dynamics issue makes demo write its output directory
-}
-}  // namespace
 
-namespace {
+// The built-in experiment (a runner config; any key can be changed with --set).
+constexpr const char* kDemoConfig = R"(# attnflow demo: metastable clusters on S^2 that form, then merge
+[measure]
+n = 256
+d = 3
+init = "uniform_sphere"
+seed = 2026
+
+[model]
+kind = "sa"
+beta = 9.0
+
+[integrate]
+method = "euler"
+dt = 0.1
+t_end = 120.0
+
+[observe]
+every = 4.0
+delta = 0.01
+
+[output]
+snapshots = true
+checkpoint_every = 10
+)";
+
+struct DemoArgs {
+  std::string out = "attnflow-demo";
+  std::vector<std::string> sets;
+  bool no_plots = false;
+};
+
+// A previous demo's directory is replaced (the demo always starts afresh); any other
+// non-empty directory is left alone and reported.
+void clear_previous_demo(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(dir) || fs::is_empty(dir)) return;
+  const std::string summary = dir + "/summary.json";
+  const auto j = fs::exists(summary) ? nlohmann::json::parse(read_file(summary), nullptr, false)
+                                      : nlohmann::json::object();
+  if (!j.is_object() || j.value("demo", false) != true)
+    throw std::invalid_argument(fmt::format("demo: --out {} is not empty and not a previous demo's output; "
+                                            "choose another directory", dir));
+  fs::remove_all(dir);
+}
+
+void run_demo(const DemoArgs& a) {
+  Config cfg = Config::parse(kDemoConfig, "demo");
+  for (const auto& s : a.sets) cfg.set(s);
+  const RunConfig rc = parse_run_config(cfg);
+  clear_previous_demo(a.out);
+  fmt::print("attnflow demo: {} tokens uniform on S^{} (seed {}), self-attention flow, beta = {:g}, "
+             "{} dt = {:g} to t = {:g}\n", rc.n, rc.d - 1, rc.seed, rc.beta,
+             to_string(rc.integrator.method), rc.integrator.dt, rc.t_end);
+  fmt::print("clusters = connected components of <x_i, x_j> > 1 - {:g}\n", rc.delta);
+  fmt::print("{:>8} {:>9} {:>8} {:>14}\n", "t", "clusters", "largest", "energy");
+  RunOptions opt;
+  opt.out_dir = a.out;
+  opt.version = ATTNFLOW_VERSION;
+  opt.progress = nullptr;  // the table below is the progress
+  opt.on_observation = [](const std::vector<ObservationRow>& rows) {
+    // Columns of observable_names(): 1 energy, 4 clusters, 5 largest_cluster.
+    const auto& v = rows[0].values;
+    fmt::print("{:8.1f} {:9g} {:8g} {:14.8f}\n", rows[0].t, v[4], v[5], v[1]);
+    std::fflush(stdout);
+  };
+  const RunResult r = run_experiment(rc, cfg.resolved(), opt);
+  // Mark the directory as the demo's, so that the next demo may replace it.
+  const std::string summary = a.out + "/summary.json";
+  auto j = nlohmann::json::parse(read_file(summary));
+  j["demo"] = true;
+  write_file_atomic(summary, j.dump(2) + "\n");
+  fmt::print("wrote {} in {:.2f} s: config.toml, observables.csv, snapshots/, final.npy, summary.json\n",
+             a.out, r.seconds);
+  if (!a.no_plots) run_plot_hook(a.out);
+}
+
 void add_demo(CLI::App& app) {
-  CLI::App* sub = app.add_subcommand("demo", "Run the main job on its built-in default");
-  auto out = std::make_shared<std::string>("attnflow-demo");
-  sub->add_option("--out", *out, "Output directory")->capture_default_str();
+  CLI::App* sub = app.add_subcommand(
+      "demo", "Run the main job on its built-in default: 256 tokens on S^2, metastable clusters that "
+              "form and merge; prints cluster count and energy, writes the output directory");
+  auto a = std::make_shared<DemoArgs>();
+  sub->add_option("--out", a->out, "Output directory (a previous demo's output there is replaced)")
+      ->capture_default_str();
+  sub->add_option("--set", a->sets, "Override a key of the built-in config: --set model.beta=4")
+      ->allow_extra_args(false);
+  sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   add_threads_option(*sub);
-  sub->callback([out] { run_demo(*out); });
+  sub->callback([a] { run_demo(*a); });
 }
 
 const Registrar registrar{"demo", 1, add_demo};
+
 }  // namespace
 
 }  // namespace attnflow::cli

@@ -1,7 +1,8 @@
-// Run checkpoints: everything a killed run needs to continue bit for bit (positions of every
-// system, integrator states, noise generator states, the observation counter and the length
+// Run checkpoints: everything a killed run needs to continue bit for bit (the flow state of
+// every system, its integrator and noise generator states, the observation counter and the length
 // of observables.csv at that moment), in one versioned file written atomically:
-//   "ATTNFLOW-CHECKPOINT\n" | uint64 json length | JSON metadata | .npy (systems, n, d) float64.
+//   "ATTNFLOW-CHECKPOINT\n" | uint64 json length | JSON metadata | .npy (systems, n, c) float64
+// (c = the flow's state columns: d, 1 for Kuramoto angles, d + 1 under a scheme).
 // Doubles in the metadata are stored as their 64-bit patterns, so nothing is rounded.
 #pragma once
 
@@ -9,8 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "attnflow/integrate.hpp"
-#include "attnflow/rng.hpp"
+#include "attnflow/flow.hpp"
 #include "attnflow/types.hpp"
 
 namespace attnflow {
@@ -22,9 +22,8 @@ struct Checkpoint {
   std::string config;             // resolved config text: a resume must use the same one
   std::int64_t observation = 0;   // index of the next observation to make
   std::uint64_t csv_bytes = 0;    // observables.csv is truncated to this length on resume
-  std::vector<IntegratorState> states;  // per system
-  std::vector<Rng::State> rngs;         // per system (noise streams)
-  std::vector<Matrix> positions;        // per system, (n, d)
+  std::vector<FlowState> flow;  // per system: integrator state and noise stream
+  std::vector<Matrix> states;   // per system, the flow state (n, c)
 };
 
 // Writes atomically (a reader never sees half a checkpoint).

@@ -113,11 +113,13 @@ class Flow {
  public:
   Flow(FlowOptions options, Index n, Index d);
 
-  // dstate/dt at (t, state) into dxdt (sized like state). One kernel pass per head.
+  // dstate/dt at (t, state) into dxdt (sized like state). One kernel pass per head. Not for
+  // concurrent calls on one Flow (it counts diagnostics); use one Flow per system.
   void field(double t, const Matrix& state, Matrix& dxdt) const;
   // Rows onto the sphere (sphere flows, theta of schemes); no-op otherwise.
   void retract(Matrix& state) const;
-  // The field and retraction as an Ode for attnflow::advance (the Flow must outlive it).
+  // The field and retraction as an Ode for attnflow::advance. The Ode refers to this Flow:
+  // it must outlive the Ode and not move while the Ode is in use.
   Ode ode() const;
 
   // Points (n, d) -> state; on the sphere rows are normalized (zero rows rejected).
@@ -146,7 +148,6 @@ class Flow {
   FlowOptions options_;
   Index n_, d_;
   Vector log_w_;
-  Ode scheme_ode_;
   mutable FlowDiagnostics diag_;
 };
 

@@ -26,6 +26,10 @@ struct PromptOutput {
   Matrix out;     // (n, p), row i = T(z_i)
   Matrix grad_u;  // (D, D), empty unless requested
   Matrix grad_v;  // (p, D), empty unless requested
+  // Per-query pieces (for per-query errors): the tilted means m_i (n, D) and, with a
+  // cotangent, C_i V^T g_i (n, D). Query i's gradients are g_i m_i^T and (C_i V^T g_i) z_i^T.
+  Matrix means;
+  Matrix cov_h;
 };
 
 // Empirical prompt: tokens mu (L points in R^D, weights honoured), queries z (n, D).

@@ -11,13 +11,22 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "attnflow/integrate.hpp"
+#include "attnflow/observe.hpp"
 #include "attnflow/run_config.hpp"
 
 namespace attnflow {
+
+// One observation of one system (the columns of observables.csv after t and system).
+struct ObservationRow {
+  double t = 0.0;
+  Index system = 0;
+  std::vector<double> values;  // in the order of observable_names() (observe.hpp)
+};
 
 struct RunOptions {
   std::string out_dir;
@@ -29,13 +38,8 @@ struct RunOptions {
   int progress_tty = -1;         // -1 detect, 0 plain lines, 1 bar
   std::string label = "run";     // prefix of progress lines
   std::string version = "unknown";
-};
-
-// One observation of one system (the columns of observables.csv after t and system).
-struct ObservationRow {
-  double t = 0.0;
-  Index system = 0;
-  std::vector<double> values;  // in the order of observable_names()
+  // Called after each observation with one row per system (the demo prints them).
+  std::function<void(const std::vector<ObservationRow>&)> on_observation;
 };
 
 struct RunResult {
@@ -49,9 +53,10 @@ struct RunResult {
   double seconds = 0.0;
 };
 
-// Column names of observables.csv: t, system, then observable_names().
+// Column names of observables.csv: t, system, then observable_names() of observe.hpp
+// (log_energy, energy, mean_cosine, min_cosine, clusters, largest_cluster, clustered_pairs,
+// order). Pair observables skipped above observe.pair_limit read min_cosine = 2, clusters = -1.
 std::vector<std::string> observable_columns();
-std::vector<std::string> observable_names();
 
 // The initial positions of system k (k < systems): sampled from stream k of the seed, or
 // read from measure.file. Public so that tests and the sweep can reproduce a run's start.

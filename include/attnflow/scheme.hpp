@@ -36,7 +36,12 @@ using AverageField = std::function<void(double t, const Matrix& theta, Matrix& a
 void scheme_rates(const SchemeOptions& options, double t, const Matrix& theta, const Vector& r,
                   const Matrix& a, Matrix& dtheta, Vector& dr);
 
-// The Ode on the state [theta | r] (n, d + 1); its retraction renormalizes theta.
+// The scheme's field on the state [theta | r] (n, d + 1) into dxdt (same shape).
+void scheme_field(const SchemeOptions& options, const AverageField& average, double t,
+                  const Matrix& state, Matrix& dxdt);
+// Renormalizes the theta columns of [theta | r] (the retraction of every scheme).
+void scheme_retract(Matrix& state);
+// The Ode on the state [theta | r] (n, d + 1): scheme_field and scheme_retract.
 Ode scheme_ode(AverageField average, const SchemeOptions& options);
 // Points x (n, d) -> [x / |x| | |x|]; zero rows are rejected naming "flow: initial state".
 Matrix scheme_state(const Matrix& x);

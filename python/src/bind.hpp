@@ -15,6 +15,7 @@
 #include <pybind11/stl.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -61,5 +62,32 @@ Matrix matrix_or_empty(const py::object& obj, const char* name);
 Vector vector_or_empty(const py::object& obj, const char* name);
 // Throws the invalid_argument for a negative shape.
 [[noreturn]] void throw_shape(const char* ctx, Index rows, Index cols);
+
+}  // namespace attnflow::py_bind
+
+namespace attnflow::py_bind {
+
+// Lets a bound enum be given as its name: FieldKind("sa") and, implicitly, any argument or
+// attribute of that enum type accepts "sa" (parsed by the library's parse_* function, so an
+// unknown name is the library's ValueError).
+template <typename Enum, typename Parse>
+void accept_names(py::enum_<Enum>& e, Parse parse) {
+  e.def(py::init([parse](const std::string& name) { return parse(name); }), py::arg("name"));
+  py::implicitly_convertible<py::str, Enum>();
+}
+
+}  // namespace attnflow::py_bind
+
+namespace attnflow::py_bind {
+
+// A Python callable held by C++ std::function copies: the library may copy a callback while
+// the GIL is released, so copies share one reference (an atomic shared_ptr count, not the
+// Python refcount), and the last owner drops it with the GIL held. Calls acquire the GIL.
+inline std::shared_ptr<py::function> share_callable(py::function f) {
+  return std::shared_ptr<py::function>(new py::function(std::move(f)), [](py::function* p) {
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+}
 
 }  // namespace attnflow::py_bind

@@ -17,8 +17,8 @@ struct AttentionCall {
 // Same defaults as `attnflow attention`: y = None -> keys are the queries (with their
 // weights), v = None -> values are the keys' points, q/k = None -> identity.
 AttentionCall make_call(const MatrixRef& x, const py::object& y, const py::object& v,
-                        const py::object& wx, const py::object& wy, double beta, const py::object& q,
-                        const py::object& k, const std::string& normalization,
+                        const py::object& wx, const py::object& wy, double beta,
+                        const py::object& q, const py::object& k, const std::string& normalization,
                         const py::object& heads, int sinkhorn_iterations, double tol,
                         int max_iterations) {
   AttentionCall c;
@@ -88,9 +88,10 @@ void bind_types(py::module_& m) {
                             "One head: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity")
       .def(py::init([](const py::object& q, const py::object& k, const py::object& v,
                        const py::object& w, const std::string& normalization) {
-             return AttentionHead{matrix_or_empty(q, "q"), matrix_or_empty(k, "k"),
-                                  matrix_or_empty(v, "v"), matrix_or_empty(w, "w"),
-                                  parse_normalization(normalization, "AttentionHead: normalization")};
+             return AttentionHead{
+                 matrix_or_empty(q, "q"), matrix_or_empty(k, "k"), matrix_or_empty(v, "v"),
+                 matrix_or_empty(w, "w"),
+                 parse_normalization(normalization, "AttentionHead: normalization")};
            }),
            py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("v") = py::none(),
            py::arg("w") = py::none(), py::arg("normalization") = "softmax")
@@ -105,20 +106,20 @@ void bind_types(py::module_& m) {
       .def_readwrite("heads", &AttentionOptions::heads)
       .def_readwrite("normalization", &AttentionOptions::normalization)
       .def_readwrite("sinkhorn", &AttentionOptions::sinkhorn)
-      .def("validate", &AttentionOptions::validate, py::arg("d_query"), py::arg("d_key"), py::arg("p"));
+      .def("validate", &AttentionOptions::validate, py::arg("d_query"), py::arg("d_key"),
+           py::arg("p"));
   py::class_<AttentionResult>(m, "AttentionResult")
       .def_readonly("out", &AttentionResult::out, "(n, d_out) attention output")
       .def_readonly("lse", &AttentionResult::lse, "per head (n) log-normalizers")
       .def_readonly("status", &AttentionResult::status, "per head NormalizationStatus");
 }
 
-#define ATTENTION_ARGS                                                                      \
-  py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(),                        \
-      py::arg("wx") = py::none(), py::arg("wy") = py::none(), py::arg("beta") = 1.0,         \
-      py::arg("q") = py::none(), py::arg("k") = py::none(),                                  \
-      py::arg("normalization") = "softmax", py::kw_only(), py::arg("heads") = py::none(),    \
-      py::arg("sinkhorn_iterations") = 0, py::arg("tol") = 1e-9,                             \
-      py::arg("max_iterations") = 10000
+#define ATTENTION_ARGS                                                                            \
+  py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(), py::arg("wx") = py::none(), \
+                py::arg("wy") = py::none(), py::arg("beta") = 1.0, py::arg("q") = py::none(),     \
+                py::arg("k") = py::none(), py::arg("normalization") = "softmax", py::kw_only(),   \
+                py::arg("heads") = py::none(), py::arg("sinkhorn_iterations") = 0,                \
+                py::arg("tol") = 1e-9, py::arg("max_iterations") = 10000
 
 const Registrar registrar(1, [](py::module_& m) {
   bind_types(m);
@@ -146,7 +147,9 @@ const Registrar registrar(1, [](py::module_& m) {
       ATTENTION_ARGS, kAttentionResultDoc.c_str());
   m.def(
       "self_attention",
-      [](const Measure& mu, const AttentionOptions& options) { return self_attention(mu, options); },
+      [](const Measure& mu, const AttentionOptions& options) {
+        return self_attention(mu, options);
+      },
       py::arg("mu"), py::arg("options"), release_gil(),
       "Self-attention of a Measure with AttentionOptions -> AttentionResult");
 });

@@ -20,13 +20,16 @@ void bind_measure(py::module_& m) {
   py::class_<Measure>(m, "Measure",
                       "Discrete probability measure mu = sum_i w_i delta_{x_i}: points (n, d), "
                       "weights (n) normalized to sum 1 (uniform when omitted).")
-      .def(py::init([](const MatrixRef& points, const py::object& weights, const std::string& name) {
-             return Measure(Matrix(points), vector_or_empty(weights, "weights"), name);
-           }),
-           py::arg("points"), py::arg("weights") = py::none(), py::arg("name") = "measure")
-      .def_property_readonly("points", &Measure::points, py::return_value_policy::reference_internal,
+      .def(
+          py::init([](const MatrixRef& points, const py::object& weights, const std::string& name) {
+            return Measure(Matrix(points), vector_or_empty(weights, "weights"), name);
+          }),
+          py::arg("points"), py::arg("weights") = py::none(), py::arg("name") = "measure")
+      .def_property_readonly("points", &Measure::points,
+                             py::return_value_policy::reference_internal,
                              "(n, d) read-only view of the points")
-      .def_property_readonly("weights", &Measure::weights, py::return_value_policy::reference_internal,
+      .def_property_readonly("weights", &Measure::weights,
+                             py::return_value_policy::reference_internal,
                              "(n) read-only view of the weights (sum 1)")
       .def("size", &Measure::size, "number of atoms n")
       .def("dim", &Measure::dim, "dimension d")
@@ -56,7 +59,8 @@ void bind_rng(py::module_& m) {
             r.fill_normal(a);
             return a;
           },
-          py::arg("rows"), py::arg("cols"), "(rows, cols) i.i.d. standard normals, row by row (fill_normal)")
+          py::arg("rows"), py::arg("cols"),
+          "(rows, cols) i.i.d. standard normals, row by row (fill_normal)")
       .def("split", &Rng::split, py::arg("stream"), "independent generator for sub-stream `stream`")
       .def("seed", &Rng::seed)
       .def("stream", &Rng::stream);
@@ -95,8 +99,9 @@ void bind_kernel(py::module_& m) {
       "exp(s_ij) and out_i = sum_j exp(s_ij - lse_i) vals_j (p = 0 when vals is None).");
   // Test hook: the address a float64 array argument is seen at in C++ (equals the NumPy data
   // pointer when no copy was made). Used by the zero-copy test.
-  m.def("_ref_address", [](const MatrixRef& a) { return reinterpret_cast<std::uintptr_t>(a.data()); },
-        py::arg("a"));
+  m.def(
+      "_ref_address", [](const MatrixRef& a) { return reinterpret_cast<std::uintptr_t>(a.data()); },
+      py::arg("a"));
 }
 
 const Registrar registrar(0, [](py::module_& m) {

@@ -1,7 +1,10 @@
 // Flow fields other than attention averages (kuramoto, meanshift, hardmax, vlasov), the
 // tangent projection and retraction, state conversions, and the (noisy) advance.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "attnflow/error.hpp"
 #include "attnflow/flow.hpp"
@@ -13,6 +16,8 @@ namespace attnflow {
 namespace {
 
 constexpr const char* kCtx = "flow";
+// Pair loops below this size run on one thread (an OpenMP region costs more than the work).
+constexpr Index kMinParallelPairs = 65536;
 
 // Kuramoto on angles theta (n, 1): with c_j = (cos t_j, sin t_j) and m_i the softmax average
 // of c_j under w_j e^{beta <c_i, c_j>} = w_j e^{beta cos(t_i - t_j)},
@@ -58,7 +63,7 @@ void hardmax_field(const FlowOptions& o, const Matrix& x, Matrix& dx) {
     const Matrix qx = h.q.size() ? Matrix(x * h.q.transpose()) : x;
     const Matrix kx = h.k.size() ? Matrix(x * h.k.transpose()) : x;
     const Matrix vx = h.v.size() ? Matrix(x * h.v.transpose()) : x;
-#pragma omp parallel for schedule(static) num_threads(num_threads())
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n * n >= kMinParallelPairs)
     for (Index i = 0; i < n; ++i) {
       Index best = -1;
       double best_s = -std::numeric_limits<double>::infinity();
@@ -96,7 +101,7 @@ void pair_interaction(const VlasovOptions& v, const Vector& w, const Matrix& x, 
   const Index n = x.rows(), d = x.cols();
   dx.setZero(n, d);
   const bool power = v.interaction == Interaction::power;
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(num_threads()) if (n * n >= kMinParallelPairs)
   {
     std::vector<double> f(static_cast<size_t>(d)), z(static_cast<size_t>(d));
 #pragma omp for schedule(static)
@@ -159,12 +164,18 @@ void Flow::field(double t, const Matrix& state, Matrix& dxdt) const {
     throw std::invalid_argument(fmt::format("{}: state has shape ({}, {}), must be ({}, {})", kCtx,
                                             state.rows(), state.cols(), n_, state_cols()));
   ++diag_.evaluations;
-  if (options_.scheme.scheme != Scheme::none) scheme_ode_.field(t, state, dxdt);
-  else plain_field(t, state, dxdt);
+  if (options_.scheme.scheme != Scheme::none) {
+    const AverageField average = [this](double, const Matrix& theta, Matrix& a) {
+      attention_average(theta, a);
+    };
+    scheme_field(options_.scheme, average, t, state, dxdt);
+  } else {
+    plain_field(t, state, dxdt);
+  }
 }
 
 void Flow::retract(Matrix& state) const {
-  if (options_.scheme.scheme != Scheme::none) scheme_ode_.retract(state);
+  if (options_.scheme.scheme != Scheme::none) scheme_retract(state);
   else if (options_.sphere && options_.kind != FieldKind::kuramoto) normalize_rows(state);
 }
 

@@ -180,11 +180,6 @@ Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options))
   for (Index i = 0; i < n; ++i)
     log_w_[i] = options_.weights[i] > 0.0 ? std::log(options_.weights[i])
                                           : -std::numeric_limits<double>::infinity();
-  if (options_.scheme.scheme != Scheme::none) {
-    scheme_ode_ = scheme_ode(
-        [this](double, const Matrix& theta, Matrix& a) { attention_average(theta, a); },
-        options_.scheme);
-  }
 }
 
 Index Flow::state_cols() const {

@@ -34,6 +34,8 @@ PromptOutput assemble(const PromptOperator& op, const Matrix& queries, const Mat
                       const Matrix& cotangent, const Matrix& cov_h) {
   PromptOutput r;
   r.out = means * op.v.transpose();
+  r.means = means;
+  r.cov_h = cov_h;
   check_output_finite(kContext, "out", r.out.data(), r.out.size(), r.out.cols(),
                       "the tilt a = U z is too large for the token law");
   if (cotangent.size() == 0) return r;

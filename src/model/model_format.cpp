@@ -164,6 +164,10 @@ Model model_from_bytes(const std::string& bytes, const std::string& name) {
   const size_t body = bytes.size() - 8;
   std::uint64_t stored;
   std::memcpy(&stored, bytes.data() + body, 8);
+  // Checked before parsing, so corrupt sizes never drive allocations.
+  if (fnv1a(bytes.data(), body) != stored)
+    throw std::invalid_argument(fmt::format(
+        "{}: checksum mismatch (the file is corrupt or was truncated)", name));
   Reader r(bytes, body, name);
   r.get<std::uint64_t>("magic");
   r.get<std::uint32_t>("version");
@@ -176,9 +180,6 @@ Model model_from_bytes(const std::string& bytes, const std::string& name) {
     throw std::invalid_argument(fmt::format(
         "{}: {} unexpected bytes after the last layer (corrupt or truncated file)", name,
         body - r.pos()));
-  if (fnv1a(bytes.data(), body) != stored)
-    throw std::invalid_argument(fmt::format(
-        "{}: checksum mismatch (the file is corrupt or was truncated)", name));
   try {
     model.validate();
   } catch (const std::invalid_argument& e) {

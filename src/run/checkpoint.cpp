@@ -52,20 +52,20 @@ Rng::State rng_from(const nlohmann::json& j) {
 }  // namespace
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
-  require(!c.positions.empty(), "checkpoint", "systems", 0, ">= 1");
-  require(c.states.size() == c.positions.size() && c.rngs.size() == c.positions.size(), "checkpoint",
-          "states", c.states.size(), fmt::format("one per system ({})", c.positions.size()));
+  require(!c.states.empty(), "checkpoint", "systems", 0, ">= 1");
+  require(c.flow.size() == c.states.size(), "checkpoint", "flow states", c.flow.size(),
+          fmt::format("one per system ({})", c.states.size()));
   nlohmann::json meta = {{"version", c.version}, {"config", c.config}, {"observation", c.observation},
                          {"csv_bytes", c.csv_bytes}};
-  for (std::size_t k = 0; k < c.positions.size(); ++k) {
-    meta["states"].push_back(state_json(c.states[k]));
-    meta["rngs"].push_back(rng_json(c.rngs[k]));
+  for (const FlowState& f : c.flow) {
+    meta["integrator"].push_back(state_json(f.integrator));
+    meta["noise"].push_back(rng_json(f.noise));
   }
-  const Index n = c.positions[0].rows(), d = c.positions[0].cols();
+  const Index n = c.states[0].rows(), d = c.states[0].cols();
   std::vector<double> data;
-  data.reserve(c.positions.size() * static_cast<std::size_t>(n * d));
-  for (const Matrix& x : c.positions) {
-    require(x.rows() == n && x.cols() == d, "checkpoint", "positions", fmt::format("{}x{}", x.rows(), x.cols()),
+  data.reserve(c.states.size() * static_cast<std::size_t>(n * d));
+  for (const Matrix& x : c.states) {
+    require(x.rows() == n && x.cols() == d, "checkpoint", "states", fmt::format("{}x{}", x.rows(), x.cols()),
             fmt::format("{}x{} like system 0", n, d));
     data.insert(data.end(), x.data(), x.data() + x.size());
   }
@@ -74,7 +74,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
   std::string bytes(kMagic, kMagicLen);
   bytes.append(reinterpret_cast<const char*>(&len), sizeof(len));
   bytes += text;
-  bytes += npy_bytes(data.data(), {static_cast<Index>(c.positions.size()), n, d});
+  bytes += npy_bytes(data.data(), {static_cast<Index>(c.states.size()), n, d});
   write_file_atomic(path, bytes);
 }
 
@@ -96,20 +96,22 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.config = meta.at("config").get<std::string>();
     c.observation = meta.at("observation").get<std::int64_t>();
     c.csv_bytes = meta.at("csv_bytes").get<std::uint64_t>();
-    for (const auto& s : meta.at("states")) c.states.push_back(state_from(s));
-    for (const auto& r : meta.at("rngs")) c.rngs.push_back(rng_from(r));
+    const auto& integ = meta.at("integrator");
+    const auto& noise = meta.at("noise");
+    if (integ.size() != noise.size()) throw_message("checkpoint", fmt::format("{}: bad metadata", path));
+    for (std::size_t k = 0; k < integ.size(); ++k) c.flow.push_back({state_from(integ[k]), rng_from(noise[k])});
   } catch (const nlohmann::json::exception& e) {
     throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
   }
   const NpyArray a = parse_npy(bytes.substr(kMagicLen + 8 + len), path);
-  if (a.shape.size() != 3 || static_cast<std::size_t>(a.shape[0]) != c.states.size())
-    throw_message("checkpoint", fmt::format("{}: positions must be (systems, n, d) with {} systems", path,
-                                            c.states.size()));
+  if (a.shape.size() != 3 || static_cast<std::size_t>(a.shape[0]) != c.flow.size())
+    throw_message("checkpoint", fmt::format("{}: states must be (systems, n, c) with {} systems", path,
+                                            c.flow.size()));
   const Index n = a.shape[1], d = a.shape[2];
   for (Index k = 0; k < a.shape[0]; ++k) {
     Matrix x(n, d);
     std::memcpy(x.data(), a.data.data() + k * n * d, sizeof(double) * static_cast<std::size_t>(n * d));
-    c.positions.push_back(std::move(x));
+    c.states.push_back(std::move(x));
   }
   return c;
 }

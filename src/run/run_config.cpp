@@ -47,34 +47,53 @@ void read_model(Config& c, RunConfig& r) {
                  {"sa", "usa", "sinkhorn", "kuramoto", "meanshift", "hardmax", "vlasov"},
                  "sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
   r.beta = c.get_double("model.beta", r.beta);
-  require(std::isfinite(r.beta) && r.beta >= 0.0, ctx, "model.beta", r.beta, ">= 0 and finite");
+  // > 0: the energy (1 / (2 beta)) sum e^{beta <x_i, x_j>} is observed at every step.
+  require(std::isfinite(r.beta) && r.beta > 0.0, ctx, "model.beta", r.beta, "> 0 and finite");
   r.gamma = c.get_double("model.gamma", r.gamma);
   require(std::isfinite(r.gamma) && r.gamma >= 0.0, ctx, "model.gamma", r.gamma, ">= 0 (0 = use model.beta)");
-  if (r.gamma > 0.0) r.beta = r.gamma * std::log(static_cast<double>(r.n));
+  if (r.gamma > 0.0) {
+    require(r.n >= 2, ctx, "measure.n", r.n, ">= 2 when model.gamma > 0 (beta = gamma log n)");
+    r.beta = r.gamma * std::log(static_cast<double>(r.n));
+  }
   const auto heads = c.get_int("model.heads", r.heads);
   require(heads >= 1, ctx, "model.heads", heads, ">= 1");
   r.heads = heads;
   r.qkv = c.get_string("model.qkv", r.qkv);
-  require_one_of(ctx, "model.qkv", r.qkv, {"identity", "gaussian"}, "identity, gaussian");
+  require_one_of(ctx, "model.qkv", r.qkv, {"identity", "gaussian", "goe"}, "identity, gaussian, goe");
   const auto qseed = c.get_int("model.qkv_seed", 0);
   require(qseed >= 0, ctx, "model.qkv_seed", qseed, ">= 0");
   r.qkv_seed = static_cast<std::uint64_t>(qseed);
-  r.scheme = c.get_string("model.scheme", r.scheme);
-  require_one_of(ctx, "model.scheme", r.scheme, {"post-ln", "pre-ln", "mix-ln", "peri-ln", "ngpt", "sqrt"},
-                 "post-ln, pre-ln, mix-ln, peri-ln, ngpt, sqrt");
-  r.tau = c.get_double("model.tau", r.tau);
-  require(std::isfinite(r.tau) && r.tau >= 0.0, ctx, "model.tau", r.tau, ">= 0");
-  r.alpha = c.get_double("model.alpha", r.alpha);
-  require(std::isfinite(r.alpha) && r.alpha > 0.0, ctx, "model.alpha", r.alpha, "> 0");
   r.sphere = c.get_bool("model.sphere", r.sphere);
   r.kappa = c.get_double("model.kappa", r.kappa);
-  require(std::isfinite(r.kappa) && r.kappa >= 0.0, ctx, "model.kappa", r.kappa, ">= 0 (0 = no noise)");
-  r.interaction = c.get_string("model.interaction", r.interaction);
-  require_one_of(ctx, "model.interaction", r.interaction, {"aggregation"}, "aggregation");
+  require(!std::isnan(r.kappa) && r.kappa >= 0.0, ctx, "model.kappa", r.kappa, ">= 0 (0 = no noise)");
+  r.kuramoto_form = c.get_string("model.kuramoto_form", r.kuramoto_form);
+  require_one_of(ctx, "model.kuramoto_form", r.kuramoto_form, {"sa", "usa"}, "sa, usa");
+  r.usa_log_shift = c.get_double("model.usa_log_shift", r.usa_log_shift);
+  require(std::isfinite(r.usa_log_shift), ctx, "model.usa_log_shift", r.usa_log_shift, "finite");
   const auto it = c.get_int("model.sinkhorn_iterations", r.sinkhorn_iterations);
   require(it >= 0, ctx, "model.sinkhorn_iterations", it, ">= 0 (0 = to tolerance)");
   r.sinkhorn_iterations = static_cast<int>(it);
   if (r.kind == "kuramoto") require(r.d == 2, ctx, "measure.d", r.d, "2 for model.kind = \"kuramoto\"");
+}
+
+void read_scheme_vlasov(Config& c, RunConfig& r) {
+  const std::string& ctx = c.name();
+  r.scheme = c.get_string("model.scheme", r.scheme);
+  require_one_of(ctx, "model.scheme", r.scheme,
+                 {"none", "post-ln", "pre-ln", "mix-ln", "peri-ln", "ngpt", "sqrt"},
+                 "none, post-ln, pre-ln, mix-ln, peri-ln, ngpt, sqrt");
+  r.tau = c.get_double("model.tau", r.tau);
+  require(std::isfinite(r.tau) && r.tau >= 0.0, ctx, "model.tau", r.tau, ">= 0");
+  r.alpha = c.get_double("model.alpha", r.alpha);
+  require(std::isfinite(r.alpha) && r.alpha > 0.0, ctx, "model.alpha", r.alpha, "> 0");
+  r.interaction = c.get_string("model.interaction", r.interaction);
+  require_one_of(ctx, "model.interaction", r.interaction, {"gaussian", "power"}, "gaussian, power");
+  r.sigma = c.get_double("model.sigma", r.sigma);
+  require(std::isfinite(r.sigma) && r.sigma > 0.0, ctx, "model.sigma", r.sigma, "> 0");
+  r.a = c.get_double("model.a", r.a);
+  r.b = c.get_double("model.b", r.b);
+  require(std::isfinite(r.b) && r.b >= 1.0, ctx, "model.b", r.b, ">= 1");
+  require(std::isfinite(r.a) && r.a > r.b, ctx, "model.a", r.a, fmt::format("> model.b = {}", r.b));
 }
 
 void read_integrate(Config& c, RunConfig& r) {
@@ -88,6 +107,10 @@ void read_integrate(Config& c, RunConfig& r) {
   require(std::isfinite(r.integrator.rtol) && r.integrator.rtol > 0.0, ctx, "integrate.rtol", r.integrator.rtol, "> 0");
   r.integrator.atol = c.get_double("integrate.atol", r.integrator.atol);
   require(std::isfinite(r.integrator.atol) && r.integrator.atol > 0.0, ctx, "integrate.atol", r.integrator.atol, "> 0");
+  // The noisy model is an Euler-Maruyama scheme: no higher-order or adaptive SDE method.
+  if (r.kappa > 0.0 && std::isfinite(r.kappa))
+    require(r.integrator.method == Method::euler, ctx, "integrate.method",
+            fmt::format("\"{}\"", to_string(r.integrator.method)), "\"euler\" when model.kappa > 0 (noise)");
 }
 
 void read_observe_output(Config& c, RunConfig& r) {
@@ -96,6 +119,9 @@ void read_observe_output(Config& c, RunConfig& r) {
   require(std::isfinite(r.every) && r.every > 0.0, ctx, "observe.every", r.every, "> 0");
   r.delta = c.get_double("observe.delta", r.delta);
   require(r.delta > 0.0 && r.delta < 2.0, ctx, "observe.delta", r.delta, "in (0, 2)");
+  const auto pl = c.get_int("observe.pair_limit", r.pair_limit);
+  require(pl >= 0, ctx, "observe.pair_limit", pl, ">= 0 (0 = never skip)");
+  r.pair_limit = pl;
   r.snapshots = c.get_bool("output.snapshots", r.snapshots);
   const auto ck = c.get_int("output.checkpoint_every", r.checkpoint_every);
   require(ck >= 0, ctx, "output.checkpoint_every", ck, ">= 0 (0 = no checkpoints)");
@@ -108,6 +134,7 @@ RunConfig parse_run_config(Config& config) {
   RunConfig r;
   read_measure(config, r);
   read_model(config, r);
+  read_scheme_vlasov(config, r);
   read_integrate(config, r);
   read_observe_output(config, r);
   config.reject_unknown();
@@ -129,18 +156,23 @@ systems = 1               # number of independent systems advanced together (an 
 
 [model]
 kind = "sa"               # sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
-beta = 1.0                # inverse temperature (>= 0)
+beta = 1.0                # inverse temperature (> 0)
 gamma = 0.0               # > 0: beta = gamma * log(n) (long-context scaling); 0: use beta
 heads = 1                 # attention heads (their fields are summed)
-qkv = "identity"          # identity | gaussian (random Gaussian Q, K, V per head, seeded by qkv_seed)
+qkv = "identity"          # identity | gaussian (N(0, 1/d) entries) | goe (Q = I, K, V symmetric GOE-type)
 qkv_seed = 0              # seed of the random Q, K, V
-scheme = "post-ln"        # post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (SPEC.md section 5)
+sphere = true             # true: project on the tangent space and retract onto the sphere; false: R^d
+kappa = 0.0               # noisy model dX = drift dt + sqrt(2 / kappa) dW (needs method = "euler"); 0 = no noise
+kuramoto_form = "sa"      # kuramoto (d = 2, angles): sa (normalized by sum_k e^{beta cos}) | usa
+usa_log_shift = 0.0       # usa: field times exp(-usa_log_shift), a time rescaling for huge beta
+sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
+scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (SPEC.md section 5)
 tau = 1.0                 # mix-ln: time at which post-LN switches to pre-LN
 alpha = 1.0               # ngpt: step factor alpha
-sphere = true             # true: project on the tangent space and retract onto the sphere; false: R^d
-kappa = 0.0               # noisy model dX = drift dt + sqrt(2 / kappa) dW; 0 = no noise
-interaction = "aggregation"  # vlasov: interaction kernel F(x, y)
-sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
+interaction = "gaussian"  # vlasov: gaussian (F = -(x - y) e^{-|x - y|^2 / (2 sigma^2)}) | power
+sigma = 1.0               # vlasov gaussian: width sigma
+a = 2.0                   # vlasov power: W(z) = |z|^a / a - |z|^b / b, attraction exponent a > b
+b = 1.0                   # vlasov power: repulsion exponent b >= 1
 
 [integrate]
 method = "euler"          # euler | rk4 | dopri5 (euler + retraction = a residual layer of step dt)
@@ -152,6 +184,7 @@ atol = 1e-09              # dopri5 absolute tolerance
 [observe]
 every = 1.0               # observe at t = 0, every, 2 every, ..., and t_end
 delta = 0.01              # cluster threshold: i ~ j when <x_i, x_j> > 1 - delta, in (0, 2)
+pair_limit = 20000        # n above this skips the O(n^2) pair pass (clusters = -1); 0 = never skip
 
 [output]
 snapshots = true          # write snapshots/snap_KKKKKK.npy at every observation

@@ -1,20 +1,19 @@
-// The experiment runner: schedule of observations, ensemble loop, output directory, checkpoints.
+// The experiment runner: schedule of observations, the ensemble loop, the output directory
+// and checkpoints. The flow itself (fields, schemes, noise, observables) is src/flow's.
 #include "attnflow/runner.hpp"
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cmath>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/checkpoint.hpp"
+#include "attnflow/ensemble.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/npy.hpp"
-#include "attnflow/parallel.hpp"
 #include "attnflow/progress.hpp"
 #include "attnflow/sample.hpp"
 #include "observables_csv.hpp"
@@ -24,11 +23,9 @@ namespace attnflow {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> observable_names() { return detail::observable_names(); }
-
 std::vector<std::string> observable_columns() {
   std::vector<std::string> c{"t", "system"};
-  for (auto& n : detail::observable_names()) c.push_back(n);
+  for (auto& n : observable_names()) c.push_back(n);
   return c;
 }
 
@@ -53,13 +50,13 @@ Matrix read_initial_file(const RunConfig& cfg, Index system) {
                   fmt::format("an .npy of shape ({}, {}) or ({}, {}, {}) (measure.systems, n, d)", cfg.n, cfg.d,
                               cfg.systems, cfg.n, cfg.d));
   Matrix x(cfg.n, cfg.d);
-  const std::size_t off = ok3 ? static_cast<std::size_t>(system * cfg.n * cfg.d) : 0;
+  const auto off = ok3 ? static_cast<std::size_t>(system * cfg.n * cfg.d) : std::size_t{0};
   std::copy_n(a.data.data() + off, x.size(), x.data());
   require_finite("run: measure.file", cfg.file, x);
   return x;
 }
 
-// Row-normalizes onto the sphere; a zero row cannot be placed on it.
+// Row-normalizes onto the sphere, so that t = 0 observables see the points the flow moves.
 void to_sphere(Matrix& x) {
   for (Index i = 0; i < x.rows(); ++i) {
     const double r = x.row(i).norm();
@@ -68,80 +65,80 @@ void to_sphere(Matrix& x) {
   }
 }
 
-struct RunState {
-  std::vector<Matrix> x;
-  std::vector<IntegratorState> st;
-  std::vector<Rng> rng;
+// Positions of all systems: (n, d) for one system, (systems, n, d) for an ensemble.
+void write_positions(const std::string& path, const Ensemble& e) {
+  if (e.size() == 1) return write_npy(path, e.positions(0));
+  std::vector<double> data;
+  Index n = 0, d = 0;
+  for (Index k = 0; k < e.size(); ++k) {
+    const Matrix x = e.positions(k);
+    n = x.rows();
+    d = x.cols();
+    data.insert(data.end(), x.data(), x.data() + x.size());
+  }
+  write_npy(path, data.data(), {e.size(), n, d});
+}
+
+struct Paths {
+  std::string dir, config, csv, snapshots, final_npy, summary, checkpoint;
+  explicit Paths(const std::string& d)
+      : dir(d), config(d + "/config.toml"), csv(d + "/observables.csv"), snapshots(d + "/snapshots"),
+        final_npy(d + "/final.npy"), summary(d + "/summary.json"), checkpoint(d + "/checkpoint.bin") {}
+};
+
+bool finished_run(const Paths& p) {
+  if (!fs::exists(p.summary)) return false;
+  const auto j = nlohmann::json::parse(read_file(p.summary), nullptr, false);
+  return !j.is_discarded() && j.value("status", "") == "finished";
+}
+
+// Where the loop stands: observations made so far and the CSV length that goes with them.
+struct Cursor {
   std::int64_t next_obs = 0;
   std::uint64_t csv_bytes = 0;
 };
 
-RunState fresh_state(const RunConfig& cfg) {
-  RunState s;
+Ensemble make_ensemble(const RunConfig& cfg) {
+  std::vector<FlowOptions> flows;
+  std::vector<Matrix> x0;
   for (Index k = 0; k < cfg.systems; ++k) {
-    s.x.push_back(initial_positions(cfg, k));
-    s.st.emplace_back();
-    s.rng.push_back(Rng(cfg.seed, static_cast<std::uint64_t>(k)).split(1));  // noise stream of system k
+    flows.push_back(detail::flow_options(cfg, k));
+    x0.push_back(initial_positions(cfg, k));
   }
-  return s;
+  return Ensemble(std::move(flows), x0, cfg.integrator);
 }
 
-RunState state_from_checkpoint(const Checkpoint& ck, const RunConfig& cfg) {
-  RunState s;
-  s.x = ck.positions;
-  s.st = ck.states;
-  for (Index k = 0; k < cfg.systems; ++k) {
-    Rng r(cfg.seed, static_cast<std::uint64_t>(k));
-    r.set_state(ck.rngs[static_cast<std::size_t>(k)]);
-    s.rng.push_back(r);
+Checkpoint make_checkpoint(const Ensemble& e, const Cursor& c, const std::string& config) {
+  Checkpoint ck;
+  ck.config = config;
+  ck.observation = c.next_obs;
+  ck.csv_bytes = c.csv_bytes;
+  for (Index k = 0; k < e.size(); ++k) {
+    ck.states.push_back(e.state(k));
+    ck.flow.push_back(e.flow_state(k));
   }
-  s.next_obs = ck.observation;
-  s.csv_bytes = ck.csv_bytes;
-  return s;
+  return ck;
 }
 
-Checkpoint make_checkpoint(const RunState& s, const std::string& config) {
-  Checkpoint c;
-  c.config = config;
-  c.observation = s.next_obs;
-  c.csv_bytes = s.csv_bytes;
-  c.positions = s.x;
-  c.states = s.st;
-  for (const Rng& r : s.rng) c.rngs.push_back(r.state());
-  return c;
+Cursor restore(Ensemble& e, const Checkpoint& ck) {
+  require(static_cast<Index>(ck.states.size()) == e.size(), "run: checkpoint", "systems", ck.states.size(),
+          fmt::format("{} (measure.systems)", e.size()));
+  for (Index k = 0; k < e.size(); ++k)
+    e.set_state(k, ck.states[static_cast<std::size_t>(k)], ck.flow[static_cast<std::size_t>(k)]);
+  return {ck.observation, ck.csv_bytes};
 }
 
-// Positions of all systems: (n, d) for one system, (systems, n, d) for an ensemble.
-void write_positions(const std::string& path, const std::vector<Matrix>& x) {
-  if (x.size() == 1) return write_npy(path, x[0]);
-  std::vector<double> data;
-  for (const Matrix& m : x) data.insert(data.end(), m.data(), m.data() + m.size());
-  write_npy(path, data.data(), {static_cast<Index>(x.size()), x[0].rows(), x[0].cols()});
+std::vector<ObservationRow> observe_rows(const RunConfig& cfg, const Ensemble& e, double t) {
+  const std::vector<Observables> obs = e.observe(detail::observe_options(cfg));
+  std::vector<ObservationRow> rows;
+  for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_values(obs[static_cast<std::size_t>(k)])});
+  return rows;
 }
 
-// Runs f(k) for every system; in parallel across systems when there are several (each
-// system's arithmetic is independent of the others, so the thread count changes nothing).
-template <typename F>
-void for_each_system(Index systems, F&& f) {
-  if (systems == 1) return f(0);
-  std::exception_ptr error;
-  std::mutex mu;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
-  for (Index k = 0; k < systems; ++k) {
-    try {
-      f(k);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
-}
-
-std::string status_text(const RunConfig& cfg, double t, const std::vector<ObservationRow>& rows) {
-  // Column 0 is energy, 1 is clusters (observable_names()); ensembles report system 0.
-  return fmt::format("t = {:.4g}/{:.4g} clusters {} energy {:.6g}{}", t, cfg.t_end, rows[0].values[1],
-                     rows[0].values[0], cfg.systems > 1 ? " (system 0)" : "");
+std::string status_text(const RunConfig& cfg, const std::vector<ObservationRow>& rows) {
+  // Columns: 1 = energy, 4 = clusters (observable_names()); ensembles report system 0.
+  return fmt::format("t = {:.4g}/{:.4g} clusters {} energy {:.6g}{}", rows[0].t, cfg.t_end, rows[0].values[4],
+                     rows[0].values[1], cfg.systems > 1 ? " (system 0)" : "");
 }
 
 }  // namespace
@@ -164,40 +161,29 @@ namespace attnflow {
 
 namespace {
 
-struct Paths {
-  std::string dir, config, csv, snapshots, final_npy, summary, checkpoint;
-  explicit Paths(const std::string& d)
-      : dir(d),
-        config(d + "/config.toml"),
-        csv(d + "/observables.csv"),
-        snapshots(d + "/snapshots"),
-        final_npy(d + "/final.npy"),
-        summary(d + "/summary.json"),
-        checkpoint(d + "/checkpoint.bin") {}
-};
-
-bool finished_run(const Paths& p) {
-  if (!fs::exists(p.summary)) return false;
-  const auto j = nlohmann::json::parse(read_file(p.summary), nullptr, false);
-  return !j.is_discarded() && j.value("status", "") == "finished";
-}
-
-nlohmann::json summary_json(const RunConfig& cfg, const RunState& s, const std::vector<ObservationRow>& last,
-                            const RunOptions& opt, double seconds) {
-  long steps = 0, rejected = 0, evals = 0;
-  for (const auto& st : s.st) {
+nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Cursor& c,
+                            const std::vector<ObservationRow>& last, const RunOptions& opt, double seconds) {
+  long steps = 0, rejected = 0, evals = 0, sinkhorn_missed = 0;
+  std::string message;
+  for (Index k = 0; k < e.size(); ++k) {
+    const IntegratorState& st = e.flow_state(k).integrator;
     steps += st.steps;
     rejected += st.rejected;
     evals += st.evaluations;
+    sinkhorn_missed += e.flow(k).diagnostics().sinkhorn_not_converged;
+    if (message.empty()) message = e.flow(k).diagnostics().message;
   }
   nlohmann::json j = {{"kind", "run"}, {"attnflow_version", opt.version}, {"status", "finished"},
-                      {"finished", true}, {"converged", true}, {"t_end", cfg.t_end},
-                      {"observations", s.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
-                      {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme},
-                      {"method", to_string(cfg.integrator.method)}, {"steps", steps}, {"rejected_steps", rejected},
-                      {"field_evaluations", evals}, {"snapshots", cfg.snapshots}, {"seconds", seconds}};
+                      {"finished", true}, {"converged", sinkhorn_missed == 0}, {"message", message},
+                      {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
+                      {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
+                      {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
+                      {"every", cfg.every},
+                      {"method", to_string(cfg.integrator.method)}, {"steps", steps},
+                      {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
+                      {"seconds", seconds}};
   std::vector<double> times;
-  for (std::int64_t k = 0; k < s.next_obs; ++k) times.push_back(observation_time(cfg, k));
+  for (std::int64_t k = 0; k < c.next_obs; ++k) times.push_back(observation_time(cfg, k));
   j["observation_times"] = times;
   const auto names = observable_names();
   for (const auto& r : last) {
@@ -208,56 +194,45 @@ nlohmann::json summary_json(const RunConfig& cfg, const RunState& s, const std::
   return j;
 }
 
-// Advances every system to observation k and observes it.
-std::vector<ObservationRow> step_to(const RunConfig& cfg, const detail::SystemModel& model, RunState& s,
-                                    std::int64_t k) {
-  const double t = observation_time(cfg, k);
-  std::vector<ObservationRow> rows(static_cast<std::size_t>(cfg.systems));
-  for_each_system(cfg.systems, [&](Index i) {
-    const auto u = static_cast<std::size_t>(i);
-    detail::advance_system(model, s.x[u], s.st[u], t, cfg.integrator, s.rng[u]);
-    rows[u] = {t, i, detail::observe_system(s.x[u], cfg)};
-  });
-  return rows;
-}
-
-RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt,
-                   const detail::SystemModel& model, RunState s) {
+RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt, Ensemble& e,
+                   Cursor c) {
   const auto start = std::chrono::steady_clock::now();
   const Paths p(opt.out_dir);
   ensure_directory(p.dir);
   if (cfg.snapshots) ensure_directory(p.snapshots);
   write_file_atomic(p.config, resolved);
-  detail::ObservablesCsv csv(p.csv, s.csv_bytes, observable_columns());
+  detail::ObservablesCsv csv(p.csv, c.csv_bytes, observable_columns());
   const std::int64_t last = last_observation(cfg);
   Progress progress(static_cast<double>(last + 1), opt.label, opt.progress, opt.progress_tty);
   RunResult res;
   std::vector<ObservationRow> rows;
-  for (std::int64_t k = s.next_obs; k <= last; ++k) {
-    rows = step_to(cfg, model, s, k);
+  for (std::int64_t k = c.next_obs; k <= last; ++k) {
+    const double t = observation_time(cfg, k);
+    e.advance(t);
+    rows = observe_rows(cfg, e, t);
     csv.write(rows);
-    if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", p.snapshots, k), s.x);
-    s.next_obs = k + 1;
-    s.csv_bytes = csv.bytes();
-    progress.update(static_cast<double>(k + 1), status_text(cfg, rows[0].t, rows));
-    if (cfg.checkpoint_every > 0 && s.next_obs % cfg.checkpoint_every == 0 && k < last) {
-      write_checkpoint(p.checkpoint, make_checkpoint(s, resolved));
+    if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", p.snapshots, k), e);
+    c = {k + 1, csv.bytes()};
+    progress.update(static_cast<double>(k + 1), status_text(cfg, rows));
+    if (opt.on_observation) opt.on_observation(rows);
+    if (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0 && k < last) {
+      write_checkpoint(p.checkpoint, make_checkpoint(e, c, resolved));
       if (opt.stop_after_checkpoints > 0 && ++res.checkpoints >= opt.stop_after_checkpoints) {
         res.interrupted = true;
         break;
       }
     }
   }
-  res.observations = s.next_obs;
-  res.states = s.st;
+  res.observations = c.next_obs;
+  for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);
   res.last = rows;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (res.interrupted) return res;
-  write_positions(p.final_npy, s.x);
-  write_file_atomic(p.summary, summary_json(cfg, s, rows, opt, res.seconds).dump(2) + "\n");
+  write_positions(p.final_npy, e);
+  write_file_atomic(p.summary, summary_json(cfg, e, c, rows, opt, res.seconds).dump(2) + "\n");
   std::error_code ec;
-  fs::remove(p.checkpoint, ec);  // the run is complete: summary.json now marks it finished
-  progress.finish(status_text(cfg, rows[0].t, rows));
+  fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
+  if (!rows.empty()) progress.finish(status_text(cfg, rows));
   res.finished = true;
   return res;
 }
@@ -267,28 +242,26 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
 RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt) {
   require(!opt.out_dir.empty(), "run", "out_dir", "\"\"", "a directory path");
   const Paths p(opt.out_dir);
-  const detail::SystemModel model = detail::make_system_model(cfg);  // may throw: nothing created yet
   RunResult res;
   if (opt.resume && finished_run(p)) {
     res.already_finished = true;
     return res;
   }
-  const bool existed = fs::exists(p.dir);
   if (!opt.resume && (fs::exists(p.summary) || fs::exists(p.checkpoint) || fs::exists(p.csv)))
     throw_message("run", fmt::format("output directory {} already holds a run (use --resume to continue it, "
                                      "or choose another --out)", p.dir));
-  RunState s;
+  Ensemble e = make_ensemble(cfg);  // validates the flow options: may throw, nothing created yet
+  Cursor c;
   if (opt.resume && fs::exists(p.checkpoint)) {
     const Checkpoint ck = read_checkpoint(p.checkpoint);
     if (ck.config != resolved)
       throw_message("run", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
                                        "was written with (compare with {})", p.checkpoint, p.config));
-    s = state_from_checkpoint(ck, cfg);
-  } else {
-    s = fresh_state(cfg);  // a resume without a checkpoint yet starts over
-  }
+    c = restore(e, ck);
+  }  // a resume without a checkpoint yet starts over
+  const bool existed = fs::exists(p.dir);
   try {
-    return run_loop(cfg, resolved, opt, model, std::move(s));
+    return run_loop(cfg, resolved, opt, e, c);
   } catch (...) {
     std::error_code ec;
     if (!existed) fs::remove_all(p.dir, ec);  // leave nothing behind from a failed fresh run

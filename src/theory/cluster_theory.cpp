@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"

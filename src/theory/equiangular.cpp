@@ -90,8 +90,9 @@ void EquiangularOptions::validate() const {
   require(std::isfinite(atol) && atol > 0.0, kContext, "atol", atol, "> 0");
 }
 
+namespace {
 // `pre_phase` selects pre-LN for mix-LN (after tau); other schemes ignore it.
-static EquiangularRates rates_impl(const EquiangularOptions& o, double t, double u, double r,
+EquiangularRates rates_impl(const EquiangularOptions& o, double t, double u, double r,
                                    bool pre_phase) {
   const double rho = 1.0 - u;
   const double nm1 = static_cast<double>(o.n - 1);
@@ -112,6 +113,7 @@ static EquiangularRates rates_impl(const EquiangularOptions& o, double t, double
   }
   return {0.0, 0.0};
 }
+}  // namespace
 
 EquiangularRates equiangular_rates(const EquiangularOptions& o, double t, double u, double r) {
   return rates_impl(o, t, u, r, o.scheme == EquiangularScheme::mix_ln && t >= o.tau);

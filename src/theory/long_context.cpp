@@ -58,14 +58,12 @@ double long_context_direct(Index n, double rho, double gamma) {
   keys.col(2).setConstant(c);
   keys(0, 0) = p;
   keys(1, 1) = p;
-  // Queries (5, 3), scaled by beta: x_0, x_1, 2 x_0, 2 x_1, x_0 + x_1.
-  const Eigen::RowVector3d x0(p, 0.0, c), x1(0.0, p, c);
+  // Queries (5, 3), scaled by beta: x_0, x_1, 2 x_0, 2 x_1, x_0 + x_1, with x_0 = (p, 0, c),
+  // x_1 = (0, p, c) (written out: fixed-size Eigen rows trip GCC's AVX-512 bounds warning).
   Matrix u(5, 3);
-  u.row(0) = x0;
-  u.row(1) = x1;
-  u.row(2) = 2.0 * x0;
-  u.row(3) = 2.0 * x1;
-  u.row(4) = x0 + x1;
+  u << p, 0.0, c,  //
+      0.0, p, c,   //
+      2.0 * p, 0.0, 2.0 * c, 0.0, 2.0 * p, 2.0 * c, p, p, 2.0 * c;
   u *= beta;
   Vector lse(5);
   ReduceInput in;

@@ -156,3 +156,14 @@ def test_help_version_and_usage_errors(run_cli):
     assert "--x is required" in r.stderr
     r = run_cli("frobnicate")
     assert r.returncode != 0 and "attnflow: error: " in r.stderr
+
+
+def test_csv_input_equals_npy_input(run_cli, tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",", header="a,b", comments="", fmt="%.17g")
+    assert run_cli("attention", "--x", tmp_path / "x.npy", "--out", tmp_path / "a.npy").returncode == 0
+    r = run_cli("attention", "--x", tmp_path / "x.csv", "--out", tmp_path / "b.npy")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))

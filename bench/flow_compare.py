@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark of the SA flow: attnflow's Euler step (one streaming kernel pass)
+vs the dense NumPy step of the published code (exp(beta X X^T), row-normalize, multiply,
+project, Euler, renormalize), in one run on one machine, plus the n = 1e5 large run.
+
+Usage: bench/flow_compare.py [BUILD_DIR] [--threads 2] [--skip-large]
+Prints a markdown table (the README's performance rows) and writes bench/results/flow.json.
+Needs NumPy for the peer; attnflow itself does not use it.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _threads_arg():
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+    return "2"
+
+
+# OpenBLAS reads its thread count when NumPy is imported: same thread count as attnflow.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_arg())
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def flow_bench(build, threads, filt, extra=()):
+    """Runs build/bench/flow_bench in a child; returns ({name: result}, peak RSS MB of the child)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [str(build / "bench" / "flow_bench"), f"--benchmark_filter={filt}",
+           "--benchmark_format=json", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
+    out = proc.stdout.read()
+    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in earlier children).
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"flow_bench failed with status {status}")
+    return {b["name"]: b for b in json.loads(out)["benchmarks"]}, usage.ru_maxrss / 1024.0
+
+
+def numpy_step(x, beta, dt):
+    a = np.exp(beta * x @ x.T)
+    a /= a.sum(axis=1, keepdims=True)
+    v = a @ x
+    x = x + dt * (v - np.sum(x * v, axis=1, keepdims=True) * x)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def numpy_time(n, d, threads, reps):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        numpy_step(x, 1.0, 0.1)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-large", action="store_true", help="skip the n = 1e5 run")
+    a = ap.parse_args()
+    build = Path(a.build)
+    rows, results = [], {}
+
+    fb, _ = flow_bench(build, a.threads, "SaEulerStep/4096/3", ["--benchmark_min_time=1"])
+    ours = fb["BM_SaEulerStep/4096/3/real_time"]["real_time"] / 1e3  # ms -> s
+    peer = numpy_time(4096, 3, a.threads, reps=5)
+    results["sa_euler_step_4096x3"] = dict(attnflow_s=ours, numpy_s=peer, speedup=peer / ours)
+    rows.append(f"| SA, one Euler step, n = 4096, d = 3 | {ours * 1e3:.1f} ms | {peer * 1e3:.0f} ms "
+                f"| {peer / ours:.1f}x | dense peer holds a 134 MB n x n matrix |")
+    if not a.skip_large:
+        steps = 100
+        fb, rss = flow_bench(build, a.threads, "SaRun/100000/100")
+        b = fb["BM_SaRun/100000/100/iterations:1/real_time"]
+        secs = b["real_time"]  # seconds (benchmark unit)
+        results["sa_run_100000x3"] = dict(attnflow_s=secs, steps=steps, peak_rss_mb=rss)
+        rows.append(f"| SA, n = 100000, d = 3, {steps} Euler steps | {secs:.0f} s | cannot (dense "
+                    f"matrix 80 GB) | - | peak RSS {rss:.0f} MB |")
+    print(f"machine: {os.cpu_count()} cores visible, {a.threads} threads")
+    print("| benchmark | attnflow | NumPy (dense, float64) | ratio | note |")
+    print("| --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "flow.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+// attnflow run CONFIG.toml [--out DIR] [--set key=value ...] [--resume]: the experiment
+// runner (issue 4). Parses arguments, builds the Config, calls attnflow::run_experiment.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+
+#include "attnflow/config.hpp"
+#include "attnflow/runner.hpp"
+#include "commands.hpp"
+#include "plot_hook.hpp"
+
+namespace attnflow::cli {
+
+namespace {
+
+struct RunArgs {
+  std::string config, out;
+  std::vector<std::string> sets;
+  bool resume = false, print_default = false, no_plots = false, quiet = false;
+};
+
+// Test hook (docs/usage/run.md): stop after this many checkpoints, as if killed.
+long stop_after_from_env() {
+  const char* v = std::getenv("ATTNFLOW_STOP_AFTER_CHECKPOINTS");
+  return v && *v ? std::strtol(v, nullptr, 10) : 0;
+}
+
+void print_result(const RunResult& r, const std::string& out) {
+  if (r.already_finished) {
+    fmt::print("{}: already finished (summary.json says so); nothing to do\n", out);
+    return;
+  }
+  for (const auto& row : r.last) {
+    const auto names = observable_names();
+    std::string text;
+    for (std::size_t i = 0; i < names.size(); ++i) text += fmt::format(" {} {:.6g}", names[i], row.values[i]);
+    fmt::print("t = {:g} system {}:{}\n", row.t, row.system, text);
+  }
+  if (r.interrupted) {
+    fmt::print("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS); continue with --resume\n",
+               r.checkpoints);
+    return;
+  }
+  fmt::print("wrote {} (config.toml, observables.csv, final.npy, summary.json{}) in {:.2f} s\n", out,
+             std::filesystem::exists(out + "/snapshots") ? ", snapshots/" : "", r.seconds);
+}
+
+void run_run(const RunArgs& a) {
+  if (a.print_default) {
+    fmt::print("{}", default_run_config_toml());
+    return;
+  }
+  if (a.config.empty()) throw std::invalid_argument("run: CONFIG.toml is required (or --print-default-config)");
+  Config cfg = Config::from_file(a.config);
+  for (const auto& s : a.sets) cfg.set(s);
+  const RunConfig rc = parse_run_config(cfg);
+  RunOptions opt;
+  opt.out_dir = a.out.empty() ? "runs/" + std::filesystem::path(a.config).stem().string() : a.out;
+  opt.resume = a.resume;
+  opt.stop_after_checkpoints = stop_after_from_env();
+  opt.version = ATTNFLOW_VERSION;
+  if (a.quiet) opt.progress = nullptr;
+  const RunResult r = run_experiment(rc, cfg.resolved(), opt);
+  print_result(r, opt.out_dir);
+  if (r.interrupted) {
+    std::fflush(stdout);
+    std::exit(3);  // a simulated kill: non-zero, like the real one
+  }
+  if (r.finished && !a.no_plots) run_plot_hook(opt.out_dir);
+}
+
+void add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* sub = app.add_subcommand(
+      "run", "Run the token dynamics of a TOML config (measure, model, integrator, observation, output) "
+             "and write observables.csv, snapshots, final.npy and summary.json");
+  sub->add_option("config", a->config, "TOML config (see --print-default-config)")->check(CLI::ExistingFile);
+  sub->add_option("--out", a->out, "Output directory (default: runs/<config name>)");
+  sub->add_option("--set", a->sets, "Override a key: --set model.beta=4 (repeatable)")->allow_extra_args(false);
+  sub->add_flag("--resume", a->resume, "Continue a killed run from DIR/checkpoint.bin (same config)");
+  sub->add_flag("--print-default-config", a->print_default, "Print the full default config with comments");
+  sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
+  sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
+  add_threads_option(*sub);
+  sub->callback([a] { run_run(*a); });
+}
+
+const Registrar registrar{"run", 2, add_run};
+
+}  // namespace
+
+}  // namespace attnflow::cli

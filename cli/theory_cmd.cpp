@@ -1,0 +1,181 @@
+// attnflow theory: the mean-field predictions of SPEC.md section 6 as scriptable commands.
+//   theory equiangular   the equiangular ODE (SA/USA, any scheme) -> CSV t, rho, one_minus_rho, r
+//   theory long-context  one layer at beta = gamma log n on equiangular tokens -> JSON
+//   theory clusters      d = 2 Fourier-mode prediction of the cluster count + energies -> JSON
+// Holds no numerics: parses arguments and calls include/attnflow/{equiangular,long_context,
+// cluster_theory}.hpp.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "attnflow/cluster_theory.hpp"
+#include "attnflow/csv.hpp"
+#include "attnflow/equiangular.hpp"
+#include "attnflow/error.hpp"
+#include "attnflow/long_context.hpp"
+#include "commands.hpp"
+
+namespace attnflow::cli {
+
+namespace {
+
+struct EquiangularArgs {
+  std::string model = "sa", scheme = "post-ln", out;
+  long n = 32;
+  double beta = 1.0, rho0 = 0.0, t_end = 10.0, r0 = 1.0, tau = 1.0, alpha = 1.0, rtol = 1e-12;
+  long samples = 201;
+  bool log_time = false;
+};
+
+void run_equiangular(const EquiangularArgs& a) {
+  constexpr const char* c = "theory equiangular";
+  EquiangularOptions o;
+  o.model = parse_theory_model(a.model, c);
+  o.scheme = parse_equiangular_scheme(a.scheme, c);
+  o.n = a.n;
+  o.beta = a.beta;
+  o.rho0 = a.rho0;
+  o.r0 = a.r0;
+  o.tau = a.tau;
+  o.alpha = a.alpha;
+  o.rtol = a.rtol;
+  o.validate();
+  require(std::isfinite(a.t_end) && a.t_end > 0.0, c, "--t-end", a.t_end, "> 0");
+  require(a.samples >= 2, c, "--samples", a.samples, ">= 2");
+  // Output times: uniform on [0, t_end], or 0 then log-spaced from t_end * 1e-4 (--log-time).
+  Vector times(a.samples);
+  for (long i = 0; i < a.samples; ++i) {
+    const double f = static_cast<double>(i) / static_cast<double>(a.samples - 1);
+    times[i] = a.log_time ? (i == 0 ? 0.0 : a.t_end * std::pow(1e-4, 1.0 - f)) : f * a.t_end;
+  }
+  times[a.samples - 1] = a.t_end;
+  const EquiangularSolution s = solve_equiangular(o, times);
+  Matrix table(a.samples, 4);
+  table.col(0) = s.t;
+  table.col(1) = s.rho;
+  table.col(2) = s.one_minus_rho;
+  table.col(3) = s.r;
+  write_csv(a.out, table, {"t", "rho", "one_minus_rho", "r"});
+  const DecayLaw law = linearized_law(o);
+  fmt::print("wrote {} ({} rows); rho({}) = {:.12g}; near rho = 1: {} ({} steps)\n", a.out,
+             a.samples, a.t_end, s.rho[a.samples - 1], law.formula, s.steps);
+}
+
+void add_equiangular(CLI::App& theory) {
+  auto a = std::make_shared<EquiangularArgs>();
+  CLI::App* sub = theory.add_subcommand(
+      "equiangular",
+      "Solve the equiangular ODE drho/dt = 2 b (1 - rho)((n-1) rho + 1) / factor (SPEC.md section 6) "
+      "with dopri5 and write CSV columns t, rho, one_minus_rho, r");
+  sub->add_option("--model", a->model, "sa | usa")->capture_default_str();
+  sub->add_option("--scheme", a->scheme, "post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt")
+      ->capture_default_str();
+  sub->add_option("--n", a->n, "Number of tokens (>= 2)")->capture_default_str();
+  sub->add_option("--beta", a->beta, "Inverse temperature (> 0)")->capture_default_str();
+  sub->add_option("--rho0", a->rho0, "Initial cosine in [-1/(n-1), 1]")->capture_default_str();
+  sub->add_option("--t-end", a->t_end, "Final time (> 0)")->capture_default_str();
+  sub->add_option("--samples", a->samples, "Number of output times (>= 2)")->capture_default_str();
+  sub->add_flag("--log-time", a->log_time, "Log-spaced output times from 1e-4 t_end (plus t = 0)");
+  sub->add_option("--r0", a->r0, "Initial radius (pre-ln, mix-ln, peri-ln)")->capture_default_str();
+  sub->add_option("--tau", a->tau, "mix-ln switch time")->capture_default_str();
+  sub->add_option("--alpha", a->alpha, "nGPT step scale alpha")->capture_default_str();
+  sub->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->capture_default_str();
+  sub->add_option("--out", a->out, "Output CSV file")->required();
+  add_threads_option(*sub);
+  sub->callback([a] { run_equiangular(*a); });
+}
+
+struct LongContextArgs {
+  double n = 1000, rho = 0.5, gamma = 1.0;
+  bool direct = false;
+};
+
+void run_long_context(const LongContextArgs& a) {
+  const LongContextResult r = long_context(a.n, a.rho, a.gamma);
+  nlohmann::json j = {{"kind", "theory-long-context"}, {"attnflow_version", ATTNFLOW_VERSION},
+                      {"n", r.n},         {"rho", r.rho},       {"gamma", r.gamma},
+                      {"beta", r.beta},   {"gamma_c", r.gamma_c}, {"cosine", r.cosine},
+                      {"limit", r.limit}, {"regime", r.regime}};
+  if (a.direct) {
+    require(a.n == std::floor(a.n) && a.n <= 1e8, "theory long-context", "--n", a.n,
+            "an integer <= 1e8 with --direct (O(n) memory)");
+    j["cosine_direct"] = long_context_direct(static_cast<Index>(a.n), a.rho, a.gamma);
+  }
+  fmt::print("{}\n", j.dump(2));
+}
+
+void add_long_context(CLI::App& theory) {
+  auto a = std::make_shared<LongContextArgs>();
+  CLI::App* sub = theory.add_subcommand(
+      "long-context",
+      "One softmax attention layer at beta = gamma log n on n equiangular tokens of cosine rho: "
+      "output cosine (finite-n formula), gamma_c = 1/(1 - rho) and the n -> inf limit, as JSON");
+  sub->add_option("--n", a->n, "Number of tokens (>= 2; may be huge for the formula)")->capture_default_str();
+  sub->add_option("--rho", a->rho, "Input cosine in [0, 1)")->capture_default_str();
+  sub->add_option("--gamma", a->gamma, "beta = gamma log n (>= 0)")->capture_default_str();
+  sub->add_flag("--direct", a->direct,
+                "Also compute the layer directly through the kernel (cosine_direct; n <= 1e8)");
+  add_threads_option(*sub);
+  sub->callback([a] { run_long_context(*a); });
+}
+
+struct ClustersArgs {
+  long d = 2;
+  double beta = 1.0;
+  int k_max = 0;
+};
+
+void run_clusters(const ClustersArgs& a) {
+  require(a.d == 2, "theory clusters", "--d", a.d, "2 (the Fourier-mode prediction is for the circle)");
+  const ClusterPrediction p = predict_clusters(a.beta, a.k_max);
+  nlohmann::json modes = nlohmann::json::array();
+  for (size_t i = 0; i < p.rates.size(); ++i) {
+    const int k = static_cast<int>(i) + 1;
+    const Measure c = cluster_configuration(k, 2, ClusterLayout::circle);
+    nlohmann::json m = {{"k", k},
+                        {"growth_rate_sa", p.rates[i]},
+                        {"log_energy_k_clusters", log_interaction_energy(c, a.beta)}};
+    if (a.beta <= 700.0) m["growth_rate_usa"] = mode_growth_rate(TheoryModel::usa, k, a.beta);
+    modes.push_back(m);
+  }
+  const nlohmann::json j = {{"kind", "theory-clusters"},
+                            {"attnflow_version", ATTNFLOW_VERSION},
+                            {"d", a.d},
+                            {"beta", a.beta},
+                            {"predicted_clusters", p.predicted_clusters},
+                            {"sqrt_2beta", std::sqrt(2.0 * a.beta)},
+                            {"modes", modes}};
+  fmt::print("{}\n", j.dump(2));
+}
+
+void add_clusters(CLI::App& theory) {
+  auto a = std::make_shared<ClustersArgs>();
+  CLI::App* sub = theory.add_subcommand(
+      "clusters",
+      "d = 2: growth rates k^2 I_k(beta)/beta (USA; / I_0 for SA) of Fourier mode k around the "
+      "uniform measure, the predicted number of clusters argmax_k, and the log-energy of k "
+      "equally spaced clusters, as JSON");
+  sub->add_option("--d", a->d, "Dimension (only 2)")->capture_default_str();
+  sub->add_option("--beta", a->beta, "Inverse temperature (> 0)")->capture_default_str();
+  sub->add_option("--k-max", a->k_max, "Largest mode listed (0: automatic)")->capture_default_str();
+  add_threads_option(*sub);
+  sub->callback([a] { run_clusters(*a); });
+}
+
+void add_theory(CLI::App& app) {
+  CLI::App* theory = app.add_subcommand(
+      "theory", "Mean-field predictions (SPEC.md section 6): equiangular ODEs, long-context map, "
+                "cluster count on the circle");
+  theory->require_subcommand(1);
+  add_equiangular(*theory);
+  add_long_context(*theory);
+  add_clusters(*theory);
+}
+
+const Registrar registrar{"theory", 60, add_theory};
+
+}  // namespace
+
+}  // namespace attnflow::cli

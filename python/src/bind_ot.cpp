@@ -1,0 +1,208 @@
+// Bindings of entropic and exact optimal transport (SPEC.md section 3): log-domain Sinkhorn
+// with eps-scaling, divergences, barycentric maps, plans, network-simplex OT and W_p.
+#include "attnflow/divergence.hpp"
+#include "attnflow/exact_ot.hpp"
+#include "attnflow/ot.hpp"
+#include "bind.hpp"
+
+namespace attnflow::py_bind {
+
+namespace {
+
+SinkhornOptions make_options(const py::object& eps, double tol, int max_iterations,
+                             bool eps_scaling, double scaling, double eps_start) {
+  if (eps.is_none())
+    throw std::invalid_argument(
+        "sinkhorn: eps = None, must be > 0 (in cost units; no default because it depends on "
+        "the cost scale)");
+  SinkhornOptions o;
+  o.eps = eps.cast<double>();
+  o.tol = tol;
+  o.max_iterations = max_iterations;
+  o.eps_scaling = eps_scaling;
+  o.scaling = scaling;
+  o.eps_start = eps_start;
+  return o;
+}
+
+#define SINKHORN_OPTION_ARGS                                                                  \
+  py::arg("eps") = py::none(), py::arg("tol") = 1e-6, py::kw_only(),                          \
+  py::arg("max_iterations") = 10000, py::arg("eps_scaling") = true, py::arg("scaling") = 0.8, \
+  py::arg("eps_start") = 0.0
+
+void bind_types(py::module_& m) {
+  py::enum_<CostType> ct(m, "CostType", "sqeuclidean | bilinear | dense");
+  ct.value("sqeuclidean", CostType::sqeuclidean)
+      .value("bilinear", CostType::bilinear)
+      .value("dense", CostType::dense);
+  accept_names(ct, [](const std::string& s) { return parse_cost_type(s); });
+  m.def("parse_cost_type", &parse_cost_type, py::arg("name"), py::arg("context") = "ot");
+
+  py::class_<TransportCost>(m, "TransportCost",
+                            "A cost C (n, m), kept factored for point costs (never materialized)")
+      .def_static("sqeuclidean", &TransportCost::sqeuclidean, py::arg("x"), py::arg("y"),
+                  "C_ij = |x_i - y_j|^2; x (n, d), y (m, d)")
+      .def_static(
+          "bilinear",
+          [](const Matrix& x, const Matrix& y, double beta, const py::object& q,
+             const py::object& k) {
+            return TransportCost::bilinear(x, y, beta, matrix_or_empty(q, "q"),
+                                           matrix_or_empty(k, "k"));
+          },
+          py::arg("x"), py::arg("y"), py::arg("beta"), py::arg("q") = py::none(),
+          py::arg("k") = py::none(),
+          "C_ij = -beta <Q x_i, K y_j> (the attention affinity as a cost)")
+      .def_static("dense", &TransportCost::dense, py::arg("c"), "a dense cost matrix (n, m)")
+      .def("type", &TransportCost::type)
+      .def("rows", &TransportCost::rows)
+      .def("cols", &TransportCost::cols)
+      .def("scale", &TransportCost::scale, "upper bound of max C - min C")
+      .def("__call__", &TransportCost::operator(), py::arg("i"), py::arg("j"), "C_ij")
+      .def("max_cost", &TransportCost::max_cost, release_gil())
+      .def("to_dense", &TransportCost::to_dense, py::arg("max_entries") = kMaxPlanEntries,
+           release_gil(), "(n, m) dense matrix (refused above max_entries)");
+
+  py::class_<SinkhornOptions>(m, "SinkhornOptions")
+      .def(py::init<>())
+      .def_readwrite("eps", &SinkhornOptions::eps)
+      .def_readwrite("tol", &SinkhornOptions::tol)
+      .def_readwrite("max_iterations", &SinkhornOptions::max_iterations)
+      .def_readwrite("eps_scaling", &SinkhornOptions::eps_scaling)
+      .def_readwrite("scaling", &SinkhornOptions::scaling)
+      .def_readwrite("eps_start", &SinkhornOptions::eps_start)
+      .def("validate", &SinkhornOptions::validate);
+  py::class_<SinkhornResult>(m, "SinkhornResult")
+      .def_readonly("f", &SinkhornResult::f,
+                    "(n) potential, cost units (unique up to f + t, g - t)")
+      .def_readonly("g", &SinkhornResult::g, "(m) potential")
+      .def_readonly("eps", &SinkhornResult::eps)
+      .def_readonly("cost", &SinkhornResult::cost, "<C, pi>")
+      .def_readonly("objective", &SinkhornResult::objective, "<C, pi> + eps KL(pi | a x b)")
+      .def_readonly("iterations", &SinkhornResult::iterations)
+      .def_readonly("stages", &SinkhornResult::stages)
+      .def_readonly("marginal_error", &SinkhornResult::marginal_error)
+      .def_readonly("converged", &SinkhornResult::converged)
+      .def_readonly("message", &SinkhornResult::message)
+      .def_readonly("a", &SinkhornResult::a)
+      .def_readonly("b", &SinkhornResult::b);
+  py::class_<SinkhornDivergence>(m, "SinkhornDivergence")
+      .def_readonly("value", &SinkhornDivergence::value)
+      .def_readonly("ot_xy", &SinkhornDivergence::ot_xy)
+      .def_readonly("ot_xx", &SinkhornDivergence::ot_xx)
+      .def_readonly("ot_yy", &SinkhornDivergence::ot_yy)
+      .def_readonly("converged", &SinkhornDivergence::converged)
+      .def_readonly("iterations", &SinkhornDivergence::iterations)
+      .def_readonly("message", &SinkhornDivergence::message);
+  py::class_<PlanEntry>(m, "PlanEntry")
+      .def_readonly("i", &PlanEntry::i)
+      .def_readonly("j", &PlanEntry::j)
+      .def_readonly("mass", &PlanEntry::mass);
+  py::class_<ExactOtResult>(m, "ExactOtResult")
+      .def_readonly("cost", &ExactOtResult::cost)
+      .def_readonly("plan", &ExactOtResult::plan, "nonzero entries of pi, row-major order")
+      .def_readonly("f", &ExactOtResult::f)
+      .def_readonly("g", &ExactOtResult::g)
+      .def_readonly("marginal_error", &ExactOtResult::marginal_error)
+      .def_readonly("converged", &ExactOtResult::converged)
+      .def_readonly("message", &ExactOtResult::message)
+      .def_readonly("n", &ExactOtResult::n)
+      .def_readonly("m", &ExactOtResult::m)
+      .def("dense_plan", &ExactOtResult::dense_plan, "(n, m) plan");
+  m.attr("kMaxPlanEntries") = kMaxPlanEntries;
+  m.attr("kExactMaxPairs") = kExactMaxPairs;
+}
+
+// Overloads are tried in registration order: the typed ones (TransportCost, Measure) come
+// first because the array form takes py::object arguments, which accept anything.
+void bind_sinkhorn(py::module_& m) {
+  m.def(
+      "sinkhorn",
+      [](const Vector& a, const Vector& b, const TransportCost& cost,
+         const SinkhornOptions& options, const py::object& g_init) {
+        const Vector g0 = vector_or_empty(g_init, "g_init");
+        py::gil_scoped_release release;
+        return sinkhorn(a, b, cost, options, g_init.is_none() ? nullptr : &g0);
+      },
+      py::arg("a"), py::arg("b"), py::arg("cost"), py::arg("options"),
+      py::arg("g_init") = py::none(),
+      "Sinkhorn for a TransportCost with weights a (n), b (m) (empty = uniform); g_init (m) "
+      "warm-starts.");
+  m.def("sinkhorn",
+        py::overload_cast<const Measure&, const Measure&, const SinkhornOptions&>(&sinkhorn),
+        py::arg("mu"), py::arg("nu"), py::arg("options"), release_gil(),
+        "Sinkhorn between two Measures, squared Euclidean cost.");
+  m.def(
+      "sinkhorn",
+      [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
+         const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
+         double eps_start) {
+        const SinkhornOptions o =
+            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
+        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "sinkhorn: mu (x, a)");
+        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "sinkhorn: nu (y, b)");
+        py::gil_scoped_release release;
+        return sinkhorn(mu, nu, o);
+      },
+      py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),
+      SINKHORN_OPTION_ARGS,
+      "Entropic OT between mu = (x (n, d), a (n)) and nu = (y (m, d), b (m)) (uniform weights "
+      "when None) for C_ij = |x_i - y_j|^2: min <C, pi> + eps KL(pi | a x b). Returns "
+      "SinkhornResult (cost, objective, converged, iterations, marginal_error, f (n), g (m)).");
+  m.def("sinkhorn_divergence", &sinkhorn_divergence, py::arg("mu"), py::arg("nu"),
+        py::arg("options"), release_gil());
+  m.def(
+      "sinkhorn_divergence",
+      [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
+         const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
+         double eps_start) {
+        const SinkhornOptions o =
+            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
+        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "sinkhorn_divergence: mu (x, a)");
+        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "sinkhorn_divergence: nu (y, b)");
+        py::gil_scoped_release release;
+        return sinkhorn_divergence(mu, nu, o);
+      },
+      py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),
+      SINKHORN_OPTION_ARGS,
+      "Debiased S = OT_eps(mu, nu) - OT_eps(mu, mu)/2 - OT_eps(nu, nu)/2, squared Euclidean cost.");
+  m.def("barycentric_map", &barycentric_map, py::arg("cost"), py::arg("solution"),
+        py::arg("targets"), release_gil(),
+        "T(x_i) = sum_j pi_ij targets_j / a_i: (n, p) for targets (m, p)");
+  m.def("transport_plan", &transport_plan, py::arg("cost"), py::arg("solution"),
+        py::arg("max_entries") = kMaxPlanEntries, release_gil(), "dense plan pi (n, m)");
+}
+
+void bind_exact(py::module_& m) {
+  m.def(
+      "exact_ot",
+      [](const Vector& a, const Vector& b, const Matrix& cost) {
+        py::gil_scoped_release release;
+        return exact_ot(a, b, cost);
+      },
+      py::arg("a"), py::arg("b"), py::arg("cost"),
+      "Exact OT by network simplex: a (n), b (m) (empty = uniform), cost (n, m) -> ExactOtResult");
+  m.def(
+      "wasserstein",
+      [](const Measure& mu, const Measure& nu, int p) { return wasserstein(mu, nu, p); },
+      py::arg("mu"), py::arg("nu"), py::arg("p") = 2, release_gil(), "W_p(mu, nu), p = 1 or 2");
+  m.def(
+      "wasserstein",
+      [](const MatrixRef& x, const MatrixRef& y, int p, const py::object& a, const py::object& b) {
+        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "wasserstein: mu (x, a)");
+        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "wasserstein: nu (y, b)");
+        py::gil_scoped_release release;
+        return wasserstein(mu, nu, p);
+      },
+      py::arg("x"), py::arg("y"), py::arg("p") = 2, py::arg("a") = py::none(),
+      py::arg("b") = py::none(), "W_p between point clouds x (n, d), y (m, d), p = 1 or 2");
+}
+
+const Registrar registrar(10, [](py::module_& m) {
+  bind_types(m);
+  bind_sinkhorn(m);
+  bind_exact(m);
+});
+
+}  // namespace
+
+}  // namespace attnflow::py_bind

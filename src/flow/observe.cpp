@@ -1,0 +1,148 @@
+// Observables (observe.hpp, SPEC.md section 5): the energy through the kernel, O(n d) moments,
+// and one serial O(n^2 d) pair pass with union-find for the clusters.
+#include "attnflow/observe.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "attnflow/error.hpp"
+#include "attnflow/kernel.hpp"
+#include "attnflow/measure.hpp"
+
+namespace attnflow {
+
+namespace {
+
+constexpr const char* kCtx = "observe";
+
+// Union-find with path halving and union by size.
+struct Dsu {
+  std::vector<Index> parent, size;
+  explicit Dsu(Index n) : parent(static_cast<size_t>(n)), size(static_cast<size_t>(n), 1) {
+    std::iota(parent.begin(), parent.end(), Index{0});
+  }
+  Index find(Index a) {
+    while (parent[a] != a) a = parent[a] = parent[parent[a]];
+    return a;
+  }
+  void unite(Index a, Index b) {
+    a = find(a);
+    b = find(b);
+    if (a == b) return;
+    if (size[a] < size[b]) std::swap(a, b);
+    parent[b] = a;
+    size[a] += size[b];
+  }
+};
+
+Vector log_of(const Vector& w) {
+  Vector lw(w.size());
+  for (Index i = 0; i < w.size(); ++i)
+    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
+  return lw;
+}
+
+// Pair pass: min cosine, clusters, clustered pairs. xh are the unit rows (zero rows stay 0).
+void pair_pass(const Matrix& x, const Matrix& xh, const ObserveOptions& o, Observables& ob) {
+  const Index n = x.rows();
+  ob.pairs_computed = true;
+  if (n == 1) {
+    ob.min_cosine = 1.0;
+    ob.clusters = 1;
+    ob.cluster_sizes = {1};
+    ob.clustered_pairs = 1.0;
+    return;
+  }
+  Dsu dsu(n);
+  double min_cos = std::numeric_limits<double>::infinity();
+  long long linked = 0;
+  for (Index i = 0; i < n; ++i) {
+    for (Index j = i + 1; j < n; ++j) {
+      min_cos = std::min(min_cos, xh.row(i).dot(xh.row(j)));
+      const bool close = o.sphere ? x.row(i).dot(x.row(j)) > 1.0 - o.delta
+                                  : (x.row(i) - x.row(j)).squaredNorm() < 2.0 * o.delta;
+      if (close) {
+        ++linked;
+        dsu.unite(i, j);
+      }
+    }
+  }
+  std::vector<Index> sizes;
+  for (Index i = 0; i < n; ++i)
+    if (dsu.find(i) == i) sizes.push_back(dsu.size[i]);
+  std::sort(sizes.begin(), sizes.end(), std::greater<Index>());
+  ob.min_cosine = min_cos;
+  ob.clusters = static_cast<Index>(sizes.size());
+  ob.cluster_sizes = std::move(sizes);
+  ob.clustered_pairs = static_cast<double>(linked) / (0.5 * static_cast<double>(n) * static_cast<double>(n - 1));
+}
+
+}  // namespace
+
+void ObserveOptions::validate() const {
+  require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
+  require(delta > 0.0 && delta < 2.0, kCtx, "delta", delta, "in (0, 2)");
+  require(pair_limit >= 0, kCtx, "pair_limit", pair_limit, ">= 0");
+}
+
+double log_energy(const Matrix& x, const Vector& w, double beta) {
+  require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
+  const Vector wn = normalized_weights(w, x.rows(), kCtx);
+  const Vector lw = log_of(wn);
+  // lse_i = log sum_j w_j exp(beta <x_i, x_j>), one kernel pass.
+  const Matrix u = beta * x;
+  Vector lse;
+  Matrix none;
+  lse_reduce(u, x, lw, Matrix(x.rows(), 0), lse, none);
+  // log sum_i w_i exp(lse_i): the same kernel with k = 0 (scores are the offsets alone).
+  const Vector col = lw + lse;
+  Vector total;
+  lse_reduce(Matrix(1, 0), Matrix(x.rows(), 0), col, Matrix(x.rows(), 0), total, none);
+  const double le = total[0] - std::log(2.0 * beta);
+  check_output_finite(kCtx, "log_energy", &le, 1, 1, "non-finite points");
+  return le;
+}
+
+Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, double t) {
+  o.validate();
+  if (x.rows() == 0) throw_message(kCtx, "empty configuration (n = 0), must have at least one point");
+  require_finite(kCtx, "points", x);
+  const Vector wn = normalized_weights(w, x.rows(), kCtx);
+  Observables ob;
+  ob.t = t;
+  ob.log_energy = log_energy(x, wn, o.beta);
+  ob.energy = std::exp(ob.log_energy);  // +inf past 1e308 by design: log_energy stays finite
+  Matrix xh = x;
+  for (Index i = 0; i < xh.rows(); ++i) {
+    const double r = xh.row(i).norm();
+    if (r > 0.0) xh.row(i) /= r;
+  }
+  const double w2 = wn.squaredNorm();
+  const double s2 = (wn.transpose() * xh).squaredNorm();
+  ob.mean_cosine = 1.0 - w2 > 0.0 ? (s2 - w2) / (1.0 - w2) : 1.0;
+  ob.order = (wn.transpose() * x).norm();
+  if (o.pair_limit == 0 || x.rows() <= o.pair_limit) {
+    pair_pass(x, xh, o, ob);
+  } else {
+    ob.pairs_computed = false;
+    ob.min_cosine = 2.0;
+    ob.clusters = -1;
+    ob.clustered_pairs = -1.0;
+  }
+  return ob;
+}
+
+std::vector<std::string> observable_names() {
+  return {"log_energy", "energy",          "mean_cosine", "min_cosine",
+          "clusters",   "largest_cluster", "clustered_pairs", "order"};
+}
+
+std::vector<double> observable_values(const Observables& o) {
+  const double largest = o.cluster_sizes.empty() ? -1.0 : static_cast<double>(o.cluster_sizes[0]);
+  return {o.log_energy, o.energy, o.mean_cosine, o.min_cosine, static_cast<double>(o.clusters),
+          largest, o.clustered_pairs, o.order};
+}
+
+}  // namespace attnflow

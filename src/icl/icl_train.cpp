@@ -1,0 +1,174 @@
+// Training the in-context regression models (SPEC.md section 7): mini-batch SGD on fresh
+// prompts (finite L), or the infinite-prompt gradient flow solved with the shared
+// integrators. Prompt k of step s is drawn from its own stream Rng(seed, 0).split(s B + k)
+// and per-prompt gradients are summed in prompt order, so training is bit-identical on any
+// number of threads.
+#include <cmath>
+#include <vector>
+
+#include "attnflow/error.hpp"
+#include "attnflow/icl.hpp"
+#include "attnflow/parallel.hpp"
+
+namespace attnflow {
+
+namespace {
+constexpr const char* kContext = "icl";
+
+IclStepRecord make_record(const IclData& data, const IclParams& p, long step, double lr,
+                          double risk) {
+  IclStepRecord r;
+  r.step = step;
+  r.time = static_cast<double>(step) * lr;
+  r.risk = risk;
+  r.risk_infinite = icl_infinite_risk(data, p);
+  r.b = p.b;
+  r.a_norm = p.a.norm();
+  r.balance = p.a.squaredNorm() - p.b * p.b;
+  return r;
+}
+
+bool should_log(long step, long steps, long every) { return step % every == 0 || step == steps; }
+
+// Batch risk and mean gradient over the prompts of one SGD step.
+struct BatchResult {
+  double risk = 0.0;
+  Matrix grad_a;
+  double grad_b = 0.0;
+};
+
+BatchResult batch_gradient(const IclSampler& sampler, const IclParams& params,
+                           const IclTrainOptions& o, long step) {
+  const Index n = o.batch, d = sampler.data().dim();
+  std::vector<double> loss(n), gb(n);
+  std::vector<Matrix> ga(n);
+  const Rng base(o.seed, 0);
+#pragma omp parallel num_threads(num_threads())
+  {
+    IclPrompt pr;  // per-thread buffers, reused by every prompt of the thread
+#pragma omp for schedule(static)
+    for (Index k = 0; k < n; ++k) {
+      Rng rng = base.split(static_cast<std::uint64_t>(step) * n + k);
+      sampler.sample_into(o.prompt_length, rng, pr);
+      const IclPrediction pred = icl_predict(o.model, params, pr, true);
+      const double r = pred.value - pr.target;
+      loss[k] = 0.5 * r * r;
+      gb[k] = r * pred.grad_b;
+      ga[k] = r * pred.grad_a;
+    }
+  }
+  BatchResult out;
+  out.grad_a = Matrix::Zero(d, d);
+  for (Index k = 0; k < n; ++k) {  // fixed order: thread-count independent
+    out.risk += loss[k];
+    out.grad_b += gb[k];
+    out.grad_a += ga[k];
+  }
+  out.risk /= n;
+  out.grad_b /= n;
+  out.grad_a /= n;
+  return out;
+}
+
+IclTrainResult train_sgd(const IclData& data, const IclParams& init, const IclTrainOptions& o,
+                         const IclProgress& progress) {
+  const IclSampler sampler(data);
+  IclTrainResult res;
+  res.params = init;
+  for (long step = 0; step < o.steps; ++step) {
+    const BatchResult br = batch_gradient(sampler, res.params, o, step);
+    if (should_log(step, o.steps - 1, o.log_every)) {
+      res.history.push_back(make_record(data, res.params, step, o.lr, br.risk));
+      if (progress) progress(res.history.back());
+    }
+    res.params.a -= o.lr * br.grad_a;
+    res.params.b -= o.lr * br.grad_b;
+    res.steps = step + 1;
+    if (!res.params.a.allFinite() || !std::isfinite(res.params.b)) {
+      res.finite = false;
+      res.message = fmt::format("parameters became non-finite at step {}: lr = {} is too large",
+                                step, o.lr);
+      break;
+    }
+  }
+  return res;
+}
+
+IclTrainResult train_ode(const IclData& data, const IclParams& init, const IclTrainOptions& o,
+                         const IclProgress& progress) {
+  const Ode ode = icl_flow_ode(data);
+  IntegratorOptions io;
+  io.method = o.method;
+  io.dt = o.ode_dt > 0.0 ? o.ode_dt : o.lr;
+  io.validate();
+  Matrix x = icl_pack(init);
+  IntegratorState st;
+  IclTrainResult res;
+  const Index d = data.dim();
+  for (long step = 0; step <= o.steps; ++step) {
+    if (step > 0) advance(ode, x, st, static_cast<double>(step) * o.lr, io);
+    res.params = icl_unpack(x, d);
+    res.steps = step;
+    if (should_log(step, o.steps, o.log_every)) {
+      const double risk = icl_infinite_risk(data, res.params);
+      res.history.push_back(make_record(data, res.params, step, o.lr, risk));
+      if (progress) progress(res.history.back());
+    }
+  }
+  return res;
+}
+}  // namespace
+
+void IclTrainOptions::validate() const {
+  require(prompt_length >= 0, kContext, "prompt_length", prompt_length, ">= 1 (or 0 = infinite)");
+  require(steps >= 1, kContext, "steps", steps, ">= 1");
+  require(std::isfinite(lr) && lr > 0.0, kContext, "lr", lr, "> 0");
+  require(batch >= 1, kContext, "batch", batch, ">= 1");
+  require(log_every >= 1, kContext, "log_every", log_every, ">= 1");
+  require(std::isfinite(ode_dt) && ode_dt >= 0.0, kContext, "ode_dt", ode_dt, ">= 0 (0 = lr)");
+}
+
+IclTrainResult icl_train(const IclData& data, const IclParams& init,
+                         const IclTrainOptions& options, const IclProgress& progress) {
+  data.validate();
+  options.validate();
+  const Index d = data.dim();
+  require(init.a.rows() == d && init.a.cols() == d, kContext, "initial A shape",
+          fmt::format("{} x {}", init.a.rows(), init.a.cols()), fmt::format("{} x {}", d, d));
+  require(init.a.allFinite() && std::isfinite(init.b), kContext, "initial parameters",
+          "(non-finite)", "finite");
+  if (options.prompt_length == 0) return train_ode(data, init, options, progress);
+  return train_sgd(data, init, options, progress);
+}
+
+IclRiskEstimate icl_estimate_risk(const IclData& data, IclModel model, const IclParams& params,
+                                  Index length, Index prompts, std::uint64_t seed) {
+  require(length >= 1, kContext, "prompt_length", length, ">= 1");
+  require(prompts >= 2, kContext, "eval prompts", prompts, ">= 2");
+  const IclSampler sampler(data);
+  std::vector<double> loss(prompts);
+  const Rng base(seed, 0);
+#pragma omp parallel num_threads(num_threads())
+  {
+    IclPrompt pr;
+#pragma omp for schedule(static)
+    for (Index k = 0; k < prompts; ++k) {
+      Rng rng = base.split(static_cast<std::uint64_t>(k));
+      sampler.sample_into(length, rng, pr);
+      const double r = icl_predict(model, params, pr, false).value - pr.target;
+      loss[k] = 0.5 * r * r;
+    }
+  }
+  double sum = 0.0, sum_sq = 0.0;
+  for (const double l : loss) {
+    sum += l;
+    sum_sq += l * l;
+  }
+  IclRiskEstimate e;
+  e.mean = sum / prompts;
+  const double var = (sum_sq / prompts - e.mean * e.mean) * prompts / (prompts - 1.0);
+  e.standard_error = std::sqrt(std::max(var, 0.0) / prompts);
+  return e;
+}
+
+}  // namespace attnflow

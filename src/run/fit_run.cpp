@@ -1,0 +1,76 @@
+// The `attnflow fit` job and model files (fit_run.hpp).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/csv.hpp"
+#include "attnflow/fit_run.hpp"
+#include "attnflow/parallel.hpp"
+
+namespace attnflow {
+
+void save_model(const std::string& path, const Model& model) {
+  write_file_atomic(path, model_to_bytes(model));
+}
+
+Model load_model(const std::string& path) { return model_from_bytes(read_file(path), path); }
+
+namespace {
+
+nlohmann::json summary_json(const FitConfig& cfg, const FitRunResult& r, const std::string& version) {
+  const FitResult& f = r.fit;
+  return {{"kind", "fit"},
+          {"attnflow_version", version},
+          {"status", f.finite ? "finished" : "diverged"},
+          {"converged", f.finite},
+          {"message", f.message},
+          {"iterations", f.steps},
+          {"steps", f.steps},
+          {"task", to_string(cfg.task.kind)},
+          {"normalization", to_string(cfg.model.normalization)},
+          {"depth", cfg.model.depth},
+          {"heads", cfg.model.heads},
+          {"mlp_hidden", cfg.model.mlp_hidden},
+          {"parameters", r.parameters},
+          {"final_train_loss", f.final_train_loss},
+          {"final_test_loss", f.final_test_loss},
+          {"identity_train_loss", f.identity_train_loss},
+          {"identity_test_loss", f.identity_test_loss},
+          {"relative_test_loss", f.final_test_loss / f.identity_test_loss},
+          {"seconds", r.seconds},
+          {"threads", num_threads()},
+          {"files", {"config.toml", "loss.csv", "model.afm", "summary.json"}}};
+}
+
+}  // namespace
+
+FitRunResult run_fit(const FitConfig& cfg, const std::string& resolved_toml, const std::string& out_dir,
+                     const std::string& version,
+                     const std::function<void(const FitRecord&, long)>& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const TaskData data = make_task(cfg.task);
+  Rng rng(cfg.model_seed, 0x6d6f64656c);  // "model": the initialization stream
+  Model model = random_model(cfg.model, rng);
+  FitRunResult r;
+  r.parameters = model.parameter_count();
+  r.fit = fit_model(model, data.train, data.test, cfg.fit, [&](const FitRecord& rec) {
+    if (progress) progress(rec, cfg.fit.steps);
+  });
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Outputs only after success, each atomically: a failed fit leaves nothing behind.
+  ensure_directory(out_dir);
+  Matrix loss(static_cast<Index>(r.fit.history.size()), 3);
+  for (size_t i = 0; i < r.fit.history.size(); ++i) {
+    const auto& h = r.fit.history[i];
+    loss.row(static_cast<Index>(i)) << static_cast<double>(h.step), h.train_loss, h.test_loss;
+  }
+  write_file_atomic(out_dir + "/config.toml", resolved_toml);
+  write_csv(out_dir + "/loss.csv", loss, {"step", "train_loss", "test_loss"});
+  save_model(out_dir + "/model.afm", model);
+  write_file_atomic(out_dir + "/summary.json", summary_json(cfg, r, version).dump(2) + "\n");
+  return r;
+}
+
+}  // namespace attnflow

@@ -1,0 +1,210 @@
+// Running a sweep: validate every point, run the unfinished ones in parallel (one kernel
+// thread each), then assemble the tidy table from the points' observables.csv.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/config.hpp"
+#include "attnflow/error.hpp"
+#include "attnflow/parallel.hpp"
+#include "attnflow/progress.hpp"
+#include "attnflow/runner.hpp"
+#include "attnflow/sweep.hpp"
+
+namespace attnflow {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Point {
+  Index index = 0;
+  std::string dir, label;  // label: "model.beta=4, measure.seed=1"
+  RunConfig cfg;
+  std::string resolved;
+  bool done = false;  // finished before this call
+};
+
+std::vector<Point> prepare_points(const SweepGrid& g, const std::string& out) {
+  std::vector<Point> points;
+  for (Index p = 0; p < g.size(); ++p) {
+    Point pt;
+    pt.index = p;
+    pt.dir = fmt::format("{}/points/point_{:06d}", out, p);
+    const auto c = g.coordinates(p);
+    for (std::size_t a = 0; a < g.axes.size(); ++a)
+      pt.label += fmt::format("{}{}={}", a ? ", " : "", g.axes[a].key, g.axes[a].labels[c[a]]);
+    Config cfg = Config::parse(g.base, fmt::format("{} [sweep point {}: {}]", g.name, p, pt.label));
+    for (std::size_t a = 0; a < g.axes.size(); ++a) cfg.set(g.axes[a].key + "=" + g.axes[a].values[c[a]]);
+    pt.cfg = parse_run_config(cfg);  // every point is validated before anything runs
+    pt.resolved = cfg.resolved();
+    points.push_back(std::move(pt));
+  }
+  return points;
+}
+
+bool point_finished(const std::string& dir) {
+  const std::string s = dir + "/summary.json";
+  if (!fs::exists(s)) return false;
+  const auto j = nlohmann::json::parse(read_file(s), nullptr, false);
+  return !j.is_discarded() && j.value("status", "") == "finished";
+}
+
+// RFC 4180 quoting for labels that need it (strings with commas or quotes).
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// sweep.csv: point, the grid keys, then every column of the points' observables.csv.
+void write_tidy(const SweepGrid& g, const std::vector<Point>& points, const std::string& path) {
+  std::string out = "point";
+  for (const auto& a : g.axes) out += "," + csv_field(a.key);
+  for (const auto& c : observable_columns()) out += "," + c;
+  out += '\n';
+  for (const Point& p : points) {
+    std::string prefix = std::to_string(p.index);
+    const auto c = g.coordinates(p.index);
+    for (std::size_t a = 0; a < g.axes.size(); ++a) prefix += "," + csv_field(g.axes[a].labels[c[a]]);
+    const std::string text = read_file(p.dir + "/observables.csv");
+    std::size_t pos = text.find('\n') + 1;  // skip the header
+    while (pos < text.size()) {
+      const std::size_t end = text.find('\n', pos);
+      out += prefix + "," + text.substr(pos, end - pos) + "\n";
+      pos = end == std::string::npos ? text.size() : end + 1;
+    }
+  }
+  write_file_atomic(path, out);
+}
+
+void write_grid(const SweepGrid& g, const std::string& path) {
+  std::string out = "point";
+  for (const auto& a : g.axes) out += "," + csv_field(a.key);
+  out += '\n';
+  for (Index p = 0; p < g.size(); ++p) {
+    out += std::to_string(p);
+    const auto c = g.coordinates(p);
+    for (std::size_t a = 0; a < g.axes.size(); ++a) out += "," + csv_field(g.axes[a].labels[c[a]]);
+    out += '\n';
+  }
+  write_file_atomic(path, out);
+}
+
+// Restores the kernel's thread count when the sweep ends (points run one kernel thread each).
+struct ThreadScope {
+  int saved;
+  explicit ThreadScope(int t) : saved(num_threads()) { set_num_threads(t); }
+  ~ThreadScope() { set_num_threads(saved); }
+};
+
+}  // namespace
+}  // namespace attnflow
+
+namespace attnflow {
+
+namespace {
+
+struct Shared {
+  std::atomic<std::size_t> next{0};
+  std::atomic<long> finished{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::exception_ptr error;
+};
+
+// Runs points todo[next...] until none is left, the stop hook fires, or a point fails.
+void worker(const std::vector<Point*>& todo, const SweepOptions& opt, Shared& sh, Progress& progress,
+            Index total, SweepResult& res) {
+  for (;;) {
+    const std::size_t i = sh.next++;
+    if (i >= todo.size() || sh.stop) return;
+    const Point& p = *todo[i];
+    RunOptions ro;
+    ro.out_dir = p.dir;
+    ro.resume = fs::exists(p.dir);  // a half-done point continues (from its checkpoint, if any)
+    ro.progress = nullptr;
+    ro.version = opt.version;
+    const bool kill = opt.stop_after_points > 0 && sh.finished >= opt.stop_after_points;
+    if (kill) ro.stop_after_checkpoints = 1;
+    try {
+      const RunResult r = run_experiment(p.cfg, p.resolved, ro);
+      std::lock_guard<std::mutex> lock(sh.mu);
+      ++res.ran;
+      if (kill) sh.stop = true;
+      if (r.interrupted) res.interrupted = true;
+      if (!r.finished && !r.already_finished) continue;
+      const long done = ++sh.finished;
+      progress.update(static_cast<double>(done + res.skipped),
+                      fmt::format("point {}/{} ({}) done", p.index + 1, total, p.label));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(sh.mu);
+      if (!sh.error) sh.error = std::current_exception();
+      sh.stop = true;
+      return;
+    }
+  }
+}
+
+nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const SweepOptions& opt) {
+  nlohmann::json axes = nlohmann::json::object();
+  for (const auto& a : g.axes) axes[a.key] = a.labels;
+  return {{"kind", "sweep"}, {"attnflow_version", opt.version}, {"status", "finished"}, {"finished", true},
+          {"converged", true}, {"points", r.points}, {"axes", axes}, {"ran", r.ran}, {"skipped", r.skipped},
+          {"table", "sweep.csv"}, {"grid", "grid.csv"}, {"point_dirs", "points/point_NNNNNN"},
+          {"seconds", r.seconds}};
+}
+
+}  // namespace
+
+SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
+  std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
+  const std::string summary = opt.out_dir + "/summary.json";
+  if (!opt.resume && (fs::exists(summary) || fs::exists(opt.out_dir + "/points")))
+    throw_message("sweep", fmt::format("output directory {} already holds a sweep (use --resume to continue it, "
+                                       "or choose another --out)", opt.out_dir));
+  ensure_directory(opt.out_dir + "/points");
+  write_file_atomic(opt.out_dir + "/base.toml", g.base);
+  write_grid(g, opt.out_dir + "/grid.csv");
+  SweepResult res;
+  res.points = g.size();
+  std::vector<Point*> todo;
+  for (Point& p : points) {
+    p.done = point_finished(p.dir);
+    if (p.done) ++res.skipped;
+    else todo.push_back(&p);
+  }
+  Progress progress(static_cast<double>(res.points), "sweep", opt.progress, -1, 1.0);
+  const int jobs = std::max(1, std::min(opt.jobs > 0 ? opt.jobs : num_threads(), static_cast<int>(todo.size())));
+  {
+    // Several points at once: each runs the kernel on one thread (results do not depend on it).
+    ThreadScope scope(jobs > 1 ? 1 : num_threads());
+    Shared sh;
+    std::vector<std::thread> threads;
+    for (int j = 1; j < jobs; ++j)
+      threads.emplace_back([&] { worker(todo, opt, sh, progress, res.points, res); });
+    worker(todo, opt, sh, progress, res.points, res);
+    for (auto& t : threads) t.join();
+    if (sh.error) std::rethrow_exception(sh.error);
+    if (sh.stop) res.interrupted = true;  // only the test hook stops a sweep without an error
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (res.interrupted) return res;
+  write_tidy(g, points, opt.out_dir + "/sweep.csv");
+  write_file_atomic(summary, sweep_summary(g, res, opt).dump(2) + "\n");
+  progress.finish(fmt::format("{} points ({} run, {} already done)", res.points, res.ran, res.skipped));
+  res.finished = true;
+  return res;
+}
+
+}  // namespace attnflow

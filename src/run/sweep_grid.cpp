@@ -1,0 +1,96 @@
+// Sweep grids: splitting the [sweep] table off a config and enumerating its points.
+#include <fmt/format.h>
+
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "attnflow/error.hpp"
+#include "attnflow/sweep.hpp"
+
+namespace attnflow {
+
+namespace {
+
+// TOML text of a scalar (strings quoted and escaped, so Config::set reads them back as strings)
+// and its CSV label (strings bare).
+std::pair<std::string, std::string> scalar_text(const toml::node& v, const std::string& ctx, const std::string& key) {
+  if (auto s = v.as_string()) {
+    std::string q = "\"";
+    for (char ch : s->get()) {
+      if (ch == '"' || ch == '\\') q += '\\';
+      q += ch;
+    }
+    return {q + "\"", s->get()};
+  }
+  if (!(v.is_integer() || v.is_floating_point() || v.is_boolean()))
+    throw_invalid(ctx, "sweep." + key, "a table or array", "a list of numbers, strings or booleans");
+  std::ostringstream ss;
+  v.visit([&](auto&& x) { ss << x; });
+  return {ss.str(), ss.str()};
+}
+
+void collect_axes(const toml::table& t, const std::string& prefix, const std::string& ctx,
+                  std::vector<SweepAxis>& axes) {
+  for (auto&& [k, v] : t) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (v.is_table()) {
+      collect_axes(*v.as_table(), key, ctx, axes);
+      continue;
+    }
+    SweepAxis axis{key, {}, {}};
+    if (auto arr = v.as_array()) {
+      require(!arr->empty(), ctx, "sweep." + key, "[]", "a non-empty list");
+      for (auto& el : *arr) {
+        auto [text, label] = scalar_text(el, ctx, key);
+        axis.values.push_back(text);
+        axis.labels.push_back(label);
+      }
+    } else {
+      auto [text, label] = scalar_text(v, ctx, key);  // a single value: an axis of length 1
+      axis.values.push_back(text);
+      axis.labels.push_back(label);
+    }
+    axes.push_back(std::move(axis));
+  }
+}
+
+}  // namespace
+
+Index SweepGrid::size() const {
+  Index n = 1;
+  for (const auto& a : axes) n *= static_cast<Index>(a.values.size());
+  return n;
+}
+
+std::vector<Index> SweepGrid::coordinates(Index point) const {
+  std::vector<Index> c(axes.size());
+  for (std::size_t i = axes.size(); i-- > 0;) {
+    const auto len = static_cast<Index>(axes[i].values.size());
+    c[i] = point % len;
+    point /= len;
+  }
+  return c;
+}
+
+SweepGrid parse_sweep(const std::string& text, const std::string& name) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw std::invalid_argument(fmt::format("{}: line {}: {}", name, e.source().begin.line, e.description()));
+  }
+  SweepGrid g;
+  g.name = name;
+  auto* sweep = doc.get("sweep");
+  if (!sweep || !sweep->is_table())
+    throw_message(name, "a sweep needs a [sweep] table of lists, e.g. [sweep] model.beta = [1, 4, 9]");
+  collect_axes(*sweep->as_table(), "", name, g.axes);
+  if (g.axes.empty()) throw_message(name, "the [sweep] table is empty: give at least one key = [values]");
+  doc.erase("sweep");
+  std::ostringstream ss;
+  ss << doc << '\n';
+  g.base = ss.str();
+  return g;
+}
+
+}  // namespace attnflow

@@ -1,0 +1,272 @@
+// Log-domain Sinkhorn (SPEC.md section 3) against the dense reference of ot_dense_reference.hpp,
+// exact OT (eps -> 0), the product coupling (eps -> inf), invariances, status and bad input.
+#include <gtest/gtest.h>
+
+#include "attnflow/divergence.hpp"
+#include "attnflow/exact_ot.hpp"
+#include "attnflow/ot.hpp"
+#include "attnflow/parallel.hpp"
+#include "ot_dense_reference.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+using test::all_close;
+using test::random_matrix;
+using test::random_weights;
+using test::throws_with;
+
+// Both solvers run to a 1e-12 row violation; plans then agree to rounding of the
+// exponentials (potentials of size cost/eps ~ 1e2 lose ~1e-14 relative each).
+constexpr double kSolveTol = 1e-12;
+constexpr double kPlanAtol = 1e-11;
+constexpr double kPlanRtol = 1e-8;
+// Costs are O(1) sums of n m terms computed in different orders.
+constexpr double kCostRtol = 1e-9;
+
+SinkhornOptions options(double eps, double tol = kSolveTol) {
+  SinkhornOptions o;
+  o.eps = eps;
+  o.tol = tol;
+  o.max_iterations = 100000;
+  return o;
+}
+
+TEST(OtSinkhorn, SqeuclideanMatchesDenseReference) {
+  Rng rng(11);
+  const Matrix x = random_matrix(40, 3, rng), y = random_matrix(30, 3, rng, 1.5);
+  const Vector a = random_weights(40, rng), b = random_weights(30, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  const double eps = 0.05 * cost.max_cost();
+  const SinkhornResult r = sinkhorn(a, b, cost, options(eps));
+  ASSERT_TRUE(r.converged) << r.message;
+  EXPECT_LE(r.marginal_error, kSolveTol);
+  const Matrix c = test::dense_sqeuclidean(x, y);
+  const Matrix ref = test::dense_sinkhorn_plan(c, a, b, eps, kSolveTol);
+  const Matrix pi = transport_plan(cost, r);
+  EXPECT_TRUE(all_close(pi, ref, kPlanRtol, kPlanAtol));
+  EXPECT_NEAR(r.cost, (ref.array() * c.array()).sum(), kCostRtol * r.cost);
+  // Marginals: columns exact after the g-update, rows within tol.
+  EXPECT_TRUE(all_close(Vector(pi.colwise().sum().transpose()), b, 0.0, 1e-15 * 30));
+  EXPECT_LE((pi.rowwise().sum() - a).cwiseAbs().sum(), kSolveTol * 1.0001);
+  // Entropic objective <C, pi> + eps KL(pi | a b^T) of the dense reference plan.
+  double kl = 0.0;
+  for (Index i = 0; i < 40; ++i)
+    for (Index j = 0; j < 30; ++j) kl += ref(i, j) * std::log(ref(i, j) / (a[i] * b[j]));
+  EXPECT_NEAR(r.objective, r.cost + eps * kl, kCostRtol * r.objective);
+}
+
+TEST(OtSinkhorn, BilinearAndDenseCostsMatchDenseReference) {
+  Rng rng(12);
+  const Matrix x = random_matrix(25, 4, rng), y = random_matrix(35, 4, rng);
+  const Matrix q = random_matrix(2, 4, rng), k = random_matrix(2, 4, rng);
+  const Vector a = random_weights(25, rng), b = random_weights(35, rng);
+  const double beta = 0.7;
+  const TransportCost bil = TransportCost::bilinear(x, y, beta, q, k);
+  const Matrix c = -beta * (x * q.transpose()) * (y * k.transpose()).transpose();
+  for (Index i = 0; i < 25; i += 7)
+    for (Index j = 0; j < 35; j += 9) EXPECT_NEAR(bil(i, j), c(i, j), 1e-13 * (1 + std::abs(c(i, j))));
+  const Matrix ref = test::dense_sinkhorn_plan(c, a, b, 1.0, kSolveTol);
+  const SinkhornResult rb = sinkhorn(a, b, bil, options(1.0));
+  ASSERT_TRUE(rb.converged) << rb.message;
+  EXPECT_TRUE(all_close(transport_plan(bil, rb), ref, kPlanRtol, kPlanAtol));
+  const TransportCost dense = TransportCost::dense(c);
+  const SinkhornResult rd = sinkhorn(a, b, dense, options(1.0));
+  ASSERT_TRUE(rd.converged) << rd.message;
+  EXPECT_TRUE(all_close(transport_plan(dense, rd), ref, kPlanRtol, kPlanAtol));
+  EXPECT_NEAR(rd.cost, (ref.array() * c.array()).sum(), kCostRtol * std::abs(rd.cost));
+  EXPECT_NEAR(rb.cost, rd.cost, kCostRtol * std::abs(rd.cost));
+}
+
+// eps -> 0: <C, pi_eps> tends to the exact OT cost. For uniform weights
+// 0 <= <C, pi_eps> - OT_0 <= eps KL(pi* | a b^T) <= eps log n; eps = 1e-4 of the cost scale must
+// stay finite (every exponential is max-shifted) and within that bound.
+TEST(OtSinkhorn, SmallEpsApproachesExactOt) {
+  // A row violation tol lets the cost move by at most tol * max cost.
+  constexpr double kTol = 1e-7;
+  Rng rng(13);
+  const Index n = 8;
+  Matrix x(n, 2), y(n, 2);
+  rng.fill_normal(x);
+  rng.fill_normal(y);
+  y.array() += 3.0;
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  const double cmax = cost.max_cost();
+  const ExactOtResult exact = exact_ot(Vector(), Vector(), test::dense_sqeuclidean(x, y));
+  ASSERT_TRUE(exact.converged);
+  EXPECT_NEAR(exact.cost, test::brute_force_assignment(test::dense_sqeuclidean(x, y)), 1e-10);
+  for (double rel : {1e-2, 1e-4}) {
+    const double eps = rel * cmax;
+    const SinkhornResult r = sinkhorn(Vector(), Vector(), cost, options(eps, kTol));
+    ASSERT_TRUE(r.converged) << r.message;
+    EXPECT_TRUE(std::isfinite(r.cost) && r.f.allFinite() && r.g.allFinite());
+    const double gap = r.cost - exact.cost;
+    EXPECT_GE(gap, -kTol * cmax) << "eps = " << eps;
+    EXPECT_LE(gap, eps * std::log(double(n)) + kTol * cmax) << "eps = " << eps;
+  }
+  // Sinkhorn needs up to O(max C / eps) iterations at small eps: on 30 random points 2000
+  // iterations do not reach 1e-7, which must be a reported status with finite, sensible output.
+  Rng rng2(14);
+  const Matrix x2 = random_matrix(30, 2, rng2), y2 = random_matrix(30, 2, rng2).array() + 3.0;
+  const TransportCost cost2 = TransportCost::sqeuclidean(x2, y2);
+  SinkhornOptions o = options(1e-4 * cost2.max_cost(), kTol);
+  o.max_iterations = 2000;
+  const SinkhornResult r2 = sinkhorn(Vector(), Vector(), cost2, o);
+  EXPECT_FALSE(r2.converged);
+  EXPECT_NE(r2.message.find("not converged after 2000 iterations"), std::string::npos);
+  EXPECT_TRUE(std::isfinite(r2.cost) && r2.f.allFinite() && r2.g.allFinite());
+  const double ot0 = exact_ot(Vector(), Vector(), test::dense_sqeuclidean(x2, y2)).cost;
+  // Moving the violating mass costs at most marginal_error * max C.
+  EXPECT_LE(std::abs(r2.cost - ot0), o.eps * std::log(30.0) + r2.marginal_error * cost2.max_cost());
+}
+
+// eps -> inf: pi -> a (x) b with |pi - a b^T| = O(max C / eps).
+TEST(OtSinkhorn, LargeEpsGivesProductCoupling) {
+  Rng rng(14);
+  const Matrix x = random_matrix(20, 3, rng), y = random_matrix(15, 3, rng);
+  const Vector a = random_weights(20, rng), b = random_weights(15, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  const double eps = 1e6 * cost.max_cost();
+  const SinkhornResult r = sinkhorn(a, b, cost, options(eps));
+  ASSERT_TRUE(r.converged);
+  const Matrix prod = a * b.transpose();
+  // |exp(t) - 1| <= 2|t| for |t| <= 1e-5 and t = (f + g - C)/eps, |t| <= 2 max C / eps.
+  EXPECT_TRUE(all_close(transport_plan(cost, r), prod, 4e-6, 0.0));
+}
+
+TEST(OtSinkhorn, DuplicationAndPermutationInvariance) {
+  Rng rng(15);
+  const Matrix x = random_matrix(12, 2, rng), y = random_matrix(10, 2, rng);
+  const Vector a = random_weights(12, rng), b = random_weights(10, rng);
+  const double eps = 0.2;
+  const SinkhornResult base = sinkhorn(a, b, TransportCost::sqeuclidean(x, y), options(eps));
+  // Split atom 0 of x into two copies of half its weight.
+  Matrix x2(13, 2);
+  x2 << x, x.row(0);
+  Vector a2(13);
+  a2 << a, 0.5 * a[0];
+  a2[0] *= 0.5;
+  const SinkhornResult dup = sinkhorn(a2, b, TransportCost::sqeuclidean(x2, y), options(eps));
+  EXPECT_NEAR(dup.cost, base.cost, kCostRtol * base.cost);
+  EXPECT_NEAR(dup.objective, base.objective, kCostRtol * std::abs(base.objective));
+  // Reverse the order of y and b: the plan's columns are permuted, the cost unchanged.
+  const Matrix yr = y.colwise().reverse();
+  const Vector br = b.reverse();
+  const TransportCost cr = TransportCost::sqeuclidean(x, yr);
+  const SinkhornResult perm = sinkhorn(a, br, cr, options(eps));
+  EXPECT_NEAR(perm.cost, base.cost, kCostRtol * base.cost);
+  const Matrix pi = transport_plan(TransportCost::sqeuclidean(x, y), base);
+  EXPECT_TRUE(all_close(transport_plan(cr, perm), Matrix(pi.rowwise().reverse()), kPlanRtol, kPlanAtol));
+}
+
+TEST(OtSinkhorn, BitIdenticalOnOneAndTwoThreads) {
+  Rng rng(16);
+  const Matrix x = random_matrix(300, 3, rng), y = random_matrix(200, 3, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  set_num_threads(1);
+  const SinkhornResult r1 = sinkhorn(Vector(), Vector(), cost, options(1.0, 1e-8));
+  set_num_threads(2);
+  const SinkhornResult r2 = sinkhorn(Vector(), Vector(), cost, options(1.0, 1e-8));
+  set_num_threads(0);
+  EXPECT_EQ(r1.iterations, r2.iterations);
+  EXPECT_EQ(r1.cost, r2.cost);
+  EXPECT_TRUE(r1.f == r2.f && r1.g == r2.g);
+}
+
+TEST(OtSinkhorn, WarmStartConvergesAtOnceAndStatusReportsFailure) {
+  Rng rng(17);
+  const Matrix x = random_matrix(30, 3, rng), y = random_matrix(30, 3, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  const SinkhornResult r = sinkhorn(Vector(), Vector(), cost, options(0.5, 1e-10));
+  ASSERT_TRUE(r.converged) << r.message;
+  EXPECT_GT(r.stages, 1);  // eps-scaling ran
+  const SinkhornOptions o = options(0.5, 1e-10);
+  const SinkhornResult warm = sinkhorn(Vector(), Vector(), cost, o, &r.g);
+  EXPECT_TRUE(warm.converged);
+  EXPECT_LE(warm.iterations, 2);
+  EXPECT_EQ(warm.stages, 1);
+  SinkhornOptions few = options(0.001, 1e-14);
+  few.eps_scaling = false;
+  few.max_iterations = 3;
+  const SinkhornResult bad = sinkhorn(Vector(), Vector(), cost, few);
+  EXPECT_FALSE(bad.converged);
+  EXPECT_EQ(bad.iterations, 3);
+  EXPECT_GT(bad.marginal_error, 1e-14);
+  EXPECT_NE(bad.message.find("not converged after 3 iterations"), std::string::npos) << bad.message;
+}
+
+TEST(OtSinkhorn, BadInputNamesArgumentValueAndRule) {
+  Rng rng(18);
+  const Matrix x = random_matrix(5, 3, rng), y = random_matrix(4, 3, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector(), Vector(), cost, options(-0.1)); },
+                          "sinkhorn: eps = -0.1, must be > 0"));
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector(), Vector(), cost, options(0.0)); },
+                          "sinkhorn: eps = 0, must be > 0"));
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector(), Vector(), cost, options(0.1, 0.0)); },
+                          "sinkhorn: tol = 0, must be > 0"));
+  Vector neg = Vector::Ones(5);
+  neg[2] = -1.0;
+  EXPECT_TRUE(throws_with([&] { sinkhorn(neg, Vector(), cost, options(0.1)); },
+                          "sinkhorn: a: weights[2] = -1, must be >= 0"));
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector(), Vector::Zero(4), cost, options(0.1)); },
+                          "sinkhorn: b: total weight = 0, must be > 0"));
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector::Ones(3), Vector(), cost, options(0.1)); },
+                          "weights size = 3, must equal the number of points (5)"));
+  EXPECT_TRUE(throws_with([&] { TransportCost::sqeuclidean(x, random_matrix(4, 2, rng)); },
+                          "ot: x has dimension 3 and y has dimension 2, must be equal"));
+  Matrix xn = x;
+  xn(1, 2) = NAN;
+  EXPECT_TRUE(throws_with([&] { TransportCost::sqeuclidean(xn, y); }, "ot: x[1, 2] = nan, must be finite"));
+  EXPECT_TRUE(throws_with([&] { parse_cost_type("cosine"); },
+                          "ot: cost = \"cosine\", must be one of sqeuclidean, bilinear, dense"));
+  SinkhornOptions o = options(0.1);
+  o.scaling = 1.0;
+  EXPECT_TRUE(throws_with([&] { sinkhorn(Vector(), Vector(), cost, o); },
+                          "sinkhorn: scaling = 1, must be in (0, 1)"));
+  const SinkhornResult r = sinkhorn(Vector(), Vector(), cost, options(0.1));
+  EXPECT_TRUE(throws_with([&] { transport_plan(cost, r, 10); },
+                          "ot: plan n * m = 5 * 4 = 20, must be <= 10"));
+}
+
+TEST(OtDivergence, ZeroForIdenticalPositiveOtherwise) {
+  Rng rng(19);
+  // Self-transport with scattered weights converges slowly at small eps (POT behaves the
+  // same); eps = 2 on points of scale 1 converges in a few hundred iterations.
+  const SinkhornOptions o = options(2.0, 1e-10);
+  for (int trial = 0; trial < 5; ++trial) {
+    const Measure mu(random_matrix(20, 2, rng), random_weights(20, rng));
+    const Measure nu(random_matrix(25, 2, rng, 1.0 + 0.2 * trial), random_weights(25, rng));
+    const SinkhornDivergence same = sinkhorn_divergence(mu, mu, o);
+    EXPECT_TRUE(same.converged);
+    EXPECT_EQ(same.value, 0.0);
+    const SinkhornDivergence diff = sinkhorn_divergence(mu, nu, o);
+    EXPECT_TRUE(diff.converged) << diff.message;
+    EXPECT_GT(diff.value, 0.0) << "trial " << trial;
+  }
+  // A translation by t: |x - y - t|^2 = |x - y|^2 - 2<x - y, t> + |t|^2, and the linear terms
+  // are absorbed by the potentials, so OT_eps(mu, mu + t) = OT_eps(mu, mu) + |t|^2 for every
+  // eps (uniform weights, same mean shift) and S = |t|^2 exactly.
+  const Matrix x = random_matrix(30, 2, rng);
+  Matrix y = x;
+  y.col(0).array() += 0.5;
+  y.col(1).array() -= 0.2;
+  const SinkhornDivergence tr = sinkhorn_divergence(Measure(x), Measure(y), options(0.5, 1e-11));
+  ASSERT_TRUE(tr.converged) << tr.message;
+  EXPECT_NEAR(tr.value, 0.29, 1e-9);
+}
+
+TEST(OtDivergence, BarycentricMapMatchesDensePlan) {
+  Rng rng(20);
+  const Matrix x = random_matrix(15, 3, rng), y = random_matrix(18, 3, rng);
+  const Vector a = random_weights(15, rng), b = random_weights(18, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  const SinkhornResult r = sinkhorn(a, b, cost, options(0.3));
+  const Matrix ref_plan = test::dense_sinkhorn_plan(test::dense_sqeuclidean(x, y), a, b, 0.3, kSolveTol);
+  const Matrix ref = (ref_plan * y).array().colwise() / a.array();
+  EXPECT_TRUE(all_close(barycentric_map(cost, r, y), ref, 1e-9, 1e-11));
+}
+
+}  // namespace
+}  // namespace attnflow

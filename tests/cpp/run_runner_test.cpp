@@ -1,0 +1,305 @@
+// The experiment runner end to end (library level): the output directory, the trajectory
+// against an independent dense Euler + retraction implementation of SA, observables.csv
+// against dense observables, resume == uninterrupted and 1 thread == 2 threads bit for bit,
+// and no output left behind on failure.
+#include "attnflow/runner.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/csv.hpp"
+#include "attnflow/npy.hpp"
+#include "attnflow/parallel.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The runner and the dense reference do the same float64 arithmetic in a different order
+// (tiled online softmax vs materialized scores); 30 Euler steps amplify that only mildly.
+constexpr double kTrajectoryTol = 1e-11;
+
+std::string fresh_dir(const std::string& name) {
+  const auto dir = fs::temp_directory_path() / ("attnflow_run_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir.string();
+}
+
+struct Parsed {
+  RunConfig cfg;
+  std::string resolved;
+};
+Parsed parse(const std::string& text) {
+  Config c = Config::parse(text, "t.toml");
+  RunConfig r = parse_run_config(c);
+  return {r, c.resolved()};
+}
+
+RunResult run(const Parsed& p, const std::string& dir, bool resume = false, long stop_after = 0) {
+  RunOptions o;
+  o.out_dir = dir;
+  o.resume = resume;
+  o.stop_after_checkpoints = stop_after;
+  o.progress = nullptr;
+  return run_experiment(p.cfg, p.resolved, o);
+}
+
+// Independent dense SA step with Q = K = V = I (the published NumPy code): scores beta X X^T,
+// row softmax, A = P X, tangent projection, Euler step, renormalize rows.
+Matrix dense_sa_euler(Matrix x, double beta, double dt, int steps) {
+  const Index n = x.rows();
+  for (int s = 0; s < steps; ++s) {
+    const Matrix scores = beta * x * x.transpose();
+    Matrix v(n, x.cols());
+    for (Index i = 0; i < n; ++i) {
+      const double m = scores.row(i).maxCoeff();
+      Eigen::RowVectorXd a = Eigen::RowVectorXd::Zero(x.cols());
+      double z = 0.0;
+      for (Index j = 0; j < n; ++j) {
+        const double e = std::exp(scores(i, j) - m);
+        z += e;
+        a += e * x.row(j);
+      }
+      a /= z;
+      v.row(i) = a - a.dot(x.row(i)) * x.row(i);
+    }
+    x += dt * v;
+    for (Index i = 0; i < n; ++i) x.row(i).normalize();
+  }
+  return x;
+}
+
+// Dense observables of SPEC.md section 5 with uniform weights.
+double dense_energy(const Matrix& x, double beta) {
+  const double n = static_cast<double>(x.rows());
+  double e = 0.0;
+  for (Index i = 0; i < x.rows(); ++i)
+    for (Index j = 0; j < x.rows(); ++j) e += std::exp(beta * x.row(i).dot(x.row(j)));
+  return e / (2.0 * beta * n * n);
+}
+int dense_clusters(const Matrix& x, double delta) {
+  const Index n = x.rows();
+  std::vector<Index> parent(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) parent[i] = i;
+  auto find = [&](Index i) {
+    while (parent[i] != i) i = parent[i];
+    return i;
+  };
+  for (Index i = 0; i < n; ++i)
+    for (Index j = i + 1; j < n; ++j)
+      if (x.row(i).dot(x.row(j)) > 1.0 - delta) parent[find(i)] = find(j);
+  int c = 0;
+  for (Index i = 0; i < n; ++i) c += find(i) == i;
+  return c;
+}
+
+bool same_file(const std::string& a, const std::string& b) { return read_file(a) == read_file(b); }
+
+const char* kSmall =
+    "[measure]\nn = 24\nd = 3\nseed = 11\n[model]\nbeta = 4.0\n[integrate]\nmethod = \"euler\"\ndt = 0.1\n"
+    "t_end = 3.0\n[observe]\nevery = 0.5\ndelta = 0.05\n[output]\ncheckpoint_every = 2\n";
+
+TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
+  const Parsed p = parse(kSmall);
+  const std::string dir = fresh_dir("dense");
+  const RunResult r = run(p, dir);
+  ASSERT_TRUE(r.finished);
+  EXPECT_EQ(r.observations, 7);  // t = 0, 0.5, ..., 3
+  for (const char* f : {"config.toml", "observables.csv", "final.npy", "summary.json", "snapshots/snap_000000.npy",
+                        "snapshots/snap_000006.npy"})
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  EXPECT_FALSE(fs::exists(dir + "/checkpoint.bin"));  // removed once finished
+  EXPECT_EQ(read_file(dir + "/config.toml"), p.resolved);
+
+  const Matrix x0 = initial_positions(p.cfg, 0);
+  EXPECT_TRUE(test::all_close(read_npy_matrix(dir + "/snapshots/snap_000000.npy"), x0, 0.0, 0.0));
+  const Matrix ref = dense_sa_euler(x0, 4.0, 0.1, 30);
+  const Matrix fin = read_npy_matrix(dir + "/final.npy");
+  EXPECT_TRUE(test::all_close(fin, ref, kTrajectoryTol, kTrajectoryTol));
+  EXPECT_TRUE(test::all_close(read_npy_matrix(dir + "/snapshots/snap_000002.npy"), dense_sa_euler(x0, 4.0, 0.1, 10),
+                              kTrajectoryTol, kTrajectoryTol));
+
+  const CsvTable csv = read_csv(dir + "/observables.csv");
+  ASSERT_EQ(csv.header, observable_columns());
+  ASSERT_EQ(csv.values.rows(), 7);
+  const auto col = [&](const std::string& name) {
+    return static_cast<Index>(std::find(csv.header.begin(), csv.header.end(), name) - csv.header.begin());
+  };
+  for (Index k = 0; k < 7; ++k) {
+    EXPECT_EQ(csv.values(k, col("t")), 0.5 * static_cast<double>(k));
+    EXPECT_EQ(csv.values(k, col("system")), 0.0);
+    if (k > 0) {  // SPEC.md section 5: E_beta is non-decreasing along SA
+      EXPECT_GE(csv.values(k, col("energy")), csv.values(k - 1, col("energy")));
+    }
+  }
+  // Energy is a sum of n^2 positive terms: relative agreement to a few ulps times n.
+  EXPECT_NEAR(csv.values(6, col("energy")), dense_energy(fin, 4.0), 1e-12 * dense_energy(fin, 4.0));
+  EXPECT_EQ(csv.values(6, col("clusters")), dense_clusters(fin, 0.05));
+  EXPECT_EQ(csv.values(0, col("clusters")), dense_clusters(x0, 0.05));
+
+  const auto summary = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  EXPECT_EQ(summary["kind"], "run");
+  EXPECT_EQ(summary["status"], "finished");
+  EXPECT_EQ(summary["steps"], 30);
+  EXPECT_EQ(summary["final"][0]["clusters"].get<double>(), dense_clusters(fin, 0.05));
+  EXPECT_TRUE(summary.contains("attnflow_version"));
+}
+
+// Every output file of two run directories is identical, byte for byte (summary.json up to its
+// wall-clock "seconds").
+void expect_same_outputs(const std::string& a, const std::string& b) {
+  for (const char* f : {"config.toml", "observables.csv", "final.npy"})
+    EXPECT_TRUE(same_file(a + "/" + f, b + "/" + f)) << f;
+  for (const auto& e : fs::directory_iterator(a + "/snapshots"))
+    EXPECT_TRUE(same_file(e.path().string(), b + "/snapshots/" + e.path().filename().string())) << e.path();
+  auto ja = nlohmann::json::parse(read_file(a + "/summary.json"));
+  auto jb = nlohmann::json::parse(read_file(b + "/summary.json"));
+  ja.erase("seconds");
+  jb.erase("seconds");
+  EXPECT_EQ(ja, jb);
+}
+
+void check_resume(const std::string& text, const std::string& name) {
+  const Parsed p = parse(text);
+  const std::string whole = fresh_dir(name + "_whole"), cut = fresh_dir(name + "_cut");
+  ASSERT_TRUE(run(p, whole).finished);
+  const RunResult first = run(p, cut, false, 2);  // "killed" right after its 2nd checkpoint
+  ASSERT_TRUE(first.interrupted);
+  EXPECT_FALSE(fs::exists(cut + "/final.npy"));
+  EXPECT_TRUE(fs::exists(cut + "/checkpoint.bin"));
+  // Rows written after the checkpoint would be duplicated without truncation: append junk.
+  {
+    std::FILE* f = std::fopen((cut + "/observables.csv").c_str(), "ab");
+    std::fputs("99,0,junk from after the checkpoint\n", f);
+    std::fclose(f);
+  }
+  const RunResult second = run(p, cut, true);
+  ASSERT_TRUE(second.finished);
+  expect_same_outputs(whole, cut);
+  EXPECT_TRUE(run(p, cut, true).already_finished);
+}
+
+TEST(Runner, ResumeEqualsUninterruptedBitForBit) {
+  check_resume(kSmall, "euler");
+}
+
+TEST(Runner, ResumeEqualsUninterruptedForDopri5NoiseAndEnsembles) {
+  check_resume(
+      "[measure]\nn = 16\nd = 3\nsystems = 3\n[model]\nkind = \"usa\"\nbeta = 2.0\n[integrate]\n"
+      "method = \"dopri5\"\nt_end = 2.0\nrtol = 1e-8\natol = 1e-10\n[observe]\nevery = 0.25\n"
+      "[output]\ncheckpoint_every = 2\n",
+      "dopri5_ensemble");
+  check_resume(
+      "[measure]\nn = 16\nd = 3\nsystems = 2\n[model]\nbeta = 3.0\nkappa = 20.0\n[integrate]\ndt = 0.05\n"
+      "t_end = 2.0\n[observe]\nevery = 0.25\n[output]\ncheckpoint_every = 3\n",
+      "noisy");
+  check_resume(
+      "[measure]\nn = 12\nd = 4\n[model]\nbeta = 1.0\nscheme = \"pre-ln\"\n[integrate]\nmethod = \"rk4\"\n"
+      "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.3\n[output]\ncheckpoint_every = 1\n",
+      "preln_offgrid");
+}
+
+TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {
+  const Parsed p = parse(
+      "[measure]\nn = 300\nd = 3\nsystems = 2\n[model]\nbeta = 5.0\n[integrate]\nmethod = \"rk4\"\ndt = 0.1\n"
+      "t_end = 1.0\n[observe]\nevery = 0.5\n");
+  const std::string one = fresh_dir("threads1"), two = fresh_dir("threads2");
+  set_num_threads(1);
+  run(p, one);
+  set_num_threads(2);
+  run(p, two);
+  set_num_threads(0);
+  expect_same_outputs(one, two);
+}
+
+// The config -> flow mapping: Kuramoto (angles) equals SA / USA on the circle (SPEC.md
+// section 5), each in its own run directory with points (cos t, sin t) in final.npy.
+TEST(Runner, KuramotoRunEqualsSaAndUsaRunsOnTheCircle) {
+  // Both are RK4 with the same steps on the same initial points; they differ only in the
+  // parametrization (angle vs point + retraction), i.e. by the RK4 truncation error, whose
+  // difference between the two forms is O(dt^4) per unit time: 1e-7 at dt = 0.05, t = 2.
+  constexpr double kFormTol = 1e-7;
+  const std::string base =
+      "[measure]\nn = 10\nd = 2\nseed = 3\n[integrate]\nmethod = \"rk4\"\ndt = 0.05\nt_end = 2.0\n"
+      "[observe]\nevery = 1.0\n";
+  for (const char* form : {"sa", "usa"}) {
+    const Parsed k = parse(base + "[model]\nkind = \"kuramoto\"\nbeta = 2.0\nkuramoto_form = \"" + form + "\"\n");
+    const Parsed s = parse(base + "[model]\nkind = \"" + form + "\"\nbeta = 2.0\n");
+    const std::string dk = fresh_dir(std::string("kuramoto_") + form), ds = fresh_dir(std::string("circle_") + form);
+    run(k, dk);
+    run(s, ds);
+    const Matrix xk = read_npy_matrix(dk + "/final.npy"), xs = read_npy_matrix(ds + "/final.npy");
+    ASSERT_EQ(xk.cols(), 2);
+    EXPECT_TRUE(test::all_close(xk, xs, 0.0, kFormTol)) << form;
+    EXPECT_GT((xk - initial_positions(k.cfg, 0)).norm(), 1e-2);  // the tokens did move
+  }
+}
+
+// Every model kind, scheme and option path of the schema runs to a finished directory with
+// finite outputs of the documented shapes.
+TEST(Runner, EveryModelKindAndSchemeRuns) {
+  const std::vector<std::string> models = {
+      "kind = \"sa\"\nheads = 2\nqkv = \"gaussian\"\nqkv_seed = 4",
+      "kind = \"usa\"\nqkv = \"goe\"",
+      "kind = \"sinkhorn\"\nsinkhorn_iterations = 3",
+      "kind = \"sinkhorn\"",
+      "kind = \"meanshift\"",
+      "kind = \"hardmax\"",
+      "kind = \"vlasov\"\ninteraction = \"gaussian\"\nsigma = 0.5\nsphere = false",
+      "kind = \"vlasov\"\ninteraction = \"power\"\nsphere = false",
+      "kind = \"sa\"\nkappa = 50.0",
+      "kind = \"sa\"\nscheme = \"peri-ln\"",
+      "kind = \"sa\"\nscheme = \"mix-ln\"\ntau = 0.3",
+      "kind = \"sa\"\nscheme = \"ngpt\"\nalpha = 2.0",
+      "kind = \"usa\"\nscheme = \"sqrt\"",
+      "kind = \"sa\"\ngamma = 1.5",
+  };
+  int i = 0;
+  for (const auto& m : models) {
+    const Parsed p = parse("[measure]\nn = 9\nd = 3\nsystems = 2\ninit = \"gaussian\"\n[model]\nbeta = 2.0\n" + m +
+                           "\n[integrate]\ndt = 0.05\nt_end = 0.5\n[observe]\nevery = 0.25\n");
+    const std::string dir = fresh_dir("kind" + std::to_string(i++));
+    ASSERT_TRUE(run(p, dir).finished) << m;
+    const NpyArray fin = read_npy(dir + "/final.npy");
+    EXPECT_EQ(fin.shape, (std::vector<Index>{2, 9, 3})) << m;
+    for (double v : fin.data) ASSERT_TRUE(std::isfinite(v)) << m;
+    const CsvTable csv = read_csv(dir + "/observables.csv");
+    EXPECT_EQ(csv.values.rows(), 6) << m;  // 3 times x 2 systems
+    EXPECT_TRUE(csv.values.allFinite()) << m;
+  }
+}
+
+TEST(Runner, RefusesToOverwriteAndLeavesNothingBehindOnFailure) {
+  const Parsed p = parse(kSmall);
+  const std::string dir = fresh_dir("twice");
+  run(p, dir);
+  EXPECT_TRUE(test::throws_with([&] { run(p, dir); }, "already holds a run (use --resume"));
+  // A resume with another config is refused.
+  const std::string cut2 = fresh_dir("other_config2");
+  run(p, cut2, false, 1);
+  Parsed r = parse(kSmall);
+  r.resolved += "# changed\n";
+  EXPECT_TRUE(test::throws_with([&] { run(r, cut2, true); }, "--resume: the configuration differs"));
+  // A run that blows up (non-finite state at a huge step) removes the directory it created.
+  const Parsed bad = parse(
+      "[measure]\nn = 8\nd = 3\n[model]\nkind = \"usa\"\nbeta = 700.0\nsphere = false\n[integrate]\ndt = 1e6\n"
+      "t_end = 1e7\n");
+  const std::string gone = fresh_dir("diverges");
+  EXPECT_THROW(run(bad, gone), std::runtime_error);
+  EXPECT_FALSE(fs::exists(gone));
+  // A bad initial file is reported before anything is created.
+  const Parsed f = parse("[measure]\ninit = \"file\"\nfile = \"/nonexistent/x.npy\"\n");
+  const std::string none = fresh_dir("badfile");
+  EXPECT_ANY_THROW(run(f, none));
+  EXPECT_FALSE(fs::exists(none));
+}
+
+}  // namespace
+}  // namespace attnflow

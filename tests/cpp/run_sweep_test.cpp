@@ -1,0 +1,118 @@
+// Sweeps: grid parsing and enumeration, each point equal to the same run done alone, the tidy
+// table, and a killed sweep resumed equal to an uninterrupted one, on 1 or 2 jobs.
+#include "attnflow/sweep.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "attnflow/atomic_file.hpp"
+#include "attnflow/csv.hpp"
+#include "attnflow/runner.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fresh_dir(const std::string& name) {
+  const auto dir = fs::temp_directory_path() / ("attnflow_sweep_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir.string();
+}
+
+const char* kSweep =
+    "[measure]\nn = 12\nd = 3\n[model]\nbeta = 1.0\n[integrate]\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.5\n"
+    "[output]\ncheckpoint_every = 1\nsnapshots = false\n"
+    "[sweep]\nmodel.gamma = [0.5, 1.5]\nmeasure.seed = [3, 4, 5]\nmodel.scheme = [\"none\", \"pre-ln\"]\n";
+
+SweepResult sweep(const std::string& dir, bool resume = false, int jobs = 1, long stop_after = 0) {
+  SweepOptions o;
+  o.out_dir = dir;
+  o.resume = resume;
+  o.jobs = jobs;
+  o.stop_after_points = stop_after;
+  o.progress = nullptr;
+  return run_sweep(parse_sweep(kSweep, "s.toml"), o);
+}
+
+TEST(Sweep, ParsesAxesInKeyOrderLastFastest) {
+  const SweepGrid g = parse_sweep(kSweep, "s.toml");
+  ASSERT_EQ(g.axes.size(), 3u);
+  EXPECT_EQ(g.axes[0].key, "measure.seed");
+  EXPECT_EQ(g.axes[1].key, "model.gamma");
+  EXPECT_EQ(g.axes[2].key, "model.scheme");
+  EXPECT_EQ(g.axes[2].values[1], "\"pre-ln\"");
+  EXPECT_EQ(g.axes[2].labels[1], "pre-ln");
+  EXPECT_EQ(g.size(), 12);
+  EXPECT_EQ(g.coordinates(0), (std::vector<Index>{0, 0, 0}));
+  EXPECT_EQ(g.coordinates(1), (std::vector<Index>{0, 0, 1}));
+  EXPECT_EQ(g.coordinates(11), (std::vector<Index>{2, 1, 1}));
+  EXPECT_EQ(g.base.find("sweep"), std::string::npos);
+  EXPECT_TRUE(test::throws_with([] { parse_sweep("[model]\nbeta = 1\n", "x.toml"); }, "x.toml: a sweep needs a [sweep] table"));
+  EXPECT_TRUE(test::throws_with([] { parse_sweep("[sweep]\nmodel.beta = []\n", "x.toml"); },
+                                "x.toml: sweep.model.beta = [], must be a non-empty list"));
+  // A bad value in any point is reported (naming the point and the key) before anything runs.
+  SweepOptions o;
+  o.out_dir = fresh_dir("bad");
+  o.progress = nullptr;
+  EXPECT_TRUE(test::throws_with([&] { run_sweep(parse_sweep("[sweep]\nobserve.delta = [0.1, 3.0]\n", "x.toml"), o); },
+                                "x.toml [sweep point 1: observe.delta=3.0]: observe.delta = 3, must be in (0, 2)"));
+  EXPECT_TRUE(test::throws_with([&] { run_sweep(parse_sweep("[sweep]\nmodel.betaa = [1]\n", "x.toml"), o); },
+                                "unknown key 'model.betaa'"));
+  EXPECT_FALSE(fs::exists(o.out_dir));
+}
+
+TEST(Sweep, PointsEqualStandaloneRunsAndTheTidyTableHasEveryRow) {
+  const std::string dir = fresh_dir("whole");
+  const SweepResult r = sweep(dir, false, 2);
+  ASSERT_TRUE(r.finished);
+  EXPECT_EQ(r.ran, 12);
+  // Point 7 = (seed 4, gamma 1.5, scheme none): the same config run alone gives the same files.
+  Config c = Config::parse(std::string(kSweep).substr(0, std::string(kSweep).find("[sweep]")), "alone");
+  c.set("measure.seed=4");
+  c.set("model.gamma=1.5");
+  c.set("model.scheme=\"none\"");
+  const RunConfig rc = parse_run_config(c);
+  EXPECT_EQ(rc.beta, 1.5 * std::log(12.0));
+  RunOptions o;
+  o.out_dir = fresh_dir("alone");
+  o.progress = nullptr;
+  run_experiment(rc, c.resolved(), o);
+  EXPECT_EQ(read_file(o.out_dir + "/final.npy"), read_file(dir + "/points/point_000006/final.npy"));
+  EXPECT_EQ(read_file(o.out_dir + "/observables.csv"), read_file(dir + "/points/point_000006/observables.csv"));
+
+  const std::string tidy = read_file(dir + "/sweep.csv");
+  const std::string header = tidy.substr(0, tidy.find('\n'));
+  EXPECT_EQ(header.rfind("point,measure.seed,model.gamma,model.scheme,t,system,log_energy,energy", 0), 0u) << header;
+  EXPECT_EQ(std::count(tidy.begin(), tidy.end(), '\n'), 1 + 12 * 3);  // 3 observation times per point
+  EXPECT_NE(tidy.find("\n6,4,1.5,none,1,0,"), std::string::npos);
+  EXPECT_NE(tidy.find("\n11,5,1.5,pre-ln,0.5,0,"), std::string::npos);
+}
+
+TEST(Sweep, KilledSweepResumedEqualsUninterrupted) {
+  const std::string whole = fresh_dir("u"), cut = fresh_dir("k");
+  ASSERT_TRUE(sweep(whole, false, 1).finished);
+  const SweepResult first = sweep(cut, false, 1, 4);  // 4 points done, the 5th stopped mid-run
+  ASSERT_TRUE(first.interrupted);
+  EXPECT_FALSE(fs::exists(cut + "/sweep.csv"));
+  EXPECT_TRUE(fs::exists(cut + "/points/point_000004/checkpoint.bin"));
+  EXPECT_TRUE(test::throws_with([&] { sweep(cut, false, 1); }, "already holds a sweep"));
+  const SweepResult second = sweep(cut, true, 2);
+  ASSERT_TRUE(second.finished);
+  EXPECT_EQ(second.skipped, 4);
+  EXPECT_EQ(second.ran, 8);
+  EXPECT_EQ(read_file(whole + "/sweep.csv"), read_file(cut + "/sweep.csv"));
+  for (int p = 0; p < 12; ++p) {
+    const std::string f = fmt::format("/points/point_{:06d}/final.npy", p);
+    EXPECT_EQ(read_file(whole + f), read_file(cut + f)) << f;
+  }
+}
+
+}  // namespace
+}  // namespace attnflow

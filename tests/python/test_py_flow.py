@@ -1,0 +1,124 @@
+"""Flows, integrators, observables and ensembles from Python (SPEC.md section 5) against dense
+NumPy formulas and closed forms; ValueError texts; determinism across thread counts."""
+import numpy as np
+import pytest
+
+import attnflow
+
+# Library (streaming kernel) vs dense NumPy, both float64: summation order only.
+RTOL = 1e-10
+ATOL = 1e-12
+
+
+def dense_sa_field(x, beta, usa=False):
+    """P_x(sum_j w_j e^{beta <x_i, x_j>} x_j / Z_i), uniform w, Z = 1 for USA."""
+    n = len(x)
+    k = np.exp(beta * x @ x.T) / n
+    a = (k @ x) if usa else (k @ x) / k.sum(1, keepdims=True)
+    return a - (a * x).sum(1, keepdims=True) * x
+
+
+@pytest.fixture
+def tokens():
+    return attnflow.sample_sphere(20, 3, attnflow.Rng(4))
+
+
+@pytest.mark.parametrize("kind", ["sa", "usa"])
+def test_field_matches_dense_formula(tokens, kind):
+    o = attnflow.FlowOptions()
+    o.kind, o.beta = kind, 2.5  # enums accept their names
+    flow = attnflow.Flow(o, 20, 3)
+    got = flow.field(0.0, flow.initial_state(tokens))
+    np.testing.assert_allclose(got, dense_sa_field(tokens, 2.5, kind == "usa"), rtol=RTOL, atol=ATOL)
+
+
+def test_energy_and_observables_match_numpy(tokens):
+    beta = 3.0
+    e = (np.exp(beta * tokens @ tokens.T)).sum() / (2 * beta * 400)
+    np.testing.assert_allclose(attnflow.log_energy(tokens, None, beta), np.log(e), rtol=RTOL)
+    obs = attnflow.observe(tokens, None, attnflow.ObserveOptions(beta, 1e-3))
+    g = tokens @ tokens.T
+    off = g[~np.eye(20, dtype=bool)]
+    np.testing.assert_allclose(obs.mean_cosine, off.mean(), rtol=1e-9)
+    np.testing.assert_allclose(obs.min_cosine, off.min(), rtol=1e-12)
+    np.testing.assert_allclose(obs.order, np.linalg.norm(tokens.mean(0)), rtol=1e-12)
+    assert obs.clusters == 20 and sorted(obs.cluster_sizes) == [1] * 20
+    names = attnflow.observable_names()
+    assert len(attnflow.observable_values(obs)) == len(names) and names[0] == "log_energy"
+
+
+def test_python_field_with_library_integrators():
+    # dx/dt = -x: x(t) = x0 e^{-t}; RK4 with dt = 0.01 has global error ~ 1e-10 at t = 1.
+    x0 = np.array([[1.0, -2.0], [0.5, 3.0]])
+    for method, tol in (("rk4", 1e-9), ("dopri5", 1e-6)):
+        st = attnflow.IntegratorState()
+        opts = attnflow.IntegratorOptions(method, 0.01)
+        x = attnflow.advance(lambda t, y: -y, x0, st, 1.0, opts)
+        np.testing.assert_allclose(x, x0 * np.exp(-1.0), rtol=tol)
+        assert st.t == 1.0 and st.steps > 0
+    with pytest.raises(ValueError, match="field returned shape"):
+        attnflow.advance(lambda t, y: y[:1], x0, attnflow.IntegratorState(), 1.0,
+                         attnflow.IntegratorOptions("euler", 0.1))
+
+
+def test_flow_advance_clusters_and_is_thread_independent(tokens):
+    o = attnflow.FlowOptions()
+    o.beta = 1.0
+    flow = attnflow.Flow(o, 20, 3)
+    integ = attnflow.IntegratorOptions("rk4", 0.1)
+    runs = []
+    before = attnflow.num_threads()
+    try:
+        for threads in (1, 2):
+            attnflow.set_num_threads(threads)
+            fs = flow.initial_flow_state()
+            runs.append(flow.advance(flow.initial_state(tokens), fs, 30.0, integ))
+    finally:
+        attnflow.set_num_threads(before)
+    assert np.array_equal(runs[0], runs[1])
+    final = flow.positions(runs[0])
+    # d >= 3 and generic data: one cluster (SPEC.md section 5, known behaviour).
+    assert attnflow.observe(final, None, attnflow.ObserveOptions(1.0, 1e-3)).clusters == 1
+
+
+def test_ensemble_equals_individual_flows(tokens):
+    o1, o2 = attnflow.FlowOptions(), attnflow.FlowOptions()
+    o1.beta, o2.beta = 1.0, 4.0
+    pts = [tokens, attnflow.sample_sphere(20, 3, attnflow.Rng(9))]
+    integ = attnflow.IntegratorOptions("euler", 0.05)
+    ens = attnflow.Ensemble([o1, o2], pts, integ)
+    ens.advance(2.0)
+    for s, o in enumerate((o1, o2)):
+        f = attnflow.Flow(o, 20, 3)
+        x = f.advance(f.initial_state(pts[s]), f.initial_flow_state(), 2.0, integ)
+        assert np.array_equal(ens.positions(s), f.positions(x))
+    stats = attnflow.summarize(ens.observe(attnflow.ObserveOptions()))
+    assert [s.name for s in stats.stats] == attnflow.observable_names()
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: attnflow.FieldKind("saa"), 'flow: kind = "saa", must be one of sa, usa'),
+    (lambda: attnflow.Flow(_opts(beta=float("nan")), 4, 3), "flow: beta = nan, must be finite"),
+    (lambda: attnflow.IntegratorOptions("rk4", -0.1).validate(), "integrate: dt = -0.1, must be > 0"),
+    (lambda: attnflow.ObserveOptions(1.0, 2.0).validate(), "observe: delta = 2, must be in (0, 2)"),
+])
+def test_errors_are_value_errors_with_text(call, text):
+    with pytest.raises(ValueError) as e:
+        call()
+    assert text in str(e.value)
+
+
+def test_enum_fields_take_names_and_reject_others():
+    o = attnflow.FlowOptions()
+    o.kind = "usa"
+    assert o.kind == attnflow.FieldKind.usa
+    # An unknown name cannot convert: the attribute keeps its type (TypeError names it).
+    with pytest.raises(TypeError, match="FieldKind"):
+        o.kind = "saa"
+
+
+def _opts(**kw):
+    o = attnflow.FlowOptions()
+    for k, v in kw.items():
+        setattr(o, k, v)
+    return o
