@@ -53,7 +53,7 @@ void add_icl(CLI::App& app) {
   sub->callback([a] { run_icl_cmd(*a); });
 }
 
-const Registrar registrar{"icl", 60, add_icl};
+const Registrar registrar{"icl", 65, add_icl};
 
 }  // namespace
 

@@ -54,7 +54,7 @@ void add_largeprompt(CLI::App& app) {
   sub->callback([a] { run_largeprompt_cmd(*a); });
 }
 
-const Registrar registrar{"largeprompt", 61, add_largeprompt};
+const Registrar registrar{"largeprompt", 66, add_largeprompt};
 
 }  // namespace
 

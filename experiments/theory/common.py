@@ -53,6 +53,7 @@ def write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp.")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
     os.replace(tmp, path)
 
 

@@ -4,6 +4,7 @@
 // fixed tiles, so results are bit-identical whatever the thread count.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "attnflow/flow.hpp"

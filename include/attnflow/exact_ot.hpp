@@ -27,13 +27,14 @@ struct ExactOtResult {
   double marginal_error = 0.0;     // sum_i |sum_j pi_ij - a_i| + sum_j |sum_i pi_ij - b_j|
   bool converged = false;          // the simplex reached an optimum
   std::string message;
+  double cost_quantum = 0.0;        // costs are solved rounded to multiples of this (max|C| 2^-40)
   Index n = 0, m = 0;
   Matrix dense_plan() const;       // (n, m)
 };
 
 // a (n), b (m) validated and normalized to mass 1 (empty = uniform); cost (n, m) finite.
-// Masses are represented as integers in units of 2^-40 (LEMON's flows must be integral), so
-// the plan's marginals match a and b to about 1e-12.
+// LEMON's simplex needs integral data: masses are integers in units of 2^-40 and costs in units
+// of max|C| 2^-40, so marginals match a, b to ~1e-12 and the cost is optimal to ~1e-12 max|C|.
 ExactOtResult exact_ot(const Vector& a, const Vector& b, const Matrix& cost);
 
 // W_p(mu, nu) for p = 1 or 2 with the Euclidean distance; `result`, when given, receives the

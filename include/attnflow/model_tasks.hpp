@@ -6,8 +6,8 @@
 //             with the SA field X[mu](x) = sum_h sum_j softmax_j(beta <Q_h x, K_h x_j>) V_h x_j
 //             (flow.hpp, RK4), seeded Gaussian heads;
 //   sinkhorn: T(mu, x_i) = sum_j pi_ij x_j / w_i, pi the entropic OT plan of mu with itself for
-//             the cost |x - y|^2 and eps (ot.hpp): a coupling-valued map through its
-//             barycentric projection.
+//             the cost |x - y|^2 and eps: a coupling-valued map through its barycentric
+//             projection (the Sinkhorn coupling of the affinity <2 x / eps, y>, SPEC.md section 1).
 #pragma once
 
 #include <cstdint>

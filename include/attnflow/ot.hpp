@@ -4,6 +4,7 @@
 // streaming pass of the kernel (kernel.hpp): no n x m buffer is ever allocated here.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -84,6 +85,9 @@ struct SinkhornOptions {
   bool eps_scaling = true;
   double scaling = 0.8;
   double eps_start = 0.0;  // 0: the cost scale (TransportCost::scale())
+  // Called after every full iteration with (iterations so far, current eps, marginal error;
+  // the error is NaN during eps-scaling stages, where it is not measured). For progress output.
+  std::function<void(int, double, double)> on_iteration;
 
   // Throws std::invalid_argument naming the field, e.g. "sinkhorn: eps = -0.1, must be > 0".
   void validate() const;

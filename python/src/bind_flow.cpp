@@ -143,6 +143,9 @@ void bind_flow_options(py::module_& m) {
       .value("custom", Interaction::custom);
   accept_names(ie, [](const std::string& s) { return parse_interaction(s); });
   m.def("parse_interaction", &parse_interaction, py::arg("name"), py::arg("context") = "flow");
+}
+
+void bind_flow_structs(py::module_& m) {
   py::class_<FlowHead>(m, "FlowHead", "q, k (d_k, d), v (d, d); empty = identity")
       .def(py::init([](const py::object& q, const py::object& k, const py::object& v) {
              return FlowHead{matrix_or_empty(q, "q"), matrix_or_empty(k, "k"),
@@ -321,6 +324,7 @@ const Registrar registrar(20, [](py::module_& m) {
   bind_integrate(m);
   bind_scheme(m);
   bind_flow_options(m);
+  bind_flow_structs(m);
   bind_flow_class(m);
   bind_observe(m);
   bind_ensemble(m);

@@ -63,6 +63,9 @@ void bind_icl_data(py::module_& m) {
       .def(py::init<IclData>(), py::arg("data"))
       .def("sample", &IclSampler::sample, py::arg("length"), py::arg("rng"))
       .def("data", &IclSampler::data);
+}
+
+void bind_icl_model(py::module_& m) {
   py::enum_<IclModel> im(m, "IclModel", "softmax | linear");
   im.value("softmax", IclModel::softmax).value("linear", IclModel::linear);
   accept_names(im, [](const std::string& s) { return parse_icl_model(s); });
@@ -164,6 +167,7 @@ const Registrar registrar(40, [](py::module_& m) {
       py::arg("rng"), py::arg("count"), "(count) i.i.d. N(0, 1) (ziggurat), in order");
   bind_large_prompt(m);
   bind_icl_data(m);
+  bind_icl_model(m);
   bind_icl_train(m);
 });
 

@@ -61,7 +61,9 @@ void bind_types(py::module_& m) {
       .def("max_cost", &TransportCost::max_cost, release_gil())
       .def("to_dense", &TransportCost::to_dense, py::arg("max_entries") = kMaxPlanEntries,
            release_gil(), "(n, m) dense matrix (refused above max_entries)");
+}
 
+void bind_results(py::module_& m) {
   py::class_<SinkhornOptions>(m, "SinkhornOptions")
       .def(py::init<>())
       .def_readwrite("eps", &SinkhornOptions::eps)
@@ -70,6 +72,22 @@ void bind_types(py::module_& m) {
       .def_readwrite("eps_scaling", &SinkhornOptions::eps_scaling)
       .def_readwrite("scaling", &SinkhornOptions::scaling)
       .def_readwrite("eps_start", &SinkhornOptions::eps_start)
+      .def_property(
+          "on_iteration",
+          [](const SinkhornOptions& o) { return static_cast<bool>(o.on_iteration); },
+          [](SinkhornOptions& o, const py::object& f) {
+            if (f.is_none()) {
+              o.on_iteration = nullptr;
+              return;
+            }
+            o.on_iteration = [fn = share_callable(py::reinterpret_borrow<py::function>(f))](
+                                 int it, double eps, double err) {
+              py::gil_scoped_acquire gil;
+              (*fn)(it, eps, err);
+            };
+          },
+          "set a callable(iterations, eps, marginal_error) called after every full iteration "
+          "(reads: whether one is set)")
       .def("validate", &SinkhornOptions::validate);
   py::class_<SinkhornResult>(m, "SinkhornResult")
       .def_readonly("f", &SinkhornResult::f,
@@ -105,6 +123,8 @@ void bind_types(py::module_& m) {
       .def_readonly("marginal_error", &ExactOtResult::marginal_error)
       .def_readonly("converged", &ExactOtResult::converged)
       .def_readonly("message", &ExactOtResult::message)
+      .def_readonly("cost_quantum", &ExactOtResult::cost_quantum,
+                    "costs are solved in multiples of this")
       .def_readonly("n", &ExactOtResult::n)
       .def_readonly("m", &ExactOtResult::m)
       .def("dense_plan", &ExactOtResult::dense_plan, "(n, m) plan");
@@ -199,6 +219,7 @@ void bind_exact(py::module_& m) {
 
 const Registrar registrar(10, [](py::module_& m) {
   bind_types(m);
+  bind_results(m);
   bind_sinkhorn(m);
   bind_exact(m);
 });

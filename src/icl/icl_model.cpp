@@ -80,8 +80,18 @@ void IclSampler::sample_into(Index length, Rng& rng, IclPrompt& p) const {
   thread_local Matrix g;
   g.resize(length, d);
   ziggurat_fill(rng, g.data(), g.size());
+  // Rows x_i = chol xi_i ~ N(0, S): chol is lower triangular, d(d+1)/2 multiply-adds per
+  // token in a plain loop (a GEMM's packing costs more than the work at d = 5).
   p.x.resize(length, d);
-  p.x.noalias() = g * chol_.transpose();  // rows x_i = chol xi_i ~ N(0, S)
+  for (Index i = 0; i < length; ++i) {
+    const double* xi = g.data() + i * d;
+    double* xo = p.x.data() + i * d;
+    for (Index r = 0; r < d; ++r) {
+      double acc = 0.0;
+      for (Index c = 0; c <= r; ++c) acc += chol_(r, c) * xi[c];
+      xo[r] = acc;
+    }
+  }
   p.y.resize(length);
   p.y.noalias() = p.x * p.w;
   if (data_.noise > 0.0) {

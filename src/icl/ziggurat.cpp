@@ -46,24 +46,37 @@ double tail(Rng& rng, bool negative) {
 }
 }  // namespace
 
+namespace {
+// The rare branch of a draw whose rectangle test failed: tail (layer 0), wedge test, or a
+// fresh draw; identical in effect to continuing ziggurat_normal's loop.
+double slow_path(Rng& rng, const Tables& t, double u, int i) {
+  if (i == 0) return tail(rng, u < 0.0);
+  const double x = u * t.x[i];
+  const double f0 = std::exp(-0.5 * (t.x[i] * t.x[i] - x * x));
+  const double f1 = std::exp(-0.5 * (t.x[i + 1] * t.x[i + 1] - x * x));
+  if (f1 + rng.uniform() * (f0 - f1) < 1.0) return x;
+  return ziggurat_normal(rng);
+}
+}  // namespace
+
 double ziggurat_normal(Rng& rng) {
   const Tables& t = tables();
-  for (;;) {
-    // One 64-bit draw: the top 53 bits give u in [-1, 1), the low 7 bits the layer.
-    const std::uint64_t bits = rng.next_u64();
-    const double u = 2.0 * (static_cast<double>(bits >> 11) * 0x1.0p-53) - 1.0;
-    const int i = static_cast<int>(bits & (kLayers - 1));
-    if (std::abs(u) < t.ratio[i]) return u * t.x[i];
-    if (i == 0) return tail(rng, u < 0.0);
-    const double x = u * t.x[i];
-    const double f0 = std::exp(-0.5 * (t.x[i] * t.x[i] - x * x));
-    const double f1 = std::exp(-0.5 * (t.x[i + 1] * t.x[i + 1] - x * x));
-    if (f1 + rng.uniform() * (f0 - f1) < 1.0) return x;
-  }
+  // One 64-bit draw: the top 53 bits give u in [-1, 1), the low 7 bits the layer.
+  const std::uint64_t bits = rng.next_u64();
+  const double u = 2.0 * (static_cast<double>(bits >> 11) * 0x1.0p-53) - 1.0;
+  const int i = static_cast<int>(bits & (kLayers - 1));
+  if (std::abs(u) < t.ratio[i]) return u * t.x[i];
+  return slow_path(rng, t, u, i);
 }
 
 void ziggurat_fill(Rng& rng, double* out, Index count) {
-  for (Index k = 0; k < count; ++k) out[k] = ziggurat_normal(rng);
+  const Tables& t = tables();  // hoisted: the fast path below is ziggurat_normal's, inlined
+  for (Index k = 0; k < count; ++k) {
+    const std::uint64_t bits = rng.next_u64();
+    const double u = 2.0 * (static_cast<double>(bits >> 11) * 0x1.0p-53) - 1.0;
+    const int i = static_cast<int>(bits & (kLayers - 1));
+    out[k] = std::abs(u) < t.ratio[i] ? u * t.x[i] : slow_path(rng, t, u, i);
+  }
 }
 
 }  // namespace attnflow

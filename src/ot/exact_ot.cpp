@@ -16,6 +16,10 @@ namespace attnflow {
 namespace {
 constexpr const char* kCtx = "exact_ot";
 constexpr double kMassUnits = 1099511627776.0;  // 2^40: integer flow units per unit mass
+// LEMON requires integral costs (with doubles its simplex can cycle on degenerate problems,
+// e.g. 1-D costs with ties): costs are rounded to multiples of max|C| / 2^40. Potentials stay
+// below (n + m) 2^40 < 2^63; no flow * cost product is formed in integers.
+constexpr double kCostUnits = 1099511627776.0;
 
 // w * 2^40 rounded to integers that sum to exactly 2^40 (largest remainders get the rest), so
 // supplies and demands balance exactly as the network simplex requires.
@@ -68,7 +72,9 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
   graph.reserveNode(static_cast<int>(n + m));
   graph.reserveArc(static_cast<int>(n * m));
   for (Index k = 0; k < n + m; ++k) graph.addNode();
-  Graph::ArcMap<double> arc_cost(graph);
+  Graph::ArcMap<std::int64_t> arc_cost(graph);
+  const double cmax = cost.cwiseAbs().maxCoeff();
+  const double quantum = cmax > 0.0 ? cmax / kCostUnits : 1.0;
   Graph::NodeMap<std::int64_t> supply(graph);
   const std::vector<std::int64_t> qa = integer_masses(a), qb = integer_masses(b);
   for (Index i = 0; i < n; ++i) supply[graph.nodeFromId(static_cast<int>(i))] = qa[i];
@@ -77,15 +83,16 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < m; ++j)
       arc_cost[graph.addArc(graph.nodeFromId(static_cast<int>(i)),
-                            graph.nodeFromId(static_cast<int>(n + j)))] = cost(i, j);
+                            graph.nodeFromId(static_cast<int>(n + j)))] =
+          std::llround(cost(i, j) / quantum);
 
-  lemon::NetworkSimplex<Graph, std::int64_t, double> simplex(graph);
+  lemon::NetworkSimplex<Graph, std::int64_t, std::int64_t> simplex(graph);
   simplex.costMap(arc_cost).supplyMap(supply);
   const auto status = simplex.run();
   ExactOtResult res;
   res.n = n;
   res.m = m;
-  if (status != lemon::NetworkSimplex<Graph, std::int64_t, double>::OPTIMAL) {
+  if (status != lemon::NetworkSimplex<Graph, std::int64_t, std::int64_t>::OPTIMAL) {
     res.message = fmt::format("{}: network simplex returned status {} (1 = infeasible, 2 = "
                               "unbounded)", kCtx, static_cast<int>(status));
     return res;
@@ -106,8 +113,12 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
   // LEMON's reduced cost is C_ij + pi_i - pi_j >= 0, so f = -pi (sources), g = pi (sinks).
   res.f.resize(n);
   res.g.resize(m);
-  for (Index i = 0; i < n; ++i) res.f[i] = -simplex.potential(graph.nodeFromId(static_cast<int>(i)));
-  for (Index j = 0; j < m; ++j) res.g[j] = simplex.potential(graph.nodeFromId(static_cast<int>(n + j)));
+  // Potentials are in cost quanta; scaled back they are feasible up to one quantum.
+  for (Index i = 0; i < n; ++i)
+    res.f[i] = -quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(i))));
+  for (Index j = 0; j < m; ++j)
+    res.g[j] = quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(n + j))));
+  res.cost_quantum = quantum;
   return res;
 }
 

@@ -77,6 +77,7 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
     f = cost.gibbs(false, g, logb, e, false).softmin;
     g = cost.gibbs(true, f, loga, e, false).softmin;
     ++res.iterations;
+    if (opt.on_iteration) opt.on_iteration(res.iterations, e, std::nan(""));
   }
   const double eps = opt.eps;
   Vector row_mass;
@@ -99,6 +100,7 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
                                 "{:.3g} > tol {:.3g})", res.iterations, res.marginal_error, opt.tol);
       break;
     }
+    if (opt.on_iteration) opt.on_iteration(res.iterations, eps, res.marginal_error);
     f = f_new;
     g = cost.gibbs(true, f, loga, eps, false).softmin;
     ++res.iterations;

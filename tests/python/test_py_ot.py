@@ -64,7 +64,7 @@ def test_three_call_forms_agree(clouds):
     assert r1.cost == r2.cost == r3.cost and r1.iterations == r2.iterations == r3.iterations
 
 
-def test_sinkhorn_equals_cli_summary(run_cli, clouds, tmp_path):
+def test_sinkhorn_equals_cli_bit_for_bit(run_cli, clouds, tmp_path):
     x, y, a, b = clouds
     if "\n  ot " not in run_cli("--help").stdout:
         pytest.skip("the ot subcommand is not in this build")
@@ -72,15 +72,16 @@ def test_sinkhorn_equals_cli_summary(run_cli, clouds, tmp_path):
         np.save(tmp_path / f"{n}.npy", arr)
     out = tmp_path / "ot"
     r = run_cli("ot", "--x", tmp_path / "x.npy", "--y", tmp_path / "y.npy", "--a", tmp_path / "a.npy",
-                "--b", tmp_path / "b.npy", "--eps", 0.3, "--tol", 1e-12, "--out", out)
-    if r.returncode != 0 and "--a" in r.stderr + r.stdout:
-        pytest.skip(f"ot CLI options differ: {r.stderr.strip()[:200]}")
+                "--b", tmp_path / "b.npy", "--eps", 0.3, "--tol", 1e-12, "--plan", "--out", out)
     assert r.returncode == 0, r.stderr
     import json
 
     s = json.loads((out / "summary.json").read_text())
     py = attnflow.sinkhorn(x, y, a, b, eps=0.3, tol=1e-12)
-    assert s["cost"] == py.cost and s["iterations"] == py.iterations
+    assert s["kind"] == "ot" and s["cost"] == py.cost and s["iterations"] == py.iterations
+    assert np.array_equal(np.load(out / "f.npy"), py.f) and np.array_equal(np.load(out / "g.npy"), py.g)
+    plan = attnflow.transport_plan(attnflow.TransportCost.sqeuclidean(x, y), py)
+    assert np.array_equal(np.load(out / "plan.npy"), plan)
 
 
 def test_divergence_is_zero_iff_equal(clouds):
