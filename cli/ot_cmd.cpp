@@ -11,6 +11,7 @@
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/divergence.hpp"
+#include "attnflow/error.hpp"
 #include "attnflow/exact_ot.hpp"
 #include "attnflow/npy.hpp"
 #include "attnflow/ot.hpp"

@@ -206,9 +206,11 @@ def heatmap(matrix, path: Optional[str] = None, title: str = "coupling", xlabel:
 
 
 def curves(table: Dict[str, np.ndarray], x: str, ys: Sequence[str], path: Optional[str] = None,
-           logx: bool = False, logy: bool = True, title: str = "", slopes: bool = False) -> Figure:
+           logx: bool = False, logy: bool = True, title: str = "", slopes: bool = False,
+           errors: Optional[Dict[str, np.ndarray]] = None) -> Figure:
     """Columns ys against column x (training curves: risk or loss vs step; concentration
-    curves: error vs prompt length L on log-log axes, with fitted log-log slopes)."""
+    curves: error vs prompt length L on log-log axes, with fitted log-log slopes). errors[y],
+    when given, is drawn as a +- band (standard errors)."""
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     xv = table[x]
@@ -219,7 +221,11 @@ def curves(table: Dict[str, np.ndarray], x: str, ys: Sequence[str], path: Option
         if slopes and ok.sum() >= 2:
             slope = np.polyfit(np.log(xv[ok]), np.log(yv[ok]), 1)[0]
             label = f"{y} (log-log slope {slope:.2f})"
-        ax.plot(xv[ok], yv[ok], marker="o" if len(xv) < 40 else None, ms=3, lw=1.2, label=label)
+        line, = ax.plot(xv[ok], yv[ok], marker="o" if len(xv) < 40 else None, ms=3, lw=1.2, label=label)
+        if errors and y in errors:
+            lo = yv[ok] - errors[y][ok]
+            ax.fill_between(xv[ok], np.where(lo > 0, lo, yv[ok] / 10) if logy else lo,
+                            yv[ok] + errors[y][ok], color=line.get_color(), alpha=0.2)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -356,8 +362,9 @@ def _plot_tables(directory: str, summary: dict, out: List[str]) -> None:
         ys = [c for c in t if c != x and ("err" in c or "grad" in c) and "std" not in c and "se" != c[-2:]]
         if x and ys:
             path = os.path.join(directory, "concentration.png")
-            curves(t, x, ys, path, logx=True, logy=True, slopes=True,
-                   title="concentration in the prompt length")
+            se = {y: t[y.replace("_error", "_se")] for y in ys if y.replace("_error", "_se") in t}
+            curves(t, x, ys, path, logx=True, logy=True, slopes=True, errors=se,
+                   title="concentration in the prompt length (bands: +- 1 standard error)")
             out.append(path)
 
 

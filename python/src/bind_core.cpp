@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "attnflow/attention.hpp"
+#include "attnflow/csv.hpp"
 #include "attnflow/kernel.hpp"
 #include "attnflow/measure.hpp"
 #include "attnflow/normalization.hpp"
@@ -113,6 +114,13 @@ const Registrar registrar(0, [](py::module_& m) {
   m.def("read_npy_vector", &read_npy_vector, py::arg("path"), "reads a 1-D .npy (or (n, 1))");
   m.def("write_npy", py::overload_cast<const std::string&, const Matrix&>(&write_npy),
         py::arg("path"), py::arg("a"), "writes a 2-D float64 .npy atomically");
+  py::class_<CsvTable>(m, "CsvTable", "a CSV matrix: header names and values (rows, cols)")
+      .def_readonly("header", &CsvTable::header)
+      .def_readonly("values", &CsvTable::values);
+  m.def("read_csv", &read_csv, py::arg("path"), "CSV of numbers with an optional header line");
+  m.def("write_csv", &write_csv, py::arg("path"), py::arg("values"),
+        py::arg("header") = std::vector<std::string>{},
+        "writes values (rows, cols) with 17 significant digits (round-trips), atomically");
 });
 }  // namespace
 

@@ -1,4 +1,4 @@
-// Integrators: convergence orders of Euler and RK4, Dormand-Prince meeting its tolerance,
+// Integrators: convergence orders of Euler and RK4 (closed form and an SA flow case on S^2),
 // landing exactly on t_end, the retraction, resume equals one call, option validation.
 #include "attnflow/integrate.hpp"
 

@@ -83,7 +83,7 @@ def test_exact_matches_brute_force(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--eps", "-0.1"], "sinkhorn: eps = -0.1, must be > 0"),
+    (["--eps", "-0.1"], "ot: --eps = -0.1, must be > 0 (or use --exact)"),
     (["--eps", "0"], "ot: --eps = 0, must be > 0 (or use --exact)"),
     ([], "ot: --eps = 0, must be > 0 (or use --exact)"),
     (["--eps", "0.1", "--tol", "0"], "sinkhorn: tol = 0, must be > 0"),

@@ -168,3 +168,28 @@ def test_cli_run_writes_pngs(run_cli, tmp_path):
         pytest.skip("the CLI did not find the package (ATTNFLOW_CLI from another build)")
     assert_png(out / "observables.png")
     assert_png(out / "trajectories.png")
+
+
+def test_icl_largeprompt_and_fit_job_directories(tmp_path):
+    # Real outputs of the `icl`, `largeprompt` and `fit` jobs (through the bindings, small sizes).
+    cfg = attnflow.Config.parse(attnflow.default_icl_config_toml(), "icl")
+    for s in ("train.prompt=20", "train.steps=15", "train.batch=8", "eval.prompts=0", "data.d=3"):
+        cfg.set(s)
+    attnflow.run_icl(attnflow.parse_icl_config(cfg), cfg.resolved(), str(tmp_path / "icl"))
+    assert [os.path.basename(p) for p in plot.plot_directory(str(tmp_path / "icl"), strict=True)] == ["risk.png"]
+    assert_png(tmp_path / "icl" / "risk.png")
+    cfg = attnflow.Config.parse(attnflow.default_largeprompt_config_toml(), "largeprompt")
+    for s in ("experiment.lengths=[8, 32, 128]", "experiment.prompts=4", "experiment.queries=4"):
+        cfg.set(s)
+    attnflow.run_largeprompt(attnflow.parse_largeprompt_config(cfg), cfg.resolved(), str(tmp_path / "lp"))
+    got = plot.plot_directory(str(tmp_path / "lp"), strict=True)
+    assert [os.path.basename(p) for p in got] == ["concentration.png"]
+    assert_png(got[0])
+    cfg = attnflow.Config.parse(attnflow.default_fit_config_toml(), "fit")
+    for s in ("task.train_size=8", "task.test_size=4", "task.n_min=4", "task.n_max=6",
+              "train.steps=10", "train.eval_every=2", "train.batch_size=4", "model.depth=1"):
+        cfg.set(s)
+    attnflow.run_fit(attnflow.parse_fit_config(cfg), cfg.resolved(), str(tmp_path / "fit"))
+    got = plot.plot_directory(str(tmp_path / "fit"), strict=True)
+    assert [os.path.basename(p) for p in got] == ["loss.png"]
+    assert_png(got[0])
