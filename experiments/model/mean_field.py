@@ -1,10 +1,9 @@
 #!/usr/bin/python3
 """Mean-field consistency (issue 8, SPEC.md section 4): a fitted model applied to N samples of a
-continuous measure (N(0, I_2)) vs a large-N reference (N_ref = 4096):
-  (i)  in-context outputs at 32 fixed queries, RMS |G(mu_N, z) - G(mu_ref, z)|;
-  (ii) the debiased Sinkhorn divergence (POT, eps = 0.05) between G(mu_N, .)#mu_N and
-       G(mu_ref, .)#mu_ref,
-averaged over 5 seeds, with least-squares log-log slopes in N. POT is used only here (a peer).
+continuous measure (N(0, I_2)) vs a large-N reference (N_ref = 4096): in-context outputs at 32
+fixed queries, RMS |G(mu_N, z) - G(mu_ref, z)|, averaged over 5 seeds, with the least-squares
+log-log slope in N. (A W2 / Sinkhorn-divergence comparison of the push-forward measures was cut:
+POT's empirical divergence on 1024 x 4096 atoms at eps = 0.05 did not finish in 10 minutes.)
 
 Usage: /usr/bin/python3 experiments/model/mean_field.py ATTNFLOW_CLI MODEL.afm OUT_DIR
 """
@@ -13,7 +12,6 @@ import subprocess
 import sys
 
 import numpy as np
-import ot
 
 
 def apply(cli, model, x, z, out):
@@ -34,21 +32,18 @@ def main():
     sizes, seeds = [32, 64, 128, 256, 512, 1024], 5
     rows = []
     for n in sizes:
-        e_q, e_s = [], []
+        e_q = []
         for s in range(seeds):
             x = np.random.default_rng(100 + 7 * n + s).normal(size=(n, 2))
             xo, wo, zo = apply(cli, model, x, z, root / f"n{n}-s{s}")
             e_q.append(np.sqrt(np.mean(np.sum((zo - zr) ** 2, axis=1))))
-            e_s.append(ot.bregman.empirical_sinkhorn_divergence(xo, xr, 0.05, a=wo, b=wr))
-        rows.append((n, np.mean(e_q), np.mean(e_s)))
+        rows.append((n, np.mean(e_q)))
     rows = np.array(rows)
     sq = np.polyfit(np.log(rows[:, 0]), np.log(rows[:, 1]), 1)[0]
-    ss = np.polyfit(np.log(rows[:, 0]), np.log(np.maximum(rows[:, 2], 1e-300)), 1)[0]
     lines = ["# Mean-field consistency", "", f"model: `{model}`; reference N = 4096; {seeds} seeds per N.", "",
-             "| N | RMS in-context error at 32 queries | Sinkhorn divergence (eps 0.05) |", "|---|---|---|"]
-    lines += [f"| {int(n)} | {a:.4e} | {b:.4e} |" for n, a, b in rows]
-    lines += ["", f"log-log slopes: in-context error {sq:.2f} (Monte Carlo rate -0.5); "
-              f"Sinkhorn divergence {ss:.2f}."]
+             "| N | RMS in-context error at 32 queries |", "|---|---|"]
+    lines += [f"| {int(n)} | {a:.4e} |" for n, a in rows]
+    lines += ["", f"log-log slope of the in-context error: {sq:.2f} (Monte Carlo rate: -0.5)."]
     (root / "mean_field.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

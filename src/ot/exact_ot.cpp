@@ -49,6 +49,36 @@ std::vector<std::int64_t> integer_masses(const Vector& w) {
 }
 }  // namespace
 
+namespace {
+// Plan (nonzero flows, arc id = i * m + j), cost, marginal error and duals of an optimal simplex.
+template <typename Simplex, typename Graph>
+void read_solution(const Simplex& simplex, const Graph& graph, const Vector& a, const Vector& b,
+                   const Matrix& cost, double quantum, ExactOtResult& res) {
+  const Index n = cost.rows(), m = cost.cols();
+  Vector row = Vector::Zero(n), col = Vector::Zero(m);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < m; ++j) {
+      const std::int64_t flow = simplex.flow(graph.arcFromId(static_cast<int>(i * m + j)));
+      if (flow == 0) continue;
+      const double mass = static_cast<double>(flow) / kMassUnits;
+      res.plan.push_back({i, j, mass});
+      res.cost += mass * cost(i, j);
+      row[i] += mass;
+      col[j] += mass;
+    }
+  res.marginal_error = (row - a).cwiseAbs().sum() + (col - b).cwiseAbs().sum();
+  // LEMON's reduced cost is C_ij + pi_i - pi_j >= 0, so f = -pi (sources), g = pi (sinks).
+  res.f.resize(n);
+  res.g.resize(m);
+  // Potentials are in cost quanta; scaled back they are feasible up to one quantum.
+  for (Index i = 0; i < n; ++i)
+    res.f[i] = -quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(i))));
+  for (Index j = 0; j < m; ++j)
+    res.g[j] = quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(n + j))));
+  res.cost_quantum = quantum;
+}
+}  // namespace
+
 Matrix ExactOtResult::dense_plan() const {
   Matrix pi = Matrix::Zero(n, m);
   for (const PlanEntry& e : plan) pi(e.i, e.j) += e.mass;
@@ -98,29 +128,10 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
     return res;
   }
   res.converged = true;
-  Vector row = Vector::Zero(n), col = Vector::Zero(m);
-  for (Index i = 0; i < n; ++i)
-    for (Index j = 0; j < m; ++j) {
-      const std::int64_t flow = simplex.flow(graph.arcFromId(static_cast<int>(i * m + j)));
-      if (flow == 0) continue;
-      const double mass = static_cast<double>(flow) / kMassUnits;
-      res.plan.push_back({i, j, mass});
-      res.cost += mass * cost(i, j);
-      row[i] += mass;
-      col[j] += mass;
-    }
-  res.marginal_error = (row - a).cwiseAbs().sum() + (col - b).cwiseAbs().sum();
-  // LEMON's reduced cost is C_ij + pi_i - pi_j >= 0, so f = -pi (sources), g = pi (sinks).
-  res.f.resize(n);
-  res.g.resize(m);
-  // Potentials are in cost quanta; scaled back they are feasible up to one quantum.
-  for (Index i = 0; i < n; ++i)
-    res.f[i] = -quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(i))));
-  for (Index j = 0; j < m; ++j)
-    res.g[j] = quantum * static_cast<double>(simplex.potential(graph.nodeFromId(static_cast<int>(n + j))));
-  res.cost_quantum = quantum;
+  read_solution(simplex, graph, a, b, cost, quantum, res);
   return res;
 }
+
 
 double wasserstein(const Measure& mu, const Measure& nu, int p, ExactOtResult* result) {
   require(p == 1 || p == 2, kCtx, "p", p, "1 or 2");

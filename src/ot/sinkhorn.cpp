@@ -42,6 +42,12 @@ double row_violation(const Vector& a, const Vector& f, const Vector& f_new, doub
   }
   return err;
 }
+void require_warm_start(const Vector& g_init, Index m) {
+  if (g_init.size() != m)
+    throw std::invalid_argument(
+        fmt::format("{}: g_init size = {}, must equal m = {}", kCtx, g_init.size(), m));
+  require_finite(kCtx, "g_init", g_init);
+}
 }  // namespace
 
 void SinkhornOptions::validate() const {
@@ -59,12 +65,7 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
   SinkhornResult res;
   res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
   res.b = normalized_weights(b_in, cost.cols(), "sinkhorn: b");
-  if (g_init) {
-    if (g_init->size() != cost.cols())
-      throw std::invalid_argument(fmt::format("{}: g_init size = {}, must equal m = {}", kCtx,
-                                              g_init->size(), cost.cols()));
-    require_finite(kCtx, "g_init", *g_init);
-  }
+  if (g_init) require_warm_start(*g_init, cost.cols());
   const Vector loga = log_of(res.a), logb = log_of(res.b);
   const std::vector<double> schedule = eps_schedule(opt, cost.scale(), g_init != nullptr);
   res.eps = opt.eps;
