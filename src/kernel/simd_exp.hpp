@@ -50,16 +50,16 @@ inline Packet simd_exp(const Packet& x_in) {
   p = ei::pmadd(p, r, ei::pset1<Packet>(1.0));
   p = ei::pmadd(p, r, ei::pset1<Packet>(1.0));
   // Multiply by 2^k: add k to the exponent field (k sits in t's low bits, two's complement).
-  const PacketInt kbits = reinterpret_cast<const PacketInt&>(t) << 52;
-  PacketInt bits = reinterpret_cast<const PacketInt&>(p) + kbits;
+  // (A cast between same-size vector types reinterprets the bits, without aliasing.)
+  const PacketInt kbits = (PacketInt)t << 52;
+  PacketInt bits = (PacketInt)p + kbits;
   // e^x for x < -708 is subnormal or 0: return exactly 0 (mask of all-ones where x >= lo).
-  const PacketDouble xd = reinterpret_cast<const PacketDouble&>(x_in);
-  const PacketDouble lod = reinterpret_cast<const PacketDouble&>(lo);
-  bits &= (xd >= lod);
+  const PacketDouble xd = (PacketDouble)x_in;
+  bits &= (xd >= (PacketDouble)lo);
   // NaN input: the comparison is false and would give 0; keep NaN visible instead.
   const PacketInt is_nan = (xd != xd);
-  bits |= is_nan & reinterpret_cast<const PacketInt&>(x_in);
-  return reinterpret_cast<const Packet&>(bits);
+  bits |= is_nan & (PacketInt)x_in;
+  return (Packet)bits;
 }
 
 }  // namespace attnflow::detail
