@@ -25,12 +25,16 @@ import ot  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cli", required=True, help="path of the attnflow executable")
+    p.add_argument("build", nargs="?", default=None, help="build directory (uses BUILD/attnflow)")
+    p.add_argument("--cli", default=None, help="path of the attnflow executable")
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--skip-pot", action="store_true", help="attnflow only (sizes POT cannot hold)")
     args = p.parse_args()
+    if args.cli is None:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+        args.cli = os.path.join(args.build or os.path.join(root, "build"), "attnflow")
 
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(args.n, 3))

@@ -17,7 +17,10 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.special import iv, logsumexp
 
-CLI = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "build" / "attnflow")
+# Argument: the attnflow executable or the build directory holding it (default build/).
+CLI = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).resolve().parents[1] / "build")
+if Path(CLI).is_dir():
+    CLI = str(Path(CLI) / "attnflow")
 REPEATS = 5
 
 

@@ -7,7 +7,7 @@ set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
   python3-dev python3-numpy python3-matplotlib python3-pytest)
-BENCH_PKGS=(python3-torch python3-pot libopenblas0-pthread)
+BENCH_PKGS=(python3-torch python3-pot libopenblas0-pthread time)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
 
