@@ -93,3 +93,27 @@ def equiangular_ode(model, n, beta, rho0, t_end, samples=2001, scheme="post-ln",
                  "--beta", beta, "--rho0", rho0, "--t-end", t_end, "--samples", samples,
                  "--out", out, *extra)
         return read_csv(out)
+
+
+# Runner config for an SA ensemble on the sphere from uniform data (metastability, phase diagram).
+SA_SPHERE_RUN = """
+[measure]
+n = {n}
+d = {d}
+init = "uniform_sphere"
+seed = {seed}
+systems = {systems}
+[model]
+kind = "sa"
+beta = {beta}
+[integrate]
+method = "{method}"
+dt = {dt}
+t_end = {t_end}
+[observe]
+every = {every}
+delta = {delta}
+[output]
+snapshots = false
+checkpoint_every = 0
+"""

@@ -7,32 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (HERE, attnflow, load_config, read_csv, run_flow, write_atomic, write_summary,
-                    write_table)
+from common import (HERE, SA_SPHERE_RUN, attnflow, load_config, read_csv, run_flow, write_atomic,
+                    write_summary, write_table)
 
 NAME = "metastability"
 
-RUN = """
-[measure]
-n = {n}
-d = {d}
-init = "uniform_sphere"
-seed = {seed}
-systems = {systems}
-[model]
-kind = "sa"
-beta = {beta}
-[integrate]
-method = "{method}"
-dt = {dt}
-t_end = {t_end}
-[observe]
-every = {every}
-delta = {delta}
-[output]
-snapshots = false
-checkpoint_every = 0
-"""
+RUN = SA_SPHERE_RUN
 
 
 def plateaus(t, clusters, log_e, n, min_len, t_end):

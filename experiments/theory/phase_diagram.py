@@ -5,31 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import HERE, equiangular_ode, load_config, run_flow, write_atomic, write_summary, write_table
+from common import (HERE, SA_SPHERE_RUN, equiangular_ode, load_config, run_flow, write_atomic,
+                    write_summary, write_table)
 
 NAME = "phase_diagram"
 
-RUN = """
-[measure]
-n = {n}
-d = {d}
-init = "uniform_sphere"
-seed = {seed}
-systems = {systems}
-[model]
-kind = "sa"
-beta = {beta}
-[integrate]
-method = "{method}"
-dt = {dt}
-t_end = {t_end}
-[observe]
-every = {every}
-delta = {delta}
-[output]
-snapshots = false
-checkpoint_every = 0
-"""
+RUN = SA_SPHERE_RUN
 
 
 def equiangular_time(n, beta, delta, t_end):
