@@ -39,6 +39,19 @@ def save(fig, name):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print("wrote", path)
+    link_figure(name)
+
+
+def link_figure(name):
+    """Appends the figure to <name>/report.md unless it is there (the experiment scripts
+    rewrite report.md, so the link is restored on every run of run_all.sh)."""
+    report = ROOT / name / "report.md"
+    text = report.read_text()
+    if f"]({name}.png)" in text:
+        return
+    report.write_text(text.rstrip() + f"\n\n## Figure\n\n![{name}]({name}.png)\n\n"
+                      f"`experiments/theory/{name}/{name}.png`, drawn by "
+                      f"`experiments/theory/plots.py` from the CSVs above.\n")
 
 
 def equiangular():
