@@ -15,7 +15,21 @@ class Rng {
  public:
   explicit Rng(std::uint64_t seed, std::uint64_t stream = 0);
 
-  std::uint64_t next_u64();
+  // xoshiro256**; inline because normals for a training step take 768k of them.
+  std::uint64_t next_u64() { return next(s_); }
+  // The same step on a caller's copy of the state: a bulk sampler keeps the state in registers
+  // (set_state() writes it back), instead of storing it to memory and reloading it per draw.
+  static std::uint64_t next(std::array<std::uint64_t, 4>& s) {
+    const std::uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const std::uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+  }
   // Uniform on [0, 1) with 53 random bits.
   double uniform();
   // Standard normal (Box-Muller; the second value of each pair is kept for the next call).
@@ -42,6 +56,7 @@ class Rng {
   }
 
  private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   std::uint64_t seed_, stream_;
   std::array<std::uint64_t, 4> s_{};
   double cached_ = 0.0;

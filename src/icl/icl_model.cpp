@@ -96,7 +96,10 @@ void IclSampler::sample_into(Index length, Rng& rng, IclPrompt& p) const {
   p.y.noalias() = p.x * p.w;
   if (data_.noise > 0.0) {
     const double sd = std::sqrt(data_.noise);
-    for (Index i = 0; i < length; ++i) p.y[i] += sd * ziggurat_normal(rng);
+    thread_local Vector noise;
+    noise.resize(length);
+    ziggurat_fill(rng, noise.data(), length);  // the same draws as L ziggurat_normal calls
+    p.y += sd * noise;
   }
 }
 
@@ -110,10 +113,16 @@ IclPrediction predict_softmax(const IclParams& params, const IclPrompt& pr, bool
   const Index p = gradients ? 1 + 2 * d : 1;
   thread_local Matrix vals;  // reused across prompts of the same length
   vals.resize(length, p);
-  vals.col(0) = pr.y;
-  if (gradients) {
-    vals.middleCols(1, d) = pr.x;
-    vals.rightCols(d) = pr.x.array().colwise() * pr.y.array();
+  for (Index i = 0; i < length; ++i) {  // row by row: vals is row-major, so is x
+    double* row = vals.data() + i * p;
+    const double* xi = pr.x.data() + i * d;
+    const double yi = pr.y[i];
+    row[0] = yi;
+    if (!gradients) continue;
+    for (Index t = 0; t < d; ++t) {
+      row[1 + t] = xi[t];
+      row[1 + d + t] = yi * xi[t];
+    }
   }
   const Vector query = params.a * pr.xq;  // scores s_i = <x_i, A x_q>
   Vector out(p);

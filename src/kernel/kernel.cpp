@@ -46,6 +46,9 @@ constexpr double kMinParallelPairs = 65536.0;
 constexpr Index kGemmQueries = 32;
 constexpr Index kGemmKeys = 256;
 
+// Up to this many queries the GEMM path (no key packing) is used whatever k and p are.
+constexpr Index kMaxDirectQueries = 4;
+
 Index round_up(Index x, Index r) { return (x + r - 1) / r * r; }
 
 // Keys, offsets and values transposed and padded to a multiple of the key tile, so that a
@@ -235,7 +238,9 @@ void lse_reduce(const ReduceInput& in, const ReduceOutput& out) {
   if (in.n == 0) return;
   if (in.p > 0 && in.vals == nullptr)
     throw std::invalid_argument("lse_reduce: vals = null, must be given when p > 0");
-  if (in.k <= kMaxFused && in.p <= kMaxFused) {
+  // A handful of queries (one query per prompt in in-context regression) cannot amortize
+  // packing the keys: the GEMM path reads them in place, row-major.
+  if (in.k <= kMaxFused && in.p <= kMaxFused && in.n > kMaxDirectQueries) {
     // Negative template sizes stand for "runtime"; only 0 disables a loop at compile time.
     const PackedKeys pk = pack_keys(in);
     switch (in.k) {

@@ -71,12 +71,26 @@ double ziggurat_normal(Rng& rng) {
 
 void ziggurat_fill(Rng& rng, double* out, Index count) {
   const Tables& t = tables();  // hoisted: the fast path below is ziggurat_normal's, inlined
+  // The generator state lives in locals during the loop and is synced with rng only around
+  // the rare slow path, so the stream consumed is exactly ziggurat_normal's, draw by draw.
+  Rng::State st = rng.state();
+  std::array<std::uint64_t, 4> s = st.s;
   for (Index k = 0; k < count; ++k) {
-    const std::uint64_t bits = rng.next_u64();
+    const std::uint64_t bits = Rng::next(s);
     const double u = 2.0 * (static_cast<double>(bits >> 11) * 0x1.0p-53) - 1.0;
     const int i = static_cast<int>(bits & (kLayers - 1));
-    out[k] = std::abs(u) < t.ratio[i] ? u * t.x[i] : slow_path(rng, t, u, i);
+    if (std::abs(u) < t.ratio[i]) [[likely]] {
+      out[k] = u * t.x[i];
+    } else {
+      st.s = s;
+      rng.set_state(st);
+      out[k] = slow_path(rng, t, u, i);
+      st = rng.state();
+      s = st.s;
+    }
   }
+  st.s = s;
+  rng.set_state(st);
 }
 
 }  // namespace attnflow
