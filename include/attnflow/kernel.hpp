@@ -40,6 +40,22 @@ void lse_reduce(const ReduceInput& in, const ReduceOutput& out);
 void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
                 const MatrixRef& vals, Vector& lse, Matrix& out);
 
+// The same reduction when queries and keys are the same points up to a factor beta >= 0:
+// s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives
+// exactly lse_reduce's lse and out (to rounding) with half the exponentials, by symmetry
+// (kernel_symmetric.cpp). Falls back to lse_reduce when symmetric_fast_path() is false:
+// beta < 0, k or p > 16, or log-weights c_j + beta |y_j|^2 / 2 spread over more than 600 or
+// not finite (zero weights). Deterministic on any thread count; O(n (k + p)) memory.
+struct SymmetricReduceInput {
+  const double* y = nullptr;     // (n, k) row-major, the points (queries = beta y, keys = y)
+  const double* col = nullptr;   // (n) column offsets; null = 0
+  const double* vals = nullptr;  // (n, p) row-major; null when p = 0
+  Index n = 0, k = 0, p = 0;
+  double beta = 1.0;
+};
+void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out);
+bool symmetric_fast_path(const SymmetricReduceInput& in);
+
 // Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
 // exposed for the exp-throughput benchmark that defines the kernel's speed limit.
 void exp_inplace(double* x, Index size);

@@ -29,6 +29,12 @@ Matrix apply_right(const Matrix& x, const Matrix& m) {
   return x * m.transpose();
 }
 
+// Equal as linear maps (an empty matrix stands for the identity).
+bool same_matrix(const Matrix& a, const Matrix& b) {
+  if (a.size() == 0 || b.size() == 0) return a.size() == b.size();
+  return a.rows() == b.rows() && a.cols() == b.cols() && a == b;
+}
+
 void check_head(const FlowHead& h, size_t i, Index d) {
   const auto check = [&](const Matrix& m, const char* name, Index rows) {
     if (m.size() == 0) return;
@@ -212,6 +218,13 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
         diag_.message = status.message;
       }
       lse_reduce(u, v, col, vals, lse, out);
+    } else if (same_matrix(h.q, h.k)) {
+      // Q = K: the affinity is symmetric, one exponential serves (i, j) and (j, i).
+      lse.resize(x.rows());
+      out.resize(x.rows(), vals.cols());
+      lse_reduce_symmetric({v.data(), log_w_.data(), vals.data(), x.rows(), v.cols(), vals.cols(),
+                            options_.beta},
+                           ReduceOutput{lse.data(), out.data()});
     } else {
       lse_reduce(u, v, log_w_, vals, lse, out);
     }

@@ -11,7 +11,8 @@
 namespace attnflow {
 namespace {
 
-// Degree-13 Taylor + two-part Cody-Waite reduction: a few ulp (2.2e-16 each).
+// Either variant of simd_exp.hpp (AVX-512 table + degree-6 minimax, measured 1.7 ulp; or
+// degree-13 Taylor): a few ulp (2.2e-16 each).
 constexpr double kRelTol = 8 * std::numeric_limits<double>::epsilon();
 
 TEST(KernelExp, MatchesStdExpToFewUlp) {

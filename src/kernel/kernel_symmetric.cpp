@@ -1,0 +1,236 @@
+// The streaming reduction when queries and keys are the same points (self-attention with
+// Q = K, the SA / USA flows): s_ij = beta <y_i, y_j> + c_j. The affinity is symmetric up to
+// separable factors,
+//   beta <y_i, y_j> + c_j = e_ij - h_i + a_j,   e_ij = beta <y_i, y_j> + h_i + h_j <= 0,
+//   h_i = -beta |y_i|^2 / 2,   a_j = c_j - h_j,
+// so each exponential exp(e_ij) = exp(-beta |y_i - y_j|^2 / 2) serves both (i, j) and (j, i):
+// half the exponentials of lse_reduce. With M = max_j a_j and w_j = exp(a_j - M),
+//   sum_j exp(s_ij) vals_j = exp(M - h_i) sum_j exp(e_ij) w_j vals_j.
+// No running maximum is needed: exp(e_ii) = 1, so row i's sum is at least w_i. When every
+// w_i >= exp(-600) (checked; uniform weights on the sphere give w = 1), the terms flushed to
+// 0 below exp(-708) are below 1e-90 of their row's sum, as in lse_reduce. Otherwise (or for
+// beta < 0, where e_ij is not bounded above) this falls back to lse_reduce.
+//
+// Work split, deterministic on any thread count: tiles of kTile points; the blocks (I, J),
+// I < J, are scheduled in rounds of a round-robin tournament (circle method), each round a
+// perfect matching of the tiles, so the blocks of a round touch disjoint rows and columns
+// and run in parallel into one accumulator without races. Every accumulator entry receives
+// its terms in round order, whatever thread computes them: bit-identical results on any
+// thread count. The diagonal blocks (I, I) form one more round. Memory O(n (k + p)).
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <stdexcept>
+#include <vector>
+
+#include "attnflow/error.hpp"
+#include "attnflow/kernel.hpp"
+#include "attnflow/parallel.hpp"
+#include "simd_exp.hpp"
+
+namespace attnflow {
+
+namespace {
+
+namespace ei = Eigen::internal;
+using detail::Packet;
+constexpr Index kPacket = detail::kPacketSize;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr Index kTile = 256;
+constexpr Index kMaxSmall = 16;     // k, p handled here; larger ones go to lse_reduce
+constexpr double kMinLogWeight = -600.0;
+constexpr double kMinParallelPairs = 65536.0;  // as in kernel.cpp: one thread below this
+
+using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
+
+struct Packed {
+  Index n = 0, npad = 0, ld = 0, k = 0, p = 0;
+  // One buffer of 2 k + 2 (p + 1) + 1 rows of stride ld = npad + 8, so that no two rows lie
+  // a multiple of 4 KB apart (they would share L1 sets: 2.5x slower at n = 16384):
+  AlignedVec buf;
+  double* ut = nullptr;   // (k, ld): beta y, transposed
+  double* yt = nullptr;   // (k, ld): y, transposed
+  double* h = nullptr;    // (ld): -beta |y|^2 / 2, -inf on padding
+  double* wt = nullptr;   // (p + 1, ld): row 0 = w, rows 1.. = w vals, 0 on padding
+  double* acc = nullptr;  // (p + 1, ld): the sums, row 0 = sum_j exp(e_ij) w_j
+};
+
+// Rows i0 .. i0 + R - 1 (R = 1 or 2) against the columns [j0, j0 + kTile): row sums into
+// acc[t * ld + i], and, off the diagonal, column sums into acc[t * ld + j]. Two rows at a
+// time share the column loads and stores and give the core two independent exp chains.
+template <int K, int P, bool Diagonal, int R>
+void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
+  const Index k = K > 0 ? K : pk.k;
+  const Index p1 = (P >= 0 ? P : pk.p) + 1;
+  const Index ld = pk.ld;
+  const double* __restrict ut = pk.ut;
+  const double* __restrict yt = pk.yt + j0;
+  const double* __restrict h = pk.h;
+  const double* __restrict wt = pk.wt;
+  Packet ub[R][kMaxSmall], wb[R][kMaxSmall + 1], racc[R][kMaxSmall + 1], hb[R];
+  for (int r = 0; r < R; ++r) {
+    const Index i = i0 + r;
+    for (Index t = 0; t < k; ++t) ub[r][t] = ei::pset1<Packet>(ut[t * ld + i]);
+    for (Index t = 0; t < p1; ++t) {
+      wb[r][t] = ei::pset1<Packet>(wt[t * ld + i]);
+      racc[r][t] = ei::pset1<Packet>(0.0);
+    }
+    hb[r] = ei::pset1<Packet>(h[i]);
+  }
+  for (Index j = 0; j < kTile; j += kPacket) {
+    const Packet hj = ei::pload<Packet>(h + j0 + j);
+    Packet e[R];
+    for (int r = 0; r < R; ++r) {
+      Packet s = ei::padd(hb[r], hj);
+      for (Index t = 0; t < k; ++t) s = ei::pmadd(ub[r][t], ei::pload<Packet>(yt + t * ld + j), s);
+      e[r] = detail::simd_exp(s);
+    }
+    for (Index t = 0; t < p1; ++t) {
+      const Packet w = ei::pload<Packet>(wt + t * ld + j0 + j);
+      for (int r = 0; r < R; ++r) racc[r][t] = ei::pmadd(e[r], w, racc[r][t]);
+      if constexpr (!Diagonal) {
+        double* c = acc + t * ld + j0 + j;
+        Packet cv = ei::pload<Packet>(c);
+        for (int r = 0; r < R; ++r) cv = ei::pmadd(e[r], wb[r][t], cv);
+        ei::pstore(c, cv);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (Index t = 0; t < p1; ++t) acc[t * ld + i0 + r] += ei::predux(racc[r][t]);
+}
+
+// Block (I, J) of tiles starting at i0, j0: rows of I, and columns of J unless Diagonal.
+template <int K, int P, bool Diagonal>
+void block(const Packed& pk, Index i0, Index j0, double* acc) {
+  const Index iend = std::min(i0 + kTile, pk.n);
+  Index i = i0;
+  for (; i + 2 <= iend; i += 2) rows<K, P, Diagonal, 2>(pk, i, j0, acc);
+  if (i < iend) rows<K, P, Diagonal, 1>(pk, i, j0, acc);
+}
+
+// Round `round` of the circle method on `slots` (even) tiles: pair `i` of the round
+// (0 <= i < slots / 2). Tiles >= tiles (the bye of an odd count) give a pair to skip.
+std::pair<Index, Index> round_pair(Index slots, Index round, Index i) {
+  const Index ring = slots - 1;
+  if (i == 0) return {slots - 1, round};
+  return {(round + i) % ring, (round - i + ring) % ring};
+}
+
+template <int K, int P>
+void run_blocks(const Packed& pk, double* acc) {
+  const Index tiles = pk.npad / kTile;
+  const Index slots = tiles + (tiles % 2);  // an odd count gets a bye
+  const bool parallel =
+      static_cast<double>(pk.n) * static_cast<double>(pk.n) >= kMinParallelPairs;
+#pragma omp parallel num_threads(num_threads()) if (parallel)
+  {
+#pragma omp for schedule(static)
+    for (Index ti = 0; ti < tiles; ++ti) block<K, P, true>(pk, ti * kTile, ti * kTile, acc);
+    for (Index round = 0; round + 1 < slots; ++round) {
+#pragma omp for schedule(static)
+      for (Index i = 0; i < slots / 2; ++i) {
+        const auto [a, b] = round_pair(slots, round, i);
+        if (a >= tiles || b >= tiles) continue;
+        block<K, P, false>(pk, a * kTile, b * kTile, acc);
+      }
+    }
+  }
+}
+
+template <int K>
+void dispatch_p(const Packed& pk, double* acc) {
+  switch (pk.p) {
+    case 0: return run_blocks<K, 0>(pk, acc);
+    case 1: return run_blocks<K, 1>(pk, acc);
+    case 2: return run_blocks<K, 2>(pk, acc);
+    case 3: return run_blocks<K, 3>(pk, acc);
+    case 4: return run_blocks<K, 4>(pk, acc);
+    default: return run_blocks<K, -1>(pk, acc);
+  }
+}
+
+void fallback(const SymmetricReduceInput& in, const ReduceOutput& out) {
+  std::vector<double> u(static_cast<size_t>(in.n * in.k));
+  for (size_t t = 0; t < u.size(); ++t) u[t] = in.beta * in.y[t];
+  lse_reduce(ReduceInput{u.data(), in.y, in.col, in.vals, in.n, in.n, in.k, in.p}, out);
+}
+
+}  // namespace
+
+bool symmetric_fast_path(const SymmetricReduceInput& in) {
+  if (!(in.beta >= 0.0) || in.k > kMaxSmall || in.p > kMaxSmall || in.n < 1) return false;
+  double amax = kNegInf, amin = std::numeric_limits<double>::infinity();
+  for (Index j = 0; j < in.n; ++j) {
+    double sq = 0.0;
+    for (Index t = 0; t < in.k; ++t) sq += in.y[j * in.k + t] * in.y[j * in.k + t];
+    const double a = 0.5 * in.beta * sq + (in.col ? in.col[j] : 0.0);
+    if (!std::isfinite(a)) return false;
+    amax = std::max(amax, a);
+    amin = std::min(amin, a);
+  }
+  return amin - amax >= kMinLogWeight;
+}
+
+void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out) {
+  if (in.n < 0 || in.k < 0 || in.p < 0 || (in.p > 0 && in.vals == nullptr))
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce_symmetric: n = {}, k = {}, p = {} (vals {}), must be >= 0 with vals given "
+        "when p > 0", in.n, in.k, in.p, in.vals ? "given" : "null"));
+  if (in.n == 0) return;
+  if (!symmetric_fast_path(in)) return fallback(in, out);
+
+  Packed pk;
+  pk.n = in.n;
+  pk.k = in.k;
+  pk.p = in.p;
+  pk.npad = (in.n + kTile - 1) / kTile * kTile;
+  pk.ld = pk.npad + 8;
+  const Index ld = pk.ld, p1 = in.p + 1;
+  pk.buf.assign(static_cast<size_t>((2 * in.k + 2 * p1 + 1) * ld), 0.0);
+  pk.ut = pk.buf.data();
+  pk.yt = pk.ut + in.k * ld;
+  pk.wt = pk.yt + in.k * ld;
+  pk.acc = pk.wt + p1 * ld;
+  pk.h = pk.acc + p1 * ld;
+  std::fill(pk.h, pk.h + ld, kNegInf);
+  std::vector<double> a(static_cast<size_t>(in.n));
+  double amax = kNegInf;
+  for (Index j = 0; j < in.n; ++j) {
+    double sq = 0.0;
+    for (Index t = 0; t < in.k; ++t) {
+      const double y = in.y[j * in.k + t];
+      pk.yt[t * ld + j] = y;
+      pk.ut[t * ld + j] = in.beta * y;
+      sq += y * y;
+    }
+    pk.h[j] = -0.5 * in.beta * sq;
+    a[j] = (in.col ? in.col[j] : 0.0) - pk.h[j];
+    amax = std::max(amax, a[j]);
+  }
+  for (Index j = 0; j < in.n; ++j) {
+    const double w = std::exp(a[j] - amax);
+    pk.wt[j] = w;
+    for (Index t = 0; t < in.p; ++t) pk.wt[(t + 1) * ld + j] = w * in.vals[j * in.p + t];
+  }
+
+  double* acc = pk.acc;
+  switch (in.k) {
+    case 1: dispatch_p<1>(pk, acc); break;
+    case 2: dispatch_p<2>(pk, acc); break;
+    case 3: dispatch_p<3>(pk, acc); break;
+    case 4: dispatch_p<4>(pk, acc); break;
+    default: dispatch_p<-1>(pk, acc); break;
+  }
+
+  for (Index i = 0; i < in.n; ++i) {
+    const double sum = acc[i];
+    if (out.lse) out.lse[i] = amax - pk.h[i] + std::log(sum);
+    if (out.out)
+      for (Index t = 0; t < in.p; ++t) out.out[i * in.p + t] = acc[(t + 1) * ld + i] / sum;
+  }
+}
+
+}  // namespace attnflow

@@ -1,0 +1,141 @@
+// The symmetric reduction (queries = beta * keys) against the dense double-precision
+// reference: sizes around the tile (128) and odd/even tile counts (the cyclic pairing of
+// tiles), k and p on both the templated and the runtime paths, points on the sphere and in
+// R^d, offsets, beta up to 1000; the fallbacks; thread-count independence.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "attnflow/kernel.hpp"
+#include "attnflow/parallel.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+using test::all_close;
+using test::dense_lse_reduce;
+using test::random_matrix;
+
+struct Result {
+  Vector lse;
+  Matrix out;
+};
+
+Result symmetric(const Matrix& y, const Vector& col, const Matrix& vals, double beta) {
+  Result r;
+  r.lse.resize(y.rows());
+  r.out.resize(y.rows(), vals.cols());
+  lse_reduce_symmetric({y.data(), col.size() ? col.data() : nullptr,
+                        vals.cols() ? vals.data() : nullptr, y.rows(), y.cols(), vals.cols(), beta},
+                       ReduceOutput{r.lse.data(), r.out.data()});
+  return r;
+}
+
+Matrix sphere_points(Index n, Index k, Rng& rng) {
+  Matrix y = random_matrix(n, k, rng);
+  for (Index i = 0; i < n; ++i) y.row(i).normalize();
+  return y;
+}
+
+void check(const Matrix& y, const Vector& col, const Matrix& vals, double beta,
+           const std::string& what) {
+  const Result r = symmetric(y, col, vals, beta);
+  const auto ref = dense_lse_reduce(beta * y, y, col, vals);
+  ASSERT_TRUE(r.lse.allFinite()) << what;
+  ASSERT_TRUE(r.out.allFinite()) << what;
+  // lse is of order beta |y|^2: relative 1e-12 of that magnitude, as in kernel_reduce_test.
+  const double mag = 1.0 + std::abs(beta) * y.rowwise().squaredNorm().maxCoeff();
+  EXPECT_TRUE(all_close(r.lse, ref.lse, 1e-12, 1e-12 * mag)) << what;
+  EXPECT_TRUE(all_close(r.out, ref.out, 1e-10, 1e-10)) << what;
+}
+
+TEST(KernelSymmetric, TakesTheFastPathOnTheSphere) {
+  Rng rng(1);
+  const Matrix y = sphere_points(500, 3, rng);
+  for (double beta : {0.0, 1.0, 1000.0})
+    EXPECT_TRUE(symmetric_fast_path({y.data(), nullptr, nullptr, 500, 3, 0, beta}));
+}
+
+TEST(KernelSymmetric, MatchesDenseOnTheSphereAcrossTileCounts) {
+  Rng rng(2);
+  // n = 1 .. 1000: one tile, 2 tiles (even, delta = T / 2 shared), 3 (odd), 8 (even).
+  for (Index n : {1, 7, 127, 128, 129, 256, 300, 383, 1000})
+    for (double beta : {0.5, 4.0, 100.0}) {
+      const Matrix y = sphere_points(n, 3, rng);
+      check(y, Vector(), y, beta, "sphere n=" + std::to_string(n) + " beta=" + std::to_string(beta));
+    }
+}
+
+TEST(KernelSymmetric, MatchesDenseForEveryTemplatedAndRuntimeShape) {
+  Rng rng(3);
+  for (Index k : {1, 2, 3, 4, 5, 16})
+    for (Index p : {0, 1, 2, 3, 4, 5, 16}) {
+      const Matrix y = random_matrix(260, k, rng, 0.7);
+      const Matrix vals = random_matrix(260, p, rng);
+      const Vector col = random_matrix(260, 1, rng, 2.0).col(0);
+      check(y, col, vals, 1.3, "k=" + std::to_string(k) + " p=" + std::to_string(p));
+    }
+}
+
+TEST(KernelSymmetric, Beta1000OnTheSphereHasNoOverflow) {
+  Rng rng(4);
+  const Matrix y = sphere_points(700, 3, rng);
+  const Result r = symmetric(y, Vector(), y, 1000.0);
+  EXPECT_GE(r.lse.minCoeff(), 1000.0 - 1e-9);  // each token's own term: beta |y_i|^2
+  check(y, Vector(), y, 1000.0, "beta 1000");
+}
+
+TEST(KernelSymmetric, FallsBackWhereTheSymmetricFormIsUnsafe) {
+  Rng rng(5);
+  const Matrix y = random_matrix(300, 3, rng);
+  const Matrix vals = random_matrix(300, 2, rng);
+  // beta < 0: e_ij is not bounded above.
+  EXPECT_FALSE(symmetric_fast_path({y.data(), nullptr, nullptr, 300, 3, 0, -1.0}));
+  check(y, Vector(), vals, -1.0, "beta < 0");
+  // Zero weights (offset -inf): rows of zero-weight tokens have no own term.
+  Vector col = Vector::Zero(300);
+  for (Index j = 0; j < 300; j += 4) col[j] = -std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(symmetric_fast_path({y.data(), col.data(), nullptr, 300, 3, 0, 1.0}));
+  const Result r = symmetric(y, col, vals, 1.0);
+  Vector lse;
+  Matrix out;
+  lse_reduce(Matrix(1.0 * y), y, col, vals, lse, out);
+  EXPECT_TRUE(all_close(r.out, out, 1e-12, 1e-12));
+  // Log-weights spread over more than 600 (beta |y|^2 / 2 from 0 to 1250).
+  Matrix far = y;
+  far.row(0) *= 50.0 / far.row(0).norm();
+  EXPECT_FALSE(symmetric_fast_path({far.data(), nullptr, nullptr, 300, 3, 0, 1.0}));
+  check(far, Vector(), vals, 1.0, "spread norms");
+  // k > 16 goes to lse_reduce.
+  const Matrix wide = random_matrix(200, 17, rng, 0.2);
+  EXPECT_FALSE(symmetric_fast_path({wide.data(), nullptr, nullptr, 200, 17, 0, 1.0}));
+  check(wide, Vector(), random_matrix(200, 3, rng), 1.0, "k = 17");
+}
+
+TEST(KernelSymmetric, BitIdenticalAcrossThreadCounts) {
+  Rng rng(6);
+  const Matrix y = sphere_points(3000, 3, rng);
+  set_num_threads(1);
+  const Result a = symmetric(y, Vector(), y, 2.0);
+  set_num_threads(2);
+  const Result b = symmetric(y, Vector(), y, 2.0);
+  set_num_threads(0);
+  EXPECT_EQ(0, std::memcmp(a.lse.data(), b.lse.data(), sizeof(double) * a.lse.size()));
+  EXPECT_EQ(0, std::memcmp(a.out.data(), b.out.data(), sizeof(double) * a.out.size()));
+}
+
+TEST(KernelSymmetric, RejectsMissingValues) {
+  Matrix y = Matrix::Zero(4, 2);
+  Vector lse(4);
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        lse_reduce_symmetric({y.data(), nullptr, nullptr, 4, 2, 3, 1.0}, ReduceOutput{lse.data()});
+      },
+      "p = 3 (vals null)"));
+}
+
+}  // namespace
+}  // namespace attnflow
