@@ -204,10 +204,11 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
   Vector lse;
   Matrix out;
   for (const FlowHead& h : heads) {
-    // s_ij = <u_i, v_j> + col_j with beta folded into the queries.
-    const Matrix u = options_.beta * apply_right(x, h.q);
+    // s_ij = <u_i, v_j> + col_j with beta folded into the queries u.
     const Matrix v = apply_right(x, h.k);
     const Matrix vals = apply_right(x, h.v);
+    const bool symmetric = options_.kind != FieldKind::sinkhorn && same_matrix(h.q, h.k);
+    const Matrix u = symmetric ? Matrix() : Matrix(options_.beta * apply_right(x, h.q));
     if (options_.kind == FieldKind::sinkhorn) {
       NormalizationStatus status;
       const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
@@ -218,7 +219,7 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
         diag_.message = status.message;
       }
       lse_reduce(u, v, col, vals, lse, out);
-    } else if (same_matrix(h.q, h.k)) {
+    } else if (symmetric) {
       // Q = K: the affinity is symmetric, one exponential serves (i, j) and (j, i).
       lse.resize(x.rows());
       out.resize(x.rows(), vals.cols());

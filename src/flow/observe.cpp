@@ -91,11 +91,11 @@ double log_energy(const Matrix& x, const Vector& w, double beta) {
   require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
   const Vector wn = normalized_weights(w, x.rows(), kCtx);
   const Vector lw = log_of(wn);
-  // lse_i = log sum_j w_j exp(beta <x_i, x_j>), one kernel pass.
-  const Matrix u = beta * x;
-  Vector lse;
+  // lse_i = log sum_j w_j exp(beta <x_i, x_j>), one symmetric kernel pass.
+  Vector lse(x.rows());
   Matrix none;
-  lse_reduce(u, x, lw, Matrix(x.rows(), 0), lse, none);
+  lse_reduce_symmetric({x.data(), lw.data(), nullptr, x.rows(), x.cols(), 0, beta},
+                       ReduceOutput{lse.data(), nullptr});
   // log sum_i w_i exp(lse_i): the same kernel with k = 0 (scores are the offsets alone).
   const Vector col = lw + lse;
   Vector total;

@@ -47,9 +47,8 @@ using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
 
 struct Packed {
   Index n = 0, npad = 0, ld = 0, k = 0, p = 0;
-  // One buffer of 2 k + 2 (p + 1) + 1 rows of stride ld = npad + 8, so that no two rows lie
-  // a multiple of 4 KB apart (they would share L1 sets: 2.5x slower at n = 16384):
-  AlignedVec buf;
+  // Rows of one buffer (2 k + 2 (p + 1) + 1 rows of stride ld = npad + 8), so that no two
+  // rows lie a multiple of 4 KB apart (they would share L1 sets: 2.5x slower at n = 16384):
   double* ut = nullptr;   // (k, ld): beta y, transposed
   double* yt = nullptr;   // (k, ld): y, transposed
   double* h = nullptr;    // (ld): -beta |y|^2 / 2, -inf on padding
@@ -119,36 +118,68 @@ std::pair<Index, Index> round_pair(Index slots, Index round, Index i) {
   return {(round + i) % ring, (round - i + ring) % ring};
 }
 
+// The whole reduction in one parallel region: packing, the diagonal round, the off-diagonal
+// rounds, the outputs. amax = max_j (c_j + beta |y_j|^2 / 2).
 template <int K, int P>
-void run_blocks(const Packed& pk, double* acc) {
+void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const ReduceOutput& out) {
   const Index tiles = pk.npad / kTile;
   const Index slots = tiles + (tiles % 2);  // an odd count gets a bye
+  const Index ld = pk.ld, p1 = in.p + 1;
   const bool parallel =
       static_cast<double>(pk.n) * static_cast<double>(pk.n) >= kMinParallelPairs;
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
 #pragma omp for schedule(static)
-    for (Index ti = 0; ti < tiles; ++ti) block<K, P, true>(pk, ti * kTile, ti * kTile, acc);
+    for (Index j = 0; j < pk.npad; ++j) {
+      for (Index t = 0; t < p1; ++t) pk.acc[t * ld + j] = 0.0;
+      if (j >= in.n) {  // padding: no weight, exponent -inf
+        for (Index t = 0; t < in.k; ++t) pk.ut[t * ld + j] = pk.yt[t * ld + j] = 0.0;
+        for (Index t = 0; t < p1; ++t) pk.wt[t * ld + j] = 0.0;
+        pk.h[j] = kNegInf;
+        continue;
+      }
+      double sq = 0.0;
+      for (Index t = 0; t < in.k; ++t) {
+        const double y = in.y[j * in.k + t];
+        pk.yt[t * ld + j] = y;
+        pk.ut[t * ld + j] = in.beta * y;
+        sq += y * y;
+      }
+      pk.h[j] = -0.5 * in.beta * sq;
+      const double w = std::exp((in.col ? in.col[j] : 0.0) - pk.h[j] - amax);
+      pk.wt[j] = w;
+      for (Index t = 0; t < in.p; ++t) pk.wt[(t + 1) * ld + j] = w * in.vals[j * in.p + t];
+    }
+#pragma omp for schedule(static)
+    for (Index ti = 0; ti < tiles; ++ti) block<K, P, true>(pk, ti * kTile, ti * kTile, pk.acc);
     for (Index round = 0; round + 1 < slots; ++round) {
 #pragma omp for schedule(static)
       for (Index i = 0; i < slots / 2; ++i) {
         const auto [a, b] = round_pair(slots, round, i);
         if (a >= tiles || b >= tiles) continue;
-        block<K, P, false>(pk, a * kTile, b * kTile, acc);
+        block<K, P, false>(pk, a * kTile, b * kTile, pk.acc);
       }
+    }
+#pragma omp for schedule(static)
+    for (Index i = 0; i < in.n; ++i) {
+      const double sum = pk.acc[i];
+      if (out.lse) out.lse[i] = amax - pk.h[i] + std::log(sum);
+      if (out.out)
+        for (Index t = 0; t < in.p; ++t) out.out[i * in.p + t] = pk.acc[(t + 1) * ld + i] / sum;
     }
   }
 }
 
 template <int K>
-void dispatch_p(const Packed& pk, double* acc) {
+void dispatch_p(const SymmetricReduceInput& in, const Packed& pk, double amax,
+                const ReduceOutput& out) {
   switch (pk.p) {
-    case 0: return run_blocks<K, 0>(pk, acc);
-    case 1: return run_blocks<K, 1>(pk, acc);
-    case 2: return run_blocks<K, 2>(pk, acc);
-    case 3: return run_blocks<K, 3>(pk, acc);
-    case 4: return run_blocks<K, 4>(pk, acc);
-    default: return run_blocks<K, -1>(pk, acc);
+    case 0: return run<K, 0>(in, pk, amax, out);
+    case 1: return run<K, 1>(in, pk, amax, out);
+    case 2: return run<K, 2>(in, pk, amax, out);
+    case 3: return run<K, 3>(in, pk, amax, out);
+    case 4: return run<K, 4>(in, pk, amax, out);
+    default: return run<K, -1>(in, pk, amax, out);
   }
 }
 
@@ -158,20 +189,26 @@ void fallback(const SymmetricReduceInput& in, const ReduceOutput& out) {
   lse_reduce(ReduceInput{u.data(), in.y, in.col, in.vals, in.n, in.n, in.k, in.p}, out);
 }
 
-}  // namespace
-
-bool symmetric_fast_path(const SymmetricReduceInput& in) {
-  if (!(in.beta >= 0.0) || in.k > kMaxSmall || in.p > kMaxSmall || in.n < 1) return false;
+// max_j (c_j + beta |y_j|^2 / 2) when the symmetric form is safe (see the top), else NaN.
+double safe_log_weight_max(const SymmetricReduceInput& in) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (!(in.beta >= 0.0) || in.k > kMaxSmall || in.p > kMaxSmall || in.n < 1) return nan;
   double amax = kNegInf, amin = std::numeric_limits<double>::infinity();
   for (Index j = 0; j < in.n; ++j) {
     double sq = 0.0;
     for (Index t = 0; t < in.k; ++t) sq += in.y[j * in.k + t] * in.y[j * in.k + t];
-    const double a = 0.5 * in.beta * sq + (in.col ? in.col[j] : 0.0);
-    if (!std::isfinite(a)) return false;
+    const double a = (in.col ? in.col[j] : 0.0) + 0.5 * in.beta * sq;
+    if (!std::isfinite(a)) return nan;
     amax = std::max(amax, a);
     amin = std::min(amin, a);
   }
-  return amin - amax >= kMinLogWeight;
+  return amin - amax >= kMinLogWeight ? amax : nan;
+}
+
+}  // namespace
+
+bool symmetric_fast_path(const SymmetricReduceInput& in) {
+  return !std::isnan(safe_log_weight_max(in));
 }
 
 void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out) {
@@ -180,8 +217,12 @@ void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& ou
         "lse_reduce_symmetric: n = {}, k = {}, p = {} (vals {}), must be >= 0 with vals given "
         "when p > 0", in.n, in.k, in.p, in.vals ? "given" : "null"));
   if (in.n == 0) return;
-  if (!symmetric_fast_path(in)) return fallback(in, out);
+  const double amax = safe_log_weight_max(in);
+  if (std::isnan(amax)) return fallback(in, out);
 
+  // The packed buffer is kept per thread between calls (a flow calls this every step):
+  // no allocation or page faults per call. Every entry is rewritten by run().
+  thread_local AlignedVec buf;
   Packed pk;
   pk.n = in.n;
   pk.k = in.k;
@@ -189,47 +230,19 @@ void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& ou
   pk.npad = (in.n + kTile - 1) / kTile * kTile;
   pk.ld = pk.npad + 8;
   const Index ld = pk.ld, p1 = in.p + 1;
-  pk.buf.assign(static_cast<size_t>((2 * in.k + 2 * p1 + 1) * ld), 0.0);
-  pk.ut = pk.buf.data();
+  const size_t size = static_cast<size_t>((2 * in.k + 2 * p1 + 1) * ld);
+  if (buf.size() < size) buf.resize(size);
+  pk.ut = buf.data();
   pk.yt = pk.ut + in.k * ld;
   pk.wt = pk.yt + in.k * ld;
   pk.acc = pk.wt + p1 * ld;
   pk.h = pk.acc + p1 * ld;
-  std::fill(pk.h, pk.h + ld, kNegInf);
-  std::vector<double> a(static_cast<size_t>(in.n));
-  double amax = kNegInf;
-  for (Index j = 0; j < in.n; ++j) {
-    double sq = 0.0;
-    for (Index t = 0; t < in.k; ++t) {
-      const double y = in.y[j * in.k + t];
-      pk.yt[t * ld + j] = y;
-      pk.ut[t * ld + j] = in.beta * y;
-      sq += y * y;
-    }
-    pk.h[j] = -0.5 * in.beta * sq;
-    a[j] = (in.col ? in.col[j] : 0.0) - pk.h[j];
-    amax = std::max(amax, a[j]);
-  }
-  for (Index j = 0; j < in.n; ++j) {
-    const double w = std::exp(a[j] - amax);
-    pk.wt[j] = w;
-    for (Index t = 0; t < in.p; ++t) pk.wt[(t + 1) * ld + j] = w * in.vals[j * in.p + t];
-  }
-
-  double* acc = pk.acc;
   switch (in.k) {
-    case 1: dispatch_p<1>(pk, acc); break;
-    case 2: dispatch_p<2>(pk, acc); break;
-    case 3: dispatch_p<3>(pk, acc); break;
-    case 4: dispatch_p<4>(pk, acc); break;
-    default: dispatch_p<-1>(pk, acc); break;
-  }
-
-  for (Index i = 0; i < in.n; ++i) {
-    const double sum = acc[i];
-    if (out.lse) out.lse[i] = amax - pk.h[i] + std::log(sum);
-    if (out.out)
-      for (Index t = 0; t < in.p; ++t) out.out[i * in.p + t] = acc[(t + 1) * ld + i] / sum;
+    case 1: return dispatch_p<1>(in, pk, amax, out);
+    case 2: return dispatch_p<2>(in, pk, amax, out);
+    case 3: return dispatch_p<3>(in, pk, amax, out);
+    case 4: return dispatch_p<4>(in, pk, amax, out);
+    default: return dispatch_p<-1>(in, pk, amax, out);
   }
 }
 
