@@ -28,5 +28,8 @@ Matrix load_matrix(const std::string& path, const std::string& option);
 Vector load_vector(const std::string& path, const std::string& option);
 // Adds --threads N to a subcommand; the value is applied before the command runs.
 void add_threads_option(CLI::App& sub);
+// Test hook for resumable commands (run, icl): ATTNFLOW_STOP_AFTER_CHECKPOINTS=K stops after
+// K checkpoints, as if killed; 0 (unset) = never.
+long stop_after_from_env();
 
 }  // namespace attnflow::cli

@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -62,6 +63,11 @@ void add_threads_option(CLI::App& sub) {
          "--threads", [](int t) { set_num_threads(t); },
          "Number of threads (default: all cores; results do not depend on it)")
       ->check(CLI::PositiveNumber);
+}
+
+long stop_after_from_env() {
+  const char* v = std::getenv("ATTNFLOW_STOP_AFTER_CHECKPOINTS");
+  return v && *v ? std::strtol(v, nullptr, 10) : 0;
 }
 
 }  // namespace attnflow::cli

@@ -1,9 +1,11 @@
-// attnflow icl CONFIG.toml --out DIR [--set key=value ...]: in-context linear regression
+// attnflow icl CONFIG.toml --out DIR [--set key=value ...] [--resume]: in-context linear regression
 // training (issue 6, SPEC.md section 7): mini-batch SGD on fresh prompts of length L, or the
 // infinite-prompt gradient flow (--set train.prompt=infinite). Writes DIR/config.toml,
-// risk.csv, final.json, summary.json. Argument parsing only; the work is attnflow::run_icl.
+// risk.csv, final.json, summary.json (checkpoint.bin while running; --resume continues from it).
+// Argument parsing only; the work is attnflow::run_icl_job.
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "attnflow/config.hpp"
@@ -18,7 +20,7 @@ namespace {
 struct IclArgs {
   std::string config, out;
   std::vector<std::string> sets;
-  bool print_default = false, no_plots = false, quiet = false;
+  bool resume = false, print_default = false, no_plots = false, quiet = false;
 };
 
 void run_icl_cmd(const IclArgs& a) {
@@ -31,7 +33,23 @@ void run_icl_cmd(const IclArgs& a) {
   Config cfg = Config::from_file(a.config);
   for (const auto& s : a.sets) cfg.set(s);
   const IclRunConfig rc = parse_icl_config(cfg);
-  const IclRunSummary s = run_icl(rc, cfg.resolved(), a.out, ATTNFLOW_VERSION, a.quiet);
+  IclRunOptions opt;
+  opt.out_dir = a.out;
+  opt.resume = a.resume;
+  opt.stop_after_checkpoints = stop_after_from_env();
+  opt.version = ATTNFLOW_VERSION;
+  opt.quiet = a.quiet;
+  const IclRunSummary s = run_icl_job(rc, cfg.resolved(), opt);
+  if (s.already_finished) {
+    fmt::print("{}: already finished (summary.json says so); nothing to do\n", a.out);
+    return;
+  }
+  if (s.interrupted) {
+    fmt::print("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS); continue with --resume\n",
+               s.checkpoints);
+    std::fflush(stdout);
+    std::exit(3);  // a simulated kill: non-zero, like the real one
+  }
   fmt::print("{}wrote {} (config.toml, risk.csv, final.json, summary.json)\n", s.text, a.out);
   if (!a.no_plots) run_plot_hook(a.out);
 }
@@ -46,6 +64,7 @@ void add_icl(CLI::App& app) {
   sub->add_option("--out", a->out, "Output directory");
   sub->add_option("--set", a->sets, "Override a key: --set train.prompt=infinite (repeatable)")
       ->allow_extra_args(false);
+  sub->add_flag("--resume", a->resume, "Continue a killed run from DIR/checkpoint.bin (same config)");
   sub->add_flag("--print-default-config", a->print_default, "Print the full default config with comments");
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");

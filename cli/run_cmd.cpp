@@ -21,12 +21,6 @@ struct RunArgs {
   bool resume = false, print_default = false, no_plots = false, quiet = false;
 };
 
-// Test hook (docs/usage/run.md): stop after this many checkpoints, as if killed.
-long stop_after_from_env() {
-  const char* v = std::getenv("ATTNFLOW_STOP_AFTER_CHECKPOINTS");
-  return v && *v ? std::strtol(v, nullptr, 10) : 0;
-}
-
 void print_result(const RunResult& r, const std::string& out) {
   if (r.already_finished) {
     fmt::print("{}: already finished (summary.json says so); nothing to do\n", out);

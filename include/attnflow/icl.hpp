@@ -121,13 +121,41 @@ struct IclTrainResult {
   std::vector<IclStepRecord> history;
   long steps = 0;
   bool finite = true;          // false if the parameters blew up (lr too large); status
+  bool stopped = false;        // a checkpoint hook asked to stop before the last step
   std::string message;
 };
 
+// Where training stands, everything needed to continue bit for bit (prompts depend only on
+// the step index, so SGD needs no generator state). `step` is the next step to run:
+//   SGD: steps 0 .. step-1 are taken, params are their result;
+//   ODE: times 0 .. (step-1) lr are done, params are the state at (step-1) lr (0 = not started).
+// `history` holds the records logged so far.
+struct IclTrainState {
+  long step = 0;
+  IclParams params;
+  IntegratorState integrator;  // infinite prompt only
+  std::vector<IclStepRecord> history;
+};
+// The state before any step: params = init.
+IclTrainState icl_initial_state(const IclParams& init);
+
 // Called after every logged step (progress lines, streaming).
 using IclProgress = std::function<void(const IclStepRecord&)>;
+// Called with the state every `every` steps taken (never after the last one); the run layer
+// writes a checkpoint from it. Returning false stops training there (result.stopped).
+struct IclCheckpointHook {
+  long every = 0;  // 0 = never
+  std::function<bool(const IclTrainState&)> save;
+};
+
 IclTrainResult icl_train(const IclData& data, const IclParams& init,
                          const IclTrainOptions& options, const IclProgress& progress = {});
+// Continues from `start` (icl_initial_state or a saved state); the result equals the
+// uninterrupted run's bit for bit. Throws naming the field for a state that does not fit the
+// options (shape, step out of range).
+IclTrainResult icl_train(const IclData& data, const IclTrainState& start,
+                         const IclTrainOptions& options, const IclProgress& progress,
+                         const IclCheckpointHook& checkpoint);
 
 // Mean risk (1/2)(prediction - <w, x_q>)^2 over `prompts` fresh prompts of length L, with
 // its standard error; prompt k is drawn from Rng(seed, 0).split(k).

@@ -2,8 +2,11 @@
 // prompts (finite L), or the infinite-prompt gradient flow solved with the shared
 // integrators. Prompt k of step s is drawn from its own stream Rng(seed, 0).split(s B + k)
 // and per-prompt gradients are summed in prompt order, so training is bit-identical on any
-// number of threads.
+// number of threads. Training can start from a saved IclTrainState and offers its state to a
+// checkpoint hook every N steps (the run layer writes the files; nothing here does).
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "attnflow/error.hpp"
@@ -70,12 +73,22 @@ BatchResult batch_gradient(const IclSampler& sampler, const IclParams& params,
   return out;
 }
 
-IclTrainResult train_sgd(const IclData& data, const IclParams& init, const IclTrainOptions& o,
-                         const IclProgress& progress) {
+// Offers the state to the hook after `taken` steps (not after the last); false = stop.
+bool keep_going(const IclCheckpointHook& hook, long taken, long total,
+                const std::function<IclTrainState()>& state) {
+  if (hook.every <= 0 || !hook.save || taken <= 0 || taken % hook.every != 0 || taken >= total)
+    return true;
+  return hook.save(state());
+}
+
+IclTrainResult train_sgd(const IclData& data, const IclTrainState& start, const IclTrainOptions& o,
+                         const IclProgress& progress, const IclCheckpointHook& hook) {
   const IclSampler sampler(data);
   IclTrainResult res;
-  res.params = init;
-  for (long step = 0; step < o.steps; ++step) {
+  res.params = start.params;
+  res.history = start.history;
+  res.steps = start.step;
+  for (long step = start.step; step < o.steps; ++step) {
     const BatchResult br = batch_gradient(sampler, res.params, o, step);
     if (should_log(step, o.steps - 1, o.log_every)) {
       res.history.push_back(make_record(data, res.params, step, o.lr, br.risk));
@@ -90,22 +103,30 @@ IclTrainResult train_sgd(const IclData& data, const IclParams& init, const IclTr
                                 step, o.lr);
       break;
     }
+    const auto state = [&] { return IclTrainState{step + 1, res.params, {}, res.history}; };
+    if (!keep_going(hook, step + 1, o.steps, state)) {
+      res.stopped = true;
+      break;
+    }
   }
   return res;
 }
 
-IclTrainResult train_ode(const IclData& data, const IclParams& init, const IclTrainOptions& o,
-                         const IclProgress& progress) {
+IclTrainResult train_ode(const IclData& data, const IclTrainState& start, const IclTrainOptions& o,
+                         const IclProgress& progress, const IclCheckpointHook& hook) {
   const Ode ode = icl_flow_ode(data);
   IntegratorOptions io;
   io.method = o.method;
   io.dt = o.ode_dt > 0.0 ? o.ode_dt : o.lr;
   io.validate();
-  Matrix x = icl_pack(init);
-  IntegratorState st;
+  Matrix x = icl_pack(start.params);
+  IntegratorState st = start.integrator;
   IclTrainResult res;
+  res.params = start.params;
+  res.history = start.history;
+  res.steps = std::max(start.step - 1, 0L);
   const Index d = data.dim();
-  for (long step = 0; step <= o.steps; ++step) {
+  for (long step = start.step; step <= o.steps; ++step) {
     if (step > 0) advance(ode, x, st, static_cast<double>(step) * o.lr, io);
     res.params = icl_unpack(x, d);
     res.steps = step;
@@ -113,6 +134,11 @@ IclTrainResult train_ode(const IclData& data, const IclParams& init, const IclTr
       const double risk = icl_infinite_risk(data, res.params);
       res.history.push_back(make_record(data, res.params, step, o.lr, risk));
       if (progress) progress(res.history.back());
+    }
+    const auto state = [&] { return IclTrainState{step + 1, res.params, st, res.history}; };
+    if (!keep_going(hook, step, o.steps, state)) {
+      res.stopped = true;
+      break;
     }
   }
   return res;
@@ -128,17 +154,35 @@ void IclTrainOptions::validate() const {
   require(std::isfinite(ode_dt) && ode_dt >= 0.0, kContext, "ode_dt", ode_dt, ">= 0 (0 = lr)");
 }
 
+IclTrainState icl_initial_state(const IclParams& init) {
+  IclTrainState s;
+  s.params = init;
+  return s;
+}
+
 IclTrainResult icl_train(const IclData& data, const IclParams& init,
                          const IclTrainOptions& options, const IclProgress& progress) {
+  return icl_train(data, icl_initial_state(init), options, progress, {});
+}
+
+IclTrainResult icl_train(const IclData& data, const IclTrainState& start,
+                         const IclTrainOptions& options, const IclProgress& progress,
+                         const IclCheckpointHook& checkpoint) {
   data.validate();
   options.validate();
   const Index d = data.dim();
+  const IclParams& init = start.params;
   require(init.a.rows() == d && init.a.cols() == d, kContext, "initial A shape",
           fmt::format("{} x {}", init.a.rows(), init.a.cols()), fmt::format("{} x {}", d, d));
   require(init.a.allFinite() && std::isfinite(init.b), kContext, "initial parameters",
           "(non-finite)", "finite");
-  if (options.prompt_length == 0) return train_ode(data, init, options, progress);
-  return train_sgd(data, init, options, progress);
+  const bool infinite = options.prompt_length == 0;
+  const long last = infinite ? options.steps + 1 : options.steps;
+  require(start.step >= 0 && start.step <= last, kContext, "start step", start.step,
+          fmt::format("in [0, {}] (train.steps = {})", last, options.steps));
+  require(checkpoint.every >= 0, kContext, "checkpoint every", checkpoint.every, ">= 0 (0 = never)");
+  if (infinite) return train_ode(data, start, options, progress, checkpoint);
+  return train_sgd(data, start, options, progress, checkpoint);
 }
 
 IclRiskEstimate icl_estimate_risk(const IclData& data, IclModel model, const IclParams& params,

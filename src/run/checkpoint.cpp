@@ -1,6 +1,7 @@
 // Checkpoint files: magic, JSON metadata (bit patterns for doubles), then one .npy block.
 #include "attnflow/checkpoint.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -49,7 +50,45 @@ Rng::State rng_from(const nlohmann::json& j) {
   return r;
 }
 
+// Parses the metadata and checks the version and the kind (absent = "run", the first kind).
+nlohmann::json parse_metadata(const CheckpointFile& file, const std::string& path, const std::string& kind) {
+  nlohmann::json meta = nlohmann::json::parse(file.metadata);
+  const int version = meta.at("version").get<int>();
+  require(version == kCheckpointVersion, "checkpoint", "version", version,
+          fmt::format("{} (written by another attnflow version: {})", kCheckpointVersion, path));
+  const std::string found = meta.value("kind", "run");
+  if (found != kind)
+    throw_message("checkpoint", fmt::format("{} is a checkpoint of `attnflow {}`, not of `attnflow {}`", path,
+                                            found, kind));
+  return meta;
+}
+
+constexpr Index kIclRecordValues = 7;  // step, time, risk, risk_infinite, b, a_norm, balance
+
 }  // namespace
+
+void write_checkpoint_file(const std::string& path, const std::string& metadata, const double* data,
+                           const std::vector<Index>& shape) {
+  const std::uint64_t len = metadata.size();
+  std::string bytes(kMagic, kMagicLen);
+  bytes.append(reinterpret_cast<const char*>(&len), sizeof(len));
+  bytes += metadata;
+  bytes += npy_bytes(data, shape);
+  write_file_atomic(path, bytes);
+}
+
+CheckpointFile read_checkpoint_file(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (bytes.size() < kMagicLen + 8 || bytes.compare(0, kMagicLen, kMagic) != 0)
+    throw_message("checkpoint", fmt::format("{} is not an attnflow checkpoint (bad magic)", path));
+  std::uint64_t len = 0;
+  std::memcpy(&len, bytes.data() + kMagicLen, sizeof(len));
+  if (bytes.size() - (kMagicLen + 8) < len) throw_message("checkpoint", fmt::format("{} is truncated", path));
+  CheckpointFile f;
+  f.metadata = bytes.substr(kMagicLen + 8, len);
+  f.data = parse_npy(bytes.substr(kMagicLen + 8 + len), path);
+  return f;
+}
 
 void write_checkpoint(const std::string& path, const Checkpoint& c) {
   require(!c.states.empty(), "checkpoint", "systems", 0, ">= 1");
@@ -69,30 +108,15 @@ void write_checkpoint(const std::string& path, const Checkpoint& c) {
             fmt::format("{}x{} like system 0", n, d));
     data.insert(data.end(), x.data(), x.data() + x.size());
   }
-  const std::string text = meta.dump();
-  const std::uint64_t len = text.size();
-  std::string bytes(kMagic, kMagicLen);
-  bytes.append(reinterpret_cast<const char*>(&len), sizeof(len));
-  bytes += text;
-  bytes += npy_bytes(data.data(), {static_cast<Index>(c.states.size()), n, d});
-  write_file_atomic(path, bytes);
+  write_checkpoint_file(path, meta.dump(), data.data(), {static_cast<Index>(c.states.size()), n, d});
 }
 
 Checkpoint read_checkpoint(const std::string& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.size() < kMagicLen + 8 || bytes.compare(0, kMagicLen, kMagic) != 0)
-    throw_message("checkpoint", fmt::format("{} is not an attnflow checkpoint (bad magic)", path));
-  std::uint64_t len = 0;
-  std::memcpy(&len, bytes.data() + kMagicLen, sizeof(len));
-  if (bytes.size() < kMagicLen + 8 + len)
-    throw_message("checkpoint", fmt::format("{} is truncated", path));
+  const CheckpointFile file = read_checkpoint_file(path);
   Checkpoint c;
-  nlohmann::json meta;
   try {
-    meta = nlohmann::json::parse(bytes.substr(kMagicLen + 8, len));
+    const nlohmann::json meta = parse_metadata(file, path, "run");
     c.version = meta.at("version").get<int>();
-    require(c.version == kCheckpointVersion, "checkpoint", "version", c.version,
-            fmt::format("{} (written by another attnflow version: {})", kCheckpointVersion, path));
     c.config = meta.at("config").get<std::string>();
     c.observation = meta.at("observation").get<std::int64_t>();
     c.csv_bytes = meta.at("csv_bytes").get<std::uint64_t>();
@@ -103,7 +127,7 @@ Checkpoint read_checkpoint(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
   }
-  const NpyArray a = parse_npy(bytes.substr(kMagicLen + 8 + len), path);
+  const NpyArray& a = file.data;
   if (a.shape.size() != 3 || static_cast<std::size_t>(a.shape[0]) != c.flow.size())
     throw_message("checkpoint", fmt::format("{}: states must be (systems, n, c) with {} systems", path,
                                             c.flow.size()));
@@ -113,6 +137,62 @@ Checkpoint read_checkpoint(const std::string& path) {
     std::memcpy(x.data(), a.data.data() + k * n * d, sizeof(double) * static_cast<std::size_t>(n * d));
     c.states.push_back(std::move(x));
   }
+  return c;
+}
+
+}  // namespace attnflow
+
+namespace attnflow {
+
+void write_icl_checkpoint(const std::string& path, const IclCheckpoint& c) {
+  const IclTrainState& s = c.state;
+  const Index d = s.params.a.rows();
+  require(s.params.a.cols() == d, "checkpoint", "A shape", fmt::format("{}x{}", d, s.params.a.cols()),
+          "square");
+  const nlohmann::json meta = {{"version", c.version},   {"kind", "icl"},
+                               {"config", c.config},     {"step", s.step},
+                               {"d", d},                 {"history", s.history.size()},
+                               {"integrator", state_json(s.integrator)}};
+  std::vector<double> data;
+  data.reserve(static_cast<std::size_t>(d * d + 1) + s.history.size() * kIclRecordValues);
+  for (Index i = 0; i < d; ++i)
+    for (Index j = 0; j < d; ++j) data.push_back(s.params.a(i, j));
+  data.push_back(s.params.b);
+  for (const IclStepRecord& r : s.history)
+    data.insert(data.end(), {static_cast<double>(r.step), r.time, r.risk, r.risk_infinite, r.b, r.a_norm,
+                             r.balance});
+  write_checkpoint_file(path, meta.dump(), data.data(), {static_cast<Index>(data.size())});
+}
+
+IclCheckpoint read_icl_checkpoint(const std::string& path) {
+  const CheckpointFile file = read_checkpoint_file(path);
+  IclCheckpoint c;
+  Index d = 0;
+  std::size_t rows = 0;
+  try {
+    const nlohmann::json meta = parse_metadata(file, path, "icl");
+    c.version = meta.at("version").get<int>();
+    c.config = meta.at("config").get<std::string>();
+    c.state.step = meta.at("step").get<long>();
+    c.state.integrator = state_from(meta.at("integrator"));
+    d = meta.at("d").get<Index>();
+    rows = meta.at("history").get<std::size_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
+  }
+  const std::vector<double>& v = file.data.data;
+  const std::size_t expected =
+      static_cast<std::size_t>(std::max<Index>(d, 0) * d + 1) + rows * kIclRecordValues;
+  if (d < 1 || file.data.shape.size() != 1 || v.size() != expected)
+    throw_message("checkpoint", fmt::format("{}: data must be 1-D with d * d + 1 + 7 * history = {} values",
+                                            path, expected));
+  c.state.params.a.resize(d, d);
+  for (Index i = 0; i < d; ++i)
+    for (Index j = 0; j < d; ++j) c.state.params.a(i, j) = v[static_cast<std::size_t>(i * d + j)];
+  c.state.params.b = v[static_cast<std::size_t>(d * d)];
+  const double* r = v.data() + d * d + 1;
+  for (std::size_t k = 0; k < rows; ++k, r += kIclRecordValues)
+    c.state.history.push_back({static_cast<long>(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]});
   return c;
 }
 

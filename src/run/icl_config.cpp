@@ -88,6 +88,9 @@ void parse_train(Config& c, IclRunConfig& r) {
   t.method = parse_method(c.get_string("train.method", "rk4"), ctx + ": train");
   t.ode_dt = c.get_double("train.ode_dt", 0.0);
   require(std::isfinite(t.ode_dt) && t.ode_dt >= 0.0, ctx, "train.ode_dt", t.ode_dt, ">= 0 (0 = lr)");
+  r.checkpoint_every = c.get_int("train.checkpoint_every", r.checkpoint_every);
+  require(r.checkpoint_every >= 0, ctx, "train.checkpoint_every", r.checkpoint_every,
+          ">= 0 (0 = no checkpoints)");
   r.eval_prompts = static_cast<Index>(c.get_int("eval.prompts", 2048));
   require(r.eval_prompts == 0 || r.eval_prompts >= 2, ctx, "eval.prompts", r.eval_prompts, "0 or >= 2");
 }
@@ -160,6 +163,7 @@ seed = 0                # prompt k of step s is drawn from Rng(seed).split(s * b
 log_every = 1           # a risk.csv row every log_every steps (and the last)
 method = "rk4"          # infinite prompt: euler | rk4 | dopri5
 ode_dt = 0.0            # infinite prompt: integrator step (0 = lr)
+checkpoint_every = 1000 # write DIR/checkpoint.bin every this many steps (0 = never); --resume
 
 [eval]
 prompts = 2048          # finite L: final risk on this many fresh prompts (0 = skip)

@@ -1,14 +1,18 @@
 // Runs `attnflow icl` and `attnflow largeprompt` and writes their output directories
-// (icl_run.hpp). Every file is written atomically after the computation, so a failed run
-// leaves no partial output; non-convergence and divergence are statuses in summary.json.
+// (icl_run.hpp). Every file is written atomically; results only after the computation, the
+// training state in checkpoint.bin while it runs (--resume continues from it). A failed fresh
+// run leaves no partial output; non-convergence and divergence are statuses in summary.json.
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "attnflow/atomic_file.hpp"
+#include "attnflow/checkpoint.hpp"
 #include "attnflow/csv.hpp"
+#include "attnflow/error.hpp"
 #include "attnflow/icl_run.hpp"
 #include "attnflow/parallel.hpp"
 #include "attnflow/progress.hpp"
@@ -18,6 +22,7 @@ namespace attnflow {
 namespace {
 
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 json matrix_json(const Matrix& a) {
   json rows = json::array();
@@ -56,38 +61,31 @@ json icl_final_json(const IclRunConfig& c, const IclTrainResult& r, const IclRis
   return j;
 }
 
-}  // namespace
+struct IclPaths {
+  std::string dir, config, risk, final_json, summary, checkpoint;
+  explicit IclPaths(const std::string& d)
+      : dir(d), config(d + "/config.toml"), risk(d + "/risk.csv"), final_json(d + "/final.json"),
+        summary(d + "/summary.json"), checkpoint(d + "/checkpoint.bin") {}
+};
 
-IclRunSummary run_icl(const IclRunConfig& c, const std::string& resolved_toml,
-                      const std::string& out_dir, const std::string& version, bool quiet) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Rng init_rng(c.init_seed, 7);
-  const IclParams init = icl_balanced_init(c.data.dim(), c.init_scale, init_rng);
+bool finished_run(const IclPaths& p) {
+  if (!fs::exists(p.summary)) return false;
+  const auto j = json::parse(read_file(p.summary), nullptr, false);
+  return !j.is_discarded() && j.value("status", "") == "finished";
+}
+
+json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
+                      const json& final_j, bool do_eval, const std::string& version, double seconds) {
   const bool infinite = c.train.prompt_length == 0;
-  Progress progress(static_cast<double>(c.train.steps), "icl", stderr, -1, 2.0);
-  auto report = [&](const IclStepRecord& r) {
-    if (quiet) return;
-    progress.update(static_cast<double>(r.step),
-                    fmt::format("step {} risk {:.4g} b {:.4f}", r.step, r.risk, r.b));
-  };
-  const IclTrainResult r = icl_train(c.data, init, c.train, report);
-  if (!quiet) progress.finish(fmt::format("{} steps", r.steps));
-  IclRiskEstimate eval;
-  const bool do_eval = !infinite && r.finite && c.eval_prompts > 0;
-  // Evaluation prompts come from a stream the training never uses (seed + 2^32).
-  if (do_eval)
-    eval = icl_estimate_risk(c.data, c.train.model, r.params, c.train.prompt_length,
-                             c.eval_prompts, c.train.seed + (std::uint64_t{1} << 32));
-  const json final_j = icl_final_json(c, r, do_eval ? &eval : nullptr);
   const double residual = final_j["bsa_minus_identity"].get<double>();
-  const bool converged = r.finite && residual < c.converged_tol;
   json summary{{"kind", "icl"},
                {"attnflow_version", version},
+               {"status", "finished"},
                {"model", to_string(c.train.model)},
                {"prompt", infinite ? json("infinite") : json(c.train.prompt_length)},
                {"steps", r.steps},
                {"finite", r.finite},
-               {"converged", converged},
+               {"converged", r.finite && residual < c.converged_tol},
                {"converged_rule", fmt::format("|b S A - I|_F < {}", c.converged_tol)},
                {"message", r.finite ? "ok" : r.message},
                {"risk_infinite", final_j["risk_infinite"]},
@@ -97,26 +95,115 @@ IclRunSummary run_icl(const IclRunConfig& c, const std::string& resolved_toml,
                {"balance_start", init.a.squaredNorm() - init.b * init.b},
                {"balance_end", r.params.a.squaredNorm() - r.params.b * r.params.b},
                {"threads", num_threads()},
-               {"seconds", seconds_since(t0)},
+               {"seconds", seconds},
                {"files", {"config.toml", "risk.csv", "final.json", "summary.json"}}};
   if (!r.history.empty()) summary["risk_last_step"] = r.history.back().risk;
   if (do_eval) summary["risk_eval"] = final_j["risk_eval"];
-  ensure_directory(out_dir);
-  write_file_atomic(out_dir + "/config.toml", resolved_toml);
-  write_file_atomic(out_dir + "/risk.csv", risk_csv(r.history));
-  write_file_atomic(out_dir + "/final.json", final_j.dump(2) + "\n");
-  write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
-  IclRunSummary s;
+  return summary;
+}
+
+// Trains from `start`, offering a checkpoint every c.checkpoint_every steps.
+IclTrainResult train_with_checkpoints(const IclRunConfig& c, const std::string& resolved,
+                                      const IclRunOptions& opt, const IclTrainState& start,
+                                      const IclPaths& p, IclRunSummary& s) {
+  Progress progress(static_cast<double>(c.train.steps), "icl", stderr, -1, 2.0);
+  auto report = [&](const IclStepRecord& r) {
+    if (opt.quiet) return;
+    progress.update(static_cast<double>(r.step),
+                    fmt::format("step {} risk {:.4g} b {:.4f}", r.step, r.risk, r.b));
+  };
+  IclCheckpointHook hook;
+  hook.every = c.checkpoint_every;
+  hook.save = [&](const IclTrainState& state) {
+    write_icl_checkpoint(p.checkpoint, {kCheckpointVersion, resolved, state});
+    ++s.checkpoints;
+    return opt.stop_after_checkpoints <= 0 || s.checkpoints < opt.stop_after_checkpoints;
+  };
+  const IclTrainResult r = icl_train(c.data, start, c.train, report, hook);
+  if (!opt.quiet) progress.finish(fmt::format("{} steps", r.steps));
+  return r;
+}
+
+// The evaluation, final.json and summary.json of a finished training; removes the checkpoint.
+void finish_run(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
+                const IclRunOptions& opt, const IclPaths& p, double seconds, IclRunSummary& s) {
+  const bool infinite = c.train.prompt_length == 0;
+  IclRiskEstimate eval;
+  const bool do_eval = !infinite && r.finite && c.eval_prompts > 0;
+  // Evaluation prompts come from a stream the training never uses (seed + 2^32).
+  if (do_eval)
+    eval = icl_estimate_risk(c.data, c.train.model, r.params, c.train.prompt_length,
+                             c.eval_prompts, c.train.seed + (std::uint64_t{1} << 32));
+  const json final_j = icl_final_json(c, r, do_eval ? &eval : nullptr);
+  const json summary = icl_summary_json(c, init, r, final_j, do_eval, opt.version, seconds);
+  write_file_atomic(p.risk, risk_csv(r.history));
+  write_file_atomic(p.final_json, final_j.dump(2) + "\n");
+  write_file_atomic(p.summary, summary.dump(2) + "\n");
+  std::error_code ec;
+  fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
+  s.finished = true;
   s.text = fmt::format("icl ({}, prompt {}): {} steps, infinite-prompt risk {:.6g}, b = {:.6f} "
                        "(fixed point b = {:.6f}), |bSA - I|_F = {:.3g}{}{}\n",
                        to_string(c.train.model), infinite ? "infinite" : std::to_string(c.train.prompt_length),
                        r.steps, final_j["risk_infinite"].get<double>(), r.params.b,
-                       final_j["fixed_point"]["b"].get<double>(), residual,
+                       final_j["fixed_point"]["b"].get<double>(), summary["bsa_minus_identity"].get<double>(),
                        do_eval ? fmt::format(", risk at L = {}: {:.6g} +- {:.2g}",
                                              c.train.prompt_length, eval.mean, eval.standard_error)
                                : "",
                        r.finite ? "" : " [" + r.message + "]");
-  return s;
+}
+
+}  // namespace
+
+IclRunSummary run_icl_job(const IclRunConfig& c, const std::string& resolved_toml,
+                          const IclRunOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  require(!opt.out_dir.empty(), "icl", "out_dir", "\"\"", "a directory path");
+  const IclPaths p(opt.out_dir);
+  IclRunSummary s;
+  if (opt.resume && finished_run(p)) {
+    s.already_finished = true;
+    return s;
+  }
+  if (!opt.resume && (fs::exists(p.summary) || fs::exists(p.checkpoint) || fs::exists(p.risk) ||
+                      fs::exists(p.config)))
+    throw_message("icl", fmt::format("output directory {} already holds a run (use --resume to continue "
+                                     "it, or choose another --out)", p.dir));
+  Rng init_rng(c.init_seed, 7);
+  const IclParams init = icl_balanced_init(c.data.dim(), c.init_scale, init_rng);
+  IclTrainState start = icl_initial_state(init);
+  if (opt.resume && fs::exists(p.checkpoint)) {
+    IclCheckpoint ck = read_icl_checkpoint(p.checkpoint);
+    if (ck.config != resolved_toml)
+      throw_message("icl", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
+                                       "was written with (compare with {})", p.checkpoint, p.config));
+    start = std::move(ck.state);
+  }  // a resume without a checkpoint yet starts over
+  const bool existed = fs::exists(p.dir);
+  try {
+    ensure_directory(p.dir);
+    write_file_atomic(p.config, resolved_toml);
+    const IclTrainResult r = train_with_checkpoints(c, resolved_toml, opt, start, p, s);
+    if (r.stopped) {
+      s.interrupted = true;
+      return s;
+    }
+    finish_run(c, init, r, opt, p, seconds_since(t0), s);
+    return s;
+  } catch (...) {
+    std::error_code ec;
+    if (!existed) fs::remove_all(p.dir, ec);  // leave nothing behind from a failed fresh run
+    throw;
+  }
+}
+
+IclRunSummary run_icl(const IclRunConfig& c, const std::string& resolved_toml,
+                      const std::string& out_dir, const std::string& version, bool quiet) {
+  IclRunOptions opt;
+  opt.out_dir = out_dir;
+  opt.version = version;
+  opt.quiet = quiet;
+  return run_icl_job(c, resolved_toml, opt);
 }
 
 IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& resolved_toml,
