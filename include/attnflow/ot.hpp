@@ -79,6 +79,7 @@ struct SinkhornOptions {
   double eps = 0.0;            // target regularization, cost units, > 0 (no default: scale-dependent)
   double tol = 1e-6;           // stop when sum_i |sum_j pi_ij - a_i| <= tol (columns are exact)
   int max_iterations = 10000;  // full iterations (f- and g-update), eps-scaling stages included
+                               // (a longer schedule keeps its last max_iterations stages)
   // eps-scaling: eps_k = eps_start * scaling^k down to eps, one iteration per stage, warm
   // starting the potentials. 0.5 is known to be too aggressive (GeomLoss users report negative
   // divergences), hence a default in SPEC's safe range 0.7-0.9.

@@ -67,7 +67,11 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
   res.b = normalized_weights(b_in, cost.cols(), "sinkhorn: b");
   if (g_init) require_warm_start(*g_init, cost.cols());
   const Vector loga = log_of(res.a), logb = log_of(res.b);
-  const std::vector<double> schedule = eps_schedule(opt, cost.scale(), g_init != nullptr);
+  std::vector<double> schedule = eps_schedule(opt, cost.scale(), g_init != nullptr);
+  // max_iterations counts the stages too: a longer schedule keeps its last max_iterations
+  // stages (the largest eps are dropped), so every iteration still ends at the target eps.
+  if (schedule.size() > static_cast<size_t>(opt.max_iterations))
+    schedule.erase(schedule.begin(), schedule.end() - opt.max_iterations);
   res.eps = opt.eps;
   res.stages = static_cast<int>(schedule.size());
 

@@ -194,6 +194,16 @@ TEST(OtSinkhorn, WarmStartConvergesAtOnceAndStatusReportsFailure) {
   EXPECT_EQ(bad.iterations, 3);
   EXPECT_GT(bad.marginal_error, 1e-14);
   EXPECT_NE(bad.message.find("not converged after 3 iterations"), std::string::npos) << bad.message;
+  // max_iterations includes the eps-scaling stages: a longer schedule keeps its last stages.
+  SinkhornOptions capped = options(0.05, 1e-8);
+  const SinkhornResult full = sinkhorn(Vector(), Vector(), cost, capped);
+  ASSERT_GT(full.stages, 3);
+  capped.max_iterations = 3;
+  const SinkhornResult cut = sinkhorn(Vector(), Vector(), cost, capped);
+  EXPECT_EQ(cut.stages, 3);
+  EXPECT_EQ(cut.iterations, 3);
+  EXPECT_FALSE(cut.converged);
+  EXPECT_NE(cut.message.find("not converged after 3 iterations"), std::string::npos) << cut.message;
 }
 
 TEST(OtSinkhorn, BadInputNamesArgumentValueAndRule) {
