@@ -195,7 +195,7 @@ TEST(OtSinkhorn, WarmStartConvergesAtOnceAndStatusReportsFailure) {
   EXPECT_GT(bad.marginal_error, 1e-14);
   EXPECT_NE(bad.message.find("not converged after 3 iterations"), std::string::npos) << bad.message;
   // max_iterations includes the eps-scaling stages: a longer schedule keeps its last stages.
-  SinkhornOptions capped = options(0.05, 1e-8);
+  SinkhornOptions capped = options(2.0, 1e-8);
   const SinkhornResult full = sinkhorn(Vector(), Vector(), cost, capped);
   ASSERT_GT(full.stages, 3);
   capped.max_iterations = 3;
