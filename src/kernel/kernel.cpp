@@ -20,27 +20,23 @@
 
 #include "attnflow/error.hpp"
 #include "attnflow/parallel.hpp"
-#include "simd_exp.hpp"
+#include "kernel_common.hpp"
 
 namespace attnflow {
 
 namespace {
 
 namespace ei = Eigen::internal;
+using detail::kMaxFused;
+using detail::kMinParallelPairs;
+using detail::kNegInf;
+using detail::kPacket;
 using detail::Packet;
-constexpr Index kPacket = detail::kPacketSize;
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // Fused path: keys per tile and queries per task. A key tile of vT and valsT (k, p <= 16)
 // is at most 2 * 16 * 256 * 8 B = 64 KB and is reused by all queries of the task.
 constexpr Index kKeyTile = 256;
 constexpr Index kQueryBlock = 32;
-constexpr Index kMaxFused = 16;
-
-// Below this many (query, key) pairs one thread does the whole reduction: an OpenMP region
-// costs microseconds (milliseconds when the cores are oversubscribed), more than the work.
-// Only the thread count changes, never the arithmetic, so results stay bit-identical.
-constexpr double kMinParallelPairs = 65536.0;
 
 // GEMM path tile sizes: S is (kGemmQueries, kGemmKeys), 64 KB.
 constexpr Index kGemmQueries = 32;

@@ -28,20 +28,20 @@
 #include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"
 #include "attnflow/parallel.hpp"
-#include "simd_exp.hpp"
+#include "kernel_common.hpp"
 
 namespace attnflow {
 
 namespace {
 
 namespace ei = Eigen::internal;
+using detail::kMinParallelPairs;
+using detail::kNegInf;
+using detail::kPacket;
 using detail::Packet;
-constexpr Index kPacket = detail::kPacketSize;
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 constexpr Index kTile = 256;
-constexpr Index kMaxSmall = 16;     // k, p handled here; larger ones go to lse_reduce
+constexpr Index kMaxSmall = detail::kMaxFused;  // k, p handled here; larger go to lse_reduce
 constexpr double kMinLogWeight = -600.0;
-constexpr double kMinParallelPairs = 65536.0;  // as in kernel.cpp: one thread below this
 
 using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
 

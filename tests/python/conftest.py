@@ -1,6 +1,8 @@
 """Shared pytest fixtures: the CLI binary (env ATTNFLOW_CLI, set by CTest) and a runner."""
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,17 @@ def run_cli(cli):
                               timeout=timeout, check=check, env=e)
 
     return run
+
+
+def kill_after_first_checkpoint(argv, out_dir):
+    """Starts the CLI command argv (its --out is out_dir), SIGKILLs it shortly after its first
+    checkpoint.bin appears (or lets it finish if it is faster), and returns its exit status."""
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (out_dir / "checkpoint.bin").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    if p.poll() is None:
+        time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+    return p.wait()

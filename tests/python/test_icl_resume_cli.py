@@ -5,10 +5,9 @@ linear attention) and for the infinite-prompt ODE (rk4 and the adaptive dopri5);
 a changed config and a fresh run into an existing output directory are refused."""
 import json
 import signal
-import subprocess
-import time
 
 import pytest
+from conftest import kill_after_first_checkpoint
 
 STOP = {"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "2"}
 
@@ -81,17 +80,9 @@ def test_sigkilled_run_resumed_equals_uninterrupted(cli, run_cli, config, tmp_pa
             "--set", "train.checkpoint_every=200"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert icl(run_cli, config, whole, *args).returncode == 0
-    p = subprocess.Popen([cli, "icl", str(config), "--out", str(cut), "--no-plots", "--quiet",
-                          "--threads", "1", *args],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (cut / "checkpoint.bin").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    if p.poll() is None:
-        time.sleep(0.05)
-        p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL and not (cut / "final.json").exists()
+    status = kill_after_first_checkpoint([cli, "icl", config, "--out", cut, "--no-plots", "--quiet",
+                                          "--threads", "1", *args], cut)
+    assert status == -signal.SIGKILL and not (cut / "final.json").exists()
     r = icl(run_cli, config, cut, *args, "--resume", "--threads", "2")
     assert r.returncode == 0, r.stderr
     for f in cut.glob("*.tmp.*"):

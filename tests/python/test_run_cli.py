@@ -4,13 +4,11 @@ by key with nothing left behind, and a killed run (SIGKILL or the test hook) res
 to an uninterrupted one, byte for byte."""
 import json
 import os
-import signal
-import subprocess
-import time
 import tomllib
 
 import numpy as np
 import pytest
+from conftest import kill_after_first_checkpoint
 
 # The CLI (tiled online softmax) and NumPy (materialized scores) do the same float64
 # arithmetic in different orders; 20 Euler steps keep the difference near round-off.
@@ -175,15 +173,7 @@ def test_sigkilled_run_resumed_equals_uninterrupted(cli, run_cli, tmp_path):
     cfg = write(tmp_path, text)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli("run", cfg, "--out", whole, "--no-plots", "--threads", "1").returncode == 0
-    p = subprocess.Popen([cli, "run", str(cfg), "--out", str(cut), "--no-plots", "--threads", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (cut / "checkpoint.bin").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    if p.poll() is None:
-        time.sleep(0.05)
-        p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill_after_first_checkpoint([cli, "run", cfg, "--out", cut, "--no-plots", "--threads", "1"], cut)
     r = run_cli("run", cfg, "--out", cut, "--resume", "--no-plots", "--threads", "2")
     assert r.returncode == 0, r.stderr
     for f in list(cut.glob("*.tmp.*")) + list(cut.glob("snapshots/*.tmp.*")):

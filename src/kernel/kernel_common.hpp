@@ -1,0 +1,23 @@
+// Constants and vector types shared by the kernel's two reductions (kernel.cpp, the general
+// one, and kernel_symmetric.cpp, queries = beta * keys).
+#pragma once
+
+#include <limits>
+
+#include "attnflow/types.hpp"
+#include "simd_exp.hpp"
+
+namespace attnflow::detail {
+
+constexpr Index kPacket = kPacketSize;
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Largest k and p of the fused SIMD loops (packed, per-dimension vectors in registers).
+constexpr Index kMaxFused = 16;
+
+// Below this many (query, key) pairs one thread does the whole reduction: an OpenMP region
+// costs microseconds (milliseconds when the cores are oversubscribed), more than the work.
+// Only the thread count changes, never the arithmetic, so results stay bit-identical.
+constexpr double kMinParallelPairs = 65536.0;
+
+}  // namespace attnflow::detail
