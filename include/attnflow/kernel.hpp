@@ -44,7 +44,7 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
 // s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives
 // exactly lse_reduce's lse and out (to rounding) with half the exponentials, by symmetry
 // (kernel_symmetric.cpp). Falls back to lse_reduce when symmetric_fast_path() is false:
-// beta < 0, k or p > 16, or log-weights c_j + beta |y_j|^2 / 2 spread over more than 600 or
+// beta < 0, k or p > 16, or log-weights c_j + beta |y_j|^2 / 2 spread over more than 300 or
 // not finite (zero weights). Deterministic on any thread count; O(n (k + p)) memory.
 struct SymmetricReduceInput {
   const double* y = nullptr;     // (n, k) row-major, the points (queries = beta y, keys = y)

@@ -1,15 +1,15 @@
 // The streaming reduction when queries and keys are the same points (self-attention with
-// Q = K, the SA / USA flows): s_ij = beta <y_i, y_j> + c_j. The affinity is symmetric up to
-// separable factors,
-//   beta <y_i, y_j> + c_j = e_ij - h_i + a_j,   e_ij = beta <y_i, y_j> + h_i + h_j <= 0,
-//   h_i = -beta |y_i|^2 / 2,   a_j = c_j - h_j,
-// so each exponential exp(e_ij) = exp(-beta |y_i - y_j|^2 / 2) serves both (i, j) and (j, i):
-// half the exponentials of lse_reduce. With M = max_j a_j and w_j = exp(a_j - M),
-//   sum_j exp(s_ij) vals_j = exp(M - h_i) sum_j exp(e_ij) w_j vals_j.
-// No running maximum is needed: exp(e_ii) = 1, so row i's sum is at least w_i. When every
-// w_i >= exp(-600) (checked; uniform weights on the sphere give w = 1), the terms flushed to
-// 0 below exp(-708) are below 1e-90 of their row's sum, as in lse_reduce. Otherwise (or for
-// beta < 0, where e_ij is not bounded above) this falls back to lse_reduce.
+// Q = K, the SA / USA flows): s_ij = beta <y_i, y_j> + c_j, beta >= 0. With
+//   a_j = c_j + beta |y_j|^2 / 2,   M = max_j a_j,   g_j = c_j - M,
+//   s_ij = e_ij - g_i + M,          e_ij = beta <y_i, y_j> + g_i + g_j = e_ji,
+// and e_ij <= (a_i - M) + (a_j - M) <= 0 (Cauchy-Schwarz), so one exponential exp(e_ij)
+// serves both (i, j) and (j, i): half the exponentials of lse_reduce, no running maximum,
+// and no weights left in the sums:
+//   lse_i = M - g_i + log sum_j exp(e_ij),   out_i = sum_j exp(e_ij) vals_j / sum_j exp(e_ij).
+// Row i's sum is at least exp(e_ii) = exp(2 (a_i - M)); when every a_i >= M - 300 (checked;
+// uniform weights on the sphere give a_i = M), the terms flushed to 0 below exp(-708) are
+// below 1e-40 of their row's sum, as in lse_reduce. Otherwise (zero weights, norms spread
+// too far, beta < 0 where e_ij is not bounded above) this falls back to lse_reduce.
 //
 // Work split, deterministic on any thread count: tiles of kTile points; the blocks (I, J),
 // I < J, are scheduled in rounds of a round-robin tournament (circle method), each round a
@@ -41,41 +41,40 @@ using detail::kPacket;
 using detail::Packet;
 constexpr Index kTile = 256;
 constexpr Index kMaxSmall = detail::kMaxFused;  // k, p handled here; larger go to lse_reduce
-constexpr double kMinLogWeight = -600.0;
+constexpr double kMinLogWeight = -300.0;
 
 using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
 
 struct Packed {
   Index n = 0, npad = 0, ld = 0, k = 0, p = 0;
-  // Rows of one buffer (2 k + 2 (p + 1) + 1 rows of stride ld = npad + 8), so that no two
+  // Rows of one buffer (2 k + p + (p + 1) + 1 rows of stride ld = npad + 8), so that no two
   // rows lie a multiple of 4 KB apart (they would share L1 sets: 2.5x slower at n = 16384):
   double* ut = nullptr;   // (k, ld): beta y, transposed
   double* yt = nullptr;   // (k, ld): y, transposed
-  double* h = nullptr;    // (ld): -beta |y|^2 / 2, -inf on padding
-  double* wt = nullptr;   // (p + 1, ld): row 0 = w, rows 1.. = w vals, 0 on padding
-  double* acc = nullptr;  // (p + 1, ld): the sums, row 0 = sum_j exp(e_ij) w_j
+  double* h = nullptr;    // (ld): g = c - M, -inf on padding
+  double* wt = nullptr;   // (p, ld): vals, transposed, 0 on padding
+  double* acc = nullptr;  // (p + 1, ld): the sums, row 0 = sum_j exp(e_ij), rows 1.. values
 };
 
 // Rows i0 .. i0 + R - 1 (R = 1 or 2) against the columns [j0, j0 + kTile): row sums into
 // acc[t * ld + i], and, off the diagonal, column sums into acc[t * ld + j]. Two rows at a
 // time share the column loads and stores and give the core two independent exp chains.
+// The normalizer (t = 0) is a plain add, off the FMA pipes that bound this loop.
 template <int K, int P, bool Diagonal, int R>
 void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
   const Index k = K > 0 ? K : pk.k;
-  const Index p1 = (P >= 0 ? P : pk.p) + 1;
+  const Index p = P >= 0 ? P : pk.p;
   const Index ld = pk.ld;
   const double* __restrict ut = pk.ut;
   const double* __restrict yt = pk.yt + j0;
   const double* __restrict h = pk.h;
   const double* __restrict wt = pk.wt;
-  Packet ub[R][kMaxSmall], wb[R][kMaxSmall + 1], racc[R][kMaxSmall + 1], hb[R];
+  Packet ub[R][kMaxSmall], wb[R][kMaxSmall], racc[R][kMaxSmall + 1], hb[R];
   for (int r = 0; r < R; ++r) {
     const Index i = i0 + r;
     for (Index t = 0; t < k; ++t) ub[r][t] = ei::pset1<Packet>(ut[t * ld + i]);
-    for (Index t = 0; t < p1; ++t) {
-      wb[r][t] = ei::pset1<Packet>(wt[t * ld + i]);
-      racc[r][t] = ei::pset1<Packet>(0.0);
-    }
+    for (Index t = 0; t < p; ++t) wb[r][t] = ei::pset1<Packet>(wt[t * ld + i]);
+    for (Index t = 0; t <= p; ++t) racc[r][t] = ei::pset1<Packet>(0.0);
     hb[r] = ei::pset1<Packet>(h[i]);
   }
   for (Index j = 0; j < kTile; j += kPacket) {
@@ -86,11 +85,18 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
       for (Index t = 0; t < k; ++t) s = ei::pmadd(ub[r][t], ei::pload<Packet>(yt + t * ld + j), s);
       e[r] = detail::simd_exp(s);
     }
-    for (Index t = 0; t < p1; ++t) {
+    for (int r = 0; r < R; ++r) racc[r][0] = ei::padd(e[r], racc[r][0]);
+    if constexpr (!Diagonal) {
+      double* c = acc + j0 + j;
+      Packet cv = ei::pload<Packet>(c);
+      for (int r = 0; r < R; ++r) cv = ei::padd(e[r], cv);
+      ei::pstore(c, cv);
+    }
+    for (Index t = 0; t < p; ++t) {
       const Packet w = ei::pload<Packet>(wt + t * ld + j0 + j);
-      for (int r = 0; r < R; ++r) racc[r][t] = ei::pmadd(e[r], w, racc[r][t]);
+      for (int r = 0; r < R; ++r) racc[r][t + 1] = ei::pmadd(e[r], w, racc[r][t + 1]);
       if constexpr (!Diagonal) {
-        double* c = acc + t * ld + j0 + j;
+        double* c = acc + (t + 1) * ld + j0 + j;
         Packet cv = ei::pload<Packet>(c);
         for (int r = 0; r < R; ++r) cv = ei::pmadd(e[r], wb[r][t], cv);
         ei::pstore(c, cv);
@@ -98,7 +104,7 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
     }
   }
   for (int r = 0; r < R; ++r)
-    for (Index t = 0; t < p1; ++t) acc[t * ld + i0 + r] += ei::predux(racc[r][t]);
+    for (Index t = 0; t <= p; ++t) acc[t * ld + i0 + r] += ei::predux(racc[r][t]);
 }
 
 // Block (I, J) of tiles starting at i0, j0: rows of I, and columns of J unless Diagonal.
@@ -119,7 +125,7 @@ std::pair<Index, Index> round_pair(Index slots, Index round, Index i) {
 }
 
 // The whole reduction in one parallel region: packing, the diagonal round, the off-diagonal
-// rounds, the outputs. amax = max_j (c_j + beta |y_j|^2 / 2).
+// rounds, the outputs. amax = M = max_j (c_j + beta |y_j|^2 / 2).
 template <int K, int P>
 void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const ReduceOutput& out) {
   const Index tiles = pk.npad / kTile;
@@ -132,23 +138,19 @@ void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const Re
 #pragma omp for schedule(static)
     for (Index j = 0; j < pk.npad; ++j) {
       for (Index t = 0; t < p1; ++t) pk.acc[t * ld + j] = 0.0;
-      if (j >= in.n) {  // padding: no weight, exponent -inf
+      if (j >= in.n) {  // padding: exponent -inf, values 0
         for (Index t = 0; t < in.k; ++t) pk.ut[t * ld + j] = pk.yt[t * ld + j] = 0.0;
-        for (Index t = 0; t < p1; ++t) pk.wt[t * ld + j] = 0.0;
+        for (Index t = 0; t < in.p; ++t) pk.wt[t * ld + j] = 0.0;
         pk.h[j] = kNegInf;
         continue;
       }
-      double sq = 0.0;
       for (Index t = 0; t < in.k; ++t) {
         const double y = in.y[j * in.k + t];
         pk.yt[t * ld + j] = y;
         pk.ut[t * ld + j] = in.beta * y;
-        sq += y * y;
       }
-      pk.h[j] = -0.5 * in.beta * sq;
-      const double w = std::exp((in.col ? in.col[j] : 0.0) - pk.h[j] - amax);
-      pk.wt[j] = w;
-      for (Index t = 0; t < in.p; ++t) pk.wt[(t + 1) * ld + j] = w * in.vals[j * in.p + t];
+      pk.h[j] = (in.col ? in.col[j] : 0.0) - amax;
+      for (Index t = 0; t < in.p; ++t) pk.wt[t * ld + j] = in.vals[j * in.p + t];
     }
 #pragma omp for schedule(static)
     for (Index ti = 0; ti < tiles; ++ti) block<K, P, true>(pk, ti * kTile, ti * kTile, pk.acc);
@@ -189,7 +191,7 @@ void fallback(const SymmetricReduceInput& in, const ReduceOutput& out) {
   lse_reduce(ReduceInput{u.data(), in.y, in.col, in.vals, in.n, in.n, in.k, in.p}, out);
 }
 
-// max_j (c_j + beta |y_j|^2 / 2) when the symmetric form is safe (see the top), else NaN.
+// M = max_j (c_j + beta |y_j|^2 / 2) when the symmetric form is safe (see the top), else NaN.
 double safe_log_weight_max(const SymmetricReduceInput& in) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   if (!(in.beta >= 0.0) || in.k > kMaxSmall || in.p > kMaxSmall || in.n < 1) return nan;
@@ -230,12 +232,12 @@ void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& ou
   pk.npad = (in.n + kTile - 1) / kTile * kTile;
   pk.ld = pk.npad + 8;
   const Index ld = pk.ld, p1 = in.p + 1;
-  const size_t size = static_cast<size_t>((2 * in.k + 2 * p1 + 1) * ld);
+  const size_t size = static_cast<size_t>((2 * in.k + in.p + p1 + 1) * ld);
   if (buf.size() < size) buf.resize(size);
   pk.ut = buf.data();
   pk.yt = pk.ut + in.k * ld;
   pk.wt = pk.yt + in.k * ld;
-  pk.acc = pk.wt + p1 * ld;
+  pk.acc = pk.wt + in.p * ld;
   pk.h = pk.acc + p1 * ld;
   switch (in.k) {
     case 1: return dispatch_p<1>(in, pk, amax, out);

@@ -80,6 +80,17 @@ TEST(KernelSymmetric, MatchesDenseForEveryTemplatedAndRuntimeShape) {
     }
 }
 
+TEST(KernelSymmetric, WeightsSpreadUpToTheLimitStayOnTheFastPathAndExact) {
+  // Log-weights a_j = c_j + beta |y_j|^2 / 2 spread over 290 (the limit is 300): rows of the
+  // lightest tokens are dominated by heavy far-away tokens, the case the bound is about.
+  Rng rng(7);
+  const Matrix y = sphere_points(400, 3, rng);
+  Vector col(400);
+  for (Index j = 0; j < 400; ++j) col[j] = -290.0 * static_cast<double>(j % 7) / 6.0;
+  EXPECT_TRUE(symmetric_fast_path({y.data(), col.data(), nullptr, 400, 3, 0, 20.0}));
+  check(y, col, random_matrix(400, 3, rng), 20.0, "weights spread 290");
+}
+
 TEST(KernelSymmetric, Beta1000OnTheSphereHasNoOverflow) {
   Rng rng(4);
   const Matrix y = sphere_points(700, 3, rng);
@@ -104,7 +115,7 @@ TEST(KernelSymmetric, FallsBackWhereTheSymmetricFormIsUnsafe) {
   Matrix out;
   lse_reduce(Matrix(1.0 * y), y, col, vals, lse, out);
   EXPECT_TRUE(all_close(r.out, out, 1e-12, 1e-12));
-  // Log-weights spread over more than 600 (beta |y|^2 / 2 from 0 to 1250).
+  // Log-weights spread over more than 300 (beta |y|^2 / 2 from 0 to 1250).
   Matrix far = y;
   far.row(0) *= 50.0 / far.row(0).norm();
   EXPECT_FALSE(symmetric_fast_path({far.data(), nullptr, nullptr, 300, 3, 0, 1.0}));
