@@ -77,7 +77,8 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
     for (Index t = 0; t <= p; ++t) racc[r][t] = ei::pset1<Packet>(0.0);
     hb[r] = ei::pset1<Packet>(h[i]);
   }
-  for (Index j = 0; j < kTile; j += kPacket) {
+  // One vector of 8 columns at j: row sums always, column sums when Sym.
+  const auto columns = [&]<bool Sym>(Index j) {
     const Packet hj = ei::pload<Packet>(h + j0 + j);
     Packet e[R];
     for (int r = 0; r < R; ++r) {
@@ -86,7 +87,7 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
       e[r] = detail::simd_exp(s);
     }
     for (int r = 0; r < R; ++r) racc[r][0] = ei::padd(e[r], racc[r][0]);
-    if constexpr (!Diagonal) {
+    if constexpr (Sym) {
       double* c = acc + j0 + j;
       Packet cv = ei::pload<Packet>(c);
       for (int r = 0; r < R; ++r) cv = ei::padd(e[r], cv);
@@ -95,19 +96,30 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
     for (Index t = 0; t < p; ++t) {
       const Packet w = ei::pload<Packet>(wt + t * ld + j0 + j);
       for (int r = 0; r < R; ++r) racc[r][t + 1] = ei::pmadd(e[r], w, racc[r][t + 1]);
-      if constexpr (!Diagonal) {
+      if constexpr (Sym) {
         double* c = acc + (t + 1) * ld + j0 + j;
         Packet cv = ei::pload<Packet>(c);
         for (int r = 0; r < R; ++r) cv = ei::pmadd(e[r], wb[r][t], cv);
         ei::pstore(c, cv);
       }
     }
+  };
+  if constexpr (Diagonal) {
+    // The tile against itself: the 8-column vector holding rows i0 .. i0 + R - 1 in full
+    // (both orders of its pairs are met there), every later vector once, symmetrically;
+    // earlier vectors were met by the earlier rows.
+    const Index jbeg = (i0 - j0) / kPacket * kPacket;
+    columns.template operator()<false>(jbeg);
+    for (Index j = jbeg + kPacket; j < kTile; j += kPacket) columns.template operator()<true>(j);
+  } else {
+    for (Index j = 0; j < kTile; j += kPacket) columns.template operator()<true>(j);
   }
   for (int r = 0; r < R; ++r)
     for (Index t = 0; t <= p; ++t) acc[t * ld + i0 + r] += ei::predux(racc[r][t]);
 }
 
-// Block (I, J) of tiles starting at i0, j0: rows of I, and columns of J unless Diagonal.
+// Block (I, J) of tiles starting at i0, j0: rows of I and columns of J; for the diagonal
+// block (I = J) each unordered pair once, except within 8-column vectors.
 template <int K, int P, bool Diagonal>
 void block(const Packed& pk, Index i0, Index j0, double* acc) {
   const Index iend = std::min(i0 + kTile, pk.n);
