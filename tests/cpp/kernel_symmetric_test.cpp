@@ -1,6 +1,6 @@
 // The symmetric reduction (queries = beta * keys) against the dense double-precision
-// reference: sizes around the tile (128) and odd/even tile counts (the cyclic pairing of
-// tiles), k and p on both the templated and the runtime paths, points on the sphere and in
+// reference: sizes around the tiles (256, and 512 from n = 4096) and odd/even tile counts
+// (the cyclic pairing of tiles), k and p on both the templated and the runtime paths, points on the sphere and in
 // R^d, offsets, beta up to 1000; the fallbacks; thread-count independence.
 #include <gtest/gtest.h>
 
@@ -67,6 +67,9 @@ TEST(KernelSymmetric, MatchesDenseOnTheSphereAcrossTileCounts) {
       const Matrix y = sphere_points(n, 3, rng);
       check(y, Vector(), y, beta, "sphere n=" + std::to_string(n) + " beta=" + std::to_string(beta));
     }
+  // From n = 4096 on the tiles are 512 points: 9 tiles (odd, a bye each round).
+  const Matrix y = sphere_points(4100, 3, rng);
+  check(y, Vector(), y, 3.0, "sphere n=4100");
 }
 
 TEST(KernelSymmetric, MatchesDenseForEveryTemplatedAndRuntimeShape) {
@@ -128,7 +131,7 @@ TEST(KernelSymmetric, FallsBackWhereTheSymmetricFormIsUnsafe) {
 
 TEST(KernelSymmetric, BitIdenticalAcrossThreadCounts) {
   Rng rng(6);
-  const Matrix y = sphere_points(3000, 3, rng);
+  const Matrix y = sphere_points(4500, 3, rng);  // 512-point tiles
   set_num_threads(1);
   const Result a = symmetric(y, Vector(), y, 2.0);
   set_num_threads(2);
