@@ -59,5 +59,7 @@ bool symmetric_fast_path(const SymmetricReduceInput& in);
 // Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
 // exposed for the exp-throughput benchmark that defines the kernel's speed limit.
 void exp_inplace(double* x, Index size);
+// 2^x of a contiguous array in place (the base-2 exponential of the symmetric reduction).
+void exp2_inplace(double* x, Index size);
 
 }  // namespace attnflow

@@ -286,4 +286,11 @@ void exp_inplace(double* x, Index size) {
   for (; j < size; ++j) x[j] = std::exp(x[j]);
 }
 
+void exp2_inplace(double* x, Index size) {
+  Index j = 0;
+  for (; j + kPacket <= size; j += kPacket)
+    ei::pstoreu(x + j, detail::simd_exp2(ei::ploadu<Packet>(x + j)));
+  for (; j < size; ++j) x[j] = std::exp2(x[j]);
+}
+
 }  // namespace attnflow

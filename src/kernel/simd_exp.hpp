@@ -64,6 +64,36 @@ inline Packet simd_exp(const Packet& x_in) {
   const __mmask8 keep = _mm512_cmp_pd_mask(x_in, _mm512_set1_pd(-708.0), _CMP_NLT_UQ);
   return _mm512_maskz_scalef_pd(keep, _mm512_mul_pd(p, tj), q);
 }
+// 2^x for x in log2 units: the kernel's callers that fold log2(e) into their inputs (the
+// symmetric reduction) skip the argument reduction's three FMAs, which bound its loop:
+// q = round(16 x) / 16 and r = x - q (exact) are plain adds. 2^r by the degree-6 polynomial
+// above with coefficients c_k ln2^k (mpmath, rounded to double; error 8e-18). Same contract
+// in log2 units: exactly 0 for x < -1022 (subnormal results), NaN kept, 2^1025 = inf.
+inline Packet simd_exp2(const Packet& x_in) {
+  const __m512d tab_lo = _mm512_setr_pd(0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0,
+                                        0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
+                                        0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
+                                        0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0);
+  const __m512d tab_hi = _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0,
+                                        0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+                                        0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
+                                        0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
+  const __m512d x = _mm512_min_pd(_mm512_set1_pd(1025.0), x_in);
+  const __m512d shifter = _mm512_set1_pd(0x1.8p48);
+  const __m512d t = _mm512_add_pd(x, shifter);
+  const __m512d q = _mm512_sub_pd(t, shifter);
+  const __m512d r = _mm512_sub_pd(x, q);
+  const __m512d tj = _mm512_permutex2var_pd(tab_lo, _mm512_castpd_si512(t), tab_hi);
+  __m512d p = _mm512_set1_pd(0x1.430a49610efc5p-13);
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.5d89be4c12513p-10));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.3b2ab6fb09b31p-7));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.c6b08d6e8a385p-5));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.ebfbdff82c594p-3));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.62e42fefa39fdp-1));
+  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  const __mmask8 keep = _mm512_cmp_pd_mask(x_in, _mm512_set1_pd(-1022.0), _CMP_NLT_UQ);
+  return _mm512_maskz_scalef_pd(keep, _mm512_mul_pd(p, tj), q);
+}
 #else
 inline Packet simd_exp(const Packet& x_in) {
   const Packet lo = ei::pset1<Packet>(-708.0), hi = ei::pset1<Packet>(709.0);
@@ -99,6 +129,30 @@ inline Packet simd_exp(const Packet& x_in) {
   const PacketDouble xd = (PacketDouble)x_in;
   bits &= (xd >= (PacketDouble)lo);
   // NaN input: the comparison is false and would give 0; keep NaN visible instead.
+  const PacketInt is_nan = (xd != xd);
+  bits |= is_nan & (PacketInt)x_in;
+  return (Packet)bits;
+}
+
+// 2^x, x in log2 units (see the AVX-512 version): k = round(x), r = x - k exact, 2^r =
+// e^(r ln2) by the degree-13 Taylor polynomial in r ln2 (coefficients ln2^m / m!).
+inline Packet simd_exp2(const Packet& x_in) {
+  const Packet lo = ei::pset1<Packet>(-1022.0), hi = ei::pset1<Packet>(1023.0);
+  const Packet x = ei::pmin(ei::pmax(x_in, lo), hi);
+  const Packet shifter = ei::pset1<Packet>(0x1.8p52);
+  const Packet t = ei::padd(x, shifter);
+  const Packet k = ei::psub(t, shifter);
+  const Packet r = ei::pmul(ei::psub(x, k), ei::pset1<Packet>(0x1.62e42fefa39efp-1));
+  // e^r with |r| <= ln2 / 2, as in simd_exp (r here carries one more rounding: 1e-16 of r).
+  Packet p = ei::pset1<Packet>(1.0 / 6227020800.0);
+  for (const double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                         1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+                         1.0 / 6.0, 0.5, 1.0, 1.0})
+    p = ei::pmadd(p, r, ei::pset1<Packet>(c));
+  const PacketInt kbits = (PacketInt)t << 52;
+  PacketInt bits = (PacketInt)p + kbits;
+  const PacketDouble xd = (PacketDouble)x_in;
+  bits &= (xd >= (PacketDouble)lo);
   const PacketInt is_nan = (xd != xd);
   bits |= is_nan & (PacketInt)x_in;
   return (Packet)bits;

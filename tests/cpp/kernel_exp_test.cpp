@@ -45,5 +45,40 @@ TEST(KernelExp, SpecialValues) {
   EXPECT_NEAR(x[7], std::exp(-1.0), 1e-16);
 }
 
+// simd_exp2 (log2 units, for the symmetric reduction): the same accuracy against std::exp2
+// over the whole normal range, and its boundaries.
+TEST(KernelExp2, MatchesStdExp2ToFewUlp) {
+  std::vector<double> x;
+  for (double v = -1022.0; v <= 1023.0; v += 0.0197) x.push_back(v);
+  for (double v = -1.0; v <= 1.0; v += 1e-4) x.push_back(v);
+  for (int m = -64; m <= 64; ++m) {  // the table's and the rounding's boundaries, 1/32 apart
+    x.push_back(m / 32.0);
+    x.push_back(std::nextafter(m / 32.0, 1.0));
+    x.push_back(std::nextafter(m / 32.0, -1.0));
+  }
+  std::vector<double> y = x;
+  exp2_inplace(y.data(), static_cast<Index>(y.size()));
+  double worst = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = std::exp2(x[i]);
+    worst = std::max(worst, std::abs(y[i] - ref) / ref);
+  }
+  EXPECT_LE(worst, kRelTol);
+}
+
+TEST(KernelExp2, SpecialValues) {
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> x = {-inf, -1e300, -1100.0, -1022.5, 0.0, std::nan(""), 3.0, -1.0};
+  exp2_inplace(x.data(), static_cast<Index>(x.size()));  // 8 values: a full vector
+  EXPECT_EQ(x[0], 0.0);
+  EXPECT_EQ(x[1], 0.0);
+  EXPECT_EQ(x[2], 0.0);
+  EXPECT_EQ(x[3], 0.0);
+  EXPECT_EQ(x[4], 1.0);
+  EXPECT_TRUE(std::isnan(x[5]));
+  EXPECT_EQ(x[6], 8.0);
+  EXPECT_EQ(x[7], 0.5);
+}
+
 }  // namespace
 }  // namespace attnflow
