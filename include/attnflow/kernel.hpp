@@ -59,7 +59,9 @@ bool symmetric_fast_path(const SymmetricReduceInput& in);
 // Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
 // exposed for the exp-throughput benchmark that defines the kernel's speed limit.
 void exp_inplace(double* x, Index size);
-// 2^x of a contiguous array in place (the base-2 exponential of the symmetric reduction).
-void exp2_inplace(double* x, Index size);
+// 2^x of a contiguous array in place (the base-2 exponential of the symmetric reduction):
+// 0 below 2^-1022, NaN kept; with finite_only (the variant the symmetric reduction uses,
+// for finite x <= 1023 only) results below 2^-1022 are subnormal instead.
+void exp2_inplace(double* x, Index size, bool finite_only = false);
 
 }  // namespace attnflow

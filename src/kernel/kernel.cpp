@@ -286,10 +286,12 @@ void exp_inplace(double* x, Index size) {
   for (; j < size; ++j) x[j] = std::exp(x[j]);
 }
 
-void exp2_inplace(double* x, Index size) {
+void exp2_inplace(double* x, Index size, bool finite_only) {
   Index j = 0;
-  for (; j + kPacket <= size; j += kPacket)
-    ei::pstoreu(x + j, detail::simd_exp2(ei::ploadu<Packet>(x + j)));
+  for (; j + kPacket <= size; j += kPacket) {
+    const Packet v = ei::ploadu<Packet>(x + j);
+    ei::pstoreu(x + j, finite_only ? detail::simd_exp2_finite(v) : detail::simd_exp2(v));
+  }
   for (; j < size; ++j) x[j] = std::exp2(x[j]);
 }
 

@@ -7,7 +7,7 @@
 // and no weights left in the sums:
 //   lse_i = M - g_i + log sum_j exp(e_ij),   out_i = sum_j exp(e_ij) vals_j / sum_j exp(e_ij).
 // Row i's sum is at least exp(e_ii) = exp(2 (a_i - M)); when every a_i >= M - 300 (checked;
-// uniform weights on the sphere give a_i = M), the terms flushed to 0 below exp(-708) are
+// uniform weights on the sphere give a_i = M), the terms below exp(-708) (subnormal or 0) are
 // below 1e-40 of their row's sum, as in lse_reduce. Otherwise (zero weights, norms spread
 // too far, beta < 0 where e_ij is not bounded above) this falls back to lse_reduce.
 // The loop works in log2 units: its inputs carry the factor log2(e) (beta log2(e) y and
@@ -49,6 +49,9 @@ Index tile_size(Index n) { return n >= 4096 ? 512 : 256; }
 constexpr Index kMaxSmall = detail::kMaxFused;  // k, p handled here; larger go to lse_reduce
 constexpr double kMinLogWeight = -300.0;
 constexpr double kLog2e = 0x1.71547652b82fep+0;  // log2(e): the loop works in log2 units
+// Padding's g log2(e): finite (the loop's exp2 takes finite arguments) and low enough that
+// 2^(g_i + pad) = 0 for any row (g_i >= -300 log2(e) = -433, padding has y = 0).
+constexpr double kPadLog2 = -4096.0;
 
 using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
 
@@ -58,7 +61,7 @@ struct Packed {
   // rows lie a multiple of 4 KB apart (they would share L1 sets: 2.5x slower at n = 16384):
   double* ut = nullptr;   // (k, ld): beta log2(e) y, transposed
   double* yt = nullptr;   // (k, ld): y, transposed
-  double* h = nullptr;    // (ld): g log2(e) = (c - M) log2(e), -inf on padding
+  double* h = nullptr;    // (ld): g log2(e) = (c - M) log2(e), kPadLog2 on padding
   double* wt = nullptr;   // (p, ld): vals, transposed, 0 on padding
   double* acc = nullptr;  // (p + 1, ld): the sums, row 0 = sum_j exp(e_ij), rows 1.. values
 };
@@ -91,7 +94,7 @@ void rows(const Packed& pk, Index i0, Index j0, double* __restrict acc) {
     for (int r = 0; r < R; ++r) {
       Packet s = ei::padd(hb[r], hj);
       for (Index t = 0; t < k; ++t) s = ei::pmadd(ub[r][t], ei::pload<Packet>(yt + t * ld + j), s);
-      e[r] = detail::simd_exp2(s);
+      e[r] = detail::simd_exp2_finite(s);
     }
     for (int r = 0; r < R; ++r) racc[r][0] = ei::padd(e[r], racc[r][0]);
     if constexpr (Sym) {
@@ -161,7 +164,7 @@ void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const Re
       if (j >= in.n) {  // padding: exponent -inf, values 0
         for (Index t = 0; t < in.k; ++t) pk.ut[t * ld + j] = pk.yt[t * ld + j] = 0.0;
         for (Index t = 0; t < in.p; ++t) pk.wt[t * ld + j] = 0.0;
-        pk.h[j] = kNegInf;
+        pk.h[j] = kPadLog2;
         continue;
       }
       for (Index t = 0; t < in.k; ++t) {

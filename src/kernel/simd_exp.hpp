@@ -69,7 +69,11 @@ inline Packet simd_exp(const Packet& x_in) {
 // q = round(16 x) / 16 and r = x - q (exact) are plain adds. 2^r by the degree-6 polynomial
 // above with coefficients c_k ln2^k (mpmath, rounded to double; error 8e-18). Same contract
 // in log2 units: exactly 0 for x < -1022 (subnormal results), NaN kept, 2^1025 = inf.
-inline Packet simd_exp2(const Packet& x_in) {
+// simd_exp2_finite: the same for finite x <= 1023 without the clamp and the flush to 0
+// (two instructions fewer): results below 2^-1022 come out subnormal, as vscalefpd rounds
+// them, and 0 below 2^-1075. For the symmetric reduction, whose arguments are finite and
+// <= 0 by construction.
+inline Packet simd_exp2_finite(const Packet& x) {
   const __m512d tab_lo = _mm512_setr_pd(0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0,
                                         0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
                                         0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
@@ -78,7 +82,6 @@ inline Packet simd_exp2(const Packet& x_in) {
                                         0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
                                         0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
                                         0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
-  const __m512d x = _mm512_min_pd(_mm512_set1_pd(1025.0), x_in);
   const __m512d shifter = _mm512_set1_pd(0x1.8p48);
   const __m512d t = _mm512_add_pd(x, shifter);
   const __m512d q = _mm512_sub_pd(t, shifter);
@@ -91,8 +94,14 @@ inline Packet simd_exp2(const Packet& x_in) {
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.ebfbdff82c594p-3));
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.62e42fefa39fdp-1));
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  return _mm512_scalef_pd(_mm512_mul_pd(p, tj), q);
+}
+
+inline Packet simd_exp2(const Packet& x_in) {
+  // min(c, NaN) returns its second operand: NaN stays NaN (t, q, r and the result are NaN).
+  const __m512d x = _mm512_min_pd(_mm512_set1_pd(1025.0), x_in);
   const __mmask8 keep = _mm512_cmp_pd_mask(x_in, _mm512_set1_pd(-1022.0), _CMP_NLT_UQ);
-  return _mm512_maskz_scalef_pd(keep, _mm512_mul_pd(p, tj), q);
+  return _mm512_maskz_mov_pd(keep, simd_exp2_finite(x));
 }
 #else
 inline Packet simd_exp(const Packet& x_in) {
@@ -157,6 +166,9 @@ inline Packet simd_exp2(const Packet& x_in) {
   bits |= is_nan & (PacketInt)x_in;
   return (Packet)bits;
 }
+
+// Portable: no cheaper form; results below 2^-1022 are 0 here (not subnormal).
+inline Packet simd_exp2_finite(const Packet& x) { return simd_exp2(x); }
 
 #endif
 
