@@ -76,17 +76,34 @@ def main():
     build = Path(a.build)
     rows, results = [], {}
 
-    # Both sides: the median of repeated measurements (this VM's timings vary by 10-20%
-    # from second to second, so a single mean or a best-of would favour one side).
-    fb, _ = flow_bench(build, a.threads, "SaEulerStep/4096/3",
-                       ["--benchmark_min_time=0.3", "--benchmark_repetitions=15"])
-    b = fb["BM_SaEulerStep/4096/3/real_time_median"]
-    ours, ours_cpu = b["real_time"] / 1e3, b["cpu_time"] / 1e3  # ms -> s
-    peer, peer_cpu = numpy_time(4096, 3, a.threads, reps=15)
-    results["sa_euler_step_4096x3"] = dict(attnflow_s=ours, numpy_s=peer, speedup=peer / ours,
-                                           attnflow_cpu_s=ours_cpu, numpy_cpu_s=peer_cpu)
-    rows.append(f"| SA, one Euler step, n = 4096, d = 3 (median of 15) | {ours * 1e3:.1f} ms | "
-                f"{peer * 1e3:.0f} ms | {peer / ours:.1f}x | dense peer holds a 134 MB n x n matrix |")
+    # Both sides measured in alternation, `rounds` times: this VM's speed varies by 10-20%
+    # from second to second, in phases longer than one side's measurement, so measuring one
+    # side after the other would give the ratio of two phases. Each round times attnflow
+    # (median of 5 repetitions) and then NumPy (median of 5 steps); the table gives the
+    # medians over the rounds and the median of the per-round ratios.
+    rounds = 9
+    ours_l, ours_cpu_l, peer_l, peer_cpu_l, ratio_l = [], [], [], [], []
+    for _ in range(rounds):
+        fb, _ = flow_bench(build, a.threads, "SaEulerStep/4096/3",
+                           ["--benchmark_min_time=0.1", "--benchmark_repetitions=5"])
+        b = fb["BM_SaEulerStep/4096/3/real_time_median"]
+        ours_l.append(b["real_time"] / 1e3)  # ms -> s
+        ours_cpu_l.append(b["cpu_time"] / 1e3)
+        w, c = numpy_time(4096, 3, a.threads, reps=5)
+        peer_l.append(w)
+        peer_cpu_l.append(c)
+        ratio_l.append(w / ours_l[-1])
+    med = lambda v: float(np.median(v))  # noqa: E731
+    ours, ours_cpu, peer, peer_cpu = med(ours_l), med(ours_cpu_l), med(peer_l), med(peer_cpu_l)
+    ratio = med(ratio_l)
+    results["sa_euler_step_4096x3"] = dict(
+        attnflow_s=ours, numpy_s=peer, speedup=ratio, attnflow_cpu_s=ours_cpu,
+        numpy_cpu_s=peer_cpu, rounds=rounds, per_round_speedup=ratio_l,
+        per_round_attnflow_s=ours_l, per_round_numpy_s=peer_l)
+    rows.append(f"| SA, one Euler step, n = 4096, d = 3 ({rounds} alternating rounds, medians) | "
+                f"{ours * 1e3:.1f} ms | {peer * 1e3:.0f} ms | {ratio:.1f}x (rounds "
+                f"{min(ratio_l):.1f}-{max(ratio_l):.1f}x) | dense peer holds a 134 MB n x n "
+                f"matrix |")
     if a.threads == 1:
         # On a shared, oversubscribed machine wall time measures the queue; with one thread on
         # each side CPU time is the work done (Google Benchmark's cpu_time, process_time()).
