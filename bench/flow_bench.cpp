@@ -6,7 +6,8 @@
 // Run: build/bench/flow_bench [--benchmark_filter=...]; threads via OMP_NUM_THREADS.
 // bench/flow_compare.py runs these next to the dense NumPy step.
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
+#include <fstream>
+#include <string>
 
 #include "attnflow/ensemble.hpp"
 #include "attnflow/flow.hpp"
@@ -17,10 +18,15 @@ namespace {
 
 using namespace attnflow;
 
+// Peak RSS of this program in MB: VmHWM, the high-water mark of the current address space.
+// (getrusage's ru_maxrss also counts the pages of the process that forked this one, before
+// exec: a Python driver holding NumPy's n x n matrix would show up here.)
 double peak_rss_mb() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KB on Linux
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+  return -1.0;
 }
 
 void BM_SaEulerStep(benchmark::State& state) {

@@ -31,17 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def flow_bench(build, threads, filt, extra=()):
-    """Runs build/bench/flow_bench in a child; returns ({name: result}, peak RSS MB of the child)."""
+    """Runs build/bench/flow_bench in a child; returns {name: result}."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [str(build / "bench" / "flow_bench"), f"--benchmark_filter={filt}",
            "--benchmark_format=json", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
-    out = proc.stdout.read()
-    # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix in earlier children).
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"flow_bench failed with status {status}")
-    return {b["name"]: b for b in json.loads(out)["benchmarks"]}, usage.ru_maxrss / 1024.0
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True, check=True).stdout
+    return {b["name"]: b for b in json.loads(out)["benchmarks"]}
 
 
 def numpy_step(x, beta, dt):
@@ -84,7 +79,7 @@ def main():
     rounds = 9
     ours_l, ours_cpu_l, peer_l, peer_cpu_l, ratio_l = [], [], [], [], []
     for _ in range(rounds):
-        fb, _ = flow_bench(build, a.threads, "SaEulerStep/4096/3",
+        fb = flow_bench(build, a.threads, "SaEulerStep/4096/3",
                            ["--benchmark_min_time=0.1", "--benchmark_repetitions=5"])
         b = fb["BM_SaEulerStep/4096/3/real_time_median"]
         ours_l.append(b["real_time"] / 1e3)  # ms -> s
@@ -111,8 +106,9 @@ def main():
                     f"| {peer_cpu / ours_cpu:.1f}x | |")
     if not a.skip_large:
         steps = 100
-        fb, rss = flow_bench(build, a.threads, "SaRun/100000/100")
+        fb = flow_bench(build, a.threads, "SaRun/100000/100")
         b = fb["BM_SaRun/100000/100/iterations:1/real_time"]
+        rss = b["peak_rss_mb"]  # the program's own high-water mark (VmHWM)
         secs = b["real_time"]  # seconds (benchmark unit)
         results["sa_run_100000x3"] = dict(attnflow_s=secs, steps=steps, peak_rss_mb=rss)
         rows.append(f"| SA, n = 100000, d = 3, {steps} Euler steps | {secs:.0f} s | cannot (dense "

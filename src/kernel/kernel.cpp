@@ -7,8 +7,13 @@
 //    weighted values, with the same vector exp in between.
 // Both keep, per query, a running maximum M, a running sum l = sum exp(s - M) and a running
 // weighted sum acc = sum exp(s - M) vals, rescaled by exp(M_old - M_new) when the maximum
-// grows, so beta = 1000 cannot overflow. Terms with s - M < -708 (below 3e-308 relative to
-// the maximal term, which is exactly 1) are flushed to 0, which changes no result.
+// grows, so beta = 1000 cannot overflow. The fused path works in log2 units: its scores are
+// s log2(e) (the factor folded into the packed keys and offsets), so that its exponential is
+// 2^x, whose argument reduction needs no multiplies (simd_exp2: three FMAs fewer per 8
+// pairs, 10% faster at d = 3), and lse = M ln2 + log(l). (The GEMM path, bound by its
+// products, measured no gain and keeps natural units.) Terms with s - M < -708 (below
+// 2e-308 relative to the maximal term, which is exactly 1) are flushed to 0, which changes
+// no result.
 #include "attnflow/kernel.hpp"
 
 #include <Eigen/Dense>
@@ -45,10 +50,14 @@ constexpr Index kGemmKeys = 256;
 // Up to this many queries the GEMM path (no key packing) is used whatever k and p are.
 constexpr Index kMaxDirectQueries = 4;
 
+constexpr double kLog2e = 0x1.71547652b82fep+0;  // log2(e)
+constexpr double kLn2 = 0x1.62e42fefa39efp-1;    // ln(2)
+
 Index round_up(Index x, Index r) { return (x + r - 1) / r * r; }
 
 // Keys, offsets and values transposed and padded to a multiple of the key tile, so that a
 // tile row is contiguous and no loop has a tail. Padding keys have offset -inf, value 0.
+// Keys and offsets carry the factor log2(e) (see the top).
 struct PackedKeys {
   Index mpad = 0;
   // Row stride of vt / valst: mpad + 8 (still 64-byte aligned). With stride mpad, rows are a
@@ -65,14 +74,14 @@ PackedKeys pack_keys(const ReduceInput& in) {
   pk.valst.assign(static_cast<size_t>(in.p * pk.ld), 0.0);
   pk.col.assign(static_cast<size_t>(pk.mpad), kNegInf);
   for (Index j = 0; j < in.m; ++j) {
-    for (Index t = 0; t < in.k; ++t) pk.vt[t * pk.ld + j] = in.v[j * in.k + t];
+    for (Index t = 0; t < in.k; ++t) pk.vt[t * pk.ld + j] = kLog2e * in.v[j * in.k + t];
     for (Index t = 0; t < in.p; ++t) pk.valst[t * pk.ld + j] = in.vals[j * in.p + t];
-    pk.col[j] = in.col ? in.col[j] : 0.0;
+    pk.col[j] = in.col ? kLog2e * in.col[j] : 0.0;
   }
   return pk;
 }
 
-// Per-query running state of the online softmax.
+// Per-query running state of the online softmax (the fused path keeps max in log2 units).
 struct RowState {
   double max = kNegInf;
   double sum = 0.0;
@@ -93,7 +102,7 @@ void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, In
   Packet ub[kMaxFused];
   for (Index t = 0; t < k; ++t) ub[t] = ei::pset1<Packet>(ui[t]);
 
-  // Pass 1: scores and their maximum.
+  // Pass 1: scores (log2 units) and their maximum.
   Packet vmax = ei::pset1<Packet>(kNegInf);
   for (Index j = 0; j < kKeyTile; j += kPacket) {
     Packet s = ei::pload<Packet>(col + j);
@@ -104,7 +113,7 @@ void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, In
   const double tmax = ei::predux_max(vmax);
   if (tmax == kNegInf) return;  // every key of the tile has weight 0 (or is padding)
   if (tmax > st.max) {
-    const double scale = std::exp(st.max - tmax);  // exp(-inf) = 0 on the first tile
+    const double scale = std::exp2(st.max - tmax);  // 2^-inf = 0 on the first tile
     st.sum *= scale;
     for (Index t = 0; t < p; ++t) acc[t] *= scale;
     st.max = tmax;
@@ -116,7 +125,7 @@ void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, In
   Packet pacc[kMaxFused];
   for (Index t = 0; t < p; ++t) pacc[t] = ei::pset1<Packet>(0.0);
   for (Index j = 0; j < kKeyTile; j += kPacket) {
-    const Packet e = detail::simd_exp(ei::psub(ei::pload<Packet>(sbuf + j), pmaxv));
+    const Packet e = detail::simd_exp2(ei::psub(ei::pload<Packet>(sbuf + j), pmaxv));
     lsum = ei::padd(lsum, e);
     for (Index t = 0; t < p; ++t)
       pacc[t] = ei::pmadd(e, ei::pload<Packet>(valst + t * mpad + j), pacc[t]);
@@ -151,7 +160,7 @@ void fused_reduce(const ReduceInput& in, const ReduceOutput& out, const PackedKe
       }
       for (Index r = 0; r < rows; ++r) {
         const Index i = i0 + r;
-        if (out.lse) out.lse[i] = st[r].max + std::log(st[r].sum);
+        if (out.lse) out.lse[i] = kLn2 * st[r].max + std::log(st[r].sum);
         const double inv = 1.0 / st[r].sum;
         for (Index t = 0; t < in.p && out.out; ++t) out.out[i * in.p + t] = acc[r * in.p + t] * inv;
       }

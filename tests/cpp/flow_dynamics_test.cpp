@@ -128,17 +128,22 @@ TEST(FlowDynamics, UsaIsNTimesTheGradientOfTheEnergy) {
   Matrix v(n, d);
   f.field(0.0, x, v);
   const auto energy = [&](const Matrix& y) { return std::exp(log_energy(y, Vector(), beta)); };
-  const double h = 1e-5;
+  // Five-point central differences, error h^4 f^(5) / 30 ~ 1e-11 (f^(5) ~ E beta^5 ~ 1e3)
+  // plus round-off 1.5 delta / h ~ 1e-10, where delta ~ 1e-13 is the energy's own rounding
+  // (E ~ 50 through exp(log_energy), a few ulp). The three-point formula at h = 1e-5 had
+  // round-off delta / h ~ 1e-8, as large as its tolerance.
+  const double h = 1e-3;
   Matrix grad(n, d);
   for (Index i = 0; i < n; ++i)
     for (Index t = 0; t < d; ++t) {
-      Matrix p = x, m = x;
-      p(i, t) += h;
-      m(i, t) -= h;
-      grad(i, t) = (energy(p) - energy(m)) / (2 * h);
+      const auto at = [&](double s) {
+        Matrix y = x;
+        y(i, t) += s * h;
+        return energy(y);
+      };
+      grad(i, t) = (-at(2) + 8 * at(1) - 8 * at(-1) + at(-2)) / (12 * h);
     }
-  // Central differences: O(h^2) ~ 1e-10 truncation plus 1e-16 / h ~ 1e-11 round-off.
-  constexpr double kFdTol = 1e-8;
+  constexpr double kFdTol = 1e-9;
   EXPECT_TRUE(test::all_close(v, static_cast<double>(n) * grad, kFdTol, kFdTol));
 }
 
