@@ -32,7 +32,9 @@ typedef double PacketDouble __attribute__((vector_size(sizeof(Packet))));
 // minimax polynomial (Chebyshev fit in 50 digits, error 7e-18); 2^(j/16) from a
 // register-resident table (vpermt2pd), 2^n by vscalefpd (exact, overflows to inf, no
 // exponent-bit arithmetic). Same contract as below: 0 for x < -708, NaN kept, about 1-2 ulp.
-inline Packet simd_exp(const Packet& x_in) {
+// 2^(j / 16) for j = the low 4 bits of t's mantissa (two's complement), from a
+// register-resident 16-entry table (vpermt2pd); exact to double rounding.
+inline __m512d exp2_table(const __m512d& t) {
   const __m512d tab_lo = _mm512_setr_pd(0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0,
                                         0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
                                         0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
@@ -41,6 +43,10 @@ inline Packet simd_exp(const Packet& x_in) {
                                         0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
                                         0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
                                         0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
+  return _mm512_permutex2var_pd(tab_lo, _mm512_castpd_si512(t), tab_hi);
+}
+
+inline Packet simd_exp(const Packet& x_in) {
   // min(c, NaN) returns its second operand: NaN stays NaN; e^710 = inf via scalef.
   const __m512d x = _mm512_min_pd(_mm512_set1_pd(710.0), x_in);
   // q = round(16 x / ln2) / 16 by adding 1.5 * 2^48 (whose ulp is 1/16): t's low mantissa
@@ -51,7 +57,7 @@ inline Packet simd_exp(const Packet& x_in) {
   const __m512d q = _mm512_sub_pd(t, shifter);
   __m512d r = _mm512_fnmadd_pd(q, _mm512_set1_pd(0x1.62e42fefa39efp-1), x);
   r = _mm512_fnmadd_pd(q, _mm512_set1_pd(0x1.abc9e3b39803fp-56), r);
-  const __m512d tj = _mm512_permutex2var_pd(tab_lo, _mm512_castpd_si512(t), tab_hi);
+  const __m512d tj = exp2_table(t);
   __m512d p = _mm512_set1_pd(0x1.6c181f479b148p-10);
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.11126eecbabeap-7));
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.55555554ad3e3p-5));
@@ -74,19 +80,11 @@ inline Packet simd_exp(const Packet& x_in) {
 // them, and 0 below 2^-1075. For the symmetric reduction, whose arguments are finite and
 // <= 0 by construction.
 inline Packet simd_exp2_finite(const Packet& x) {
-  const __m512d tab_lo = _mm512_setr_pd(0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0,
-                                        0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
-                                        0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0,
-                                        0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0);
-  const __m512d tab_hi = _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0,
-                                        0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
-                                        0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0,
-                                        0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0);
   const __m512d shifter = _mm512_set1_pd(0x1.8p48);
   const __m512d t = _mm512_add_pd(x, shifter);
   const __m512d q = _mm512_sub_pd(t, shifter);
   const __m512d r = _mm512_sub_pd(x, q);
-  const __m512d tj = _mm512_permutex2var_pd(tab_lo, _mm512_castpd_si512(t), tab_hi);
+  const __m512d tj = exp2_table(t);
   __m512d p = _mm512_set1_pd(0x1.430a49610efc5p-13);
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.5d89be4c12513p-10));
   p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.3b2ab6fb09b31p-7));
@@ -104,6 +102,29 @@ inline Packet simd_exp2(const Packet& x_in) {
   return _mm512_maskz_mov_pd(keep, simd_exp2_finite(x));
 }
 #else
+// e^r for |r| <= ln2 / 2 (degree-13 Taylor polynomial, truncation error r^14 / 14! < 5e-18
+// relative) times 2^k, k in t's low mantissa bits; exactly 0 where x_in < lo, NaN kept.
+inline Packet taylor_times_pow2(const Packet& r, const Packet& t, const Packet& x_in,
+                                const Packet& lo) {
+  Packet p = ei::pset1<Packet>(1.0 / 6227020800.0);
+  for (const double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                         1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
+                         1.0 / 6.0, 0.5, 1.0, 1.0})
+    p = ei::pmadd(p, r, ei::pset1<Packet>(c));
+  // Multiply by 2^k: add k to the exponent field (k sits in t's low bits, two's complement).
+  // (A cast between same-size vector types reinterprets the bits, without aliasing.)
+  const PacketInt kbits = (PacketInt)t << 52;
+  PacketInt bits = (PacketInt)p + kbits;
+  // Results below the normal range are subnormal or 0: return exactly 0 (mask of all-ones
+  // where x >= lo).
+  const PacketDouble xd = (PacketDouble)x_in;
+  bits &= (xd >= (PacketDouble)lo);
+  // NaN input: the comparison is false and would give 0; keep NaN visible instead.
+  const PacketInt is_nan = (xd != xd);
+  bits |= is_nan & (PacketInt)x_in;
+  return (Packet)bits;
+}
+
 inline Packet simd_exp(const Packet& x_in) {
   const Packet lo = ei::pset1<Packet>(-708.0), hi = ei::pset1<Packet>(709.0);
   const Packet x = ei::pmin(ei::pmax(x_in, lo), hi);
@@ -115,36 +136,11 @@ inline Packet simd_exp(const Packet& x_in) {
   // r = x - k ln2 in two parts so that r is exact to double precision.
   Packet r = ei::pmadd(k, ei::pset1<Packet>(-6.93147180369123816490e-01), x);
   r = ei::pmadd(k, ei::pset1<Packet>(-1.90821492927058770002e-10), r);
-  // Taylor polynomial of e^r, Horner form, degree 13.
-  Packet p = ei::pset1<Packet>(1.0 / 6227020800.0);
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 479001600.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 39916800.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 3628800.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 362880.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 40320.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 5040.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 720.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 120.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 24.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0 / 6.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(0.5));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0));
-  p = ei::pmadd(p, r, ei::pset1<Packet>(1.0));
-  // Multiply by 2^k: add k to the exponent field (k sits in t's low bits, two's complement).
-  // (A cast between same-size vector types reinterprets the bits, without aliasing.)
-  const PacketInt kbits = (PacketInt)t << 52;
-  PacketInt bits = (PacketInt)p + kbits;
-  // e^x for x < -708 is subnormal or 0: return exactly 0 (mask of all-ones where x >= lo).
-  const PacketDouble xd = (PacketDouble)x_in;
-  bits &= (xd >= (PacketDouble)lo);
-  // NaN input: the comparison is false and would give 0; keep NaN visible instead.
-  const PacketInt is_nan = (xd != xd);
-  bits |= is_nan & (PacketInt)x_in;
-  return (Packet)bits;
+  return taylor_times_pow2(r, t, x_in, lo);
 }
 
-// 2^x, x in log2 units (see the AVX-512 version): k = round(x), r = x - k exact, 2^r =
-// e^(r ln2) by the degree-13 Taylor polynomial in r ln2 (coefficients ln2^m / m!).
+// 2^x, x in log2 units (see the AVX-512 version): k = round(x), r = (x - k) ln2 (x - k
+// exact; r carries one rounding, 1e-16 of r), then as simd_exp.
 inline Packet simd_exp2(const Packet& x_in) {
   const Packet lo = ei::pset1<Packet>(-1022.0), hi = ei::pset1<Packet>(1023.0);
   const Packet x = ei::pmin(ei::pmax(x_in, lo), hi);
@@ -152,19 +148,7 @@ inline Packet simd_exp2(const Packet& x_in) {
   const Packet t = ei::padd(x, shifter);
   const Packet k = ei::psub(t, shifter);
   const Packet r = ei::pmul(ei::psub(x, k), ei::pset1<Packet>(0x1.62e42fefa39efp-1));
-  // e^r with |r| <= ln2 / 2, as in simd_exp (r here carries one more rounding: 1e-16 of r).
-  Packet p = ei::pset1<Packet>(1.0 / 6227020800.0);
-  for (const double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                         1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-                         1.0 / 6.0, 0.5, 1.0, 1.0})
-    p = ei::pmadd(p, r, ei::pset1<Packet>(c));
-  const PacketInt kbits = (PacketInt)t << 52;
-  PacketInt bits = (PacketInt)p + kbits;
-  const PacketDouble xd = (PacketDouble)x_in;
-  bits &= (xd >= (PacketDouble)lo);
-  const PacketInt is_nan = (xd != xd);
-  bits |= is_nan & (PacketInt)x_in;
-  return (Packet)bits;
+  return taylor_times_pow2(r, t, x_in, lo);
 }
 
 // Portable: no cheaper form; results below 2^-1022 are 0 here (not subnormal).
