@@ -32,6 +32,8 @@ namespace attnflow {
 namespace {
 
 namespace ei = Eigen::internal;
+using detail::kLn2;
+using detail::kLog2e;
 using detail::kMaxFused;
 using detail::kMinParallelPairs;
 using detail::kNegInf;
@@ -50,8 +52,6 @@ constexpr Index kGemmKeys = 256;
 // Up to this many queries the GEMM path (no key packing) is used whatever k and p are.
 constexpr Index kMaxDirectQueries = 4;
 
-constexpr double kLog2e = 0x1.71547652b82fep+0;  // log2(e)
-constexpr double kLn2 = 0x1.62e42fefa39efp-1;    // ln(2)
 
 Index round_up(Index x, Index r) { return (x + r - 1) / r * r; }
 

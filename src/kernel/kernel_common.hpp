@@ -11,6 +11,8 @@ namespace attnflow::detail {
 
 constexpr Index kPacket = kPacketSize;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr double kLog2e = 0x1.71547652b82fep+0;  // log2(e), for the loops in log2 units
+constexpr double kLn2 = 0x1.62e42fefa39efp-1;    // ln(2)
 
 // Largest k and p of the fused SIMD loops (packed, per-dimension vectors in registers).
 constexpr Index kMaxFused = 16;

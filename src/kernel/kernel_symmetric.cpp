@@ -48,9 +48,9 @@ using detail::Packet;
 Index tile_size(Index n) { return n >= 4096 ? 512 : 256; }
 constexpr Index kMaxSmall = detail::kMaxFused;  // k, p handled here; larger go to lse_reduce
 constexpr double kMinLogWeight = -300.0;
-constexpr double kLog2e = 0x1.71547652b82fep+0;  // log2(e): the loop works in log2 units
+using detail::kLog2e;  // the loop works in log2 units
 // Padding's g log2(e): finite (the loop's exp2 takes finite arguments) and low enough that
-// 2^(g_i + pad) = 0 for any row (g_i >= -300 log2(e) = -433, padding has y = 0).
+// 2^(h_i + pad) = 0 for every row (h_i = g_i log2(e) <= 0, padding has y = 0).
 constexpr double kPadLog2 = -4096.0;
 
 using AlignedVec = std::vector<double, Eigen::aligned_allocator<double>>;
@@ -166,7 +166,7 @@ void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const Re
 #pragma omp for schedule(static)
     for (Index j = 0; j < pk.npad; ++j) {
       for (Index t = 0; t < p1; ++t) pk.acc[t * ld + j] = 0.0;
-      if (j >= in.n) {  // padding: exponent -inf, values 0
+      if (j >= in.n) {  // padding: exponent kPadLog2 (terms 0), values 0
         for (Index t = 0; t < in.k; ++t) pk.ut[t * ld + j] = pk.yt[t * ld + j] = 0.0;
         for (Index t = 0; t < in.p; ++t) pk.wt[t * ld + j] = 0.0;
         pk.h[j] = kPadLog2;
