@@ -52,7 +52,6 @@ constexpr Index kGemmKeys = 256;
 // Up to this many queries the GEMM path (no key packing) is used whatever k and p are.
 constexpr Index kMaxDirectQueries = 4;
 
-
 Index round_up(Index x, Index r) { return (x + r - 1) / r * r; }
 
 // Keys, offsets and values transposed and padded to a multiple of the key tile, so that a
