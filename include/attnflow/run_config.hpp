@@ -41,6 +41,8 @@ struct RunConfig {
   double sigma = 1.0;                     // vlasov gaussian width
   double a = 2.0, b = 1.0;                // vlasov power exponents, a > b >= 1
   int sinkhorn_iterations = 0;  // kind = sinkhorn: fixed iterations, 0 = to tolerance
+  double sinkhorn_tol = 1e-9;   // kind = sinkhorn: marginal violation to stop at
+  int sinkhorn_max_iterations = 10000;  // kind = sinkhorn: cap per field evaluation
 
   // [integrate]
   IntegratorOptions integrator{Method::euler, 0.1};

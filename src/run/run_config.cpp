@@ -73,6 +73,12 @@ void read_model(Config& c, RunConfig& r) {
   const auto it = c.get_int("model.sinkhorn_iterations", r.sinkhorn_iterations);
   require(it >= 0, ctx, "model.sinkhorn_iterations", it, ">= 0 (0 = to tolerance)");
   r.sinkhorn_iterations = static_cast<int>(it);
+  r.sinkhorn_tol = c.get_double("model.sinkhorn_tol", r.sinkhorn_tol);
+  require(r.sinkhorn_tol > 0.0, ctx, "model.sinkhorn_tol", r.sinkhorn_tol, "> 0");
+  const auto max_it = c.get_int("model.sinkhorn_max_iterations", r.sinkhorn_max_iterations);
+  require(max_it >= 1 && max_it <= 100000000, ctx, "model.sinkhorn_max_iterations", max_it,
+          "in [1, 1e8]");
+  r.sinkhorn_max_iterations = static_cast<int>(max_it);
   if (r.kind == "kuramoto") require(r.d == 2, ctx, "measure.d", r.d, "2 for model.kind = \"kuramoto\"");
 }
 
@@ -166,6 +172,8 @@ kappa = 0.0               # noisy model dX = drift dt + sqrt(2 / kappa) dW (need
 kuramoto_form = "sa"      # kuramoto (d = 2, angles): sa (normalized by sum_k e^{beta cos}) | usa
 usa_log_shift = 0.0       # usa: field times exp(-usa_log_shift), a time rescaling for huge beta
 sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
+sinkhorn_tol = 1e-09      # sinkhorn: stop when the marginal violation sum_j |sum_i pi_ij - w_j| <= this
+sinkhorn_max_iterations = 10000  # sinkhorn: cap per field evaluation (a miss is counted in summary.json)
 scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (SPEC.md section 5)
 tau = 1.0                 # mix-ln: time at which post-LN switches to pre-LN
 alpha = 1.0               # ngpt: step factor alpha

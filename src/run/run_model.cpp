@@ -15,6 +15,8 @@ FlowOptions flow_options(const RunConfig& cfg, Index system) {
   o.scheme.tau = cfg.tau;
   o.scheme.alpha = cfg.alpha;
   o.sinkhorn.iterations = cfg.sinkhorn_iterations;
+  o.sinkhorn.tol = cfg.sinkhorn_tol;
+  o.sinkhorn.max_iterations = cfg.sinkhorn_max_iterations;
   o.kuramoto_normalization = cfg.kuramoto_form == "usa" ? Normalization::none : Normalization::softmax;
   o.usa_log_shift = cfg.usa_log_shift;
   o.vlasov.interaction = parse_interaction(cfg.interaction, "run: model.interaction");

@@ -54,6 +54,8 @@ TEST(RunConfig, DefaultsMatchTheDocumentedDefaultToml) {
   EXPECT_EQ(r.every, d.every);
   EXPECT_EQ(r.delta, d.delta);
   EXPECT_EQ(r.checkpoint_every, d.checkpoint_every);
+  EXPECT_EQ(r.sinkhorn_tol, d.sinkhorn_tol);
+  EXPECT_EQ(r.sinkhorn_max_iterations, d.sinkhorn_max_iterations);
   // Every key the runner reads is in the documented default, and nothing else is.
   EXPECT_EQ(keys_of(empty.resolved()), keys_of(documented.resolved()));
   EXPECT_EQ(keys_of(empty.resolved()).size(), keys_of(default_run_config_toml()).size());
@@ -79,6 +81,10 @@ TEST(RunConfig, ReadsValuesAndGammaSetsBeta) {
   EXPECT_EQ(r.integrator.method, Method::dopri5);
   EXPECT_EQ(r.integrator.rtol, 1e-8);
   EXPECT_EQ(r.delta, 0.5);
+  const RunConfig sk = parse("[model]\nkind = \"sinkhorn\"\nsinkhorn_tol = 1e-6\n"
+                             "sinkhorn_max_iterations = 500\n");
+  EXPECT_EQ(sk.sinkhorn_tol, 1e-6);
+  EXPECT_EQ(sk.sinkhorn_max_iterations, 500);
 }
 
 TEST(RunConfig, BadConfigsNameTheKey) {
@@ -101,6 +107,9 @@ TEST(RunConfig, BadConfigsNameTheKey) {
   EXPECT_TRUE(throws_with([] { parse("[model]\nbeta = 0\n"); }, "model.beta = 0, must be > 0"));
   EXPECT_TRUE(throws_with([] { parse("[measure]\nn = \"many\"\n"); }, "measure.n = many, must be an integer"));
   EXPECT_TRUE(throws_with([] { parse("[output]\ncheckpoint_every = -1\n"); }, "output.checkpoint_every = -1"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_tol = 0\n"); }, "t.toml: model.sinkhorn_tol = 0, must be > 0"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_max_iterations = 0\n"); },
+                          "model.sinkhorn_max_iterations = 0, must be in [1, 1e8]"));
 }
 
 TEST(RunConfig, SetOverridesAndResolvedTextRoundTrips) {

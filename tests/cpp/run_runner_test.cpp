@@ -275,6 +275,31 @@ TEST(Runner, EveryModelKindAndSchemeRuns) {
   }
 }
 
+// [model] sinkhorn_tol and sinkhorn_max_iterations reach the normalization: a cap of one
+// iteration misses a tight tolerance at every field evaluation (reported in summary.json,
+// the run still finishes), a loose tolerance converges everywhere and ends elsewhere than a
+// tight one.
+TEST(Runner, SinkhornToleranceAndIterationCapReachTheFlow) {
+  const std::string base =
+      "[measure]\nn = 12\nd = 3\n[model]\nkind = \"sinkhorn\"\nbeta = 4.0\n";
+  const std::string tail = "\n[integrate]\ndt = 0.1\nt_end = 0.5\n[observe]\nevery = 0.5\n";
+  const auto summary_of = [&](const std::string& model, const std::string& name) {
+    const std::string dir = fresh_dir(name);
+    EXPECT_TRUE(run(parse(base + model + tail), dir).finished) << model;
+    return std::make_pair(nlohmann::json::parse(read_file(dir + "/summary.json")),
+                          read_npy(dir + "/final.npy").data);
+  };
+  const auto [capped, x_capped] = summary_of("sinkhorn_tol = 1e-13\nsinkhorn_max_iterations = 1", "sk_cap");
+  EXPECT_FALSE(capped["converged"].get<bool>());
+  EXPECT_EQ(capped["sinkhorn_not_converged"].get<long>(), capped["field_evaluations"].get<long>());
+  const auto [loose, x_loose] = summary_of("sinkhorn_tol = 1e-2", "sk_loose");
+  EXPECT_TRUE(loose["converged"].get<bool>());
+  EXPECT_EQ(loose["sinkhorn_not_converged"].get<long>(), 0);
+  const auto [tight, x_tight] = summary_of("sinkhorn_tol = 1e-12", "sk_tight");
+  EXPECT_TRUE(tight["converged"].get<bool>());
+  EXPECT_NE(x_loose, x_tight);
+}
+
 TEST(Runner, RefusesToOverwriteAndLeavesNothingBehindOnFailure) {
   const Parsed p = parse(kSmall);
   const std::string dir = fresh_dir("twice");
