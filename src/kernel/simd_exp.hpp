@@ -11,6 +11,10 @@
 // -708 (where e^x is subnormal, < 3.3e-308) return exactly 0, so exp(-inf) = 0 and
 // zero-weight keys contribute nothing; arguments above 709 are clamped (AVX-512: above 709.78
 // give inf; callers shift by the maximum, so they never pass positive values). NaN propagates.
+//
+// simd_exp2 (2^x, the same contract in log2 units) and simd_exp2_finite (finite x only, no
+// flush) serve the kernel's loops, whose inputs carry log2(e): their argument reduction is
+// adds only.
 #pragma once
 
 #include <Eigen/Core>
@@ -27,11 +31,6 @@ typedef std::int64_t PacketInt __attribute__((vector_size(sizeof(Packet))));
 typedef double PacketDouble __attribute__((vector_size(sizeof(Packet))));
 
 #if defined(__AVX512F__)
-// AVX-512 (Packet = __m512d): 16-entry table + vscalefpd, 15 vector instructions against the
-// portable version's 25. x = (16 n + j) ln2 / 16 + r with |r| <= ln2 / 32; e^r by a degree-6
-// minimax polynomial (Chebyshev fit in 50 digits, error 7e-18); 2^(j/16) from a
-// register-resident table (vpermt2pd), 2^n by vscalefpd (exact, overflows to inf, no
-// exponent-bit arithmetic). Same contract as below: 0 for x < -708, NaN kept, about 1-2 ulp.
 // 2^(j / 16) for j = the low 4 bits of t's mantissa (two's complement), from a
 // register-resident 16-entry table (vpermt2pd); exact to double rounding.
 inline __m512d exp2_table(const __m512d& t) {
@@ -46,6 +45,11 @@ inline __m512d exp2_table(const __m512d& t) {
   return _mm512_permutex2var_pd(tab_lo, _mm512_castpd_si512(t), tab_hi);
 }
 
+// AVX-512 (Packet = __m512d): 16-entry table + vscalefpd, 15 vector instructions against the
+// portable version's 25. x = (16 n + j) ln2 / 16 + r with |r| <= ln2 / 32; e^r by a degree-6
+// minimax polynomial (Chebyshev fit in 50 digits, error 7e-18); 2^(j/16) from a
+// register-resident table (vpermt2pd), 2^n by vscalefpd (exact, overflows to inf, no
+// exponent-bit arithmetic). Same contract as below: 0 for x < -708, NaN kept, about 1-2 ulp.
 inline Packet simd_exp(const Packet& x_in) {
   // min(c, NaN) returns its second operand: NaN stays NaN; e^710 = inf via scalef.
   const __m512d x = _mm512_min_pd(_mm512_set1_pd(710.0), x_in);
@@ -70,13 +74,11 @@ inline Packet simd_exp(const Packet& x_in) {
   const __mmask8 keep = _mm512_cmp_pd_mask(x_in, _mm512_set1_pd(-708.0), _CMP_NLT_UQ);
   return _mm512_maskz_scalef_pd(keep, _mm512_mul_pd(p, tj), q);
 }
-// 2^x for x in log2 units: the kernel's callers that fold log2(e) into their inputs (the
-// symmetric reduction) skip the argument reduction's three FMAs, which bound its loop:
-// q = round(16 x) / 16 and r = x - q (exact) are plain adds. 2^r by the degree-6 polynomial
-// above with coefficients c_k ln2^k (mpmath, rounded to double; error 8e-18). Same contract
-// in log2 units: exactly 0 for x < -1022 (subnormal results), NaN kept, 2^1025 = inf.
-// simd_exp2_finite: the same for finite x <= 1023 without the clamp and the flush to 0
-// (two instructions fewer): results below 2^-1022 come out subnormal, as vscalefpd rounds
+// 2^x for x in log2 units, finite x <= 1023: the kernel's loops fold log2(e) into their
+// inputs and so skip the argument reduction's multiply and two FMAs (the FMA pipes bound
+// them): q = round(16 x) / 16 and r = x - q (exact) are plain adds. 2^r by the degree-6
+// polynomial above with coefficients c_k ln2^k (mpmath, rounded to double; error 8e-18).
+// No clamp and no flush to 0: results below 2^-1022 come out subnormal, as vscalefpd rounds
 // them, and 0 below 2^-1075. For the symmetric reduction, whose arguments are finite and
 // <= 0 by construction.
 inline Packet simd_exp2_finite(const Packet& x) {
@@ -95,6 +97,8 @@ inline Packet simd_exp2_finite(const Packet& x) {
   return _mm512_scalef_pd(_mm512_mul_pd(p, tj), q);
 }
 
+// 2^x for any x, the contract of simd_exp in log2 units: exactly 0 for x < -1022 (subnormal
+// results), NaN kept, 2^1025 = inf.
 inline Packet simd_exp2(const Packet& x_in) {
   // min(c, NaN) returns its second operand: NaN stays NaN (t, q, r and the result are NaN).
   const __m512d x = _mm512_min_pd(_mm512_set1_pd(1025.0), x_in);
