@@ -71,16 +71,16 @@ def main():
     build = Path(a.build)
     rows, results = [], {}
 
-    # Both sides measured in alternation, `rounds` times: this VM's speed varies by 10-20%
-    # from second to second, in phases longer than one side's measurement, so measuring one
-    # side after the other would give the ratio of two phases. Each round times attnflow
+    # Both sides measured in alternation, `rounds` times: this VM's speed drifts by 10-30%
+    # in phases longer than one side's measurement, so measuring one side after the other
+    # would give the ratio of two phases. Each round times attnflow
     # (median of 5 repetitions) and then NumPy (median of 5 steps); the table gives the
     # medians over the rounds and the median of the per-round ratios.
     rounds = 9
     ours_l, ours_cpu_l, peer_l, peer_cpu_l, ratio_l = [], [], [], [], []
     for _ in range(rounds):
         fb = flow_bench(build, a.threads, "SaEulerStep/4096/3",
-                           ["--benchmark_min_time=0.1", "--benchmark_repetitions=5"])
+                        ["--benchmark_min_time=0.1", "--benchmark_repetitions=5"])
         b = fb["BM_SaEulerStep/4096/3/real_time_median"]
         ours_l.append(b["real_time"] / 1e3)  # ms -> s
         ours_cpu_l.append(b["cpu_time"] / 1e3)
