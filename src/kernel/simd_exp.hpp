@@ -20,6 +20,7 @@
 #include <Eigen/Core>
 #include <immintrin.h>
 #include <cstdint>
+#include <initializer_list>
 
 namespace attnflow::detail {
 
@@ -29,6 +30,15 @@ constexpr int kPacketSize = ei::unpacket_traits<Packet>::size;
 // Same-width integer vector (GCC vector extension) for exponent-bit arithmetic.
 typedef std::int64_t PacketInt __attribute__((vector_size(sizeof(Packet))));
 typedef double PacketDouble __attribute__((vector_size(sizeof(Packet))));
+
+// Horner's rule: c[0] r^(N-1) + c[1] r^(N-2) + ... + c[N-1], one FMA per coefficient after
+// the first.
+inline Packet horner(const Packet& r, std::initializer_list<double> c) {
+  auto it = c.begin();
+  Packet p = ei::pset1<Packet>(*it);
+  for (++it; it != c.end(); ++it) p = ei::pmadd(p, r, ei::pset1<Packet>(*it));
+  return p;
+}
 
 #if defined(__AVX512F__)
 // 2^(j / 16) for j = the low 4 bits of t's mantissa (two's complement), from a
@@ -62,13 +72,9 @@ inline Packet simd_exp(const Packet& x_in) {
   __m512d r = _mm512_fnmadd_pd(q, _mm512_set1_pd(0x1.62e42fefa39efp-1), x);
   r = _mm512_fnmadd_pd(q, _mm512_set1_pd(0x1.abc9e3b39803fp-56), r);
   const __m512d tj = exp2_table(t);
-  __m512d p = _mm512_set1_pd(0x1.6c181f479b148p-10);
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.11126eecbabeap-7));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.55555554ad3e3p-5));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.555555540526ep-3));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.0000000000003p-1));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.000000000000ap+0));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  const __m512d p = horner(r, {0x1.6c181f479b148p-10, 0x1.11126eecbabeap-7, 0x1.55555554ad3e3p-5,
+                                0x1.555555540526ep-3, 0x1.0000000000003p-1, 0x1.000000000000ap+0,
+                                1.0});
   // 2^floor(q) * 2^(j/16) * e^r; lanes with x < -708 (subnormal results) give exactly 0,
   // NaN lanes are kept (the unordered compare is true) and propagate.
   const __mmask8 keep = _mm512_cmp_pd_mask(x_in, _mm512_set1_pd(-708.0), _CMP_NLT_UQ);
@@ -87,13 +93,9 @@ inline Packet simd_exp2_finite(const Packet& x) {
   const __m512d q = _mm512_sub_pd(t, shifter);
   const __m512d r = _mm512_sub_pd(x, q);
   const __m512d tj = exp2_table(t);
-  __m512d p = _mm512_set1_pd(0x1.430a49610efc5p-13);
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.5d89be4c12513p-10));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.3b2ab6fb09b31p-7));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.c6b08d6e8a385p-5));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.ebfbdff82c594p-3));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.62e42fefa39fdp-1));
-  p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+  const __m512d p = horner(r, {0x1.430a49610efc5p-13, 0x1.5d89be4c12513p-10, 0x1.3b2ab6fb09b31p-7,
+                                0x1.c6b08d6e8a385p-5, 0x1.ebfbdff82c594p-3, 0x1.62e42fefa39fdp-1,
+                                1.0});
   return _mm512_scalef_pd(_mm512_mul_pd(p, tj), q);
 }
 
@@ -110,11 +112,9 @@ inline Packet simd_exp2(const Packet& x_in) {
 // relative) times 2^k, k in t's low mantissa bits; exactly 0 where x_in < lo, NaN kept.
 inline Packet taylor_times_pow2(const Packet& r, const Packet& t, const Packet& x_in,
                                 const Packet& lo) {
-  Packet p = ei::pset1<Packet>(1.0 / 6227020800.0);
-  for (const double c : {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                         1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0,
-                         1.0 / 6.0, 0.5, 1.0, 1.0})
-    p = ei::pmadd(p, r, ei::pset1<Packet>(c));
+  const Packet p = horner(r, {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                              1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                              1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0});
   // Multiply by 2^k: add k to the exponent field (k sits in t's low bits, two's complement).
   // (A cast between same-size vector types reinterprets the bits, without aliasing.)
   const PacketInt kbits = (PacketInt)t << 52;
