@@ -92,13 +92,19 @@ RULES = [
     (r"of SPEC's form (s_ij = <u_i, v_j> \+ r_i \+ c_j)",
      r"of the form \1 (" + M + " section 1.1)"),
     (r"\(SPEC\)", "(" + M + " section 6.1)"),
+    # The other pages, where the layout lists them or a comment cites one.
+    (r"(\n    docs/ {15})ARCHITECTURE\.md, theory\.md \(derivations\), "
+     r"usage/ \(the sections above\)",
+     r"\1math.md (the mathematics), theory.md (derivations), ARCHITECTURE.md,\n"
+     r"                        CONTRIBUTING.md (house rules), usage/ (the sections above)"),
+    (r"\(ARCHITECTURE\.md", "(docs/ARCHITECTURE.md"),
     # General forms: "SPEC.md section(s) N", "SPEC section N", a bare "SPEC.md".
     (SPEC + r"(\s+)section", M + r"\1section"),
     (r"SPEC\.md", M),
     (r"STYLE\.md", "docs/CONTRIBUTING.md"),
 ]
 COMPILED = [(re.compile(p), r) for p, r in RULES]
-TRIGGER = re.compile(r"SPEC|STYLE\.md|[Ii]ssue")
+TRIGGER = re.compile(r"SPEC|STYLE\.md|[Ii]ssue|ARCHITECTURE\.md")
 # Left for a person: other mentions of the spec, of issues, of sessions.
 LEFTOVER = re.compile(
     r"\bSPEC\b|STYLE\.md|\b[Ii]ssues?\b|(?<!scope=\")\bsessions?\b|different hands")
@@ -125,7 +131,7 @@ def rewrite(text):
 # so aligned blocks stay aligned), then the text.
 SLASH_COMMENT = re.compile(r"^(\s*//+ *)(\S.*)$")
 HASH_COMMENT = re.compile(r"^(\s*#+ +)(\S.*)$")
-UNBREAKABLE = re.compile(r"docs/math\.md sections? \d+(?:\.\d+)?")
+UNBREAKABLE = re.compile(r"docs/math\.md sections? \d+(?:\.\d+)?(?:, fact \d)?")
 
 
 def comment_match(line, suffix):
