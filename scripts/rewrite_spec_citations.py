@@ -97,7 +97,7 @@ RULES = [
      r"usage/ \(the sections above\)",
      r"\1math.md (the mathematics), theory.md (derivations), ARCHITECTURE.md,\n"
      r"                        CONTRIBUTING.md (house rules), usage/ (the sections above)"),
-    (r"\(ARCHITECTURE\.md", "(docs/ARCHITECTURE.md"),
+    (r"\(ARCHITECTURE\.md(?!\))", "(docs/ARCHITECTURE.md"),  # not a link "(ARCHITECTURE.md)"
     # General forms: "SPEC.md section(s) N", "SPEC section N", a bare "SPEC.md".
     (SPEC + r"(\s+)section", M + r"\1section"),
     (r"SPEC\.md", M),
