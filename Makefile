@@ -1,5 +1,5 @@
 # attnflow quick start:
-#   make demo   install missing Debian packages, build, run the main job on its default
+#   make demo   install missing Debian packages, build the CLI and Python package, run the main job
 #   make test   install missing Debian packages, build, run every test (C++ and Python)
 #   make        build everything into build/ (library, CLI, tests, benches, Python module)
 #   make bench  install the peers (PyTorch, POT) and run the side-by-side benchmarks
@@ -24,8 +24,8 @@ configure: $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-demo: deps
-	@$(MAKE) --no-print-directory build
+demo: deps configure
+	cmake --build $(BUILD) -j $(JOBS) --target attnflow attnflow_python
 	$(BUILD)/attnflow demo --out $(BUILD)/demo
 
 test: deps
