@@ -231,6 +231,35 @@ def _entries(directory: str) -> tuple:
     return [("", run, 0)], "run"
 
 
+def display_coords(x: np.ndarray, shown: Optional[int] = None) -> tuple:
+    """Coordinates to draw from positions x (frames, n, d), and how: d = 2 on the circle, d = 3 on
+    the sphere (or plain 2-D / 3-D when the rows are not unit vectors), d = 1 padded with 0, d > 3
+    projected onto the top 3 principal directions of the final state (centered PCA of x[-1]).
+    Returns (coords (frames, n, 2 or 3), {"view", "sphere", "scale", "projection"?})."""
+    d = x.shape[2]
+    on_sphere = bool(np.all(np.abs(np.linalg.norm(x, axis=2) - 1.0) < 1e-6))
+    info: dict = {"sphere": on_sphere}
+    if d > 3:
+        final = x[-1]
+        _, sv, vt = np.linalg.svd(final - final.mean(axis=0), full_matrices=True)
+        var = sv ** 2
+        frac = float(var[:3].sum() / var.sum()) if var.sum() > 0 else 1.0
+        x = x @ vt[:3].T
+        info["view"] = "pca"
+        info["projection"] = (f"d = {d}: projection onto the top 3 principal directions of the final state "
+                              f"(centered PCA of the {shown or x.shape[1]} tokens shown; "
+                              f"{100 * frac:.1f}% of its variance)")
+    elif d == 3:
+        info["view"] = "sphere" if on_sphere else "3d"
+    else:
+        if d == 1:
+            x = np.concatenate([x, np.zeros_like(x)], axis=2)
+        info["view"] = "circle" if on_sphere and d == 2 else "2d"
+    scale = float(np.max(np.abs(x))) if x.size else 1.0
+    info["scale"] = 1.0 if on_sphere or not math.isfinite(scale) or scale == 0.0 else scale
+    return x, info
+
+
 def _encode(x: np.ndarray, scale: float) -> str:
     q = np.clip(np.round(x / scale * 32767.0), -32767, 32767).astype("<i2")
     return base64.b64encode(q.tobytes()).decode("ascii")
@@ -263,29 +292,13 @@ def prepare(directory: str, max_tokens: int = MAX_TOKENS, max_frames: int = MAX_
         frames = _pick(len(run.files), frame_cap)
         x = run.positions(s, frames, tokens)
         final = x[-1]
-        norms = np.linalg.norm(x, axis=2)
-        on_sphere = bool(np.all(np.abs(norms - 1.0) < 1e-6))
+        x, info = display_coords(x, len(tokens))
+        on_sphere, scale = info["sphere"], info["scale"]
         e = {"label": label, "d": run.d, "n": run.n, "n_shown": len(tokens), "stride": stride,
              "frames_total": len(run.files), "times": _finite_list(run.times[frames], 10),
-             "sphere": on_sphere}
-        if run.d > 3:
-            centered = final - final.mean(axis=0)
-            _, sv, vt = np.linalg.svd(centered, full_matrices=True)
-            var = sv ** 2
-            frac = float(var[:3].sum() / var.sum()) if var.sum() > 0 else 1.0
-            x = x @ vt[:3].T
-            e["view"] = "pca"
-            e["projection"] = (f"d = {run.d}: projection onto the top 3 principal directions of the final "
-                               f"state (centered PCA of the {len(tokens)} tokens shown; "
-                               f"{100 * frac:.1f}% of its variance)")
-        elif run.d == 3:
-            e["view"] = "sphere" if on_sphere else "3d"
-        else:
-            if run.d == 1:
-                x = np.concatenate([x, np.zeros_like(x)], axis=2)
-            e["view"] = "circle" if on_sphere and run.d == 2 else "2d"
-        scale = float(np.max(np.abs(x))) if x.size else 1.0
-        scale = 1.0 if on_sphere or not math.isfinite(scale) or scale == 0.0 else scale
+             "sphere": on_sphere, "view": info["view"]}
+        if "projection" in info:
+            e["projection"] = info["projection"]
         e["dim"] = x.shape[2]
         e["scale"] = scale
         e["positions"] = _encode(x, scale)
@@ -307,7 +320,7 @@ def prepare(directory: str, max_tokens: int = MAX_TOKENS, max_frames: int = MAX_
     r0 = entries[0][1]
     if any(e["stride"] > 1 for e in out_entries):
         e = out_entries[0]
-        notes.append(f"large run: showing {e['n_shown']} of {e['n']} tokens (every {e['stride']}th) "
+        notes.append(f"large run: showing {e['n_shown']} of {e['n']} tokens (one in {e['stride']}) "
                      "for display; the observables are those of all tokens")
     if any(len(e["times"]) < e["frames_total"] for e in out_entries):
         e = out_entries[0]
