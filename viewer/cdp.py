@@ -199,10 +199,10 @@ class Browser:
             params["clip"] = dict(clip, scale=1)
         return base64.b64decode(self.call("Page.captureScreenshot", params, session=True)["data"])
 
-    def errors(self) -> List[str]:
-        """Console errors, uncaught exceptions and error log entries so far."""
+    def errors(self, start: int = 0) -> List[str]:
+        """Console errors, uncaught exceptions and error log entries (events from `start` on)."""
         out = []
-        for name, p in self.events:
+        for name, p in self.events[start:]:
             if name == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 out.append("exception: " + d.get("text", "") + " " + d.get("exception", {}).get("description", ""))

@@ -284,6 +284,7 @@
     else if (ev.key === "ArrowLeft") setFrame(state.frame - 1);
   });
 
+  Object.defineProperty(api, "busy", { get: function () { return state.busy || state.pending; } });
   api.setFrame = setFrame;
   api.setEntry = setEntry;
   api.play = play;
