@@ -152,6 +152,15 @@
     return [{ type: "line", xref: "x", yref: "paper", x0: t, x1: t, y0: 0, y1: 1,
               line: { color: "#c00", width: 1.5, dash: "dot" } }];
   }
+  // A log axis with ticks 1, 2, 5, 10, 20, 50, ... over the data's range (plotly's default minor
+  // labels "2, 5" between decades read like counts).
+  function logAxis(values) {
+    var hi = 1;
+    values.forEach(function (v) { if (v > hi) hi = v; });
+    var ticks = [];
+    for (var p = 1; p <= hi * 10; p *= 10) [1, 2, 5].forEach(function (m) { if (m * p <= hi * 2) ticks.push(m * p); });
+    return { type: "log", tickvals: ticks, ticktext: ticks.map(String) };
+  }
   function obsPlot(id, e, key, label, logy, theory) {
     var o = e.obs || {}, div = $(id), traces = [];
     if (!o.t || !o[key]) {
@@ -168,7 +177,7 @@
       title: { text: label, font: { size: 12 }, x: 0.02, xanchor: "left" },
       margin: { l: 55, r: 10, t: 26, b: 30 }, showlegend: !!theory,
       legend: { x: 0.98, xanchor: "right", y: 0.05, font: { size: 10 } },
-      xaxis: { title: { text: "t", standoff: 2 } }, yaxis: { type: logy ? "log" : "linear" },
+      xaxis: { title: { text: "t", standoff: 2 } }, yaxis: logy ? logAxis(o[key]) : { type: "linear" },
       shapes: cursor(e.times[state.frame]), uirevision: "entry" + state.entry
     }, { displaylogo: false, responsive: true, displayModeBar: false });
   }
@@ -221,7 +230,7 @@
     if (e.projection) notes.push(e.projection);
     $("legend").textContent = "Colors: the " + e.clusters_final + " cluster" + (e.clusters_final === 1 ? "" : "s") +
       " of the final state (connected components of <x_i, x_j> > 1 - " + e.delta + " among the tokens shown), " +
-      "trails: the last frames of each token. " + e.weights_note + ". " + notes.join(" ") +
+      "trails: the last frames of each token. " + e.weights_note.charAt(0).toUpperCase() + e.weights_note.slice(1) + ". " + notes.join(" ") +
       " Drag to rotate, scroll to zoom.";
   }
   function setEntry(i) {
