@@ -6,6 +6,7 @@ choosing another system changes the drawn picture."""
 import io
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -93,13 +94,14 @@ def redraw(b, action):
     b.wait_for(f"window.attnflowViewer.drawn > {drawn} && !window.attnflowViewer.busy")
 
 
-def check_clean(b, start, page):
+def check_clean(b, start, page, viewer=True):
     errors = b.errors(start)
     assert errors == [], errors
-    assert b.eval("window.attnflowViewer.errors.length") == 0
-    assert b.eval("document.getElementById('error').textContent") == ""
+    if viewer:
+        assert b.eval("window.attnflowViewer.errors.length") == 0
+        assert b.eval("document.getElementById('error').textContent") == ""
     # Offline: the only request is the page itself (data: URLs are inline).
-    others = [u for u in b.requests if not u.startswith("data:") and u != "file://" + str(page)]
+    others = [u for u in b.requests if not u.startswith(("data:", "about:")) and u != "file://" + str(page)]
     assert others == [], others
 
 
@@ -157,3 +159,28 @@ def test_circle_page_draws(browser, run_cli, tmp_path):
     img = scene_shot(browser)
     assert nonblank(img)
     check_clean(browser, start, page)
+
+
+def test_jupyter_iframe_markup_draws(browser, run_cli, tmp_path):
+    # What attnflow.view(dir) displays in a notebook: an iframe whose srcdoc is the page
+    # (sandboxed: scripts only). It must draw inside the iframe, offline, without errors.
+    from attnflow import view
+
+    page = make(run_cli, tmp_path, "nb")
+    host = tmp_path / "notebook.html"
+    host.write_text("<!DOCTYPE html><html><body style='margin:0'>" + view.show(str(page.parent), height=700)
+                    + "</body></html>")
+    browser.requests.clear()
+    start = len(browser.events)
+    browser.open(str(host))
+    rect = browser.eval("(() => { const r = document.querySelector('iframe').getBoundingClientRect();"
+                        " return {x: r.x, y: r.y, width: r.width, height: r.height}; })()")
+    assert rect["height"] == 700
+    deadline = time.monotonic() + 60
+    while True:
+        img = pixels(browser.screenshot(clip=rect))
+        if nonblank(img) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert nonblank(img), "the viewer inside the notebook iframe drew nothing"
+    check_clean(browser, start, host, viewer=False)
