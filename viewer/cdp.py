@@ -90,7 +90,8 @@ class Browser:
         self.requests: List[str] = []
         self._closed = False
         self._stderr: List[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -225,6 +226,8 @@ class Browser:
             self.proc.kill()
             self.proc.wait()
         os.close(self._to_chrome)
+        self._reader.join(timeout=10)  # ends at end of file: Chromium has exited
+        os.close(self._from_chrome)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> "Browser":

@@ -183,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (AnimateError, OSError) as exc:
         print(f"attnflow: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {r['path']}: {r['frames']} frames, {r['width']}x{r['height']}, {r['fps']} fps")
+    print(f"wrote {r['path']}: {r['frames']} frame{'s' if r['frames'] != 1 else ''}, {r['width']}x{r['height']}, {r['fps']} fps")
     return 0
 
 

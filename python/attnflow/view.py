@@ -36,6 +36,7 @@ import html
 import json
 import math
 import os
+import re
 import sys
 import types
 from typing import Dict, List, Optional, Sequence
@@ -126,6 +127,8 @@ def _theory(cfg: dict, times: np.ndarray) -> Optional[dict]:
     if meas.get("init") != "equiangular" or m.get("kind") not in ("sa", "usa"):
         return None
     if m.get("heads", 1) != 1 or m.get("qkv", "identity") != "identity" or m.get("kappa", 0.0) != 0.0:
+        return None
+    if float(m.get("usa_log_shift", 0.0)) != 0.0:  # a time rescaling the reduction does not have
         return None
     if not m.get("sphere", True) or int(meas.get("n", 0)) < 2 or len(times) == 0:
         return None
@@ -357,8 +360,6 @@ def build_html(directory: str, **limits) -> str:
         if page.count(key) != 1:
             raise ViewError(f"view: template.html must contain {key} exactly once")
     # One pass, so that a marker inside an inserted text is never replaced.
-    import re
-
     return re.sub("|".join(re.escape(k) for k in parts), lambda m: parts[m.group(0)], page)
 
 
