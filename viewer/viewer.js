@@ -175,11 +175,22 @@
                               name: "theory", line: { color: "#2ca02c", width: 2, dash: "dash" } });
     Plotly.react(div, traces, {
       title: { text: label, font: { size: 12 }, x: 0.02, xanchor: "left" },
-      margin: { l: 55, r: 10, t: 26, b: 30 }, showlegend: !!theory,
+      margin: { l: 55, r: 10, t: 26, b: 30 }, showlegend: !!theory, hovermode: "x",
       legend: { x: 0.98, xanchor: "right", y: 0.05, font: { size: 10 } },
       xaxis: { title: { text: "t", standoff: 2 } }, yaxis: logy ? logAxis(o[key]) : { type: "linear" },
       shapes: cursor(e.times[state.frame]), uirevision: "entry" + state.entry
     }, { displaylogo: false, responsive: true, displayModeBar: false });
+    if (!div._attnflowClick) {  // linked: a click on a plot moves the viewer to that time
+      div._attnflowClick = true;
+      div.on("plotly_click", function (ev) {
+        if (!ev || !ev.points || !ev.points.length) return;
+        var t = ev.points[0].x, times = DATA.entries[state.entry].times, best = 0;
+        for (var i = 1; i < times.length; ++i)
+          if (Math.abs(times[i] - t) < Math.abs(times[best] - t)) best = i;
+        play(false);
+        setFrame(best);
+      });
+    }
   }
   function drawObservables() {
     var e = DATA.entries[state.entry], o = e.obs || {};

@@ -184,3 +184,22 @@ def test_jupyter_iframe_markup_draws(browser, run_cli, tmp_path):
         time.sleep(0.5)
     assert nonblank(img), "the viewer inside the notebook iframe drew nothing"
     check_clean(browser, start, host, viewer=False)
+
+
+def test_click_on_an_observable_plot_moves_the_time(browser, run_cli, tmp_path):
+    page = make(run_cli, tmp_path, "click")
+    start = load(browser, page)
+    redraw(browser, "window.attnflowViewer.setFrame(0)")
+    # Click the mean-cosine plot three quarters of the way along its time axis (t in [0, 6]).
+    box = browser.eval("(() => { const r = document.querySelector('#obs-cosine .nsewdrag').getBoundingClientRect();"
+                       " return {x: r.x + 0.75 * r.width, y: r.y + 0.5 * r.height}; })()")
+    drawn = browser.eval("window.attnflowViewer.drawn")
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", {"type": kind, "x": box["x"], "y": box["y"], "button": "left",
+                                                  "clickCount": 1}, session=True)
+        time.sleep(0.3)  # plotly throttles hover, and a click needs the hovered point
+    browser.wait_for(f"window.attnflowViewer.drawn > {drawn} && !window.attnflowViewer.busy")
+    frame = browser.eval("window.attnflowViewer.frame")
+    assert 7 <= frame <= 11, frame  # t = 4.5 is frame 9 (observations every 0.5)
+    assert browser.eval("document.getElementById('slider').value") == str(frame)
+    check_clean(browser, start, page)
