@@ -62,8 +62,9 @@ class Browser:
                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
                 "--hide-scrollbars", "--mute-audio", f"--window-size={width},{height}",
                 "--allow-file-access-from-files"]
-        if os.geteuid() == 0:
-            args.append("--no-sandbox")  # the sandbox refuses to run as root
+        # No sandbox: it refuses to run as root and needs user namespaces that containers often
+        # lack; this driver only opens local pages (the viewer's) with networking cut off.
+        args.append("--no-sandbox")
         if offline:
             args += ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
                      "--proxy-bypass-list=<-loopback>"]
