@@ -75,6 +75,7 @@ def make(run_cli, tmp_path, name, sets=()):
 
 
 def load(b, page):
+    b.requests.clear()
     start = len(b.events)
     b.open(str(page))
     b.wait_for("window.attnflowViewer && window.attnflowViewer.ready")
@@ -107,7 +108,6 @@ def check_clean(b, start, page, viewer=True):
 
 def test_small_run_page_draws_and_the_slider_moves_the_tokens(browser, run_cli, tmp_path):
     page = make(run_cli, tmp_path, "small")
-    browser.requests.clear()
     start = load(browser, page)
     assert browser.eval("window.attnflowViewer.frames()") == 13
     # Last frame: tokens gathered into clusters.
@@ -131,7 +131,6 @@ def test_small_run_page_draws_and_the_slider_moves_the_tokens(browser, run_cli, 
 
 def test_ensemble_page_switches_systems(browser, run_cli, tmp_path):
     page = make(run_cli, tmp_path, "ens", sets=["measure.systems=3"])
-    browser.requests.clear()
     start = load(browser, page)
     assert browser.eval("window.attnflowViewer.entries") == 3
     assert browser.eval("document.getElementById('entry-label').hidden") is False
@@ -153,7 +152,6 @@ def test_ensemble_page_switches_systems(browser, run_cli, tmp_path):
 
 def test_circle_page_draws(browser, run_cli, tmp_path):
     page = make(run_cli, tmp_path, "circle", sets=["measure.d=2"])
-    browser.requests.clear()
     start = load(browser, page)
     redraw(browser, "window.attnflowViewer.setFrame(12)")
     img = scene_shot(browser)
