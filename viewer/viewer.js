@@ -155,10 +155,17 @@
   // A log axis with ticks 1, 2, 5, 10, 20, 50, ... over the data's range (plotly's default minor
   // labels "2, 5" between decades read like counts).
   function logAxis(values) {
-    var hi = 1;
-    values.forEach(function (v) { if (v > hi) hi = v; });
-    var ticks = [];
-    for (var p = 1; p <= hi * 10; p *= 10) [1, 2, 5].forEach(function (m) { if (m * p <= hi * 2) ticks.push(m * p); });
+    var hi = 1, lo = Infinity;
+    values.forEach(function (v) { if (v > hi) hi = v; if (v > 0 && v < lo) lo = v; });
+    if (!isFinite(lo)) lo = 1;
+    var pick = function (mults) {
+      var ticks = [];
+      for (var p = 1; p <= hi * 10; p *= 10)
+        mults.forEach(function (m) { if (m * p >= lo / 1.3 && m * p <= hi * 1.3) ticks.push(m * p); });
+      return ticks;
+    };
+    if (hi / lo < 8) return { type: "log" };  // within a decade: plotly's own ticks read well
+    var ticks = pick([1, 2, 5]);
     return { type: "log", tickvals: ticks, ticktext: ticks.map(String) };
   }
   function obsPlot(id, e, key, label, logy, theory) {
@@ -238,6 +245,7 @@
   }
   function describeEntry() {
     var e = DATA.entries[state.entry], notes = [];
+    $("projection").textContent = e.projection || "";
     if (e.projection) notes.push(e.projection);
     $("legend").textContent = "Colors: the " + e.clusters_final + " cluster" + (e.clusters_final === 1 ? "" : "s") +
       " of the final state (connected components of <x_i, x_j> > 1 - " + e.delta + " among the tokens shown), " +
@@ -273,8 +281,7 @@
   // Page setup.
   $("title").textContent = "attnflow view: " + DATA.title;
   $("description").textContent = DATA.description + (DATA.version ? " (attnflow " + DATA.version + ")" : "");
-  var projections = DATA.entries.length && DATA.entries[0].projection ? [DATA.entries[0].projection] : [];
-  DATA.notes.concat(projections).forEach(function (n) {
+  DATA.notes.forEach(function (n) {
     var li = document.createElement("li");
     li.textContent = n;
     $("notes").appendChild(li);

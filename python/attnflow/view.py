@@ -333,8 +333,14 @@ def prepare(directory: str, max_tokens: int = MAX_TOKENS, max_frames: int = MAX_
     model = r0.config.get("model", {})
     meas = r0.config.get("measure", {})
     title = os.path.basename(os.path.normpath(os.path.abspath(directory)))
-    desc = (f"{kind}: {model.get('kind', '?')} model, beta = {model.get('beta', '?')}, n = {r0.n}, d = {r0.d}"
-            + (f", {len(entries)} {'points/systems' if kind == 'sweep' else 'systems'}" if len(entries) > 1 else ""))
+    if kind == "sweep":
+        summary = _read_json(os.path.join(directory, "summary.json"))
+        axes = ", ".join(summary.get("axes", {})) or "?"
+        desc = (f"sweep over {axes}: {model.get('kind', '?')} model, n = {r0.n}, d = {r0.d} (point 0), "
+                f"{len(entries)} points/systems")
+    else:
+        desc = (f"{kind}: {model.get('kind', '?')} model, beta = {model.get('beta', '?')}, n = {r0.n}, d = {r0.d}"
+                + (f", {len(entries)} systems" if len(entries) > 1 else ""))
     if kind == "run" and meas.get("init"):
         desc += f", init = {meas['init']}"
     return {"title": title, "kind": kind, "description": desc, "notes": notes, "entries": out_entries,
@@ -371,9 +377,14 @@ def write_html(directory: str, out: Optional[str] = None, **limits) -> str:
     if not os.path.isdir(parent):
         raise ViewError(f"view: --out {out}: directory {parent} does not exist")
     tmp = f"{out}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(page)
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        os.replace(tmp, out)  # atomic: a reader never sees half a page
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return out
 
 
