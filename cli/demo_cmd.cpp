@@ -15,6 +15,7 @@
 #include "attnflow/runner.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
+#include "python_module.hpp"
 
 namespace attnflow::cli {
 
@@ -94,7 +95,10 @@ void run_demo(const DemoArgs& a) {
   write_file_atomic(summary, j.dump(2) + "\n");
   fmt::print("wrote {} in {:.2f} s: config.toml, observables.csv, snapshots/, final.npy, summary.json\n",
              a.out, r.seconds);
-  if (!a.no_plots) run_plot_hook(a.out);
+  if (!a.no_plots) {
+    run_plot_hook(a.out);
+    run_view_hook(a.out);  // view.html and movie.mp4 (docs/usage/view.md)
+  }
 }
 
 void add_demo(CLI::App& app) {
@@ -106,7 +110,7 @@ void add_demo(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--set", a->sets, "Override a key of the built-in config: --set model.beta=4")
       ->allow_extra_args(false);
-  sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
+  sub->add_flag("--no-plots", a->no_plots, "Do not write the plots, view.html and movie.mp4 at the end");
   add_threads_option(*sub);
   sub->callback([a, sub] {
     // 256 tokens are too few for threads to pay: OpenMP's barriers cost more than the work

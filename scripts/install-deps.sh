@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attnflow needs, only those that are missing (idempotent:
 # apt-get runs only when something is missing). Usage: scripts/install-deps.sh [build|bench]
-#   build (default): compiler, CMake, libraries, Python module and test dependencies
+#   build (default): compiler, CMake, libraries, Python module and test dependencies, and the
+#     viewer's plotting library (npm ci in viewer/, the version pinned in viewer/package-lock.json)
 #   bench: additionally the peers the benchmarks compare against (PyTorch, POT, OpenBLAS)
 set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
-  python3-dev python3-numpy python3-matplotlib python3-pytest)
+  python3-dev python3-numpy python3-matplotlib python3-pytest
+  nodejs chromium ffmpeg)  # attnflow view (npm ci below) / its browser tests, attnflow animate
 BENCH_PKGS=(python3-torch python3-pot libopenblas0-pthread time)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
@@ -16,14 +18,24 @@ for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "attnflow: installing missing Debian packages: ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "attnflow: error: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-  SUDO=sudo
+# npm: Debian's nodejs lacks it (package npm), NodeSource's nodejs bundles it.
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "attnflow: installing missing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "attnflow: error: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The viewer's JavaScript library from the npm registry, exactly as locked (only when missing or
+# when the lock file changed since the last npm ci).
+VIEWER="$(cd "$(dirname "$0")/.." && pwd)/viewer"
+if [ ! -e "$VIEWER/node_modules/.package-lock.json" ] || [ "$VIEWER/package-lock.json" -nt "$VIEWER/node_modules/.package-lock.json" ]; then
+  echo "attnflow: npm ci in $VIEWER (plotly.js for attnflow view)"
+  (cd "$VIEWER" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["ot", "run", "flow", "theory", "icl", "model", "python"]
+ORDER = ["ot", "run", "view", "flow", "theory", "icl", "model", "python"]
 
 
 def shifted(text, top_level=3):

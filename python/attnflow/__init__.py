@@ -12,3 +12,13 @@ from ._attnflow import __version__  # noqa: F401
 from . import _attnflow as _ext
 
 __all__ = [name for name in dir(_ext) if not name.startswith("_")]
+
+
+def __getattr__(name):
+    """attnflow.view(run_dir) (the viewer, inline in Jupyter), attnflow.animate and attnflow.plot
+    are imported on first use (they need matplotlib / the viewer's assets, the core does not)."""
+    if name in ("view", "animate", "plot"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'attnflow' has no attribute {name!r}")
