@@ -25,7 +25,7 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: deps configure
-	cmake --build $(BUILD) -j $(JOBS) --target attnflow attnflow_python
+	cmake --build $(BUILD) -j $(JOBS) --target attnflow attnflow_python attnflow_viewer
 	$(BUILD)/attnflow demo --out $(BUILD)/demo
 
 test: deps
