@@ -1,6 +1,8 @@
 // Tests of in-context regression training (SPEC.md section 7): SGD on long prompts tracks
 // the infinite-prompt gradient flow, training is bit-identical on 1 and 2 threads, and the
 // finite-prompt risk estimate approaches the infinite-prompt risk as L grows.
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "attnflow/icl.hpp"
