@@ -622,6 +622,9 @@ class Observables:
     min_cosine: float
     order: float
     pairs_computed: bool
+    radius_max: float
+    radius_mean: float
+    radius_min: float
     t: float
 
 class ObservationRow:

@@ -118,8 +118,8 @@ IclTrainResult train_sgd(const IclData& data, const IclTrainState& start, const 
       if (progress) progress(res.history.back());
     }
     IclParams next{res.params.a - o.lr * br.grad_a, res.params.b - o.lr * br.grad_b};
-    if (!next.a.allFinite() || !std::isfinite(next.b)) {
-      diverged(res, step, o.lr, "the parameters (A, b)");
+    if (!next.a.allFinite() || !std::isfinite(next.b) || !std::isfinite(icl_infinite_risk(data, next))) {
+      diverged(res, step, o.lr, "the parameters (A, b) or their risk");
       break;
     }
     res.params = std::move(next);
@@ -161,13 +161,13 @@ IclTrainResult train_ode(const IclData& data, const IclTrainState& start, const 
       diverged(res, step, o.lr, "the parameters (A, b)");
       break;
     }
-    res.params = p;
-    res.steps = step;
-    const IclStepRecord rec = make_record(data, res.params, step, o.lr, icl_infinite_risk(data, res.params));
+    const IclStepRecord rec = make_record(data, p, step, o.lr, icl_infinite_risk(data, p));
     if (!record_finite(rec)) {
       diverged(res, step, o.lr, "the infinite-prompt risk");
       break;
     }
+    res.params = p;
+    res.steps = step;
     if (should_log(step, o.steps, o.log_every)) {
       res.history.push_back(rec);
       if (progress) progress(res.history.back());

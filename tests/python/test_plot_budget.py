@@ -61,7 +61,7 @@ def test_ot_without_anything_to_plot_never_starts_python(run_cli, tmp_path):
 
 def subcommands(run_cli, *parents):
     text = run_cli(*parents, "--help").stdout
-    section = text.split("SUBCOMMANDS:")[1] if "SUBCOMMANDS:" in text else ""
+    section = text.split("Subcommands:")[1] if "Subcommands:" in text else ""
     return re.findall(r"^  (\S+)", section, flags=re.M)
 
 
