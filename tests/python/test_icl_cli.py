@@ -213,3 +213,17 @@ def test_converged_is_false_when_training_stops_far_from_the_fixed_point(config,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finite"] is True and summary["diverged_step"] is None
     assert summary["converged"] is False and summary["bsa_minus_identity"] > 1e-3
+
+
+def test_python_objects_carry_the_status(tmp_path):
+    import attnflow
+
+    cfg = attnflow.Config.parse(attnflow.default_icl_config_toml(), "icl")
+    for s in ("train.prompt=infinite", "train.steps=40", "train.lr=100", "data.d=3"):
+        cfg.set(s)
+    rc = attnflow.parse_icl_config(cfg)
+    summary = attnflow.run_icl(rc, cfg.resolved(), str(tmp_path / "icl"))
+    assert summary.finished and summary.finite is False and summary.converged is False
+    assert summary.diverged_step >= 0 and f"diverged at step {summary.diverged_step}" in summary.message
+    on_disk = json.loads((tmp_path / "icl" / "summary.json").read_text())
+    assert on_disk["diverged_step"] == summary.diverged_step and on_disk["finite"] is False

@@ -5,7 +5,7 @@ decades get a log axis."""
 import json
 import os
 import re
-from pathlib import Path
+import subprocess
 
 import numpy as np
 import pytest
@@ -57,6 +57,25 @@ def test_ot_without_anything_to_plot_never_starts_python(run_cli, tmp_path):
                     "--out", out, *extra, env=env2)
         assert r.returncode == 0, r.stderr
         assert not marker.exists() and not (out / "plan.png").exists()
+
+
+def test_threads_wait_passively_unless_the_user_chose(cli, tmp_path):
+    # The CLI restarts itself with OMP_WAIT_POLICY=passive when it is unset (libgomp reads it
+    # at load time); its plot hook's Python inherits the environment, which shows it.
+    site = tmp_path / "site"
+    site.mkdir()
+    seen = tmp_path / "seen"
+    (site / "sitecustomize.py").write_text(
+        f"import os\nopen({str(seen)!r}, 'a').write(os.environ.get('OMP_WAIT_POLICY', 'unset') + ';')\n")
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).normal(size=(20, 2)))
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    base["PYTHONPATH"] = f"{site}:{os.environ.get('PYTHONPATH', '')}"
+    for policy, expect in ((None, "passive"), ("active", "active")):
+        env = dict(base, **({"OMP_WAIT_POLICY": policy} if policy else {}))
+        r = subprocess.run([cli, "ot", "--x", tmp_path / "x.npy", "--y", tmp_path / "x.npy", "--eps", "1", "--plan",
+                            "--out", tmp_path / f"ot_{expect}"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert seen.read_text().split(";")[-2] == expect
 
 
 def subcommands(run_cli, *parents):
