@@ -206,8 +206,9 @@ def observables(table: Dict[str, np.ndarray], path: Optional[str] = None,
     # Pair observables are sentinels (clusters = -1) when the pair pass was skipped.
     if "clusters" in table and np.all(table["clusters"] < 0):
         names = [(c, lab) for c, lab in names if c not in ("clusters", "min_cosine", "clustered_pairs")]
-    if "radius_mean" in table and np.all(table["radius_min"] == 1.0) and np.all(table["radius_max"] == 1.0):
-        names = [(c, lab) for c, lab in names if c != "radius_mean"]  # on the sphere: always 1
+    if "radius_mean" in table and np.all(np.abs(table["radius_min"] - 1.0) < 1e-9) and \
+            np.all(np.abs(table["radius_max"] - 1.0) < 1e-9):
+        names = [(c, lab) for c, lab in names if c != "radius_mean"]  # unit radii (no scheme): no panel
     systems, members = _groups(system)
     cols = 2
     rows = max(1, math.ceil(len(names) / cols))

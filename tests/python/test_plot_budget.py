@@ -122,6 +122,17 @@ def test_cluster_counts_spanning_decades_get_a_log_axis():
     assert {ax.get_ylabel(): ax.get_yscale() for ax in plot.observables(table).axes}["clusters"] == "linear"
 
 
+def test_radius_panel_only_when_the_radius_moves():
+    t = np.arange(0.0, 5.0)
+    table = {"t": t, "system": np.zeros_like(t), "clusters": np.full_like(t, 3.0),
+             "radius_mean": 1 - 1e-16 * t, "radius_min": 1 - 1e-16 * t, "radius_max": np.ones_like(t)}
+    labels = [ax.get_ylabel() for ax in plot.observables(table).axes]
+    assert not any("radius" in lab for lab in labels)
+    table.update(radius_mean=1 + t, radius_min=1 + 0.5 * t, radius_max=1 + 2 * t)  # pre-LN: r grows
+    labels = [ax.get_ylabel() for ax in plot.observables(table).axes]
+    assert any("radius" in lab for lab in labels)
+
+
 def test_sweep_runs_and_plots_against_the_first_axis_of_the_file(run_cli, tmp_path):
     # Issue 13 item 5: model.beta is listed first: it is the slow axis and the plotted one.
     cfg = tmp_path / "s.toml"
