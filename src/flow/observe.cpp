@@ -114,7 +114,10 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, d
   const Vector wn = normalized_weights(w, x.rows(), kCtx);
   Observables ob;
   ob.t = t;
-  // Directions xh and radii; on the sphere the observables see the directions alone.
+  // Unit rows xh (for the cosines) and radii. On the sphere the observables see the directions
+  // alone: p = x / |x|, except rows already unit to rounding (|r - 1| <= 1e-14, every row of a
+  // flow without a radius), kept as they are so that their observables are bit for bit those
+  // of the points the flow holds.
   Matrix xh = x;
   Vector radius(x.rows());
   for (Index i = 0; i < xh.rows(); ++i) {
@@ -123,9 +126,15 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, d
       throw_invalid(kCtx, fmt::format("|x_{}|", i), r,
                     "> 0 on the sphere (directions x / |x| are observed; sphere = false for points in R^d)");
     radius[i] = r;
-    if (r > 0.0 && r != 1.0) xh.row(i) /= r;
+    if (r > 0.0) xh.row(i) /= r;
   }
-  const Matrix& p = o.sphere ? xh : x;
+  Matrix directions;
+  if (o.sphere && ((radius.array() - 1.0).abs() > 1e-14).any()) {
+    directions = x;
+    for (Index i = 0; i < x.rows(); ++i)
+      if (std::abs(radius[i] - 1.0) > 1e-14) directions.row(i) = xh.row(i);
+  }
+  const Matrix& p = directions.size() > 0 ? directions : x;
   ob.radius_mean = wn.dot(radius);
   ob.radius_min = radius.minCoeff();
   ob.radius_max = radius.maxCoeff();
