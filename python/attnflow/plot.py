@@ -165,8 +165,11 @@ def trajectories(snapshots, times=None, path: Optional[str] = None, delta: float
         fig = _figure(2)
         ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
         ang = np.unwrap(np.arctan2(snaps[:, :, 1], snaps[:, :, 0]), axis=0)
-        for i in range(n):
-            ax.plot(t, ang[:, i], color=colors[i], lw=0.8)
+        from matplotlib.collections import LineCollection  # one artist for all tokens
+
+        segs = np.stack([np.broadcast_to(t[:, None], ang.shape), ang], axis=-1).transpose(1, 0, 2)
+        ax.add_collection(LineCollection(segs, colors=colors, lw=0.8, gid="trajectories"))
+        ax.autoscale_view()
         ax.set_xlabel("t")
         ax.set_ylabel("angle (unwrapped)")
         s = np.linspace(0, 2 * math.pi, 200)
@@ -189,8 +192,10 @@ def trajectories(snapshots, times=None, path: Optional[str] = None, delta: float
         if d == 3:
             u, v = np.mgrid[0:2 * np.pi:24j, 0:np.pi:12j]
             ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
-        for i in range(n):
-            ax.plot(pts[:, i, 0], pts[:, i, 1], pts[:, i, 2], color=colors[i], lw=0.6)
+        from mpl_toolkits.mplot3d.art3d import Line3DCollection  # one artist for all tokens
+
+        ax.add_collection3d(Line3DCollection(pts[:, :, :3].transpose(1, 0, 2), colors=colors, lw=0.6,
+                                             gid="trajectories"))
         ax.scatter(pts[-1, :, 0], pts[-1, :, 1], pts[-1, :, 2], c=colors, s=25, depthshade=False)
         ax.set_title(f"{k} cluster{'s' if k != 1 else ''} at t = {t[-1]:g}{note}{drawn}", fontsize=10)
     fig.suptitle(title)

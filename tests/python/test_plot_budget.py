@@ -104,9 +104,10 @@ def test_trajectories_draw_a_bounded_number_of_tokens():
         snaps /= np.linalg.norm(snaps, axis=2, keepdims=True)
         fig = plot.trajectories(snaps, np.arange(500.0), clusters=7)
         ax = fig.axes[0]
-        lines = [ln for ln in ax.lines if len(ln.get_xdata()) > 1]
-        assert 0 < len(lines) <= plot.MAX_TOKENS
-        assert all(len(ln.get_xdata()) <= plot.MAX_FRAMES for ln in lines)
+        fig.canvas.draw()  # 3-D segments are projected when drawn
+        paths = [seg for c in ax.collections if c.get_gid() == "trajectories" for seg in c.get_segments()]
+        assert len(paths) == plot.MAX_TOKENS
+        assert all(1 < len(p) <= plot.MAX_FRAMES for p in paths)
         title = (fig.axes[1] if d == 2 else ax).get_title()
         assert f"{plot.MAX_TOKENS} of {n} tokens drawn" in title and title.startswith("7 clusters")
 
