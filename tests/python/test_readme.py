@@ -74,3 +74,16 @@ def test_a_claim_without_an_answer_is_an_error():
         gen.table_value(rows, "at(7, clusters)", "x")
     with pytest.raises(ValueError, match="unknown source 'nope'"):
         gen.fill("a {{nope:last(t)}} b", "doc.md", {})
+
+
+def test_committed_cluster_prediction_is_what_the_cli_prints_today(run_cli):
+    # docs/usage/theory.md quotes `attnflow theory clusters --d 2 --beta 8` from the committed
+    # experiment summary; the CLI must still say the same.
+    import json
+
+    gen = load_generator()
+    committed = gen.json_value("experiments/theory/cluster_count/summary.json:table.3", "x")
+    r = run_cli("theory", "clusters", "--d", "2", "--beta", "8")
+    assert r.returncode == 0, r.stderr
+    assert committed["beta"] == 8.0
+    assert json.loads(r.stdout)["predicted_clusters"] == committed["predicted_clusters"]
