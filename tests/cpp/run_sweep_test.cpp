@@ -92,6 +92,23 @@ TEST(Sweep, AxesKeepTheOrderOfTheFileAndOfTheOverrides) {
             (Keys{"model.beta", "measure.n"}));
 }
 
+// Issue 13 item 6: the sweep's "converged" is every point's, never a constant.
+TEST(Sweep, ConvergedOnlyWhenEveryPointConverged) {
+  SweepOptions o;
+  o.out_dir = fresh_dir("unconverged");
+  o.progress = nullptr;
+  const SweepResult r = run_sweep(
+      parse_sweep("[measure]\nn = 6\nd = 3\n[model]\nkind = \"sinkhorn\"\nsinkhorn_max_iterations = 1\n"
+                  "sinkhorn_tol = 1e-12\n[integrate]\nt_end = 0.2\n[observe]\nevery = 0.1\n"
+                  "[output]\nsnapshots = false\n[sweep]\nmodel.kind = [\"sa\", \"sinkhorn\"]\n", "s.toml"),
+      o);
+  ASSERT_TRUE(r.finished);
+  const auto s = nlohmann::json::parse(read_file(o.out_dir + "/summary.json"));
+  EXPECT_EQ(s["converged"], false);
+  EXPECT_EQ(s["unconverged_points"], (nlohmann::json{1}));
+  EXPECT_NE(s["message"].get<std::string>().find("1 of 2 points did not converge"), std::string::npos);
+}
+
 TEST(Sweep, PointsEqualStandaloneRunsAndTheTidyTableHasEveryRow) {
   const std::string dir = fresh_dir("whole");
   const SweepResult r = sweep(dir, false, 2);
