@@ -51,6 +51,8 @@ void run_icl_cmd(const IclArgs& a) {
     std::exit(3);  // a simulated kill: non-zero, like the real one
   }
   fmt::print("{}wrote {} (config.toml, risk.csv, final.json, summary.json)\n", s.text, a.out);
+  // Divergence is an error (exit status 1) naming the step; the directory keeps the finite part.
+  if (!s.finite) throw std::runtime_error(fmt::format("{} (see {}/summary.json)", s.message, a.out));
   if (!a.no_plots) run_plot_hook(a.out);
 }
 

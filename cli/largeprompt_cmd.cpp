@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <stdexcept>
 
 #include "attnflow/config.hpp"
 #include "attnflow/icl_run.hpp"
@@ -34,6 +35,7 @@ void run_largeprompt_cmd(const LargePromptArgs& a) {
   const LargePromptRunConfig rc = parse_largeprompt_config(cfg);
   const IclRunSummary s = run_largeprompt(rc, cfg.resolved(), a.out, ATTNFLOW_VERSION, a.quiet);
   fmt::print("{}wrote {} (config.toml, concentration.csv, summary.json)\n", s.text, a.out);
+  if (!s.finite) throw std::runtime_error(fmt::format("{} (see {}/summary.json)", s.message, a.out));
   if (!a.no_plots) run_plot_hook(a.out);
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "attnflow/atomic_file.hpp"
 #include "attnflow/config.hpp"
 #include "attnflow/sweep.hpp"
 #include "commands.hpp"
@@ -23,10 +24,9 @@ struct SweepArgs {
 };
 
 void run_sweep_cmd(const SweepArgs& a) {
-  // --set applies to the whole document, [sweep] lists included (--set sweep.model.beta=[1,2]).
-  Config doc = Config::from_file(a.config);
-  for (const auto& s : a.sets) doc.set(s);
-  const SweepGrid grid = parse_sweep(doc.resolved(), a.config);
+  // --set applies to the whole document, [sweep] lists included (--set sweep.model.beta=[1,2]);
+  // the axes keep the file's order, then the order of the --set that add axes.
+  const SweepGrid grid = parse_sweep(read_file(a.config), a.config, a.sets);
   SweepOptions opt;
   opt.out_dir = a.out.empty() ? "sweeps/" + std::filesystem::path(a.config).stem().string() : a.out;
   opt.resume = a.resume;

@@ -120,7 +120,11 @@ struct IclTrainResult {
   IclParams params;
   std::vector<IclStepRecord> history;
   long steps = 0;
-  bool finite = true;          // false if the parameters blew up (lr too large); status
+  // false if training diverged (lr too large): the first step whose batch risk, gradient,
+  // parameters or infinite-prompt risk is not finite ends training; params and history hold
+  // the last finite values, and message names the step.
+  bool finite = true;
+  long diverged_step = -1;     // that step (-1: none)
   bool stopped = false;        // a checkpoint hook asked to stop before the last step
   std::string message;
 };

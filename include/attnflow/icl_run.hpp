@@ -43,6 +43,13 @@ struct IclRunSummary {
   bool interrupted = false;       // stopped by stop_after_checkpoints
   bool already_finished = false;  // resume found a finished run: nothing done
   long checkpoints = 0;           // checkpoints written by this call
+  // Status of a finished job, as in summary.json: finite = false when training diverged
+  // (diverged_step names the first non-finite step, message says what); converged = finite
+  // and |b S A - I|_F < converged_tol (largeprompt: every estimate finite).
+  bool finite = true;
+  bool converged = false;
+  long diverged_step = -1;
+  std::string message;
 };
 
 struct IclRunOptions {

@@ -2,6 +2,10 @@
 // E_beta = (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} (one kernel pass, reported also as
 // log E_beta, finite at any beta), mean/min pairwise cosine, clusters = connected components of
 // <x_i, x_j> > 1 - delta, clustered-pair fraction, order parameter |sum_i w_i x_i|.
+// On the sphere (ObserveOptions::sphere, the default) every one of them is computed on the
+// directions theta_i = x_i / |x_i|, whatever the radii: under a normalization scheme that moves
+// the radius (pre-LN, peri-LN, mix-LN) the tokens are x_i = r_i theta_i and the clustering is
+// the thetas'. The radii |x_i| are reported separately (radius_mean, radius_min, radius_max).
 #pragma once
 
 #include <string>
@@ -19,12 +23,17 @@ struct ObserveOptions {
   // serial: about 1 s at n = 2e4. Above pair_limit tokens it is skipped (pairs_computed =
   // false, sentinel values below). 0 = never skip.
   Index pair_limit = 20000;
-  // true: clusters by <x_i, x_j> > 1 - delta (points on the sphere, SPEC's definition);
-  // false (points in R^d): |x_i - x_j|^2 < 2 delta, the same relation on the sphere.
+  // true (points on the sphere, SPEC's definition): every observable is computed on the
+  // directions theta_i = x_i / |x_i| (a zero row is rejected, its direction is undefined),
+  // clusters by <theta_i, theta_j> > 1 - delta.
+  // false (points in R^d): on x itself, clusters by |x_i - x_j|^2 < 2 delta (the same relation
+  // for unit vectors); only the cosines use directions.
   bool sphere = true;
   void validate() const;  // "observe: delta = 2, must be in (0, 2)"
 };
 
+// Every value is finite except energy, which is +inf exactly when log_energy > log(DBL_MAX);
+// observe() throws std::runtime_error naming any other observable that is not finite.
 struct Observables {
   double t = 0.0;
   // log E_beta = logsumexp_i(log w_i + lse_i) - log(2 beta), lse_i = log sum_j w_j e^{beta <x_i, x_j>}.
@@ -35,7 +44,10 @@ struct Observables {
   // Weighted mean over pairs i != j of <x_i, x_j> / (|x_i| |x_j|), in O(n d):
   // (|sum w_i xh_i|^2 - sum w_i^2) / (1 - sum w_i^2), xh = x / |x|.
   double mean_cosine = 0.0;
-  double order = 0.0;  // |sum_i w_i x_i|
+  double order = 0.0;  // |sum_i w_i theta_i| (sphere), |sum_i w_i x_i| (R^d)
+  // Radii |x_i| of the points given (1 on the sphere without a scheme; r_i under pre-LN etc.):
+  // the weighted mean sum_i w_i |x_i|, the min and the max.
+  double radius_mean = 1.0, radius_min = 1.0, radius_max = 1.0;
   // From the pair pass (pairs_computed = false: min_cosine = 2, clusters = -1, sizes empty,
   // clustered_pairs = -1). A single token counts as one cluster, all pairs clustered.
   bool pairs_computed = false;
@@ -52,7 +64,8 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& opti
 double log_energy(const Matrix& x, const Vector& w, double beta);
 
 // Scalar observables by name, in a fixed order (CSV columns, ensemble statistics):
-// log_energy, energy, mean_cosine, min_cosine, clusters, largest_cluster, clustered_pairs, order.
+// log_energy, energy, mean_cosine, min_cosine, clusters, largest_cluster, clustered_pairs, order,
+// radius_mean, radius_min, radius_max.
 std::vector<std::string> observable_names();
 std::vector<double> observable_values(const Observables& o);
 

@@ -1,6 +1,7 @@
 // Parameter sweeps (issue 5 item 2): a runner config plus a [sweep] table of lists over any
 // runner keys, e.g.  [sweep] model.beta = [1, 4, 9]  measure.seed = [0, 1]  model.gamma = [...]
-// The grid is the Cartesian product (axes in key order, the last varying fastest); each point
+// The grid is the Cartesian product (axes in the user's order: the order of the file, then of
+// the --set overrides that add axes; the last varying fastest); each point
 // is an ordinary run (runner.hpp) in DIR/points/point_NNNNNN, points run in parallel, and
 // DIR/sweep.csv is one tidy table: point, the grid keys, then observables.csv's columns.
 // Resumable: finished points are skipped, a half-done point continues from its checkpoint.
@@ -30,10 +31,13 @@ struct SweepGrid {
   std::vector<Index> coordinates(Index point) const;
 };
 
-// Splits a sweep config (after --set overrides) into the base and the axes. Throws
-// std::invalid_argument naming the key: a missing or empty [sweep] table, a value that is
-// not a list of scalars, an empty list.
-SweepGrid parse_sweep(const std::string& toml_text, const std::string& name);
+// Splits a sweep config into the base and the axes, after applying the "key=value" overrides
+// `sets` (the CLI's --set, e.g. "sweep.model.beta=[1, 2]" or "model.t_end=5"). The axes keep
+// the order in which toml_text lists them; an axis only an override adds comes after, in the
+// order of `sets`. Throws std::invalid_argument naming the key: a missing or empty [sweep]
+// table, a value that is not a list of scalars, an empty list.
+SweepGrid parse_sweep(const std::string& toml_text, const std::string& name,
+                      const std::vector<std::string>& sets = {});
 
 struct SweepOptions {
   std::string out_dir;

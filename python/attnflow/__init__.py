@@ -7,7 +7,13 @@ converted once. Invalid input raises ValueError with the library's message
 lazily) and ``python3 -m attnflow.plot DIR``.
 """
 
-from ._attnflow import *  # noqa: F401,F403  (the C++ names, kept as they are)
+import os as _os
+
+# Passive OpenMP waiting unless the user chose (as the CLI does): libgomp reads it when the
+# extension loads it, so this works when attnflow is the first OpenMP user in the process.
+_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from ._attnflow import *  # noqa: F401,F403,E402  (the C++ names, kept as they are)
 from ._attnflow import __version__  # noqa: F401
 from . import _attnflow as _ext
 

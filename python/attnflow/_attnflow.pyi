@@ -423,6 +423,11 @@ class IclRunConfig:
 
 class IclRunSummary:
     def __init__(*args: Any, **kwargs: Any) -> Any: ...
+    converged: bool
+    diverged_step: int
+    finished: bool
+    finite: bool
+    message: str
     text: str
 
 class IclSampler:
@@ -455,6 +460,7 @@ class IclTrainOptions:
 
 class IclTrainResult:
     def __init__(*args: Any, **kwargs: Any) -> Any: ...
+    diverged_step: int
     finite: bool
     history: List[IclStepRecord]
     message: str
@@ -616,6 +622,9 @@ class Observables:
     min_cosine: float
     order: float
     pairs_computed: bool
+    radius_max: float
+    radius_mean: float
+    radius_min: float
     t: float
 
 class ObservationRow:
@@ -1154,7 +1163,7 @@ def parse_run_config(config: Config) -> RunConfig: ...
 
 def parse_scheme(name: str, context: str = ...) -> Scheme: ...
 
-def parse_sweep(toml_text: str, name: str = ...) -> SweepGrid: ...
+def parse_sweep(toml_text: str, name: str = ..., sets: List[str] = ...) -> SweepGrid: ...
 
 def parse_task_kind(name: str, context: str = ...) -> TaskKind: ...
 

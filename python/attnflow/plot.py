@@ -29,6 +29,20 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+# The files plot_directory draws (relative to DIR; "snapshots/" is a directory). The CLI's plot
+# hook (cli/plot_hook.cpp, kPlottedFiles) starts Python only when DIR holds one of them: keep
+# the two lists equal (tests/python/test_py_plot.py checks it).
+PLOTTED_FILES = (
+    "observables.csv", "snapshots/", "final.npy", "loss.csv", "risk.csv", "train.csv",
+    "concentration.csv", "plan.npy", "coupling.npy", "pi.npy", "attention.npy", "softmax.npy",
+    "sinkhorn.npy", "exact_plan.npy", "phase.csv", "phase_diagram.csv", "sweep.csv",
+    "equiangular.csv")
+
+# Caps that keep plotting a run well under its compute: trajectories draw at most MAX_TOKENS
+# tokens (evenly spaced indices) at at most MAX_FRAMES times (evenly spaced snapshots).
+MAX_TOKENS = 256
+MAX_FRAMES = 200
+
 # Observable columns drawn from observables.csv (runner.hpp's order), with axis labels.
 _OBSERVABLES = [
     ("log_energy", "log energy  log E_beta"),
@@ -37,7 +51,31 @@ _OBSERVABLES = [
     ("order", "order parameter |sum w_i x_i|"),
     ("min_cosine", "min pairwise cosine"),
     ("clustered_pairs", "fraction of clustered pairs"),
+    ("radius_mean", "radius |x_i|: mean (band: min to max)"),
 ]
+
+
+def _log_if_decades(ax, values) -> None:
+    """Log scale for positive counts that span a decade or more (cluster counts 256 -> 3)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) and v.min() > 0 and v.max() >= 10 * v.min():
+        ax.set_yscale("log")
+
+
+def _subsample(count: int, cap: int) -> np.ndarray:
+    """cap evenly spaced indices of range(count) (all of them when count <= cap), first and
+    last included."""
+    if count <= cap:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, cap).round().astype(int))
+
+
+def _groups(keys: np.ndarray):
+    """(unique keys, list of index arrays) of equal keys, in one sort (no mask per key)."""
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    return uniq, np.split(order, starts[1:])
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -60,8 +98,15 @@ def read_csv(path: str) -> Dict[str, np.ndarray]:
     as a sweep's "pre-ln" labels read as nan)."""
     with open(path, encoding="utf-8") as fh:
         header = fh.readline().strip().split(",")
-    with open(path, encoding="utf-8") as fh:
-        data = np.genfromtxt(fh, delimiter=",", skip_header=1, dtype=float, ndmin=2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty table is no reason to warn
+        try:  # the C parser (about 2.5x faster on large tables); text cells need genfromtxt
+            data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=float, ndmin=2, encoding="utf-8")
+        except ValueError:
+            with open(path, encoding="utf-8") as fh:
+                data = np.genfromtxt(fh, delimiter=",", skip_header=1, dtype=float, ndmin=2)
     if data.size == 0:
         data = np.zeros((0, len(header)))
     return {name.strip(): data[:, i] for i, name in enumerate(header)}
@@ -101,23 +146,37 @@ def _colors(labels: np.ndarray):
 
 # ----------------------------------------------------------------------------- plots
 def trajectories(snapshots, times=None, path: Optional[str] = None, delta: float = 1e-2,
-                 title: str = "token trajectories") -> Figure:
+                 title: str = "token trajectories", max_tokens: int = MAX_TOKENS,
+                 max_frames: int = MAX_FRAMES, total_tokens: Optional[int] = None,
+                 clusters: Optional[int] = None) -> Figure:
     """Trajectories of n tokens: snapshots (T, n, d) (or a list of (n, d)), colours = clusters
     of the last snapshot. d = 2: angle vs time and the final circle; d = 3: the sphere;
-    d > 3: the first three principal directions of all positions."""
+    d > 3: the first three principal directions of all positions. At most max_tokens tokens
+    (evenly spaced) at max_frames times are drawn, so the cost stays bounded at any n; the
+    title then says how many. total_tokens / clusters: the full run's token and cluster counts
+    for the title (default: those of the tokens drawn)."""
     snaps = np.asarray(snapshots, dtype=float)
     if snaps.ndim == 2:
         snaps = snaps[None]
     t = np.arange(len(snaps), dtype=float) if times is None else np.asarray(times, dtype=float)[: len(snaps)]
+    frames = _subsample(len(snaps), max_frames)
+    tokens = _subsample(snaps.shape[1], max_tokens)
+    total = int(total_tokens) if total_tokens is not None else snaps.shape[1]
+    snaps, t = snaps[frames][:, tokens], t[frames]
+    drawn = "" if len(tokens) >= total else f"; {len(tokens)} of {total} tokens drawn"
     labels = cluster_labels(snaps[-1], delta)
+    k = int(clusters) if clusters is not None and clusters >= 0 else int(labels.max() + 1)
     colors = _colors(labels)
     n, d = snaps.shape[1], snaps.shape[2]
     if d == 2:
         fig = _figure(2)
         ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
         ang = np.unwrap(np.arctan2(snaps[:, :, 1], snaps[:, :, 0]), axis=0)
-        for i in range(n):
-            ax.plot(t, ang[:, i], color=colors[i], lw=0.8)
+        from matplotlib.collections import LineCollection  # one artist for all tokens
+
+        segs = np.stack([np.broadcast_to(t[:, None], ang.shape), ang], axis=-1).transpose(1, 0, 2)
+        ax.add_collection(LineCollection(segs, colors=colors, lw=0.8, gid="trajectories"))
+        ax.autoscale_view()
         ax.set_xlabel("t")
         ax.set_ylabel("angle (unwrapped)")
         s = np.linspace(0, 2 * math.pi, 200)
@@ -126,8 +185,7 @@ def trajectories(snapshots, times=None, path: Optional[str] = None, delta: float
         ax2.scatter(snaps[-1, :, 0], snaps[-1, :, 1], s=40, c=colors, label="final")
         ax2.set_aspect("equal")
         ax2.legend(loc="upper right", fontsize=8)
-        k = labels.max() + 1
-        ax2.set_title(f"{k} cluster{'s' if k != 1 else ''} (delta = {delta:g})")
+        ax2.set_title(f"{k} cluster{'s' if k != 1 else ''} (delta = {delta:g}{drawn})", fontsize=10)
     else:
         pts = snaps
         note = ""
@@ -141,11 +199,12 @@ def trajectories(snapshots, times=None, path: Optional[str] = None, delta: float
         if d == 3:
             u, v = np.mgrid[0:2 * np.pi:24j, 0:np.pi:12j]
             ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
-        for i in range(n):
-            ax.plot(pts[:, i, 0], pts[:, i, 1], pts[:, i, 2], color=colors[i], lw=0.6)
+        from mpl_toolkits.mplot3d.art3d import Line3DCollection  # one artist for all tokens
+
+        ax.add_collection3d(Line3DCollection(pts[:, :, :3].transpose(1, 0, 2), colors=colors, lw=0.6,
+                                             gid="trajectories"))
         ax.scatter(pts[-1, :, 0], pts[-1, :, 1], pts[-1, :, 2], c=colors, s=25, depthshade=False)
-        k = labels.max() + 1
-        ax.set_title(f"{k} cluster{'s' if k != 1 else ''} at t = {t[-1]:g}{note}", fontsize=10)
+        ax.set_title(f"{k} cluster{'s' if k != 1 else ''} at t = {t[-1]:g}{note}{drawn}", fontsize=10)
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -159,21 +218,26 @@ def observables(table: Dict[str, np.ndarray], path: Optional[str] = None,
     # Pair observables are sentinels (clusters = -1) when the pair pass was skipped.
     if "clusters" in table and np.all(table["clusters"] < 0):
         names = [(c, lab) for c, lab in names if c not in ("clusters", "min_cosine", "clustered_pairs")]
-    systems = np.unique(system)
+    if "radius_mean" in table and np.all(np.abs(table["radius_min"] - 1.0) < 1e-9) and \
+            np.all(np.abs(table["radius_max"] - 1.0) < 1e-9):
+        names = [(c, lab) for c, lab in names if c != "radius_mean"]  # unit radii (no scheme): no panel
+    systems, members = _groups(system)
     cols = 2
     rows = max(1, math.ceil(len(names) / cols))
     fig = _figure(cols, rows, size=(5.0, 3.2))
+    if len(systems) > 8:
+        times, at = _groups(t)
     for k, (col, label) in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         if len(systems) <= 8:
-            for s in systems:
-                sel = system == s
+            for s, sel in zip(systems, members):
                 ax.plot(t[sel], table[col][sel], lw=1.2, label=f"system {int(s)}")
+                if col == "radius_mean":
+                    ax.fill_between(t[sel], table["radius_min"][sel], table["radius_max"][sel], alpha=0.2)
             if len(systems) > 1 and k == 0:
                 ax.legend(fontsize=7)
         else:
-            times = np.unique(t)
-            vals = [table[col][t == tt] for tt in times]
+            vals = [table[col][sel] for sel in at]
             vals = [v[np.isfinite(v)] for v in vals]
             ok = np.array([len(v) > 0 for v in vals])
             med = np.array([np.median(v) if len(v) else np.nan for v in vals])
@@ -184,6 +248,8 @@ def observables(table: Dict[str, np.ndarray], path: Optional[str] = None,
             ax.plot(times[ok], med[ok], lw=1.5, label="median")
             if k == 0:
                 ax.legend(fontsize=7)
+        if col == "clusters":
+            _log_if_decades(ax, table[col])
         ax.set_xlabel("t")
         ax.set_ylabel(label)
     fig.suptitle(title)
@@ -305,16 +371,23 @@ def long_context(rho: float, path: Optional[str] = None, ns=(1e2, 1e4, 1e8, 1e16
 
 
 # ----------------------------------------------------------------------------- directories
-def _load_snapshots(directory: str):
-    """(T, n, d) positions of system 0 from snapshots/snap_*.npy (or final.npy alone)."""
+def _load_snapshots(directory: str, max_tokens: int = MAX_TOKENS, max_frames: int = MAX_FRAMES):
+    """(frame indices, (T, k, d) positions of system 0 at those frames, n): at most max_frames
+    snapshots of snapshots/snap_*.npy (or final.npy alone) and max_tokens of their n tokens,
+    read through memory maps (the rest is never loaded). None when there is nothing."""
     files = sorted(glob.glob(os.path.join(directory, "snapshots", "snap_*.npy")))
     if not files and os.path.exists(os.path.join(directory, "final.npy")):
         files = [os.path.join(directory, "final.npy")]
-    snaps = []
-    for f in files:
-        a = np.load(f)
-        snaps.append(a[0] if a.ndim == 3 else a)  # (systems, n, d): system 0
-    return np.array(snaps) if snaps else None
+    if not files:
+        return None
+    frames = _subsample(len(files), max_frames)
+    snaps, n = [], 0
+    for f in (files[i] for i in frames):
+        a = np.load(f, mmap_mode="r")
+        a = a[0] if a.ndim == 3 else a  # (systems, n, d): system 0
+        n = a.shape[0]
+        snaps.append(np.array(a[_subsample(n, max_tokens)]))
+    return frames, np.array(snaps), n
 
 
 def _plot_run(directory: str, summary: dict, out: List[str]) -> None:
@@ -324,14 +397,16 @@ def _plot_run(directory: str, summary: dict, out: List[str]) -> None:
         title = f"{summary.get('model', '')} beta = {summary.get('beta', '')}, n = {summary.get('n', '')}"
         observables(read_csv(csv), path, title=title)
         out.append(path)
-    snaps = _load_snapshots(directory)
-    if snaps is not None and snaps.shape[-1] >= 2 and snaps.shape[1] <= 4096:
+    loaded = _load_snapshots(directory)
+    if loaded is not None and loaded[1].shape[-1] >= 2:
+        frames, snaps, n = loaded
         times = summary.get("observation_times")
-        if times is None or len(times) != len(snaps):
-            times = None
+        n_files = len(glob.glob(os.path.join(directory, "snapshots", "snap_*.npy")))
+        times = np.asarray(times)[frames] if times is not None and len(times) == n_files else None
+        final = (summary.get("final") or [{}])[0]
         delta = float(summary.get("delta", 1e-2))
         path = os.path.join(directory, "trajectories.png")
-        trajectories(snaps, times, path, delta=delta)
+        trajectories(snaps, times, path, delta=delta, total_tokens=n, clusters=final.get("clusters"))
         out.append(path)
 
 
@@ -432,44 +507,63 @@ def _plot_sweep(directory: str, summary: dict, out: List[str]) -> None:
     """sweep.csv (point, grid keys..., t, system, observables): the phase diagram of the
     clustered-pair fraction over (model.beta, t) averaged over the other keys (seeds,
     systems) = P(<x_1(t), x_2(t)> >= 1 - delta) by exchangeability, with the theory curve;
-    and the final observables against the first grid key."""
+    and the final observables against the first grid key (the first axis of the [sweep] table,
+    as the sweep ran it)."""
     p = os.path.join(directory, "sweep.csv")
     if not os.path.exists(p):
         return
     t = read_csv(p)
-    names = list(t)
-    keys = names[names.index("point") + 1:names.index("t")] if "point" in t and "t" in t else []
+    keys = sweep_keys(t)
     cfg = _point_config(directory)
     n = int(cfg.get("measure", {}).get("n", summary.get("n", 32)))
     delta = float(cfg.get("observe", {}).get("delta", summary.get("delta", 1e-2)))
     if "model.beta" in keys and "clustered_pairs" in t and np.all(t["clustered_pairs"] >= 0):
-        betas, times = np.unique(t["model.beta"]), np.unique(t["t"])
-        grid = np.full((len(times), len(betas)), np.nan)
-        for i, tt in enumerate(times):
-            for j, b in enumerate(betas):
-                sel = (t["t"] == tt) & (t["model.beta"] == b)
-                if sel.any():
-                    grid[i, j] = t["clustered_pairs"][sel].mean()
+        betas, bj = np.unique(t["model.beta"], return_inverse=True)
+        times, ti = np.unique(t["t"], return_inverse=True)
+        cell = ti * len(betas) + bj  # mean per (t, beta) cell in one pass
+        sums = np.bincount(cell, weights=t["clustered_pairs"], minlength=len(times) * len(betas))
+        counts = np.bincount(cell, minlength=len(times) * len(betas))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(len(times), len(betas))
         path = os.path.join(directory, "phase_diagram.png")
         phase_diagram(betas, times, grid, path, n=n, delta=delta,
                       title=f"fraction of pairs with <x_i, x_j> > 1 - {delta:g} (n = {n})")
         out.append(path)
     if keys:
-        key = keys[0]
-        last = t["t"] == t["t"].max()
-        cols = [c for c in ("clusters", "log_energy", "mean_cosine", "order") if c in t]
-        fig = _figure(len(cols), 1, size=(4.0, 3.2))
-        for k, c in enumerate(cols):
-            ax = fig.add_subplot(1, len(cols), k + 1)
-            xs = np.unique(t[key][last])
-            ys = [t[c][last & (t[key] == x)] for x in xs]
-            ax.plot(xs, [np.mean(y) for y in ys], "o-")
-            ax.set_xlabel(key)
-            ax.set_ylabel(f"{c} at t = {t['t'].max():g}")
-        fig.suptitle("sweep: final observables (mean over the other keys)")
         path = os.path.join(directory, "sweep_final.png")
-        _save(fig, path)
+        sweep_final(t, keys, path)
         out.append(path)
+
+
+def sweep_keys(table: Dict[str, np.ndarray]) -> List[str]:
+    """The grid keys of a sweep.csv table (the columns between point and t), in the sweep's
+    axis order: the order of the [sweep] table, then of the --set overrides that add axes."""
+    names = list(table)
+    if "point" not in table or "t" not in table:
+        return []
+    return names[names.index("point") + 1:names.index("t")]
+
+
+def sweep_final(table: Dict[str, np.ndarray], keys: Optional[Sequence[str]] = None,
+                path: Optional[str] = None) -> Figure:
+    """Final observables (at the last time) of a sweep.csv table against its first grid key
+    (keys[0], default sweep_keys(table)[0]), averaged over the other keys."""
+    t = table
+    key = list(keys or sweep_keys(t))[0]
+    last = t["t"] == t["t"].max()
+    cols = [c for c in ("clusters", "log_energy", "mean_cosine", "order") if c in t]
+    fig = _figure(len(cols), 1, size=(4.0, 3.2))
+    for k, c in enumerate(cols):
+        ax = fig.add_subplot(1, len(cols), k + 1)
+        xs = np.unique(t[key][last])
+        ys = [np.mean(t[c][last & (t[key] == x)]) for x in xs]
+        ax.plot(xs, ys, "o-")
+        if c == "clusters":
+            _log_if_decades(ax, ys)
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"{c} at t = {t['t'].max():g}")
+    fig.suptitle("sweep: final observables (mean over the other keys)")
+    return _save(fig, path)
 
 
 # Plotters for every kind; each looks for its files and draws what it finds.

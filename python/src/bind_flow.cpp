@@ -271,7 +271,10 @@ void bind_observe(py::module_& m) {
       .def_readonly("min_cosine", &Observables::min_cosine)
       .def_readonly("clusters", &Observables::clusters)
       .def_readonly("cluster_sizes", &Observables::cluster_sizes)
-      .def_readonly("clustered_pairs", &Observables::clustered_pairs);
+      .def_readonly("clustered_pairs", &Observables::clustered_pairs)
+      .def_readonly("radius_mean", &Observables::radius_mean)
+      .def_readonly("radius_min", &Observables::radius_min)
+      .def_readonly("radius_max", &Observables::radius_max);
   m.def(
       "observe",
       [](const Matrix& x, const py::object& w, const ObserveOptions& o, double t) {

@@ -128,6 +128,7 @@ void bind_icl_train(py::module_& m) {
       .def_readonly("history", &IclTrainResult::history)
       .def_readonly("steps", &IclTrainResult::steps)
       .def_readonly("finite", &IclTrainResult::finite)
+      .def_readonly("diverged_step", &IclTrainResult::diverged_step)
       .def_readonly("message", &IclTrainResult::message);
   m.def(
       "icl_train",

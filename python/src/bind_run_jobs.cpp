@@ -21,7 +21,9 @@ void bind_sweep(py::module_& m) {
       .def("size", &SweepGrid::size)
       .def("coordinates", &SweepGrid::coordinates, py::arg("point"));
   m.def("parse_sweep", &parse_sweep, py::arg("toml_text"), py::arg("name") = "sweep",
-        "splits a sweep config into the base runner config and the [sweep] axes");
+        py::arg("sets") = std::vector<std::string>{},
+        "splits a sweep config (after the key=value overrides `sets`) into the base runner config and the "
+        "[sweep] axes, in the order of the text, then of the overrides that add axes");
   py::class_<SweepOptions>(m, "SweepOptions")
       .def(py::init<>())
       .def_readwrite("out_dir", &SweepOptions::out_dir)
@@ -60,7 +62,13 @@ void bind_icl_jobs(py::module_& m) {
       .def_readwrite("options", &LargePromptRunConfig::options);
   m.def("parse_largeprompt_config", &parse_largeprompt_config, py::arg("config"));
   m.def("default_largeprompt_config_toml", &default_largeprompt_config_toml);
-  py::class_<IclRunSummary>(m, "IclRunSummary").def_readonly("text", &IclRunSummary::text);
+  py::class_<IclRunSummary>(m, "IclRunSummary")
+      .def_readonly("text", &IclRunSummary::text)
+      .def_readonly("finished", &IclRunSummary::finished)
+      .def_readonly("finite", &IclRunSummary::finite)
+      .def_readonly("converged", &IclRunSummary::converged)
+      .def_readonly("diverged_step", &IclRunSummary::diverged_step)
+      .def_readonly("message", &IclRunSummary::message);
   m.def("run_icl", &run_icl, py::arg("config"), py::arg("resolved_toml"), py::arg("out_dir"),
         py::arg("version") = "python", py::arg("quiet") = true, release_gil(),
         "the `attnflow icl` job: writes config.toml, risk.csv, final.json, summary.json");

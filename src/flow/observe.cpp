@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
 
 #include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"
@@ -44,7 +45,8 @@ Vector log_of(const Vector& w) {
   return lw;
 }
 
-// Pair pass: min cosine, clusters, clustered pairs. xh are the unit rows (zero rows stay 0).
+// Pair pass: min cosine, clusters, clustered pairs. x are the points observed (the directions
+// on the sphere), xh the unit rows (zero rows stay 0).
 void pair_pass(const Matrix& x, const Matrix& xh, const ObserveOptions& o, Observables& ob) {
   const Index n = x.rows();
   ob.pairs_computed = true;
@@ -112,37 +114,64 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, d
   const Vector wn = normalized_weights(w, x.rows(), kCtx);
   Observables ob;
   ob.t = t;
-  ob.log_energy = log_energy(x, wn, o.beta);
-  ob.energy = std::exp(ob.log_energy);  // +inf past 1e308 by design: log_energy stays finite
+  // Unit rows xh (for the cosines) and radii. On the sphere the observables see the directions
+  // alone: p = x / |x|, except rows already unit to rounding (|r - 1| <= 1e-14, every row of a
+  // flow without a radius), kept as they are so that their observables are bit for bit those
+  // of the points the flow holds.
   Matrix xh = x;
+  Vector radius(x.rows());
   for (Index i = 0; i < xh.rows(); ++i) {
     const double r = xh.row(i).norm();
+    if (o.sphere && !(r > 0.0))
+      throw_invalid(kCtx, fmt::format("|x_{}|", i), r,
+                    "> 0 on the sphere (directions x / |x| are observed; sphere = false for points in R^d)");
+    radius[i] = r;
     if (r > 0.0) xh.row(i) /= r;
   }
+  Matrix directions;
+  if (o.sphere && ((radius.array() - 1.0).abs() > 1e-14).any()) {
+    directions = x;
+    for (Index i = 0; i < x.rows(); ++i)
+      if (std::abs(radius[i] - 1.0) > 1e-14) directions.row(i) = xh.row(i);
+  }
+  const Matrix& p = directions.size() > 0 ? directions : x;
+  ob.radius_mean = wn.dot(radius);
+  ob.radius_min = radius.minCoeff();
+  ob.radius_max = radius.maxCoeff();
+  ob.log_energy = log_energy(p, wn, o.beta);
+  ob.energy = std::exp(ob.log_energy);  // +inf past 1e308 by design: log_energy stays finite
   const double w2 = wn.squaredNorm();
   const double s2 = (wn.transpose() * xh).squaredNorm();
   ob.mean_cosine = 1.0 - w2 > 0.0 ? (s2 - w2) / (1.0 - w2) : 1.0;
-  ob.order = (wn.transpose() * x).norm();
+  ob.order = (wn.transpose() * p).norm();
   if (o.pair_limit == 0 || x.rows() <= o.pair_limit) {
-    pair_pass(x, xh, o, ob);
+    pair_pass(p, xh, o, ob);
   } else {
     ob.pairs_computed = false;
     ob.min_cosine = 2.0;
     ob.clusters = -1;
     ob.clustered_pairs = -1.0;
   }
+  // Never a silent non-finite observable (energy may overflow to +inf: log_energy is finite).
+  const std::vector<std::string> names = observable_names();
+  const std::vector<double> values = observable_values(ob);
+  for (std::size_t k = 0; k < names.size(); ++k)
+    if (!std::isfinite(values[k]) && names[k] != "energy")
+      throw std::runtime_error(fmt::format("{}: {} = {} at t = {} is not finite (points of norm {:.3g} to {:.3g})",
+                                           kCtx, names[k], values[k], t, ob.radius_min, ob.radius_max));
   return ob;
 }
 
 std::vector<std::string> observable_names() {
-  return {"log_energy", "energy",          "mean_cosine", "min_cosine",
-          "clusters",   "largest_cluster", "clustered_pairs", "order"};
+  return {"log_energy", "energy",          "mean_cosine",     "min_cosine",
+          "clusters",   "largest_cluster", "clustered_pairs", "order",
+          "radius_mean", "radius_min",     "radius_max"};
 }
 
 std::vector<double> observable_values(const Observables& o) {
   const double largest = o.cluster_sizes.empty() ? -1.0 : static_cast<double>(o.cluster_sizes[0]);
   return {o.log_energy, o.energy, o.mean_cosine, o.min_cosine, static_cast<double>(o.clusters),
-          largest, o.clustered_pairs, o.order};
+          largest, o.clustered_pairs, o.order, o.radius_mean, o.radius_min, o.radius_max};
 }
 
 }  // namespace attnflow

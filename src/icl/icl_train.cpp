@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <stdexcept>
 #include <vector>
 
 #include "attnflow/error.hpp"
@@ -32,6 +33,19 @@ IclStepRecord make_record(const IclData& data, const IclParams& p, long step, do
 }
 
 bool should_log(long step, long steps, long every) { return step % every == 0 || step == steps; }
+
+// Divergence is a status, never a silent NaN: the first non-finite quantity ends training,
+// named with its step (the records logged so far are all finite).
+bool record_finite(const IclStepRecord& r) {
+  return std::isfinite(r.risk) && std::isfinite(r.risk_infinite) && std::isfinite(r.b) &&
+         std::isfinite(r.a_norm) && std::isfinite(r.balance);
+}
+void diverged(IclTrainResult& res, long step, double lr, const char* what) {
+  res.finite = false;
+  res.diverged_step = step;
+  res.message = fmt::format("training diverged at step {}: {} became non-finite (lr = {} is too large)",
+                            step, what, lr);
+}
 
 // Batch risk and mean gradient over the prompts of one SGD step.
 struct BatchResult {
@@ -90,19 +104,26 @@ IclTrainResult train_sgd(const IclData& data, const IclTrainState& start, const 
   res.steps = start.step;
   for (long step = start.step; step < o.steps; ++step) {
     const BatchResult br = batch_gradient(sampler, res.params, o, step);
-    if (should_log(step, o.steps - 1, o.log_every)) {
-      res.history.push_back(make_record(data, res.params, step, o.lr, br.risk));
-      if (progress) progress(res.history.back());
-    }
-    res.params.a -= o.lr * br.grad_a;
-    res.params.b -= o.lr * br.grad_b;
-    res.steps = step + 1;
-    if (!res.params.a.allFinite() || !std::isfinite(res.params.b)) {
-      res.finite = false;
-      res.message = fmt::format("parameters became non-finite at step {}: lr = {} is too large",
-                                step, o.lr);
+    if (!std::isfinite(br.risk) || !br.grad_a.allFinite() || !std::isfinite(br.grad_b)) {
+      diverged(res, step, o.lr, "the mini-batch risk or its gradient");
       break;
     }
+    if (should_log(step, o.steps - 1, o.log_every)) {
+      const IclStepRecord rec = make_record(data, res.params, step, o.lr, br.risk);
+      if (!record_finite(rec)) {
+        diverged(res, step, o.lr, "the infinite-prompt risk");
+        break;
+      }
+      res.history.push_back(rec);
+      if (progress) progress(res.history.back());
+    }
+    IclParams next{res.params.a - o.lr * br.grad_a, res.params.b - o.lr * br.grad_b};
+    if (!next.a.allFinite() || !std::isfinite(next.b) || !std::isfinite(icl_infinite_risk(data, next))) {
+      diverged(res, step, o.lr, "the parameters (A, b) or their risk");
+      break;
+    }
+    res.params = std::move(next);
+    res.steps = step + 1;
     const auto state = [&] { return IclTrainState{step + 1, res.params, {}, res.history}; };
     if (!keep_going(hook, step + 1, o.steps, state)) {
       res.stopped = true;
@@ -127,12 +148,28 @@ IclTrainResult train_ode(const IclData& data, const IclTrainState& start, const 
   res.steps = std::max(start.step - 1, 0L);
   const Index d = data.dim();
   for (long step = start.step; step <= o.steps; ++step) {
-    if (step > 0) advance(ode, x, st, static_cast<double>(step) * o.lr, io);
-    res.params = icl_unpack(x, d);
+    if (step > 0) {
+      try {
+        advance(ode, x, st, static_cast<double>(step) * o.lr, io);
+      } catch (const std::runtime_error&) {  // the integrator's state overflowed (integrate.cpp)
+        diverged(res, step, o.lr, "the ODE state (A, b)");
+        break;
+      }
+    }
+    const IclParams p = icl_unpack(x, d);
+    if (!p.a.allFinite() || !std::isfinite(p.b)) {
+      diverged(res, step, o.lr, "the parameters (A, b)");
+      break;
+    }
+    const IclStepRecord rec = make_record(data, p, step, o.lr, icl_infinite_risk(data, p));
+    if (!record_finite(rec)) {
+      diverged(res, step, o.lr, "the infinite-prompt risk");
+      break;
+    }
+    res.params = p;
     res.steps = step;
     if (should_log(step, o.steps, o.log_every)) {
-      const double risk = icl_infinite_risk(data, res.params);
-      res.history.push_back(make_record(data, res.params, step, o.lr, risk));
+      res.history.push_back(rec);
       if (progress) progress(res.history.back());
     }
     const auto state = [&] { return IclTrainState{step + 1, res.params, st, res.history}; };

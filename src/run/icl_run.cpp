@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -74,6 +75,10 @@ bool finished_run(const IclPaths& p) {
   return !j.is_discarded() && j.value("status", "") == "finished";
 }
 
+bool icl_converged(const IclRunConfig& c, const IclTrainResult& r, double residual) {
+  return r.finite && std::isfinite(residual) && residual < c.converged_tol;
+}
+
 json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
                       const json& final_j, bool do_eval, const std::string& version, double seconds) {
   const bool infinite = c.train.prompt_length == 0;
@@ -85,8 +90,9 @@ json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTra
                {"prompt", infinite ? json("infinite") : json(c.train.prompt_length)},
                {"steps", r.steps},
                {"finite", r.finite},
-               {"converged", r.finite && residual < c.converged_tol},
-               {"converged_rule", fmt::format("|b S A - I|_F < {}", c.converged_tol)},
+               {"diverged_step", r.finite ? json(nullptr) : json(r.diverged_step)},
+               {"converged", icl_converged(c, r, residual)},
+               {"converged_rule", fmt::format("finite and |b S A - I|_F < {}", c.converged_tol)},
                {"message", r.finite ? "ok" : r.message},
                {"risk_infinite", final_j["risk_infinite"]},
                {"bsa_minus_identity", residual},
@@ -142,6 +148,10 @@ void finish_run(const IclRunConfig& c, const IclParams& init, const IclTrainResu
   std::error_code ec;
   fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
   s.finished = true;
+  s.finite = r.finite;
+  s.diverged_step = r.diverged_step;
+  s.converged = icl_converged(c, r, summary["bsa_minus_identity"].get<double>());
+  s.message = r.finite ? "ok" : "icl: " + r.message;
   s.text = fmt::format("icl ({}, prompt {}): {} steps, infinite-prompt risk {:.6g}, b = {:.6f} "
                        "(fixed point b = {:.6f}), |bSA - I|_F = {:.3g}{}{}\n",
                        to_string(c.train.model), infinite ? "infinite" : std::to_string(c.train.prompt_length),
@@ -218,6 +228,14 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
   };
   const ConcentrationResult r = concentration(o, report);
   if (!quiet) progress.finish(fmt::format("{} lengths", r.rows.size()));
+  // No iterative solver here: the status is whether every estimate is finite (a non-finite
+  // one is named, never written as if it were a result).
+  std::string bad;
+  for (const ConcentrationRow& w : r.rows)
+    for (const auto& [name, v] : {std::pair<const char*, double>{"output_error", w.output_error},
+                                  {"grad_u_error", w.grad_u_error}, {"grad_v_error", w.grad_v_error}})
+      if (bad.empty() && !std::isfinite(v)) bad = fmt::format("{} = {} at L = {}", name, v, w.length);
+  const bool finite = bad.empty();
   Matrix table(static_cast<Index>(r.rows.size()), 7);
   for (size_t k = 0; k < r.rows.size(); ++k) {
     const ConcentrationRow& w = r.rows[k];
@@ -237,7 +255,10 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
                {"u_scale", o.u_scale},
                {"prompts", o.prompts},
                {"queries", o.queries},
-               {"converged", true},
+               {"finite", finite},
+               {"converged", finite},
+               {"converged_rule", "no iterative solver: every estimate finite"},
+               {"message", finite ? std::string("ok") : "non-finite estimate: " + bad},
                {"slopes", {{"output_error", fit_json(r.output)},
                            {"grad_u_error", fit_json(r.grad_u)},
                            {"grad_v_error", fit_json(r.grad_v)}}},
@@ -251,6 +272,9 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
              "grad_v_se"});
   write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
   IclRunSummary s;
+  s.finished = true;
+  s.finite = s.converged = finite;
+  s.message = finite ? "ok" : "largeprompt: non-finite estimate: " + bad;
   s.text = fmt::format(
       "largeprompt ({} tokens, D = {}): log-log slopes output {:.3f} [{:.3f}, {:.3f}], "
       "grad_u {:.3f} [{:.3f}, {:.3f}], grad_v {:.3f} [{:.3f}, {:.3f}]\n",

@@ -161,8 +161,19 @@ namespace attnflow {
 
 namespace {
 
+// A warning for energy = +inf (E_beta beyond the double range; log_energy stays finite), the
+// only observable observe() lets through non-finite: named here with the first time and system.
+std::string energy_overflow_warning(const std::vector<ObservationRow>& rows) {
+  for (const auto& r : rows)
+    if (!std::isfinite(r.values[1]))
+      return fmt::format("energy = inf from t = {} (system {}): E_beta exceeds the double range "
+                         "(log_energy = {:.6g} is finite; read log_energy)", r.t, r.system, r.values[0]);
+  return "";
+}
+
 nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Cursor& c,
-                            const std::vector<ObservationRow>& last, const RunOptions& opt, double seconds) {
+                            const std::vector<ObservationRow>& last, const RunOptions& opt, double seconds,
+                            const std::vector<std::string>& warnings) {
   long steps = 0, rejected = 0, evals = 0, sinkhorn_missed = 0;
   std::string message;
   for (Index k = 0; k < e.size(); ++k) {
@@ -185,6 +196,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
   std::vector<double> times;
   for (std::int64_t k = 0; k < c.next_obs; ++k) times.push_back(observation_time(cfg, k));
   j["observation_times"] = times;
+  j["warnings"] = warnings;
   const auto names = observable_names();
   for (const auto& r : last) {
     nlohmann::json f = {{"system", r.system}, {"t", r.t}};
@@ -206,10 +218,17 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   Progress progress(static_cast<double>(last + 1), opt.label, opt.progress, opt.progress_tty);
   RunResult res;
   std::vector<ObservationRow> rows;
+  std::vector<std::string> warnings;
   for (std::int64_t k = c.next_obs; k <= last; ++k) {
     const double t = observation_time(cfg, k);
     e.advance(t);
     rows = observe_rows(cfg, e, t);
+    if (warnings.empty()) {
+      if (std::string w = energy_overflow_warning(rows); !w.empty()) {
+        warnings.push_back(w);
+        if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
+      }
+    }
     csv.write(rows);
     if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", p.snapshots, k), e);
     c = {k + 1, csv.bytes()};
@@ -229,7 +248,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (res.interrupted) return res;
   write_positions(p.final_npy, e);
-  write_file_atomic(p.summary, summary_json(cfg, e, c, rows, opt, res.seconds).dump(2) + "\n");
+  write_file_atomic(p.summary, summary_json(cfg, e, c, rows, opt, res.seconds, warnings).dump(2) + "\n");
   std::error_code ec;
   fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
   if (!rows.empty()) progress.finish(status_text(cfg, rows));

@@ -154,11 +154,30 @@ void worker(const std::vector<Point*>& todo, const SweepOptions& opt, Shared& sh
   }
 }
 
-nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const SweepOptions& opt) {
-  nlohmann::json axes = nlohmann::json::object();
-  for (const auto& a : g.axes) axes[a.key] = a.labels;
+// The points whose summary.json does not say "converged": true (Sinkhorn normalizations that
+// missed their tolerance), by index: the sweep is converged only when every point is.
+std::vector<Index> unconverged_points(const std::vector<Point>& points) {
+  std::vector<Index> out;
+  for (const Point& p : points) {
+    const auto j = nlohmann::json::parse(read_file(p.dir + "/summary.json"), nullptr, false);
+    if (j.is_discarded() || !j.value("converged", false)) out.push_back(p.index);
+  }
+  return out;
+}
+
+nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const SweepOptions& opt,
+                             const std::vector<Index>& unconverged) {
+  nlohmann::json axes = nlohmann::json::object(), order = nlohmann::json::array();
+  for (const auto& a : g.axes) {
+    axes[a.key] = a.labels;
+    order.push_back(a.key);  // a JSON object has no order: the grid's axis order, first = plotted
+  }
   return {{"kind", "sweep"}, {"attnflow_version", opt.version}, {"status", "finished"}, {"finished", true},
-          {"converged", true}, {"points", r.points}, {"axes", axes}, {"ran", r.ran}, {"skipped", r.skipped},
+          {"converged", unconverged.empty()}, {"unconverged_points", unconverged},
+          {"message", unconverged.empty() ? std::string("ok")
+                                          : fmt::format("{} of {} points did not converge (their summary.json says "
+                                                        "why)", unconverged.size(), r.points)},
+          {"points", r.points}, {"axes", axes}, {"axis_order", order}, {"ran", r.ran}, {"skipped", r.skipped},
           {"table", "sweep.csv"}, {"grid", "grid.csv"}, {"point_dirs", "points/point_NNNNNN"},
           {"seconds", r.seconds}};
 }
@@ -201,7 +220,7 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (res.interrupted) return res;
   write_tidy(g, points, opt.out_dir + "/sweep.csv");
-  write_file_atomic(summary, sweep_summary(g, res, opt).dump(2) + "\n");
+  write_file_atomic(summary, sweep_summary(g, res, opt, unconverged_points(points)).dump(2) + "\n");
   progress.finish(fmt::format("{} points ({} run, {} already done)", res.points, res.ran, res.skipped));
   res.finished = true;
   return res;

@@ -1,9 +1,11 @@
 // Sweep grids: splitting the [sweep] table off a config and enumerating its points.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "attnflow/config.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/sweep.hpp"
 
@@ -27,6 +29,43 @@ std::pair<std::string, std::string> scalar_text(const toml::node& v, const std::
   std::ostringstream ss;
   v.visit([&](auto&& x) { ss << x; });
   return {ss.str(), ss.str()};
+}
+
+// The [sweep] leaves of a parsed document with their positions in its text (line, column).
+void collect_positions(const toml::table& t, const std::string& prefix,
+                       std::vector<std::pair<toml::source_position, std::string>>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (v.is_table()) collect_positions(*v.as_table(), key, out);
+    else out.emplace_back(v.source().begin, key);
+  }
+}
+
+toml::table parse_toml(const std::string& text, const std::string& name) {
+  try {
+    return toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw std::invalid_argument(fmt::format("{}: line {}: {}", name, e.source().begin.line, e.description()));
+  }
+}
+
+// The user's axis order: the [sweep] keys in the order of the file, then keys that only the
+// --set overrides add ("sweep.model.beta=[1,2]"), in the order of the overrides.
+std::vector<std::string> axis_order(const toml::table& doc, const std::vector<std::string>& sets) {
+  std::vector<std::pair<toml::source_position, std::string>> pos;
+  if (auto* sweep = doc.get("sweep"); sweep && sweep->is_table()) collect_positions(*sweep->as_table(), "", pos);
+  std::stable_sort(pos.begin(), pos.end(), [](const auto& a, const auto& b) {
+    return a.first.line != b.first.line ? a.first.line < b.first.line : a.first.column < b.first.column;
+  });
+  std::vector<std::string> order;
+  for (auto& p : pos) order.push_back(p.second);
+  for (const auto& s : sets) {
+    const std::string key = s.substr(0, s.find('='));
+    if (key.rfind("sweep.", 0) != 0) continue;
+    const std::string axis = key.substr(6);
+    if (std::find(order.begin(), order.end(), axis) == order.end()) order.push_back(axis);
+  }
+  return order;
 }
 
 void collect_axes(const toml::table& t, const std::string& prefix, const std::string& ctx,
@@ -72,20 +111,27 @@ std::vector<Index> SweepGrid::coordinates(Index point) const {
   return c;
 }
 
-SweepGrid parse_sweep(const std::string& text, const std::string& name) {
-  toml::table doc;
-  try {
-    doc = toml::parse(text, name);
-  } catch (const toml::parse_error& e) {
-    throw std::invalid_argument(fmt::format("{}: line {}: {}", name, e.source().begin.line, e.description()));
+SweepGrid parse_sweep(const std::string& text, const std::string& name, const std::vector<std::string>& sets) {
+  const toml::table original = parse_toml(text, name);
+  toml::table doc = original;
+  if (!sets.empty()) {  // the overrides, applied as `attnflow run --set` applies them
+    Config c = Config::parse(text, name);
+    for (const auto& s : sets) c.set(s);
+    doc = parse_toml(c.resolved(), name);
   }
   SweepGrid g;
   g.name = name;
   auto* sweep = doc.get("sweep");
   if (!sweep || !sweep->is_table())
     throw_message(name, "a sweep needs a [sweep] table of lists, e.g. [sweep] model.beta = [1, 4, 9]");
-  collect_axes(*sweep->as_table(), "", name, g.axes);
+  collect_axes(*sweep->as_table(), "", name, g.axes);  // toml++ iterates keys alphabetically
   if (g.axes.empty()) throw_message(name, "the [sweep] table is empty: give at least one key = [values]");
+  const std::vector<std::string> order = axis_order(original, sets);
+  const auto rank = [&](const SweepAxis& a) {
+    return static_cast<std::size_t>(std::find(order.begin(), order.end(), a.key) - order.begin());
+  };
+  std::stable_sort(g.axes.begin(), g.axes.end(),
+                   [&](const SweepAxis& a, const SweepAxis& b) { return rank(a) < rank(b); });
   doc.erase("sweep");
   std::ostringstream ss;
   ss << doc << '\n';

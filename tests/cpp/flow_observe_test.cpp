@@ -140,6 +140,46 @@ TEST(FlowObserve, PairLimitSkipsThePairPassAndSingleTokenIsOneCluster) {
   EXPECT_EQ(observable_names().size(), observable_values(one).size());
 }
 
+TEST(FlowObserve, OnTheSphereDirectionsAreObservedAndRadiiReportedApart) {
+  // Issue 13 item 3: tokens r_i theta_i (pre-LN grows r to ~t) must give the thetas'
+  // clusters, cosines, energy and order parameter, and the radii separately.
+  Rng rng(64);
+  const Matrix theta = three_groups(rng, 1e-3);
+  Vector r(theta.rows());
+  for (Index i = 0; i < r.size(); ++i) r[i] = 1.0 + 20.0 * rng.uniform();
+  const Matrix x = r.asDiagonal() * theta;
+  const Vector w = random_weights(theta.rows(), rng);
+  ObserveOptions o;
+  o.beta = 9.0;
+  o.delta = 0.01;
+  const Observables a = observe(x, w, o, 12.0), b = observe(theta, w, o, 12.0);
+  EXPECT_EQ(a.clusters, 3);
+  EXPECT_EQ(a.cluster_sizes, b.cluster_sizes);
+  EXPECT_EQ(a.clustered_pairs, b.clustered_pairs);
+  EXPECT_NEAR(a.log_energy, b.log_energy, 1e-12);
+  EXPECT_TRUE(std::isfinite(a.energy));  // e^{9 r^2} on r theta would overflow: r up to 21
+  EXPECT_NEAR(a.energy, b.energy, 1e-12 * b.energy);
+  EXPECT_NEAR(a.order, (w.transpose() * theta).norm(), 1e-14);
+  EXPECT_NEAR(a.min_cosine, b.min_cosine, 1e-14);
+  EXPECT_NEAR(a.mean_cosine, b.mean_cosine, 1e-14);
+  EXPECT_NEAR(a.radius_mean, w.dot(r) / w.sum(), 1e-13);
+  EXPECT_EQ(a.radius_min, x.rowwise().norm().minCoeff());
+  EXPECT_EQ(a.radius_max, x.rowwise().norm().maxCoeff());
+  EXPECT_NEAR(b.radius_min, 1.0, 1e-15);
+  EXPECT_NEAR(b.radius_max, 1.0, 1e-15);
+  const auto names = observable_names();
+  const auto values = observable_values(a);
+  ASSERT_EQ(names.size(), values.size());
+  EXPECT_EQ(names[names.size() - 3], "radius_mean");
+  EXPECT_EQ(values[values.size() - 1], a.radius_max);
+  // A zero row has no direction: refused on the sphere, fine in R^d.
+  Matrix z = theta;
+  z.row(4).setZero();
+  EXPECT_TRUE(throws_with([&] { observe(z, Vector(), o); }, "observe: |x_4| = 0, must be > 0 on the sphere"));
+  o.sphere = false;
+  EXPECT_EQ(observe(z, Vector(), o).radius_min, 0.0);
+}
+
 TEST(FlowObserve, BadOptionsNameTheField) {
   const Matrix x = Matrix::Identity(3, 3);
   ObserveOptions o;

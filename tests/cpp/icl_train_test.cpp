@@ -1,6 +1,8 @@
 // Tests of in-context regression training (SPEC.md section 7): SGD on long prompts tracks
 // the infinite-prompt gradient flow, training is bit-identical on 1 and 2 threads, and the
 // finite-prompt risk estimate approaches the infinite-prompt risk as L grows.
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "attnflow/icl.hpp"
@@ -103,6 +105,35 @@ TEST(IclTrain, DivergenceIsAStatus) {
   const IclTrainResult r = icl_train(data, init, o);
   EXPECT_FALSE(r.finite);
   EXPECT_NE(r.message.find("lr = 1000 is too large"), std::string::npos) << r.message;
+}
+
+// Issue 13 item 6: divergence is a status naming the step, for SGD and for the ODE; nothing
+// non-finite reaches the history or the parameters.
+TEST(IclTrain, DivergenceNamesTheStepAndKeepsOnlyFiniteValues) {
+  const IclData data = published_data(3);
+  Rng rng(11);
+  const IclParams init = icl_balanced_init(3, 0.5, rng);
+  for (const Index length : {Index{100}, Index{0}}) {  // SGD on prompts of 100, then the ODE
+    IclTrainOptions o = sgd_options();
+    o.prompt_length = length;
+    o.lr = 100.0;
+    o.steps = 50;
+    const IclTrainResult r = icl_train(data, init, o);
+    EXPECT_FALSE(r.finite) << length;
+    ASSERT_GE(r.diverged_step, 0) << length;
+    EXPECT_LT(r.diverged_step, 50);
+    EXPECT_NE(r.message.find(fmt::format("diverged at step {}", r.diverged_step)), std::string::npos) << r.message;
+    EXPECT_NE(r.message.find("lr = 100 is too large"), std::string::npos) << r.message;
+    EXPECT_TRUE(r.params.a.allFinite() && std::isfinite(r.params.b));
+    for (const IclStepRecord& h : r.history) {
+      EXPECT_TRUE(std::isfinite(h.risk) && std::isfinite(h.risk_infinite) && std::isfinite(h.b)) << h.step;
+      EXPECT_LE(h.step, r.diverged_step);
+    }
+  }
+  // A stable run says so.
+  const IclTrainResult ok = icl_train(data, init, sgd_options());
+  EXPECT_TRUE(ok.finite);
+  EXPECT_EQ(ok.diverged_step, -1);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -204,6 +205,57 @@ TEST(Runner, ResumeEqualsUninterruptedForDopri5NoiseAndEnsembles) {
       "[measure]\nn = 12\nd = 4\n[model]\nbeta = 1.0\nscheme = \"pre-ln\"\n[integrate]\nmethod = \"rk4\"\n"
       "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.3\n[output]\ncheckpoint_every = 1\n",
       "preln_offgrid");
+}
+
+// Issue 13 item 3: under pre-LN the radii grow like t; the observables are the directions'
+// (dense clusters and energy of the normalized final.npy), the radii are columns of their own,
+// and no observable is infinite (on r theta the energy overflowed from t = 12 at beta = 9).
+TEST(Runner, PreLnObservablesAreThoseOfTheDirectionsWithTheRadiusApart) {
+  const Parsed p = parse(
+      "[measure]\nn = 32\nd = 3\nseed = 5\n[model]\nbeta = 9.0\nscheme = \"pre-ln\"\n[integrate]\n"
+      "dt = 0.1\nt_end = 20.0\n[observe]\nevery = 4.0\ndelta = 0.01\n[output]\nsnapshots = false\n");
+  const std::string dir = fresh_dir("preln");
+  ASSERT_TRUE(run(p, dir).finished);
+  const Matrix x = read_npy_matrix(dir + "/final.npy");
+  Matrix theta = x;
+  Vector r(x.rows());
+  for (Index i = 0; i < x.rows(); ++i) {
+    r[i] = x.row(i).norm();
+    theta.row(i) /= r[i];
+  }
+  ASSERT_GT(r.maxCoeff(), 10.0);  // the radius did grow: r theta would give e^{9 r^2} = inf
+  const CsvTable t = read_csv(dir + "/observables.csv");
+  const auto col = [&](const std::string& name) {
+    const auto it = std::find(t.header.begin(), t.header.end(), name);
+    EXPECT_NE(it, t.header.end()) << name;
+    return static_cast<Index>(it - t.header.begin());
+  };
+  const Index last = t.values.rows() - 1;
+  EXPECT_TRUE(t.values.allFinite());
+  EXPECT_EQ(t.values(last, col("clusters")), dense_clusters(theta, 0.01));
+  EXPECT_NEAR(t.values(last, col("energy")), dense_energy(theta, 9.0), 1e-12 * dense_energy(theta, 9.0));
+  EXPECT_NEAR(t.values(last, col("radius_mean")), r.mean(), 1e-12 * r.mean());
+  EXPECT_EQ(t.values(last, col("radius_min")), r.minCoeff());
+  EXPECT_EQ(t.values(last, col("radius_max")), r.maxCoeff());
+  EXPECT_NEAR(t.values(0, col("radius_max")), 1.0, 1e-15);
+  const auto s = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  EXPECT_EQ(s["final"][0]["radius_max"].get<double>(), r.maxCoeff());
+  EXPECT_TRUE(s["warnings"].empty());
+}
+
+// The one observable allowed to be infinite, energy beyond 1e308 (beta = 1000: the i = j terms
+// alone give e^1000), is named in summary.json's warnings with its time; log_energy is finite.
+TEST(Runner, EnergyOverflowIsAWarningNamingIt) {
+  const Parsed p = parse(
+      "[measure]\nn = 8\nd = 3\n[model]\nbeta = 1000.0\n[integrate]\ndt = 0.01\nt_end = 0.02\n[observe]\n"
+      "every = 0.01\n[output]\nsnapshots = false\n");
+  const std::string dir = fresh_dir("overflow");
+  ASSERT_TRUE(run(p, dir).finished);
+  const auto s = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  ASSERT_EQ(s["warnings"].size(), 1u);
+  const std::string w = s["warnings"][0].get<std::string>();
+  EXPECT_EQ(w.rfind("energy = inf from t = 0 (system 0)", 0), 0u) << w;
+  EXPECT_TRUE(std::isfinite(s["final"][0]["log_energy"].get<double>()));
 }
 
 TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {

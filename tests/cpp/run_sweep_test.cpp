@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/csv.hpp"
@@ -41,18 +42,18 @@ SweepResult sweep(const std::string& dir, bool resume = false, int jobs = 1, lon
   return run_sweep(parse_sweep(kSweep, "s.toml"), o);
 }
 
-TEST(Sweep, ParsesAxesInKeyOrderLastFastest) {
+TEST(Sweep, ParsesAxesInFileOrderLastFastest) {
   const SweepGrid g = parse_sweep(kSweep, "s.toml");
   ASSERT_EQ(g.axes.size(), 3u);
-  EXPECT_EQ(g.axes[0].key, "measure.seed");
-  EXPECT_EQ(g.axes[1].key, "model.gamma");
+  EXPECT_EQ(g.axes[0].key, "model.gamma");  // the file's order, not the alphabet's
+  EXPECT_EQ(g.axes[1].key, "measure.seed");
   EXPECT_EQ(g.axes[2].key, "model.scheme");
   EXPECT_EQ(g.axes[2].values[1], "\"pre-ln\"");
   EXPECT_EQ(g.axes[2].labels[1], "pre-ln");
   EXPECT_EQ(g.size(), 12);
   EXPECT_EQ(g.coordinates(0), (std::vector<Index>{0, 0, 0}));
   EXPECT_EQ(g.coordinates(1), (std::vector<Index>{0, 0, 1}));
-  EXPECT_EQ(g.coordinates(11), (std::vector<Index>{2, 1, 1}));
+  EXPECT_EQ(g.coordinates(11), (std::vector<Index>{1, 2, 1}));
   EXPECT_EQ(g.base.find("sweep"), std::string::npos);
   EXPECT_TRUE(test::throws_with([] { parse_sweep("[model]\nbeta = 1\n", "x.toml"); }, "x.toml: a sweep needs a [sweep] table"));
   EXPECT_TRUE(test::throws_with([] { parse_sweep("[sweep]\nmodel.beta = []\n", "x.toml"); },
@@ -68,12 +69,52 @@ TEST(Sweep, ParsesAxesInKeyOrderLastFastest) {
   EXPECT_FALSE(fs::exists(o.out_dir));
 }
 
+// Issue 13 item 5: axes keep the user's order, from the file and from --set: a file listing
+// model.beta then measure.seed runs beta first (slowest), whatever the alphabet says.
+TEST(Sweep, AxesKeepTheOrderOfTheFileAndOfTheOverrides) {
+  const std::string text = "[model]\nkind = \"sa\"\n[sweep]\nmodel.beta = [1, 2, 3, 4, 5]\nmeasure.seed = [0, 1, 2, 3]\n";
+  auto keys = [](const SweepGrid& g) {
+    std::vector<std::string> k;
+    for (const auto& a : g.axes) k.push_back(a.key);
+    return k;
+  };
+  using Keys = std::vector<std::string>;
+  EXPECT_EQ(keys(parse_sweep(text, "s.toml")), (Keys{"model.beta", "measure.seed"}));
+  // Sections in the file, in any layout, keep their place: a [sweep.x] table after the keys.
+  EXPECT_EQ(keys(parse_sweep("[sweep]\nz.b = [1]\n[sweep.a]\nc = [2]\n", "s.toml")), (Keys{"z.b", "a.c"}));
+  // Overriding an axis keeps its place; a new axis from --set comes last, in --set order.
+  const SweepGrid g = parse_sweep(text, "s.toml", {"sweep.observe.delta=[0.1, 0.2]", "sweep.measure.seed=[7, 8]",
+                                                     "sweep.integrate.dt=[0.1]", "model.kind=usa"});
+  EXPECT_EQ(keys(g), (Keys{"model.beta", "measure.seed", "observe.delta", "integrate.dt"}));
+  EXPECT_EQ(g.axes[1].labels, (std::vector<std::string>{"7", "8"}));
+  EXPECT_NE(g.base.find("usa"), std::string::npos);
+  EXPECT_EQ(keys(parse_sweep("[model]\nbeta = 1\n", "s.toml", {"sweep.model.beta=[1, 2]", "sweep.measure.n=[4]"})),
+            (Keys{"model.beta", "measure.n"}));
+}
+
+// Issue 13 item 6: the sweep's "converged" is every point's, never a constant.
+TEST(Sweep, ConvergedOnlyWhenEveryPointConverged) {
+  SweepOptions o;
+  o.out_dir = fresh_dir("unconverged");
+  o.progress = nullptr;
+  const SweepResult r = run_sweep(
+      parse_sweep("[measure]\nn = 6\nd = 3\n[model]\nkind = \"sinkhorn\"\nsinkhorn_max_iterations = 1\n"
+                  "sinkhorn_tol = 1e-12\n[integrate]\nt_end = 0.2\n[observe]\nevery = 0.1\n"
+                  "[output]\nsnapshots = false\n[sweep]\nmodel.kind = [\"sa\", \"sinkhorn\"]\n", "s.toml"),
+      o);
+  ASSERT_TRUE(r.finished);
+  const auto s = nlohmann::json::parse(read_file(o.out_dir + "/summary.json"));
+  EXPECT_EQ(s["converged"], false);
+  EXPECT_EQ(s["unconverged_points"], (nlohmann::json{1}));
+  EXPECT_NE(s["message"].get<std::string>().find("1 of 2 points did not converge"), std::string::npos);
+}
+
 TEST(Sweep, PointsEqualStandaloneRunsAndTheTidyTableHasEveryRow) {
   const std::string dir = fresh_dir("whole");
   const SweepResult r = sweep(dir, false, 2);
   ASSERT_TRUE(r.finished);
   EXPECT_EQ(r.ran, 12);
-  // Point 7 = (seed 4, gamma 1.5, scheme none): the same config run alone gives the same files.
+  // Point 8 = (gamma 1.5, seed 4, scheme none): the same config run alone gives the same files.
   Config c = Config::parse(std::string(kSweep).substr(0, std::string(kSweep).find("[sweep]")), "alone");
   c.set("measure.seed=4");
   c.set("model.gamma=1.5");
@@ -84,15 +125,18 @@ TEST(Sweep, PointsEqualStandaloneRunsAndTheTidyTableHasEveryRow) {
   o.out_dir = fresh_dir("alone");
   o.progress = nullptr;
   run_experiment(rc, c.resolved(), o);
-  EXPECT_EQ(read_file(o.out_dir + "/final.npy"), read_file(dir + "/points/point_000006/final.npy"));
-  EXPECT_EQ(read_file(o.out_dir + "/observables.csv"), read_file(dir + "/points/point_000006/observables.csv"));
+  EXPECT_EQ(read_file(o.out_dir + "/final.npy"), read_file(dir + "/points/point_000008/final.npy"));
+  EXPECT_EQ(read_file(o.out_dir + "/observables.csv"), read_file(dir + "/points/point_000008/observables.csv"));
 
   const std::string tidy = read_file(dir + "/sweep.csv");
   const std::string header = tidy.substr(0, tidy.find('\n'));
-  EXPECT_EQ(header.rfind("point,measure.seed,model.gamma,model.scheme,t,system,log_energy,energy", 0), 0u) << header;
+  EXPECT_EQ(header.rfind("point,model.gamma,measure.seed,model.scheme,t,system,log_energy,energy", 0), 0u) << header;
   EXPECT_EQ(std::count(tidy.begin(), tidy.end(), '\n'), 1 + 12 * 3);  // 3 observation times per point
-  EXPECT_NE(tidy.find("\n6,4,1.5,none,1,0,"), std::string::npos);
-  EXPECT_NE(tidy.find("\n11,5,1.5,pre-ln,0.5,0,"), std::string::npos);
+  EXPECT_NE(tidy.find("\n8,1.5,4,none,1,0,"), std::string::npos);
+  EXPECT_NE(tidy.find("\n11,1.5,5,pre-ln,0.5,0,"), std::string::npos);
+  const auto summary = nlohmann::json::parse(read_file(dir + "/summary.json"));
+  EXPECT_EQ(summary["axis_order"], (nlohmann::json{"model.gamma", "measure.seed", "model.scheme"}));
+  EXPECT_EQ(summary["converged"], true);
 }
 
 TEST(Sweep, KilledSweepResumedEqualsUninterrupted) {

@@ -184,3 +184,46 @@ def test_largeprompt_concentration(tmp_path, run_cli):
     r = run_cli("largeprompt", cfg, "--out", tmp_path / "bad", "--set", 'tokens.law="cauchy"')
     assert r.returncode != 0 and 'tokens: law = "cauchy", must be one of gaussian, rademacher' in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("prompt", ["100", "infinite"])
+def test_divergence_is_an_error_naming_the_step_and_never_a_nan(config, tmp_path, run_cli, prompt):
+    # Issue 13 item 6: train.lr = 100 wrote NaN into risk.csv and "finite": true; now the run
+    # fails (status 1) naming the step, and what it keeps is finite and says so.
+    out = tmp_path / f"lr100_{prompt}"
+    r = run_cli("icl", config, "--out", out, "--set", "train.lr=100", "--set", f"train.prompt={prompt}",
+                "--set", "train.steps=40", "--set", "train.batch=16", "--set", "data.d=3", "--no-plots")
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    step = summary["diverged_step"]
+    assert isinstance(step, int) and 0 <= step < 40
+    assert f"diverged at step {step}" in r.stderr and "lr = 100 is too large" in r.stderr
+    assert summary["finite"] is False and summary["converged"] is False
+    assert f"diverged at step {step}" in summary["message"]
+    _, rows = read_csv(out / "risk.csv")
+    assert rows.shape[0] >= 1 and np.all(np.isfinite(rows)) and np.all(rows[:, 0] <= step)
+    assert "NaN" not in (out / "final.json").read_text() and "null" not in (out / "final.json").read_text()
+
+
+def test_converged_is_false_when_training_stops_far_from_the_fixed_point(config, tmp_path, run_cli):
+    out = tmp_path / "short"
+    r = run_cli("icl", config, "--out", out, "--set", "train.steps=2", "--set", "train.prompt=infinite",
+                "--set", "train.lr=0.01", "--set", "data.d=3", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finite"] is True and summary["diverged_step"] is None
+    assert summary["converged"] is False and summary["bsa_minus_identity"] > 1e-3
+
+
+def test_python_objects_carry_the_status(tmp_path):
+    import attnflow
+
+    cfg = attnflow.Config.parse(attnflow.default_icl_config_toml(), "icl")
+    for s in ("train.prompt=infinite", "train.steps=40", "train.lr=100", "data.d=3"):
+        cfg.set(s)
+    rc = attnflow.parse_icl_config(cfg)
+    summary = attnflow.run_icl(rc, cfg.resolved(), str(tmp_path / "icl"))
+    assert summary.finished and summary.finite is False and summary.converged is False
+    assert summary.diverged_step >= 0 and f"diverged at step {summary.diverged_step}" in summary.message
+    on_disk = json.loads((tmp_path / "icl" / "summary.json").read_text())
+    assert on_disk["diverged_step"] == summary.diverged_step and on_disk["finite"] is False

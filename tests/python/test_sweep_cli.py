@@ -31,7 +31,7 @@ def test_sweep_writes_tidy_table(run_cli, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((out / "sweep.csv").open()))
     assert len(rows) == 9 * 3  # grid points x observation times
-    assert list(rows[0])[:5] == ["point", "measure.seed", "model.beta", "t", "system"]
+    assert list(rows[0])[:5] == ["point", "model.beta", "measure.seed", "t", "system"]  # the file's order
     assert {r["model.beta"] for r in rows} == {"1.0", "4.0", "9.0"}
     assert "energy" in rows[0] and "clusters" in rows[0]
     s = json.loads((out / "summary.json").read_text())
@@ -44,7 +44,7 @@ def test_bad_sweep_names_the_key(run_cli, tmp_path):
     cfg.write_text(SWEEP.replace("measure.seed = [0, 1, 2]", "measure.n = [4, 0]"))
     out = tmp_path / "out"
     r = run_cli("sweep", cfg, "--out", out)
-    assert r.returncode != 0 and "measure.n = 0, must be >= 1" in r.stderr and "sweep point 2: measure.n=0, model.beta=1.0" in r.stderr
+    assert r.returncode != 0 and "measure.n = 0, must be >= 1" in r.stderr and "sweep point 1: model.beta=1.0, measure.n=0" in r.stderr
     assert not out.exists()
 
 
