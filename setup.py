@@ -41,7 +41,9 @@ class CMakeExtension(Extension):
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
         out = Path(self.get_ext_fullpath(ext.name)).resolve()
-        build = Path(self.build_temp).resolve() / "cmake"
+        # One level below the source root, like the project's build/, so that compiler caches
+        # (ccache with base_dir) see the same relative paths as a `make` build.
+        build = ROOT / f"build-cp{sys.version_info[0]}{sys.version_info[1]}"
         build.mkdir(parents=True, exist_ok=True)
         args = [
             f"-DATTNFLOW_PYTHON={sys.executable}",
@@ -77,5 +79,7 @@ setup(
     version=project_version(),
     ext_modules=[CMakeExtension("attnflow._attnflow", target="_attnflow")],
     cmdclass={"build_ext": CMakeBuild},
+    # setuptools' own build tree outside build/ (the CMake build directory of `make`).
+    options={"build": {"build_base": "build-pip"}},
     zip_safe=False,
 )

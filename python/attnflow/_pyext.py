@@ -3,9 +3,9 @@
 - every class with fields gets ``to_dict()`` (fields by name; nested results become dicts,
   enums their names, arrays stay NumPy arrays) and, unless it has its own, a readable
   ``__repr__`` (scalars shown, arrays as shape and dtype, lists as their length);
-- tabular results (a field holding a list of records: ``rows``, ``history``, ...) convert with
-  ``to_pandas()`` or ``pandas.DataFrame(result)`` (iterating such a result yields its rows as
-  dicts);
+- tabular results (a ``*Result`` whose field holds a list of records: ``rows``, ``history``,
+  ``plan``, ...) convert with ``to_pandas()`` or ``pandas.DataFrame(result)`` (iterating
+  such a result yields its rows as dicts);
 - option fields whose type is an enum accept the CLI's strings (``o.kind = "sa"``), and
   ``FlowOptions.scheme = "pre-ln"`` sets the scheme keeping tau and alpha; a bad string raises
   the library's ValueError ("... must be one of ...").
@@ -180,9 +180,10 @@ def install(ext):
         cls.to_dict = to_dict
         if cls.__repr__ is object.__repr__:  # not its own (Measure has one)
             cls.__repr__ = _repr
-    # Tabular results: decided on the class by a field documented as a list of records.
+    # Tabular results: a *Result class with a field documented as a list of records (options
+    # such as FlowOptions.heads are lists of records too, but not tables).
     for cls in classes:
-        if "to_dict" not in vars(cls):
+        if "to_dict" not in vars(cls) or not cls.__name__.endswith("Result"):
             continue
         for name in _fields(cls):
             prop = vars(cls).get(name) or getattr(cls, name)
