@@ -74,6 +74,10 @@ class _AttentionFn(torch.autograd.Function):
         else:
             args.update(q=qa, k=ka)
         out = _ext.attention(**args)
+        # The NumPy views in args share the tensors' storage; saving the tensors makes autograd
+        # refuse a backward pass after an in-place change (version check on saved_tensors).
+        ctx.save_for_backward(*[t for t in (x, y, v, wx, wy, q, k, head_v, head_w)
+                                if t is not None])
         ctx.args = args
         ctx.beta_is_tensor = isinstance(beta, torch.Tensor)
         ctx.heads = "heads" in args
@@ -82,6 +86,7 @@ class _AttentionFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        ctx.saved_tensors  # noqa: B018  (raises if an input was modified in place)
         g = _ext.attention_gradient(**ctx.args, grad_out=_array(grad_out.contiguous(), "grad_out"))
         head = 0
         dq, dk = _tensor(g["dq"][head]), _tensor(g["dk"][head])

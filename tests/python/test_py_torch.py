@@ -125,6 +125,15 @@ def test_float32_cuda_and_bad_arguments_are_refused(small):
         aft.attention(t(small["x"]), normalization="softmx")
 
 
+def test_in_place_change_before_backward_is_refused(small):
+    x = t(small["x"])
+    y = torch.tensor(small["y"])
+    out = aft.attention(x, y)
+    y.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
 def test_non_converged_ot_warns(small):
     with pytest.warns(RuntimeWarning, match="attnflow.torch"):
         aft.ot_cost(t(small["x"]), t(small["y"]), eps=0.01, tol=1e-15, max_iterations=3)
