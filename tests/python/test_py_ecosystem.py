@@ -161,3 +161,22 @@ def test_option_fields_take_cli_strings_and_fail_with_cli_messages():
     t = attnflow.OptimizerOptions()
     t.kind = "sgd"
     assert t.kind == attnflow.OptimizerKind.sgd
+
+
+def test_numpy_2_with_a_pybind11_that_cannot_read_it_is_a_clear_import_error():
+    # pybind11 < 2.12 reads NumPy 1.x structures only: such a build refuses NumPy 2 at import
+    # with both versions named; a newer pybind11 imports.
+    import subprocess
+    import sys
+    from attnflow import _build_info
+    code = ("import numpy; numpy.__version__ = '2.0.0'\n"
+            "try:\n    import attnflow\n    print('imported')\n"
+            "except ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    pb = tuple(int(p) for p in _build_info.PYBIND11_VERSION.split(".")[:2])
+    if pb < (2, 12):
+        assert f"built with pybind11 {_build_info.PYBIND11_VERSION}" in out
+        assert "NumPy 2.0.0 is installed" in out and "numpy<2" in out
+    else:
+        assert out.strip() == "imported"
+    assert _build_info.VERSION == attnflow.__version__
