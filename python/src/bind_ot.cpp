@@ -183,8 +183,12 @@ void bind_sinkhorn(py::module_& m) {
   m.def(
       "sinkhorn",
       [](const py::object& x, const py::object& y, const py::object& a, const py::object& b,
-         const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
-         double eps_start) {
+         const py::object& eps_arg, double tol, int max_iterations, bool eps_scaling,
+         double scaling, double eps_start, const py::object& reg) {
+        // reg= is POT's keyword for eps.
+        if (!reg.is_none() && !eps_arg.is_none())
+          throw std::invalid_argument("sinkhorn: reg and eps both given, must give one");
+        const py::object eps = reg.is_none() ? eps_arg : reg;
         if (is_pot_call(x, y, a))
           return pot_sinkhorn(x, y, a, b, eps, tol, max_iterations, eps_scaling, scaling,
                               eps_start);
@@ -198,12 +202,13 @@ void bind_sinkhorn(py::module_& m) {
         return sinkhorn(mu, nu, o);
       },
       py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),
-      SINKHORN_OPTION_ARGS,
+      SINKHORN_OPTION_ARGS, py::arg("reg") = py::none(),
       "Entropic OT between mu = (x (n, d), a (n)) and nu = (y (m, d), b (m)) (uniform weights "
       "when None) for C_ij = |x_i - y_j|^2: min <C, pi> + eps KL(pi | a x b). Returns "
       "SinkhornResult (cost, objective, converged, iterations, marginal_error, f (n), g (m)).\n"
       "POT's call shape sinkhorn(a, b, M, reg) also works: a (n), b (m) weights (empty = "
-      "uniform), M (n, m) a cost matrix, reg = eps (same meaning as POT's reg). Difference: "
+      "uniform), M (n, m) a cost matrix, reg = eps (same meaning as POT's reg; reg= is "
+      "accepted as a keyword for eps in both forms). Difference: "
       "POT's ot.sinkhorn returns the plan; this returns the SinkhornResult (plan: "
       "transport_plan(TransportCost.dense(M), r); POT's ot.sinkhorn2 value: r.cost or "
       "sinkhorn2(a, b, M, reg)). Two 1-D arrays without a cost matrix are weights, not "

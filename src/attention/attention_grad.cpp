@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"
@@ -216,6 +217,12 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
     Vector lse;
     Matrix avg;
     lse_reduce(u, kk, col, hv, lse, avg);
+    // The replay must be attention()'s forward exactly (the same operations); a difference
+    // means normalize.cpp changed without sinkhorn_replay: never return a wrong gradient.
+    if (lse != out.result.lse[h])
+      throw std::logic_error(fmt::format(
+          "{}: heads[{}]: the replayed forward pass differs from attention() (the Sinkhorn "
+          "normalization changed without attention_grad.cpp)", kCtx, h));
     Matrix head_out = avg;
     if (hd.normalization == Normalization::none)
       for (Index i = 0; i < head_out.rows(); ++i) head_out.row(i) *= std::exp(lse[i]);

@@ -42,6 +42,9 @@ def test_pot_sinkhorn_call_shape(pot_problem):
     np.testing.assert_allclose(r.cost, (ref * M).sum(), rtol=1e-8)
     # eps= works in place of the positional reg; both given is an error.
     assert attnflow.sinkhorn(a, b, M, eps=0.5, tol=1e-12).cost == r.cost
+    assert attnflow.sinkhorn(a, b, M, reg=0.5, tol=1e-12).cost == r.cost  # POT's keyword
+    with pytest.raises(ValueError, match="reg and eps both given"):
+        attnflow.sinkhorn(a, b, M, reg=0.5, eps=0.5)
     with pytest.raises(ValueError, match="reg .* and eps both given"):
         attnflow.sinkhorn(a, b, M, 0.5, eps=0.5)
     # sinkhorn2 = POT's value <M, pi> (the linear term).
