@@ -5,11 +5,13 @@
   ``__repr__`` (scalars shown, arrays as shape and dtype, lists as their length);
 - tabular results (a ``*Result`` whose field holds a list of records: ``rows``, ``history``,
   ``plan``, ...) convert with ``to_pandas()`` or ``pandas.DataFrame(result)`` (iterating
-  such a result yields its rows as dicts);
+  such a result yields its rows as dicts), and their rows are read-only mappings of their
+  fields, so ``pandas.DataFrame(result.history)`` has one column per field too;
 - option fields whose type is an enum accept the CLI's strings (``o.kind = "sa"``), and
   ``FlowOptions.scheme = "pre-ln"`` sets the scheme keeping tau and alpha; a bad string raises
   the library's ValueError ("... must be one of ...").
 """
+import collections.abc
 import re
 
 import numpy as np
@@ -134,6 +136,25 @@ def to_pandas(self):
     return pd.DataFrame(_rows(self))
 
 
+def _make_record(cls):
+    """Rows of a table read as mappings of their fields too (rec["step"], dict(rec)), so that
+    pandas.DataFrame(result.history) has one column per field."""
+    def keys(self):
+        """The field names (a row of a table reads as a mapping of its fields)."""
+        return _fields(type(self))
+
+    def __getitem__(self, key):
+        if key not in _fields(type(self)):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    cls.keys = keys
+    cls.__getitem__ = __getitem__
+    cls.__iter__ = lambda self: iter(_fields(type(self)))
+    cls.__len__ = lambda self: len(_fields(type(self)))
+    collections.abc.Mapping.register(cls)
+
+
 def _enum_setter(prop, enum_cls):
     def fset(self, value):
         if isinstance(value, str):
@@ -193,4 +214,5 @@ def install(ext):
             if m and getattr(ext, m.group(1), None) in classes:
                 cls.to_pandas = to_pandas
                 cls.__iter__ = _iter_rows
+                _make_record(getattr(ext, m.group(1)))
                 break

@@ -134,6 +134,13 @@ def test_tabular_results_convert_to_pandas():
     df = res.to_pandas()
     assert list(df["step"]) == [h.step for h in res.history]
     assert pd.DataFrame(res).equals(df)
+    # The rows themselves convert too (issue 16: this gave one column of objects).
+    rows_df = pd.DataFrame(res.history)
+    assert set(rows_df.columns) == set(res.history[0].keys()) and len(rows_df) == len(res.history)
+    assert list(rows_df["risk"]) == [h.risk for h in res.history]
+    assert res.history[0]["step"] == res.history[0].step and dict(res.history[0])["b"] == res.history[0].b
+    with pytest.raises(KeyError):
+        res.history[0]["nope"]
     assert "risk" in df.columns and len(df) == len(res.history)
 
 
