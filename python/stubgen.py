@@ -101,6 +101,10 @@ def render_sig(line, indent, is_static=False):
 
 def render_function(f, indent="", is_static=False):
     sigs = signatures(f)
+    if not sigs and inspect.isfunction(f):  # added in Python (attnflow/_pyext.py)
+        params = ", ".join(str(p).split(":")[0].split("=")[0] + (" = ..." if p.default is not p.empty else "")
+                           for p in inspect.signature(f).parameters.values())
+        return [f"{indent}def {f.__name__}({params}) -> Any: ..."]
     if not sigs:
         return [f"{indent}def {f.__name__}(*args: Any, **kwargs: Any) -> Any: ..."]
     if len(sigs) == 1:

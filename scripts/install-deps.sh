@@ -8,8 +8,12 @@ set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
   python3-dev python3-numpy python3-matplotlib python3-pytest
-  nodejs chromium ffmpeg)  # attnflow view (npm ci below) / its browser tests, attnflow animate
-BENCH_PKGS=(python3-torch python3-pot libopenblas0-pthread time)
+  python3-torch python3-pandas python3-setuptools python3-wheel python3-pip python3-venv
+  python3-pot nodejs chromium ffmpeg)
+# python3-torch: attnflow.torch (autograd Functions) is tested in `make test`; python3-pandas:
+# results' to_pandas(); setuptools/wheel/pip/venv: `pip install .` and its venv test;
+# python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg: attnflow view, its browser tests, attnflow animate.
+BENCH_PKGS=(python3-pot libopenblas0-pthread time)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
 

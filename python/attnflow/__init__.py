@@ -1,11 +1,15 @@
 """attnflow: attention as an operator on probability measures.
 
 NumPy in, NumPy out: arrays are float64 (n, d) row-major; float64 C-contiguous input is
-used without a copy where the library takes views, float32 / non-contiguous input is
-converted once. Invalid input raises ValueError with the library's message
-("context: name = value, must be rule"). Plots: ``attnflow.plot`` (matplotlib, imported
-lazily) and ``python3 -m attnflow.plot DIR``.
+used without a copy where the library takes views; float32 arrays are refused by the array
+entry points (TypeError naming the argument; convert with ``x.astype(np.float64)``), never
+silently promoted. Invalid input raises ValueError with the library's message ("context:
+name = value, must be rule"). Results have ``to_dict()`` and a readable repr; tables
+(``rows``, ``history``) convert with ``to_pandas()`` / ``pandas.DataFrame(result)``. Plots:
+``attnflow.plot`` (matplotlib, imported lazily). PyTorch: ``attnflow.torch`` (imported on
+request: ``import attnflow.torch``).
 """
+import sys as _sys
 
 import os as _os
 
@@ -13,9 +17,48 @@ import os as _os
 # extension loads it, so this works when attnflow is the first OpenMP user in the process.
 _os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-from ._attnflow import *  # noqa: F401,F403,E402  (the C++ names, kept as they are)
-from ._attnflow import __version__  # noqa: F401
-from . import _attnflow as _ext
+try:
+    import numpy as _np
+except ImportError as _e:  # before the extension, whose initialization needs NumPy
+    raise ImportError(
+        f"attnflow needs NumPy, which this interpreter ({_sys.executable}) cannot import "
+        f"({_e}). Install it for this interpreter: `{_sys.executable} -m pip install numpy` "
+        "(or, for Debian's /usr/bin/python3, `apt install python3-numpy`).") from _e
+
+
+def _check_numpy_abi():
+    """pybind11 < 2.12 reads NumPy 1.x array structures only: refuse NumPy 2 clearly."""
+    try:
+        from ._build_info import PYBIND11_VERSION
+    except ImportError:  # a build tree older than _build_info.py
+        return
+    numpy_major = int(_np.__version__.split(".")[0])
+    pb = tuple(int(p) for p in PYBIND11_VERSION.split(".")[:2] if p.isdigit())
+    if numpy_major >= 2 and pb and pb < (2, 12):
+        raise ImportError(
+            f"attnflow was built with pybind11 {PYBIND11_VERSION}, which supports NumPy 1.x "
+            f"only, and NumPy {_np.__version__} is installed: install numpy<2 or rebuild "
+            "attnflow with pybind11 >= 2.12 (`pip install 'pybind11>=2.12'` then `pip install .`)")
+
+
+_check_numpy_abi()
+
+try:
+    from ._attnflow import *  # noqa: F401,F403  (the C++ names, kept as they are)
+except ImportError as _e:
+    try:
+        from ._build_info import PYTHON_VERSION as _built_for
+    except ImportError:
+        _built_for = "?"
+    raise ImportError(
+        f"attnflow's extension (_attnflow) does not load in {_sys.executable} (Python "
+        f"{_sys.version.split()[0]}; built for Python {_built_for}): {_e}. Reinstall it for "
+        "this interpreter: `python -m pip install .` in the attnflow source tree.") from _e
+from ._attnflow import __version__  # noqa: F401,E402
+from . import _attnflow as _ext  # noqa: E402
+from . import _pyext  # noqa: E402
+
+_pyext.install(_ext)
 
 __all__ = [name for name in dir(_ext) if not name.startswith("_")]
 

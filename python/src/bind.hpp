@@ -39,14 +39,20 @@ using release_gil = py::call_guard<py::gil_scoped_release>;
 // An optional array argument (None allowed) viewed as Eigen::Ref without copying when it is
 // float64 and C-contiguous; otherwise converted once and the copy is owned here. Keep the
 // object alive while the Ref is used (the Ref may point into it).
+// float32 (and other non-float64 floating) arrays are refused with a TypeError naming the
+// argument: attnflow computes in float64 and never promotes silently (issue 16).
+void refuse_lossy_dtype(const py::handle& obj, const char* name);
+// The TypeError/ValueError for an argument that is not an array of the expected dimension,
+// naming the argument, what was given (shape and dtype, or type) and the rule.
+[[noreturn]] void throw_not_array(const py::handle& obj, const char* name, int ndim);
+
 template <typename RefT>
 class OptionalRef {
  public:
   OptionalRef(const py::object& obj, const char* name) {
     if (obj.is_none()) return;
-    if (!caster_.load(obj, true))
-      throw py::type_error(std::string(name) + ": expected a float array of numbers, got " +
-                           std::string(py::str(obj.get_type())));
+    refuse_lossy_dtype(obj, name);
+    if (!caster_.load(obj, true)) throw_not_array(obj, name, RefT::IsVectorAtCompileTime ? 1 : 2);
     present_ = true;
   }
   bool present() const { return present_; }
@@ -56,6 +62,11 @@ class OptionalRef {
   py::detail::make_caster<RefT> caster_;
   bool present_ = false;
 };
+
+// A required (n, d) points argument of `ctx` as an owning Matrix: refuses float32 and 1-D
+// arrays (a 1-D array where points are expected is almost always a weight vector) with a
+// ValueError that says so.
+Matrix points_arg(const py::object& obj, const char* ctx, const char* name);
 
 // The optional array as an owning Matrix / Vector (empty when None).
 Matrix matrix_or_empty(const py::object& obj, const char* name);

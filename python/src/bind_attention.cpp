@@ -1,6 +1,7 @@
 // Bindings of attention on measures (SPEC.md section 1): softmax | sinkhorn | none, multi-head,
 // with the CLI's argument conventions (keys default to the queries, values to the keys).
 #include "attnflow/attention.hpp"
+#include "attnflow/attention_grad.hpp"
 #include "attnflow/normalization.hpp"
 #include "bind.hpp"
 
@@ -16,16 +17,17 @@ struct AttentionCall {
 
 // Same defaults as `attnflow attention`: y = None -> keys are the queries (with their
 // weights), v = None -> values are the keys' points, q/k = None -> identity.
-AttentionCall make_call(const MatrixRef& x, const py::object& y, const py::object& v,
+AttentionCall make_call(const py::object& x, const py::object& y, const py::object& v,
                         const py::object& wx, const py::object& wy, double beta,
                         const py::object& q, const py::object& k, const std::string& normalization,
                         const py::object& heads, int sinkhorn_iterations, double tol,
                         int max_iterations) {
   AttentionCall c;
-  c.queries.emplace(Matrix(x), vector_or_empty(wx, "wx"), "queries (x, wx)");
+  c.queries.emplace(points_arg(x, "attention", "x"), vector_or_empty(wx, "wx"),
+                    "queries (x, wx)");
   Vector wkeys = vector_or_empty(wy, "wy");
   if (y.is_none() && wy.is_none()) wkeys = c.queries->weights();
-  const Matrix ykeys = y.is_none() ? c.queries->points() : matrix_or_empty(y, "y");
+  const Matrix ykeys = y.is_none() ? c.queries->points() : points_arg(y, "attention", "y");
   c.keys.emplace(ykeys, wkeys, "keys (y, wy)");
   if (!v.is_none()) c.values = matrix_or_empty(v, "v");
   c.options.beta = beta;
@@ -67,10 +69,11 @@ const std::string kAttentionResultDoc =
     std::string(kAttentionDoc) + "\nReturns AttentionResult (out, lse per head, status per head).";
 
 void bind_types(py::module_& m) {
-  py::enum_<Normalization>(m, "Normalization", "softmax | sinkhorn | none")
-      .value("softmax", Normalization::softmax)
+  py::enum_<Normalization> ne(m, "Normalization", "softmax | sinkhorn | none");
+  ne.value("softmax", Normalization::softmax)
       .value("sinkhorn", Normalization::sinkhorn)
       .value("none", Normalization::none);
+  accept_names(ne, [](const std::string& s) { return parse_normalization(s); });
   m.def("parse_normalization", &parse_normalization, py::arg("name"),
         py::arg("context") = "normalization");
   py::class_<SinkhornNormalizationOptions>(m, "SinkhornNormalizationOptions")
@@ -125,7 +128,7 @@ const Registrar registrar(1, [](py::module_& m) {
   bind_types(m);
   m.def(
       "attention",
-      [](const MatrixRef& x, const py::object& y, const py::object& v, const py::object& wx,
+      [](const py::object& x, const py::object& y, const py::object& v, const py::object& wx,
          const py::object& wy, double beta, const py::object& q, const py::object& k,
          const std::string& normalization, const py::object& heads, int iters, double tol,
          int max_iter) {
@@ -136,7 +139,7 @@ const Registrar registrar(1, [](py::module_& m) {
       ATTENTION_ARGS, kAttentionOutDoc.c_str());
   m.def(
       "attention_result",
-      [](const MatrixRef& x, const py::object& y, const py::object& v, const py::object& wx,
+      [](const py::object& x, const py::object& y, const py::object& v, const py::object& wx,
          const py::object& wy, double beta, const py::object& q, const py::object& k,
          const std::string& normalization, const py::object& heads, int iters, double tol,
          int max_iter) {
@@ -145,6 +148,62 @@ const Registrar registrar(1, [](py::module_& m) {
         return run_call(c);
       },
       ATTENTION_ARGS, kAttentionResultDoc.c_str());
+  m.def(
+      "attention_gradient",
+      [](const py::object& x, const py::object& y, const py::object& v, const py::object& wx,
+         const py::object& wy, double beta, const py::object& q, const py::object& k,
+         const std::string& normalization, const py::object& heads, int iters, double tol,
+         int max_iter, const MatrixRef& grad_out) {
+        const AttentionCall c =
+            make_call(x, y, v, wx, wy, beta, q, k, normalization, heads, iters, tol, max_iter);
+        const Matrix gout(grad_out);
+        AttentionGradient g;
+        {
+          py::gil_scoped_release release;
+          g = attention_gradient(*c.queries, *c.keys, c.values, c.options, gout);
+        }
+        auto opt_matrix = [](const Matrix& a) -> py::object {
+          return a.size() ? py::cast(a) : py::none();
+        };
+        // Gradients with respect to the weights as given (before normalization to sum 1).
+        auto raw_weights = [](const py::object& w, const Vector& grad) -> py::object {
+          if (w.is_none()) return py::none();
+          return py::cast(normalized_weights_gradient(vector_or_empty(w, "weights"), grad));
+        };
+        py::dict d;
+        d["out"] = g.result.out;
+        d["dx"] = g.dx;
+        d["dy"] = y.is_none() ? py::none() : py::cast(g.dy);
+        if (y.is_none()) d["dx"] = py::cast(Matrix(g.dx + g.dy));  // keys are the queries
+        d["dv"] = opt_matrix(g.dvalues);
+        d["dwx"] = raw_weights(wx, y.is_none() && wy.is_none() ? Vector(g.dwx + g.dwy) : g.dwx);
+        d["dwy"] = raw_weights(wy, g.dwy);
+        d["dbeta"] = g.dbeta;
+        py::list dq, dk, dvh, dw;
+        for (size_t h = 0; h < g.dq.size(); ++h) {
+          dq.append(opt_matrix(g.dq[h]));
+          dk.append(opt_matrix(g.dk[h]));
+          dvh.append(opt_matrix(g.dv[h]));
+          dw.append(opt_matrix(g.dw[h]));
+        }
+        d["dq"] = dq;
+        d["dk"] = dk;
+        d["head_dv"] = dvh;
+        d["head_dw"] = dw;
+        d["status"] = g.result.status;
+        return d;
+      },
+      py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(),
+      py::arg("wx") = py::none(), py::arg("wy") = py::none(), py::arg("beta") = 1.0,
+      py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("normalization") = "softmax",
+      py::kw_only(), py::arg("heads") = py::none(), py::arg("sinkhorn_iterations") = 0,
+      py::arg("tol") = 1e-9, py::arg("max_iterations") = 10000, py::arg("grad_out"),
+      "Forward and backward pass of attention (same arguments as attention) for grad_out = "
+      "dL/d out (n, d_out). Returns a dict: out, dx (n, d), dy (m, d) (None when y is None: "
+      "then dx holds both), dv (m, p) (None when v is None), dwx, dwy (gradients with respect "
+      "to the weights as given, None when not given), dbeta, and per head dq, dk, head_dv, "
+      "head_dw (None where the head matrix is the identity), status. Sinkhorn heads are "
+      "differentiated through the iterations (attention_grad.hpp).");
   m.def(
       "self_attention",
       [](const Measure& mu, const AttentionOptions& options) {

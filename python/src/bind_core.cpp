@@ -22,8 +22,9 @@ void bind_measure(py::module_& m) {
                       "Discrete probability measure mu = sum_i w_i delta_{x_i}: points (n, d), "
                       "weights (n) normalized to sum 1 (uniform when omitted).")
       .def(
-          py::init([](const MatrixRef& points, const py::object& weights, const std::string& name) {
-            return Measure(Matrix(points), vector_or_empty(weights, "weights"), name);
+          py::init([](const py::object& points, const py::object& weights, const std::string& name) {
+            return Measure(points_arg(points, "Measure", "points"),
+                           vector_or_empty(weights, "weights"), name);
           }),
           py::arg("points"), py::arg("weights") = py::none(), py::arg("name") = "measure")
       .def_property_readonly("points", &Measure::points,
@@ -32,8 +33,9 @@ void bind_measure(py::module_& m) {
       .def_property_readonly("weights", &Measure::weights,
                              py::return_value_policy::reference_internal,
                              "(n) read-only view of the weights (sum 1)")
-      .def("size", &Measure::size, "number of atoms n")
-      .def("dim", &Measure::dim, "dimension d")
+      .def_property_readonly("size", &Measure::size, "number of atoms n (= len(points))")
+      .def_property_readonly("dim", &Measure::dim, "dimension d (= points.shape[1])")
+      .def("__len__", &Measure::size)
       .def("log_weights", &Measure::log_weights, "(n) log w_i (-inf for zero weights)")
       .def("__repr__", [](const Measure& mu) {
         return fmt::format("Measure(n={}, d={})", mu.size(), mu.dim());

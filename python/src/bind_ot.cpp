@@ -25,6 +25,35 @@ SinkhornOptions make_options(const py::object& eps, double tol, int max_iteratio
   return o;
 }
 
+// POT's call shape sinkhorn(a, b, M, reg): two weight vectors (1-D, or empty for uniform) and
+// an (n, m) cost matrix in the places of x, y, a (reg in b's place or as eps=).
+bool is_pot_call(const py::object& x, const py::object& y, const py::object& a) {
+  auto ndim = [](const py::object& o) {
+    if (o.is_none()) return -1;
+    const py::array arr = py::array::ensure(o);
+    if (!arr) {
+      PyErr_Clear();
+      return -1;
+    }
+    return static_cast<int>(arr.ndim());
+  };
+  return ndim(x) == 1 && ndim(y) == 1 && ndim(a) == 2;
+}
+
+SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py::object& cost,
+                            const py::object& reg, const py::object& eps, double tol,
+                            int max_iterations, bool eps_scaling, double scaling,
+                            double eps_start) {
+  if (!reg.is_none() && !eps.is_none())
+    throw std::invalid_argument("sinkhorn: reg (4th argument) and eps both given, must give one");
+  const SinkhornOptions o = make_options(reg.is_none() ? eps : reg, tol, max_iterations,
+                                         eps_scaling, scaling, eps_start);
+  const Vector a = vector_or_empty(wa, "a"), b = vector_or_empty(wb, "b");
+  const TransportCost c = TransportCost::dense(matrix_or_empty(cost, "M"));
+  py::gil_scoped_release release;
+  return sinkhorn(a, b, c, o);
+}
+
 #define SINKHORN_OPTION_ARGS                                                                  \
   py::arg("eps") = py::none(), py::arg("tol") = 1e-6, py::kw_only(),                          \
   py::arg("max_iterations") = 10000, py::arg("eps_scaling") = true, py::arg("scaling") = 0.8, \
@@ -153,32 +182,50 @@ void bind_sinkhorn(py::module_& m) {
         "Sinkhorn between two Measures, squared Euclidean cost.");
   m.def(
       "sinkhorn",
-      [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
-         const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
-         double eps_start) {
+      [](const py::object& x, const py::object& y, const py::object& a, const py::object& b,
+         const py::object& eps_arg, double tol, int max_iterations, bool eps_scaling,
+         double scaling, double eps_start, const py::object& reg) {
+        // reg= is POT's keyword for eps.
+        if (!reg.is_none() && !eps_arg.is_none())
+          throw std::invalid_argument("sinkhorn: reg and eps both given, must give one");
+        const py::object eps = reg.is_none() ? eps_arg : reg;
+        if (is_pot_call(x, y, a))
+          return pot_sinkhorn(x, y, a, b, eps, tol, max_iterations, eps_scaling, scaling,
+                              eps_start);
         const SinkhornOptions o =
             make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
-        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "sinkhorn: mu (x, a)");
-        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "sinkhorn: nu (y, b)");
+        const Measure mu(points_arg(x, "sinkhorn", "x"), vector_or_empty(a, "a"),
+                         "sinkhorn: mu (x, a)");
+        const Measure nu(points_arg(y, "sinkhorn", "y"), vector_or_empty(b, "b"),
+                         "sinkhorn: nu (y, b)");
         py::gil_scoped_release release;
         return sinkhorn(mu, nu, o);
       },
       py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),
-      SINKHORN_OPTION_ARGS,
+      SINKHORN_OPTION_ARGS, py::arg("reg") = py::none(),
       "Entropic OT between mu = (x (n, d), a (n)) and nu = (y (m, d), b (m)) (uniform weights "
       "when None) for C_ij = |x_i - y_j|^2: min <C, pi> + eps KL(pi | a x b). Returns "
-      "SinkhornResult (cost, objective, converged, iterations, marginal_error, f (n), g (m)).");
+      "SinkhornResult (cost, objective, converged, iterations, marginal_error, f (n), g (m)).\n"
+      "POT's call shape sinkhorn(a, b, M, reg) also works: a (n), b (m) weights (empty = "
+      "uniform), M (n, m) a cost matrix, reg = eps (same meaning as POT's reg; reg= is "
+      "accepted as a keyword for eps in both forms). Difference: "
+      "POT's ot.sinkhorn returns the plan; this returns the SinkhornResult (plan: "
+      "transport_plan(TransportCost.dense(M), r); POT's ot.sinkhorn2 value: r.cost or "
+      "sinkhorn2(a, b, M, reg)). Two 1-D arrays without a cost matrix are weights, not "
+      "points: ValueError.");
   m.def("sinkhorn_divergence", &sinkhorn_divergence, py::arg("mu"), py::arg("nu"),
         py::arg("options"), release_gil());
   m.def(
       "sinkhorn_divergence",
-      [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
+      [](const py::object& x, const py::object& y, const py::object& a, const py::object& b,
          const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
          double eps_start) {
         const SinkhornOptions o =
             make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
-        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "sinkhorn_divergence: mu (x, a)");
-        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "sinkhorn_divergence: nu (y, b)");
+        const Measure mu(points_arg(x, "sinkhorn_divergence", "x"), vector_or_empty(a, "a"),
+                         "sinkhorn_divergence: mu (x, a)");
+        const Measure nu(points_arg(y, "sinkhorn_divergence", "y"), vector_or_empty(b, "b"),
+                         "sinkhorn_divergence: nu (y, b)");
         py::gil_scoped_release release;
         return sinkhorn_divergence(mu, nu, o);
       },
@@ -207,14 +254,19 @@ void bind_exact(py::module_& m) {
       py::arg("mu"), py::arg("nu"), py::arg("p") = 2, release_gil(), "W_p(mu, nu), p = 1 or 2");
   m.def(
       "wasserstein",
-      [](const MatrixRef& x, const MatrixRef& y, int p, const py::object& a, const py::object& b) {
-        const Measure mu(Matrix(x), vector_or_empty(a, "a"), "wasserstein: mu (x, a)");
-        const Measure nu(Matrix(y), vector_or_empty(b, "b"), "wasserstein: nu (y, b)");
+      [](const py::object& x, const py::object& y, int p, const py::object& a, const py::object& b) {
+        const Measure mu(points_arg(x, "wasserstein", "x"), vector_or_empty(a, "a"),
+                         "wasserstein: mu (x, a)");
+        const Measure nu(points_arg(y, "wasserstein", "y"), vector_or_empty(b, "b"),
+                         "wasserstein: nu (y, b)");
         py::gil_scoped_release release;
         return wasserstein(mu, nu, p);
       },
       py::arg("x"), py::arg("y"), py::arg("p") = 2, py::arg("a") = py::none(),
-      py::arg("b") = py::none(), "W_p between point clouds x (n, d), y (m, d), p = 1 or 2");
+      py::arg("b") = py::none(), "W_p between point clouds x (n, d), y (m, d), p = 1 or 2. Difference from POT: "
+      "POT's ot.emd2(a, b, M) with M = ot.dist(x, y) (squared Euclidean) is W_2 squared; "
+      "emd2(a, b, M) here has POT's meaning. Two 1-D arrays are weights, not points: "
+      "ValueError.");
 }
 
 const Registrar registrar(10, [](py::module_& m) {

@@ -134,12 +134,21 @@ def test_float64_c_order_is_not_copied():
     assert np.shares_memory(mu.points, mu.points) and not mu.points.flags.writeable
 
 
-def test_float32_and_non_contiguous_inputs_are_converted(data):
+def test_float32_is_refused_and_non_contiguous_inputs_are_converted(data):
     d = data
     x32 = d["x"].astype(np.float32)
-    got = attnflow.attention(x32, d["y"], beta=1.5)
-    assert got.dtype == np.float64
-    assert np.array_equal(got, attnflow.attention(x32.astype(np.float64), d["y"], beta=1.5))
+    # float32 is never promoted silently (issue 16): refused, naming the argument and the fix.
+    with pytest.raises(TypeError, match=r"x: dtype = float32, must be float64 .*x\.astype\(numpy\.float64\)"):
+        attnflow.attention(x32, d["y"], beta=1.5)
+    with pytest.raises(TypeError, match="wy: dtype = float32, must be float64"):
+        attnflow.attention(d["x"], d["y"], wy=d["wy"].astype(np.float32))
+    with pytest.raises(TypeError, match="points: dtype = float32"):
+        attnflow.Measure(x32)
+    with pytest.raises(TypeError, match="y: dtype = float16"):
+        attnflow.sinkhorn(d["x"], d["y"].astype(np.float16), eps=0.1)
+    # Integer arrays convert exactly.
+    assert np.array_equal(attnflow.attention(np.arange(6).reshape(3, 2)),
+                          attnflow.attention(np.arange(6.0).reshape(3, 2)))
     wide = np.random.default_rng(3).standard_normal((23, 6))
     strided = wide[:, ::2]  # non-contiguous view
     assert not strided.flags.c_contiguous
@@ -153,10 +162,14 @@ def test_float32_and_non_contiguous_inputs_are_converted(data):
 
 
 def test_unconvertible_inputs_are_rejected_clearly(data):
-    with pytest.raises(TypeError, match="incompatible function arguments"):
+    with pytest.raises(TypeError, match=r"x: <class 'str'> given, must be a 2-D float array \(n, d\)"):
         attnflow.attention("not an array")
-    with pytest.raises(TypeError, match="wx: expected a float array"):
+    with pytest.raises(TypeError, match=r"wx: <class 'list'> given, must be a 1-D float array \(n\)"):
         attnflow.attention(data["x"], wx=["a", "b"])
+    # A 2-D array where a vector is expected: the shape is named, not "expected a float array
+    # ..., got <class 'numpy.ndarray'>" (issue 16).
+    with pytest.raises(ValueError, match=r"wx: array of shape \(23, 3\) and dtype float64, must be a 1-D"):
+        attnflow.attention(data["x"], wx=data["x"])
 
 
 @pytest.mark.parametrize("call, text", [
@@ -219,7 +232,7 @@ def test_gil_is_released_during_computation():
 def test_measure_and_rng_bindings():
     mu = attnflow.Measure(np.eye(3), np.array([1.0, 1.0, 2.0]))
     np.testing.assert_allclose(mu.weights, [0.25, 0.25, 0.5])
-    assert mu.size() == 3 and mu.dim() == 3
+    assert mu.size == 3 and mu.dim == 3 and len(mu) == 3  # properties, like points / weights
     a, b = attnflow.Rng(42), attnflow.Rng(42)
     assert a.uniform() == b.uniform() and a.normal() == b.normal()
     x = attnflow.sample_sphere(10, 3, attnflow.Rng(1))

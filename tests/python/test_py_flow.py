@@ -112,9 +112,10 @@ def test_enum_fields_take_names_and_reject_others():
     o = attnflow.FlowOptions()
     o.kind = "usa"
     assert o.kind == attnflow.FieldKind.usa
-    # An unknown name cannot convert: the attribute keeps its type (TypeError names it).
-    with pytest.raises(TypeError, match="FieldKind"):
+    # An unknown name fails with the CLI's message (issue 16), and the field keeps its value.
+    with pytest.raises(ValueError, match=r'flow: kind = "saa", must be one of sa, usa, '):
         o.kind = "saa"
+    assert o.kind == attnflow.FieldKind.usa
 
 
 def _opts(**kw):
