@@ -12,7 +12,8 @@ BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus
   python3-pot nodejs chromium ffmpeg)
 # python3-torch: attnflow.torch (autograd Functions) is tested in `make test`; python3-pandas:
 # results' to_pandas(); setuptools/wheel/pip/venv: `pip install .` and its venv test;
-# python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg: attnflow view, its browser tests, attnflow animate.
+# python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg:
+# attnflow view, its browser tests, attnflow animate.
 BENCH_PKGS=(python3-pot libopenblas0-pthread time)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
