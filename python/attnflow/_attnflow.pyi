@@ -496,6 +496,11 @@ class IclRunConfig:
 class IclRunSummary:
     def __init__(*args: Any, **kwargs: Any) -> Any: ...
     def _repr(self) -> Any: ...
+    converged: bool
+    diverged_step: int
+    finished: bool
+    finite: bool
+    message: str
     text: str
     def to_dict(self) -> Any: ...
 
@@ -535,6 +540,7 @@ class IclTrainOptions:
 class IclTrainResult:
     def __init__(*args: Any, **kwargs: Any) -> Any: ...
     def _repr(self) -> Any: ...
+    diverged_step: int
     finite: bool
     history: List[IclStepRecord]
     message: str
@@ -723,6 +729,9 @@ class Observables:
     min_cosine: float
     order: float
     pairs_computed: bool
+    radius_max: float
+    radius_mean: float
+    radius_min: float
     t: float
     def to_dict(self) -> Any: ...
 
@@ -1316,7 +1325,7 @@ def parse_run_config(config: Config) -> RunConfig: ...
 
 def parse_scheme(name: str, context: str = ...) -> Scheme: ...
 
-def parse_sweep(toml_text: str, name: str = ...) -> SweepGrid: ...
+def parse_sweep(toml_text: str, name: str = ..., sets: List[str] = ...) -> SweepGrid: ...
 
 def parse_task_kind(name: str, context: str = ...) -> TaskKind: ...
 

@@ -216,7 +216,7 @@ def test_view_sweep_lists_every_point(run_cli, tmp_path):
     assert data["kind"] == "sweep"
     labels = [e["label"] for e in data["entries"]]
     assert len(labels) == 4
-    assert labels[3] == "point 3: measure.seed = 1, model.beta = 9.0"  # axes in key order
+    assert labels[3] == "point 3: model.beta = 9.0, measure.seed = 1"  # axes in the file's order
     final = np.load(out / "points" / "point_000003" / "final.npy")
     assert np.max(np.abs(positions(data["entries"][3])[-1] - final)) <= 1.0 / 32767 + 1e-12
 
