@@ -23,7 +23,7 @@ struct ApplyArgs {
 
 void run_apply(const ApplyArgs& a) {
   Job job({.kind = "apply", .out_dir = a.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
-           .outputs = {"x.npy", "w.npy", "queries_out.npy", "summary.json"}, .noun = "run", .marker = ""});
+           .outputs = {"x.npy", "w.npy", "queries_out.npy"}, .noun = "run", .marker = ""});
   const Model model = load_model(a.model);
   const Matrix x = load_matrix(a.x, "--x");
   const Vector w = a.w.empty() ? Vector() : load_vector(a.w, "--w");

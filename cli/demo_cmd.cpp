@@ -61,8 +61,8 @@ int run_demo(const DemoArgs& a) {
   // A staged job: the run goes to a staging directory, then replaces only a previous demo's
   // files in --out; any other non-empty directory is refused before anything runs.
   Job job({.kind = "demo", .out_dir = a.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
-           .outputs = {"config.toml", "observables.csv", "snapshots", "final.npy", "summary.json",
-                       "checkpoint.bin", "observables.png", "trajectories.png"},
+           .outputs = {"config.toml", "observables.csv", "snapshots", "final.npy", "checkpoint.bin",
+                       "observables.png", "trajectories.png"},
            .noun = "run", .marker = "demo"});
   job.start();
   fmt::print("attnflow demo: {} tokens uniform on S^{} (seed {}), self-attention flow, beta = {:g}, "

@@ -103,7 +103,7 @@ void run_ot(const OtArgs& args) {
         mu.size(), nu.size(), entries, kMaxPlanEntries));
 
   Job job({.kind = "ot", .out_dir = args.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
-           .outputs = {"f.npy", "g.npy", "plan.npy", "report.json", "summary.json"}, .noun = "run", .marker = ""});
+           .outputs = {"f.npy", "g.npy", "plan.npy", "report.json"}, .noun = "run", .marker = ""});
   const auto t0 = std::chrono::steady_clock::now();
   OtOutput o = args.exact ? run_exact(mu, nu, args) : run_sinkhorn(mu, nu, args);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

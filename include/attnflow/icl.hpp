@@ -148,7 +148,7 @@ struct IclCheckpointHook {
   std::function<bool(const IclTrainState&)> save;
   // Checked after every step (not the last): true offers the state to `save` at once (a stop
   // request) and stops after it, whatever `every` says.
-  std::function<bool()> stop_now;
+  std::function<bool()> stop_now = {};
 };
 
 IclTrainResult icl_train(const IclData& data, const IclParams& init,

@@ -42,7 +42,8 @@ struct JobSpec {
   std::string version = "unknown";
   bool resumable = false;  // in place (see above); otherwise staged
   bool resume = false;     // continue the unfinished job in out_dir (resumable jobs only)
-  // Every top-level name the job writes into out_dir ("config.toml", "snapshots", ...).
+  // Every top-level name the job writes into out_dir ("config.toml", "snapshots", ...);
+  // summary.json (and checkpoint.bin for a resumable job) are added by the job.
   std::vector<std::string> outputs;
   // What out_dir "already holds" in the refusal of a fresh resumable job ("run", "sweep").
   std::string noun = "run";
@@ -71,6 +72,13 @@ class Job {
   // Where the files go now (the staging directory or out_dir), and a file in it.
   const std::string& dir() const { return dir_; }
   std::string path(std::string_view name) const;
+
+  // The checkpoint of a resumable job (dir()/checkpoint.bin), and whether a resume has one to
+  // continue from (false: it starts over).
+  std::string checkpoint() const { return path("checkpoint.bin"); }
+  bool has_checkpoint() const;
+  // Refuses a resume whose resolved config differs from the one stored in the checkpoint.
+  void require_same_config(const std::string& checkpoint_config, const std::string& resolved) const;
 
   // The summary.json header shared by every command: kind, attnflow_version, status.
   nlohmann::json summary(std::string_view status = "finished") const;

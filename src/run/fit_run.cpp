@@ -51,7 +51,7 @@ FitRunResult run_fit(const FitConfig& cfg, const std::string& resolved_toml, con
                      const std::function<void(const FitRecord&, long)>& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   Job job({.kind = "fit", .out_dir = out_dir, .version = version, .resumable = false, .resume = false,
-           .outputs = {"config.toml", "loss.csv", "model.afm", "summary.json"}, .noun = "run", .marker = ""});
+           .outputs = {"config.toml", "loss.csv", "model.afm"}, .noun = "run", .marker = ""});
   const TaskData data = make_task(cfg.task);
   Rng rng(cfg.model_seed, 0x6d6f64656c);  // "model": the initialization stream
   Model model = random_model(cfg.model, rng);

@@ -23,7 +23,6 @@ namespace attnflow {
 namespace {
 
 using json = nlohmann::json;
-namespace fs = std::filesystem;
 
 json matrix_json(const Matrix& a) {
   json rows = json::array();
@@ -62,8 +61,7 @@ json icl_final_json(const IclRunConfig& c, const IclTrainResult& r, const IclRis
   return j;
 }
 
-const std::vector<std::string> kIclOutputs = {"config.toml", "risk.csv", "final.json", "summary.json",
-                                              "checkpoint.bin"};
+const std::vector<std::string> kIclOutputs = {"config.toml", "risk.csv", "final.json"};
 
 json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
                       const json& final_j, bool do_eval, const Job& job, double seconds) {
@@ -104,7 +102,7 @@ IclTrainResult train_with_checkpoints(const IclRunConfig& c, const std::string& 
   IclCheckpointHook hook;
   hook.every = c.checkpoint_every;
   hook.save = [&](const IclTrainState& state) {
-    write_icl_checkpoint(job.path("checkpoint.bin"), {kCheckpointVersion, resolved, state});
+    write_icl_checkpoint(job.checkpoint(), {kCheckpointVersion, resolved, state});
     ++s.checkpoints;
     s.signal = stop_signal();
     return s.signal == 0 && (opt.stop_after_checkpoints <= 0 || s.checkpoints < opt.stop_after_checkpoints);
@@ -158,12 +156,9 @@ IclRunSummary run_icl_job(const IclRunConfig& c, const std::string& resolved_tom
   Rng init_rng(c.init_seed, 7);
   const IclParams init = icl_balanced_init(c.data.dim(), c.init_scale, init_rng);
   IclTrainState start = icl_initial_state(init);
-  const std::string checkpoint = job.path("checkpoint.bin");
-  if (job.resuming() && fs::exists(checkpoint)) {
-    IclCheckpoint ck = read_icl_checkpoint(checkpoint);
-    if (ck.config != resolved_toml)
-      throw_message("icl", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
-                                       "was written with (compare with {})", checkpoint, job.path("config.toml")));
+  if (job.has_checkpoint()) {
+    IclCheckpoint ck = read_icl_checkpoint(job.checkpoint());
+    job.require_same_config(ck.config, resolved_toml);
     start = std::move(ck.state);
   }  // a resume without a checkpoint yet starts over
   job.start();
@@ -191,7 +186,7 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
                               const std::string& out_dir, const std::string& version, bool quiet) {
   const auto t0 = std::chrono::steady_clock::now();
   Job job({.kind = "largeprompt", .out_dir = out_dir, .version = version, .resumable = false, .resume = false,
-           .outputs = {"config.toml", "concentration.csv", "summary.json"}, .noun = "run", .marker = ""});
+           .outputs = {"config.toml", "concentration.csv"}, .noun = "run", .marker = ""});
   const ConcentrationOptions& o = c.options;
   Progress progress = job.progress(static_cast<double>(o.lengths.size()), quiet ? nullptr : stderr);
   auto report = [&](const ConcentrationRow& row, Index done, Index) {

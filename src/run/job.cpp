@@ -101,6 +101,9 @@ fs::path normalized(const std::string& out) {
 }  // namespace
 
 Job::Job(JobSpec spec) : spec_(std::move(spec)) {
+  for (const char* name : {"summary.json", "checkpoint.bin"})
+    if ((spec_.resumable || std::string(name) == "summary.json") && !contains(spec_.outputs, name))
+      spec_.outputs.push_back(name);
   const std::string& out = spec_.out_dir;
   const std::string& kind = spec_.kind;
   require(!out.empty(), kind, "out_dir", "\"\"", "a directory path");
@@ -150,6 +153,17 @@ Job::Job(JobSpec spec) : spec_(std::move(spec)) {
 }
 
 std::string Job::path(std::string_view name) const { return fmt::format("{}/{}", dir_, name); }
+
+bool Job::has_checkpoint() const {
+  std::error_code ec;
+  return resuming_ && fs::exists(checkpoint(), ec);
+}
+
+void Job::require_same_config(const std::string& checkpoint_config, const std::string& resolved) const {
+  if (checkpoint_config != resolved)
+    throw_message(spec_.kind, fmt::format("--resume: the configuration differs from the one the checkpoint {} was "
+                                          "written with (compare with {})", checkpoint(), path("config.toml")));
+}
 
 void Job::start() {
   if (started_) return;
@@ -215,9 +229,9 @@ void Job::abandon() noexcept {
     fs::remove_all(dir_, ec);  // the staging directory: everything in it is ours
     return;
   }
-  if (resuming_ || spec_.resume) return;  // the state stays resumable
-  // A fresh in-place job: remove exactly what it wrote, then out_dir if it created it (only
-  // when empty: a file someone else put there meanwhile stays).
+  if (resuming_) return;  // the state stays resumable
+  // A fresh in-place job (out_dir was absent or empty): remove exactly what it wrote, then
+  // out_dir if it created it (only when empty: a file someone else put there meanwhile stays).
   for (const std::string& name : spec_.outputs) fs::remove_all(fs::path(dir_) / name, ec);
   remove_stale_temporaries(dir_);
   if (!out_existed_) fs::remove(dir_, ec);

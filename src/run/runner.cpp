@@ -22,7 +22,6 @@
 
 namespace attnflow {
 
-namespace fs = std::filesystem;
 
 std::vector<std::string> observable_columns() {
   std::vector<std::string> c{"t", "system"};
@@ -81,8 +80,7 @@ void write_positions(const std::string& path, const Ensemble& e) {
 }
 
 // The files of a run directory (runner.hpp), the names the job writes.
-const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "snapshots", "final.npy",
-                                              "summary.json", "checkpoint.bin"};
+const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "snapshots", "final.npy"};
 
 // Where the loop stands: observations made so far and the CSV length that goes with them.
 struct Cursor {
@@ -190,7 +188,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
                    Cursor c, Job& job) {
   const auto start = std::chrono::steady_clock::now();
   job.start();
-  const std::string snapshots = job.path("snapshots"), checkpoint = job.path("checkpoint.bin");
+  const std::string snapshots = job.path("snapshots"), checkpoint = job.checkpoint();
   if (cfg.snapshots) ensure_directory(snapshots);
   write_file_atomic(job.path("config.toml"), resolved);
   detail::ObservablesCsv csv(job.path("observables.csv"), c.csv_bytes, observable_columns());
@@ -249,12 +247,9 @@ RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, cons
   }
   Ensemble e = make_ensemble(cfg);  // validates the flow options: may throw, nothing created yet
   Cursor c;
-  const std::string checkpoint = job.path("checkpoint.bin");
-  if (job.resuming() && std::filesystem::exists(checkpoint)) {
-    const Checkpoint ck = read_checkpoint(checkpoint);
-    if (ck.config != resolved)
-      throw_message("run", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
-                                       "was written with (compare with {})", checkpoint, job.path("config.toml")));
+  if (job.has_checkpoint()) {
+    const Checkpoint ck = read_checkpoint(job.checkpoint());
+    job.require_same_config(ck.config, resolved);
     c = restore(e, ck);
   }  // a resume without a checkpoint yet starts over
   return run_loop(cfg, resolved, opt, e, c, job);

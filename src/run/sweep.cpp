@@ -168,7 +168,7 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
   Job job({.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
-           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv", "summary.json"},
+           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv"},
            .noun = "sweep", .marker = ""});
   job.start();
   ensure_directory(job.path("points"));
