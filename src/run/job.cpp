@@ -122,11 +122,15 @@ Job::Job(JobSpec spec) : spec_(std::move(spec)) {
     if (name.rfind(prefix, 0) == 0 && is_stale_temporary(name)) fs::remove_all(e.path(), ec);
   }
   const std::vector<std::string> present = out_existed_ ? entries(out) : std::vector<std::string>{};
-  const bool ours = std::any_of(present.begin(), present.end(),
-                                [&](const std::string& n) { return contains(spec_.outputs, n); });
+  const nlohmann::json earlier = read_summary(out);  // an earlier output's summary.json, if any
+  // Another command's directory (its summary.json says so) is never ours.
+  const bool other_kind = earlier.is_object() && earlier.value("kind", "") != kind;
+  const bool ours = !other_kind && std::any_of(present.begin(), present.end(), [&](const std::string& n) {
+    return contains(spec_.outputs, n);
+  });
   if (spec_.resumable) {
     if (spec_.resume) {
-      finished_before_ = summary_finished(out);
+      finished_before_ = !other_kind && summary_finished(out);
       if (!finished_before_ && !present.empty() && !ours)
         throw_message(kind, fmt::format("--resume: {} holds no {} to resume (and is not empty); choose the "
                                         "directory of the run to continue", out, spec_.noun));
@@ -142,9 +146,8 @@ Job::Job(JobSpec spec) : spec_(std::move(spec)) {
     return;
   }
   if (!present.empty()) {
-    const nlohmann::json s = read_summary(out);
-    const bool previous = s.is_object() && (spec_.marker.empty() ? s.value("kind", "") == kind
-                                                                  : s.value(spec_.marker, false) == true);
+    const bool previous = earlier.is_object() && (spec_.marker.empty() ? !other_kind
+                                                                        : earlier.value(spec_.marker, false) == true);
     if (!previous)
       throw_message(kind, fmt::format("--out {} is not empty and not a previous {}'s output; choose another "
                                       "directory (attnflow writes only into a new or empty one)", out, kind));

@@ -255,6 +255,13 @@ TEST(Runner, RefusesANonEmptyDirectoryThatHoldsNoRun) {
   EXPECT_TRUE(test::throws_with([&] { run(p, out); }, "is not empty and not a previous run's output"));
   EXPECT_TRUE(test::throws_with([&] { run(p, out, true); }, "holds no run to resume"));
   EXPECT_EQ(names(out), (std::vector<std::string>{"thesis.tex"}));
+  // Another command's output is not a run to resume, even though it has a summary.json.
+  const std::string ot = fresh_dir("ot_out");
+  touch(ot + "/summary.json", R"({"kind": "ot", "status": "finished"})");
+  touch(ot + "/f.npy");
+  EXPECT_TRUE(test::throws_with([&] { run(p, ot, true); }, "holds no run to resume"));
+  EXPECT_TRUE(test::throws_with([&] { run(p, ot); }, "not a previous run's output"));
+  EXPECT_EQ(names(ot), (std::vector<std::string>{"f.npy", "summary.json"}));
 }
 
 }  // namespace
