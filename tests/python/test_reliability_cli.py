@@ -35,7 +35,7 @@ checkpoint_every = 1
 """
 
 # Long enough that a signal sent after the first checkpoint arrives well before the end.
-LONG_RUN = RUN.replace("n = 20", "n = 60").replace("t_end = 2.0", "t_end = 40.0") \
+LONG_RUN = RUN.replace("n = 20", "n = 60").replace("t_end = 2.0", "t_end = 10.0") \
     .replace("every = 0.5", "every = 0.1").replace("dt = 0.1", "dt = 0.02")
 
 SWEEP = """
@@ -233,13 +233,13 @@ def test_a_signal_stops_at_a_checkpoint_and_the_printed_command_resumes(cli, run
     elif name == "icl":
         cfg = tmp_path / "icl.toml"
         cfg.write_text(run_cli("icl", "--print-default-config", check=True).stdout)
-        argv = ["icl", cfg, "--no-plots", "--quiet", "--set", "data.d=3", "--set", "train.steps=20000",
+        argv = ["icl", cfg, "--no-plots", "--quiet", "--set", "data.d=3", "--set", "train.steps=3000",
                 "--set", "train.prompt=30", "--set", "train.batch=8", "--set", "train.log_every=50",
                 "--set", "eval.prompts=32", "--set", "train.checkpoint_every=10"]
         first = lambda: (cut / "checkpoint.bin").exists()
     else:
         cfg = tmp_path / "sweep.toml"
-        cfg.write_text(SWEEP.replace("t_end = 1.0", "t_end = 20.0").replace("n = 10", "n = 40"))
+        cfg.write_text(SWEEP.replace("t_end = 1.0", "t_end = 100.0").replace("n = 10", "n = 40"))
         argv = ["sweep", cfg, "--no-plots", "--quiet", "--jobs", "2"]
         first = lambda: any((cut / "points").glob("*/checkpoint.bin"))
     assert run_cli(*argv, "--out", whole).returncode == 0
