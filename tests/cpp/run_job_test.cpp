@@ -122,6 +122,22 @@ TEST(Job, StagedJobThatFailsLeavesNothing) {
   EXPECT_TRUE(fs::is_empty(out));
 }
 
+TEST(Job, RemovesTheStagingDirectoryOfAKilledJobOnTheSameOut) {
+  const std::string out = fresh_dir("killed_staged");
+  const std::string stale = out + ".tmp." + std::to_string(dead_pid());
+  const std::string live = out + ".tmp.1";  // pid 1 is alive: not stale
+  const std::string other = out + "x.tmp." + std::to_string(dead_pid());  // another out's: not ours
+  touch(stale + "/f.npy");
+  touch(live + "/f.npy");
+  touch(other + "/f.npy");
+  Job job(staged(out));
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live + "/f.npy"));
+  EXPECT_TRUE(fs::exists(other + "/f.npy"));
+  fs::remove_all(live);
+  fs::remove_all(other);
+}
+
 TEST(Job, CommitMovesTheFilesAndRefusesForeignDirectories) {
   const std::string out = fresh_dir("staged_ok");
   {

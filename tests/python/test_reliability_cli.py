@@ -258,6 +258,18 @@ def test_a_signal_stops_at_a_checkpoint_and_the_printed_command_resumes(cli, run
     same_tree(whole, cut)
 
 
+def test_an_interrupted_demo_writes_nothing(cli, tmp_path):
+    out = tmp_path / "D"
+    p = subprocess.Popen([cli, "demo", "--out", str(out), "--no-plots", "--set", "integrate.t_end=2000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(tmp_path.glob("D.tmp.*/checkpoint.bin")), p)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 130, (stdout, stderr)
+    assert "interrupted; nothing written" in stdout
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_checkpoint_with_a_flipped_bit_is_refused(run_cli, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text(RUN)
