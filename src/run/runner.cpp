@@ -22,7 +22,6 @@
 
 namespace attnflow {
 
-
 std::vector<std::string> observable_columns() {
   std::vector<std::string> c{"t", "system"};
   for (auto& n : observable_names()) c.push_back(n);
@@ -165,13 +164,13 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
   }
   nlohmann::json j = summary_header("run", opt.version, "finished");
   j.update({{"finished", true}, {"converged", sinkhorn_missed == 0}, {"message", message},
-                      {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
-                      {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
-                      {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
-                      {"every", cfg.every},
-                      {"method", to_string(cfg.integrator.method)}, {"steps", steps},
-                      {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
-                      {"seconds", seconds}});
+            {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
+            {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
+            {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
+            {"every", cfg.every},
+            {"method", to_string(cfg.integrator.method)}, {"steps", steps},
+            {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
+            {"seconds", seconds}});
   std::vector<double> times;
   for (std::int64_t k = 0; k < c.next_obs; ++k) times.push_back(observation_time(cfg, k));
   j["observation_times"] = times;

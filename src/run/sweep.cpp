@@ -155,9 +155,9 @@ nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const Job
   nlohmann::json axes = nlohmann::json::object();
   for (const auto& a : g.axes) axes[a.key] = a.labels;
   nlohmann::json j = job.summary("finished");
-  j.update({{"finished", true}, {"converged", true}, {"points", r.points}, {"axes", axes}, {"ran", r.ran}, {"skipped", r.skipped},
-          {"table", "sweep.csv"}, {"grid", "grid.csv"}, {"point_dirs", "points/point_NNNNNN"},
-          {"seconds", r.seconds}});
+  j.update({{"finished", true}, {"converged", true}, {"points", r.points}, {"axes", axes}, {"ran", r.ran},
+            {"skipped", r.skipped}, {"table", "sweep.csv"}, {"grid", "grid.csv"},
+            {"point_dirs", "points/point_NNNNNN"}, {"seconds", r.seconds}});
   return j;
 }
 
