@@ -133,6 +133,17 @@ def test_a_command_failing_part_way_leaves_no_output(run_cli, inputs, tmp_path, 
     assert (empty / "summary.json").exists()
 
 
+def test_single_file_commands_failing_leave_nothing(run_cli, inputs, tmp_path):
+    out = tmp_path / "o"
+    for argv in (["attention", "--x", inputs / "x.npy", "--out", out / "a.npy"],
+                 ["theory", "equiangular", "--out", out / "e.csv", "--samples", "5"]):
+        out.mkdir()
+        r = run_cli(*argv, env={"ATTNFLOW_FAIL_AFTER_WRITES": "0"})
+        assert r.returncode != 0 and "No space left on device" in r.stderr, r.stderr
+        assert files_under(out) == []  # neither the file nor its temporary
+        out.rmdir()
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_foreign_non_empty_directory_is_refused_untouched(run_cli, inputs, tmp_path, name):
     out = tmp_path / "mine"
