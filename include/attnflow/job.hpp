@@ -104,6 +104,7 @@ class Job {
   bool resuming_ = false;
   bool started_ = false;
   bool done_ = false;  // committed or kept
+  std::vector<std::string> created_parents_;  // missing ancestors start() created, deepest first
 };
 
 // The header alone, for commands without an output directory (theory ... prints JSON).

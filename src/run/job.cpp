@@ -170,10 +170,14 @@ void Job::require_same_config(const std::string& checkpoint_config, const std::s
 
 void Job::start() {
   if (started_) return;
-  if (!spec_.resumable) {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);  // our own pid's name: a leftover of this process only
+  // Ancestors of out_dir that do not exist yet: a job that fails removes them again.
+  std::error_code ec;
+  for (fs::path p = normalized(spec_.out_dir).parent_path(); !p.empty() && !fs::exists(p, ec);
+       p = p.parent_path()) {
+    created_parents_.push_back(p.string());
+    if (p == p.parent_path()) break;
   }
+  if (!spec_.resumable) fs::remove_all(dir_, ec);  // our own pid's name: a leftover of this process only
   ensure_directory(dir_);
   started_ = true;
   if (resuming_) remove_stale_temporaries(dir_);
@@ -230,14 +234,15 @@ void Job::abandon() noexcept {
   std::error_code ec;
   if (!spec_.resumable) {
     fs::remove_all(dir_, ec);  // the staging directory: everything in it is ours
-    return;
+  } else {
+    if (resuming_) return;  // the state stays resumable
+    // A fresh in-place job (out_dir was absent or empty): remove exactly what it wrote, then
+    // out_dir if it created it (only when empty: a file someone else put there meanwhile stays).
+    for (const std::string& name : spec_.outputs) fs::remove_all(fs::path(dir_) / name, ec);
+    remove_stale_temporaries(dir_);
+    if (!out_existed_) fs::remove(dir_, ec);
   }
-  if (resuming_) return;  // the state stays resumable
-  // A fresh in-place job (out_dir was absent or empty): remove exactly what it wrote, then
-  // out_dir if it created it (only when empty: a file someone else put there meanwhile stays).
-  for (const std::string& name : spec_.outputs) fs::remove_all(fs::path(dir_) / name, ec);
-  remove_stale_temporaries(dir_);
-  if (!out_existed_) fs::remove(dir_, ec);
+  for (const std::string& p : created_parents_) fs::remove(p, ec);  // only if still empty
 }
 
 Job::~Job() {

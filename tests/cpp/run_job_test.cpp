@@ -110,6 +110,15 @@ TEST(Job, StagedJobThatFailsLeavesNothing) {
   EXPECT_FALSE(fs::exists(out));
   for (const auto& n : names(fs::path(out).parent_path().string()))
     EXPECT_EQ(n.find("staged_fail"), std::string::npos) << n;  // no staging directory left
+  // Missing parents it created go too.
+  try {
+    Job job(staged(out + "/a/b/out"));
+    job.start();
+    EXPECT_TRUE(fs::exists(out + "/a/b"));
+    throw std::runtime_error("disk full");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_FALSE(fs::exists(out));
   // An existing empty directory stays empty.
   fs::create_directories(out);
   try {
@@ -261,6 +270,9 @@ TEST(Runner, LateFailureInAnExistingEmptyDirectoryLeavesItEmpty) {
   fs::create_directories(out);
   EXPECT_THROW(run(bad, out), std::runtime_error);
   ASSERT_TRUE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(out));
+  // Into a new directory below a new one: both go.
+  EXPECT_THROW(run(bad, out + "/new/run"), std::runtime_error);
   EXPECT_TRUE(fs::is_empty(out));
 }
 
