@@ -47,8 +47,7 @@ nlohmann::json summary_json(const FitConfig& cfg, const FitRunResult& r, const J
 }  // namespace
 
 FitRunResult run_fit(const FitConfig& cfg, const std::string& resolved_toml, const std::string& out_dir,
-                     const std::string& version,
-                     const std::function<void(const FitRecord&, long)>& progress) {
+                     const std::string& version, std::FILE* progress_out) {
   const auto t0 = std::chrono::steady_clock::now();
   Job job({.kind = "fit", .out_dir = out_dir, .version = version, .resumable = false, .resume = false,
            .outputs = {"config.toml", "loss.csv", "model.afm"}, .noun = "run", .marker = ""});
@@ -57,9 +56,12 @@ FitRunResult run_fit(const FitConfig& cfg, const std::string& resolved_toml, con
   Model model = random_model(cfg.model, rng);
   FitRunResult r;
   r.parameters = model.parameter_count();
+  Progress progress = job.progress(static_cast<double>(cfg.fit.steps > 0 ? cfg.fit.steps : 1), progress_out);
   r.fit = fit_model(model, data.train, data.test, cfg.fit, [&](const FitRecord& rec) {
-    if (progress) progress(rec, cfg.fit.steps);
+    progress.update(static_cast<double>(rec.step),
+                    fmt::format("step {} train {:.4g} test {:.4g}", rec.step, rec.train_loss, rec.test_loss));
   });
+  progress.finish(fmt::format("{} steps", r.fit.steps));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Outputs only after success, staged and committed: a failed fit leaves nothing behind.
   job.start();
