@@ -8,6 +8,7 @@
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/fit_run.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/npy.hpp"
 #include "commands.hpp"
 
@@ -21,6 +22,8 @@ struct ApplyArgs {
 };
 
 void run_apply(const ApplyArgs& a) {
+  Job job({.kind = "apply", .out_dir = a.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
+           .outputs = {"x.npy", "w.npy", "queries_out.npy"}, .noun = "run", .marker = ""});
   const Model model = load_model(a.model);
   const Matrix x = load_matrix(a.x, "--x");
   const Vector w = a.w.empty() ? Vector() : load_vector(a.w, "--w");
@@ -28,19 +31,15 @@ void run_apply(const ApplyArgs& a) {
   const Measure out = push_forward(model, mu, a.merge_tol);
   Matrix zq;
   if (!a.queries.empty()) zq = evaluate(model, mu, load_matrix(a.queries, "--queries"));
-  ensure_directory(a.out);
-  write_npy(a.out + "/x.npy", out.points());
-  write_npy(a.out + "/w.npy", out.weights());
-  if (!a.queries.empty()) write_npy(a.out + "/queries_out.npy", zq);
-  const nlohmann::json j = {{"kind", "apply"},
-                            {"attnflow_version", ATTNFLOW_VERSION},
-                            {"status", "finished"},
-                            {"model", a.model},
-                            {"atoms_in", mu.size()},
-                            {"atoms_out", out.size()},
-                            {"merge_tol", a.merge_tol},
-                            {"dim", mu.dim()}};
-  write_file_atomic(a.out + "/summary.json", j.dump(2) + "\n");
+  job.start();
+  write_npy(job.path("x.npy"), out.points());
+  write_npy(job.path("w.npy"), out.weights());
+  if (!a.queries.empty()) write_npy(job.path("queries_out.npy"), zq);
+  nlohmann::json j = job.summary("finished");
+  j.update({{"model", a.model}, {"atoms_in", mu.size()}, {"atoms_out", out.size()}, {"merge_tol", a.merge_tol},
+            {"dim", mu.dim()}});
+  job.write_summary(j);
+  job.commit();
   fmt::print("wrote {} (x.npy {} x {}, w.npy; {} atoms in, {} after merging)\n", a.out, out.size(),
              out.dim(), mu.size(), out.size());
 }

@@ -31,5 +31,11 @@ void add_threads_option(CLI::App& sub);
 // Test hook for resumable commands (run, icl): ATTNFLOW_STOP_AFTER_CHECKPOINTS=K stops after
 // K checkpoints, as if killed; 0 (unset) = never.
 long stop_after_from_env();
+// This process's exact command line (shell-quoted) with --resume appended if missing.
+std::string resume_command();
+// Reports a resumable job that stopped (a stop request with `signal`, or the test hook when
+// `signal` is 0: `hook_text` says how) with the command that resumes it; returns the exit
+// status: 128 + signal (130 SIGINT, 143 SIGTERM), or 3 for the hook.
+int report_stopped(const std::string& command, int signal, const std::string& hook_text, const std::string& out);
 
 }  // namespace attnflow::cli

@@ -2,6 +2,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <csignal>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <vector>
 
@@ -63,6 +66,52 @@ void add_threads_option(CLI::App& sub) {
          "--threads", [](int t) { set_num_threads(t); },
          "Number of threads (default: all cores; results do not depend on it)")
       ->check(CLI::PositiveNumber);
+}
+
+namespace {
+
+// One shell word: kept as is when it needs no quoting, else in single quotes.
+std::string shell_quote(const std::string& w) {
+  const bool plain = !w.empty() && w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                       "0123456789_-./=:,+@%") == std::string::npos;
+  if (plain) return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+std::string resume_command() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> words;
+  for (std::size_t pos = 0; pos < raw.size();) {
+    const std::size_t end = raw.find('\0', pos);
+    words.push_back(raw.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
+    pos = end == std::string::npos ? raw.size() : end + 1;
+  }
+  if (words.empty()) return "attnflow ... --resume";
+  std::string cmd;
+  bool has_resume = false;
+  for (const auto& w : words) {
+    has_resume = has_resume || w == "--resume";
+    cmd += (cmd.empty() ? "" : " ") + shell_quote(w);
+  }
+  return has_resume ? cmd : cmd + " --resume";
+}
+
+int report_stopped(const std::string& command, int signal, const std::string& hook_text, const std::string& out) {
+  if (signal == 0) {
+    fmt::print("{}; continue with --resume:\n  {}\n", hook_text, resume_command());
+    std::fflush(stdout);
+    return 3;  // a simulated kill: non-zero, like the real one
+  }
+  const char* name = signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal";
+  fmt::print("{}: interrupted by {}; the state is saved in {} (checkpoint.bin); continue with --resume:\n  {}\n",
+             command, name, out, resume_command());
+  std::fflush(stdout);
+  return 128 + signal;  // the shell's convention: 130 for SIGINT, 143 for SIGTERM
 }
 
 long stop_after_from_env() {

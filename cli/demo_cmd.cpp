@@ -11,6 +11,7 @@
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/config.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/parallel.hpp"
 #include "attnflow/runner.hpp"
 #include "commands.hpp"
@@ -53,32 +54,25 @@ struct DemoArgs {
   bool no_plots = false;
 };
 
-// A previous demo's directory is replaced (the demo always starts afresh); any other
-// non-empty directory is left alone and reported.
-void clear_previous_demo(const std::string& dir) {
-  namespace fs = std::filesystem;
-  if (!fs::exists(dir) || fs::is_empty(dir)) return;
-  const std::string summary = dir + "/summary.json";
-  const auto j = fs::exists(summary) ? nlohmann::json::parse(read_file(summary), nullptr, false)
-                                      : nlohmann::json::object();
-  if (!j.is_object() || j.value("demo", false) != true)
-    throw std::invalid_argument(fmt::format("demo: --out {} is not empty and not a previous demo's output; "
-                                            "choose another directory", dir));
-  fs::remove_all(dir);
-}
-
-void run_demo(const DemoArgs& a) {
+// Returns the exit status: 0, or 128 + signal when a stop request ended it (nothing written).
+int run_demo(const DemoArgs& a) {
   Config cfg = Config::parse(kDemoConfig, "demo");
   for (const auto& s : a.sets) cfg.set(s);
   const RunConfig rc = parse_run_config(cfg);
-  clear_previous_demo(a.out);
+  // A staged job: the run goes to a staging directory, then replaces only a previous demo's
+  // files in --out; any other non-empty directory is refused before anything runs.
+  Job job({.kind = "demo", .out_dir = a.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
+           .outputs = {"config.toml", "observables.csv", "snapshots", "final.npy", "checkpoint.bin",
+                       "observables.png", "trajectories.png"},
+           .noun = "run", .marker = "demo"});
+  job.start();
   fmt::print("attnflow demo: {} tokens uniform on S^{} (seed {}), self-attention flow, beta = {:g}, "
              "{} dt = {:g} to t = {:g}\n", rc.n, rc.d - 1, rc.seed, rc.beta,
              to_string(rc.integrator.method), rc.integrator.dt, rc.t_end);
   fmt::print("clusters = connected components of <x_i, x_j> > 1 - {:g}\n", rc.delta);
   fmt::print("{:>8} {:>9} {:>8} {:>14}\n", "t", "clusters", "largest", "energy");
   RunOptions opt;
-  opt.out_dir = a.out;
+  opt.out_dir = job.dir();
   opt.version = ATTNFLOW_VERSION;
   opt.progress = nullptr;  // the table below is the progress
   opt.on_observation = [](const std::vector<ObservationRow>& rows) {
@@ -88,17 +82,22 @@ void run_demo(const DemoArgs& a) {
     std::fflush(stdout);
   };
   const RunResult r = run_experiment(rc, cfg.resolved(), opt);
+  if (r.interrupted) {  // a stop request: the staged files go with the job
+    fmt::print("demo: interrupted; nothing written to {}\n", a.out);
+    return 128 + r.signal;
+  }
   // Mark the directory as the demo's, so that the next demo may replace it.
-  const std::string summary = a.out + "/summary.json";
-  auto j = nlohmann::json::parse(read_file(summary));
+  auto j = nlohmann::json::parse(read_file(job.path("summary.json")));
   j["demo"] = true;
-  write_file_atomic(summary, j.dump(2) + "\n");
+  job.write_summary(j);
+  job.commit();
   fmt::print("wrote {} in {:.2f} s: config.toml, observables.csv, snapshots/, final.npy, summary.json\n",
              a.out, r.seconds);
   if (!a.no_plots) {
     run_plot_hook(a.out);
     run_view_hook(a.out);  // view.html and movie.mp4 (docs/usage/view.md)
   }
+  return 0;
 }
 
 void add_demo(CLI::App& app) {
@@ -106,7 +105,7 @@ void add_demo(CLI::App& app) {
       "demo", "Run the main job on its built-in default: 256 tokens on S^2, metastable clusters that "
               "form and merge; prints cluster count and energy, writes the output directory");
   auto a = std::make_shared<DemoArgs>();
-  sub->add_option("--out", a->out, "Output directory (a previous demo's output there is replaced)")
+  sub->add_option("--out", a->out, "Output directory: new, empty, or a previous demo's (whose files are replaced)")
       ->capture_default_str();
   sub->add_option("--set", a->sets, "Override a key of the built-in config: --set model.beta=4")
       ->allow_extra_args(false);
@@ -116,7 +115,11 @@ void add_demo(CLI::App& app) {
     // 256 tokens are too few for threads to pay: OpenMP's barriers cost more than the work
     // (measured: 9 s of CPU on 2 threads vs 0.1 s on 1 on a loaded machine). --threads wins.
     if (sub->count("--threads") == 0) set_num_threads(1);
-    run_demo(*a);
+    install_stop_handlers();
+    if (const int rc = run_demo(*a); rc != 0) {
+      std::fflush(stdout);
+      std::exit(rc);
+    }
   });
 }
 

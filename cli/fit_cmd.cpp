@@ -8,7 +8,6 @@
 
 #include "attnflow/config.hpp"
 #include "attnflow/fit_run.hpp"
-#include "attnflow/progress.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 
@@ -32,13 +31,7 @@ void run_fit_cmd(const FitArgs& a) {
   for (const auto& s : a.sets) cfg.set(s);
   const FitConfig fc = parse_fit_config(cfg);
   const std::string out = a.out.empty() ? "runs/" + std::filesystem::path(a.config).stem().string() : a.out;
-  std::unique_ptr<Progress> bar;
-  if (!a.quiet) bar = std::make_unique<Progress>(static_cast<double>(fc.fit.steps > 0 ? fc.fit.steps : 1), "fit");
-  const FitRunResult r = run_fit(fc, cfg.resolved(), out, ATTNFLOW_VERSION, [&](const FitRecord& rec, long) {
-    if (bar) bar->update(static_cast<double>(rec.step),
-                         fmt::format("step {} train {:.4g} test {:.4g}", rec.step, rec.train_loss, rec.test_loss));
-  });
-  if (bar) bar->finish(fmt::format("{} steps", r.fit.steps));
+  const FitRunResult r = run_fit(fc, cfg.resolved(), out, ATTNFLOW_VERSION, a.quiet ? nullptr : stderr);
   fmt::print("fit {} ({}, {} parameters): train loss {:.6g}, test loss {:.6g} ({:.3g} of the identity map's)\n",
              to_string(fc.task.kind), to_string(fc.model.normalization), r.parameters,
              r.fit.final_train_loss, r.fit.final_test_loss, r.fit.final_test_loss / r.fit.identity_test_loss);

@@ -10,6 +10,7 @@
 
 #include "attnflow/config.hpp"
 #include "attnflow/icl_run.hpp"
+#include "attnflow/job.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 
@@ -44,12 +45,10 @@ void run_icl_cmd(const IclArgs& a) {
     fmt::print("{}: already finished (summary.json says so); nothing to do\n", a.out);
     return;
   }
-  if (s.interrupted) {
-    fmt::print("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS); continue with --resume\n",
-               s.checkpoints);
-    std::fflush(stdout);
-    std::exit(3);  // a simulated kill: non-zero, like the real one
-  }
+  if (s.interrupted)
+    std::exit(report_stopped("icl", s.signal,
+                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
+                                         s.checkpoints), a.out));
   fmt::print("{}wrote {} (config.toml, risk.csv, final.json, summary.json)\n", s.text, a.out);
   // Divergence is an error (exit status 1) naming the step; the directory keeps the finite part.
   if (!s.finite) throw std::runtime_error(fmt::format("{} (see {}/summary.json)", s.message, a.out));
@@ -71,7 +70,10 @@ void add_icl(CLI::App& app) {
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
   add_threads_option(*sub);
-  sub->callback([a] { run_icl_cmd(*a); });
+  sub->callback([a] {
+    install_stop_handlers();  // SIGINT / SIGTERM: checkpoint at the next step, then stop
+    run_icl_cmd(*a);
+  });
 }
 
 const Registrar registrar{"icl", 65, add_icl};

@@ -1,7 +1,7 @@
 // attnflow ot: entropic (log-domain Sinkhorn, eps-scaling) or exact (network simplex) optimal
 // transport between two weighted point clouds read from .npy files. Writes DIR/report.json and
 // DIR/summary.json ("kind": "ot"), DIR/f.npy, DIR/g.npy and, with --plan, DIR/plan.npy.
-// Everything is computed before the directory is created, so a failure leaves no output.
+// Everything is computed first, then written as one staged job (job.hpp): a failure leaves no output.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -13,6 +13,7 @@
 #include "attnflow/divergence.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/exact_ot.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/npy.hpp"
 #include "attnflow/ot.hpp"
 #include "commands.hpp"
@@ -101,11 +102,12 @@ void run_ot(const OtArgs& args) {
         "ot: --plan with n * m = {} * {} = {}, must be <= {} (dense plan; drop --plan)",
         mu.size(), nu.size(), entries, kMaxPlanEntries));
 
+  Job job({.kind = "ot", .out_dir = args.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
+           .outputs = {"f.npy", "g.npy", "plan.npy", "report.json"}, .noun = "run", .marker = ""});
   const auto t0 = std::chrono::steady_clock::now();
   OtOutput o = args.exact ? run_exact(mu, nu, args) : run_sinkhorn(mu, nu, args);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  o.report["kind"] = "ot";
-  o.report["attnflow_version"] = ATTNFLOW_VERSION;
+  o.report.update(job.summary("finished"));  // not converging is reported in "converged"
   o.report["cost_type"] = args.cost;
   o.report["n"] = mu.size();
   o.report["m"] = nu.size();
@@ -113,13 +115,13 @@ void run_ot(const OtArgs& args) {
   o.report["seconds"] = seconds;
   o.report["plan"] = args.plan;
 
-  ensure_directory(args.out);
-  write_npy(args.out + "/f.npy", o.f);
-  write_npy(args.out + "/g.npy", o.g);
-  if (args.plan) write_npy(args.out + "/plan.npy", o.plan);
-  const std::string text = o.report.dump(2) + "\n";
-  write_file_atomic(args.out + "/report.json", text);
-  write_file_atomic(args.out + "/summary.json", text);
+  job.start();
+  write_npy(job.path("f.npy"), o.f);
+  write_npy(job.path("g.npy"), o.g);
+  if (args.plan) write_npy(job.path("plan.npy"), o.plan);
+  write_file_atomic(job.path("report.json"), o.report.dump(2) + "\n");
+  job.write_summary(o.report);
+  job.commit();
   fmt::print("ot ({}): cost {:.10g}, {} iterations, marginal error {:.3g}, {} in {:.2f} s -> {}\n",
              o.report["method"].get<std::string>(), o.report["cost"].get<double>(),
              o.report["iterations"].get<int>(), o.report["marginal_error"].get<double>(),

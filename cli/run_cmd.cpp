@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "attnflow/config.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/runner.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
@@ -32,11 +33,7 @@ void print_result(const RunResult& r, const std::string& out) {
     for (std::size_t i = 0; i < names.size(); ++i) text += fmt::format(" {} {:.6g}", names[i], row.values[i]);
     fmt::print("t = {:g} system {}:{}\n", row.t, row.system, text);
   }
-  if (r.interrupted) {
-    fmt::print("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS); continue with --resume\n",
-               r.checkpoints);
-    return;
-  }
+  if (r.interrupted) return;  // reported by run_run
   fmt::print("wrote {} (config.toml, observables.csv, final.npy, summary.json{}) in {:.2f} s\n", out,
              std::filesystem::exists(out + "/snapshots") ? ", snapshots/" : "", r.seconds);
 }
@@ -58,10 +55,10 @@ void run_run(const RunArgs& a) {
   if (a.quiet) opt.progress = nullptr;
   const RunResult r = run_experiment(rc, cfg.resolved(), opt);
   print_result(r, opt.out_dir);
-  if (r.interrupted) {
-    std::fflush(stdout);
-    std::exit(3);  // a simulated kill: non-zero, like the real one
-  }
+  if (r.interrupted)
+    std::exit(report_stopped("run", r.signal,
+                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
+                                         r.checkpoints), opt.out_dir));
   if (r.finished && !a.no_plots) run_plot_hook(opt.out_dir);
 }
 
@@ -78,7 +75,10 @@ void add_run(CLI::App& app) {
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
   add_threads_option(*sub);
-  sub->callback([a] { run_run(*a); });
+  sub->callback([a] {
+    install_stop_handlers();  // SIGINT / SIGTERM: checkpoint at the next observation, then stop
+    run_run(*a);
+  });
 }
 
 const Registrar registrar{"run", 2, add_run};

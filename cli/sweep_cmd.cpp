@@ -8,6 +8,7 @@
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/config.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/sweep.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
@@ -40,11 +41,10 @@ void run_sweep_cmd(const SweepArgs& a) {
   fmt::print("\n");
   std::fflush(stdout);
   const SweepResult r = run_sweep(grid, opt);
-  if (r.interrupted) {
-    fmt::print("stopped after {} point(s) (ATTNFLOW_STOP_AFTER_POINTS); continue with --resume\n", r.ran);
-    std::fflush(stdout);
-    std::exit(3);  // a simulated kill: non-zero, like the real one
-  }
+  if (r.interrupted)
+    std::exit(report_stopped("sweep", r.signal,
+                             fmt::format("stopped after {} point(s) (ATTNFLOW_STOP_AFTER_POINTS)", r.ran),
+                             opt.out_dir));
   fmt::print("wrote {}/sweep.csv ({} points: {} run, {} already done) in {:.2f} s\n", opt.out_dir, r.points, r.ran,
              r.skipped, r.seconds);
   if (!a.no_plots) run_plot_hook(opt.out_dir);
@@ -65,7 +65,10 @@ void add_sweep(CLI::App& app) {
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
   add_threads_option(*sub);
-  sub->callback([a] { run_sweep_cmd(*a); });
+  sub->callback([a] {
+    install_stop_handlers();  // SIGINT / SIGTERM: every point checkpoints at its next observation
+    run_sweep_cmd(*a);
+  });
 }
 
 const Registrar registrar{"sweep", 3, add_sweep};

@@ -14,6 +14,7 @@
 #include "attnflow/csv.hpp"
 #include "attnflow/equiangular.hpp"
 #include "attnflow/error.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/long_context.hpp"
 #include "commands.hpp"
 
@@ -94,10 +95,10 @@ struct LongContextArgs {
 
 void run_long_context(const LongContextArgs& a) {
   const LongContextResult r = long_context(a.n, a.rho, a.gamma);
-  nlohmann::json j = {{"kind", "theory-long-context"}, {"attnflow_version", ATTNFLOW_VERSION},
-                      {"n", r.n},         {"rho", r.rho},       {"gamma", r.gamma},
+  nlohmann::json j = summary_header("theory-long-context", ATTNFLOW_VERSION, "finished");
+  j.update({{"n", r.n},         {"rho", r.rho},       {"gamma", r.gamma},
                       {"beta", r.beta},   {"gamma_c", r.gamma_c}, {"cosine", r.cosine},
-                      {"limit", r.limit}, {"regime", r.regime}};
+                      {"limit", r.limit}, {"regime", r.regime}});
   if (a.direct) {
     require(a.n == std::floor(a.n) && a.n <= 1e8, "theory long-context", "--n", a.n,
             "an integer <= 1e8 with --direct (O(n) memory)");
@@ -140,13 +141,12 @@ void run_clusters(const ClustersArgs& a) {
     if (a.beta <= 700.0) m["growth_rate_usa"] = mode_growth_rate(TheoryModel::usa, k, a.beta);
     modes.push_back(m);
   }
-  const nlohmann::json j = {{"kind", "theory-clusters"},
-                            {"attnflow_version", ATTNFLOW_VERSION},
-                            {"d", a.d},
+  nlohmann::json j = summary_header("theory-clusters", ATTNFLOW_VERSION, "finished");
+  j.update({{"d", a.d},
                             {"beta", a.beta},
                             {"predicted_clusters", p.predicted_clusters},
                             {"sqrt_2beta", std::sqrt(2.0 * a.beta)},
-                            {"modes", modes}};
+                            {"modes", modes}});
   fmt::print("{}\n", j.dump(2));
 }
 

@@ -1,6 +1,8 @@
 // Checkpoints: everything a killed job needs to continue bit for bit, in one versioned file
 // written atomically. Every kind shares one container:
 //   "ATTNFLOW-CHECKPOINT\n" | uint64 json length | JSON metadata | one .npy block (float64)
+//   | uint64 checksum: FNV-1a 64 of every preceding byte (version 2 on), checked on reading,
+//   so a flipped bit anywhere is refused instead of resumed into different results.
 // Doubles in the metadata are stored as their 64-bit patterns, so nothing is rounded.
 //   `attnflow run` (Checkpoint): the flow state of every system, its integrator and noise
 //     generator states, the observation counter and the length of observables.csv; the .npy
@@ -22,7 +24,7 @@
 
 namespace attnflow {
 
-inline constexpr int kCheckpointVersion = 1;
+inline constexpr int kCheckpointVersion = 2;  // 2: checksum trailer
 
 struct Checkpoint {
   int version = kCheckpointVersion;
@@ -35,7 +37,8 @@ struct Checkpoint {
 
 // Writes atomically (a reader never sees half a checkpoint).
 void write_checkpoint(const std::string& path, const Checkpoint& c);
-// Throws std::invalid_argument naming the file for a bad magic, version or truncated data.
+// Throws std::invalid_argument naming the file for a bad magic, version, checksum or truncated
+// data.
 Checkpoint read_checkpoint(const std::string& path);
 
 // The in-context regression training state (attnflow icl).
@@ -55,7 +58,7 @@ struct CheckpointFile {
   std::string metadata;
   NpyArray data;
 };
-// Checks the magic and the length; the caller parses the metadata.
+// Checks the magic, the length, the version and the checksum; the caller parses the metadata.
 CheckpointFile read_checkpoint_file(const std::string& path);
 
 }  // namespace attnflow

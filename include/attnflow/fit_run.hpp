@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 
@@ -35,11 +36,10 @@ struct FitRunResult {
 };
 
 // Builds the task, initializes and fits the model, writes the outputs into out_dir (created
-// if missing; files written atomically, only after the fit succeeded). `progress` (may be
-// empty) receives each evaluation and the number of steps.
+// if missing; files written atomically, only after the fit succeeded). Progress lines (each
+// evaluation's losses) go to `progress` (null = silent).
 FitRunResult run_fit(const FitConfig& config, const std::string& resolved_toml,
-                     const std::string& out_dir, const std::string& version,
-                     const std::function<void(const FitRecord&, long total)>& progress = {});
+                     const std::string& out_dir, const std::string& version, std::FILE* progress = nullptr);
 
 // Model files: save writes atomically; load rejects corrupt, truncated or other-version files
 // with a message naming the path.

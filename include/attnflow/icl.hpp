@@ -150,6 +150,9 @@ using IclProgress = std::function<void(const IclStepRecord&)>;
 struct IclCheckpointHook {
   long every = 0;  // 0 = never
   std::function<bool(const IclTrainState&)> save;
+  // Checked after every step (not the last): true offers the state to `save` at once (a stop
+  // request) and stops after it, whatever `every` says.
+  std::function<bool()> stop_now = {};
 };
 
 IclTrainResult icl_train(const IclData& data, const IclParams& init,

@@ -40,7 +40,8 @@ std::string default_largeprompt_config_toml();
 struct IclRunSummary {
   std::string text;  // a few lines for stdout
   bool finished = false;          // wrote risk.csv, final.json, summary.json
-  bool interrupted = false;       // stopped by stop_after_checkpoints
+  bool interrupted = false;       // stopped by stop_after_checkpoints or a stop request (job.hpp)
+  int signal = 0;                 // the stop request's signal; 0 = none
   bool already_finished = false;  // resume found a finished run: nothing done
   long checkpoints = 0;           // checkpoints written by this call
   // Status of a finished job, as in summary.json: finite = false when training diverged

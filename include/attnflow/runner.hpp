@@ -7,6 +7,8 @@
 //   final.npy         final positions, same shapes
 //   summary.json      "kind": "run", status, timing, final observables
 //   checkpoint.bin    while running (checkpoint.hpp); a resumed run equals an uninterrupted one
+// The directory is an in-place job (job.hpp): a stop request (SIGINT, SIGTERM, see
+// install_stop_handlers) checkpoints at the next observation and returns interrupted.
 // Everything is a pure function of the config: bit-identical on any thread count.
 #pragma once
 
@@ -44,7 +46,8 @@ struct RunOptions {
 
 struct RunResult {
   bool finished = false;     // reached t_end and wrote final.npy + summary.json
-  bool interrupted = false;  // stopped by stop_after_checkpoints
+  bool interrupted = false;  // stopped by stop_after_checkpoints or a stop request (job.hpp)
+  int signal = 0;            // the stop request's signal (SIGINT, SIGTERM); 0 = none
   bool already_finished = false;  // resume found a finished run: nothing done
   std::int64_t observations = 0;  // observation times written so far
   long checkpoints = 0;           // checkpoints written by this call
@@ -65,7 +68,8 @@ Matrix initial_positions(const RunConfig& cfg, Index system);
 // Runs (or resumes) the experiment into options.out_dir. `resolved_config` is the TOML text
 // written to config.toml and stored in checkpoints (a resume must match it). Throws
 // std::invalid_argument for a bad setup (naming the key or path) before creating anything;
-// if the run fails later, a directory this call created is removed again.
+// if a fresh run fails later, the files it wrote are removed again (and the directory, if it
+// created it); a directory that is not empty and holds no run is refused.
 RunResult run_experiment(const RunConfig& cfg, const std::string& resolved_config, const RunOptions& options);
 
 }  // namespace attnflow

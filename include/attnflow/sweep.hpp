@@ -55,7 +55,8 @@ struct SweepResult {
   Index ran = 0;      // points run (or continued) by this call
   Index skipped = 0;  // points already finished before this call
   bool finished = false;
-  bool interrupted = false;
+  bool interrupted = false;  // the test hook or a stop request (job.hpp) stopped it
+  int signal = 0;            // the stop request's signal; 0 = none
   double seconds = 0.0;
 };
 

@@ -90,8 +90,12 @@ BatchResult batch_gradient(const IclSampler& sampler, const IclParams& params,
 // Offers the state to the hook after `taken` steps (not after the last); false = stop.
 bool keep_going(const IclCheckpointHook& hook, long taken, long total,
                 const std::function<IclTrainState()>& state) {
-  if (hook.every <= 0 || !hook.save || taken <= 0 || taken % hook.every != 0 || taken >= total)
-    return true;
+  if (!hook.save || taken <= 0 || taken >= total) return true;
+  if (hook.stop_now && hook.stop_now()) {
+    hook.save(state());
+    return false;
+  }
+  if (hook.every <= 0 || taken % hook.every != 0) return true;
   return hook.save(state());
 }
 

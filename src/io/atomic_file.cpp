@@ -1,31 +1,119 @@
 #include "attnflow/atomic_file.hpp"
 
 #include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace attnflow {
 
+namespace fs = std::filesystem;
+
+namespace {
+
+// Refuses an existing target that is not a regular file: rename(2) would silently turn a
+// device node, a FIFO or a socket into a regular file (and fail on a directory).
+void require_regular_or_absent(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;  // absent: fine
+  if (S_ISREG(st.st_mode)) return;
+  const char* what = S_ISDIR(st.st_mode)    ? "a directory"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                     : S_ISLNK(st.st_mode)  ? "a symbolic link"
+                                            : "not a regular file";
+  throw std::invalid_argument(fmt::format("cannot write {}: it exists and is {}, must be a regular file or absent "
+                                          "(attnflow never replaces it)", path, what));
+}
+
+// Test hook simulating a full disk: ATTNFLOW_FAIL_AFTER_WRITES=K lets the first K atomic
+// writes of the process succeed and fails every later one with ENOSPC's message.
+void inject_failure(const std::string& path) {
+  static const long limit = [] {
+    const char* v = std::getenv("ATTNFLOW_FAIL_AFTER_WRITES");
+    return v && *v ? std::strtol(v, nullptr, 10) : -1L;
+  }();
+  static std::atomic<long> writes{0};
+  if (limit >= 0 && writes.fetch_add(1) >= limit)
+    throw std::runtime_error(fmt::format("cannot write {}: {} (simulated by ATTNFLOW_FAIL_AFTER_WRITES)", path,
+                                         std::strerror(ENOSPC)));
+}
+
+bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+
+}  // namespace
+
+std::string temporary_name(const std::string& path) { return fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid())); }
+
+long temp_name_pid(std::string_view name) {
+  const auto pos = name.rfind(".tmp.");
+  if (pos == std::string_view::npos || pos == 0) return 0;
+  const std::string_view digits = name.substr(pos + 5);
+  if (digits.empty() || digits.size() > 9) return 0;
+  long pid = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return 0;
+    pid = pid * 10 + (c - '0');
+  }
+  return pid;
+}
+
+bool is_stale_temporary(std::string_view name) {
+  const long pid = temp_name_pid(name);
+  return pid > 0 && pid != static_cast<long>(::getpid()) && !process_alive(pid);
+}
+
+int remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (is_stale_temporary(it->path().filename().string())) {
+      stale.push_back(it->path());
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+    }
+  }
+  int removed = 0;
+  for (const fs::path& p : stale) removed += fs::remove_all(p, ec) > 0 ? 1 : 0;
+  return removed;
+}
+
 void write_file_atomic(const std::string& path, std::string_view content) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
+  require_regular_or_absent(path);
+  inject_failure(path);
+  const std::string tmp = temporary_name(path);
   {
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
     if (!f)
       throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
     const size_t written = std::fwrite(content.data(), 1, content.size(), f);
     const bool ok = written == content.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-    std::fclose(f);
-    if (!ok) {
+    const int err = errno;
+    const bool closed = std::fclose(f) == 0;
+    if (!ok || !closed) {
       std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+      throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(ok ? errno : err)));
     }
+  }
+  // Checked again just before the rename: the target may have appeared meanwhile.
+  try {
+    require_regular_or_absent(path);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
@@ -44,7 +132,7 @@ std::string read_file(const std::string& path) {
 
 void ensure_directory(const std::string& path) {
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
+  fs::create_directories(path, ec);
   if (ec) throw std::runtime_error(fmt::format("cannot create directory {}: {}", path, ec.message()));
 }
 

@@ -50,12 +50,10 @@ Rng::State rng_from(const nlohmann::json& j) {
   return r;
 }
 
-// Parses the metadata and checks the version and the kind (absent = "run", the first kind).
+// Parses the metadata and checks the kind (absent = "run", the first kind); the version was
+// checked by read_checkpoint_file.
 nlohmann::json parse_metadata(const CheckpointFile& file, const std::string& path, const std::string& kind) {
   nlohmann::json meta = nlohmann::json::parse(file.metadata);
-  const int version = meta.at("version").get<int>();
-  require(version == kCheckpointVersion, "checkpoint", "version", version,
-          fmt::format("{} (written by another attnflow version: {})", kCheckpointVersion, path));
   const std::string found = meta.value("kind", "run");
   if (found != kind)
     throw_message("checkpoint", fmt::format("{} is a checkpoint of `attnflow {}`, not of `attnflow {}`", path,
@@ -63,7 +61,24 @@ nlohmann::json parse_metadata(const CheckpointFile& file, const std::string& pat
   return meta;
 }
 
-constexpr Index kIclRecordValues = 7;  // step, time, risk, risk_infinite, b, a_norm, balance
+constexpr Index kIclRecordValues = 7;
+
+// FNV-1a 64 (standard offset basis and prime) of the bytes: the checkpoint's trailer.
+std::uint64_t fnv1a64(const char* data, std::size_t size) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (std::size_t i = 0; i < size; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// The metadata's version, or -1 when it cannot be read (corrupt metadata).
+int metadata_version(const std::string& metadata) {
+  const auto j = nlohmann::json::parse(metadata, nullptr, false);
+  if (!j.is_object() || !j.contains("version") || !j["version"].is_number_integer()) return -1;
+  return j["version"].get<int>();
+}  // step, time, risk, risk_infinite, b, a_norm, balance
 
 }  // namespace
 
@@ -74,6 +89,8 @@ void write_checkpoint_file(const std::string& path, const std::string& metadata,
   bytes.append(reinterpret_cast<const char*>(&len), sizeof(len));
   bytes += metadata;
   bytes += npy_bytes(data, shape);
+  const std::uint64_t sum = fnv1a64(bytes.data(), bytes.size());
+  bytes.append(reinterpret_cast<const char*>(&sum), sizeof(sum));
   write_file_atomic(path, bytes);
 }
 
@@ -86,7 +103,22 @@ CheckpointFile read_checkpoint_file(const std::string& path) {
   if (bytes.size() - (kMagicLen + 8) < len) throw_message("checkpoint", fmt::format("{} is truncated", path));
   CheckpointFile f;
   f.metadata = bytes.substr(kMagicLen + 8, len);
-  f.data = parse_npy(bytes.substr(kMagicLen + 8 + len), path);
+  // The version first, so that a file of another version is named as such, not as corrupt.
+  const int version = metadata_version(f.metadata);
+  if (version >= 0)
+    require(version == kCheckpointVersion, "checkpoint", "version", version,
+            fmt::format("{} (written by another attnflow version: {})", kCheckpointVersion, path));
+  const std::size_t body = bytes.size() - 8;
+  if (bytes.size() - (kMagicLen + 8) - len < 8) throw_message("checkpoint", fmt::format("{} is truncated", path));
+  std::uint64_t stored = 0;
+  std::memcpy(&stored, bytes.data() + body, sizeof(stored));
+  const std::uint64_t computed = fnv1a64(bytes.data(), body);
+  if (stored != computed)
+    throw_message("checkpoint", fmt::format("{} is corrupt: its checksum (FNV-1a 64 of the whole file) is {:016x}, "
+                                            "the content gives {:016x}; it cannot be resumed (start the run "
+                                            "afresh in a new --out directory)", path, stored, computed));
+  if (version < 0) throw_message("checkpoint", fmt::format("{}: bad metadata", path));
+  f.data = parse_npy(bytes.substr(kMagicLen + 8 + len, body - (kMagicLen + 8 + len)), path);
   return f;
 }
 

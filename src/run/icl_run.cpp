@@ -15,6 +15,7 @@
 #include "attnflow/csv.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/icl_run.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/parallel.hpp"
 #include "attnflow/progress.hpp"
 
@@ -23,7 +24,6 @@ namespace attnflow {
 namespace {
 
 using json = nlohmann::json;
-namespace fs = std::filesystem;
 
 json matrix_json(const Matrix& a) {
   json rows = json::array();
@@ -62,31 +62,18 @@ json icl_final_json(const IclRunConfig& c, const IclTrainResult& r, const IclRis
   return j;
 }
 
-struct IclPaths {
-  std::string dir, config, risk, final_json, summary, checkpoint;
-  explicit IclPaths(const std::string& d)
-      : dir(d), config(d + "/config.toml"), risk(d + "/risk.csv"), final_json(d + "/final.json"),
-        summary(d + "/summary.json"), checkpoint(d + "/checkpoint.bin") {}
-};
-
-bool finished_run(const IclPaths& p) {
-  if (!fs::exists(p.summary)) return false;
-  const auto j = json::parse(read_file(p.summary), nullptr, false);
-  return !j.is_discarded() && j.value("status", "") == "finished";
-}
+const std::vector<std::string> kIclOutputs = {"config.toml", "risk.csv", "final.json"};
 
 bool icl_converged(const IclRunConfig& c, const IclTrainResult& r, double residual) {
   return r.finite && std::isfinite(residual) && residual < c.converged_tol;
 }
 
 json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
-                      const json& final_j, bool do_eval, const std::string& version, double seconds) {
+                      const json& final_j, bool do_eval, const Job& job, double seconds) {
   const bool infinite = c.train.prompt_length == 0;
   const double residual = final_j["bsa_minus_identity"].get<double>();
-  json summary{{"kind", "icl"},
-               {"attnflow_version", version},
-               {"status", "finished"},
-               {"model", to_string(c.train.model)},
+  json summary = job.summary("finished");
+  summary.update({{"model", to_string(c.train.model)},
                {"prompt", infinite ? json("infinite") : json(c.train.prompt_length)},
                {"steps", r.steps},
                {"finite", r.finite},
@@ -102,7 +89,7 @@ json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTra
                {"balance_end", r.params.a.squaredNorm() - r.params.b * r.params.b},
                {"threads", num_threads()},
                {"seconds", seconds},
-               {"files", {"config.toml", "risk.csv", "final.json", "summary.json"}}};
+               {"files", {"config.toml", "risk.csv", "final.json", "summary.json"}}});
   if (!r.history.empty()) summary["risk_last_step"] = r.history.back().risk;
   if (do_eval) summary["risk_eval"] = final_j["risk_eval"];
   return summary;
@@ -111,8 +98,8 @@ json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTra
 // Trains from `start`, offering a checkpoint every c.checkpoint_every steps.
 IclTrainResult train_with_checkpoints(const IclRunConfig& c, const std::string& resolved,
                                       const IclRunOptions& opt, const IclTrainState& start,
-                                      const IclPaths& p, IclRunSummary& s) {
-  Progress progress(static_cast<double>(c.train.steps), "icl", stderr, -1, 2.0);
+                                      const Job& job, IclRunSummary& s) {
+  Progress progress = job.progress(static_cast<double>(c.train.steps), opt.quiet ? nullptr : stderr);
   auto report = [&](const IclStepRecord& r) {
     if (opt.quiet) return;
     progress.update(static_cast<double>(r.step),
@@ -121,10 +108,12 @@ IclTrainResult train_with_checkpoints(const IclRunConfig& c, const std::string& 
   IclCheckpointHook hook;
   hook.every = c.checkpoint_every;
   hook.save = [&](const IclTrainState& state) {
-    write_icl_checkpoint(p.checkpoint, {kCheckpointVersion, resolved, state});
+    write_icl_checkpoint(job.checkpoint(), {kCheckpointVersion, resolved, state});
     ++s.checkpoints;
-    return opt.stop_after_checkpoints <= 0 || s.checkpoints < opt.stop_after_checkpoints;
+    s.signal = stop_signal();
+    return s.signal == 0 && (opt.stop_after_checkpoints <= 0 || s.checkpoints < opt.stop_after_checkpoints);
   };
+  hook.stop_now = [] { return stop_signal() != 0; };  // each step is a safe point
   const IclTrainResult r = icl_train(c.data, start, c.train, report, hook);
   if (!opt.quiet) progress.finish(fmt::format("{} steps", r.steps));
   return r;
@@ -132,7 +121,7 @@ IclTrainResult train_with_checkpoints(const IclRunConfig& c, const std::string& 
 
 // The evaluation, final.json and summary.json of a finished training; removes the checkpoint.
 void finish_run(const IclRunConfig& c, const IclParams& init, const IclTrainResult& r,
-                const IclRunOptions& opt, const IclPaths& p, double seconds, IclRunSummary& s) {
+                Job& job, double seconds, IclRunSummary& s) {
   const bool infinite = c.train.prompt_length == 0;
   IclRiskEstimate eval;
   const bool do_eval = !infinite && r.finite && c.eval_prompts > 0;
@@ -141,12 +130,11 @@ void finish_run(const IclRunConfig& c, const IclParams& init, const IclTrainResu
     eval = icl_estimate_risk(c.data, c.train.model, r.params, c.train.prompt_length,
                              c.eval_prompts, c.train.seed + (std::uint64_t{1} << 32));
   const json final_j = icl_final_json(c, r, do_eval ? &eval : nullptr);
-  const json summary = icl_summary_json(c, init, r, final_j, do_eval, opt.version, seconds);
-  write_file_atomic(p.risk, risk_csv(r.history));
-  write_file_atomic(p.final_json, final_j.dump(2) + "\n");
-  write_file_atomic(p.summary, summary.dump(2) + "\n");
-  std::error_code ec;
-  fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
+  const json summary = icl_summary_json(c, init, r, final_j, do_eval, job, seconds);
+  write_file_atomic(job.path("risk.csv"), risk_csv(r.history));
+  write_file_atomic(job.path("final.json"), final_j.dump(2) + "\n");
+  job.write_summary(summary);
+  job.commit();  // summary.json now marks the run finished; checkpoint.bin goes
   s.finished = true;
   s.finite = r.finite;
   s.diverged_step = r.diverged_step;
@@ -168,43 +156,31 @@ void finish_run(const IclRunConfig& c, const IclParams& init, const IclTrainResu
 IclRunSummary run_icl_job(const IclRunConfig& c, const std::string& resolved_toml,
                           const IclRunOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  require(!opt.out_dir.empty(), "icl", "out_dir", "\"\"", "a directory path");
-  const IclPaths p(opt.out_dir);
+  Job job({.kind = "icl", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
+           .resume = opt.resume, .outputs = kIclOutputs, .noun = "run", .marker = ""});
   IclRunSummary s;
-  if (opt.resume && finished_run(p)) {
+  if (job.finished_before()) {
     s.already_finished = true;
     return s;
   }
-  if (!opt.resume && (fs::exists(p.summary) || fs::exists(p.checkpoint) || fs::exists(p.risk) ||
-                      fs::exists(p.config)))
-    throw_message("icl", fmt::format("output directory {} already holds a run (use --resume to continue "
-                                     "it, or choose another --out)", p.dir));
   Rng init_rng(c.init_seed, 7);
   const IclParams init = icl_balanced_init(c.data.dim(), c.init_scale, init_rng);
   IclTrainState start = icl_initial_state(init);
-  if (opt.resume && fs::exists(p.checkpoint)) {
-    IclCheckpoint ck = read_icl_checkpoint(p.checkpoint);
-    if (ck.config != resolved_toml)
-      throw_message("icl", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
-                                       "was written with (compare with {})", p.checkpoint, p.config));
+  if (job.has_checkpoint()) {
+    IclCheckpoint ck = read_icl_checkpoint(job.checkpoint());
+    job.require_same_config(ck.config, resolved_toml);
     start = std::move(ck.state);
   }  // a resume without a checkpoint yet starts over
-  const bool existed = fs::exists(p.dir);
-  try {
-    ensure_directory(p.dir);
-    write_file_atomic(p.config, resolved_toml);
-    const IclTrainResult r = train_with_checkpoints(c, resolved_toml, opt, start, p, s);
-    if (r.stopped) {
-      s.interrupted = true;
-      return s;
-    }
-    finish_run(c, init, r, opt, p, seconds_since(t0), s);
+  job.start();
+  write_file_atomic(job.path("config.toml"), resolved_toml);
+  const IclTrainResult r = train_with_checkpoints(c, resolved_toml, opt, start, job, s);
+  if (r.stopped) {
+    s.interrupted = true;
+    job.keep();
     return s;
-  } catch (...) {
-    std::error_code ec;
-    if (!existed) fs::remove_all(p.dir, ec);  // leave nothing behind from a failed fresh run
-    throw;
   }
+  finish_run(c, init, r, job, seconds_since(t0), s);
+  return s;
 }
 
 IclRunSummary run_icl(const IclRunConfig& c, const std::string& resolved_toml,
@@ -219,15 +195,16 @@ IclRunSummary run_icl(const IclRunConfig& c, const std::string& resolved_toml,
 IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& resolved_toml,
                               const std::string& out_dir, const std::string& version, bool quiet) {
   const auto t0 = std::chrono::steady_clock::now();
+  Job job({.kind = "largeprompt", .out_dir = out_dir, .version = version, .resumable = false, .resume = false,
+           .outputs = {"config.toml", "concentration.csv"}, .noun = "run", .marker = ""});
   const ConcentrationOptions& o = c.options;
-  Progress progress(static_cast<double>(o.lengths.size()), "largeprompt", stderr, -1, 2.0);
+  Progress progress = job.progress(static_cast<double>(o.lengths.size()), quiet ? nullptr : stderr);
   auto report = [&](const ConcentrationRow& row, Index done, Index) {
-    if (quiet) return;
     progress.update(static_cast<double>(done),
                     fmt::format("L = {} output_error {:.3g}", row.length, row.output_error));
   };
   const ConcentrationResult r = concentration(o, report);
-  if (!quiet) progress.finish(fmt::format("{} lengths", r.rows.size()));
+  progress.finish(fmt::format("{} lengths", r.rows.size()));
   // No iterative solver here: the status is whether every estimate is finite (a non-finite
   // one is named, never written as if it were a result).
   std::string bad;
@@ -247,30 +224,30 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
                 {"standard_error", f.standard_error}, {"intercept", f.intercept},
                 {"points", f.points}, {"band", "95% (Student t on the log-log residuals)"}};
   };
-  json summary{{"kind", "largeprompt"},
-               {"attnflow_version", version},
-               {"law", to_string(o.law)},
-               {"dim", o.dim},
-               {"scale", o.scale},
-               {"u_scale", o.u_scale},
-               {"prompts", o.prompts},
-               {"queries", o.queries},
-               {"finite", finite},
-               {"converged", finite},
-               {"converged_rule", "no iterative solver: every estimate finite"},
-               {"message", finite ? std::string("ok") : "non-finite estimate: " + bad},
-               {"slopes", {{"output_error", fit_json(r.output)},
-                           {"grad_u_error", fit_json(r.grad_u)},
-                           {"grad_v_error", fit_json(r.grad_v)}}},
-               {"threads", num_threads()},
-               {"seconds", seconds_since(t0)},
-               {"files", {"config.toml", "concentration.csv", "summary.json"}}};
-  ensure_directory(out_dir);
-  write_file_atomic(out_dir + "/config.toml", resolved_toml);
-  write_csv(out_dir + "/concentration.csv", table,
+  json summary = job.summary("finished");
+  summary.update({{"law", to_string(o.law)},
+                  {"dim", o.dim},
+                  {"scale", o.scale},
+                  {"u_scale", o.u_scale},
+                  {"prompts", o.prompts},
+                  {"queries", o.queries},
+                  {"finite", finite},
+                  {"converged", finite},
+                  {"converged_rule", "no iterative solver: every estimate finite"},
+                  {"message", finite ? std::string("ok") : "non-finite estimate: " + bad},
+                  {"slopes", {{"output_error", fit_json(r.output)},
+                              {"grad_u_error", fit_json(r.grad_u)},
+                              {"grad_v_error", fit_json(r.grad_v)}}},
+                  {"threads", num_threads()},
+                  {"seconds", seconds_since(t0)},
+                  {"files", {"config.toml", "concentration.csv", "summary.json"}}});
+  job.start();
+  write_file_atomic(job.path("config.toml"), resolved_toml);
+  write_csv(job.path("concentration.csv"), table,
             {"L", "output_error", "grad_u_error", "grad_v_error", "output_se", "grad_u_se",
              "grad_v_se"});
-  write_file_atomic(out_dir + "/summary.json", summary.dump(2) + "\n");
+  job.write_summary(summary);
+  job.commit();
   IclRunSummary s;
   s.finished = true;
   s.finite = s.converged = finite;

@@ -13,6 +13,7 @@
 #include "attnflow/checkpoint.hpp"
 #include "attnflow/ensemble.hpp"
 #include "attnflow/error.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/npy.hpp"
 #include "attnflow/progress.hpp"
 #include "attnflow/sample.hpp"
@@ -20,8 +21,6 @@
 #include "run_model.hpp"
 
 namespace attnflow {
-
-namespace fs = std::filesystem;
 
 std::vector<std::string> observable_columns() {
   std::vector<std::string> c{"t", "system"};
@@ -79,18 +78,8 @@ void write_positions(const std::string& path, const Ensemble& e) {
   write_npy(path, data.data(), {e.size(), n, d});
 }
 
-struct Paths {
-  std::string dir, config, csv, snapshots, final_npy, summary, checkpoint;
-  explicit Paths(const std::string& d)
-      : dir(d), config(d + "/config.toml"), csv(d + "/observables.csv"), snapshots(d + "/snapshots"),
-        final_npy(d + "/final.npy"), summary(d + "/summary.json"), checkpoint(d + "/checkpoint.bin") {}
-};
-
-bool finished_run(const Paths& p) {
-  if (!fs::exists(p.summary)) return false;
-  const auto j = nlohmann::json::parse(read_file(p.summary), nullptr, false);
-  return !j.is_discarded() && j.value("status", "") == "finished";
-}
+// The files of a run directory (runner.hpp), the names the job writes.
+const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "snapshots", "final.npy"};
 
 // Where the loop stands: observations made so far and the CSV length that goes with them.
 struct Cursor {
@@ -184,15 +173,15 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
     sinkhorn_missed += e.flow(k).diagnostics().sinkhorn_not_converged;
     if (message.empty()) message = e.flow(k).diagnostics().message;
   }
-  nlohmann::json j = {{"kind", "run"}, {"attnflow_version", opt.version}, {"status", "finished"},
-                      {"finished", true}, {"converged", sinkhorn_missed == 0}, {"message", message},
-                      {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
-                      {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
-                      {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
-                      {"every", cfg.every},
-                      {"method", to_string(cfg.integrator.method)}, {"steps", steps},
-                      {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
-                      {"seconds", seconds}};
+  nlohmann::json j = summary_header("run", opt.version, "finished");
+  j.update({{"finished", true}, {"converged", sinkhorn_missed == 0}, {"message", message},
+            {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
+            {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
+            {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
+            {"every", cfg.every},
+            {"method", to_string(cfg.integrator.method)}, {"steps", steps},
+            {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
+            {"seconds", seconds}});
   std::vector<double> times;
   for (std::int64_t k = 0; k < c.next_obs; ++k) times.push_back(observation_time(cfg, k));
   j["observation_times"] = times;
@@ -207,15 +196,15 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
 }
 
 RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt, Ensemble& e,
-                   Cursor c) {
+                   Cursor c, Job& job) {
   const auto start = std::chrono::steady_clock::now();
-  const Paths p(opt.out_dir);
-  ensure_directory(p.dir);
-  if (cfg.snapshots) ensure_directory(p.snapshots);
-  write_file_atomic(p.config, resolved);
-  detail::ObservablesCsv csv(p.csv, c.csv_bytes, observable_columns());
+  job.start();
+  const std::string snapshots = job.path("snapshots"), checkpoint = job.checkpoint();
+  if (cfg.snapshots) ensure_directory(snapshots);
+  write_file_atomic(job.path("config.toml"), resolved);
+  detail::ObservablesCsv csv(job.path("observables.csv"), c.csv_bytes, observable_columns());
   const std::int64_t last = last_observation(cfg);
-  Progress progress(static_cast<double>(last + 1), opt.label, opt.progress, opt.progress_tty);
+  Progress progress = job.progress(static_cast<double>(last + 1), opt.progress, opt.progress_tty, 2.0, opt.label);
   RunResult res;
   std::vector<ObservationRow> rows;
   std::vector<std::string> warnings;
@@ -230,14 +219,20 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
       }
     }
     csv.write(rows);
-    if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", p.snapshots, k), e);
+    if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), e);
     c = {k + 1, csv.bytes()};
     progress.update(static_cast<double>(k + 1), status_text(cfg, rows));
     if (opt.on_observation) opt.on_observation(rows);
-    if (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0 && k < last) {
-      write_checkpoint(p.checkpoint, make_checkpoint(e, c, resolved));
-      if (opt.stop_after_checkpoints > 0 && ++res.checkpoints >= opt.stop_after_checkpoints) {
+    if (k == last) break;
+    // An observation is a safe point: a stop request (SIGINT, SIGTERM) checkpoints here.
+    const int sig = stop_signal();
+    if (sig != 0 || (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0)) {
+      write_checkpoint(checkpoint, make_checkpoint(e, c, resolved));
+      ++res.checkpoints;
+      const bool hook = opt.stop_after_checkpoints > 0 && res.checkpoints >= opt.stop_after_checkpoints;
+      if (sig != 0 || hook) {
         res.interrupted = true;
+        res.signal = sig;
         break;
       }
     }
@@ -246,11 +241,13 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);
   res.last = rows;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (res.interrupted) return res;
-  write_positions(p.final_npy, e);
-  write_file_atomic(p.summary, summary_json(cfg, e, c, rows, opt, res.seconds, warnings).dump(2) + "\n");
-  std::error_code ec;
-  fs::remove(p.checkpoint, ec);  // complete: summary.json now marks the run finished
+  if (res.interrupted) {
+    job.keep();
+    return res;
+  }
+  write_positions(job.path("final.npy"), e);
+  job.write_summary(summary_json(cfg, e, c, rows, opt, res.seconds, warnings));
+  job.commit();  // summary.json now marks the run finished; checkpoint.bin goes
   if (!rows.empty()) progress.finish(status_text(cfg, rows));
   res.finished = true;
   return res;
@@ -259,33 +256,21 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
 }  // namespace
 
 RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt) {
-  require(!opt.out_dir.empty(), "run", "out_dir", "\"\"", "a directory path");
-  const Paths p(opt.out_dir);
+  Job job({.kind = "run", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
+           .resume = opt.resume, .outputs = kRunOutputs, .noun = "run", .marker = ""});
   RunResult res;
-  if (opt.resume && finished_run(p)) {
+  if (job.finished_before()) {
     res.already_finished = true;
     return res;
   }
-  if (!opt.resume && (fs::exists(p.summary) || fs::exists(p.checkpoint) || fs::exists(p.csv)))
-    throw_message("run", fmt::format("output directory {} already holds a run (use --resume to continue it, "
-                                     "or choose another --out)", p.dir));
   Ensemble e = make_ensemble(cfg);  // validates the flow options: may throw, nothing created yet
   Cursor c;
-  if (opt.resume && fs::exists(p.checkpoint)) {
-    const Checkpoint ck = read_checkpoint(p.checkpoint);
-    if (ck.config != resolved)
-      throw_message("run", fmt::format("--resume: the configuration differs from the one the checkpoint {} "
-                                       "was written with (compare with {})", p.checkpoint, p.config));
+  if (job.has_checkpoint()) {
+    const Checkpoint ck = read_checkpoint(job.checkpoint());
+    job.require_same_config(ck.config, resolved);
     c = restore(e, ck);
   }  // a resume without a checkpoint yet starts over
-  const bool existed = fs::exists(p.dir);
-  try {
-    return run_loop(cfg, resolved, opt, e, c);
-  } catch (...) {
-    std::error_code ec;
-    if (!existed) fs::remove_all(p.dir, ec);  // leave nothing behind from a failed fresh run
-    throw;
-  }
+  return run_loop(cfg, resolved, opt, e, c, job);
 }
 
 }  // namespace attnflow

@@ -13,6 +13,7 @@
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/config.hpp"
 #include "attnflow/error.hpp"
+#include "attnflow/job.hpp"
 #include "attnflow/parallel.hpp"
 #include "attnflow/progress.hpp"
 #include "attnflow/runner.hpp"
@@ -48,13 +49,6 @@ std::vector<Point> prepare_points(const SweepGrid& g, const std::string& out) {
     points.push_back(std::move(pt));
   }
   return points;
-}
-
-bool point_finished(const std::string& dir) {
-  const std::string s = dir + "/summary.json";
-  if (!fs::exists(s)) return false;
-  const auto j = nlohmann::json::parse(read_file(s), nullptr, false);
-  return !j.is_discarded() && j.value("status", "") == "finished";
 }
 
 // RFC 4180 quoting for labels that need it (strings with commas or quotes).
@@ -130,7 +124,7 @@ void worker(const std::vector<Point*>& todo, const SweepOptions& opt, Shared& sh
     const Point& p = *todo[i];
     RunOptions ro;
     ro.out_dir = p.dir;
-    ro.resume = fs::exists(p.dir);  // a half-done point continues (from its checkpoint, if any)
+    ro.resume = true;  // a half-done point continues (from its checkpoint, if any)
     ro.progress = nullptr;
     ro.version = opt.version;
     const bool kill = opt.stop_after_points > 0 && sh.finished >= opt.stop_after_points;
@@ -140,7 +134,10 @@ void worker(const std::vector<Point*>& todo, const SweepOptions& opt, Shared& sh
       std::lock_guard<std::mutex> lock(sh.mu);
       ++res.ran;
       if (kill) sh.stop = true;
-      if (r.interrupted) res.interrupted = true;
+      if (r.interrupted) {
+        res.interrupted = true;
+        if (r.signal != 0) sh.stop = true;  // a stop request: every point checkpoints and returns
+      }
       if (!r.finished && !r.already_finished) continue;
       const long done = ++sh.finished;
       progress.update(static_cast<double>(done + res.skipped),
@@ -165,21 +162,22 @@ std::vector<Index> unconverged_points(const std::vector<Point>& points) {
   return out;
 }
 
-nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const SweepOptions& opt,
+nlohmann::json sweep_summary(const SweepGrid& g, const SweepResult& r, const Job& job,
                              const std::vector<Index>& unconverged) {
   nlohmann::json axes = nlohmann::json::object(), order = nlohmann::json::array();
   for (const auto& a : g.axes) {
     axes[a.key] = a.labels;
     order.push_back(a.key);  // a JSON object has no order: the grid's axis order, first = plotted
   }
-  return {{"kind", "sweep"}, {"attnflow_version", opt.version}, {"status", "finished"}, {"finished", true},
-          {"converged", unconverged.empty()}, {"unconverged_points", unconverged},
-          {"message", unconverged.empty() ? std::string("ok")
-                                          : fmt::format("{} of {} points did not converge (their summary.json says "
-                                                        "why)", unconverged.size(), r.points)},
-          {"points", r.points}, {"axes", axes}, {"axis_order", order}, {"ran", r.ran}, {"skipped", r.skipped},
-          {"table", "sweep.csv"}, {"grid", "grid.csv"}, {"point_dirs", "points/point_NNNNNN"},
-          {"seconds", r.seconds}};
+  nlohmann::json j = job.summary("finished");
+  j.update({{"finished", true}, {"converged", unconverged.empty()}, {"unconverged_points", unconverged},
+            {"message", unconverged.empty() ? std::string("ok")
+                                            : fmt::format("{} of {} points did not converge (their "
+                                                          "summary.json says why)", unconverged.size(), r.points)},
+            {"points", r.points}, {"axes", axes}, {"axis_order", order}, {"ran", r.ran},
+            {"skipped", r.skipped}, {"table", "sweep.csv"}, {"grid", "grid.csv"},
+            {"point_dirs", "points/point_NNNNNN"}, {"seconds", r.seconds}});
+  return j;
 }
 
 }  // namespace
@@ -188,22 +186,22 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
-  const std::string summary = opt.out_dir + "/summary.json";
-  if (!opt.resume && (fs::exists(summary) || fs::exists(opt.out_dir + "/points")))
-    throw_message("sweep", fmt::format("output directory {} already holds a sweep (use --resume to continue it, "
-                                       "or choose another --out)", opt.out_dir));
-  ensure_directory(opt.out_dir + "/points");
-  write_file_atomic(opt.out_dir + "/base.toml", g.base);
-  write_grid(g, opt.out_dir + "/grid.csv");
+  Job job({.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
+           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv"},
+           .noun = "sweep", .marker = ""});
+  job.start();
+  ensure_directory(job.path("points"));
+  write_file_atomic(job.path("base.toml"), g.base);
+  write_grid(g, job.path("grid.csv"));
   SweepResult res;
   res.points = g.size();
   std::vector<Point*> todo;
   for (Point& p : points) {
-    p.done = point_finished(p.dir);
+    p.done = summary_finished(p.dir);
     if (p.done) ++res.skipped;
     else todo.push_back(&p);
   }
-  Progress progress(static_cast<double>(res.points), "sweep", opt.progress, -1, 1.0);
+  Progress progress = job.progress(static_cast<double>(res.points), opt.progress, -1, 1.0);
   const int jobs = std::max(1, std::min(opt.jobs > 0 ? opt.jobs : num_threads(), static_cast<int>(todo.size())));
   {
     // Several points at once: each runs the kernel on one thread (results do not depend on it).
@@ -215,12 +213,18 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
     worker(todo, opt, sh, progress, res.points, res);
     for (auto& t : threads) t.join();
     if (sh.error) std::rethrow_exception(sh.error);
-    if (sh.stop) res.interrupted = true;  // only the test hook stops a sweep without an error
+    if (sh.stop) res.interrupted = true;  // only the test hook or a stop request stop a sweep
+    if (stop_signal() != 0) res.interrupted = true;
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (res.interrupted) return res;
-  write_tidy(g, points, opt.out_dir + "/sweep.csv");
-  write_file_atomic(summary, sweep_summary(g, res, opt, unconverged_points(points)).dump(2) + "\n");
+  if (res.interrupted) {
+    res.signal = stop_signal();
+    job.keep();
+    return res;
+  }
+  write_tidy(g, points, job.path("sweep.csv"));
+  job.write_summary(sweep_summary(g, res, job, unconverged_points(points)));
+  job.commit();
   progress.finish(fmt::format("{} points ({} run, {} already done)", res.points, res.ran, res.skipped));
   res.finished = true;
   return res;

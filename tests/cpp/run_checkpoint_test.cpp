@@ -87,13 +87,36 @@ TEST(Checkpoint, BadFilesAreRejectedNamingTheFile) {
   std::string bytes = read_file(path);
   write_file_atomic(path, bytes.substr(0, 40));
   EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, path + " is truncated"));
-  const auto pos = bytes.find("\"version\":1");
+  const auto pos = bytes.find("\"version\":2");
   ASSERT_NE(pos, std::string::npos);
   bytes[pos + 10] = '9';
   write_file_atomic(path, bytes);
-  EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, "checkpoint: version = 9, must be 1"));
+  EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, "checkpoint: version = 9, must be 2"));
   Checkpoint empty;
   EXPECT_TRUE(test::throws_with([&] { write_checkpoint(path, empty); }, "checkpoint: systems = 0"));
+}
+
+// One flipped bit anywhere (here in the last value of the data block, then in the metadata)
+// is refused by the checksum instead of resumed into different results.
+TEST(Checkpoint, AFlippedBitIsRefusedByTheChecksum) {
+  const std::string path = temp_path("flip.bin");
+  write_checkpoint(path, sample_checkpoint());
+  const std::string good = read_file(path);
+  EXPECT_NO_THROW(read_checkpoint(path));
+  std::string bytes = good;
+  bytes[bytes.size() - 9] ^= 0x01;  // before the 8-byte checksum: the last state value
+  write_file_atomic(path, bytes);
+  EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, path + " is corrupt: its checksum"));
+  bytes = good;
+  const auto pos = bytes.find("\"observation\":");
+  ASSERT_NE(pos, std::string::npos);
+  bytes[pos + 15] ^= 0x01;  // a digit of the observation counter
+  write_file_atomic(path, bytes);
+  EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, "is corrupt"));
+  bytes = good;
+  bytes.resize(bytes.size() - 3);  // a torn trailer
+  write_file_atomic(path, bytes);
+  EXPECT_ANY_THROW(read_checkpoint(path));
 }
 
 TEST(Progress, FormatsDurations) {

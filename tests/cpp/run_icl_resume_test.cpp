@@ -6,6 +6,7 @@
 // and refuses a changed config or an existing output directory without resume.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 
@@ -13,6 +14,7 @@
 #include "attnflow/checkpoint.hpp"
 #include "attnflow/icl.hpp"
 #include "attnflow/icl_run.hpp"
+#include "attnflow/job.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
@@ -212,6 +214,32 @@ TEST(IclRunResume, SgdJobStoppedAndResumedWritesTheSameFiles) {
   expect_job_resume_equals_whole(20);
 }
 TEST(IclRunResume, OdeJobStoppedAndResumedWritesTheSameFiles) { expect_job_resume_equals_whole(0); }
+
+// A stop request (SIGINT / SIGTERM, job.hpp) checkpoints after the current step, between the
+// configured checkpoints, and the resumed job writes the uninterrupted job's files.
+void expect_stop_request_resumes(Index prompt) {
+  const IclRunConfig c = run_config(prompt);
+  const std::string whole = temp_dir("sig_whole" + std::to_string(prompt));
+  const std::string cut = temp_dir("sig_cut" + std::to_string(prompt));
+  ASSERT_TRUE(run_icl(c, "cfg", whole, "test", true).finished);
+  IclRunOptions opt;
+  opt.out_dir = cut;
+  opt.quiet = true;
+  request_stop(SIGTERM);
+  const IclRunSummary stopped = run_icl_job(c, "cfg", opt);
+  clear_stop_request();
+  EXPECT_TRUE(stopped.interrupted);
+  EXPECT_EQ(stopped.signal, SIGTERM);
+  EXPECT_EQ(stopped.checkpoints, 1);
+  EXPECT_EQ(read_icl_checkpoint(cut + "/checkpoint.bin").state.step, prompt > 0 ? 1 : 2);
+  opt.resume = true;
+  EXPECT_TRUE(run_icl_job(c, "cfg", opt).finished);
+  for (const char* f : {"/risk.csv", "/final.json", "/config.toml"})
+    EXPECT_EQ(read_file(whole + f), read_file(cut + f)) << f;
+}
+
+TEST(IclRunResume, SgdStopRequestCheckpointsAfterTheCurrentStep) { expect_stop_request_resumes(20); }
+TEST(IclRunResume, OdeStopRequestCheckpointsAfterTheCurrentStep) { expect_stop_request_resumes(0); }
 
 }  // namespace
 }  // namespace attnflow
