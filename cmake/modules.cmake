@@ -10,10 +10,6 @@ function(attnflow_optional_module name)
   endif()
 endfunction()
 
-# ot: LEMON's network simplex (Debian liblemon-dev) for exact OT; its headers are in the
-# system include path, liblemon.a is linked for completeness (the simplex is header-only).
-find_package(lemon REQUIRED)
-attnflow_optional_module(ot DEPS attnflow_attention ${LEMON_LIBRARIES})
 attnflow_optional_module(flow DEPS attnflow_attention)
 attnflow_optional_module(theory DEPS attnflow_flow)
 attnflow_optional_module(icl DEPS attnflow_kernel attnflow_flow)

@@ -61,7 +61,9 @@ void bind_fit(py::module_& m) {
       .def_readonly("identity_test_loss", &FitResult::identity_test_loss)
       .def_readonly("steps", &FitResult::steps)
       .def_readonly("finite", &FitResult::finite)
-      .def_readonly("message", &FitResult::message);
+      .def_readonly("message", &FitResult::message)
+      .def_readonly("sinkhorn", &FitResult::sinkhorn,
+                    "SinkhornStats of every Sinkhorn normalization in training and evaluation");
   m.def(
       "fit_model",
       [](Model& model, const std::vector<Example>& train, const std::vector<Example>& test,
