@@ -23,12 +23,17 @@ SinkhornDivergence sinkhorn_divergence(const Measure& mu, const Measure& nu,
                                        const SinkhornOptions& options) {
   SinkhornDivergence d;
   // The self-terms are symmetric problems: the averaged update converges where alternating
-  // updates stall under eps-scaling.
-  const SinkhornResult xy = sinkhorn(mu, nu, options);
+  // updates stall under eps-scaling. When nu is mu itself, so is the cross term (and S = 0
+  // exactly).
   const SinkhornResult xx = sinkhorn_symmetric(
       mu.weights(), TransportCost::sqeuclidean(mu.points(), mu.points()), options);
-  const SinkhornResult yy = sinkhorn_symmetric(
-      nu.weights(), TransportCost::sqeuclidean(nu.points(), nu.points()), options);
+  const bool same = mu.size() == nu.size() && mu.dim() == nu.dim() &&
+                    mu.points() == nu.points() && mu.weights() == nu.weights();
+  const SinkhornResult xy = same ? xx : sinkhorn(mu, nu, options);
+  const SinkhornResult yy = same ? xx
+                                 : sinkhorn_symmetric(nu.weights(),
+                                                      TransportCost::sqeuclidean(nu.points(), nu.points()),
+                                                      options);
   d.ot_xy = xy.objective;
   d.ot_xx = xx.objective;
   d.ot_yy = yy.objective;
