@@ -127,8 +127,8 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 
 // The affinity problem s_ij = <u_i, v_j> (u (n, k), v (m, k); beta folded into u) with
 // marginals of log-weights loga (n), logb (m): F(g) = -LSE_j(logb_j + g_j + s_ij) and
-// G(f) = -LSE_i(loga_i + f_i + s_ij), each one lse_reduce pass (eps must be 1). The
-// references must outlive the returned function.
+// G(f) = -LSE_i(loga_i + f_i + s_ij), each one lse_reduce pass (eps must be 1). The function
+// keeps views of u and v and references to loga and logb: their data must outlive it.
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
                                      const Vector& logb);
 

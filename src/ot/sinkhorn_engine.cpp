@@ -160,7 +160,11 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
                                      const Vector& logb) {
-  return [&u, &v, &loga, &logb](bool transpose, const Vector& h, double) {
+  // Views of the data, not the references: a Matrix argument binds u to a temporary Ref.
+  using View = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
+  const View uv(u.data(), u.rows(), u.cols(), Eigen::OuterStride<>(u.outerStride()));
+  const View vv(v.data(), v.rows(), v.cols(), Eigen::OuterStride<>(v.outerStride()));
+  return [u = uv, v = vv, &loga, &logb](bool transpose, const Vector& h, double) {
     static const Matrix none(0, 0);
     Vector lse;
     Matrix unused;
