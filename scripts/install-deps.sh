@@ -2,14 +2,12 @@
 # Installs the Debian packages attnflow needs, only those that are missing (idempotent:
 # apt-get runs only when something is missing). Usage: scripts/install-deps.sh [build|bench]
 #   build (default): compiler, CMake, libraries, Python module and test dependencies
-#   bench: additionally the peers the benchmarks compare against (PyTorch, OpenBLAS; POT is
-#          in build, the tests use it)
+#   bench: additionally the peers the benchmarks compare against (PyTorch, POT, OpenBLAS)
 set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
-  python3-dev python3-numpy python3-matplotlib python3-pytest
-  python3-pot)  # POT: the independent reference of tests/python/test_py_divergence.py
-BENCH_PKGS=(python3-torch libopenblas0-pthread time)
+  python3-dev python3-numpy python3-matplotlib python3-pytest)
+BENCH_PKGS=(python3-torch python3-pot libopenblas0-pthread time)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
 
