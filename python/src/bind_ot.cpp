@@ -191,7 +191,7 @@ void bind_sinkhorn(py::module_& m) {
       "(Feydy et al. 2019; GeomLoss's SamplesLoss('sinkhorn', p=2, blur=sqrt(eps)) up to its "
       "factor 1/2 on the cost): S >= 0, S = 0 iff mu = nu. POT's empirical_sinkhorn_divergence "
       "debiases the TRANSPORT COST <C, pi_eps> of the entropic plans instead (no KL term, no "
-      "positivity guarantee), so its values differ from these by O(eps). The self-terms "
+      "positivity guarantee; clipped at 0), so its values differ from these by O(eps). The self-terms "
       "OT_eps(mu, mu), OT_eps(nu, nu) are solved with the symmetric (averaged) update. Returns "
       "SinkhornDivergence (value, ot_xy, ot_xx, ot_yy, converged, iterations, message).");
   m.def("barycentric_map", &barycentric_map, py::arg("cost"), py::arg("solution"),
