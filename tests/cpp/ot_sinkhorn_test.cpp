@@ -2,6 +2,8 @@
 // exact OT (eps -> 0), the product coupling (eps -> inf), invariances, status and bad input.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "attnflow/divergence.hpp"
 #include "attnflow/exact_ot.hpp"
 #include "attnflow/ot.hpp"
@@ -375,6 +377,41 @@ TEST(OtSinkhornEngine, OneValidateForEveryCaller) {
   // Defaults are defined once: OT overrides tol only.
   EXPECT_EQ(SinkhornOptions{}.max_iterations, SinkhornControl{}.max_iterations);
   EXPECT_EQ(SinkhornOptions{}.tol, 1e-6);
+}
+
+
+// The eps schedule is bounded whatever the options: a factor next to 1, a subnormal eps (where
+// e * scaling rounds back to e) and a cost scale that overflows all return or throw at once.
+TEST(OtSinkhornEngine, EpsScheduleIsBoundedForExtremeOptions) {
+  Rng rng(53);
+  const Matrix x = random_matrix(8, 2, rng), y = random_matrix(7, 2, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  SinkhornOptions slow = options(0.1, 1e-8);
+  slow.scaling = std::nextafter(1.0, 0.0);  // 0.9999999999999999
+  slow.max_iterations = 50;
+  const SinkhornResult r = sinkhorn(Vector(), Vector(), cost, slow);
+  EXPECT_LE(r.stages, 50);  // the last stages above eps (those that round to eps are dropped)
+  EXPECT_GT(r.stages, 40);
+  EXPECT_EQ(r.iterations, 50);
+  SinkhornOptions tiny = options(5e-324, 1e-8);
+  tiny.max_iterations = 10000;
+  bool returned = false;
+  try {
+    const SinkhornResult t = sinkhorn(Vector(), Vector(), cost, tiny);
+    returned = true;
+    EXPECT_FALSE(t.converged);
+  } catch (const std::exception& e) {  // non-finite potentials: the output check's error
+    returned = true;
+    EXPECT_NE(std::string(e.what()).find("eps too small for the cost scale"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(returned);
+  const Matrix huge = Matrix::Constant(3, 2, 1e200);
+  Matrix huge_y = huge;
+  huge_y(0, 0) = -1e200;
+  EXPECT_TRUE(throws_with(
+      [&] { sinkhorn(Vector(), Vector(), TransportCost::sqeuclidean(huge, huge_y), options(0.1)); },
+      "sinkhorn: cost scale (eps_start = 0) = inf, must be finite and > 0"));
 }
 
 }  // namespace
