@@ -912,6 +912,7 @@ class TaskOptions:
     random_weights: bool
     seed: int
     spread: float
+    target_sinkhorn: SinkhornNormalizationOptions
     test_size: int
     time: float
     train_size: int

@@ -31,6 +31,8 @@ void bind_tasks(py::module_& m) {
       .def_readwrite("heads", &TaskOptions::heads)
       .def_readwrite("dt", &TaskOptions::dt)
       .def_readwrite("eps", &TaskOptions::eps)
+      .def_readwrite("target_sinkhorn", &TaskOptions::target_sinkhorn,
+                     "sinkhorn task: tol / max_iterations of the target plan's solve")
       .def("validate", &TaskOptions::validate);
   py::class_<TaskData>(m, "TaskData")
       .def_readonly("train", &TaskData::train)

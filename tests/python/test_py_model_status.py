@@ -59,3 +59,27 @@ def test_fit_result_carries_sinkhorn_status():
     res = attnflow.fit_model(model, data.train, data.test, fo)
     assert not res.sinkhorn.converged
     assert res.sinkhorn.not_converged == res.sinkhorn.solves > 0
+
+
+def test_task_target_solve_is_an_option_and_a_miss_is_an_error():
+    """The sinkhorn task's target plan runs to target_sinkhorn.tol (1e-11 by default); a cap it
+    cannot meet is an error naming the solve, never a silently loose target."""
+    t = attnflow.TaskOptions()
+    t.kind = attnflow.TaskKind.sinkhorn
+    t.dim = 2
+    assert t.target_sinkhorn.tol == 1e-11 and t.target_sinkhorn.max_iterations == 100000
+    mu = measure()
+    tight = attnflow.task_target(t, mu)
+    opt = t.target_sinkhorn
+    opt.max_iterations = 2
+    t.target_sinkhorn = opt
+    try:
+        attnflow.task_target(t, mu)
+    except RuntimeError as e:
+        assert "task sinkhorn: the target plan: not converged after 2 iterations" in str(e)
+    else:
+        raise AssertionError("a target solve that misses its tol must raise")
+    opt.max_iterations, opt.tol = 100000, 1e-6
+    t.target_sinkhorn = opt
+    loose = attnflow.task_target(t, mu)
+    assert np.abs(loose - tight).max() < 1e-4
