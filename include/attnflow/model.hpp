@@ -59,7 +59,8 @@ Measure merge_atoms(const Matrix& x, const Vector& w, double tol = 0.0);
 
 // The push-forward G(mu, .)#mu with coincident atoms merged. The input is merged first
 // (exactly: coincident atoms are one atom of mu), so the support never grows.
-Measure push_forward(const Model& model, const Measure& mu, double merge_tol = 0.0);
+Measure push_forward(const Model& model, const Measure& mu, double merge_tol = 0.0,
+                     SinkhornStats* stats = nullptr);
 
 // Batches of measures of different sizes (each evaluated independently, in parallel over the
 // batch; results do not depend on the thread count).

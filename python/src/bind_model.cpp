@@ -113,8 +113,21 @@ void bind_model(py::module_& m) {
       py::arg("model"), py::arg("mu"), py::kw_only(), py::arg("with_status") = false,
       "G(mu, x_i) for every atom (n, d), no merging; with_status=True: (out, SinkhornStats)");
   m.def("merge_atoms", &merge_atoms, py::arg("x"), py::arg("w"), py::arg("tol") = 0.0);
-  m.def("push_forward", &push_forward, py::arg("model"), py::arg("mu"), py::arg("merge_tol") = 0.0,
-        release_gil(), "G(mu, .)#mu with coincident atoms merged");
+  m.def(
+      "push_forward",
+      [](const Model& md, const Measure& mu, double merge_tol, bool with_status) -> py::object {
+        SinkhornStats stats;
+        Measure out;
+        {
+          py::gil_scoped_release release;
+          out = push_forward(md, mu, merge_tol, &stats);
+        }
+        if (with_status) return py::make_tuple(out, stats);
+        return py::cast(out);
+      },
+      py::arg("model"), py::arg("mu"), py::arg("merge_tol") = 0.0, py::kw_only(),
+      py::arg("with_status") = false,
+      "G(mu, .)#mu with coincident atoms merged; with_status=True: (measure, SinkhornStats)");
   m.def("push_forward_batch", &push_forward_batch, py::arg("model"), py::arg("mus"),
         py::arg("merge_tol") = 0.0, release_gil());
   m.def("evaluate_batch", &evaluate_batch, py::arg("model"), py::arg("mus"), py::arg("queries"),

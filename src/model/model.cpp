@@ -153,9 +153,10 @@ Measure merge_atoms(const Matrix& x, const Vector& w, double tol) {
   return Measure(std::move(px), std::move(pw), "merged measure");
 }
 
-Measure push_forward(const Model& model, const Measure& mu, double merge_tol) {
+Measure push_forward(const Model& model, const Measure& mu, double merge_tol,
+                     SinkhornStats* stats) {
   const Measure merged = merge_atoms(mu.points(), mu.weights(), 0.0);
-  const Matrix moved = transport(model, merged);
+  const Matrix moved = transport(model, merged, stats);
   return merge_atoms(moved, merged.weights(), merge_tol);
 }
 

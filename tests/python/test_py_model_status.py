@@ -38,6 +38,8 @@ def test_layer_with_one_iteration_reports_not_converged():
     _, ev = attnflow.evaluate(model, mu, mu.points, with_status=True)
     _, tr = attnflow.transport(model, mu, with_status=True)
     assert ev.not_converged == tr.not_converged == 4
+    pf, ps = attnflow.push_forward(model, mu, with_status=True)
+    assert pf.points.shape == (9, 2) and ps.not_converged == 4
 
 
 def test_defaults_converge_and_fixed_iterations_are_exact():
