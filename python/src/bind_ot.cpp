@@ -188,8 +188,8 @@ void bind_sinkhorn(py::module_& m) {
       SINKHORN_OPTION_ARGS,
       "Debiased Sinkhorn divergence S = OT_eps(mu, nu) - OT_eps(mu, mu)/2 - OT_eps(nu, nu)/2 for "
       "C_ij = |x_i - y_j|^2, where OT_eps is the ENTROPIC OBJECTIVE min <C, pi> + eps KL(pi | a x b) "
-      "(Feydy et al. 2019; GeomLoss's SamplesLoss('sinkhorn', p=2, blur=sqrt(eps)) up to its "
-      "factor 1/2 on the cost): S >= 0, S = 0 iff mu = nu. POT's empirical_sinkhorn_divergence "
+      "(Feydy et al. 2019, as GeomLoss does; GeomLoss's p = 2 cost is |x - y|^2 / 2, so its "
+      "value at blur = sqrt(eps / 2) is half of this one): S >= 0, S = 0 iff mu = nu. POT's empirical_sinkhorn_divergence "
       "debiases the TRANSPORT COST <C, pi_eps> of the entropic plans instead (no KL term, no "
       "positivity guarantee; clipped at 0), so its values differ from these by O(eps). The self-terms "
       "OT_eps(mu, mu), OT_eps(nu, nu) are solved with the symmetric (averaged) update. Returns "
