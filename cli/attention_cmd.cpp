@@ -15,9 +15,10 @@ namespace {
 struct AttentionArgs {
   std::string x, y, v, wx, wy, q, k, out, normalization = "softmax";
   double beta = 1.0;
-  int sinkhorn_iters = 0;
-  double tol = 1e-9;
-  int max_iter = 10000;
+  // Defaults from the library (sinkhorn.hpp), never restated here.
+  int sinkhorn_iters = SinkhornNormalizationOptions{}.iterations;
+  double tol = SinkhornNormalizationOptions{}.tol;
+  int max_iter = SinkhornNormalizationOptions{}.max_iterations;
 };
 
 void run_attention(const AttentionArgs& a) {

@@ -24,8 +24,9 @@ namespace attnflow::cli {
 namespace {
 struct OtArgs {
   std::string x, y, a, b, out, cost = "sqeuclidean";
-  double eps = 0.0, tol = 1e-6, scaling = 0.8;
-  int max_iter = 10000;
+  // Defaults from the library (ot.hpp), never restated here.
+  double eps = 0.0, tol = SinkhornOptions{}.tol, scaling = SinkhornOptions{}.scaling;
+  int max_iter = SinkhornOptions{}.max_iterations;
   bool exact = false, plan = false, no_scaling = false;
 };
 

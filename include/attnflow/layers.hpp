@@ -22,7 +22,7 @@ struct AttentionLayer {
   double beta = 1.0;
   double step = 1.0;
   // Sinkhorn normalization of the self-coupling pi in Pi(w, w) (sinkhorn layers only).
-  SinkhornNormalizationOptions sinkhorn{3, 1e-9, 10000};
+  SinkhornNormalizationOptions sinkhorn{.iterations = 3};  // tol, max_iterations: sinkhorn.hpp
   std::vector<Matrix> q, k, v, w;
 
   Index heads() const { return static_cast<Index>(q.size()); }
@@ -45,8 +45,10 @@ std::string layer_kind(const Layer& layer);  // "attention" | "mlp"
 // mu = (points (n, d), weights w (n)). For sinkhorn, the potentials g of the self-coupling
 // pi in Pi(w, w) are computed on mu and the conditional at a query z is
 // P(z, y_j) = w_j exp(s(z, y_j) + g_j) / sum_l w_l exp(s(z, y_l) + g_l), which equals
-// pi_ij / w_i when z = x_i. Every sum of exponentials goes through lse_reduce.
-Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries);
+// pi_ij / w_i when z = x_i. Every sum of exponentials goes through lse_reduce. When `stats` is
+// given, the status of every head's Sinkhorn normalization is added to it (sinkhorn layers).
+Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries,
+                   SinkhornStats* stats = nullptr);
 
 // Number of trainable scalars in a layer.
 Index parameter_count(const Layer& layer);

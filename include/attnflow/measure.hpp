@@ -35,4 +35,7 @@ class Measure {
 // An empty `weights` means uniform.
 Vector normalized_weights(const Vector& weights, Index n, std::string_view name);
 
+// log w_i (-inf for zero weights) of any weight vector: the one place log-weights are taken.
+Vector log_weights(const Vector& w);
+
 }  // namespace attnflow

@@ -33,7 +33,7 @@ struct ModelSpec {
   Normalization normalization = Normalization::softmax;
   double beta = 1.0;
   double step = 1.0;     // residual step of attention layers (<= 0 means 1/depth)
-  SinkhornNormalizationOptions sinkhorn{3, 1e-9, 10000};
+  SinkhornNormalizationOptions sinkhorn{.iterations = 3};  // tol, max_iterations: sinkhorn.hpp
   double init_scale = 0.5;  // std of weights is init_scale / sqrt(fan_in)
 
   void validate() const;
@@ -44,11 +44,13 @@ struct ModelSpec {
 Model random_model(const ModelSpec& spec, Rng& rng);
 
 // In-context evaluation G(mu, z) at queries (nq, d): the queries follow the stack while the
-// context measure is pushed forward layer by layer.
-Matrix evaluate(const Model& model, const Measure& mu, const Matrix& queries);
+// context measure is pushed forward layer by layer. `stats`, when given, receives the status
+// of every Sinkhorn normalization run (a layer that misses its tolerance is counted there).
+Matrix evaluate(const Model& model, const Measure& mu, const Matrix& queries,
+                SinkhornStats* stats = nullptr);
 
 // G(mu, x_i) for every atom of mu (n, d), without merging: row i is where atom i lands.
-Matrix transport(const Model& model, const Measure& mu);
+Matrix transport(const Model& model, const Measure& mu, SinkhornStats* stats = nullptr);
 
 // Merges atoms whose coordinates differ by at most `tol` in every coordinate (tol = 0: exactly
 // equal), summing their weights; a merged atom sits at its first member (in row order of x).
@@ -57,7 +59,8 @@ Measure merge_atoms(const Matrix& x, const Vector& w, double tol = 0.0);
 
 // The push-forward G(mu, .)#mu with coincident atoms merged. The input is merged first
 // (exactly: coincident atoms are one atom of mu), so the support never grows.
-Measure push_forward(const Model& model, const Measure& mu, double merge_tol = 0.0);
+Measure push_forward(const Model& model, const Measure& mu, double merge_tol = 0.0,
+                     SinkhornStats* stats = nullptr);
 
 // Batches of measures of different sizes (each evaluated independently, in parallel over the
 // batch; results do not depend on the thread count).

@@ -36,6 +36,9 @@ struct FitResult {
   long steps = 0;
   bool finite = true;  // false if a step produced a non-finite loss (training stopped there)
   std::string message;
+  // Every Sinkhorn normalization of the run (training steps and evaluations): a layer that
+  // misses its tolerance is counted in sinkhorn.not_converged, never dropped.
+  SinkhornStats sinkhorn;
 };
 
 // Called after each evaluation (for progress and streaming loss.csv).

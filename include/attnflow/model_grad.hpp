@@ -31,21 +31,24 @@ struct Example {
 // A model-shaped container of zeros (the gradient layout is the model's layout).
 Model zeros_like(const Model& model);
 
-// L = sum_i w_i |G(mu, x_i) - y_i|^2.
-double model_loss(const Model& model, const Example& example);
+// L = sum_i w_i |G(mu, x_i) - y_i|^2. Every function below adds the status of each Sinkhorn
+// normalization it runs to `stats` when given (in example order: deterministic).
+double model_loss(const Model& model, const Example& example, SinkhornStats* stats = nullptr);
 
 // Returns L and writes dL/dparameters into `grad` (resized like `model`); when `dx` is not
 // null it receives dL/dx (n, d), the gradient with respect to the atoms' positions.
 double loss_and_gradient(const Model& model, const Example& example, Model& grad,
-                         Matrix* dx = nullptr);
+                         Matrix* dx = nullptr, SinkhornStats* stats = nullptr);
 
 // Mean loss over the examples `batch` (indices into `data`) and its gradient. Examples run in
 // parallel; per-example gradients are summed in batch order, so the result is bit-identical
 // for any thread count.
 double batch_loss_and_gradient(const Model& model, const std::vector<Example>& data,
-                               const std::vector<size_t>& batch, Model& grad);
+                               const std::vector<size_t>& batch, Model& grad,
+                               SinkhornStats* stats = nullptr);
 // Mean loss over all examples (parallel, deterministic).
-double mean_loss(const Model& model, const std::vector<Example>& data);
+double mean_loss(const Model& model, const std::vector<Example>& data,
+                 SinkhornStats* stats = nullptr);
 
 enum class OptimizerKind { sgd, adam };
 OptimizerKind parse_optimizer(const std::string& name, const std::string& context = "optimizer");

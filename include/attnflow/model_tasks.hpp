@@ -35,6 +35,9 @@ struct TaskOptions {
   Index heads = 1;              // vlasov: heads of the target field
   double dt = 1e-2;             // vlasov: RK4 step (error ~dt^4)
   double eps = 0.5;             // sinkhorn: entropic regularization (cost units)
+  // sinkhorn: the target plan's solve, run to tol (iterations must be 0); tight, since it is
+  // the ground truth the model learns. Not converging is an error naming the measure.
+  SinkhornControl target_sinkhorn{.tol = 1e-11, .max_iterations = 100000};
   void validate() const;
 };
 

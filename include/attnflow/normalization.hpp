@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "attnflow/sinkhorn.hpp"
 #include "attnflow/types.hpp"
 
 namespace attnflow {
@@ -17,19 +18,9 @@ Normalization parse_normalization(std::string_view name, std::string_view contex
 std::string to_string(Normalization n);
 
 // Sinkhorn normalization inside attention: either a fixed number of iterations (Sinkformer
-// convention: iteration 1 is softmax exactly) or run to a tolerance on the marginal violation.
-struct SinkhornNormalizationOptions {
-  int iterations = 0;       // > 0: exactly this many f-updates; 0: iterate until tol
-  double tol = 1e-9;        // marginal violation sum_j |sum_i pi_ij - b_j| to stop at
-  int max_iterations = 10000;
-};
-
-struct NormalizationStatus {
-  int iterations = 0;           // Sinkhorn f-updates (0 for softmax and none)
-  double marginal_error = 0.0;  // sum_j |sum_i pi_ij - b_j| (0 for softmax and none)
-  bool converged = true;
-  std::string message;
-};
+// convention: iteration 1 is softmax exactly) or run to a tolerance on the marginal violation
+// sum_j |sum_i pi_ij - b_j|. Options (SinkhornNormalizationOptions) and status
+// (NormalizationStatus) are the Sinkhorn engine's (sinkhorn.hpp).
 
 // Log-domain attention weights for one head, as the column offsets the kernel adds:
 // P_ij = exp(s_ij + col_j - lse_i) times exp(lse_i) for `none`.

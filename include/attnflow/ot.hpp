@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "attnflow/measure.hpp"
+#include "attnflow/sinkhorn.hpp"
 #include "attnflow/types.hpp"
 
 namespace attnflow {
@@ -75,11 +76,14 @@ class TransportCost {
   double scale_ = 0.0;
 };
 
-struct SinkhornOptions {
-  double eps = 0.0;            // target regularization, cost units, > 0 (no default: scale-dependent)
-  double tol = 1e-6;           // stop when sum_i |sum_j pi_ij - a_i| <= tol (columns are exact)
-  int max_iterations = 10000;  // full iterations (f- and g-update), eps-scaling stages included
-                               // (a longer schedule keeps its last max_iterations stages)
+// Entropic OT options: the engine's stopping rule (tol, max_iterations; `iterations` must stay
+// 0, OT always runs to tol) plus eps and its scaling.
+// tol: stop when sum_i |sum_j pi_ij - a_i| <= tol (columns are exact); OT's default is 1e-6.
+// max_iterations: full iterations (f- and g-update), eps-scaling stages included (a longer
+// schedule keeps its last max_iterations stages).
+struct SinkhornOptions : SinkhornControl {
+  SinkhornOptions() { tol = 1e-6; }
+  double eps = 0.0;  // target regularization, cost units, > 0 (no default: scale-dependent)
   // eps-scaling: eps_k = eps_start * scaling^k down to eps, one iteration per stage, warm
   // starting the potentials. 0.5 is known to be too aggressive (GeomLoss users report negative
   // divergences), hence a default in SPEC's safe range 0.7-0.9.
@@ -112,6 +116,14 @@ struct SinkhornResult {
 // potentials and skips eps-scaling. Non-convergence is a status in the result.
 SinkhornResult sinkhorn(const Vector& a, const Vector& b, const TransportCost& cost,
                         const SinkhornOptions& options, const Vector* g_init = nullptr);
+// Self-transport OT(a, a) for a symmetric cost C = C^T (n, n) (e.g. sqeuclidean(x, x)), by
+// the symmetric (averaged) update f <- (f + F(f)) / 2 with eps-scaling: one potential, f = g,
+// and no stall where alternating updates oscillate (eps << diameter^2). The plan
+// pi_ij = a_i a_j exp((f_i + f_j - C_ij) / eps) is symmetric; marginal_error is its row (=
+// column) violation, objective its primal entropic objective 2 <f, row mass>. Symmetry of the
+// cost is the caller's promise (checked only for shape).
+SinkhornResult sinkhorn_symmetric(const Vector& a, const TransportCost& cost,
+                                  const SinkhornOptions& options, const Vector* f_init = nullptr);
 // Squared Euclidean cost between two measures.
 SinkhornResult sinkhorn(const Measure& mu, const Measure& nu, const SinkhornOptions& options);
 

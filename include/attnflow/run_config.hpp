@@ -9,6 +9,7 @@
 
 #include "attnflow/config.hpp"
 #include "attnflow/integrate.hpp"
+#include "attnflow/sinkhorn.hpp"
 #include "attnflow/types.hpp"
 
 namespace attnflow {
@@ -40,9 +41,11 @@ struct RunConfig {
   std::string interaction = "gaussian";   // vlasov: gaussian | power (aggregation kernels)
   double sigma = 1.0;                     // vlasov gaussian width
   double a = 2.0, b = 1.0;                // vlasov power exponents, a > b >= 1
-  int sinkhorn_iterations = 0;  // kind = sinkhorn: fixed iterations, 0 = to tolerance
-  double sinkhorn_tol = 1e-9;   // kind = sinkhorn: marginal violation to stop at
-  int sinkhorn_max_iterations = 10000;  // kind = sinkhorn: cap per field evaluation
+  // kind = sinkhorn: fixed iterations (0 = to tolerance), marginal violation to stop at, cap
+  // per field evaluation; defaults from sinkhorn.hpp.
+  int sinkhorn_iterations = SinkhornControl{}.iterations;
+  double sinkhorn_tol = SinkhornControl{}.tol;
+  int sinkhorn_max_iterations = SinkhornControl{}.max_iterations;
 
   // [integrate]
   IntegratorOptions integrator{Method::euler, 0.1};

@@ -87,6 +87,15 @@ void bind_types(py::module_& m) {
       .def_readwrite("marginal_error", &NormalizationStatus::marginal_error)
       .def_readwrite("converged", &NormalizationStatus::converged)
       .def_readwrite("message", &NormalizationStatus::message);
+  py::class_<SinkhornStats>(m, "SinkhornStats",
+                            "statuses of many Sinkhorn solves (every head of every layer run)")
+      .def(py::init<>())
+      .def_readonly("solves", &SinkhornStats::solves)
+      .def_readonly("not_converged", &SinkhornStats::not_converged)
+      .def_readonly("max_iterations", &SinkhornStats::max_iterations)
+      .def_readonly("max_marginal_error", &SinkhornStats::max_marginal_error)
+      .def_readonly("message", &SinkhornStats::message, "the first miss")
+      .def_property_readonly("converged", &SinkhornStats::converged, "no solve missed its tol");
   py::class_<AttentionHead>(m, "AttentionHead",
                             "One head: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity")
       .def(py::init([](const py::object& q, const py::object& k, const py::object& v,
@@ -121,8 +130,10 @@ void bind_types(py::module_& m) {
   py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(), py::arg("wx") = py::none(), \
                 py::arg("wy") = py::none(), py::arg("beta") = 1.0, py::arg("q") = py::none(),     \
                 py::arg("k") = py::none(), py::arg("normalization") = "softmax", py::kw_only(),   \
-                py::arg("heads") = py::none(), py::arg("sinkhorn_iterations") = 0,                \
-                py::arg("tol") = 1e-9, py::arg("max_iterations") = 10000
+                py::arg("heads") = py::none(),                                                  \
+                py::arg("sinkhorn_iterations") = SinkhornNormalizationOptions{}.iterations,     \
+                py::arg("tol") = SinkhornNormalizationOptions{}.tol,                            \
+                py::arg("max_iterations") = SinkhornNormalizationOptions{}.max_iterations
 
 const Registrar registrar(1, [](py::module_& m) {
   bind_types(m);

@@ -32,8 +32,22 @@ void bind_layers(py::module_& m) {
       .def_readwrite("b2", &MlpLayer::b2)
       .def("validate", &MlpLayer::validate, py::arg("d"), py::arg("context"));
   m.def("layer_kind", &layer_kind, py::arg("layer"), "'attention' | 'mlp'");
-  m.def("apply_layer", &apply_layer, py::arg("layer"), py::arg("mu"), py::arg("queries"),
-        release_gil(), "G(mu, z_i) for queries (nq, d) -> (nq, d)");
+  m.def(
+      "apply_layer",
+      [](const Layer& layer, const Measure& mu, const Matrix& queries, bool with_status) -> py::object {
+        SinkhornStats stats;
+        Matrix out;
+        {
+          py::gil_scoped_release release;
+          out = apply_layer(layer, mu, queries, &stats);
+        }
+        if (with_status) return py::make_tuple(out, stats);
+        return py::cast(out);
+      },
+      py::arg("layer"), py::arg("mu"), py::arg("queries"), py::kw_only(),
+      py::arg("with_status") = false,
+      "G(mu, z_i) for queries (nq, d) -> (nq, d); with_status=True: (out, SinkhornStats of the "
+      "layer's Sinkhorn normalizations)");
   m.def("parameter_count", &parameter_count, py::arg("layer"));
 }
 
@@ -68,13 +82,52 @@ void bind_model(py::module_& m) {
       .def_readwrite("init_scale", &ModelSpec::init_scale)
       .def("validate", &ModelSpec::validate);
   m.def("random_model", &random_model, py::arg("spec"), py::arg("rng"));
-  m.def("evaluate", &evaluate, py::arg("model"), py::arg("mu"), py::arg("queries"), release_gil(),
-        "in-context G(mu, z) at queries (nq, d)");
-  m.def("transport", &transport, py::arg("model"), py::arg("mu"), release_gil(),
-        "G(mu, x_i) for every atom (n, d), no merging");
+  m.def(
+      "evaluate",
+      [](const Model& md, const Measure& mu, const Matrix& queries, bool with_status) -> py::object {
+        SinkhornStats stats;
+        Matrix out;
+        {
+          py::gil_scoped_release release;
+          out = evaluate(md, mu, queries, &stats);
+        }
+        if (with_status) return py::make_tuple(out, stats);
+        return py::cast(out);
+      },
+      py::arg("model"), py::arg("mu"), py::arg("queries"), py::kw_only(),
+      py::arg("with_status") = false,
+      "in-context G(mu, z) at queries (nq, d); with_status=True: (out, SinkhornStats of every "
+      "Sinkhorn normalization run)");
+  m.def(
+      "transport",
+      [](const Model& md, const Measure& mu, bool with_status) -> py::object {
+        SinkhornStats stats;
+        Matrix out;
+        {
+          py::gil_scoped_release release;
+          out = transport(md, mu, &stats);
+        }
+        if (with_status) return py::make_tuple(out, stats);
+        return py::cast(out);
+      },
+      py::arg("model"), py::arg("mu"), py::kw_only(), py::arg("with_status") = false,
+      "G(mu, x_i) for every atom (n, d), no merging; with_status=True: (out, SinkhornStats)");
   m.def("merge_atoms", &merge_atoms, py::arg("x"), py::arg("w"), py::arg("tol") = 0.0);
-  m.def("push_forward", &push_forward, py::arg("model"), py::arg("mu"), py::arg("merge_tol") = 0.0,
-        release_gil(), "G(mu, .)#mu with coincident atoms merged");
+  m.def(
+      "push_forward",
+      [](const Model& md, const Measure& mu, double merge_tol, bool with_status) -> py::object {
+        SinkhornStats stats;
+        Measure out;
+        {
+          py::gil_scoped_release release;
+          out = push_forward(md, mu, merge_tol, &stats);
+        }
+        if (with_status) return py::make_tuple(out, stats);
+        return py::cast(out);
+      },
+      py::arg("model"), py::arg("mu"), py::arg("merge_tol") = 0.0, py::kw_only(),
+      py::arg("with_status") = false,
+      "G(mu, .)#mu with coincident atoms merged; with_status=True: (measure, SinkhornStats)");
   m.def("push_forward_batch", &push_forward_batch, py::arg("model"), py::arg("mus"),
         py::arg("merge_tol") = 0.0, release_gil());
   m.def("evaluate_batch", &evaluate_batch, py::arg("model"), py::arg("mus"), py::arg("queries"),
@@ -100,8 +153,10 @@ void bind_training(py::module_& m) {
       .def_readwrite("mu", &Example::mu)
       .def_readwrite("target", &Example::target);
   m.def("zeros_like", &zeros_like, py::arg("model"));
-  m.def("model_loss", &model_loss, py::arg("model"), py::arg("example"), release_gil(),
-        "L = sum_i w_i |G(mu, x_i) - y_i|^2");
+  m.def(
+      "model_loss",
+      [](const Model& md, const Example& ex) { return model_loss(md, ex); },
+      py::arg("model"), py::arg("example"), release_gil(), "L = sum_i w_i |G(mu, x_i) - y_i|^2");
   m.def(
       "loss_and_gradient",
       [](const Model& md, const Example& ex) {
@@ -128,7 +183,10 @@ void bind_training(py::module_& m) {
       },
       py::arg("model"), py::arg("data"), py::arg("batch"),
       "(mean loss, gradient) over data[batch]");
-  m.def("mean_loss", &mean_loss, py::arg("model"), py::arg("data"), release_gil());
+  m.def(
+      "mean_loss",
+      [](const Model& md, const std::vector<Example>& data) { return mean_loss(md, data); },
+      py::arg("model"), py::arg("data"), release_gil());
   py::enum_<OptimizerKind> ok(m, "OptimizerKind", "sgd | adam");
   ok.value("sgd", OptimizerKind::sgd).value("adam", OptimizerKind::adam);
   accept_names(ok, [](const std::string& s) { return parse_optimizer(s); });

@@ -31,6 +31,8 @@ void bind_tasks(py::module_& m) {
       .def_readwrite("heads", &TaskOptions::heads)
       .def_readwrite("dt", &TaskOptions::dt)
       .def_readwrite("eps", &TaskOptions::eps)
+      .def_readwrite("target_sinkhorn", &TaskOptions::target_sinkhorn,
+                     "sinkhorn task: tol / max_iterations of the target plan's solve")
       .def("validate", &TaskOptions::validate);
   py::class_<TaskData>(m, "TaskData")
       .def_readonly("train", &TaskData::train)
@@ -61,7 +63,9 @@ void bind_fit(py::module_& m) {
       .def_readonly("identity_test_loss", &FitResult::identity_test_loss)
       .def_readonly("steps", &FitResult::steps)
       .def_readonly("finite", &FitResult::finite)
-      .def_readonly("message", &FitResult::message);
+      .def_readonly("message", &FitResult::message)
+      .def_readonly("sinkhorn", &FitResult::sinkhorn,
+                    "SinkhornStats of every Sinkhorn normalization in training and evaluation");
   m.def(
       "fit_model",
       [](Model& model, const std::vector<Example>& train, const std::vector<Example>& test,

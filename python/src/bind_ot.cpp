@@ -54,10 +54,12 @@ SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py
   return sinkhorn(a, b, c, o);
 }
 
-#define SINKHORN_OPTION_ARGS                                                                  \
-  py::arg("eps") = py::none(), py::arg("tol") = 1e-6, py::kw_only(),                          \
-  py::arg("max_iterations") = 10000, py::arg("eps_scaling") = true, py::arg("scaling") = 0.8, \
-  py::arg("eps_start") = 0.0
+// Defaults from the library's SinkhornOptions (ot.hpp, sinkhorn.hpp), never restated here.
+#define SINKHORN_OPTION_ARGS                                                            \
+  py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),   \
+  py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                         \
+  py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                               \
+  py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
 
 void bind_types(py::module_& m) {
   py::enum_<CostType> ct(m, "CostType", "sqeuclidean | bilinear | dense");
@@ -231,7 +233,14 @@ void bind_sinkhorn(py::module_& m) {
       },
       py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),
       SINKHORN_OPTION_ARGS,
-      "Debiased S = OT_eps(mu, nu) - OT_eps(mu, mu)/2 - OT_eps(nu, nu)/2, squared Euclidean cost.");
+      "Debiased Sinkhorn divergence S = OT_eps(mu, nu) - OT_eps(mu, mu)/2 - OT_eps(nu, nu)/2 for "
+      "C_ij = |x_i - y_j|^2, where OT_eps is the ENTROPIC OBJECTIVE min <C, pi> + eps KL(pi | a x b) "
+      "(Feydy et al. 2019, as GeomLoss does; GeomLoss's p = 2 cost is |x - y|^2 / 2, so its "
+      "value at blur = sqrt(eps / 2) is half of this one): S >= 0, S = 0 iff mu = nu. POT's empirical_sinkhorn_divergence "
+      "debiases the TRANSPORT COST <C, pi_eps> of the entropic plans instead (no KL term, no "
+      "positivity guarantee; clipped at 0), so its values differ from these by O(eps). The self-terms "
+      "OT_eps(mu, mu), OT_eps(nu, nu) are solved with the symmetric (averaged) update. Returns "
+      "SinkhornDivergence (value, ot_xy, ot_xx, ot_yy, converged, iterations, message).");
   m.def("barycentric_map", &barycentric_map, py::arg("cost"), py::arg("solution"),
         py::arg("targets"), release_gil(),
         "T(x_i) = sum_j pi_ij targets_j / a_i: (n, p) for targets (m, p)");

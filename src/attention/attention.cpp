@@ -32,9 +32,7 @@ void AttentionOptions::validate(Index d_query, Index d_key, Index p) const {
   if (d_query != d_key)
     throw std::invalid_argument(fmt::format(
         "{}: queries have dimension {} and keys {}, must be equal", kCtx, d_query, d_key));
-  require(sinkhorn.iterations >= 0, kCtx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
-  require(sinkhorn.tol > 0.0, kCtx, "sinkhorn.tol", sinkhorn.tol, "> 0");
-  require(sinkhorn.max_iterations >= 1, kCtx, "sinkhorn.max_iterations", sinkhorn.max_iterations, ">= 1");
+  sinkhorn.validate(kCtx, "sinkhorn.");
   Index dout = -1;
   for (size_t h = 0; h < heads.size(); ++h) {
     const AttentionHead& hd = heads[h];

@@ -1,7 +1,7 @@
 #include <cmath>
 
 #include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/measure.hpp"
 #include "attnflow/normalization.hpp"
 
 namespace attnflow {
@@ -23,70 +23,23 @@ std::string to_string(Normalization n) {
   return "?";
 }
 
-namespace {
-
-Vector log_of(const Vector& w) {
-  Vector lw(w.size());
-  for (Index i = 0; i < w.size(); ++i)
-    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-  return lw;
-}
-
-// Sinkhorn on the affinity s_ij = <u_i, v_j> in the log domain, potentials f (n), g (m)
-// with pi_ij = a_i b_j exp(f_i + g_j + s_ij) (SPEC.md section 1). Iteration t is one
-// f-update (rows of pi sum to a exactly afterwards), preceded by a g-update for t >= 2, so
-// iteration 1 from g = 0 is softmax (SPEC fact 1). Returns log b + g.
-Vector sinkhorn_offsets(const MatrixRef& u, const MatrixRef& v, const Vector& a, const Vector& b,
-                        const SinkhornNormalizationOptions& opt, NormalizationStatus& status) {
-  const Vector loga = log_of(a), logb = log_of(b);
-  const Matrix none(0, 0);
-  Vector g = Vector::Zero(b.size()), f(a.size()), lse_rows, lse_cols;
-  Matrix unused;
-  const int max_it = opt.iterations > 0 ? opt.iterations : opt.max_iterations;
-  status = NormalizationStatus{};
-  for (int it = 1; it <= max_it; ++it) {
-    if (it > 1) {
-      // Column sums of the current pi: sum_i pi_ij = b_j exp(g_j + lse_cols_j).
-      const Vector colf = loga + f;
-      lse_reduce(v, u, colf, none, lse_cols, unused);
-      double err = 0.0;
-      for (Index j = 0; j < b.size(); ++j) err += std::abs(b[j] * std::exp(g[j] + lse_cols[j]) - b[j]);
-      status.marginal_error = err;
-      if (opt.iterations == 0 && err <= opt.tol) {
-        status.iterations = it - 1;
-        status.converged = true;
-        return logb + g;
-      }
-      g = -lse_cols;
-    }
-    const Vector colg = logb + g;
-    lse_reduce(u, v, colg, none, lse_rows, unused);
-    f = -lse_rows;
-    status.iterations = it;
-  }
-  // Final violation for the reported status.
-  const Vector colf = loga + f;
-  lse_reduce(v, u, colf, none, lse_cols, unused);
-  double err = 0.0;
-  for (Index j = 0; j < b.size(); ++j) err += std::abs(b[j] * std::exp(g[j] + lse_cols[j]) - b[j]);
-  status.marginal_error = err;
-  status.converged = opt.iterations > 0 || err <= opt.tol;
-  if (!status.converged)
-    status.message = fmt::format("sinkhorn normalization: not converged after {} iterations "
-                                 "(marginal error {:.3g} > tol {:.3g})",
-                                 status.iterations, err, opt.tol);
-  return logb + g;
-}
-
-}  // namespace
-
 Vector normalization_offsets(Normalization normalization, const MatrixRef& u, const MatrixRef& v,
                              const Vector& a, const Vector& b,
                              const SinkhornNormalizationOptions& options,
                              NormalizationStatus& status) {
   status = NormalizationStatus{};
-  if (normalization == Normalization::sinkhorn) return sinkhorn_offsets(u, v, a, b, options, status);
-  return log_of(b);
+  const Vector logb = log_weights(b);
+  if (normalization != Normalization::sinkhorn) return logb;
+  // Sinkhorn on the affinity s_ij = <u_i, v_j> (SPEC.md section 1), columns measured:
+  // iteration 1 from g = 0 is softmax (SPEC fact 1), each later one a g- then an f-update.
+  const Vector loga = log_weights(a);
+  SinkhornLoop loop;
+  loop.measure = SinkhornLoop::Measure::columns;
+  loop.context = "sinkhorn normalization";
+  const SinkhornRun run =
+      sinkhorn_loop(affinity_half_steps(u, v, loga, logb), a, b, options, loop);
+  status = run.status;
+  return logb + run.g;
 }
 
 }  // namespace attnflow

@@ -141,9 +141,7 @@ void FlowOptions::validate(Index n, Index d) const {
   for (size_t i = 0; i < heads.size(); ++i) check_head(heads[i], i, d);
   require(kappa >= 0.0, kCtx, "kappa", kappa, ">= 0 (0 or inf: no noise)");
   require(std::isfinite(usa_log_shift), kCtx, "usa_log_shift", usa_log_shift, "finite");
-  require(sinkhorn.iterations >= 0, kCtx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
-  require(sinkhorn.tol > 0.0, kCtx, "sinkhorn.tol", sinkhorn.tol, "> 0");
-  require(sinkhorn.max_iterations >= 1, kCtx, "sinkhorn.max_iterations", sinkhorn.max_iterations, ">= 1");
+  sinkhorn.validate(kCtx, "sinkhorn.");
   scheme.validate();
   const std::string k = to_string(kind);
   if (!is_attention(kind) && !identity_heads(heads))

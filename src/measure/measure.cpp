@@ -40,12 +40,13 @@ Measure::Measure(Matrix points, Vector weights, std::string_view name)
   weights_ = normalized_weights(weights, points_.rows(), name);
 }
 
-Vector Measure::log_weights() const {
-  Vector lw(weights_.size());
-  for (Index i = 0; i < lw.size(); ++i) {
-    lw[i] = weights_[i] > 0.0 ? std::log(weights_[i]) : -std::numeric_limits<double>::infinity();
-  }
+Vector log_weights(const Vector& w) {
+  Vector lw(w.size());
+  for (Index i = 0; i < lw.size(); ++i)
+    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
   return lw;
 }
+
+Vector Measure::log_weights() const { return attnflow::log_weights(weights_); }
 
 }  // namespace attnflow

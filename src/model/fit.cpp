@@ -32,7 +32,7 @@ FitResult fit_model(Model& model, const std::vector<Example>& train, const std::
   Optimizer opt(model, options.optimizer);
   Rng rng(options.seed, 0x666974);  // "fit": the minibatch stream
   auto evaluate_now = [&](long step) {
-    FitRecord rec{step, mean_loss(model, train), mean_loss(model, test)};
+    FitRecord rec{step, mean_loss(model, train, &res.sinkhorn), mean_loss(model, test, &res.sinkhorn)};
     res.history.push_back(rec);
     if (callback) callback(rec);
   };
@@ -42,7 +42,7 @@ FitResult fit_model(Model& model, const std::vector<Example>& train, const std::
   for (long step = 1; step <= options.steps; ++step) {
     for (auto& b : batch)
       b = std::min(train.size() - 1, static_cast<size_t>(rng.uniform() * static_cast<double>(train.size())));
-    const double loss = batch_loss_and_gradient(model, train, batch, grad);
+    const double loss = batch_loss_and_gradient(model, train, batch, grad, &res.sinkhorn);
     if (!std::isfinite(loss)) {
       res.finite = false;
       res.message = fmt::format("fit: non-finite minibatch loss at step {} (lower optimizer.lr?)", step);

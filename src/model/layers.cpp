@@ -29,10 +29,7 @@ void AttentionLayer::validate(Index d, const std::string& ctx) const {
     throw std::invalid_argument(fmt::format(
         "{}: q, k, v, w have {}, {}, {}, {} heads, must be equal", ctx, q.size(), k.size(),
         v.size(), w.size()));
-  require(sinkhorn.iterations >= 0, ctx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
-  require(sinkhorn.tol > 0.0, ctx, "sinkhorn.tol", sinkhorn.tol, "> 0");
-  require(sinkhorn.max_iterations >= 1, ctx, "sinkhorn.max_iterations", sinkhorn.max_iterations,
-          ">= 1");
+  sinkhorn.validate(ctx, "sinkhorn.");
   const Index dk = q[0].rows(), dv = v[0].rows();
   require(dk >= 1, ctx, "q[0].rows", dk, ">= 1");
   require(dv >= 1, ctx, "v[0].rows", dv, ">= 1");
@@ -69,42 +66,22 @@ Index parameter_count(const Layer& layer) {
 
 namespace detail {
 
-Vector log_weights(const Vector& w) {
-  Vector lw(w.size());
-  for (Index i = 0; i < w.size(); ++i)
-    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-  return lw;
-}
-
-Vector sinkhorn_trace(const Matrix& u, const Matrix& kk, const Vector& w, const Vector& logw,
-                      const SinkhornNormalizationOptions& opt, SinkhornTrace& trace) {
-  const Matrix none(0, 0);
-  const Index n = u.rows();
-  Vector g = Vector::Zero(n), f(n), lse_rows, lse_cols;
-  Matrix unused;
+NormalizationStatus sinkhorn_trace(const Matrix& u, const Matrix& kk, const Vector& w,
+                                   const Vector& logw, const SinkhornNormalizationOptions& opt,
+                                   SinkhornTrace& trace, Vector& col) {
   trace.f.clear();
   trace.g.clear();
-  const int max_it = opt.iterations > 0 ? opt.iterations : opt.max_iterations;
-  for (int it = 1; it <= max_it; ++it) {
-    if (it > 1) {
-      const Vector colf = logw + f;
-      lse_reduce(kk, u, colf, none, lse_cols, unused);
-      if (opt.iterations == 0) {  // same stopping rule as normalize.cpp
-        double err = 0.0;
-        for (Index j = 0; j < n; ++j) {
-          err += std::abs(w[j] * std::exp(g[j] + lse_cols[j]) - w[j]);
-        }
-        if (err <= opt.tol) break;
-      }
-      g = -lse_cols;
-    }
-    const Vector colg = logw + g;
-    lse_reduce(u, kk, colg, none, lse_rows, unused);
-    f = -lse_rows;
-    trace.g.push_back(g);
-    trace.f.push_back(f);
-  }
-  return logw + g;
+  SinkhornLoop loop;
+  loop.measure = SinkhornLoop::Measure::columns;
+  loop.final_check = false;  // no extra pass per training step (see SinkhornLoop)
+  loop.context = "sinkhorn normalization";
+  loop.observer = [&trace](const SinkhornIterate& it) {
+    trace.g.push_back(it.g);
+    trace.f.push_back(it.f);
+  };
+  SinkhornRun run = sinkhorn_loop(affinity_half_steps(u, kk, logw, logw), w, w, opt, loop);
+  col = logw + run.g;
+  return run.status;
 }
 
 HeadForward head_forward(const AttentionLayer& layer, Index h, const Matrix& x, const Vector& w,
@@ -118,11 +95,10 @@ HeadForward head_forward(const AttentionLayer& layer, Index h, const Matrix& x, 
     const Matrix u_ctx = self ? Matrix() : Matrix(layer.beta * (x * layer.q[h].transpose()));
     const Matrix& uc = self ? hf.u : u_ctx;
     if (record_trace) {
-      hf.col = sinkhorn_trace(uc, hf.kk, w, logw, layer.sinkhorn, hf.trace);
+      hf.status = sinkhorn_trace(uc, hf.kk, w, logw, layer.sinkhorn, hf.trace, hf.col);
     } else {
-      NormalizationStatus status;
       hf.col = normalization_offsets(Normalization::sinkhorn, uc, hf.kk, w, w, layer.sinkhorn,
-                                     status);
+                                     hf.status);
     }
   } else {
     hf.col = logw;
@@ -135,7 +111,8 @@ HeadForward head_forward(const AttentionLayer& layer, Index h, const Matrix& x, 
 
 }  // namespace detail
 
-Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries) {
+Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries,
+                   SinkhornStats* stats) {
   if (queries.cols() != mu.dim())
     throw std::invalid_argument(fmt::format(
         "layer: queries have dimension {}, must equal the measure's ({})", queries.cols(),
@@ -153,6 +130,7 @@ Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries)
     const detail::HeadForward hf =
         detail::head_forward(a, h, mu.points(), mu.weights(), queries, false, false);
     out.noalias() += a.step * (hf.a * a.w[h].transpose());
+    if (stats && a.normalization == Normalization::sinkhorn) stats->add(hf.status);
   }
   check_output_finite("attention layer", "out", out.data(), out.size(), out.cols(),
                       "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709");

@@ -36,10 +36,7 @@ void ModelSpec::validate() const {
   require(std::isfinite(step), ctx, "step", step, "finite");
   require(std::isfinite(init_scale) && init_scale >= 0.0, ctx, "init_scale", init_scale,
           "finite and >= 0");
-  require(sinkhorn.iterations >= 0, ctx, "sinkhorn.iterations", sinkhorn.iterations, ">= 0");
-  require(sinkhorn.tol > 0.0, ctx, "sinkhorn.tol", sinkhorn.tol, "> 0");
-  require(sinkhorn.max_iterations >= 1, ctx, "sinkhorn.max_iterations", sinkhorn.max_iterations,
-          ">= 1");
+  sinkhorn.validate(ctx, "sinkhorn.");
 }
 
 namespace {
@@ -91,7 +88,8 @@ void check_input(const Model& model, const Measure& mu, const char* what) {
 }
 }  // namespace
 
-Matrix evaluate(const Model& model, const Measure& mu, const Matrix& queries) {
+Matrix evaluate(const Model& model, const Measure& mu, const Matrix& queries,
+                SinkhornStats* stats) {
   check_input(model, mu, "measure");
   if (queries.cols() != model.dim)
     throw std::invalid_argument(fmt::format("model: queries have dimension {}, must equal the model's ({})",
@@ -101,18 +99,19 @@ Matrix evaluate(const Model& model, const Measure& mu, const Matrix& queries) {
   Matrix z = queries;
   for (const Layer& layer : model.layers) {
     // (G2 o G1)(mu, z) = G2(G1(mu, .)#mu, G1(mu, z)): both move with the same layer.
-    Matrix next = apply_layer(layer, context, context.points());
+    // The context's own normalization is the one the queries use: counted once.
+    Matrix next = apply_layer(layer, context, context.points(), stats);
     z = apply_layer(layer, context, z);
     context = Measure(std::move(next), context.weights(), "pushed-forward measure");
   }
   return z;
 }
 
-Matrix transport(const Model& model, const Measure& mu) {
+Matrix transport(const Model& model, const Measure& mu, SinkhornStats* stats) {
   check_input(model, mu, "measure");
   Measure context = mu;
   for (const Layer& layer : model.layers)
-    context = Measure(apply_layer(layer, context, context.points()), context.weights(),
+    context = Measure(apply_layer(layer, context, context.points(), stats), context.weights(),
                       "pushed-forward measure");
   return context.points();
 }
@@ -154,9 +153,10 @@ Measure merge_atoms(const Matrix& x, const Vector& w, double tol) {
   return Measure(std::move(px), std::move(pw), "merged measure");
 }
 
-Measure push_forward(const Model& model, const Measure& mu, double merge_tol) {
+Measure push_forward(const Model& model, const Measure& mu, double merge_tol,
+                     SinkhornStats* stats) {
   const Measure merged = merge_atoms(mu.points(), mu.weights(), 0.0);
-  const Matrix moved = transport(model, merged);
+  const Matrix moved = transport(model, merged, stats);
   return merge_atoms(moved, merged.weights(), merge_tol);
 }
 

@@ -152,12 +152,13 @@ HeadGrad head_backward(const AttentionLayer& layer, const HeadForward& hf, const
     }
   }
   if (layer.normalization == Normalization::sinkhorn)
-    sinkhorn_backward(hf, detail::log_weights(w), gbar, g);
+    sinkhorn_backward(hf, log_weights(w), gbar, g);
   return g;
 }
 
 // Forward through the stack keeping what the backward pass needs; returns the output points.
-Matrix forward(const Model& model, const Measure& mu, std::vector<LayerCache>& caches) {
+Matrix forward(const Model& model, const Measure& mu, std::vector<LayerCache>& caches,
+               SinkhornStats* stats) {
   caches.assign(model.layers.size(), {});
   Matrix x = mu.points();
   for (size_t l = 0; l < model.layers.size(); ++l) {
@@ -167,6 +168,7 @@ Matrix forward(const Model& model, const Measure& mu, std::vector<LayerCache>& c
       for (Index h = 0; h < a->heads(); ++h) {
         c.heads.push_back(detail::head_forward(*a, h, c.x, mu.weights(), c.x, true, true));
         x.noalias() += a->step * (c.heads.back().a * a->w[h].transpose());
+        if (stats && a->normalization == Normalization::sinkhorn) stats->add(c.heads.back().status);
       }
     } else {
       const auto& m = std::get<MlpLayer>(model.layers[l]);
@@ -230,16 +232,17 @@ Model zeros_like(const Model& model) {
   return z;
 }
 
-double model_loss(const Model& model, const Example& ex) {
+double model_loss(const Model& model, const Example& ex, SinkhornStats* stats) {
   check_example(model, ex);
-  const Matrix out = transport(model, ex.mu);
+  const Matrix out = transport(model, ex.mu, stats);
   return ((out - ex.target).rowwise().squaredNorm().transpose() * ex.mu.weights()).value();
 }
 
-double loss_and_gradient(const Model& model, const Example& ex, Model& grad, Matrix* dx) {
+double loss_and_gradient(const Model& model, const Example& ex, Model& grad, Matrix* dx,
+                         SinkhornStats* stats) {
   check_example(model, ex);
   std::vector<LayerCache> caches;
-  const Matrix out = forward(model, ex.mu, caches);
+  const Matrix out = forward(model, ex.mu, caches, stats);
   const Matrix res = out - ex.target;
   const Vector& w = ex.mu.weights();
   const double loss = (res.rowwise().squaredNorm().transpose() * w).value();
@@ -252,9 +255,11 @@ double loss_and_gradient(const Model& model, const Example& ex, Model& grad, Mat
 }
 
 double batch_loss_and_gradient(const Model& model, const std::vector<Example>& data,
-                               const std::vector<size_t>& batch, Model& grad) {
+                               const std::vector<size_t>& batch, Model& grad,
+                               SinkhornStats* stats) {
   require(!batch.empty(), "model", "batch size", batch.size(), ">= 1");
   std::vector<Model> grads(batch.size());
+  std::vector<SinkhornStats> tallies(stats ? batch.size() : 0);
   std::vector<double> losses(batch.size());
   std::vector<std::exception_ptr> errors(batch.size());
   const long count = static_cast<long>(batch.size());
@@ -264,13 +269,15 @@ double batch_loss_and_gradient(const Model& model, const std::vector<Example>& d
     try {
       if (batch[i] >= data.size())
         throw_invalid("model", "batch index", batch[i], fmt::format("< {}", data.size()));
-      losses[i] = loss_and_gradient(model, data[batch[i]], grads[i]);
+      losses[i] = loss_and_gradient(model, data[batch[i]], grads[i], nullptr,
+                                    stats ? &tallies[i] : nullptr);
     } catch (...) {
       errors[i] = std::current_exception();
     }
   }
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
+  for (const SinkhornStats& t : tallies) stats->merge(t);
   // Fixed-order sum: the same result on any number of threads.
   grad = zeros_like(model);
   double loss = 0.0;
@@ -290,21 +297,24 @@ double batch_loss_and_gradient(const Model& model, const std::vector<Example>& d
   return loss * inv;
 }
 
-double mean_loss(const Model& model, const std::vector<Example>& data) {
+double mean_loss(const Model& model, const std::vector<Example>& data, SinkhornStats* stats) {
   require(!data.empty(), "model", "examples", data.size(), ">= 1");
   std::vector<double> losses(data.size());
+  std::vector<SinkhornStats> tallies(stats ? data.size() : 0);
   std::vector<std::exception_ptr> errors(data.size());
   const long count = static_cast<long>(data.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(detail::batch_threads(count))
   for (long b = 0; b < count; ++b) {
     try {
-      losses[static_cast<size_t>(b)] = model_loss(model, data[static_cast<size_t>(b)]);
+      losses[static_cast<size_t>(b)] = model_loss(model, data[static_cast<size_t>(b)],
+                                                  stats ? &tallies[static_cast<size_t>(b)] : nullptr);
     } catch (...) {
       errors[static_cast<size_t>(b)] = std::current_exception();
     }
   }
   for (const auto& e : errors)
     if (e) std::rethrow_exception(e);
+  for (const SinkhornStats& t : tallies) stats->merge(t);
   double s = 0.0;
   for (double l : losses) s += l;
   return s / static_cast<double>(data.size());

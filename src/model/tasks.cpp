@@ -41,6 +41,9 @@ void TaskOptions::validate() const {
   require(heads >= 1, ctx, "heads", heads, ">= 1");
   require(std::isfinite(dt) && dt > 0.0, ctx, "dt", dt, "finite and > 0");
   require(std::isfinite(eps) && eps > 0.0, ctx, "eps", eps, "finite and > 0");
+  target_sinkhorn.validate(ctx, "target_sinkhorn.");
+  require(target_sinkhorn.iterations == 0, ctx, "target_sinkhorn.iterations",
+          target_sinkhorn.iterations, "0 (the target plan is solved to tol)");
 }
 
 namespace {
@@ -80,28 +83,23 @@ Matrix vlasov_target(const TaskOptions& o, const Measure& mu) {
 // pi_ij = w_i w_j exp(f_i + f_j + s_ij), s_ij = <2 x_i / eps, x_j>: the -|x|^2 / eps row and
 // column terms of the cost |x_i - x_j|^2 / eps are absorbed by the potentials, so pi is the
 // entropic OT plan of mu with itself (SPEC.md sections 1 and 3). The self-coupling has one
-// symmetric potential f; the averaged update f <- (f + softmin(f)) / 2 converges fast where the
-// alternating one stalls on spread-out clouds (eps << diameter^2). Stops when the marginal
-// violation sum_i |sum_j pi_ij - w_i| <= 1e-11.
+// symmetric potential f, solved by the Sinkhorn engine's symmetric (averaged) update, which
+// converges fast where the alternating one stalls on spread-out clouds (eps << diameter^2),
+// to the marginal violation sum_i |sum_j pi_ij - w_i| <= target_sinkhorn.tol.
 Matrix sinkhorn_target(const TaskOptions& o, const Measure& mu) {
   const Matrix u = (2.0 / o.eps) * mu.points();
   const Matrix& x = mu.points();
-  const Vector lw = detail::log_weights(mu.weights());
-  const Matrix none(0, 0);
-  Vector f = Vector::Zero(mu.size()), lse;
-  Matrix unused;
-  for (int it = 0; it < 100000; ++it) {
-    lse_reduce(u, x, lw + f, none, lse, unused);
-    double err = 0.0;
-    for (Index i = 0; i < f.size(); ++i) err += mu.weights()[i] * std::abs(std::exp(f[i] + lse[i]) - 1.0);
-    if (err <= 1e-11) {
-      Matrix t;
-      lse_reduce(u, x, lw + f, x, lse, t);
-      return t;
-    }
-    f = 0.5 * (f - lse);
-  }
-  throw std::runtime_error("task sinkhorn: the target plan did not converge in 100000 iterations");
+  const Vector lw = log_weights(mu.weights());
+  SinkhornLoop loop;
+  loop.symmetric = true;
+  loop.context = "task sinkhorn: the target plan";
+  const SinkhornRun run =
+      sinkhorn_loop(affinity_half_steps(u, x, lw, lw), mu.weights(), mu.weights(), o.target_sinkhorn, loop);
+  if (!run.status.converged) throw std::runtime_error(run.status.message);
+  Vector lse;
+  Matrix t;
+  lse_reduce(u, x, lw + run.f, x, lse, t);
+  return t;
 }
 
 Measure sample_measure(const TaskOptions& o, Rng& rng) {

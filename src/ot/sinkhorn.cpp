@@ -1,6 +1,8 @@
 // Log-domain Sinkhorn with eps-scaling (SPEC.md section 3). Potentials are in cost units;
 // each half-step is TransportCost::gibbs, one streaming pass of the kernel.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -12,48 +14,120 @@ namespace attnflow {
 namespace {
 constexpr const char* kCtx = "sinkhorn";
 
-Vector log_of(const Vector& w) {
-  Vector lw(w.size());
-  for (Index i = 0; i < w.size(); ++i)
-    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-  return lw;
-}
-
-// eps_start, eps_start * scaling, ... (all > eps), then eps itself.
+// eps_start, eps_start * scaling, ... (all > eps), then eps itself. max_iterations counts the
+// stages too: a longer schedule keeps its last max_iterations stages (the largest eps are
+// dropped), so every iteration still ends at the target eps. Bounded work and memory whatever
+// the ratio eps_start / eps and the factor: the stages are counted by the same repeated
+// multiplication (up to kExactCount of them) and only the kept ones are stored; beyond that
+// (e.g. scaling = 1 - 1e-16) the kept ones are eps / scaling^j, j = keep, ..., 1.
 std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, bool warm) {
   std::vector<double> eps;
   if (opt.eps_scaling && !warm) {
     const double start = opt.eps_start > 0.0 ? opt.eps_start : cost_scale;
-    for (double e = start; e > opt.eps; e *= opt.scaling) eps.push_back(e);
+    if (opt.eps_start == 0.0)
+      require(std::isfinite(start) && start > 0.0, kCtx, "cost scale (eps_start = 0)", start,
+              "finite and > 0 (coordinates too large for the squared cost?)");
+    const auto keep = static_cast<std::int64_t>(opt.max_iterations) - 1;  // stages before eps
+    constexpr double kExactCount = 2e7;
+    const double estimate =
+        start > opt.eps ? (std::log(start) - std::log(opt.eps)) / -std::log(opt.scaling) : 0.0;
+    if (estimate < kExactCount) {
+      // eps_k = eps_{k-1} * scaling exactly; stops where rounding makes no progress (a
+      // subnormal eps, where e * scaling can round back to e).
+      auto stages = [&](auto&& visit) {
+        double e = start;
+        for (std::int64_t k = 0; e > opt.eps; ++k) {
+          visit(k, e);
+          const double next = e * opt.scaling;
+          if (!(next < e)) break;
+          e = next;
+        }
+      };
+      std::int64_t count = 0;
+      stages([&](std::int64_t, double) { ++count; });
+      stages([&](std::int64_t k, double e) {
+        if (k >= count - keep) eps.push_back(e);
+      });
+    } else {
+      // Too many stages to visit (scaling within ~1e-7 of 1): the kept ones, eps / scaling^j.
+      const auto kept = std::min<std::int64_t>(keep, static_cast<std::int64_t>(kExactCount));
+      for (std::int64_t j = kept; j >= 1; --j) {
+        const double e = opt.eps * std::pow(opt.scaling, -static_cast<double>(j));
+        if (e > opt.eps && e < start) eps.push_back(e);
+      }
+    }
   }
   eps.push_back(opt.eps);
   return eps;
 }
 
-// sum_i a_i |exp((f_i - f_new_i) / eps) - 1|: the row-marginal violation of the plan (f, g),
-// since the next f-update f_new is exactly what rescales row i by that factor.
-double row_violation(const Vector& a, const Vector& f, const Vector& f_new, double eps,
-                     Vector& row_mass) {
-  row_mass.resize(a.size());
-  double err = 0.0;
-  for (Index i = 0; i < a.size(); ++i) {
-    row_mass[i] = a[i] == 0.0 ? 0.0 : a[i] * std::exp((f[i] - f_new[i]) / eps);
-    err += std::abs(row_mass[i] - a[i]);
-  }
-  return err;
-}
-void require_warm_start(const Vector& g_init, Index m) {
-  if (g_init.size() != m)
+void require_warm_start(const Vector& init, Index size, const char* name) {
+  if (init.size() != size)
     throw std::invalid_argument(
-        fmt::format("{}: g_init size = {}, must equal m = {}", kCtx, g_init.size(), m));
-  require_finite(kCtx, "g_init", g_init);
+        fmt::format("{}: {} size = {}, must equal {}", kCtx, name, init.size(), size));
+  require_finite(kCtx, name, init);
+}
+
+SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, bool symmetric) {
+  SinkhornLoop loop;
+  loop.eps = eps_schedule(opt, cost_scale, warm);
+  loop.measure = SinkhornLoop::Measure::rows;
+  loop.symmetric = symmetric;
+  loop.stop_if_not_finite = true;
+  loop.context = kCtx;
+  if (opt.on_iteration) {
+    // (iterations so far, eps, error of that plan): stages report NaN; at the target eps the
+    // error of iteration k is measured during iteration k + 1.
+    const int stages = static_cast<int>(loop.eps.size());
+    loop.observer = [&cb = opt.on_iteration, stages](const SinkhornIterate& it) {
+      if (it.iteration <= stages) cb(it.iteration, it.eps, std::nan(""));
+      else cb(it.iteration - 1, it.eps, it.marginal_error);
+    };
+  }
+  return loop;
+}
+
+void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, bool symmetric) {
+  const double eps = res.eps;
+  res.iterations = run.status.iterations;
+  res.marginal_error = run.status.marginal_error;
+  res.converged = run.status.converged;
+  res.message = run.status.message;
+  if (!std::isfinite(res.marginal_error) && !res.converged)
+    res.message = fmt::format("sinkhorn: non-finite marginal error after {} iterations "
+                              "(eps = {:.3g} too small for the cost scale {:.3g}?)",
+                              res.iterations, eps, cost.scale());
+  // <C, pi> through the column conditionals (columns sum to b_j exactly after a g-update; for
+  // the symmetric plan they sum to the row mass), and the primal objective
+  // <C, pi> + eps KL(pi | a (x) b) = <f, row mass> + <g, column mass> for a plan of mass 1.
+  const Vector loga = log_weights(res.a);
+  const TransportCost::Gibbs cols = cost.gibbs(true, run.f, loga, eps, true);
+  if (symmetric) {
+    res.cost = run.mass.dot(cols.ecost);
+    res.objective = 2.0 * run.f.dot(run.mass);
+  } else {
+    res.cost = res.b.dot(cols.ecost);
+    res.objective = run.f.dot(run.mass) + run.g.dot(res.b);
+  }
+  // Potentials of zero-weight atoms are finite (soft-min over the other side) but unused.
+  res.f = std::move(run.f);
+  res.g = std::move(run.g);
+  check_output_finite(kCtx, "f", res.f.data(), res.f.size(), 1, "eps too small for the cost scale");
+  check_output_finite(kCtx, "g", res.g.data(), res.g.size(), 1, "eps too small for the cost scale");
+}
+
+SinkhornHalfStep cost_half_steps(const TransportCost& cost, const Vector& loga, const Vector& logb) {
+  return [&cost, &loga, &logb](bool transpose, const Vector& h, double eps) {
+    return cost.gibbs(transpose, h, transpose ? loga : logb, eps, false).softmin;
+  };
 }
 }  // namespace
 
 void SinkhornOptions::validate() const {
   require(eps > 0.0 && std::isfinite(eps), kCtx, "eps", eps, "> 0 and finite");
-  require(tol > 0.0 && std::isfinite(tol), kCtx, "tol", tol, "> 0");
-  require(max_iterations >= 1, kCtx, "max_iterations", max_iterations, ">= 1");
+  SinkhornControl::validate(kCtx);
+  require(iterations == 0, kCtx, "iterations", iterations,
+          "0 (entropic OT runs to tol; cap it with max_iterations)");
   require(scaling > 0.0 && scaling < 1.0, kCtx, "scaling", scaling, "in (0, 1)");
   require(eps_start >= 0.0 && std::isfinite(eps_start), kCtx, "eps_start", eps_start,
           ">= 0 (0 = the cost scale)");
@@ -65,61 +139,32 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
   SinkhornResult res;
   res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
   res.b = normalized_weights(b_in, cost.cols(), "sinkhorn: b");
-  if (g_init) require_warm_start(*g_init, cost.cols());
-  const Vector loga = log_of(res.a), logb = log_of(res.b);
-  std::vector<double> schedule = eps_schedule(opt, cost.scale(), g_init != nullptr);
-  // max_iterations counts the stages too: a longer schedule keeps its last max_iterations
-  // stages (the largest eps are dropped), so every iteration still ends at the target eps.
-  if (schedule.size() > static_cast<size_t>(opt.max_iterations))
-    schedule.erase(schedule.begin(), schedule.end() - opt.max_iterations);
+  if (g_init) require_warm_start(*g_init, cost.cols(), "g_init");
+  const Vector loga = log_weights(res.a), logb = log_weights(res.b);
+  const SinkhornLoop loop = ot_loop(opt, cost.scale(), g_init != nullptr, false);
   res.eps = opt.eps;
-  res.stages = static_cast<int>(schedule.size());
+  res.stages = static_cast<int>(loop.eps.size());
+  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, logb), res.a, res.b, opt, loop, g_init),
+         cost, false);
+  return res;
+}
 
-  Vector g = g_init ? *g_init : Vector::Zero(cost.cols());
-  Vector f;
-  // One iteration per intermediate eps (warm start of the next stage), then the target eps.
-  for (const double e : schedule) {
-    f = cost.gibbs(false, g, logb, e, false).softmin;
-    g = cost.gibbs(true, f, loga, e, false).softmin;
-    ++res.iterations;
-    if (opt.on_iteration) opt.on_iteration(res.iterations, e, std::nan(""));
-  }
-  const double eps = opt.eps;
-  Vector row_mass;
-  for (;;) {
-    // After a g-update the columns of pi sum to b exactly; the next f-update measures rows.
-    const Vector f_new = cost.gibbs(false, g, logb, eps, false).softmin;
-    res.marginal_error = row_violation(res.a, f, f_new, eps, row_mass);
-    if (!std::isfinite(res.marginal_error)) {
-      res.message = fmt::format("sinkhorn: non-finite marginal error after {} iterations "
-                                "(eps = {:.3g} too small for the cost scale {:.3g}?)",
-                                res.iterations, eps, cost.scale());
-      break;
-    }
-    if (res.marginal_error <= opt.tol) {
-      res.converged = true;
-      break;
-    }
-    if (res.iterations >= opt.max_iterations) {
-      res.message = fmt::format("sinkhorn: not converged after {} iterations (marginal error "
-                                "{:.3g} > tol {:.3g})", res.iterations, res.marginal_error, opt.tol);
-      break;
-    }
-    if (opt.on_iteration) opt.on_iteration(res.iterations, eps, res.marginal_error);
-    f = f_new;
-    g = cost.gibbs(true, f, loga, eps, false).softmin;
-    ++res.iterations;
-  }
-  // <C, pi> through the column conditionals (exact: columns sum to b_j), and the primal
-  // objective <C, pi> + eps KL(pi | a (x) b) = <f, row_mass> + <g, b> for a plan of mass 1.
-  const TransportCost::Gibbs cols = cost.gibbs(true, f, loga, eps, true);
-  res.cost = res.b.dot(cols.ecost);
-  res.objective = f.dot(row_mass) + g.dot(res.b);
-  // Potentials of zero-weight atoms are finite (soft-min over the other side) but unused.
-  res.f = std::move(f);
-  res.g = std::move(g);
-  check_output_finite(kCtx, "f", res.f.data(), res.f.size(), 1, "eps too small for the cost scale");
-  check_output_finite(kCtx, "g", res.g.data(), res.g.size(), 1, "eps too small for the cost scale");
+SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
+                                  const SinkhornOptions& opt, const Vector* f_init) {
+  opt.validate();
+  if (cost.rows() != cost.cols())
+    throw std::invalid_argument(fmt::format(
+        "{}: symmetric cost is {} x {}, must be square", kCtx, cost.rows(), cost.cols()));
+  SinkhornResult res;
+  res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
+  res.b = res.a;
+  if (f_init) require_warm_start(*f_init, cost.rows(), "f_init");
+  const Vector loga = log_weights(res.a);
+  const SinkhornLoop loop = ot_loop(opt, cost.scale(), f_init != nullptr, true);
+  res.eps = opt.eps;
+  res.stages = static_cast<int>(loop.eps.size());
+  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, loga), res.a, res.a, opt, loop, f_init),
+         cost, true);
   return res;
 }
 

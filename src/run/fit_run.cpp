@@ -23,8 +23,10 @@ namespace {
 nlohmann::json summary_json(const FitConfig& cfg, const FitRunResult& r, const Job& job) {
   const FitResult& f = r.fit;
   nlohmann::json j = job.summary(f.finite ? "finished" : "diverged");
-  j.update({{"converged", f.finite},
-          {"message", f.message},
+  j.update({{"converged", f.finite && f.sinkhorn.converged()},
+          {"message", !f.message.empty() ? f.message : f.sinkhorn.message},
+          {"sinkhorn_solves", f.sinkhorn.solves},
+          {"sinkhorn_not_converged", f.sinkhorn.not_converged},
           {"iterations", f.steps},
           {"steps", f.steps},
           {"task", to_string(cfg.task.kind)},

@@ -151,5 +151,35 @@ TEST(ModelFit, SmallGaussianTaskReachesStatedErrorBitIdenticallyOnOneOrTwoThread
   EXPECT_LT(res.history.back().train_loss, res.history.front().train_loss);
 }
 
+
+// FitResult carries the Sinkhorn status of training and evaluation: a cap of 1 iteration on a
+// tolerance run misses at every step, a fixed number of iterations never does.
+TEST(ModelFit, SinkhornNonConvergenceIsInTheResult) {
+  TaskOptions t;
+  t.n_min = 6;
+  t.n_max = 8;
+  t.train_size = 8;
+  t.test_size = 4;
+  const TaskData data = make_task(t);
+  ModelSpec spec;
+  spec.depth = 1;
+  spec.normalization = Normalization::sinkhorn;
+  FitOptions fo;
+  fo.steps = 3;
+  fo.batch_size = 2;
+  fo.eval_every = 3;
+  for (const bool capped : {true, false}) {
+    spec.sinkhorn = capped ? SinkhornNormalizationOptions{.iterations = 0, .max_iterations = 1}
+                           : SinkhornNormalizationOptions{.iterations = 3};
+    Rng rng(2);
+    Model model = random_model(spec, rng);
+    const FitResult res = fit_model(model, data.train, data.test, fo);
+    // 2 evaluations x 12 measures + 3 steps x 2 examples, 2 heads each.
+    EXPECT_EQ(res.sinkhorn.solves, 2 * (2 * 12 + 3 * 2));
+    EXPECT_EQ(res.sinkhorn.converged(), !capped) << res.sinkhorn.message;
+    EXPECT_EQ(res.sinkhorn.not_converged, capped ? res.sinkhorn.solves : 0);
+  }
+}
+
 }  // namespace
 }  // namespace attnflow

@@ -7,6 +7,7 @@
 
 #include "attnflow/attention.hpp"
 #include "attnflow/model.hpp"
+#include "attnflow/model_grad.hpp"
 #include "attnflow/parallel.hpp"
 #include "model_test_util.hpp"
 
@@ -194,6 +195,68 @@ TEST(ModelLayers, BadInputIsRejectedWithTheFieldName) {
   ModelSpec spec;
   spec.depth = 0;
   EXPECT_TRUE(throws_with([&] { spec.validate(); }, "model: depth = 0, must be >= 1"));
+}
+
+
+// A Sinkhorn layer that misses its tolerance is reported, on every path: one layer, the model
+// evaluation, the loss, and the training loss with its backward trace (which skips the final
+// violation pass only for a fixed number of iterations).
+TEST(ModelLayers, SinkhornNonConvergenceReachesEveryResult) {
+  Rng rng(31);
+  Model model = test::small_model(Normalization::sinkhorn, 2, 2, 0, rng);
+  const Measure mu(random_matrix(9, 2, rng), random_weights(9, rng));
+  const Matrix z = random_matrix(4, 2, rng);
+  const Example ex{mu, random_matrix(9, 2, rng)};
+  auto set_sinkhorn = [&](SinkhornNormalizationOptions opt) {
+    for (Layer& l : model.layers) std::get<AttentionLayer>(l).sinkhorn = opt;
+  };
+  const long heads = 2 * 2;  // depth 2, 2 heads per layer
+
+  set_sinkhorn({.iterations = 0, .tol = 1e-9, .max_iterations = 1});
+  SinkhornStats layer;
+  apply_layer(model.layers[0], mu, z, &layer);
+  EXPECT_EQ(layer.solves, 2);
+  EXPECT_EQ(layer.not_converged, 2);
+  EXPECT_FALSE(layer.converged());
+  EXPECT_GT(layer.max_marginal_error, 1e-9);
+  EXPECT_NE(layer.message.find("not converged after 1 iterations"), std::string::npos)
+      << layer.message;
+  SinkhornStats eval, loss, train;
+  evaluate(model, mu, z, &eval);
+  EXPECT_EQ(eval.solves, heads);
+  EXPECT_EQ(eval.not_converged, heads);
+  model_loss(model, ex, &loss);
+  EXPECT_EQ(loss.not_converged, heads);
+  Model grad;
+  loss_and_gradient(model, ex, grad, nullptr, &train);
+  EXPECT_EQ(train.solves, heads);
+  EXPECT_EQ(train.not_converged, heads);
+  EXPECT_EQ(train.max_iterations, 1);
+
+  // Run to tol: every path converges, with the same iteration counts forward and in training.
+  set_sinkhorn({.iterations = 0, .tol = 1e-9, .max_iterations = 10000});
+  SinkhornStats ok_eval, ok_train;
+  evaluate(model, mu, z, &ok_eval);
+  loss_and_gradient(model, ex, grad, nullptr, &ok_train);
+  EXPECT_TRUE(ok_eval.converged()) << ok_eval.message;
+  EXPECT_TRUE(ok_train.converged()) << ok_train.message;
+  EXPECT_LE(ok_eval.max_marginal_error, 1e-9);
+  EXPECT_GT(ok_eval.max_iterations, 1);
+  EXPECT_EQ(ok_train.max_iterations, ok_eval.max_iterations);
+
+  // A fixed number of iterations defines the layer (Sinkformer): converged by definition.
+  set_sinkhorn({.iterations = 3});
+  SinkhornStats fixed;
+  evaluate(model, mu, z, &fixed);
+  EXPECT_TRUE(fixed.converged());
+  EXPECT_EQ(fixed.max_iterations, 3);
+
+  // Softmax layers run no Sinkhorn: nothing counted.
+  const Model soft = test::small_model(Normalization::softmax, 2, 1, 0, rng);
+  SinkhornStats none;
+  evaluate(soft, mu, z, &none);
+  EXPECT_EQ(none.solves, 0);
+  EXPECT_TRUE(none.converged());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // exact OT (eps -> 0), the product coupling (eps -> inf), invariances, status and bad input.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "attnflow/divergence.hpp"
 #include "attnflow/exact_ot.hpp"
 #include "attnflow/ot.hpp"
@@ -276,6 +278,140 @@ TEST(OtDivergence, BarycentricMapMatchesDensePlan) {
   const Matrix ref_plan = test::dense_sinkhorn_plan(test::dense_sqeuclidean(x, y), a, b, 0.3, kSolveTol);
   const Matrix ref = (ref_plan * y).array().colwise() / a.array();
   EXPECT_TRUE(all_close(barycentric_map(cost, r, y), ref, 1e-9, 1e-11));
+}
+
+
+// The engine (sinkhorn.hpp) itself: the symmetric update against the dense reference, the
+// observer, the iteration conventions, and the one validate().
+TEST(OtSinkhornEngine, SymmetricSolveMatchesDenseReferencePlanAndObjective) {
+  Rng rng(51);
+  const Matrix x = random_matrix(25, 2, rng);
+  const Vector a = random_weights(25, rng);
+  const double eps = 0.4;
+  const TransportCost cost = TransportCost::sqeuclidean(x, x);
+  const SinkhornResult r = sinkhorn_symmetric(a, cost, options(eps));
+  ASSERT_TRUE(r.converged) << r.message;
+  EXPECT_LE(r.marginal_error, kSolveTol);
+  EXPECT_TRUE(r.f == r.g);  // one potential
+  const Matrix c = test::dense_sqeuclidean(x, x);
+  const Matrix ref = test::dense_sinkhorn_plan(c, a, a, eps, 1e-13);
+  Matrix pi(25, 25);
+  for (Index i = 0; i < 25; ++i)
+    for (Index j = 0; j < 25; ++j)
+      pi(i, j) = a[i] * a[j] * std::exp((r.f[i] + r.f[j] - c(i, j)) / eps);
+  EXPECT_TRUE(all_close(pi, ref, kPlanRtol, kPlanAtol));
+  EXPECT_TRUE(all_close(pi, Matrix(pi.transpose()), 0.0, 0.0));
+  // Objective and cost equal the alternating solve's (same problem, same optimum).
+  const SinkhornResult alt = sinkhorn(a, a, cost, options(eps));
+  ASSERT_TRUE(alt.converged);
+  EXPECT_NEAR(r.objective, alt.objective, kCostRtol * std::abs(alt.objective));
+  EXPECT_NEAR(r.cost, alt.cost, kCostRtol * std::abs(alt.cost));
+  EXPECT_NEAR(r.cost, (c.array() * ref.array()).sum(), kCostRtol * r.cost);
+  EXPECT_TRUE(throws_with([&] { sinkhorn_symmetric(Vector(), TransportCost::sqeuclidean(x, random_matrix(3, 2, rng)), options(eps)); },
+                          "sinkhorn: symmetric cost is 25 x 3, must be square"));
+}
+
+TEST(OtSinkhornEngine, ObserverSeesEveryIterationAndTheConventionsHold) {
+  Rng rng(52);
+  const Matrix u = random_matrix(12, 3, rng), v = random_matrix(9, 3, rng);
+  const Vector a = random_weights(12, rng), b = random_weights(9, rng);
+  const Vector loga = log_weights(a), logb = log_weights(b);
+  const SinkhornHalfStep steps = affinity_half_steps(u, v, loga, logb);
+  for (const auto measure : {SinkhornLoop::Measure::rows, SinkhornLoop::Measure::columns}) {
+    SinkhornLoop loop;
+    loop.measure = measure;
+    std::vector<int> seen;
+    std::vector<double> errors;
+    Vector last_f, last_g;
+    loop.observer = [&](const SinkhornIterate& it) {
+      seen.push_back(it.iteration);
+      errors.push_back(it.marginal_error);
+      last_f = it.f;
+      last_g = it.g;
+    };
+    const SinkhornControl control{.tol = 1e-12, .max_iterations = 1000};
+    const SinkhornRun run = sinkhorn_loop(steps, a, b, control, loop);
+    ASSERT_TRUE(run.status.converged) << run.status.message;
+    ASSERT_EQ(static_cast<int>(seen.size()), run.status.iterations);
+    for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], static_cast<int>(k) + 1);
+    EXPECT_TRUE(std::isnan(errors.front()));  // nothing measured in iteration 1
+    EXPECT_FALSE(std::isnan(errors.back()));
+    EXPECT_TRUE(last_f == run.f && last_g == run.g);  // stopped before updating anything
+    // The measured marginal is within tol; the other one is exact (it was just updated).
+    Matrix pi(12, 9);
+    for (Index i = 0; i < 12; ++i)
+      for (Index j = 0; j < 9; ++j) pi(i, j) = a[i] * b[j] * std::exp(run.f[i] + run.g[j] + u.row(i).dot(v.row(j)));
+    const double row_err = (pi.rowwise().sum() - a).cwiseAbs().sum();
+    const double col_err = (pi.colwise().sum().transpose() - b).cwiseAbs().sum();
+    const bool rows = measure == SinkhornLoop::Measure::rows;
+    EXPECT_NEAR(rows ? row_err : col_err, run.status.marginal_error, 1e-14);
+    EXPECT_LE(rows ? col_err : row_err, 1e-14);
+  }
+  // Columns measured, fixed iterations: iteration 1 is one f-update from g = 0 (softmax); with
+  // final_check off nothing is measured and the error is NaN, yet the run is exact by definition.
+  SinkhornLoop loop;
+  loop.measure = SinkhornLoop::Measure::columns;
+  loop.final_check = false;
+  const SinkhornRun one = sinkhorn_loop(steps, a, b, SinkhornControl{.iterations = 1}, loop);
+  EXPECT_TRUE(one.status.converged);
+  EXPECT_EQ(one.status.iterations, 1);
+  EXPECT_TRUE(std::isnan(one.status.marginal_error));
+  EXPECT_TRUE(one.g == Vector::Zero(9));
+  EXPECT_TRUE(one.f == steps(false, Vector::Zero(9), 1.0));
+  loop.final_check = true;
+  const SinkhornRun checked = sinkhorn_loop(steps, a, b, SinkhornControl{.iterations = 1}, loop);
+  EXPECT_TRUE(checked.status.converged);
+  EXPECT_GT(checked.status.marginal_error, 0.0);
+}
+
+TEST(OtSinkhornEngine, OneValidateForEveryCaller) {
+  EXPECT_TRUE(throws_with([] { SinkhornControl{.tol = 0.0}.validate("layer", "sinkhorn."); },
+                          "layer: sinkhorn.tol = 0, must be > 0"));
+  EXPECT_TRUE(throws_with([] { SinkhornControl{.iterations = -1}.validate("x"); },
+                          "x: iterations = -1, must be >= 0"));
+  EXPECT_TRUE(throws_with([] { SinkhornControl{.max_iterations = 0}.validate("x"); },
+                          "x: max_iterations = 0, must be >= 1"));
+  SinkhornOptions o = options(0.1);
+  o.iterations = 3;
+  EXPECT_TRUE(throws_with([&] { o.validate(); }, "sinkhorn: iterations = 3, must be 0"));
+  // Defaults are defined once: OT overrides tol only.
+  EXPECT_EQ(SinkhornOptions{}.max_iterations, SinkhornControl{}.max_iterations);
+  EXPECT_EQ(SinkhornOptions{}.tol, 1e-6);
+}
+
+
+// The eps schedule is bounded whatever the options: a factor next to 1, a subnormal eps (where
+// e * scaling rounds back to e) and a cost scale that overflows all return or throw at once.
+TEST(OtSinkhornEngine, EpsScheduleIsBoundedForExtremeOptions) {
+  Rng rng(53);
+  const Matrix x = random_matrix(8, 2, rng), y = random_matrix(7, 2, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  SinkhornOptions slow = options(0.1, 1e-8);
+  slow.scaling = std::nextafter(1.0, 0.0);  // 0.9999999999999999
+  slow.max_iterations = 50;
+  const SinkhornResult r = sinkhorn(Vector(), Vector(), cost, slow);
+  EXPECT_LE(r.stages, 50);  // the last stages above eps (those that round to eps are dropped)
+  EXPECT_GT(r.stages, 40);
+  EXPECT_EQ(r.iterations, 50);
+  SinkhornOptions tiny = options(5e-324, 1e-8);
+  tiny.max_iterations = 10000;
+  bool returned = false;
+  try {
+    const SinkhornResult t = sinkhorn(Vector(), Vector(), cost, tiny);
+    returned = true;
+    EXPECT_FALSE(t.converged);
+  } catch (const std::exception& e) {  // non-finite potentials: the output check's error
+    returned = true;
+    EXPECT_NE(std::string(e.what()).find("eps too small for the cost scale"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(returned);
+  const Matrix huge = Matrix::Constant(3, 2, 1e200);
+  Matrix huge_y = huge;
+  huge_y(0, 0) = -1e200;
+  EXPECT_TRUE(throws_with(
+      [&] { sinkhorn(Vector(), Vector(), TransportCost::sqeuclidean(huge, huge_y), options(0.1)); },
+      "sinkhorn: cost scale (eps_start = 0) = inf, must be finite and > 0"));
 }
 
 }  // namespace

@@ -97,3 +97,19 @@ def test_apply_rejects_corrupt_and_truncated_models(fitted, tmp_path):
                 tmp_path / ("o" + name), check=False)
         assert r.returncode != 0 and text in r.stderr, (name, r.stderr)
         assert not (tmp_path / ("o" + name)).exists()
+
+
+def test_fit_summary_reports_sinkhorn_non_convergence(fitted, tmp_path):
+    """A Sinkhorn model whose layers miss their tolerance is not reported converged."""
+    cfg, _ = fitted
+    common = [*SMALL, "--set", 'model.normalization="sinkhorn"', "--set",
+              "model.sinkhorn_iterations=0"]
+    run("fit", cfg, "--out", tmp_path / "capped", *common, "--set",
+        "model.sinkhorn_max_iterations=1")
+    s = json.loads((tmp_path / "capped" / "summary.json").read_text())
+    assert s["converged"] is False
+    assert s["sinkhorn_not_converged"] == s["sinkhorn_solves"] > 0
+    assert "not converged after 1 iterations" in s["message"]
+    run("fit", cfg, "--out", tmp_path / "ok", *common)
+    s = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert s["converged"] is True and s["sinkhorn_not_converged"] == 0 and s["sinkhorn_solves"] > 0
