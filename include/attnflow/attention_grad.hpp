@@ -39,8 +39,4 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
                                      const std::optional<Matrix>& values,
                                      const AttentionOptions& options, const Matrix& grad_out);
 
-// Chain rule through the normalization w = r / sum(r) that Measure applies to given weights r:
-// from g = dL/dw returns dL/dr_k = (g_k - <g, w>) / sum(r).
-Vector normalized_weights_gradient(const Vector& raw, const Vector& grad_normalized);
-
 }  // namespace attnflow

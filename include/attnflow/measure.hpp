@@ -38,4 +38,8 @@ Vector normalized_weights(const Vector& weights, Index n, std::string_view name)
 // log w_i (-inf for zero weights) of any weight vector: the one place log-weights are taken.
 Vector log_weights(const Vector& w);
 
+// Chain rule through the normalization w = r / sum(r) that Measure applies to given weights r:
+// from g = dL/dw returns dL/dr_k = (g_k - <g, w>) / sum(r).
+Vector normalized_weights_gradient(const Vector& raw, const Vector& grad_normalized);
+
 }  // namespace attnflow

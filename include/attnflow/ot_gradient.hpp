@@ -4,7 +4,7 @@
 //   dOT/dx_i = 2 a_i (x_i - T(x_i)),  T(x_i) = sum_j pi_ij y_j / a_i   (barycentric map)
 //   dOT/dy_j = 2 b_j (y_j - S(y_j)),  S(y_j) = sum_i pi_ij x_i / b_j
 //   dOT/da_i = f_i,  dOT/db_j = g_j      (dual potentials; weights on the simplex, so only
-//                                         differences matter: see normalized_weights_gradient)
+//                                         differences matter: see normalized_weights_gradient in measure.hpp)
 // exact at the optimum, accurate to the solver's marginal error otherwise. The Sinkhorn
 // divergence S = OT(mu, nu) - OT(mu, mu) / 2 - OT(nu, nu) / 2 combines three of them.
 #pragma once

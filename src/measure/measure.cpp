@@ -49,4 +49,17 @@ Vector log_weights(const Vector& w) {
 
 Vector Measure::log_weights() const { return attnflow::log_weights(weights_); }
 
+Vector normalized_weights_gradient(const Vector& raw, const Vector& grad_normalized) {
+  if (raw.size() != grad_normalized.size())
+    throw std::invalid_argument(fmt::format(
+        "weights gradient: weights have {} entries and the gradient {}, must be equal",
+        raw.size(), grad_normalized.size()));
+  const double total = raw.sum();
+  require(total > 0.0 && std::isfinite(total), "weights gradient", "sum of weights", total,
+          "> 0 and finite");
+  const Vector w = raw / total;
+  const double mean = grad_normalized.dot(w);
+  return (grad_normalized.array() - mean) / total;
+}
+
 }  // namespace attnflow
