@@ -72,7 +72,7 @@ void add_attention(CLI::App& app) {
       ->capture_default_str();
   auto* iters = sub->add_option("--sinkhorn-iters", args->sinkhorn_iters,
                                 "Sinkhorn: fixed number of iterations (1 = softmax)")
-                    ->check(CLI::PositiveNumber);
+                    ->check(integer_in("--sinkhorn-iters", 1, 100000000));
   auto* tol = sub->add_option("--tol", args->tol, "Sinkhorn: marginal-violation tolerance")
                   ->capture_default_str();
   iters->excludes(tol);

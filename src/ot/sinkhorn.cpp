@@ -19,12 +19,31 @@ Vector log_of(const Vector& w) {
   return lw;
 }
 
-// eps_start, eps_start * scaling, ... (all > eps), then eps itself.
+// The longest eps-scaling schedule accepted (log(eps_start / eps) / -log(scaling) stages).
+constexpr double kMaxStages = 1e6;
+
+// eps_start, eps_start * scaling, ... (all > eps), then eps itself. Checked before it is
+// built (issue 14, H1): a cost that overflows, an eps so small that C / eps overflows and a
+// schedule longer than kMaxStages are errors naming the value, never an unbounded loop.
 std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, bool warm) {
+  require(std::isfinite(cost_scale), kCtx, "cost scale", cost_scale,
+          "finite (the cost overflows: coordinates or beta too large; rescale the points)");
+  require(std::isfinite(cost_scale / opt.eps), kCtx, "eps", opt.eps,
+          fmt::format(">= cost scale / 1.8e308 = {:.3g} (a smaller eps overflows C / eps)",
+                      cost_scale / std::numeric_limits<double>::max()));
   std::vector<double> eps;
   if (opt.eps_scaling && !warm) {
     const double start = opt.eps_start > 0.0 ? opt.eps_start : cost_scale;
-    for (double e = start; e > opt.eps; e *= opt.scaling) eps.push_back(e);
+    const double stages = std::log(start / opt.eps) / -std::log(opt.scaling);
+    if (stages > kMaxStages)
+      throw std::invalid_argument(fmt::format(
+          "{}: eps-scaling stages = log(eps_start / eps) / -log(scaling) = {:.3g}, must be <= "
+          "{:g} (eps_start = {:.3g}, eps = {:.3g}, scaling = {}: raise eps or lower scaling)",
+          kCtx, stages, kMaxStages, start, opt.eps, opt.scaling));
+    for (double e = start; e > opt.eps; e *= opt.scaling) {
+      eps.push_back(e);
+      if (!(e * opt.scaling < e)) break;  // rounding stalls among subnormals: stop there
+    }
   }
   eps.push_back(opt.eps);
   return eps;

@@ -181,9 +181,13 @@ IclCheckpoint read_icl_checkpoint(const std::string& path) {
     throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
   }
   const std::vector<double>& v = file.data.data;
-  const std::size_t expected =
-      static_cast<std::size_t>(std::max<Index>(d, 0) * d + 1) + rows * kIclRecordValues;
-  if (d < 1 || file.data.shape.size() != 1 || v.size() != expected)
+  // d and history come from the file: bounded by the data present before any product, so a
+  // corrupt count can neither overflow nor drive an allocation (issue 14, fuzzing).
+  if (d < 1 || d > (Index{1} << 20) || rows > v.size() / kIclRecordValues)
+    throw_message("checkpoint", fmt::format("{}: d = {}, history = {} do not fit the {} data values",
+                                            path, d, rows, v.size()));
+  const std::size_t expected = static_cast<std::size_t>(d * d + 1) + rows * kIclRecordValues;
+  if (file.data.shape.size() != 1 || v.size() != expected)
     throw_message("checkpoint", fmt::format("{}: data must be 1-D with d * d + 1 + 7 * history = {} values",
                                             path, expected));
   c.state.params.a.resize(d, d);
