@@ -38,8 +38,13 @@ std::vector<Index> header_shape(const std::string& name, const std::string& head
   const std::size_t start = p;
   auto bad = [&](const char* rule) -> void {
     if (start == std::string::npos) fail(name, fmt::format("shape is missing, must be {}", rule));
+    // The shape's text: to its ')' or, failing that, to the end of the dict.
     const auto close = header.find(')', start);
-    const std::string text = header.substr(start, close == std::string::npos ? 40 : close - start + 1);
+    std::string text = header.substr(start, close == std::string::npos ? std::string::npos : close - start + 1);
+    if (close == std::string::npos) {
+      text = text.substr(0, text.find('}'));
+      text.erase(text.find_last_not_of(" ,") + 1);
+    }
     fail(name, fmt::format("shape = {}, must be {}", echoed_value(text, 40), rule));
   };
   std::vector<Index> shape;

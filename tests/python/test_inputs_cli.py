@@ -34,7 +34,7 @@ def write(path, text):
     ("icl", "train = 1\n", "train = 1, must be a table"),
     ("fit", "task = 1\n", "task = 1, must be a table"),
     ("largeprompt", "experiment = 1\n", "experiment = 1, must be a table"),
-    ("sweep", "[sweep]\nmodel = [1, 2]\n", "model = 1, must be section.key=value (model is a section)"),
+    ("sweep", "[sweep]\nmodel = [1, 2]\n", "sweep.model = [ 1, 2 ], must be a table of lists of section.key values"),
 ])
 def test_section_holding_a_value_is_an_error(run_cli, tmp_path, cmd, text, key):
     cfg = write(tmp_path / "c.toml", text)
@@ -132,7 +132,8 @@ def raw_npy(path, dict_text, payload=bytes(480)):
     ("(-20, 3)", "shape = (-20, 3), must be a tuple of non-negative integers"),
     ("(20, -3)", "shape = (20, -3), must be a tuple of non-negative integers"),
     ("((20, 3), 3)", "must be a flat tuple of non-negative integers"),
-    ("(1, 2305843009213693952)", "header shape (1, 2305843009213693952) needs more"),
+    ("(1, 2305843009213693952)", "shape = (1, 2305843009213693952), must be a tuple of integers <= 9007199254740992"),
+    ("(4503599627370496, 4503599627370496)", "header shape (4503599627370496, 4503599627370496) needs more"),
     ("(12345678901234567890123456789, 3)", "must be a tuple of integers <= 9007199254740992"),
 ])
 def test_bad_npy_shapes(run_cli, tmp_path, shape, needle):
