@@ -144,11 +144,11 @@ void check_sizes(const std::string& ctx, const RunConfig& r) {
   const double systems = static_cast<double>(r.systems), n = static_cast<double>(r.n),
                d = static_cast<double>(r.d), heads = static_cast<double>(r.heads);
   const double state = systems * n * (d + 1.0) * 8.0;
+  require_memory(ctx, "model.heads", fmt::format("{} (with measure.d = {})", r.heads, r.d),
+                 heads * d * d * 8.0 * 3.0 + heads * n * d * 8.0 * 2.0);
   require_memory(ctx, "measure.systems x measure.n x measure.d",
                  fmt::format("{} x {} x {}", r.systems, r.n, r.d),
                  state * kStateCopies + heads * n * d * 8.0 * 2.0);
-  require_memory(ctx, "model.heads", fmt::format("{} (with measure.d = {})", r.heads, r.d),
-                 heads * d * d * 8.0 * 3.0);
   const double observations = std::floor(r.t_end / r.every) + 2.0;
   const std::string obs_value = fmt::format("{:g} / {:g}", r.t_end, r.every);
   require_count(ctx, "integrate.t_end / observe.every", obs_value, observations,
