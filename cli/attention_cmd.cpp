@@ -34,8 +34,8 @@ void run_attention(const AttentionArgs& a) {
   opt.beta = a.beta;
   AttentionHead head;
   head.normalization = parse_normalization(a.normalization, "attention: --normalization");
-  if (!a.q.empty()) head.q = load_matrix(a.q, "--q");
-  if (!a.k.empty()) head.k = load_matrix(a.k, "--k");
+  if (!a.q.empty()) head.q = load_nonempty_matrix(a.q, "--q");
+  if (!a.k.empty()) head.k = load_nonempty_matrix(a.k, "--k");
   opt.heads.push_back(head);
   opt.sinkhorn.iterations = a.sinkhorn_iters;
   opt.sinkhorn.tol = a.tol;

@@ -38,14 +38,16 @@ void add_registered_commands(CLI::App& app) {
 }
 
 Matrix load_matrix(const std::string& path, const std::string& option) {
-  Matrix m;
   try {
-    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") m = read_csv(path).values;
-    else m = read_npy_matrix(path);
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") return read_csv(path).values;
+    return read_npy_matrix(path);
   } catch (const std::exception& e) {
     throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
   }
-  // An empty matrix is never a valid input (an empty --q used to mean identity silently).
+}
+
+Matrix load_nonempty_matrix(const std::string& path, const std::string& option) {
+  Matrix m = load_matrix(path, option);
   if (m.rows() == 0 || m.cols() == 0)
     throw std::invalid_argument(fmt::format(
         "{} {}: shape = ({}, {}), must have >= 1 row and >= 1 column", option, path, m.rows(),
