@@ -136,7 +136,8 @@ NpyArray parse_npy(const std::string& bytes, const std::string& name) {
                            shape_text, need));
   arr.data.resize(count);
   if (item == 8) {
-    std::memcpy(arr.data.data(), bytes.data() + offset, need);
+    // need = 0 (a zero dimension): data() may be null, which memcpy must never see (fuzzing).
+    if (need > 0) std::memcpy(arr.data.data(), bytes.data() + offset, need);
   } else {
     for (size_t i = 0; i < count; ++i) {
       float f;
