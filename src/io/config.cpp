@@ -29,6 +29,12 @@ std::string node_text(const toml::node& n) {
   return echoed_value(ss.str());
 }
 
+[[noreturn]] void not_a_section(const std::string& name, const std::string& section,
+                                const toml::node& value, const std::string& rest) {
+  throw std::invalid_argument(fmt::format("{}: {} = {}, must be a table (the section [{}], which holds '{}')",
+                                          name, section, node_text(value), section, rest));
+}
+
 // The node at "a.b.c", or null when absent. Every section on the way must be a table: a
 // config with `model = 3` (or `model = []`) where [model] is expected is rejected naming the
 // key, so no getter, default store or --set ever walks into a scalar. Every access to the
@@ -44,10 +50,7 @@ toml::node* lookup(toml::table& root, const std::string& key, const std::string&
     if (dot == std::string::npos) return node;
     prefix += (prefix.empty() ? "" : ".") + part;
     if (!node) return nullptr;
-    if (!node->is_table())
-      throw std::invalid_argument(fmt::format(
-          "{}: {} = {}, must be a table (the section [{}], which holds '{}')", name, prefix,
-          node_text(*node), prefix, key.substr(dot + 1)));
+    if (!node->is_table()) not_a_section(name, prefix, *node, key.substr(dot + 1));
     t = node->as_table();
     start = dot + 1;
   }
@@ -64,10 +67,7 @@ toml::table& section_of(toml::table& root, const std::string& key, const std::st
     prefix += (prefix.empty() ? "" : ".") + part;
     toml::node* node = t->get(part);
     if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
-    if (!node->is_table())
-      throw std::invalid_argument(fmt::format(
-          "{}: {} = {}, must be a table (the section [{}], which holds '{}')", name, prefix,
-          node_text(*node), prefix, key.substr(dot + 1)));
+    if (!node->is_table()) not_a_section(name, prefix, *node, key.substr(dot + 1));
     t = node->as_table();
     start = dot + 1;
   }
