@@ -3,13 +3,16 @@
 #   make test   install missing Debian packages, build, run every test (C++ and Python)
 #   make        build everything into build/ (library, CLI, tests, benches, Python module)
 #   make bench  install the peers (PyTorch, POT) and run the side-by-side benchmarks
+#   make fuzz   build the libFuzzer targets (clang-15) and run each for FUZZ_SECONDS (60)
 #   make install [PREFIX=/usr/local]
 BUILD ?= build
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps configure build demo test bench install sanitize clean
+.PHONY: all deps configure build demo test bench install sanitize fuzz clean
 
 all: build
 
@@ -31,6 +34,7 @@ demo: deps configure
 test: deps
 	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 
 bench: deps
 	@scripts/install-deps.sh bench
@@ -45,5 +49,13 @@ sanitize: deps
 	cmake --build build-sanitize -j $(JOBS)
 	cd build-sanitize && ctest --output-on-failure -j $(JOBS) -E pytest
 
+# Fuzzing (fuzz/): each target runs FUZZ_SECONDS from the committed corpus; `make test` runs
+# each for 5 s, and its CTest entries fuzz_replay_* replay the corpus with the normal build.
+fuzz:
+	@scripts/install-deps.sh fuzz
+	cmake --preset fuzz
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_npy fuzz_config fuzz_model fuzz_checkpoint
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) build-sanitize build-debug
+	rm -rf $(BUILD) build-sanitize build-debug $(FUZZ_BUILD)

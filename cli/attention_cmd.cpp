@@ -35,8 +35,8 @@ void run_attention(const AttentionArgs& a) {
   opt.beta = a.beta;
   AttentionHead head;
   head.normalization = parse_normalization(a.normalization, "attention: --normalization");
-  if (!a.q.empty()) head.q = load_matrix(a.q, "--q");
-  if (!a.k.empty()) head.k = load_matrix(a.k, "--k");
+  if (!a.q.empty()) head.q = load_nonempty_matrix(a.q, "--q");
+  if (!a.k.empty()) head.k = load_nonempty_matrix(a.k, "--k");
   opt.heads.push_back(head);
   opt.sinkhorn.iterations = a.sinkhorn_iters;
   opt.sinkhorn.tol = a.tol;
@@ -73,7 +73,7 @@ void add_attention(CLI::App& app) {
       ->capture_default_str();
   auto* iters = sub->add_option("--sinkhorn-iters", args->sinkhorn_iters,
                                 "Sinkhorn: fixed number of iterations (1 = softmax)")
-                    ->check(CLI::PositiveNumber);
+                    ->check(integer_in("--sinkhorn-iters", 1, 100000000));
   auto* tol = sub->add_option("--tol", args->tol, "Sinkhorn: marginal-violation tolerance")
                   ->capture_default_str();
   iters->excludes(tol);

@@ -26,6 +26,13 @@ void add_registered_commands(CLI::App& app);
 // (optional header line), anything else as .npy; errors are prefixed with the option name.
 Matrix load_matrix(const std::string& path, const std::string& option);
 Vector load_vector(const std::string& path, const std::string& option);
+// A matrix with >= 1 row and column: for options whose empty value would mean something else
+// (an empty --q was silently the identity).
+Matrix load_nonempty_matrix(const std::string& path, const std::string& option);
+// An integer option in [lo, hi]; anything else (0, -1, abc, 1e99) is the message
+// "--threads = 0, must be an integer in [1, 1024]".
+CLI::Validator integer_in(const std::string& option, long long lo, long long hi);
+inline constexpr long long kMaxThreads = 1024;
 // Adds --threads N to a subcommand; the value is applied before the command runs.
 void add_threads_option(CLI::App& sub);
 // Test hook for resumable commands (run, icl): ATTNFLOW_STOP_AFTER_CHECKPOINTS=K stops after

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <fstream>
 #include <iterator>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "attnflow/csv.hpp"
+#include "attnflow/error.hpp"
 #include "attnflow/npy.hpp"
 #include "attnflow/parallel.hpp"
 #include "commands.hpp"
@@ -47,6 +49,15 @@ Matrix load_matrix(const std::string& path, const std::string& option) {
   }
 }
 
+Matrix load_nonempty_matrix(const std::string& path, const std::string& option) {
+  Matrix m = load_matrix(path, option);
+  if (m.rows() == 0 || m.cols() == 0)
+    throw std::invalid_argument(fmt::format(
+        "{} {}: shape = ({}, {}), must have >= 1 row and >= 1 column", option, path, m.rows(),
+        m.cols()));
+  return m;
+}
+
 Vector load_vector(const std::string& path, const std::string& option) {
   try {
     if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") {
@@ -61,11 +72,24 @@ Vector load_vector(const std::string& path, const std::string& option) {
   }
 }
 
+CLI::Validator integer_in(const std::string& option, long long lo, long long hi) {
+  return CLI::Validator(
+      [option, lo, hi](std::string& text) -> std::string {
+        long long v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (ec == std::errc() && ptr == end && v >= lo && v <= hi) return {};
+        return fmt::format("{} = {}, must be an integer in [{}, {}]", option,
+                           echoed_value(text, 40), lo, hi);
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
+
 void add_threads_option(CLI::App& sub) {
   sub.add_option_function<int>(
          "--threads", [](int t) { set_num_threads(t); },
          "Number of threads (default: all cores; results do not depend on it)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in("--threads", 1, kMaxThreads));
 }
 
 namespace {

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
+#include <stdexcept>
 
 #include "commands.hpp"
 #include "plot_hook.hpp"
@@ -34,6 +36,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "attnflow: error: %s\nRun with --help for usage.\n", e.what());
     return e.get_exit_code() ? e.get_exit_code() : 2;
+  } catch (const std::bad_alloc&) {
+    // Sizes are estimated before a command starts (limits.hpp); this is the last resort, and
+    // never shows the raw C++ text ("std::bad_alloc", "vector::_M_default_append").
+    std::fprintf(stderr,
+                 "attnflow: error: out of memory: the sizes given (config keys or arguments) need "
+                 "more memory than this machine has; reduce them\n");
+    return 1;
+  } catch (const std::length_error&) {
+    std::fprintf(stderr,
+                 "attnflow: error: a requested size exceeds what can be allocated; reduce the "
+                 "sizes given (config keys or arguments)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attnflow: error: %s\n", e.what());
     return 1;

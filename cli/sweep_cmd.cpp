@@ -61,7 +61,7 @@ void add_sweep(CLI::App& app) {
       ->allow_extra_args(false);
   sub->add_flag("--resume", a->resume, "Continue a killed sweep: finished points are skipped");
   sub->add_option("--jobs", a->jobs, "Grid points run at once (default: --threads or all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in("--jobs", 1, kMaxThreads));
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
   add_threads_option(*sub);

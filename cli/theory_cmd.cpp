@@ -16,6 +16,7 @@
 #include "attnflow/error.hpp"
 #include "attnflow/job.hpp"
 #include "attnflow/long_context.hpp"
+#include "attnflow/limits.hpp"
 #include "commands.hpp"
 
 namespace attnflow::cli {
@@ -44,7 +45,8 @@ void run_equiangular(const EquiangularArgs& a) {
   o.rtol = a.rtol;
   o.validate();
   require(std::isfinite(a.t_end) && a.t_end > 0.0, c, "--t-end", a.t_end, "> 0");
-  require(a.samples >= 2, c, "--samples", a.samples, ">= 2");
+  require(a.samples >= 2 && a.samples <= kMaxObservations, c, "--samples", a.samples,
+          fmt::format("in [2, {:g}]", kMaxObservations));
   // Output times: uniform on [0, t_end], or 0 then log-spaced from t_end * 1e-4 (--log-time).
   Vector times(a.samples);
   for (long i = 0; i < a.samples; ++i) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attnflow needs, only those that are missing (idempotent:
-# apt-get runs only when something is missing). Usage: scripts/install-deps.sh [build|bench]
+# apt-get runs only when something is missing). Usage: scripts/install-deps.sh [build|bench|fuzz]
 #   build (default): compiler, CMake, libraries, Python module and test dependencies, and the
 #     viewer's plotting library (npm ci in viewer/, the version pinned in viewer/package-lock.json)
 #   bench: additionally the peers the benchmarks compare against (PyTorch, POT, OpenBLAS)
+#   fuzz: additionally clang-15, libFuzzer and libomp-15 (make fuzz, and the fuzz step of make test)
 set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
@@ -14,9 +15,12 @@ BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus
 # results' to_pandas(); setuptools/wheel/pip/venv: `pip install .` and its venv test;
 # python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg:
 # attnflow view, its browser tests, attnflow animate.
-BENCH_PKGS=(python3-pot libopenblas0-pthread time)
+BENCH_PKGS=(libopenblas0-pthread time)
+# fuzz: clang-15 with libFuzzer (libclang-common-15-dev) and its OpenMP runtime (make fuzz)
+FUZZ_PKGS=(clang-15 libclang-common-15-dev libomp-15-dev)
 pkgs=("${BUILD_PKGS[@]}")
 [ "${1:-build}" = "bench" ] && pkgs+=("${BENCH_PKGS[@]}")
+[ "${1:-build}" = "fuzz" ] && pkgs+=("${FUZZ_PKGS[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

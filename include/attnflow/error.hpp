@@ -25,6 +25,11 @@ template <typename T>
   throw std::invalid_argument(fmt::format("{}: {}", context, message));
 }
 
+// A user-supplied value as it may be echoed in a message: bytes outside printable ASCII are
+// escaped (\xNN), and text longer than `max_chars` is cut, saying how long it was (a garbage
+// .npy header or a 10 MB string must not flood the terminal).
+std::string echoed_value(std::string_view text, std::size_t max_chars = 80);
+
 // Checks a scalar option: require(cond, "sinkhorn", "eps", eps, "> 0").
 template <typename T>
 void require(bool ok, std::string_view context, std::string_view name, const T& value,
@@ -46,5 +51,10 @@ inline void require_finite(std::string_view context, std::string_view name, cons
 // index and the likely cause (never a silent NaN).
 void check_output_finite(std::string_view context, std::string_view name, const double* data,
                          Index size, Index cols, std::string_view likely_cause);
+// The same check as a std::invalid_argument (ValueError in Python), for outputs that can only
+// be non-finite because finite inputs are too large (beta = 1e308, coordinates >= 1e155):
+// `cause` names the real normalization and the input to change.
+void require_output_finite(std::string_view context, std::string_view name, const double* data,
+                           Index size, Index cols, std::string_view cause);
 
 }  // namespace attnflow

@@ -81,7 +81,11 @@ std::vector<Matrix> evaluate_batch(const Model& model, const std::vector<Measure
 //                u32 heads H, u32 dk, u32 dv, then f64 arrays q[0..H) (dk x d), k[0..H)
 //                (dk x d), v[0..H) (dv x d), w[0..H) (d x dv), each row-major
 //     mlp:       u32 hidden h, then f64 arrays w1 (h x d), b1 (h), w2 (d x h), b2 (d)
-//   checksum u64      FNV-1a 64 of every preceding byte
+//   checksum u64      FNV-1a 64 of every preceding byte (offset basis 14695981039346656037,
+//                     prime 1099511628211); files written by attnflow <= 0.1.0 before the
+//                     fix used the basis 1469598103934665603 and are still read
+// A layer's dimensions are bounded by the bytes left in the file before anything is
+// allocated (a corrupt or hostile header cannot request a huge allocation).
 // Anything else (bad magic, other version, truncation, trailing bytes, checksum mismatch,
 // invalid layers) is rejected with a std::invalid_argument naming `name` and the problem.
 constexpr unsigned kModelFormatVersion = 1;

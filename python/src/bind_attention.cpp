@@ -1,5 +1,9 @@
 // Bindings of attention on measures (SPEC.md section 1): softmax | sinkhorn | none, multi-head,
 // with the CLI's argument conventions (keys default to the queries, values to the keys).
+#include <fmt/format.h>
+
+#include <tuple>
+
 #include "attnflow/attention.hpp"
 #include "attnflow/attention_grad.hpp"
 #include "attnflow/normalization.hpp"
@@ -34,12 +38,22 @@ AttentionCall make_call(const py::object& x, const py::object& y, const py::obje
   c.options.normalization = parse_normalization(normalization, "attention: normalization");
   if (!heads.is_none()) {
     c.options.heads = heads.cast<std::vector<AttentionHead>>();
+    if (c.options.heads.empty())
+      throw std::invalid_argument(
+          "attention: heads = [], must be a non-empty list of AttentionHead (None = one "
+          "identity head)");
     if (!q.is_none() || !k.is_none())
       throw std::invalid_argument("attention: q/k and heads both given, must give one of them");
   } else if (!q.is_none() || !k.is_none()) {
     AttentionHead h;
     h.q = matrix_or_empty(q, "q");
     h.k = matrix_or_empty(k, "k");
+    // An empty array is not the identity (that is None): (0, 3), (20, 0), (0, 0) are errors.
+    for (const auto& [name, given, mat] : {std::tuple{"q", &q, &h.q}, std::tuple{"k", &k, &h.k}})
+      if (!given->is_none() && mat->size() == 0)
+        throw std::invalid_argument(fmt::format(
+            "attention: {} has shape ({}, {}), must be (d_k, d) with d_k, d >= 1 (None = identity)",
+            name, mat->rows(), mat->cols()));
     h.normalization = c.options.normalization;
     c.options.heads.push_back(std::move(h));
   }

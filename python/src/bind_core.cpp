@@ -4,6 +4,7 @@
 
 #include "attnflow/attention.hpp"
 #include "attnflow/csv.hpp"
+#include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"
 #include "attnflow/measure.hpp"
 #include "attnflow/normalization.hpp"
@@ -73,8 +74,16 @@ void bind_rng(py::module_& m) {
         py::arg("sigma") = 1.0, "(n, d) points from N(0, sigma^2 I_d)");
   m.def("equiangular", &equiangular, py::arg("n"), py::arg("d"), py::arg("rho0"),
         "(n, d) exactly equiangular configuration, pairwise cosines rho0 (needs d >= n + 1)");
-  m.def("set_num_threads", &set_num_threads, py::arg("threads"),
-        "threads for parallel loops (0 = default); results do not depend on it");
+  m.def(
+      "set_num_threads",
+      [](long long threads) {
+        // 0 and negatives used to be ignored silently; the default is restored by
+        // set_num_threads(num_threads()) saved before, as the tests do.
+        if (threads < 1 || threads > 1024)
+          throw_invalid("set_num_threads", "threads", threads, "in [1, 1024]");
+        set_num_threads(static_cast<int>(threads));
+      },
+      py::arg("threads"), "threads for parallel loops, in [1, 1024]; results do not depend on it");
   m.def("num_threads", &num_threads);
 }
 

@@ -13,7 +13,11 @@ constexpr const char* kCtx = "attention";
 
 // Checks an optional head matrix: empty (identity) or rows x cols with `cols` fixed.
 void check_head_matrix(const Matrix& a, std::string_view name, Index h, Index cols) {
-  if (a.size() == 0) return;
+  if (a.rows() == 0 && a.cols() == 0) return;  // default-constructed: the identity
+  if (a.size() == 0)  // (0, 3) or (20, 0) is a mistake, never the identity
+    throw std::invalid_argument(fmt::format(
+        "{}: heads[{}].{} has shape ({}, {}), must have >= 1 row and column (or be empty "
+        "(0, 0) for the identity)", kCtx, h, name, a.rows(), a.cols()));
   if (a.cols() != cols)
     throw std::invalid_argument(fmt::format("{}: heads[{}].{} has {} columns, must be {}", kCtx,
                                             h, name, a.cols(), cols));
@@ -23,6 +27,19 @@ void check_head_matrix(const Matrix& a, std::string_view name, Index h, Index co
 Matrix apply_right(const Matrix& x, const Matrix& m) {  // rows of x times m^T (identity if empty)
   if (m.size() == 0) return x;
   return x * m.transpose();
+}
+
+// Why an output can be non-finite when every input is finite, naming the heads' real
+// normalization (issue 14, M1): the inputs are too large for double precision.
+std::string overflow_cause(const std::vector<AttentionHead>& heads, double beta) {
+  for (const AttentionHead& hd : heads)
+    if (hd.normalization == Normalization::none)
+      return "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709: use "
+             "softmax or the log-normalizers in lse";
+  return fmt::format(
+      "for normalization '{}' the scores beta <Q x_i, K y_j> (beta = {:g}) or the values "
+      "overflow double precision: reduce beta or rescale the points",
+      to_string(heads.front().normalization), beta);
 }
 
 }  // namespace
@@ -93,9 +110,8 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
     res.lse.push_back(std::move(lse));
     res.status.push_back(std::move(status));
   }
-  check_output_finite(kCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
-                      "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > "
-                      "709: use softmax or the log-normalizers in lse");
+  require_output_finite(kCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
+                        overflow_cause(heads, options.beta));
   return res;
 }
 

@@ -101,31 +101,43 @@ void pair_interaction(const VlasovOptions& v, const Vector& w, const Matrix& x, 
   const Index n = x.rows(), d = x.cols();
   dx.setZero(n, d);
   const bool power = v.interaction == Interaction::power;
+  // A custom kernel (a Python callback) may throw: no exception may leave the region.
+  ParallelErrors errors;
 #pragma omp parallel num_threads(num_threads()) if (n * n >= kMinParallelPairs)
   {
-    std::vector<double> f(static_cast<size_t>(d)), z(static_cast<size_t>(d));
+    std::vector<double> f, z;
+    bool ready = false;
+    errors.run(-1, [&] {
+      f.resize(static_cast<size_t>(d));
+      z.resize(static_cast<size_t>(d));
+      ready = true;
+    });
 #pragma omp for schedule(static)
     for (Index i = 0; i < n; ++i) {
-      for (Index j = 0; j < n; ++j) {
-        if (w[j] == 0.0) continue;
-        std::fill(f.begin(), f.end(), 0.0);
-        if (power) {
-          double r2 = 0.0;
-          for (Index t = 0; t < d; ++t) {
-            z[t] = x(i, t) - x(j, t);
-            r2 += z[t] * z[t];
+      if (!ready) continue;
+      errors.run(i, [&] {
+        for (Index j = 0; j < n; ++j) {
+          if (w[j] == 0.0) continue;
+          std::fill(f.begin(), f.end(), 0.0);
+          if (power) {
+            double r2 = 0.0;
+            for (Index t = 0; t < d; ++t) {
+              z[t] = x(i, t) - x(j, t);
+              r2 += z[t] * z[t];
+            }
+            if (r2 == 0.0) continue;  // F(x, x) = 0
+            const double r = std::sqrt(r2);
+            const double g = std::pow(r, v.a - 2.0) - std::pow(r, v.b - 2.0);
+            for (Index t = 0; t < d; ++t) f[t] = -g * z[t];
+          } else {
+            v.kernel(&x(i, 0), &x(j, 0), d, f.data());
           }
-          if (r2 == 0.0) continue;  // F(x, x) = 0
-          const double r = std::sqrt(r2);
-          const double g = std::pow(r, v.a - 2.0) - std::pow(r, v.b - 2.0);
-          for (Index t = 0; t < d; ++t) f[t] = -g * z[t];
-        } else {
-          v.kernel(&x(i, 0), &x(j, 0), d, f.data());
+          for (Index t = 0; t < d; ++t) dx(i, t) += w[j] * f[t];
         }
-        for (Index t = 0; t < d; ++t) dx(i, t) += w[j] * f[t];
-      }
+      });
     }
   }
+  errors.rethrow();
 }
 
 }  // namespace

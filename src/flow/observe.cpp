@@ -102,8 +102,11 @@ double log_energy(const Matrix& x, const Vector& w, double beta) {
   const Vector col = lw + lse;
   Vector total;
   lse_reduce(Matrix(1, 0), Matrix(x.rows(), 0), col, Matrix(x.rows(), 0), total, none);
-  const double le = total[0] - std::log(2.0 * beta);
-  check_output_finite(kCtx, "log_energy", &le, 1, 1, "non-finite points");
+  // log(2 beta) without overflowing 2 beta for beta near 1e308 (same bits otherwise).
+  const double log_2beta = std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
+  const double le = total[0] - log_2beta;
+  check_output_finite(kCtx, "log_energy", &le, 1, 1,
+                      fmt::format("beta = {:g} too large for double precision, or non-finite points", beta));
   return le;
 }
 

@@ -12,6 +12,7 @@
 
 #include "attnflow/error.hpp"
 #include "attnflow/icl.hpp"
+#include "attnflow/limits.hpp"
 #include "attnflow/parallel.hpp"
 
 namespace attnflow {
@@ -60,20 +61,24 @@ BatchResult batch_gradient(const IclSampler& sampler, const IclParams& params,
   std::vector<double> loss(n), gb(n);
   std::vector<Matrix> ga(n);
   const Rng base(o.seed, 0);
+  ParallelErrors errors;  // an exception (bad_alloc) must not leave the region
 #pragma omp parallel num_threads(num_threads())
   {
     IclPrompt pr;  // per-thread buffers, reused by every prompt of the thread
 #pragma omp for schedule(static)
     for (Index k = 0; k < n; ++k) {
-      Rng rng = base.split(static_cast<std::uint64_t>(step) * n + k);
-      sampler.sample_into(o.prompt_length, rng, pr);
-      const IclPrediction pred = icl_predict(o.model, params, pr, true);
-      const double r = pred.value - pr.target;
-      loss[k] = 0.5 * r * r;
-      gb[k] = r * pred.grad_b;
-      ga[k] = r * pred.grad_a;
+      errors.run(k, [&] {
+        Rng rng = base.split(static_cast<std::uint64_t>(step) * n + k);
+        sampler.sample_into(o.prompt_length, rng, pr);
+        const IclPrediction pred = icl_predict(o.model, params, pr, true);
+        const double r = pred.value - pr.target;
+        loss[k] = 0.5 * r * r;
+        gb[k] = r * pred.grad_b;
+        ga[k] = r * pred.grad_a;
+      });
     }
   }
+  errors.rethrow();
   BatchResult out;
   out.grad_a = Matrix::Zero(d, d);
   for (Index k = 0; k < n; ++k) {  // fixed order: thread-count independent
@@ -223,6 +228,13 @@ IclTrainResult icl_train(const IclData& data, const IclTrainState& start,
           fmt::format("in [0, {}] (train.steps = {})", last, options.steps));
   require(checkpoint.every >= 0, kContext, "checkpoint every", checkpoint.every, ">= 0 (0 = never)");
   if (infinite) return train_ode(data, start, options, progress, checkpoint);
+  // Refused before allocating (issue 14, C2/H3): one prompt (L, d + 1) per thread and one
+  // d x d gradient per batch entry.
+  const double dd = static_cast<double>(d), threads = num_threads();
+  require_memory(kContext, "prompt_length", fmt::format("{}", options.prompt_length),
+                 threads * static_cast<double>(options.prompt_length) * (dd + 2.0) * 8.0);
+  require_memory(kContext, "batch", fmt::format("{}", options.batch),
+                 static_cast<double>(options.batch) * (dd * dd + 2.0) * 8.0);
   return train_sgd(data, start, options, progress, checkpoint);
 }
 
@@ -230,20 +242,27 @@ IclRiskEstimate icl_estimate_risk(const IclData& data, IclModel model, const Icl
                                   Index length, Index prompts, std::uint64_t seed) {
   require(length >= 1, kContext, "prompt_length", length, ">= 1");
   require(prompts >= 2, kContext, "eval prompts", prompts, ">= 2");
+  require_memory(kContext, "prompt_length", fmt::format("{}", length),
+                 num_threads() * static_cast<double>(length) * (static_cast<double>(data.dim()) + 2.0) * 8.0);
+  require_memory(kContext, "eval prompts", fmt::format("{}", prompts), static_cast<double>(prompts) * 8.0);
   const IclSampler sampler(data);
   std::vector<double> loss(prompts);
   const Rng base(seed, 0);
+  ParallelErrors errors;
 #pragma omp parallel num_threads(num_threads())
   {
     IclPrompt pr;
 #pragma omp for schedule(static)
     for (Index k = 0; k < prompts; ++k) {
-      Rng rng = base.split(static_cast<std::uint64_t>(k));
-      sampler.sample_into(length, rng, pr);
-      const double r = icl_predict(model, params, pr, false).value - pr.target;
-      loss[k] = 0.5 * r * r;
+      errors.run(k, [&] {
+        Rng rng = base.split(static_cast<std::uint64_t>(k));
+        sampler.sample_into(length, rng, pr);
+        const double r = icl_predict(model, params, pr, false).value - pr.target;
+        loss[k] = 0.5 * r * r;
+      });
     }
   }
+  errors.rethrow();
   double sum = 0.0, sum_sq = 0.0;
   for (const double l : loss) {
     sum += l;

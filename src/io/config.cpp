@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include "attnflow/atomic_file.hpp"
+#include "attnflow/error.hpp"
 
 namespace attnflow {
 
@@ -19,11 +20,58 @@ std::pair<std::string, std::string> split_key(const std::string& key) {
   return {key.substr(0, dot), key.substr(dot + 1)};
 }
 
+// A value as echoed in error messages: capped and escaped (echoed_value), so a 10 MB string
+// or binary bytes never flood the terminal.
 std::string node_text(const toml::node& n) {
   std::ostringstream ss;
-  if (auto s = n.as_string()) return s->get();
+  if (auto s = n.as_string()) return echoed_value(s->get());
   n.visit([&](auto&& v) { ss << v; });
-  return ss.str();
+  return echoed_value(ss.str());
+}
+
+[[noreturn]] void not_a_section(const std::string& name, const std::string& section,
+                                const toml::node& value, const std::string& rest) {
+  throw std::invalid_argument(fmt::format("{}: {} = {}, must be a table (the section [{}], which holds '{}')",
+                                          name, section, node_text(value), section, rest));
+}
+
+// The node at "a.b.c", or null when absent. Every section on the way must be a table: a
+// config with `model = 3` (or `model = []`) where [model] is expected is rejected naming the
+// key, so no getter, default store or --set ever walks into a scalar. Every access to the
+// document goes through here (the one accessor), which makes that crash class impossible.
+toml::node* lookup(toml::table& root, const std::string& key, const std::string& name) {
+  toml::table* t = &root;
+  std::string prefix;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = key.find('.', start);
+    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    toml::node* node = t->get(part);
+    if (dot == std::string::npos) return node;
+    prefix += (prefix.empty() ? "" : ".") + part;
+    if (!node) return nullptr;
+    if (!node->is_table()) not_a_section(name, prefix, *node, key.substr(dot + 1));
+    t = node->as_table();
+    start = dot + 1;
+  }
+}
+
+// The table for the section of `key` ("a.b" for "a.b.c"), created when absent; throws like
+// lookup when a part of the way is not a table.
+toml::table& section_of(toml::table& root, const std::string& key, const std::string& name) {
+  toml::table* t = &root;
+  std::string prefix;
+  std::size_t start = 0;
+  for (auto dot = key.find('.'); dot != std::string::npos; dot = key.find('.', start)) {
+    const std::string part = key.substr(start, dot - start);
+    prefix += (prefix.empty() ? "" : ".") + part;
+    toml::node* node = t->get(part);
+    if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
+    if (!node->is_table()) not_a_section(name, prefix, *node, key.substr(dot + 1));
+    t = node->as_table();
+    start = dot + 1;
+  }
+  return *t;
 }
 
 }  // namespace
@@ -65,49 +113,34 @@ void Config::set(const std::string& assignment) {
   } catch (const toml::parse_error&) {
     parsed = toml::table{{"v", value}};  // a bare word: a string
   }
-  const auto [section, leaf] = split_key(key);
-  toml::table* t = table_.get();
-  if (!section.empty()) {
-    std::stringstream ss(section);
-    std::string part;
-    while (std::getline(ss, part, '.')) {
-      auto* node = t->get(part);
-      if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
-      if (!node->is_table())
-        throw std::invalid_argument(fmt::format("--set: '{}' is not a section", part));
-      t = node->as_table();
-    }
-  }
-  t->insert_or_assign(leaf, *parsed.get("v"));
+  const toml::node& v = *parsed.get("v");
+  const std::string leaf = split_key(key).second;
+  toml::table& t = section_of(*table_, key, "--set " + echoed_value(assignment));
+  // A section ([model]) is never replaced by a value: `--set model=3` is a mistake.
+  if (const toml::node* old = t.get(leaf); old && old->is_table() && !v.is_table())
+    throw std::invalid_argument(fmt::format(
+        "--set: {} = {}, must be section.key=value ({} is a section)", echoed_value(key),
+        node_text(v), echoed_value(key)));
+  t.insert_or_assign(leaf, v);
 }
 
 bool Config::has(const std::string& key) const {
-  return static_cast<bool>(table_->at_path(key));
+  return lookup(*table_, key, name_) != nullptr;
 }
 
 namespace {
 template <typename T>
-void store_default(toml::table& root, const std::string& key, const T& value) {
-  const auto [section, leaf] = split_key(key);
-  toml::table* t = &root;
-  if (!section.empty()) {
-    std::stringstream ss(section);
-    std::string part;
-    while (std::getline(ss, part, '.')) {
-      auto* node = t->get(part);
-      if (!node) node = t->insert(part, toml::table{}).first->second.as_table();
-      t = node->as_table();
-    }
-  }
-  t->insert_or_assign(leaf, value);
+void store_default(toml::table& root, const std::string& key, const T& value,
+                   const std::string& name) {
+  section_of(root, key, name).insert_or_assign(split_key(key).second, value);
 }
 }  // namespace
 
 double Config::get_double(const std::string& key, double def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
-    store_default(*table_, key, def);
+    store_default(*table_, key, def, name_);
     return def;
   }
   if (auto v = node.value<double>()) return *v;  // integers convert too
@@ -117,13 +150,16 @@ double Config::get_double(const std::string& key, double def) {
 
 std::int64_t Config::get_int(const std::string& key, std::int64_t def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
-    store_default(*table_, key, def);
+    store_default(*table_, key, def, name_);
     return def;
   }
   if (node.is_integer()) return *node.value<std::int64_t>();
-  if (auto d = node.value<double>(); d && *d == static_cast<double>(static_cast<std::int64_t>(*d)))
+  // 1e13 is accepted as an integer; the range check comes first (converting 1e300 to an
+  // integer is undefined behaviour).
+  if (auto d = node.value<double>(); d && *d >= -9.2e18 && *d <= 9.2e18 &&
+                                     *d == static_cast<double>(static_cast<std::int64_t>(*d)))
     return static_cast<std::int64_t>(*d);
   throw std::invalid_argument(
       fmt::format("{}: {} = {}, must be an integer", name_, key, node_text(*node.node())));
@@ -131,9 +167,9 @@ std::int64_t Config::get_int(const std::string& key, std::int64_t def) {
 
 bool Config::get_bool(const std::string& key, bool def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
-    store_default(*table_, key, def);
+    store_default(*table_, key, def, name_);
     return def;
   }
   if (node.is_boolean()) return *node.value<bool>();
@@ -143,9 +179,9 @@ bool Config::get_bool(const std::string& key, bool def) {
 
 std::string Config::get_string(const std::string& key, const std::string& def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
-    store_default(*table_, key, def);
+    store_default(*table_, key, def, name_);
     return def;
   }
   if (node.is_string()) return *node.value<std::string>();
@@ -155,9 +191,9 @@ std::string Config::get_string(const std::string& key, const std::string& def) {
 
 std::string Config::get_text(const std::string& key, const std::string& def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
-    store_default(*table_, key, def);
+    store_default(*table_, key, def, name_);
     return def;
   }
   return node_text(*node.node());
@@ -165,11 +201,11 @@ std::string Config::get_text(const std::string& key, const std::string& def) {
 
 std::vector<double> Config::get_doubles(const std::string& key, const std::vector<double>& def) {
   known_.insert(key);
-  auto node = table_->at_path(key);
+  auto node = toml::node_view<toml::node>{lookup(*table_, key, name_)};
   if (!node) {
     toml::array arr;
     for (double v : def) arr.push_back(v);
-    store_default(*table_, key, arr);
+    store_default(*table_, key, arr, name_);
     return def;
   }
   std::vector<double> out;

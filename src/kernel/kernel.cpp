@@ -138,13 +138,22 @@ void fused_reduce(const ReduceInput& in, const ReduceOutput& out, const PackedKe
   const Index nblocks = (in.n + kQueryBlock - 1) / kQueryBlock;
   const Index ntiles = pk.mpad / kKeyTile;
   const bool parallel = static_cast<double>(in.n) * static_cast<double>(in.m) >= kMinParallelPairs;
+  ParallelErrors errors;  // the buffers may fail to allocate: never out of the region
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
-    std::vector<double, Eigen::aligned_allocator<double>> sbuf(kKeyTile);
-    std::vector<RowState> st(kQueryBlock);
-    std::vector<double> acc(static_cast<size_t>(kQueryBlock * std::max<Index>(in.p, 1)));
+    std::vector<double, Eigen::aligned_allocator<double>> sbuf;
+    std::vector<RowState> st;
+    std::vector<double> acc;
+    bool ready = false;
+    errors.run(-1, [&] {
+      sbuf.resize(kKeyTile);
+      st.resize(kQueryBlock);
+      acc.resize(static_cast<size_t>(kQueryBlock * std::max<Index>(in.p, 1)));
+      ready = true;
+    });
 #pragma omp for schedule(dynamic, 1)
     for (Index b = 0; b < nblocks; ++b) {
+      if (!ready) continue;
       const Index i0 = b * kQueryBlock;
       const Index rows = std::min(kQueryBlock, in.n - i0);
       std::fill(st.begin(), st.end(), RowState{});
@@ -165,6 +174,7 @@ void fused_reduce(const ReduceInput& in, const ReduceOutput& out, const PackedKe
       }
     }
   }
+  errors.rethrow();
 }
 
 void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
@@ -172,12 +182,21 @@ void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
   const ConstMap U(in.u, in.n, in.k), V(in.v, in.m, in.k);
   const Index nblocks = (in.n + kGemmQueries - 1) / kGemmQueries;
   const bool parallel = static_cast<double>(in.n) * static_cast<double>(in.m) >= kMinParallelPairs;
+  ParallelErrors errors;
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
-    Matrix S(kGemmQueries, kGemmKeys), acc(kGemmQueries, std::max<Index>(in.p, 1));
-    std::vector<RowState> st(kGemmQueries);
+    Matrix S, acc;
+    std::vector<RowState> st;
+    bool ready = false;
+    errors.run(-1, [&] {
+      S.resize(kGemmQueries, kGemmKeys);
+      acc.resize(kGemmQueries, std::max<Index>(in.p, 1));
+      st.resize(kGemmQueries);
+      ready = true;
+    });
 #pragma omp for schedule(dynamic, 1)
     for (Index b = 0; b < nblocks; ++b) {
+      if (!ready) continue;
       const Index i0 = b * kGemmQueries;
       const Index rows = std::min(kGemmQueries, in.n - i0);
       std::fill(st.begin(), st.end(), RowState{});
@@ -218,6 +237,7 @@ void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
       }
     }
   }
+  errors.rethrow();
 }
 
 template <int K>

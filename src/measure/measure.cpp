@@ -22,6 +22,12 @@ Vector normalized_weights(const Vector& weights, Index n, std::string_view name)
     }
   }
   const double total = weights.sum();
+  if (std::isinf(total)) {
+    // Finite weights whose sum overflows (all 1e308): only ratios matter, so normalize by the
+    // largest first (issue 14, M3; the sum used to be reported as "total weight = 0").
+    const Vector scaled = weights / weights.maxCoeff();
+    return scaled / scaled.sum();
+  }
   if (!(total > 0.0)) {
     throw std::invalid_argument(
         fmt::format("{}: total weight = {}, must be > 0", name, total));

@@ -132,8 +132,13 @@ Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries,
     out.noalias() += a.step * (hf.a * a.w[h].transpose());
     if (stats && a.normalization == Normalization::sinkhorn) stats->add(hf.status);
   }
-  check_output_finite("attention layer", "out", out.data(), out.size(), out.cols(),
-                      "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709");
+  require_output_finite(
+      "attention layer", "out", out.data(), out.size(), out.cols(),
+      a.normalization == Normalization::none
+          ? std::string("for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709")
+          : fmt::format("for normalization '{}' the scores beta <q, k> (beta = {:g}) or the values "
+                        "overflow double precision: reduce beta or rescale the points",
+                        to_string(a.normalization), a.beta));
   return out;
 }
 

@@ -14,8 +14,14 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "model files assume a little-endian host");
 constexpr char kMagic[8] = {'A', 'T', 'F', 'M', 'O', 'D', 'E', 'L'};
 
-std::uint64_t fnv1a(const char* data, size_t size) {
-  std::uint64_t h = 1469598103934665603ULL;
+// FNV-1a 64 with the standard offset basis 14695981039346656037. Files written before
+// this fix used 1469598103934665603 (a digit short); the reader accepts both, so they stay
+// readable, and every file written now follows the documented standard.
+constexpr std::uint64_t kFnvOffsetBasis = 14695981039346656037ULL;
+constexpr std::uint64_t kLegacyFnvOffsetBasis = 1469598103934665603ULL;
+
+std::uint64_t fnv1a(const char* data, size_t size, std::uint64_t basis = kFnvOffsetBasis) {
+  std::uint64_t h = basis;
   for (size_t i = 0; i < size; ++i) {
     h ^= static_cast<unsigned char>(data[i]);
     h *= 1099511628211ULL;
@@ -63,6 +69,17 @@ class Reader {
     return static_cast<Index>(x);
   }
   size_t pos() const { return pos_; }
+  // Refuses a layer whose dimensions (each within its own bound) need more parameter bytes
+  // than the file has left, before anything is allocated: heads = dk = 65536 would otherwise
+  // reserve 176 GB. `per_unit` doubles per unit of `units` (all < 2^44, products < 2^64).
+  void require_parameters(std::uint64_t units, std::uint64_t per_unit, const std::string& what) const {
+    const std::uint64_t left = (end_ - pos_) / sizeof(double);
+    if (per_unit != 0 && units > left / per_unit)
+      throw std::invalid_argument(fmt::format(
+          "{}: {} declare {} x {} = {} parameters, but the file has {} bytes left ({} doubles) "
+          "(corrupt file?)", name_, what, units, per_unit,
+          static_cast<double>(units) * static_cast<double>(per_unit), end_ - pos_, left));
+  }
 
  private:
   void need(size_t size, const char* what) const {
@@ -110,6 +127,8 @@ Layer read_layer(Reader& r, Index d, size_t l, const std::string& name) {
     a.sinkhorn.tol = r.get<double>("sinkhorn.tol");
     a.sinkhorn.max_iterations = r.get<std::int32_t>("sinkhorn.max_iterations");
     const Index heads = r.dim("heads"), dk = r.dim("dk"), dv = r.dim("dv");
+    r.require_parameters(static_cast<std::uint64_t>(heads), static_cast<std::uint64_t>(2 * (dk + dv) * d),
+                         ctx + " (heads, dk, dv)");
     for (Index h = 0; h < heads; ++h) a.q.push_back(Matrix(dk, d));
     for (Index h = 0; h < heads; ++h) a.k.push_back(Matrix(dk, d));
     for (Index h = 0; h < heads; ++h) a.v.push_back(Matrix(dv, d));
@@ -121,6 +140,8 @@ Layer read_layer(Reader& r, Index d, size_t l, const std::string& name) {
   if (kind == 2) {
     MlpLayer m;
     const Index hid = r.dim("hidden");
+    r.require_parameters(static_cast<std::uint64_t>(hid), static_cast<std::uint64_t>(2 * d + 1),
+                         ctx + " (hidden)");
     m.w1 = Matrix(hid, d);
     m.b1 = Vector(hid);
     m.w2 = Matrix(d, hid);
@@ -165,7 +186,7 @@ Model model_from_bytes(const std::string& bytes, const std::string& name) {
   std::uint64_t stored;
   std::memcpy(&stored, bytes.data() + body, 8);
   // Checked before parsing, so corrupt sizes never drive allocations.
-  if (fnv1a(bytes.data(), body) != stored)
+  if (fnv1a(bytes.data(), body) != stored && fnv1a(bytes.data(), body, kLegacyFnvOffsetBasis) != stored)
     throw std::invalid_argument(fmt::format(
         "{}: checksum mismatch (the file is corrupt or was truncated)", name));
   Reader r(bytes, body, name);

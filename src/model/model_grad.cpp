@@ -178,7 +178,8 @@ Matrix forward(const Model& model, const Measure& mu, std::vector<LayerCache>& c
     }
   }
   check_output_finite("model", "output", x.data(), x.size(), x.cols(),
-                      "for normalization 'none' exp(beta <q, k>) overflows when beta |q||k| > 709");
+                      "an attention layer's scores beta <q, k> or its values overflow double "
+                      "precision (for normalization 'none' when beta |q||k| > 709)");
   return x;
 }
 

@@ -21,6 +21,11 @@ constexpr const char* kCtx = "sinkhorn";
 // multiplication (up to kExactCount of them) and only the kept ones are stored; beyond that
 // (e.g. scaling = 1 - 1e-16) the kept ones are eps / scaling^j, j = keep, ..., 1.
 std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, bool warm) {
+  require(std::isfinite(cost_scale), kCtx, "cost scale", cost_scale,
+          "finite (the cost overflows: coordinates or beta too large; rescale the points)");
+  require(std::isfinite(cost_scale / opt.eps), kCtx, "eps", opt.eps,
+          fmt::format(">= cost scale / 1.8e308 = {:.3g} (a smaller eps overflows C / eps)",
+                      cost_scale / std::numeric_limits<double>::max()));
   std::vector<double> eps;
   if (opt.eps_scaling && !warm) {
     const double start = opt.eps_start > 0.0 ? opt.eps_start : cost_scale;

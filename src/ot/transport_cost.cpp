@@ -196,25 +196,37 @@ TransportCost::Gibbs TransportCost::gibbs_dense(bool transpose, const Vector& h,
   res.softmin.resize(rows);
   if (want_cost) res.ecost.resize(rows);
   res.evals.resize(rows, p);
+  ParallelErrors errors;  // allocations and lse_reduce may throw: never out of the region
 #pragma omp parallel num_threads(num_threads())
   {
-    const Matrix zero_u = Matrix::Zero(1, 1), zero_v = Matrix::Zero(len, 1);
-    Vector col(len), lse;
-    Matrix kv(len, q), out;
-    if (p) kv.rightCols(p) = *vals;
+    Matrix zero_u, zero_v, kv, out;
+    Vector col, lse;
+    bool ready = false;
+    errors.run(-1, [&] {
+      zero_u = Matrix::Zero(1, 1);
+      zero_v = Matrix::Zero(len, 1);
+      col.resize(len);
+      kv.resize(len, q);
+      if (p) kv.rightCols(p) = *vals;
+      ready = true;
+    });
 #pragma omp for schedule(static)
     for (Index i = 0; i < rows; ++i) {
-      for (Index j = 0; j < len; ++j) {
-        const double cij = transpose ? dense_(j, i) : dense_(i, j);
-        col[j] = logw[j] + (h[j] - cij) / eps;
-        if (want_cost) kv(j, 0) = cij;
-      }
-      lse_reduce(zero_u, zero_v, col, kv, lse, out);
-      res.softmin[i] = -eps * lse[0];
-      if (want_cost) res.ecost[i] = out(0, 0);
-      if (p) res.evals.row(i) = out.row(0).tail(p);
+      if (!ready) continue;
+      errors.run(i, [&] {
+        for (Index j = 0; j < len; ++j) {
+          const double cij = transpose ? dense_(j, i) : dense_(i, j);
+          col[j] = logw[j] + (h[j] - cij) / eps;
+          if (want_cost) kv(j, 0) = cij;
+        }
+        lse_reduce(zero_u, zero_v, col, kv, lse, out);
+        res.softmin[i] = -eps * lse[0];
+        if (want_cost) res.ecost[i] = out(0, 0);
+        if (p) res.evals.row(i) = out.row(0).tail(p);
+      });
     }
   }
+  errors.rethrow();
   return res;
 }
 

@@ -18,7 +18,18 @@ constexpr char kMagic[] = "ATTNFLOW-CHECKPOINT\n";
 constexpr std::size_t kMagicLen = sizeof(kMagic) - 1;
 
 std::uint64_t bits(double x) { return std::bit_cast<std::uint64_t>(x); }
-double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<std::uint64_t>()); }
+
+// An integer field of the metadata. nlohmann's get<integer>() of a floating-point value
+// converts with a cast that is undefined out of range (found by fuzz_checkpoint): a field
+// that is not an integer is a type error, reported as bad metadata by the callers.
+template <typename T>
+T integer(const nlohmann::json& j) {
+  if (!j.is_number_integer())
+    throw nlohmann::json::type_error::create(302, "an integer field holds " + std::string(j.type_name()),
+                                             &j);
+  return j.get<T>();
+}
+double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(integer<std::uint64_t>(j)); }
 
 nlohmann::json state_json(const IntegratorState& s) {
   return {{"t", bits(s.t)},           {"dt_next", bits(s.dt_next)},   {"steps", s.steps},
@@ -30,11 +41,11 @@ IntegratorState state_from(const nlohmann::json& j) {
   IntegratorState s;
   s.t = from_bits(j.at("t"));
   s.dt_next = from_bits(j.at("dt_next"));
-  s.steps = j.at("steps").get<long>();
-  s.rejected = j.at("rejected").get<long>();
-  s.evaluations = j.at("evaluations").get<long>();
+  s.steps = integer<long>(j.at("steps"));
+  s.rejected = integer<long>(j.at("rejected"));
+  s.evaluations = integer<long>(j.at("evaluations"));
   s.grid_origin = from_bits(j.at("grid_origin"));
-  s.grid_steps = j.at("grid_steps").get<long>();
+  s.grid_steps = integer<long>(j.at("grid_steps"));
   return s;
 }
 
@@ -44,7 +55,10 @@ nlohmann::json rng_json(const Rng::State& r) {
 
 Rng::State rng_from(const nlohmann::json& j) {
   Rng::State r;
-  r.s = j.at("s").get<std::array<std::uint64_t, 4>>();
+  const nlohmann::json& s = j.at("s");
+  if (!s.is_array() || s.size() != r.s.size())
+    throw nlohmann::json::type_error::create(302, "rng state s must be 4 integers", &s);
+  for (std::size_t k = 0; k < r.s.size(); ++k) r.s[k] = integer<std::uint64_t>(s[k]);
   r.cached_normal = from_bits(j.at("cached_normal"));
   r.has_cached = j.at("has_cached").get<bool>();
   return r;
@@ -148,10 +162,10 @@ Checkpoint read_checkpoint(const std::string& path) {
   Checkpoint c;
   try {
     const nlohmann::json meta = parse_metadata(file, path, "run");
-    c.version = meta.at("version").get<int>();
+    c.version = integer<int>(meta.at("version"));
     c.config = meta.at("config").get<std::string>();
-    c.observation = meta.at("observation").get<std::int64_t>();
-    c.csv_bytes = meta.at("csv_bytes").get<std::uint64_t>();
+    c.observation = integer<std::int64_t>(meta.at("observation"));
+    c.csv_bytes = integer<std::uint64_t>(meta.at("csv_bytes"));
     const auto& integ = meta.at("integrator");
     const auto& noise = meta.at("noise");
     if (integ.size() != noise.size()) throw_message("checkpoint", fmt::format("{}: bad metadata", path));
@@ -203,19 +217,23 @@ IclCheckpoint read_icl_checkpoint(const std::string& path) {
   std::size_t rows = 0;
   try {
     const nlohmann::json meta = parse_metadata(file, path, "icl");
-    c.version = meta.at("version").get<int>();
+    c.version = integer<int>(meta.at("version"));
     c.config = meta.at("config").get<std::string>();
-    c.state.step = meta.at("step").get<long>();
+    c.state.step = integer<long>(meta.at("step"));
     c.state.integrator = state_from(meta.at("integrator"));
-    d = meta.at("d").get<Index>();
-    rows = meta.at("history").get<std::size_t>();
+    d = integer<Index>(meta.at("d"));
+    rows = integer<std::size_t>(meta.at("history"));
   } catch (const nlohmann::json::exception& e) {
     throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
   }
   const std::vector<double>& v = file.data.data;
-  const std::size_t expected =
-      static_cast<std::size_t>(std::max<Index>(d, 0) * d + 1) + rows * kIclRecordValues;
-  if (d < 1 || file.data.shape.size() != 1 || v.size() != expected)
+  // d and history come from the file: bounded by the data present before any product, so a
+  // corrupt count can neither overflow nor drive an allocation (issue 14, fuzzing).
+  if (d < 1 || d > (Index{1} << 20) || rows > v.size() / kIclRecordValues)
+    throw_message("checkpoint", fmt::format("{}: d = {}, history = {} do not fit the {} data values",
+                                            path, d, rows, v.size()));
+  const std::size_t expected = static_cast<std::size_t>(d * d + 1) + rows * kIclRecordValues;
+  if (file.data.shape.size() != 1 || v.size() != expected)
     throw_message("checkpoint", fmt::format("{}: data must be 1-D with d * d + 1 + 7 * history = {} values",
                                             path, expected));
   c.state.params.a.resize(d, d);

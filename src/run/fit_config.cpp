@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "attnflow/fit_run.hpp"
+#include "attnflow/limits.hpp"
 
 namespace attnflow {
 
@@ -71,6 +72,18 @@ FitConfig parse_fit_config(Config& c) {
   validated(c, "task", [&] { t.validate(); });
   validated(c, "model", [&] { m.validate(); });
   validated(c, "train", [&] { o.validate(); });
+  // Refused before anything is allocated (issue 14, H3/M2): the model's parameters (kept with
+  // its gradient, Adam's two moments and one gradient per batch entry) and the task data.
+  const double dim = static_cast<double>(t.dim);
+  const double params = static_cast<double>(m.depth) *
+                        (static_cast<double>(m.heads) * (2.0 * static_cast<double>(m.head_dim) + 2.0 * dim) * dim +
+                         2.0 * static_cast<double>(m.mlp_hidden) * (dim + 1.0));
+  require_memory(c.name(), "model.depth x model.heads x model.head_dim",
+                 fmt::format("{} x {} x {} (task.dim = {})", m.depth, m.heads, m.head_dim, t.dim),
+                 params * 8.0 * (4.0 + static_cast<double>(o.batch_size)));
+  require_memory(c.name(), "task.train_size + task.test_size",
+                 fmt::format("{} + {} (task.n_max = {}, task.dim = {})", t.train_size, t.test_size, t.n_max, t.dim),
+                 static_cast<double>(t.train_size + t.test_size) * static_cast<double>(t.n_max) * dim * 8.0 * 2.0);
   return f;
 }
 

@@ -3,13 +3,16 @@
 // > 0"), before the numerics see it.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
 #include "attnflow/csv.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/icl_run.hpp"
+#include "attnflow/limits.hpp"
 #include "attnflow/npy.hpp"
+#include "attnflow/parallel.hpp"
 
 namespace attnflow {
 
@@ -102,6 +105,15 @@ IclRunConfig parse_icl_config(Config& c) {
   parse_data(c, r);
   parse_train(c, r);
   c.reject_unknown();
+  // Refused before anything is allocated (issue 14, C2/H3): one prompt (L, d + 2) per thread,
+  // one d x d gradient per batch entry, one loss per evaluation prompt.
+  const double d = static_cast<double>(r.data.cov.rows()), threads = num_threads();
+  require_memory(c.name(), "train.prompt", fmt::format("{}", r.train.prompt_length),
+                 threads * static_cast<double>(r.train.prompt_length) * (d + 2.0) * 8.0);
+  require_memory(c.name(), "train.batch", fmt::format("{}", r.train.batch),
+                 static_cast<double>(r.train.batch) * (d * d + 2.0) * 8.0);
+  require_memory(c.name(), "eval.prompts", fmt::format("{}", r.eval_prompts),
+                 static_cast<double>(r.eval_prompts) * 8.0);
   return r;
 }
 
@@ -132,6 +144,10 @@ LargePromptRunConfig parse_largeprompt_config(Config& c) {
   require(o.queries >= 1, ctx, "experiment.queries", o.queries, ">= 1");
   o.seed = static_cast<std::uint64_t>(c.get_int("experiment.seed", 0));
   c.reject_unknown();
+  // One prompt of the longest length (L, D) per thread.
+  const Index longest = *std::max_element(o.lengths.begin(), o.lengths.end());
+  require_memory(ctx, "experiment.lengths", fmt::format("[..., {}]", longest),
+                 num_threads() * static_cast<double>(longest) * (static_cast<double>(o.dim) + 2.0) * 8.0);
   return r;
 }
 

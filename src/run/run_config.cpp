@@ -5,6 +5,7 @@
 #include <set>
 
 #include "attnflow/error.hpp"
+#include "attnflow/limits.hpp"
 
 namespace attnflow {
 
@@ -134,6 +135,30 @@ void read_observe_output(Config& c, RunConfig& r) {
   r.checkpoint_every = ck;
 }
 
+// Memory and output estimated before anything is allocated or written (issue 14, H3; limits
+// in limits.hpp, override ATTNFLOW_NO_SIZE_LIMITS=1). The state of one system is n x (d + 1)
+// doubles, of which the integrator and the field keep about kStateCopies copies (dopri5's
+// stages, u = beta Q x and v = K x per head, the observables' buffers).
+void check_sizes(const std::string& ctx, const RunConfig& r) {
+  constexpr double kStateCopies = 16.0, kCsvRowBytes = 400.0;
+  const double systems = static_cast<double>(r.systems), n = static_cast<double>(r.n),
+               d = static_cast<double>(r.d), heads = static_cast<double>(r.heads);
+  const double state = systems * n * (d + 1.0) * 8.0;
+  require_memory(ctx, "model.heads", fmt::format("{} (with measure.d = {})", r.heads, r.d),
+                 heads * d * d * 8.0 * 3.0 + heads * n * d * 8.0 * 2.0);
+  require_memory(ctx, "measure.systems x measure.n x measure.d",
+                 fmt::format("{} x {} x {}", r.systems, r.n, r.d),
+                 state * kStateCopies + heads * n * d * 8.0 * 2.0);
+  const double observations = std::floor(r.t_end / r.every) + 2.0;
+  const std::string obs_value = fmt::format("{:g} / {:g}", r.t_end, r.every);
+  require_count(ctx, "integrate.t_end / observe.every", obs_value, observations,
+                kMaxObservations, "observations");
+  require_count(ctx, "integrate.t_end / observe.every", obs_value,
+                observations * (systems * kCsvRowBytes + (r.snapshots ? state : 0.0)),
+                kMaxOutputBytes,
+                r.snapshots ? "bytes of observables.csv and snapshots" : "bytes of observables.csv");
+}
+
 }  // namespace
 
 RunConfig parse_run_config(Config& config) {
@@ -144,6 +169,7 @@ RunConfig parse_run_config(Config& config) {
   read_integrate(config, r);
   read_observe_output(config, r);
   config.reject_unknown();
+  check_sizes(config.name(), r);
   return r;
 }
 

@@ -59,7 +59,9 @@ Matrix read_initial_file(const RunConfig& cfg, Index system) {
 void to_sphere(Matrix& x) {
   for (Index i = 0; i < x.rows(); ++i) {
     const double r = x.row(i).norm();
-    require(r > 0.0, "run: initial measure", fmt::format("|x_{}|", i), r, "> 0 to lie on the sphere");
+    // |x| overflows for entries above about 1e154 (1e308 used to end as "row 0 is zero").
+    require(r > 0.0 && std::isfinite(r), "run: initial measure", fmt::format("|x_{}|", i), r,
+            "> 0 and finite to lie on the sphere (entries above 1e154 overflow: rescale the points)");
     x.row(i) /= r;
   }
 }

@@ -68,6 +68,12 @@ std::vector<std::string> axis_order(const toml::table& doc, const std::vector<st
   return order;
 }
 
+std::string toml_text(const toml::node& v) {
+  std::ostringstream ss;
+  v.visit([&](auto&& x) { ss << x; });
+  return ss.str();
+}
+
 void collect_axes(const toml::table& t, const std::string& prefix, const std::string& ctx,
                   std::vector<SweepAxis>& axes) {
   for (auto&& [k, v] : t) {
@@ -76,6 +82,11 @@ void collect_axes(const toml::table& t, const std::string& prefix, const std::st
       collect_axes(*v.as_table(), key, ctx, axes);
       continue;
     }
+    // Every swept key is section.key: `[sweep] model = [1, 2]` would replace the [model]
+    // section by a number at each point.
+    if (key.find('.') == std::string::npos)
+      throw_invalid(ctx, "sweep." + key, echoed_value(toml_text(v)),
+                    fmt::format("a table of lists of section.key values, e.g. [sweep] {}.beta = [1, 4]", key));
     SweepAxis axis{key, {}, {}};
     if (auto arr = v.as_array()) {
       require(!arr->empty(), ctx, "sweep." + key, "[]", "a non-empty list");

@@ -366,7 +366,7 @@ TEST(Runner, RefusesToOverwriteAndLeavesNothingBehindOnFailure) {
   // A run that blows up (non-finite state at a huge step) removes the directory it created.
   const Parsed bad = parse(
       "[measure]\nn = 8\nd = 3\n[model]\nkind = \"usa\"\nbeta = 700.0\nsphere = false\n[integrate]\ndt = 1e6\n"
-      "t_end = 1e7\n");
+      "t_end = 1e7\n[observe]\nevery = 1e6\n");  // 11 observations: within the size limits
   const std::string gone = fresh_dir("diverges");
   EXPECT_THROW(run(bad, gone), std::runtime_error);
   EXPECT_FALSE(fs::exists(gone));
