@@ -27,8 +27,24 @@ class Ensemble {
   // one after the other with the kernel's threads.
   void advance(double t_end);
 
-  // Observables of every system at its current time (beta = the system's beta).
-  std::vector<Observables> observe(const ObserveOptions& options) const;
+  // Observables of every system at its current time (beta = the system's beta). With
+  // clusters = false the union-find is skipped (clusters = largest_cluster = -1, sizes empty;
+  // min_cosine and clustered_pairs are still computed). On the batched path with the plain
+  // flow on the sphere (scheme none) every pair observable comes from one fused lane pass
+  // (batch_pair_observables): energy, min cosine and clustered pairs for W systems at once.
+  std::vector<Observables> observe(const ObserveOptions& options, bool clusters = true) const;
+
+  // The batched small-system path (batch_kernel.hpp), used by advance() and observe() when
+  // `batched` is set and batchable() holds: W = batch_width() systems of the same (n, d)
+  // advance together in SIMD lanes, blocks of W systems across threads. Results equal the
+  // per-system path to about 1e-13 relative (another summation order and exponential) and
+  // are bit-identical for any thread count and any block composition.
+  bool batched = false;
+  // Every system is SA or USA with one identity head (Q = K = V = I), without noise, of the
+  // same n (2 <= n <= batch_n) and d, and the method is euler, residual or rk4. Sinkhorn and
+  // the other fields take the per-system path (in parallel across systems).
+  bool batchable() const;
+  Index batch_n = 512;  // largest n of the batched path (its pair buffer is n^2 W / 2 doubles)
 
   Index size() const { return static_cast<Index>(flows_.size()); }
   const Flow& flow(Index s) const { return flows_[s]; }
@@ -45,13 +61,18 @@ class Ensemble {
   std::vector<Matrix> states_;
   std::vector<FlowState> flow_states_;
   IntegratorOptions integrator_;
+
+  void advance_batched(double t_end);
+  std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
 };
 
 // Mean and quantiles of one observable across systems.
 struct ObservableStats {
   std::string name;
-  Index count = 0;  // systems with a finite value (energy = +inf and skipped pair passes are left out)
+  Index count = 0;  // systems with a finite value (energy = +inf, skipped pair passes and
+                    // cluster counts not asked for are left out)
   double mean = 0.0;  // 0 when count = 0
+  double standard_error = 0.0;  // standard error of the mean, sample sd / sqrt(count) (0 when count < 2)
   std::vector<double> quantiles;  // at EnsembleStats::probs; empty when count = 0
 };
 struct EnsembleStats {

@@ -530,6 +530,7 @@ class Method:
     euler: ClassVar[Method]
     rk4: ClassVar[Method]
     dopri5: ClassVar[Method]
+    residual: ClassVar[Method]
     __members__: ClassVar[Dict[str, Method]]
     @overload
     def __init__(self: Method, value: int) -> None: ...

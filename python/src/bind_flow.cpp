@@ -26,8 +26,9 @@ Field python_field(py::function f) {
 }
 
 void bind_integrate(py::module_& m) {
-  py::enum_<Method> me(m, "Method", "euler | rk4 | dopri5");
-  me.value("euler", Method::euler).value("rk4", Method::rk4).value("dopri5", Method::dopri5);
+  py::enum_<Method> me(m, "Method", "euler | rk4 | dopri5 | residual");
+  me.value("euler", Method::euler).value("rk4", Method::rk4).value("dopri5", Method::dopri5)
+      .value("residual", Method::residual);
   accept_names(me, [](const std::string& s) { return parse_method(s); });
   m.def("parse_method", &parse_method, py::arg("name"), py::arg("context") = "integrate");
   py::class_<IntegratorOptions>(m, "IntegratorOptions")

@@ -1,0 +1,242 @@
+// Small-system batch kernels (batch_kernel.hpp): W systems in the lanes of one SIMD vector.
+// Two passes over the unordered pairs: (1) Gram entries <x_i, x_j>, i < j, then one
+// exponential each (the symmetric form), into a triangular buffer; (2) the weighted sums
+// sum_j K_ij u_j x_j with the query row's coordinates in registers, KC at a time.
+#include "attnflow/batch_kernel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "simd_exp.hpp"
+
+namespace attnflow {
+
+namespace {
+
+using detail::Packet;
+namespace ei = Eigen::internal;
+constexpr Index W = detail::kPacketSize;
+constexpr Index KC = 8;  // coordinates per register block
+
+inline Packet ld(const double* p) { return ei::ploadu<Packet>(p); }
+inline void st(double* p, const Packet& v) { ei::pstoreu(p, v); }
+inline Packet bc(double v) { return ei::pset1<Packet>(v); }
+
+// Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
+inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
+
+struct Scratch {
+  std::vector<double> e, dd, hb, u, z;
+  void size(Index n) {
+    const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
+    if (e.size() < pairs) e.resize(pairs);
+    const auto per = static_cast<std::size_t>(n * W);
+    if (dd.size() < per) {
+      dd.resize(per);
+      hb.resize(per);
+      u.resize(per);
+      z.resize(per);
+    }
+  }
+};
+
+Scratch& scratch(Index n) {
+  thread_local Scratch s;
+  s.size(n);
+  return s;
+}
+
+// e[tri(i, j)] = <x_i, x_j> for i < j, with x_i's coordinates held in registers per block.
+template <int K>
+void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool first) {
+  for (Index i = 0; i + 1 < n; ++i) {
+    Packet xi[K];
+    for (int q = 0; q < K; ++q) xi[q] = ld(x + ((i * d) + k0 + q) * W);
+    double* row = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      Packet g = first ? ei::pset1<Packet>(0.0) : ld(row + (j - i - 1) * W);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(xj + q * W), g);
+      st(row + (j - i - 1) * W, g);
+    }
+  }
+}
+
+void gram(const double* x, Index n, Index d, double* e) {
+  Index k0 = 0;
+  for (; k0 + KC <= d; k0 += KC) gram_block<KC>(x, n, d, k0, e, k0 == 0);
+  for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, k0 == 0);
+}
+
+// acc_i = sum_j c_ij x_j over j != i plus c_ii x_i, c_ij = K_ij u_j (c_ii = u_i), coordinates
+// [k0, k0 + K); result divided by z_i into a when `divide`.
+template <int K>
+void average_block(const double* x, Index n, Index d, Index k0, const double* e, const double* u,
+                   const double* z, double* a) {
+  for (Index i = 0; i < n; ++i) {
+    Packet acc[K];
+    const Packet ui = ld(u + i * W);
+    for (int q = 0; q < K; ++q) acc[q] = ei::pmul(ui, ld(x + (i * d + k0 + q) * W));
+    for (Index j = 0; j < n; ++j) {
+      if (j == i) continue;
+      const Index p = i < j ? tri(i, j, n) : tri(j, i, n);
+      const Packet c = ei::pmul(ld(e + p * W), ld(u + j * W));
+      const double* xj = x + (j * d + k0) * W;
+      for (int q = 0; q < K; ++q) acc[q] = ei::pmadd(c, ld(xj + q * W), acc[q]);
+    }
+    const Packet zi = ld(z + i * W);
+    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pdiv(acc[q], zi));
+  }
+}
+
+}  // namespace
+
+Index batch_width() { return W; }
+
+void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
+  const Index n = in.n, d = in.d;
+  const double* x = in.x;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    Packet di = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      di = ei::pmadd(v, v, di);
+    }
+    st(s.dd.data() + i * W, di);
+    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
+    dmax = ei::pmax(dmax, di);
+  }
+  const Packet hmax = ei::pmul(half, dmax);
+  for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
+    st(s.u.data() + j * W,
+       detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
+  double* e = s.e.data();
+  gram(x, n, d, e);
+  // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}, then z_i = u_i + sum_{j != i} K_ij u_j.
+  for (Index i = 0; i < n; ++i) st(s.z.data() + i * W, ld(s.u.data() + i * W));
+  for (Index i = 0; i + 1 < n; ++i) {
+    const Packet hi = ld(s.hb.data() + i * W), ui = ld(s.u.data() + i * W);
+    Packet zi = ld(s.z.data() + i * W);
+    double* row = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      double* pe = row + (j - i - 1) * W;
+      const Packet arg = ei::psub(ei::pmul(beta, ld(pe)), ei::padd(hi, ld(s.hb.data() + j * W)));
+      const Packet k = detail::simd_exp(arg);
+      st(pe, k);
+      zi = ei::pmadd(k, ld(s.u.data() + j * W), zi);
+      st(s.z.data() + j * W, ei::pmadd(k, ui, ld(s.z.data() + j * W)));
+    }
+    st(s.z.data() + i * W, zi);
+  }
+  Index k0 = 0;
+  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, e, s.u.data(), s.z.data(), a);
+  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, e, s.u.data(), s.z.data(), a);
+  if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
+    alignas(64) double hm[W];
+    st(hm, hmax);
+    for (Index i = 0; i < n; ++i)
+      for (Index l = 0; l < W; ++l) {
+        const auto p = static_cast<std::size_t>(i * W + l);
+        lse[p] = s.hb[p] + hm[l] + std::log(s.z[p]);
+      }
+  }
+}
+
+void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out) {
+  const Index n = in.n, d = in.d;
+  const double* x = in.x;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    Packet di = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      di = ei::pmadd(v, v, di);
+    }
+    st(s.dd.data() + i * W, di);
+    st(s.hb.data() + i * W, ei::pmul(half, di));
+    dmax = ei::pmax(dmax, di);
+  }
+  const Packet hmax = ei::pmul(half, dmax);
+  // v_i = w_i e^{beta (D_i - D*) / 2}; z (reused) = 1 / |x_i|.
+  for (Index i = 0; i < n; ++i) {
+    st(s.u.data() + i * W,
+       detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
+    st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
+  }
+  double* e = s.e.data();
+  gram(x, n, d, e);
+  const Packet thr = bc(1.0 - delta), one = bc(1.0);
+  Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),
+         linked = bc(0.0);
+  for (Index i = 0; i < n; ++i) {
+    const Packet vi = ld(s.u.data() + i * W);
+    diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
+    if (i + 1 == n) break;
+    const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
+    Packet row = bc(0.0);
+    const double* er = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const Packet g = ld(er + (j - i - 1) * W);
+      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
+      row = ei::pmadd(k, ld(s.u.data() + j * W), row);
+      minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
+      const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
+      linked = ei::padd(linked, ei::pand(close, one));
+      if (out.on_link) {
+        alignas(64) double m[W];
+        st(m, ei::pand(close, one));
+        unsigned mask = 0;
+        for (Index l = 0; l < W; ++l)
+          if (m[l] != 0.0) mask |= 1u << l;
+        if (mask) out.on_link(out.ctx, i, j, mask);
+      }
+    }
+    sum_off = ei::pmadd(vi, row, sum_off);
+  }
+  // sum_ij v_i v_j K_ij = diag + 2 sum_{i<j}; log E = beta D* + log(that) - log(2 beta).
+  alignas(64) double so[W], dg[W], hm[W], mc[W], lk[W];
+  st(so, sum_off);
+  st(dg, diag);
+  st(hm, hmax);
+  st(mc, minc);
+  st(lk, linked);
+  for (Index l = 0; l < W; ++l) {
+    if (out.log_energy) out.log_energy[l] = 2.0 * hm[l] + std::log(dg[l] + 2.0 * so[l]) - std::log(2.0 * in.beta[l]);
+    if (out.min_cosine) out.min_cosine[l] = mc[l];
+    if (out.clustered) out.clustered[l] = lk[l];
+  }
+  // Order |sum_i w_i x_i| and mean direction |sum_i w_i x_i / |x_i||^2 (w_i = e^{log w_i}).
+  if (out.order || out.mean_dir) {
+    alignas(64) double o2[W] = {}, m2[W] = {};
+    std::vector<double> wv(static_cast<std::size_t>(n * W));
+    for (Index i = 0; i < n * W; ++i) wv[static_cast<std::size_t>(i)] = std::exp(in.log_w[i]);
+    for (Index k = 0; k < d; ++k) {
+      Packet so1 = bc(0.0), sm1 = bc(0.0);
+      for (Index i = 0; i < n; ++i) {
+        const Packet wx = ei::pmul(ld(wv.data() + i * W), ld(x + (i * d + k) * W));
+        so1 = ei::padd(so1, wx);
+        sm1 = ei::pmadd(wx, ld(s.z.data() + i * W), sm1);
+      }
+      alignas(64) double a1[W], b1[W];
+      st(a1, so1);
+      st(b1, sm1);
+      for (Index l = 0; l < W; ++l) {
+        o2[l] += a1[l] * a1[l];
+        m2[l] += b1[l] * b1[l];
+      }
+    }
+    for (Index l = 0; l < W; ++l) {
+      if (out.order) out.order[l] = std::sqrt(o2[l]);
+      if (out.mean_dir) out.mean_dir[l] = m2[l];
+    }
+  }
+}
+
+}  // namespace attnflow
