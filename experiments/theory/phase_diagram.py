@@ -1,16 +1,75 @@
-"""Phase diagram: writes phase_diagram/{results.csv, curve.csv, crossing.csv, summary.json, report.md}."""
+"""Phase diagram: writes phase_diagram/{results.csv, curve.csv, crossing.csv, summary.json, report.md}.
+
+Each dimension d is one `attnflow sweep` over model.beta: all betas x all systems of that d in
+one job, on the batched ensemble path, writing per-time ensemble summaries (sweep_ensemble.csv:
+mean and standard error of the clustered-pair fraction) instead of per-system rows."""
+import contextlib
+import csv
 import json
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
-from common import (HERE, SA_SPHERE_RUN, equiangular_ode, load_config, run_flow, write_atomic,
+from common import (HERE, attnflow, equiangular_ode, load_config, write_atomic,
                     write_summary, write_table)
 
 NAME = "phase_diagram"
 
-RUN = SA_SPHERE_RUN
+RUN = """
+[measure]
+n = {n}
+d = {d}
+init = "uniform_sphere"
+seed = {seed}
+systems = {systems}
+[model]
+kind = "sa"
+[integrate]
+method = "{method}"
+dt = {dt}
+t_end = {t_end}
+[observe]
+every = {every}
+delta = {delta}
+clusters = false
+per_system = false
+quantiles = []
+[output]
+snapshots = false
+checkpoint_every = 0
+[sweep]
+model.beta = [{betas}]
+"""
+
+
+def betas_of(cfg):
+    # Rounded to 10 decimals: 0.1, 0.2, ..., 9.0 exactly as written in the sweep's TOML list.
+    return [round(float(b), 10) for b in np.linspace(cfg["beta_min"], cfg["beta_max"], cfg["beta_count"])]
+
+
+def run_dimension(cfg, d, betas, tmp):
+    """One sweep over beta for dimension d (resumed if its work folder holds a partial one);
+    returns (beta, t, p, stderr) arrays."""
+    text = RUN.format(n=cfg["n"], d=d, seed=cfg["seed"], systems=cfg["systems"],
+                      method=cfg["method"], dt=cfg["dt"], t_end=cfg["t_end"], every=cfg["every"],
+                      delta=cfg["delta"], betas=", ".join(repr(b) for b in betas))
+    path = Path(tmp) / f"d{d}.toml"
+    write_atomic(path, text)
+    out = Path(tmp) / f"d{d}"
+    resume = ["--resume"] if (out / "points").exists() else []
+    attnflow("sweep", path, "--out", out, "--no-plots", "--quiet", *resume)
+    with open(out / "sweep_ensemble.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["statistic"] in ("mean", "stderr")]
+    mean = [r for r in rows if r["statistic"] == "mean"]
+    se = [r for r in rows if r["statistic"] == "stderr"]
+    beta = np.array([float(r["model.beta"]) for r in mean])
+    t = np.array([float(r["t"]) for r in mean])
+    p = np.array([float(r["clustered_pairs"]) for r in mean])
+    s = np.array([float(r["clustered_pairs"]) for r in se])
+    return beta, t, p, s
 
 
 def equiangular_time(n, beta, delta, t_end):
@@ -55,24 +114,25 @@ def write_phase_folders(cfg, rows):
 
 def main():
     cfg = load_config(NAME)
-    rows, crossings = [], []
-    curve = [[b, equiangular_time(cfg["n"], b, cfg["delta"], cfg["t_end"])] for b in cfg["betas"]]
-    with tempfile.TemporaryDirectory() as tmp:
+    cfg["betas"] = betas = betas_of(cfg)
+    rows, crossings, seconds = [], [], {}
+    curve = [[b, equiangular_time(cfg["n"], b, cfg["delta"], cfg["t_end"])] for b in betas]
+    # The sweeps' folders: ATTNFLOW_PHASE_WORK keeps them (a killed run resumes there),
+    # otherwise a temporary folder.
+    work = os.environ.get("ATTNFLOW_PHASE_WORK")
+    with (contextlib.nullcontext(work) if work else tempfile.TemporaryDirectory()) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for d in cfg["dims"]:
-            for i, beta in enumerate(cfg["betas"]):
-                obs = run_flow(RUN.format(n=cfg["n"], d=d, seed=cfg["seed"], systems=cfg["systems"],
-                                          beta=beta, method=cfg["method"], dt=cfg["dt"],
-                                          t_end=cfg["t_end"], every=cfg["every"], delta=cfg["delta"]),
-                               Path(tmp) / f"d{d}_b{beta}")
-                ts = np.unique(obs["t"])
-                p = np.array([obs["clustered_pairs"][obs["t"] == t].mean() for t in ts])
-                se = np.array([obs["clustered_pairs"][obs["t"] == t].std(ddof=1) for t in ts])
-                se /= np.sqrt(cfg["systems"])
+            start = time.monotonic()
+            beta, t, p, se = run_dimension(cfg, d, betas, tmp)
+            seconds[d] = round(time.monotonic() - start, 1)
+            for i, b in enumerate(betas):
+                sel = np.isclose(beta, b, rtol=0, atol=1e-9)
+                ts, ps = t[sel], p[sel]
                 for k in range(len(ts)):
-                    rows.append([d, beta, ts[k], p[k], se[k]])
-                crossings.append([d, beta, first_crossing(ts, p), curve[i][1]])
-                print(f"d={d} beta={beta}: t(P>=0.5) = {crossings[-1][2]:.3g}, "
-                      f"equiangular {curve[i][1]:.3g}", flush=True)
+                    rows.append([d, b, ts[k], ps[k], se[sel][k]])
+                crossings.append([d, b, first_crossing(ts, ps), curve[i][1]])
+            print(f"d={d}: {len(betas)} betas x {cfg['systems']} systems in {seconds[d]} s", flush=True)
     write_table(HERE / NAME / "results.csv", ["d", "beta", "t", "p_clustered", "p_stderr"], rows)
     write_phase_folders(cfg, rows)
     write_table(HERE / NAME / "curve.csv", ["beta", "t_equiangular"], curve)
@@ -80,6 +140,8 @@ def main():
                 crossings)
     write_summary(NAME, {"n": cfg["n"], "delta": cfg["delta"], "dims": cfg["dims"],
                          "betas": cfg["betas"], "systems": cfg["systems"], "t_end": cfg["t_end"],
+                         "dt": cfg["dt"], "method": cfg["method"], "every": cfg["every"],
+                         "seconds_per_d": {str(d): s for d, s in seconds.items()},
                          "csv": "results.csv", "curve_csv": "curve.csv",
                          "crossing_csv": "crossing.csv"})
     report(cfg, crossings)

@@ -2,7 +2,10 @@
 // runner keys, e.g.  [sweep] model.beta = [1, 4, 9]  measure.seed = [0, 1]  model.gamma = [...]
 // The grid is the Cartesian product (axes in key order, the last varying fastest); each point
 // is an ordinary run (runner.hpp) in DIR/points/point_NNNNNN, points run in parallel, and
-// DIR/sweep.csv is one tidy table: point, the grid keys, then observables.csv's columns.
+// DIR/sweep.csv is one tidy table: point, the grid keys, then observables.csv's columns
+// (ensemble points also give DIR/sweep_ensemble.csv: point, keys, then ensemble.csv's). A sweep
+// over model.beta of ensembles runs as one job: points run in parallel, each point's systems
+// on the batched path (ensemble.hpp), with [observe] per_system = false for compact output.
 // Resumable: finished points are skipped, a half-done point continues from its checkpoint.
 #pragma once
 

@@ -28,10 +28,12 @@ inline Packet bc(double v) { return ei::pset1<Packet>(v); }
 inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
 
 struct Scratch {
-  std::vector<double> e, dd, hb, u, z;
+  std::vector<double> e, kf, dd, hb, u, z;
   void size(Index n) {
     const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
     if (e.size() < pairs) e.resize(pairs);
+    const auto full = static_cast<std::size_t>(n * n * W);
+    if (kf.size() < full) kf.resize(full);
     const auto per = static_cast<std::size_t>(n * W);
     if (dd.size() < per) {
       dd.resize(per);
@@ -48,18 +50,48 @@ Scratch& scratch(Index n) {
   return s;
 }
 
-// e[tri(i, j)] = <x_i, x_j> for i < j, with x_i's coordinates held in registers per block.
+// e[tri(i, j)] = <x_i, x_j> for i < j over coordinates [k0, k0 + K), accumulated over the
+// coordinate blocks (first: start from 0). Two rows at a time share each x_j load.
 template <int K>
 void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool first) {
-  for (Index i = 0; i + 1 < n; ++i) {
-    Packet xi[K];
-    for (int q = 0; q < K; ++q) xi[q] = ld(x + ((i * d) + k0 + q) * W);
-    double* row = e + tri(i, i + 1, n) * W;
+  Index i = 0;
+  for (; i + 2 < n; i += 2) {
+    Packet a[K], b[K];
+    for (int q = 0; q < K; ++q) {
+      a[q] = ld(x + (i * d + k0 + q) * W);
+      b[q] = ld(x + ((i + 1) * d + k0 + q) * W);
+    }
+    double* ra = e + tri(i, i + 1, n) * W;      // row i from j = i + 1
+    double* rb = e + tri(i + 1, i + 2, n) * W;  // row i + 1 from j = i + 2
+    {  // (i, i + 1)
+      const double* xj = x + ((i + 1) * d + k0) * W;
+      Packet g = first ? bc(0.0) : ld(ra);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
+      st(ra, g);
+    }
+    for (Index j = i + 2; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      double* pa = ra + (j - i - 1) * W;
+      double* pb = rb + (j - i - 2) * W;
+      Packet ga = first ? bc(0.0) : ld(pa), gb = first ? bc(0.0) : ld(pb);
+      for (int q = 0; q < K; ++q) {
+        const Packet v = ld(xj + q * W);
+        ga = ei::pmadd(a[q], v, ga);
+        gb = ei::pmadd(b[q], v, gb);
+      }
+      st(pa, ga);
+      st(pb, gb);
+    }
+  }
+  for (; i + 1 < n; ++i) {
+    Packet a[K];
+    for (int q = 0; q < K; ++q) a[q] = ld(x + (i * d + k0 + q) * W);
+    double* ra = e + tri(i, i + 1, n) * W;
     for (Index j = i + 1; j < n; ++j) {
       const double* xj = x + (j * d + k0) * W;
-      Packet g = first ? ei::pset1<Packet>(0.0) : ld(row + (j - i - 1) * W);
-      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(xj + q * W), g);
-      st(row + (j - i - 1) * W, g);
+      Packet g = first ? bc(0.0) : ld(ra + (j - i - 1) * W);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
+      st(ra + (j - i - 1) * W, g);
     }
   }
 }
@@ -70,24 +102,43 @@ void gram(const double* x, Index n, Index d, double* e) {
   for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, k0 == 0);
 }
 
-// acc_i = sum_j c_ij x_j over j != i plus c_ii x_i, c_ij = K_ij u_j (c_ii = u_i), coordinates
-// [k0, k0 + K); result divided by z_i into a when `divide`.
+// a_i = (sum_j c_ij x_j) / z_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
+// symmetric matrix K_ij u_j, diagonal u_i). Two rows at a time share each x_j load; the
+// coordinate block is the outer loop, so its slice of x stays in L1.
 template <int K>
-void average_block(const double* x, Index n, Index d, Index k0, const double* e, const double* u,
-                   const double* z, double* a) {
-  for (Index i = 0; i < n; ++i) {
-    Packet acc[K];
-    const Packet ui = ld(u + i * W);
-    for (int q = 0; q < K; ++q) acc[q] = ei::pmul(ui, ld(x + (i * d + k0 + q) * W));
+void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* z, double* a) {
+  Index i = 0;
+  for (; i + 1 < n; i += 2) {
+    Packet p[K], r[K];
+    for (int q = 0; q < K; ++q) p[q] = r[q] = bc(0.0);
+    const double* ca = kf + (i * n) * W;
+    const double* cb = kf + ((i + 1) * n) * W;
     for (Index j = 0; j < n; ++j) {
-      if (j == i) continue;
-      const Index p = i < j ? tri(i, j, n) : tri(j, i, n);
-      const Packet c = ei::pmul(ld(e + p * W), ld(u + j * W));
       const double* xj = x + (j * d + k0) * W;
-      for (int q = 0; q < K; ++q) acc[q] = ei::pmadd(c, ld(xj + q * W), acc[q]);
+      const Packet c0 = ld(ca + j * W), c1 = ld(cb + j * W);
+      for (int q = 0; q < K; ++q) {
+        const Packet v = ld(xj + q * W);
+        p[q] = ei::pmadd(c0, v, p[q]);
+        r[q] = ei::pmadd(c1, v, r[q]);
+      }
     }
-    const Packet zi = ld(z + i * W);
-    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pdiv(acc[q], zi));
+    const Packet za = ld(z + i * W), zb = ld(z + (i + 1) * W);
+    for (int q = 0; q < K; ++q) {
+      st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
+      st(a + ((i + 1) * d + k0 + q) * W, ei::pdiv(r[q], zb));
+    }
+  }
+  for (; i < n; ++i) {
+    Packet p[K];
+    for (int q = 0; q < K; ++q) p[q] = bc(0.0);
+    const double* ca = kf + (i * n) * W;
+    for (Index j = 0; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      const Packet c0 = ld(ca + j * W);
+      for (int q = 0; q < K; ++q) p[q] = ei::pmadd(c0, ld(xj + q * W), p[q]);
+    }
+    const Packet za = ld(z + i * W);
+    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
   }
 }
 
@@ -117,25 +168,28 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
        detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
   double* e = s.e.data();
   gram(x, n, d, e);
-  // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}, then z_i = u_i + sum_{j != i} K_ij u_j.
-  for (Index i = 0; i < n; ++i) st(s.z.data() + i * W, ld(s.u.data() + i * W));
+  // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}; kf = the full matrix K_ij u_j (K_ii = 1)
+  // and z_i = sum_j K_ij u_j.
+  double* kf = s.kf.data();
+  for (Index i = 0; i < n; ++i) st(kf + (i * n + i) * W, ld(s.u.data() + i * W));
   for (Index i = 0; i + 1 < n; ++i) {
     const Packet hi = ld(s.hb.data() + i * W), ui = ld(s.u.data() + i * W);
-    Packet zi = ld(s.z.data() + i * W);
-    double* row = e + tri(i, i + 1, n) * W;
+    const double* row = e + tri(i, i + 1, n) * W;
     for (Index j = i + 1; j < n; ++j) {
-      double* pe = row + (j - i - 1) * W;
-      const Packet arg = ei::psub(ei::pmul(beta, ld(pe)), ei::padd(hi, ld(s.hb.data() + j * W)));
+      const Packet arg = ei::psub(ei::pmul(beta, ld(row + (j - i - 1) * W)), ei::padd(hi, ld(s.hb.data() + j * W)));
       const Packet k = detail::simd_exp(arg);
-      st(pe, k);
-      zi = ei::pmadd(k, ld(s.u.data() + j * W), zi);
-      st(s.z.data() + j * W, ei::pmadd(k, ui, ld(s.z.data() + j * W)));
+      st(kf + (i * n + j) * W, ei::pmul(k, ld(s.u.data() + j * W)));
+      st(kf + (j * n + i) * W, ei::pmul(k, ui));
     }
+  }
+  for (Index i = 0; i < n; ++i) {  // row sums in the order j = 0, 1, ..., n - 1
+    Packet zi = bc(0.0);
+    for (Index j = 0; j < n; ++j) zi = ei::padd(zi, ld(kf + (i * n + j) * W));
     st(s.z.data() + i * W, zi);
   }
   Index k0 = 0;
-  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, e, s.u.data(), s.z.data(), a);
-  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, e, s.u.data(), s.z.data(), a);
+  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, kf, s.z.data(), a);
+  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, kf, s.z.data(), a);
   if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
     alignas(64) double hm[W];
     st(hm, hmax);
