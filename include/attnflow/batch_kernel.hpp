@@ -26,6 +26,7 @@ struct BatchAttentionInput {
   const double* x = nullptr;      // (n, d) per lane: the points (theta under a scheme)
   const double* log_w = nullptr;  // (n) per lane: log weights (-inf allowed)
   const double* beta = nullptr;   // per lane
+  const double* w = nullptr;      // (n) per lane: the weights (observables; null: e^{log_w})
   Index n = 0, d = 0;
 };
 

@@ -60,6 +60,7 @@ class Ensemble {
   std::vector<Flow> flows_;
   std::vector<Matrix> states_;
   std::vector<FlowState> flow_states_;
+  std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
   IntegratorOptions integrator_;
 
   void advance_batched(double t_end);

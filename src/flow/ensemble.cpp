@@ -66,7 +66,7 @@ void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& l
 // attention average, which comes from batch_attention_average for all lanes at once.
 class Block {
  public:
-  Block(const std::vector<Flow>& flows, Index s0, Index m)
+  Block(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
       : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()), cols_(flows[s0].state_cols()) {
     for (Index l = 0; l < w_; ++l) lane_.push_back(&flows[s0 + (l < m ? l : 0)]);
     beta_.resize(static_cast<std::size_t>(w_));
@@ -75,9 +75,8 @@ class Block {
       const FlowOptions& o = lane_[l]->options();
       beta_[static_cast<std::size_t>(l)] = o.beta;
       usa_ = usa_ || o.kind == FieldKind::usa;
-      for (Index i = 0; i < n_; ++i)
-        log_w_[static_cast<std::size_t>(i * w_ + l)] =
-            o.weights[i] > 0.0 ? std::log(o.weights[i]) : -std::numeric_limits<double>::infinity();
+      const Vector& lw = log_w[static_cast<std::size_t>(s0 + (l < m ? l : 0))];
+      for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = lw[i];
     }
   }
 
@@ -86,7 +85,7 @@ class Block {
     to_lanes(x, n_, d_, w_, xl_);
     al_.resize(xl_.size());
     lse_.resize(static_cast<std::size_t>(n_ * w_));
-    batch_attention_average({xl_.data(), log_w_.data(), beta_.data(), n_, d_}, al_.data(),
+    batch_attention_average({xl_.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, al_.data(),
                             usa_ ? lse_.data() : nullptr);
     if (!usa_) return;
     for (Index l = 0; l < w_; ++l) {
@@ -224,6 +223,10 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
     flows_.emplace_back(std::move(flows[s]), p.rows(), p.cols());
     states_.push_back(flows_.back().initial_state(p));
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
+    const Vector& w = flows_.back().options().weights;
+    Vector lw(w.size());
+    for (Index i = 0; i < w.size(); ++i) lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
+    log_w_.push_back(std::move(lw));
   }
 }
 
@@ -250,7 +253,7 @@ void Ensemble::advance_batched(double t_end) {
       for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
       return;
     }
-    Block block(flows_, s0, m);
+    Block block(flows_, log_w_, s0, m);
     Matrix x(w * n, states_[s0].cols());
     for (Index l = 0; l < w; ++l) x.middleRows(l * n, n) = states_[s0 + (l < m ? l : 0)];
     IntegratorState st = flow_states_[s0].integrator;
@@ -280,15 +283,17 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
     const Index s0 = b * w, m = std::min(w, size() - s0);
     Matrix x(w * n, d);
-    std::vector<double> beta(static_cast<std::size_t>(w)), log_w(static_cast<std::size_t>(n * w));
+    std::vector<double> beta(static_cast<std::size_t>(w)), log_w(static_cast<std::size_t>(n * w)),
+        wt(static_cast<std::size_t>(n * w));
     for (Index l = 0; l < w; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       x.middleRows(l * n, n) = states_[s];
       const FlowOptions& fo = flows_[s].options();
       beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
-      for (Index i = 0; i < n; ++i)
-        log_w[static_cast<std::size_t>(i * w + l)] =
-            fo.weights[i] > 0.0 ? std::log(fo.weights[i]) : -std::numeric_limits<double>::infinity();
+      for (Index i = 0; i < n; ++i) {
+        log_w[static_cast<std::size_t>(i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
+        wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
+      }
     }
     std::vector<double> xl;
     to_lanes(x, n, d, w, xl);
@@ -300,7 +305,7 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
       po.on_link = &LaneClusters::link;
       po.ctx = &lc;
     }
-    batch_pair_observables({xl.data(), log_w.data(), beta.data(), n, d}, options.delta, po);
+    batch_pair_observables({xl.data(), log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
     for (Index l = 0; l < m; ++l) {
       const Index s = s0 + l;
       const std::size_t k = static_cast<std::size_t>(l);
@@ -391,14 +396,18 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
   st.probs = probs;
   const std::vector<std::string> names = observable_names();
   std::vector<std::vector<double>> values(names.size());
+  std::vector<char> pair_based(names.size()), cluster_count(names.size());
+  for (size_t k = 0; k < names.size(); ++k) {
+    pair_based[k] = names[k] == "min_cosine" || names[k] == "clusters" || names[k] == "largest_cluster" ||
+                    names[k] == "clustered_pairs";
+    cluster_count[k] = names[k] == "clusters" || names[k] == "largest_cluster";
+  }
+  for (auto& v : values) v.reserve(per_system.size());
   for (const Observables& o : per_system) {
     const std::vector<double> v = observable_values(o);
     for (size_t k = 0; k < names.size(); ++k) {
-      const bool pair_based = names[k] == "min_cosine" || names[k] == "clusters" ||
-                              names[k] == "largest_cluster" || names[k] == "clustered_pairs";
-      if ((pair_based && !o.pairs_computed) || !std::isfinite(v[k])) continue;
-      const bool cluster_count = names[k] == "clusters" || names[k] == "largest_cluster";
-      if (cluster_count && o.clusters < 0) continue;  // not asked for
+      if ((pair_based[k] && !o.pairs_computed) || !std::isfinite(v[k])) continue;
+      if (cluster_count[k] && o.clusters < 0) continue;  // not asked for
       values[k].push_back(v[k]);
     }
   }
@@ -415,7 +424,7 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
         for (double x : values[k]) ss += (x - s.mean) * (x - s.mean);
         s.standard_error = std::sqrt(ss / static_cast<double>(s.count - 1) / static_cast<double>(s.count));
       }
-      std::sort(values[k].begin(), values[k].end());  // after the sum: the mean keeps system order
+      if (!probs.empty()) std::sort(values[k].begin(), values[k].end());  // after the sums: system order
       for (double p : probs) s.quantiles.push_back(quantile_sorted(values[k], p));
     }
     st.stats.push_back(std::move(s));

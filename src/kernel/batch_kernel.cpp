@@ -270,7 +270,7 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   if (out.order || out.mean_dir) {
     alignas(64) double o2[W] = {}, m2[W] = {};
     std::vector<double> wv(static_cast<std::size_t>(n * W));
-    for (Index i = 0; i < n * W; ++i) wv[static_cast<std::size_t>(i)] = std::exp(in.log_w[i]);
+    for (Index i = 0; i < n * W; ++i) wv[static_cast<std::size_t>(i)] = in.w ? in.w[i] : std::exp(in.log_w[i]);
     for (Index k = 0; k < d; ++k) {
       Packet so1 = bc(0.0), sm1 = bc(0.0);
       for (Index i = 0; i < n; ++i) {

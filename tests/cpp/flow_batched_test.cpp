@@ -195,7 +195,7 @@ TEST(FlowBatched, KernelMatchesDenseFormula) {
     }
   }
   std::vector<double> a(lanes.size()), lse(static_cast<std::size_t>(n * w));
-  batch_attention_average({lanes.data(), log_w.data(), beta.data(), n, d}, a.data(), lse.data());
+  batch_attention_average({lanes.data(), log_w.data(), beta.data(), nullptr, n, d}, a.data(), lse.data());
   for (Index l = 0; l < w; ++l) {
     const Matrix& x = xs[static_cast<std::size_t>(l)];
     const double b = beta[static_cast<std::size_t>(l)];
