@@ -113,3 +113,21 @@ def test_probability_agrees_within_sampling_error(run_cli, tmp_path, d, beta):
         tol = 4.5 * np.hypot(se[k], ref_se[k]) + 1e-3
         assert abs(mean[k] - ref_mean[k]) <= tol, (k, mean[k], ref_mean[k], tol)
     assert ref_mean[-1] > 0.05  # clustering under way: the comparison is not between zeros
+
+
+def test_python_flow_accepts_residual_and_takes_the_published_step():
+    import attnflow
+
+    rng = np.random.default_rng(3)
+    x0 = uniform_sphere(rng, 1, 16, 5)[0]
+    o = attnflow.FlowOptions()
+    o.beta = 3.0
+    flow = attnflow.Flow(o, 16, 5)
+    integ = attnflow.IntegratorOptions("residual", 0.1)
+    assert integ.method == attnflow.Method.residual
+    x = flow.advance(flow.initial_state(x0), flow.initial_flow_state(), 1.0, integ)
+    ref, _ = reference_curve(x0[None], 3.0, 0.1, 10, 1e-3)
+    assert np.allclose(flow.positions(x), ref[0], rtol=0, atol=1e-12)
+    euler = flow.advance(flow.initial_state(x0), flow.initial_flow_state(), 1.0,
+                         attnflow.IntegratorOptions("euler", 0.1))
+    assert np.abs(flow.positions(euler) - ref[0]).max() > 1e-4
