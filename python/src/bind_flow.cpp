@@ -300,7 +300,10 @@ void bind_ensemble(py::module_& m) {
       .def(py::init<std::vector<FlowOptions>, const std::vector<Matrix>&, IntegratorOptions>(),
            py::arg("flows"), py::arg("initial_points"), py::arg("integrator"))
       .def("advance", &Ensemble::advance, py::arg("t_end"), release_gil())
-      .def("observe", &Ensemble::observe, py::arg("options"), release_gil())
+      .def("observe", &Ensemble::observe, py::arg("options"), py::arg("clusters") = true, release_gil())
+      .def("batchable", &Ensemble::batchable)
+      .def_readwrite("batched", &Ensemble::batched)
+      .def_readwrite("batch_n", &Ensemble::batch_n)
       .def("size", &Ensemble::size)
       .def("flow", &Ensemble::flow, py::arg("s"), py::return_value_policy::reference_internal)
       .def("state", &Ensemble::state, py::arg("s"))
@@ -312,6 +315,7 @@ void bind_ensemble(py::module_& m) {
       .def_readonly("name", &ObservableStats::name)
       .def_readonly("count", &ObservableStats::count)
       .def_readonly("mean", &ObservableStats::mean)
+      .def_readonly("standard_error", &ObservableStats::standard_error)
       .def_readonly("quantiles", &ObservableStats::quantiles);
   py::class_<EnsembleStats>(m, "EnsembleStats")
       .def_readonly("probs", &EnsembleStats::probs)
