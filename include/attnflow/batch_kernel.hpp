@@ -35,6 +35,11 @@ struct BatchAttentionInput {
 // for USA). Work: n (n - 1) / 2 exponentials and 3 d n (n - 1) / 2 vector FMAs per W systems.
 void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse);
 
+// In lanes: a_i <- a_i - <x_i, a_i> x_i (the tangent projection, x_i unit), and
+// x_i <- x_i / |x_i| for |x_i| > 0 (the sphere retraction; zero rows stay).
+void batch_project_tangent(const double* x, double* a, Index n, Index d);
+void batch_normalize_rows(double* x, Index n, Index d);
+
 struct BatchPairObservables {
   double* log_energy = nullptr;  // per lane: log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>})
   double* min_cosine = nullptr;  // per lane: min over i < j of <x_i, x_j> / (|x_i| |x_j|)

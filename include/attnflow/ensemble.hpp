@@ -48,9 +48,12 @@ class Ensemble {
 
   Index size() const { return static_cast<Index>(flows_.size()); }
   const Flow& flow(Index s) const { return flows_[s]; }
-  const Matrix& state(Index s) const { return states_[s]; }
+  const Matrix& state(Index s) const {
+    sync();
+    return states_[s];
+  }
   const FlowState& flow_state(Index s) const { return flow_states_[s]; }
-  Matrix positions(Index s) const { return flows_[s].positions(states_[s]); }
+  Matrix positions(Index s) const { return flows_[s].positions(state(s)); }
   // For resuming from a checkpoint: replaces system s's state and FlowState.
   void set_state(Index s, Matrix state, const FlowState& st);
 
@@ -58,7 +61,13 @@ class Ensemble {
 
  private:
   std::vector<Flow> flows_;
-  std::vector<Matrix> states_;
+  // The batched path on the sphere keeps each block's state in the lanes layout between
+  // advance() calls (lanes_, one (n d, W) matrix per block); states_ is refreshed from it on
+  // access (sync), so per-system storage costs no transposition per observation.
+  mutable std::vector<Matrix> states_;
+  mutable std::vector<Matrix> lanes_;
+  mutable bool states_stale_ = false;
+  void sync() const;
   std::vector<FlowState> flow_states_;
   std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
   IntegratorOptions integrator_;

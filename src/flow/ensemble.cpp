@@ -166,6 +166,84 @@ class Block {
   std::vector<double> beta_, log_w_, xl_, al_, lse_;
 };
 
+// The plain flow on the sphere (scheme none) with the state kept in the lanes layout of
+// batch_kernel.hpp as a (n d, W) row-major matrix: the integrators' linear combinations are
+// elementwise, so only the field, the layer and the retraction need to know the layout, and
+// no transposition happens between steps.
+class LaneBlock {
+ public:
+  LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
+      : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()) {
+    beta_.resize(static_cast<std::size_t>(w_));
+    log_w_.resize(static_cast<std::size_t>(n_ * w_));
+    for (Index l = 0; l < w_; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      lane_.push_back(&flows[s].options());
+      beta_[static_cast<std::size_t>(l)] = flows[s].options().beta;
+      usa_ = usa_ || flows[s].options().kind == FieldKind::usa;
+      for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = log_w[static_cast<std::size_t>(s)][i];
+    }
+  }
+  // The unprojected average of x (lanes) into a (lanes), USA scaled.
+  void average(const Matrix& x, Matrix& a) {
+    a.resize(x.rows(), x.cols());
+    lse_.resize(static_cast<std::size_t>(n_ * w_));
+    batch_attention_average({x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, a.data(),
+                            usa_ ? lse_.data() : nullptr);
+    if (!usa_) return;
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = *lane_[l];
+      if (o.kind != FieldKind::usa) continue;
+      for (Index i = 0; i < n_; ++i) {
+        const double lse = lse_[static_cast<std::size_t>(i * w_ + l)];
+        const double arg = lse - o.usa_log_shift;
+        if (arg > kMaxExpArg)
+          throw std::runtime_error(fmt::format(
+              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
+              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+              i, lse, o.beta));
+        const double f = std::exp(arg);
+        for (Index k = 0; k < d_; ++k) a(i * d_ + k, l) *= f;
+      }
+    }
+  }
+  Ode ode() {
+    return Ode{[this](double, const Matrix& x, Matrix& dx) {
+                 average(x, dx);
+                 batch_project_tangent(x.data(), dx.data(), n_, d_);
+               },
+               [this](Matrix& x) { batch_normalize_rows(x.data(), n_, d_); },
+               [this](double, double h, Matrix& x) {
+                 average(x, a_);
+                 x += h * a_;
+                 batch_normalize_rows(x.data(), n_, d_);
+               }};
+  }
+  // Rows of system states (n, d) to and from the lanes matrix.
+  void gather(const std::vector<Matrix>& states, Index s0, Index m, Matrix& x) const {
+    x.resize(n_ * d_, w_);
+    for (Index l = 0; l < w_; ++l) {
+      const Matrix& st = states[static_cast<std::size_t>(s0 + (l < m ? l : 0))];
+      for (Index i = 0; i < n_; ++i)
+        for (Index k = 0; k < d_; ++k) x(i * d_ + k, l) = st(i, k);
+    }
+  }
+  void scatter(const Matrix& x, Index s0, Index m, std::vector<Matrix>& states) const {
+    for (Index l = 0; l < m; ++l) {
+      Matrix& st = states[static_cast<std::size_t>(s0 + l)];
+      for (Index i = 0; i < n_; ++i)
+        for (Index k = 0; k < d_; ++k) st(i, k) = x(i * d_ + k, l);
+    }
+  }
+
+ private:
+  Index w_, n_, d_;
+  bool usa_ = false;
+  std::vector<const FlowOptions*> lane_;
+  std::vector<double> beta_, log_w_, lse_;
+  Matrix a_;
+};
+
 bool same_grid(const IntegratorState& a, const IntegratorState& b) {
   return a.t == b.t && a.grid_origin == b.grid_origin && a.grid_steps == b.grid_steps;
 }
@@ -245,18 +323,40 @@ bool Ensemble::batchable() const {
 void Ensemble::advance_batched(double t_end) {
   const Index w = batch_width(), n = flows_[0].n();
   const Index blocks = (size() + w - 1) / w;
+  bool plain_sphere = true;
+  for (const Flow& f : flows_) plain_sphere = plain_sphere && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+  if (plain_sphere) {
+    lanes_.resize(static_cast<std::size_t>(blocks));
+    states_stale_ = true;  // from here on the lanes hold the state
+  } else {
+    sync();
+  }
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
     const Index s0 = b * w, m = std::min(w, size() - s0);
     bool same = true;  // one integrator state per block: the systems must share the time grid
     for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
     if (!same) {
+      Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
+      if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
+        LaneBlock(flows_, log_w_, s0, m).scatter(x, s0, m, states_);
+        x.resize(0, 0);
+      }
       for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
+      if (plain_sphere) LaneBlock(flows_, log_w_, s0, m).gather(states_, s0, m, x);
+      return;
+    }
+    IntegratorState st = flow_states_[s0].integrator;
+    if (plain_sphere) {  // the state stays in lanes between steps and between calls
+      LaneBlock block(flows_, log_w_, s0, m);
+      Matrix& x = lanes_[static_cast<std::size_t>(b)];
+      if (x.size() == 0) block.gather(states_, s0, m, x);
+      attnflow::advance(block.ode(), x, st, t_end, integrator_);
+      for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
       return;
     }
     Block block(flows_, log_w_, s0, m);
     Matrix x(w * n, states_[s0].cols());
     for (Index l = 0; l < w; ++l) x.middleRows(l * n, n) = states_[s0 + (l < m ? l : 0)];
-    IntegratorState st = flow_states_[s0].integrator;
     attnflow::advance(block.ode(), x, st, t_end, integrator_);
     for (Index l = 0; l < m; ++l) {
       states_[s0 + l] = x.middleRows(l * n, n);
@@ -267,6 +367,8 @@ void Ensemble::advance_batched(double t_end) {
 
 void Ensemble::advance(double t_end) {
   if (batched && batchable()) return advance_batched(t_end);
+  sync();
+  lanes_.clear();
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
   const bool parallel = num_threads() > 1 && size() >= num_threads() && largest <= parallel_n;
@@ -282,12 +384,18 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
     const Index s0 = b * w, m = std::min(w, size() - s0);
-    Matrix x(w * n, d);
+    std::vector<double> xl;
+    const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+    if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
     std::vector<double> beta(static_cast<std::size_t>(w)), log_w(static_cast<std::size_t>(n * w)),
         wt(static_cast<std::size_t>(n * w));
     for (Index l = 0; l < w; ++l) {
       const Index s = s0 + (l < m ? l : 0);
-      x.middleRows(l * n, n) = states_[s];
+      if (!in_lanes) {
+        const Matrix& st = states_[s];
+        for (Index i = 0; i < n; ++i)
+          for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>((i * d + k) * w + l)] = st(i, k);
+      }
       const FlowOptions& fo = flows_[s].options();
       beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
       for (Index i = 0; i < n; ++i) {
@@ -295,8 +403,8 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
         wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
       }
     }
-    std::vector<double> xl;
-    to_lanes(x, n, d, w, xl);
+    // The lanes matrix (n d, W) of the block is the kernel's layout already.
+    const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
     std::vector<double> le(static_cast<std::size_t>(w)), mc(le.size()), cl(le.size()), order(le.size()),
         dir(le.size());
     LaneClusters lc(clusters ? w : 0, n);
@@ -305,7 +413,7 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
       po.on_link = &LaneClusters::link;
       po.ctx = &lc;
     }
-    batch_pair_observables({xl.data(), log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
+    batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
     for (Index l = 0; l < m; ++l) {
       const Index s = s0 + l;
       const std::size_t k = static_cast<std::size_t>(l);
@@ -341,6 +449,7 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
     for (const Flow& f : flows_) plain = plain && f.options().scheme.scheme == Scheme::none && f.options().sphere;
     if (plain) return observe_batched(options, clusters);
   }
+  sync();  // before the threads: positions() must not refresh states_ concurrently
   std::vector<Observables> out(static_cast<size_t>(size()));
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
@@ -359,7 +468,20 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
   return out;
 }
 
+void Ensemble::sync() const {
+  if (!states_stale_) return;
+  const Index w = batch_width();
+  for (std::size_t b = 0; b < lanes_.size(); ++b) {
+    if (lanes_[b].size() == 0) continue;
+    const Index s0 = static_cast<Index>(b) * w, m = std::min(w, size() - s0);
+    LaneBlock(flows_, log_w_, s0, m).scatter(lanes_[b], s0, m, states_);
+  }
+  states_stale_ = false;
+}
+
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
+  sync();
+  lanes_.clear();  // the lanes are gathered again from states_ at the next advance
   require(s >= 0 && s < size(), kCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())

@@ -201,6 +201,34 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
   }
 }
 
+void batch_project_tangent(const double* x, double* a, Index n, Index d) {
+  for (Index i = 0; i < n; ++i) {
+    Packet dot = bc(0.0);
+    for (Index k = 0; k < d; ++k) dot = ei::pmadd(ld(x + (i * d + k) * W), ld(a + (i * d + k) * W), dot);
+    for (Index k = 0; k < d; ++k) {
+      double* pa = a + (i * d + k) * W;
+      st(pa, ei::psub(ld(pa), ei::pmul(dot, ld(x + (i * d + k) * W))));
+    }
+  }
+}
+
+void batch_normalize_rows(double* x, Index n, Index d) {
+  for (Index i = 0; i < n; ++i) {
+    Packet s = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      s = ei::pmadd(v, v, s);
+    }
+    const Packet r = ei::psqrt(s);
+    // Zero rows stay as they are (divide by 1 there).
+    const Packet div = ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0));
+    for (Index k = 0; k < d; ++k) {
+      double* px = x + (i * d + k) * W;
+      st(px, ei::pdiv(ld(px), div));
+    }
+  }
+}
+
 void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out) {
   const Index n = in.n, d = in.d;
   const double* x = in.x;

@@ -165,7 +165,9 @@ TEST(FlowBatched, FusedObservablesMatchObserve) {
   const EnsembleStats st = summarize(no_clusters, {0.5});
   const auto names = observable_names();
   for (std::size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == "clusters" || names[i] == "largest_cluster") EXPECT_EQ(st.stats[i].count, 0);
+    if (names[i] == "clusters" || names[i] == "largest_cluster") {
+      EXPECT_EQ(st.stats[i].count, 0);
+    }
     if (names[i] != "clustered_pairs") continue;
     double m = 0, ss = 0;
     for (const auto& o : no_clusters) m += o.clustered_pairs;
