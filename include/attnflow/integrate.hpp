@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "attnflow/types.hpp"
 
@@ -26,6 +27,9 @@ using Retraction = std::function<void(Matrix& x)>;
 using LayerStep = std::function<void(double t, double h, Matrix& x)>;
 
 struct Ode {
+  Ode() = default;
+  Ode(Field f, Retraction r = {}, LayerStep l = {})
+      : field(std::move(f)), retract(std::move(r)), layer(std::move(l)) {}
   Field field;
   Retraction retract;
   LayerStep layer;  // empty: Method::residual takes the euler step

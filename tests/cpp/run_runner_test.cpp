@@ -158,7 +158,9 @@ TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
 void expect_same_outputs(const std::string& a, const std::string& b) {
   for (const char* f : {"config.toml", "observables.csv", "final.npy"})
     EXPECT_TRUE(same_file(a + "/" + f, b + "/" + f)) << f;
-  if (fs::exists(a + "/ensemble.csv")) EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
+  if (fs::exists(a + "/ensemble.csv")) {
+    EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
+  }
   for (const auto& e : fs::directory_iterator(a + "/snapshots"))
     EXPECT_TRUE(same_file(e.path().string(), b + "/snapshots/" + e.path().filename().string())) << e.path();
   auto ja = nlohmann::json::parse(read_file(a + "/summary.json"));
