@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Side-by-side benchmark of the SA flow: attnflow's Euler step (one streaming kernel pass)
-vs the dense NumPy step of the published code (exp(beta X X^T), row-normalize, multiply,
+vs the dense NumPy Euler step (the published code's dense computation: exp(beta X X^T), row-normalize, multiply;
 project, Euler, renormalize), in one run on one machine, plus the n = 1e5 large run.
 
 Usage: bench/flow_compare.py [BUILD_DIR] [--threads 2] [--skip-large]

@@ -10,6 +10,7 @@ run() { echo "== $*"; "$py" "$@"; }
 run "$here/attention_compare.py" "$build"
 if [ "${QUICK:-0}" = 1 ]; then run "$here/flow_compare.py" "$build" --skip-large
 else run "$here/flow_compare.py" "$build"; fi
+run "$here/ensemble_compare.py" "$build"
 run "$here/ot_compare.py" "$build"
 run "$here/icl_compare.py" "$build"
 run "$here/model_compare.py" "$build"

@@ -130,6 +130,34 @@ def metastability():
     save(fig, "metastability")
 
 
+def phase_diagram():
+    """As in the paper: P over (t, beta), one panel per d, pcolormesh with the equiangular
+    curve t_eq(beta) (the time the rho0 = 0 equiangular ODE reaches 1 - delta)."""
+    table = rows(ROOT / "phase_diagram/results.csv")
+    curve = rows(ROOT / "phase_diagram/curve.csv")
+    dims = sorted({int(r["d"]) for r in table})
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.6 * len(dims) + 1, 3.8), squeeze=False,
+                             constrained_layout=True)
+    cb, ct = col(curve, "beta"), col(curve, "t_equiangular")
+    for ax, d in zip(axes[0], dims):
+        rs = [r for r in table if int(r["d"]) == d]
+        beta, t, p = col(rs, "beta"), col(rs, "t"), col(rs, "p_clustered")
+        bs, ts = np.unique(beta), np.unique(t)
+        grid = np.full((len(bs), len(ts)), np.nan)
+        grid[np.searchsorted(bs, beta), np.searchsorted(ts, t)] = p
+        im = ax.pcolormesh(ts, bs, grid, shading="nearest", vmin=0, vmax=1, cmap="magma")
+        ok = np.isfinite(ct) & (ct <= ts.max())
+        ax.plot(ct[ok], cb[ok], color="cyan", lw=1.5, label="equiangular (rho0 = 0)")
+        ax.set(xlabel="t", ylabel="beta", title=f"d = {d}", xlim=(ts.min(), ts.max()), ylim=(bs.min(), bs.max()))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.colorbar(im, ax=axes[0].tolist(), label="P(<x_i, x_j> > 1 - delta)")
+    path = ROOT / "phase_diagram" / "phase_diagram.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print("wrote", path)
+    link_figure("phase_diagram")
+
+
 if __name__ == "__main__":
-    for f in (equiangular, schemes, long_context, cluster_count, metastability):
+    for f in (equiangular, schemes, long_context, cluster_count, metastability, phase_diagram):
         f()

@@ -116,6 +116,11 @@ class Flow {
   // dstate/dt at (t, state) into dxdt (sized like state). One kernel pass per head. Not for
   // concurrent calls on one Flow (it counts diagnostics); use one Flow per system.
   void field(double t, const Matrix& state, Matrix& dxdt) const;
+  // One residual layer of step h at time t, in place (Method::residual): under a scheme its
+  // layer map (scheme.hpp); otherwise x <- R(x + h F(x)) with F the field before the tangent
+  // projection (on the sphere: normalize(x + h A(x)), the published code's step; off the
+  // sphere and for kuramoto angles it equals the euler step).
+  void layer(double t, double h, Matrix& state) const;
   // Rows onto the sphere (sphere flows, theta of schemes); no-op otherwise.
   void retract(Matrix& state) const;
   // The field and retraction as an Ode for attnflow::advance. The Ode refers to this Flow:
@@ -143,7 +148,8 @@ class Flow {
 
  private:
   void attention_average(const Matrix& x, Matrix& a) const;  // sa/usa/sinkhorn, unprojected
-  void plain_field(double t, const Matrix& x, Matrix& dx) const;
+  void plain_field(double t, const Matrix& x, Matrix& dx, bool project = true) const;
+  void check_shape(const Matrix& state) const;
 
   FlowOptions options_;
   Index n_, d_;

@@ -1,7 +1,10 @@
 // ODE integrators for particle flows and theory ODEs (SPEC.md section 5): dx/dt = F(t, x)
 // with x a matrix (one row per particle, or one row for a scalar ODE), followed after every
 // step by an optional retraction (e.g. renormalizing rows onto the sphere).
-//   euler : x <- R(x + dt F(t, x))            (= a residual layer of step dt)
+//   euler   : x <- R(x + dt F(t, x))          (F the tangent field: a projected step, retracted)
+//   residual: x <- the ODE's layer map, e.g. normalize(x + dt A(x)) with no tangent projection
+//             (the published phase-diagram code, a post-LN residual block); same flow as
+//             dt -> 0, differs from euler at first order in dt. ODEs without a layer map: euler
 //   rk4   : classical Runge-Kutta 4, then R
 //   dopri5: adaptive Dormand-Prince 5(4) with rtol/atol, then R
 // Integrators know nothing of attention: a field is a function of the state.
@@ -10,6 +13,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "attnflow/types.hpp"
 
@@ -19,19 +23,25 @@ namespace attnflow {
 using Field = std::function<void(double t, const Matrix& x, Matrix& dxdt)>;
 // Maps a state back onto its manifold in place (rows to the sphere, ...). May be empty.
 using Retraction = std::function<void(Matrix& x)>;
+// One residual layer of step h at time t, in place, retraction included (Method::residual).
+using LayerStep = std::function<void(double t, double h, Matrix& x)>;
 
 struct Ode {
+  Ode() = default;
+  Ode(Field f, Retraction r = {}, LayerStep l = {})
+      : field(std::move(f)), retract(std::move(r)), layer(std::move(l)) {}
   Field field;
   Retraction retract;
+  LayerStep layer;  // empty: Method::residual takes the euler step
 };
 
-enum class Method { euler, rk4, dopri5 };
+enum class Method { euler, rk4, dopri5, residual };
 Method parse_method(std::string_view name, std::string_view context = "integrate");
 std::string to_string(Method m);
 
 struct IntegratorOptions {
   Method method = Method::rk4;
-  double dt = 0.01;     // fixed step (euler, rk4); first trial step (dopri5)
+  double dt = 0.01;     // fixed step (euler, residual, rk4); first trial step (dopri5)
   double rtol = 1e-6;   // dopri5 relative tolerance
   double atol = 1e-9;   // dopri5 absolute tolerance
   double dt_min = 1e-14;
@@ -59,7 +69,8 @@ struct IntegratorState {
 void advance(const Ode& ode, Matrix& x, IntegratorState& state, double t_end,
              const IntegratorOptions& options);
 
-// One step of size h from (t, x) with a fixed-step method (euler or rk4), retraction included.
+// One step of size h from (t, x) with a fixed-step method (euler, residual or rk4), retraction
+// included.
 void fixed_step(const Ode& ode, Matrix& x, double t, double h, Method method);
 
 }  // namespace attnflow

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "attnflow/config.hpp"
 #include "attnflow/integrate.hpp"
@@ -23,6 +24,7 @@ struct RunConfig {
   std::string file;                     // init = "file": (n, d) .npy or (systems, n, d)
   std::uint64_t seed = 0;
   Index systems = 1;  // independent systems (system k uses Rng stream k of the seed)
+  bool batched = true;  // ensembles: the batched small-system path where it applies (ensemble.hpp)
 
   // [model]
   std::string kind = "sa";  // sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
@@ -55,6 +57,9 @@ struct RunConfig {
   double every = 1.0;   // observation interval (times k * every, plus t_end)
   double delta = 1e-2;  // clusters: components of <x_i, x_j> > 1 - delta
   Index pair_limit = 20000;  // above this n the O(n^2) pair observables are skipped (0 = never)
+  bool clusters = true;      // cluster counts (union-find); false: -1
+  bool per_system = true;    // ensembles: per-system rows in observables.csv
+  std::vector<double> quantiles{0.1, 0.5, 0.9};  // ensembles: quantiles in ensemble.csv
 
   // [output]
   bool snapshots = true;

@@ -2,7 +2,10 @@
 // sample the initial measure of each system, advance the flow of SPEC.md section 5 to
 // t_end, observe at t = k * every (and t_end), and write the output directory:
 //   config.toml       the resolved configuration
-//   observables.csv   one row per observation time and system (streamed, flushed per row)
+//   observables.csv   one row per observation time and system (streamed, flushed per row);
+//                     ensembles with [observe] per_system = false: the header only
+//   ensemble.csv      ensembles (systems > 1): per time, count / mean / stderr / quantiles of
+//                     every observable across systems (columns t, statistic, observables)
 //   snapshots/snap_KKKKKK.npy   positions at observation K: (n, d) or (systems, n, d)
 //   final.npy         final positions, same shapes
 //   summary.json      "kind": "run", status, timing, final observables

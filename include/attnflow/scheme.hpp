@@ -4,6 +4,15 @@
 //   mix-LN   post-LN for t < tau, then pre-LN  peri-LN P A / (r |A|)  <theta, A> / |A|
 //   nGPT     alpha P A / |A|      0           sqrt    P A / sqrt(t + 1)    0
 // (P = P_theta.) A scheme wraps any average field; the state is (n, d + 1) = [theta | r].
+// Each scheme is also the layer map it describes (Method::residual, one layer of step h):
+//   post-LN  theta <- N(theta + h A)                     r unchanged
+//   pre-LN   y = r theta + h A, theta <- N(y), r <- |y|  (x <- x + h Attn(LN x))
+//   mix-LN   post-LN for t < tau, then pre-LN
+//   peri-LN  y = r theta + h A / |A|, theta <- N(y), r <- |y|  (x <- x + h LN(Attn(LN x)))
+//   nGPT     theta <- N(theta + alpha h (A / |A| - theta))  r unchanged (h_A = N(A))
+//   sqrt     theta <- N(theta + h A / sqrt(t + 1))      r unchanged
+// (N = normalize; rows with |A| = 0 stay put under peri-LN and nGPT.) Each map's first-order
+// expansion in h is the rate above, so it converges to the same flow as dt -> 0.
 #pragma once
 
 #include <functional>
@@ -39,9 +48,12 @@ void scheme_rates(const SchemeOptions& options, double t, const Matrix& theta, c
 // The scheme's field on the state [theta | r] (n, d + 1) into dxdt (same shape).
 void scheme_field(const SchemeOptions& options, const AverageField& average, double t,
                   const Matrix& state, Matrix& dxdt);
+// One residual layer of step h at time t on the state [theta | r] (n, d + 1), in place.
+void scheme_layer(const SchemeOptions& options, const AverageField& average, double t, double h,
+                  Matrix& state);
 // Renormalizes the theta columns of [theta | r] (the retraction of every scheme).
 void scheme_retract(Matrix& state);
-// The Ode on the state [theta | r] (n, d + 1): scheme_field and scheme_retract.
+// The Ode on the state [theta | r] (n, d + 1): scheme_field, scheme_retract, scheme_layer.
 Ode scheme_ode(AverageField average, const SchemeOptions& options);
 // Points x (n, d) -> [x / |x| | |x|]; zero rows are rejected naming "flow: initial state".
 Matrix scheme_state(const Matrix& x);

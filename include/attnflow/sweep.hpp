@@ -3,7 +3,10 @@
 // The grid is the Cartesian product (axes in the user's order: the order of the file, then of
 // the --set overrides that add axes; the last varying fastest); each point
 // is an ordinary run (runner.hpp) in DIR/points/point_NNNNNN, points run in parallel, and
-// DIR/sweep.csv is one tidy table: point, the grid keys, then observables.csv's columns.
+// DIR/sweep.csv is one tidy table: point, the grid keys, then observables.csv's columns
+// (ensemble points also give DIR/sweep_ensemble.csv: point, keys, then ensemble.csv's). A sweep
+// over model.beta of ensembles runs as one job: points run in parallel, each point's systems
+// on the batched path (ensemble.hpp), with [observe] per_system = false for compact output.
 // Resumable: finished points are skipped, a half-done point continues from its checkpoint.
 #pragma once
 

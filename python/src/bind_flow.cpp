@@ -26,8 +26,9 @@ Field python_field(py::function f) {
 }
 
 void bind_integrate(py::module_& m) {
-  py::enum_<Method> me(m, "Method", "euler | rk4 | dopri5");
-  me.value("euler", Method::euler).value("rk4", Method::rk4).value("dopri5", Method::dopri5);
+  py::enum_<Method> me(m, "Method", "euler | rk4 | dopri5 | residual");
+  me.value("euler", Method::euler).value("rk4", Method::rk4).value("dopri5", Method::dopri5)
+      .value("residual", Method::residual);
   accept_names(me, [](const std::string& s) { return parse_method(s); });
   m.def("parse_method", &parse_method, py::arg("name"), py::arg("context") = "integrate");
   py::class_<IntegratorOptions>(m, "IntegratorOptions")
@@ -302,7 +303,10 @@ void bind_ensemble(py::module_& m) {
       .def(py::init<std::vector<FlowOptions>, const std::vector<Matrix>&, IntegratorOptions>(),
            py::arg("flows"), py::arg("initial_points"), py::arg("integrator"))
       .def("advance", &Ensemble::advance, py::arg("t_end"), release_gil())
-      .def("observe", &Ensemble::observe, py::arg("options"), release_gil())
+      .def("observe", &Ensemble::observe, py::arg("options"), py::arg("clusters") = true, release_gil())
+      .def("batchable", &Ensemble::batchable)
+      .def_readwrite("batched", &Ensemble::batched)
+      .def_readwrite("batch_n", &Ensemble::batch_n)
       .def("size", &Ensemble::size)
       .def("flow", &Ensemble::flow, py::arg("s"), py::return_value_policy::reference_internal)
       .def("state", &Ensemble::state, py::arg("s"))
@@ -314,6 +318,7 @@ void bind_ensemble(py::module_& m) {
       .def_readonly("name", &ObservableStats::name)
       .def_readonly("count", &ObservableStats::count)
       .def_readonly("mean", &ObservableStats::mean)
+      .def_readonly("standard_error", &ObservableStats::standard_error)
       .def_readonly("quantiles", &ObservableStats::quantiles);
   py::class_<EnsembleStats>(m, "EnsembleStats")
       .def_readonly("probs", &EnsembleStats::probs)

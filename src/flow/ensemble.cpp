@@ -5,9 +5,15 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <limits>
+#include <stdexcept>
 
+#include <numeric>
+
+#include "attnflow/batch_kernel.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/parallel.hpp"
+#include "attnflow/scheme.hpp"
 
 namespace attnflow {
 
@@ -37,6 +43,249 @@ void for_systems(Index count, bool parallel, Body body) {
     if (e) std::rethrow_exception(e);
 }
 
+
+bool identity_head(const FlowOptions& o) {
+  if (o.heads.size() > 1) return false;
+  return o.heads.empty() || (o.heads[0].q.size() == 0 && o.heads[0].k.size() == 0 && o.heads[0].v.size() == 0);
+}
+
+// Largest argument whose exp is a finite double (as in flow.cpp).
+constexpr double kMaxExpArg = 709.78;
+
+// Lanes layout of batch_kernel.hpp from / to row blocks of a (W n, cols) matrix.
+void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& lanes) {
+  lanes.resize(static_cast<std::size_t>(n * d * w));
+  for (Index l = 0; l < w; ++l)
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>((i * d + k) * w + l)] = x(l * n + i, k);
+}
+
+// A block of up to W systems s0 .. s0 + m - 1 as one integrator state (W n, cols): lane l
+// holds rows [l n, (l + 1) n); lanes m .. W - 1 repeat system s0 (their results are dropped).
+// Fields, layers and retractions are the per-system ones (Flow, scheme.hpp) except the
+// attention average, which comes from batch_attention_average for all lanes at once.
+class Block {
+ public:
+  Block(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
+      : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()), cols_(flows[s0].state_cols()) {
+    for (Index l = 0; l < w_; ++l) lane_.push_back(&flows[s0 + (l < m ? l : 0)]);
+    beta_.resize(static_cast<std::size_t>(w_));
+    log_w_.resize(static_cast<std::size_t>(n_ * w_));
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = lane_[l]->options();
+      beta_[static_cast<std::size_t>(l)] = o.beta;
+      usa_ = usa_ || o.kind == FieldKind::usa;
+      const Vector& lw = log_w[static_cast<std::size_t>(s0 + (l < m ? l : 0))];
+      for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = lw[i];
+    }
+  }
+
+  // a_ (lanes) = the unprojected attention average of the theta columns of x, USA scaled.
+  void average(const Matrix& x) {
+    to_lanes(x, n_, d_, w_, xl_);
+    al_.resize(xl_.size());
+    lse_.resize(static_cast<std::size_t>(n_ * w_));
+    batch_attention_average({xl_.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, al_.data(),
+                            usa_ ? lse_.data() : nullptr);
+    if (!usa_) return;
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = lane_[l]->options();
+      if (o.kind != FieldKind::usa) continue;
+      for (Index i = 0; i < n_; ++i) {
+        const double lse = lse_[static_cast<std::size_t>(i * w_ + l)];
+        const double arg = lse - o.usa_log_shift;
+        if (arg > kMaxExpArg)
+          throw std::runtime_error(fmt::format(
+              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
+              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+              i, lse, o.beta));
+        const double f = std::exp(arg);
+        for (Index k = 0; k < d_; ++k) al_[static_cast<std::size_t>((i * d_ + k) * w_ + l)] *= f;
+      }
+    }
+  }
+  Matrix lane_average(Index l) const {
+    Matrix a(n_, d_);
+    for (Index i = 0; i < n_; ++i)
+      for (Index k = 0; k < d_; ++k) a(i, k) = al_[static_cast<std::size_t>((i * d_ + k) * w_ + l)];
+    return a;
+  }
+
+  void field(double t, const Matrix& x, Matrix& dx) {
+    average(x);
+    dx.resize(x.rows(), x.cols());
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = lane_[l]->options();
+      Matrix a = lane_average(l);
+      if (o.scheme.scheme == Scheme::none) {
+        if (o.sphere) project_tangent(Matrix(x.middleRows(l * n_, n_)), a);
+        dx.middleRows(l * n_, n_) = a;
+      } else {
+        const Matrix theta = x.block(l * n_, 0, n_, d_);
+        const Vector r = x.block(l * n_, d_, n_, 1);
+        Matrix dtheta;
+        Vector dr;
+        scheme_rates(o.scheme, t, theta, r, a, dtheta, dr);
+        dx.block(l * n_, 0, n_, d_) = dtheta;
+        dx.block(l * n_, d_, n_, 1) = dr;
+      }
+    }
+  }
+  void layer(double t, double h, Matrix& x) {
+    average(x);
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = lane_[l]->options();
+      const Matrix a = lane_average(l);
+      Matrix xl = x.middleRows(l * n_, n_);
+      if (o.scheme.scheme == Scheme::none) {
+        xl += h * a;
+        lane_[l]->retract(xl);
+      } else {
+        scheme_layer(o.scheme, [&a](double, const Matrix&, Matrix& out) { out = a; }, t, h, xl);
+      }
+      x.middleRows(l * n_, n_) = xl;
+    }
+  }
+  void retract(Matrix& x) const {
+    for (Index l = 0; l < w_; ++l) {
+      Matrix xl = x.middleRows(l * n_, n_);
+      lane_[l]->retract(xl);
+      x.middleRows(l * n_, n_) = xl;
+    }
+  }
+  Ode ode() {
+    return Ode{[this](double t, const Matrix& x, Matrix& dx) { field(t, x, dx); },
+               [this](Matrix& x) { retract(x); },
+               [this](double t, double h, Matrix& x) { layer(t, h, x); }};
+  }
+
+ private:
+  Index w_, n_, d_, cols_;
+  bool usa_ = false;
+  std::vector<const Flow*> lane_;
+  std::vector<double> beta_, log_w_, xl_, al_, lse_;
+};
+
+// The plain flow on the sphere (scheme none) with the state kept in the lanes layout of
+// batch_kernel.hpp as a (n d, W) row-major matrix: the integrators' linear combinations are
+// elementwise, so only the field, the layer and the retraction need to know the layout, and
+// no transposition happens between steps.
+class LaneBlock {
+ public:
+  LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
+      : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()) {
+    beta_.resize(static_cast<std::size_t>(w_));
+    log_w_.resize(static_cast<std::size_t>(n_ * w_));
+    for (Index l = 0; l < w_; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      lane_.push_back(&flows[s].options());
+      beta_[static_cast<std::size_t>(l)] = flows[s].options().beta;
+      usa_ = usa_ || flows[s].options().kind == FieldKind::usa;
+      for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = log_w[static_cast<std::size_t>(s)][i];
+    }
+  }
+  // The unprojected average of x (lanes) into a (lanes), USA scaled.
+  void average(const Matrix& x, Matrix& a) {
+    a.resize(x.rows(), x.cols());
+    lse_.resize(static_cast<std::size_t>(n_ * w_));
+    batch_attention_average({x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, a.data(),
+                            usa_ ? lse_.data() : nullptr);
+    if (!usa_) return;
+    for (Index l = 0; l < w_; ++l) {
+      const FlowOptions& o = *lane_[l];
+      if (o.kind != FieldKind::usa) continue;
+      for (Index i = 0; i < n_; ++i) {
+        const double lse = lse_[static_cast<std::size_t>(i * w_ + l)];
+        const double arg = lse - o.usa_log_shift;
+        if (arg > kMaxExpArg)
+          throw std::runtime_error(fmt::format(
+              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
+              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+              i, lse, o.beta));
+        const double f = std::exp(arg);
+        for (Index k = 0; k < d_; ++k) a(i * d_ + k, l) *= f;
+      }
+    }
+  }
+  Ode ode() {
+    return Ode{[this](double, const Matrix& x, Matrix& dx) {
+                 average(x, dx);
+                 batch_project_tangent(x.data(), dx.data(), n_, d_);
+               },
+               [this](Matrix& x) { batch_normalize_rows(x.data(), n_, d_); },
+               [this](double, double h, Matrix& x) {
+                 average(x, a_);
+                 x += h * a_;
+                 batch_normalize_rows(x.data(), n_, d_);
+               }};
+  }
+  // Rows of system states (n, d) to and from the lanes matrix.
+  void gather(const std::vector<Matrix>& states, Index s0, Index m, Matrix& x) const {
+    x.resize(n_ * d_, w_);
+    for (Index l = 0; l < w_; ++l) {
+      const Matrix& st = states[static_cast<std::size_t>(s0 + (l < m ? l : 0))];
+      for (Index i = 0; i < n_; ++i)
+        for (Index k = 0; k < d_; ++k) x(i * d_ + k, l) = st(i, k);
+    }
+  }
+  void scatter(const Matrix& x, Index s0, Index m, std::vector<Matrix>& states) const {
+    for (Index l = 0; l < m; ++l) {
+      Matrix& st = states[static_cast<std::size_t>(s0 + l)];
+      for (Index i = 0; i < n_; ++i)
+        for (Index k = 0; k < d_; ++k) st(i, k) = x(i * d_ + k, l);
+    }
+  }
+
+ private:
+  Index w_, n_, d_;
+  bool usa_ = false;
+  std::vector<const FlowOptions*> lane_;
+  std::vector<double> beta_, log_w_, lse_;
+  Matrix a_;
+};
+
+bool same_grid(const IntegratorState& a, const IntegratorState& b) {
+  return a.t == b.t && a.grid_origin == b.grid_origin && a.grid_steps == b.grid_steps;
+}
+
+// Union-find per lane, fed by batch_pair_observables' linked pairs.
+struct LaneClusters {
+  std::vector<std::vector<Index>> parent, size;
+  LaneClusters(Index lanes, Index n)
+      : parent(static_cast<std::size_t>(lanes)), size(static_cast<std::size_t>(lanes)) {
+    for (Index l = 0; l < lanes; ++l) {
+      parent[static_cast<std::size_t>(l)].resize(static_cast<std::size_t>(n));
+      std::iota(parent[static_cast<std::size_t>(l)].begin(), parent[static_cast<std::size_t>(l)].end(), Index{0});
+      size[static_cast<std::size_t>(l)].assign(static_cast<std::size_t>(n), 1);
+    }
+  }
+  static Index find(std::vector<Index>& p, Index a) {
+    while (p[a] != a) a = p[a] = p[p[a]];
+    return a;
+  }
+  static void link(void* ctx, Index i, Index j, unsigned lanes) {
+    auto& c = *static_cast<LaneClusters*>(ctx);
+    for (std::size_t l = 0; l < c.parent.size(); ++l) {
+      if (!(lanes & (1u << l))) continue;
+      auto& p = c.parent[l];
+      auto& sz = c.size[l];
+      Index a = find(p, i), b = find(p, j);
+      if (a == b) continue;
+      if (sz[a] < sz[b]) std::swap(a, b);
+      p[b] = a;
+      sz[a] += sz[b];
+    }
+  }
+  std::vector<Index> sizes(Index l) {
+    auto& p = parent[static_cast<std::size_t>(l)];
+    std::vector<Index> out;
+    for (Index i = 0; i < static_cast<Index>(p.size()); ++i)
+      if (find(p, i) == i) out.push_back(size[static_cast<std::size_t>(l)][i]);
+    std::sort(out.begin(), out.end(), std::greater<Index>());
+    return out;
+  }
+};
+
 }  // namespace
 
 Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
@@ -52,10 +301,74 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
     flows_.emplace_back(std::move(flows[s]), p.rows(), p.cols());
     states_.push_back(flows_.back().initial_state(p));
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
+    const Vector& w = flows_.back().options().weights;
+    Vector lw(w.size());
+    for (Index i = 0; i < w.size(); ++i) lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
+    log_w_.push_back(std::move(lw));
   }
 }
 
+bool Ensemble::batchable() const {
+  if (integrator_.method == Method::dopri5) return false;
+  const Index n = flows_[0].n(), d = flows_[0].d();
+  if (n < 2 || n > batch_n) return false;
+  for (const Flow& f : flows_) {
+    const FlowOptions& o = f.options();
+    if (f.n() != n || f.d() != d || f.noisy() || !identity_head(o)) return false;
+    if (o.kind != FieldKind::sa && o.kind != FieldKind::usa) return false;
+  }
+  return true;
+}
+
+void Ensemble::advance_batched(double t_end) {
+  const Index w = batch_width(), n = flows_[0].n();
+  const Index blocks = (size() + w - 1) / w;
+  bool plain_sphere = true;
+  for (const Flow& f : flows_) plain_sphere = plain_sphere && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+  if (plain_sphere) {
+    lanes_.resize(static_cast<std::size_t>(blocks));
+    states_stale_ = true;  // from here on the lanes hold the state
+  } else {
+    sync();
+  }
+  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
+    const Index s0 = b * w, m = std::min(w, size() - s0);
+    bool same = true;  // one integrator state per block: the systems must share the time grid
+    for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
+    if (!same) {
+      Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
+      if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
+        LaneBlock(flows_, log_w_, s0, m).scatter(x, s0, m, states_);
+        x.resize(0, 0);
+      }
+      for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
+      if (plain_sphere) LaneBlock(flows_, log_w_, s0, m).gather(states_, s0, m, x);
+      return;
+    }
+    IntegratorState st = flow_states_[s0].integrator;
+    if (plain_sphere) {  // the state stays in lanes between steps and between calls
+      LaneBlock block(flows_, log_w_, s0, m);
+      Matrix& x = lanes_[static_cast<std::size_t>(b)];
+      if (x.size() == 0) block.gather(states_, s0, m, x);
+      attnflow::advance(block.ode(), x, st, t_end, integrator_);
+      for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
+      return;
+    }
+    Block block(flows_, log_w_, s0, m);
+    Matrix x(w * n, states_[s0].cols());
+    for (Index l = 0; l < w; ++l) x.middleRows(l * n, n) = states_[s0 + (l < m ? l : 0)];
+    attnflow::advance(block.ode(), x, st, t_end, integrator_);
+    for (Index l = 0; l < m; ++l) {
+      states_[s0 + l] = x.middleRows(l * n, n);
+      flow_states_[s0 + l].integrator = st;
+    }
+  });
+}
+
 void Ensemble::advance(double t_end) {
+  if (batched && batchable()) return advance_batched(t_end);
+  sync();
+  lanes_.clear();
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
   const bool parallel = num_threads() > 1 && size() >= num_threads() && largest <= parallel_n;
@@ -64,8 +377,79 @@ void Ensemble::advance(double t_end) {
   });
 }
 
-std::vector<Observables> Ensemble::observe(const ObserveOptions& options) const {
+std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options, bool clusters) const {
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
+  const Index blocks = (size() + w - 1) / w;
+  std::vector<Observables> out(static_cast<std::size_t>(size()));
+  const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
+  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
+    const Index s0 = b * w, m = std::min(w, size() - s0);
+    std::vector<double> xl;
+    const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+    if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
+    std::vector<double> beta(static_cast<std::size_t>(w)), log_w(static_cast<std::size_t>(n * w)),
+        wt(static_cast<std::size_t>(n * w));
+    for (Index l = 0; l < w; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      if (!in_lanes) {
+        const Matrix& st = states_[s];
+        for (Index i = 0; i < n; ++i)
+          for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>((i * d + k) * w + l)] = st(i, k);
+      }
+      const FlowOptions& fo = flows_[s].options();
+      beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
+      for (Index i = 0; i < n; ++i) {
+        log_w[static_cast<std::size_t>(i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
+        wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
+      }
+    }
+    // The lanes matrix (n d, W) of the block is the kernel's layout already.
+    const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
+    std::vector<double> le(static_cast<std::size_t>(w)), mc(le.size()), cl(le.size()), order(le.size()),
+        dir(le.size());
+    LaneClusters lc(clusters ? w : 0, n);
+    BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data(), nullptr, nullptr};
+    if (clusters) {
+      po.on_link = &LaneClusters::link;
+      po.ctx = &lc;
+    }
+    batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
+    for (Index l = 0; l < m; ++l) {
+      const Index s = s0 + l;
+      const std::size_t k = static_cast<std::size_t>(l);
+      Observables& ob = out[static_cast<std::size_t>(s)];
+      ob.t = flow_states_[s].integrator.t;
+      if (!std::isfinite(le[k]))
+        throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
+                                             le[k], s));
+      ob.log_energy = le[k];
+      ob.energy = std::exp(le[k]);
+      const double w2 = flows_[s].options().weights.squaredNorm();
+      ob.mean_cosine = 1.0 - w2 > 0.0 ? (dir[k] - w2) / (1.0 - w2) : 1.0;
+      ob.order = order[k];
+      ob.pairs_computed = true;
+      ob.min_cosine = mc[k];
+      ob.clustered_pairs = cl[k] / pairs;
+      if (clusters) {
+        ob.cluster_sizes = lc.sizes(l);
+        ob.clusters = static_cast<Index>(ob.cluster_sizes.size());
+      } else {
+        ob.clusters = -1;
+      }
+    }
+  });
+  return out;
+}
+
+std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {
   options.validate();
+  if (batched && batchable() && (options.pair_limit == 0 || flows_[0].n() <= options.pair_limit) &&
+      options.sphere) {
+    bool plain = true;  // positions = state: the plain flow on the sphere
+    for (const Flow& f : flows_) plain = plain && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+    if (plain) return observe_batched(options, clusters);
+  }
+  sync();  // before the threads: positions() must not refresh states_ concurrently
   std::vector<Observables> out(static_cast<size_t>(size()));
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
@@ -74,13 +458,30 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options) const 
     ObserveOptions o = options;
     const FlowOptions& fo = flows_[s].options();
     if (fo.beta > 0.0) o.beta = fo.beta;  // each system's energy at its own beta
-    out[static_cast<size_t>(s)] =
-        attnflow::observe(positions(s), fo.weights, o, flow_states_[s].integrator.t);
+    Observables& ob = out[static_cast<size_t>(s)];
+    ob = attnflow::observe(positions(s), fo.weights, o, flow_states_[s].integrator.t);
+    if (!clusters && ob.pairs_computed) {
+      ob.clusters = -1;
+      ob.cluster_sizes.clear();
+    }
   });
   return out;
 }
 
+void Ensemble::sync() const {
+  if (!states_stale_) return;
+  const Index w = batch_width();
+  for (std::size_t b = 0; b < lanes_.size(); ++b) {
+    if (lanes_[b].size() == 0) continue;
+    const Index s0 = static_cast<Index>(b) * w, m = std::min(w, size() - s0);
+    LaneBlock(flows_, log_w_, s0, m).scatter(lanes_[b], s0, m, states_);
+  }
+  states_stale_ = false;
+}
+
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
+  sync();
+  lanes_.clear();  // the lanes are gathered again from states_ at the next advance
   require(s >= 0 && s < size(), kCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())
@@ -90,6 +491,16 @@ void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
   states_[s] = std::move(state);
   flow_states_[s] = st;
 }
+
+namespace {
+// quantile() of values already sorted ascending.
+double quantile_sorted(const std::vector<double>& v, double p) {
+  const double h = static_cast<double>(v.size() - 1) * p;
+  const size_t lo = static_cast<size_t>(std::floor(h));
+  if (lo + 1 >= v.size()) return v.back();
+  return v[lo] + (h - static_cast<double>(lo)) * (v[lo + 1] - v[lo]);
+}
+}  // namespace
 
 double quantile(std::vector<double> v, double p) {
   require(!v.empty(), kCtx, "values", "[]", "non-empty for a quantile");
@@ -107,12 +518,18 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
   st.probs = probs;
   const std::vector<std::string> names = observable_names();
   std::vector<std::vector<double>> values(names.size());
+  std::vector<char> pair_based(names.size()), cluster_count(names.size());
+  for (size_t k = 0; k < names.size(); ++k) {
+    pair_based[k] = names[k] == "min_cosine" || names[k] == "clusters" || names[k] == "largest_cluster" ||
+                    names[k] == "clustered_pairs";
+    cluster_count[k] = names[k] == "clusters" || names[k] == "largest_cluster";
+  }
+  for (auto& v : values) v.reserve(per_system.size());
   for (const Observables& o : per_system) {
     const std::vector<double> v = observable_values(o);
     for (size_t k = 0; k < names.size(); ++k) {
-      const bool pair_based = names[k] == "min_cosine" || names[k] == "clusters" ||
-                              names[k] == "largest_cluster" || names[k] == "clustered_pairs";
-      if ((pair_based && !o.pairs_computed) || !std::isfinite(v[k])) continue;
+      if ((pair_based[k] && !o.pairs_computed) || !std::isfinite(v[k])) continue;
+      if (cluster_count[k] && o.clusters < 0) continue;  // not asked for
       values[k].push_back(v[k]);
     }
   }
@@ -124,7 +541,13 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
       double sum = 0.0;
       for (double x : values[k]) sum += x;  // fixed order: system index
       s.mean = sum / static_cast<double>(s.count);
-      for (double p : probs) s.quantiles.push_back(quantile(values[k], p));
+      if (s.count > 1) {
+        double ss = 0.0;
+        for (double x : values[k]) ss += (x - s.mean) * (x - s.mean);
+        s.standard_error = std::sqrt(ss / static_cast<double>(s.count - 1) / static_cast<double>(s.count));
+      }
+      if (!probs.empty()) std::sort(values[k].begin(), values[k].end());  // after the sums: system order
+      for (double p : probs) s.quantiles.push_back(quantile_sorted(values[k], p));
     }
     st.stats.push_back(std::move(s));
   }

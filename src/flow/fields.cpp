@@ -153,7 +153,7 @@ void normalize_rows(Matrix& x) {
   }
 }
 
-void Flow::plain_field(double, const Matrix& x, Matrix& dx) const {
+void Flow::plain_field(double, const Matrix& x, Matrix& dx, bool project) const {
   switch (options_.kind) {
     case FieldKind::sa:
     case FieldKind::usa:
@@ -168,13 +168,33 @@ void Flow::plain_field(double, const Matrix& x, Matrix& dx) const {
         pair_interaction(options_.vlasov, options_.weights, x, dx);
       break;
   }
-  if (options_.sphere) project_tangent(x, dx);
+  if (options_.sphere && project) project_tangent(x, dx);
 }
 
-void Flow::field(double t, const Matrix& state, Matrix& dxdt) const {
+void Flow::check_shape(const Matrix& state) const {
   if (state.rows() != n_ || state.cols() != state_cols())
     throw std::invalid_argument(fmt::format("{}: state has shape ({}, {}), must be ({}, {})", kCtx,
                                             state.rows(), state.cols(), n_, state_cols()));
+}
+
+void Flow::layer(double t, double h, Matrix& state) const {
+  check_shape(state);
+  ++diag_.evaluations;
+  if (options_.scheme.scheme != Scheme::none) {
+    const AverageField average = [this](double, const Matrix& theta, Matrix& a) {
+      attention_average(theta, a);
+    };
+    scheme_layer(options_.scheme, average, t, h, state);
+    return;
+  }
+  Matrix dx(state.rows(), state.cols());
+  plain_field(t, state, dx, false);  // no tangent projection: the retraction does the rest
+  state += h * dx;
+  retract(state);
+}
+
+void Flow::field(double t, const Matrix& state, Matrix& dxdt) const {
+  check_shape(state);
   ++diag_.evaluations;
   if (options_.scheme.scheme != Scheme::none) {
     const AverageField average = [this](double, const Matrix& theta, Matrix& a) {
@@ -193,7 +213,8 @@ void Flow::retract(Matrix& state) const {
 
 Ode Flow::ode() const {
   return Ode{[this](double t, const Matrix& x, Matrix& dx) { field(t, x, dx); },
-             [this](Matrix& x) { retract(x); }};
+             [this](Matrix& x) { retract(x); },
+             [this](double t, double h, Matrix& x) { layer(t, h, x); }};
 }
 
 Matrix Flow::initial_state(const Matrix& points) const {

@@ -101,6 +101,44 @@ void scheme_field(const SchemeOptions& o, const AverageField& average, double t,
   dxdt.col(d) = dr;
 }
 
+void scheme_layer(const SchemeOptions& o, const AverageField& average, double t, double h,
+                  Matrix& state) {
+  const Index n = state.rows(), d = state.cols() - 1;
+  const Matrix theta = state.leftCols(d);
+  Matrix a(n, d);
+  average(t, theta, a);
+  Scheme s = o.scheme;
+  if (s == Scheme::mix_ln) s = t < o.tau ? Scheme::post_ln : Scheme::pre_ln;
+  Eigen::RowVectorXd y(d);
+  for (Index i = 0; i < n; ++i) {
+    const double r = state(i, d);
+    const double na = a.row(i).norm();
+    bool radial = false;  // the layer acts on x = r theta (the radius changes)
+    switch (s) {
+      case Scheme::none:
+      case Scheme::post_ln: y = theta.row(i) + h * a.row(i); break;
+      case Scheme::pre_ln:
+        y = r * theta.row(i) + h * a.row(i);
+        radial = true;
+        break;
+      case Scheme::peri_ln:
+        y = r * theta.row(i);
+        if (na > 0.0) y += (h / na) * a.row(i);
+        radial = true;
+        break;
+      case Scheme::ngpt:
+        y = theta.row(i);
+        if (na > 0.0) y += (o.alpha * h) * (a.row(i) / na - theta.row(i));
+        break;
+      case Scheme::sqrt_scaling: y = theta.row(i) + (h / std::sqrt(t + 1.0)) * a.row(i); break;
+      case Scheme::mix_ln: break;  // resolved above
+    }
+    const double ny = y.norm();
+    if (ny > 0.0) state.row(i).head(d) = y / ny;
+    if (radial) state(i, d) = ny;
+  }
+}
+
 void scheme_retract(Matrix& state) {
   const Index d = state.cols() - 1;
   for (Index i = 0; i < state.rows(); ++i) {
@@ -111,10 +149,13 @@ void scheme_retract(Matrix& state) {
 
 Ode scheme_ode(AverageField average, const SchemeOptions& options) {
   options.validate();
-  return Ode{[average = std::move(average), options](double t, const Matrix& x, Matrix& dx) {
+  return Ode{[average, options](double t, const Matrix& x, Matrix& dx) {
                scheme_field(options, average, t, x, dx);
              },
-             [](Matrix& x) { scheme_retract(x); }};
+             [](Matrix& x) { scheme_retract(x); },
+             [average, options](double t, double h, Matrix& x) {
+               scheme_layer(options, average, t, h, x);
+             }};
 }
 
 Matrix scheme_state(const Matrix& x) {

@@ -37,6 +37,7 @@ void read_measure(Config& c, RunConfig& r) {
   const auto systems = c.get_int("measure.systems", r.systems);
   require(systems >= 1, ctx, "measure.systems", systems, ">= 1");
   r.systems = systems;
+  r.batched = c.get_bool("measure.batched", r.batched);
   if (r.init == "equiangular")
     require(r.d >= r.n + 1, ctx, "measure.d", r.d, fmt::format(">= n + 1 = {} for init = \"equiangular\"", r.n + 1));
 }
@@ -129,6 +130,10 @@ void read_observe_output(Config& c, RunConfig& r) {
   const auto pl = c.get_int("observe.pair_limit", r.pair_limit);
   require(pl >= 0, ctx, "observe.pair_limit", pl, ">= 0 (0 = never skip)");
   r.pair_limit = pl;
+  r.clusters = c.get_bool("observe.clusters", r.clusters);
+  r.per_system = c.get_bool("observe.per_system", r.per_system);
+  r.quantiles = c.get_doubles("observe.quantiles", r.quantiles);
+  for (double q : r.quantiles) require(q >= 0.0 && q <= 1.0, ctx, "observe.quantiles", q, "in [0, 1]");
   r.snapshots = c.get_bool("output.snapshots", r.snapshots);
   const auto ck = c.get_int("output.checkpoint_every", r.checkpoint_every);
   require(ck >= 0, ctx, "output.checkpoint_every", ck, ">= 0 (0 = no checkpoints)");
@@ -185,6 +190,7 @@ rho0 = 0.0                # equiangular: pairwise cosine in [0, 1) (needs d >= n
 file = ""                 # init = "file": .npy of shape (n, d), or (systems, n, d)
 seed = 0                  # seed of the initial measure; system k uses stream k of this seed
 systems = 1               # number of independent systems advanced together (an ensemble)
+batched = true            # ensembles of SA/USA systems: W systems per SIMD vector (false: one by one)
 
 [model]
 kind = "sa"               # sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
@@ -209,7 +215,7 @@ a = 2.0                   # vlasov power: W(z) = |z|^a / a - |z|^b / b, attracti
 b = 1.0                   # vlasov power: repulsion exponent b >= 1
 
 [integrate]
-method = "euler"          # euler | rk4 | dopri5 (euler + retraction = a residual layer of step dt)
+method = "euler"          # euler | residual | rk4 | dopri5 (residual: normalize(x + dt A), the published step)
 dt = 0.1                  # step (euler, rk4); first trial step (dopri5); > 0
 t_end = 15.0              # final time (>= 0)
 rtol = 1e-06              # dopri5 relative tolerance
@@ -219,6 +225,9 @@ atol = 1e-09              # dopri5 absolute tolerance
 every = 1.0               # observe at t = 0, every, 2 every, ..., and t_end
 delta = 0.01              # cluster threshold: i ~ j when <x_i, x_j> > 1 - delta, in (0, 2)
 pair_limit = 20000        # n above this skips the O(n^2) pair pass (clusters = -1); 0 = never skip
+clusters = true           # cluster counts (union-find); false: clusters = largest_cluster = -1
+per_system = true         # ensembles: one observables.csv row per system (false: ensemble.csv only)
+quantiles = [0.1, 0.5, 0.9]  # ensembles: quantiles per time in ensemble.csv
 
 [output]
 snapshots = true          # write snapshots/snap_KKKKKK.npy at every observation

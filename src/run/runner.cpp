@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/checkpoint.hpp"
+#include "attnflow/csv.hpp"
 #include "attnflow/ensemble.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/job.hpp"
@@ -81,7 +83,8 @@ void write_positions(const std::string& path, const Ensemble& e) {
 }
 
 // The files of a run directory (runner.hpp), the names the job writes.
-const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "snapshots", "final.npy"};
+const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "ensemble.csv", "snapshots",
+                                               "final.npy"};
 
 // Where the loop stands: observations made so far and the CSV length that goes with them.
 struct Cursor {
@@ -96,7 +99,9 @@ Ensemble make_ensemble(const RunConfig& cfg) {
     flows.push_back(detail::flow_options(cfg, k));
     x0.push_back(initial_positions(cfg, k));
   }
-  return Ensemble(std::move(flows), x0, cfg.integrator);
+  Ensemble e(std::move(flows), x0, cfg.integrator);
+  e.batched = cfg.batched;
+  return e;
 }
 
 Checkpoint make_checkpoint(const Ensemble& e, const Cursor& c, const std::string& config) {
@@ -119,10 +124,64 @@ Cursor restore(Ensemble& e, const Checkpoint& ck) {
   return {ck.observation, ck.csv_bytes};
 }
 
-std::vector<ObservationRow> observe_rows(const RunConfig& cfg, const Ensemble& e, double t) {
-  const std::vector<Observables> obs = e.observe(detail::observe_options(cfg));
+// ensemble.csv (ensembles): per observation time the rows count, mean, stderr and the
+// quantiles of every observable across systems (columns t, statistic, observable_names()).
+// Streamed and flushed per observation like observables.csv; a resume keeps the header and
+// the rows of the observations already made (a fixed number per observation).
+class EnsembleCsv {
+ public:
+  EnsembleCsv(const std::string& path, std::int64_t keep_obs, const std::vector<double>& probs)
+      : path_(path), probs_(probs) {
+    std::string text;
+    if (keep_obs > 0) {
+      if (!fs::exists(path)) throw std::runtime_error(fmt::format("resume: {} is missing", path));
+      const std::string old = read_file(path);
+      const std::size_t keep_lines = 1 + static_cast<std::size_t>(keep_obs) * (3 + probs.size());
+      std::size_t pos = 0;
+      for (std::size_t l = 0; l < keep_lines && pos < old.size(); ++l) pos = old.find('\n', pos) + 1;
+      text = old.substr(0, pos);
+    } else {
+      text = "t,statistic";
+      for (const auto& n : observable_names()) text += "," + n;
+      text += '\n';
+    }
+    write_file_atomic(path, text);
+    f_ = std::fopen(path.c_str(), "ab");
+    if (!f_) throw std::runtime_error(fmt::format("cannot write {}", path));
+  }
+  ~EnsembleCsv() {
+    if (f_) std::fclose(f_);
+  }
+  EnsembleCsv(const EnsembleCsv&) = delete;
+  EnsembleCsv& operator=(const EnsembleCsv&) = delete;
+  void write(double t, const std::vector<Observables>& obs) {
+    const EnsembleStats st = summarize(obs, probs_);
+    const auto row = [&](const std::string& label, auto value) {
+      std::string line = format_double(t) + "," + label;
+      for (const ObservableStats& o : st.stats) line += "," + (o.count > 0 ? format_double(value(o)) : std::string("nan"));
+      return line + "\n";
+    };
+    std::string text = row("count", [](const ObservableStats& o) { return static_cast<double>(o.count); });
+    text += row("mean", [](const ObservableStats& o) { return o.mean; });
+    text += row("stderr", [](const ObservableStats& o) { return o.standard_error; });
+    for (std::size_t q = 0; q < probs_.size(); ++q)
+      text += row(fmt::format("q{:g}", probs_[q]), [q](const ObservableStats& o) { return o.quantiles[q]; });
+    if (std::fwrite(text.data(), 1, text.size(), f_) != text.size() || std::fflush(f_) != 0)
+      throw std::runtime_error(fmt::format("cannot write {}", path_));
+  }
+
+ private:
+  std::string path_;
+  std::vector<double> probs_;
+  std::FILE* f_ = nullptr;
+};
+
+std::vector<ObservationRow> observe_rows(const RunConfig& cfg, const Ensemble& e, double t,
+                                         std::vector<Observables>* all = nullptr) {
+  std::vector<Observables> obs = e.observe(detail::observe_options(cfg), cfg.clusters);
   std::vector<ObservationRow> rows;
   for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_values(obs[static_cast<std::size_t>(k)])});
+  if (all) *all = std::move(obs);
   return rows;
 }
 
@@ -180,7 +239,8 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
             {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
-            {"every", cfg.every},
+            {"every", cfg.every}, {"batched", e.batched && e.batchable()},
+            {"per_system_rows", cfg.per_system || cfg.systems == 1},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
             {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
             {"seconds", seconds}});
@@ -205,6 +265,9 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   if (cfg.snapshots) ensure_directory(snapshots);
   write_file_atomic(job.path("config.toml"), resolved);
   detail::ObservablesCsv csv(job.path("observables.csv"), c.csv_bytes, observable_columns());
+  std::unique_ptr<EnsembleCsv> ens;
+  if (cfg.systems > 1) ens = std::make_unique<EnsembleCsv>(job.path("ensemble.csv"), c.next_obs, cfg.quantiles);
+  std::vector<Observables> all;
   const std::int64_t last = last_observation(cfg);
   Progress progress = job.progress(static_cast<double>(last + 1), opt.progress, opt.progress_tty, 2.0, opt.label);
   RunResult res;
@@ -213,14 +276,15 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   for (std::int64_t k = c.next_obs; k <= last; ++k) {
     const double t = observation_time(cfg, k);
     e.advance(t);
-    rows = observe_rows(cfg, e, t);
+    rows = observe_rows(cfg, e, t, ens ? &all : nullptr);
     if (warnings.empty()) {
       if (std::string w = energy_overflow_warning(rows); !w.empty()) {
         warnings.push_back(w);
         if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
       }
     }
-    csv.write(rows);
+    if (cfg.per_system || cfg.systems == 1) csv.write(rows);
+    if (ens) ens->write(t, all);
     if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), e);
     c = {k + 1, csv.bytes()};
     progress.update(static_cast<double>(k + 1), status_text(cfg, rows));

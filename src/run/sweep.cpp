@@ -80,6 +80,31 @@ void write_tidy(const SweepGrid& g, const std::vector<Point>& points, const std:
   write_file_atomic(path, out);
 }
 
+// sweep_ensemble.csv (ensemble points): point, the grid keys, then ensemble.csv's columns
+// (t, statistic, observables), from every point's ensemble.csv.
+void write_tidy_ensemble(const SweepGrid& g, const std::vector<Point>& points, const std::string& path) {
+  if (points.empty() || !fs::exists(points[0].dir + "/ensemble.csv")) return;
+  std::string out;
+  for (const Point& p : points) {
+    std::string prefix = std::to_string(p.index);
+    const auto c = g.coordinates(p.index);
+    for (std::size_t a = 0; a < g.axes.size(); ++a) prefix += "," + csv_field(g.axes[a].labels[c[a]]);
+    const std::string text = read_file(p.dir + "/ensemble.csv");
+    std::size_t pos = text.find('\n') + 1;
+    if (out.empty()) {
+      out = "point";
+      for (const auto& a : g.axes) out += "," + csv_field(a.key);
+      out += "," + text.substr(0, pos);
+    }
+    while (pos < text.size()) {
+      const std::size_t end = text.find('\n', pos);
+      out += prefix + "," + text.substr(pos, end - pos) + "\n";
+      pos = end == std::string::npos ? text.size() : end + 1;
+    }
+  }
+  write_file_atomic(path, out);
+}
+
 void write_grid(const SweepGrid& g, const std::string& path) {
   std::string out = "point";
   for (const auto& a : g.axes) out += "," + csv_field(a.key);
@@ -187,7 +212,7 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
   Job job({.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
-           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv"},
+           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv", "sweep_ensemble.csv"},
            .noun = "sweep", .marker = ""});
   job.start();
   ensure_directory(job.path("points"));
@@ -223,6 +248,7 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
     return res;
   }
   write_tidy(g, points, job.path("sweep.csv"));
+  write_tidy_ensemble(g, points, job.path("sweep_ensemble.csv"));
   job.write_summary(sweep_summary(g, res, job, unconverged_points(points)));
   job.commit();
   progress.finish(fmt::format("{} points ({} run, {} already done)", res.points, res.ran, res.skipped));

@@ -141,7 +141,7 @@ TEST(Integrate, RejectsBadOptions) {
   o.rtol = 0;
   EXPECT_TRUE(test::throws_with([&] { o.validate(); }, "integrate: rtol = 0, must be > 0"));
   EXPECT_TRUE(test::throws_with([] { parse_method("leapfrog"); },
-                                "integrate: method = \"leapfrog\", must be one of euler, rk4, dopri5"));
+                                "integrate: method = \"leapfrog\", must be one of euler, residual, rk4, dopri5"));
 }
 
 }  // namespace

@@ -158,6 +158,9 @@ TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
 void expect_same_outputs(const std::string& a, const std::string& b) {
   for (const char* f : {"config.toml", "observables.csv", "final.npy"})
     EXPECT_TRUE(same_file(a + "/" + f, b + "/" + f)) << f;
+  if (fs::exists(a + "/ensemble.csv")) {
+    EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
+  }
   for (const auto& e : fs::directory_iterator(a + "/snapshots"))
     EXPECT_TRUE(same_file(e.path().string(), b + "/snapshots/" + e.path().filename().string())) << e.path();
   auto ja = nlohmann::json::parse(read_file(a + "/summary.json"));
@@ -256,6 +259,73 @@ TEST(Runner, EnergyOverflowIsAWarningNamingIt) {
   const std::string w = s["warnings"][0].get<std::string>();
   EXPECT_EQ(w.rfind("energy = inf from t = 0 (system 0)", 0), 0u) << w;
   EXPECT_TRUE(std::isfinite(s["final"][0]["log_energy"].get<double>()));
+}
+
+// Ensembles on the batched path: resume, and ensemble.csv (with per-system rows off).
+TEST(Runner, ResumeEqualsUninterruptedForBatchedEnsembleSummaries) {
+  check_resume(
+      "[measure]\nn = 12\nd = 4\nsystems = 11\n[model]\nbeta = 3.0\n[integrate]\nmethod = \"residual\"\n"
+      "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.25\nper_system = false\n[output]\ncheckpoint_every = 2\n",
+      "batched_summaries");
+}
+
+// ensemble.csv: per time, count / mean / stderr / quantiles of every column of the
+// per-system rows, computed here from observables.csv; per_system = false writes the same
+// ensemble.csv and only the header of observables.csv.
+TEST(Runner, EnsembleCsvSummarizesThePerSystemRows) {
+  const std::string base =
+      "[measure]\nn = 10\nd = 3\nsystems = 5\nseed = 2\n[model]\nbeta = 2.0\n[integrate]\nmethod = \"residual\"\n"
+      "t_end = 3.0\n[observe]\nevery = 1.5\ndelta = 0.05\nquantiles = [0.5, 1.0]\n";
+  const Parsed p = parse(base), q = parse(base + "per_system = false\n");
+  const std::string a = fresh_dir("ens_rows"), b = fresh_dir("ens_summary");
+  ASSERT_TRUE(run(p, a).finished);
+  ASSERT_TRUE(run(q, b).finished);
+  EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
+  const std::string header = read_file(b + "/observables.csv");
+  EXPECT_EQ(std::count(header.begin(), header.end(), '\n'), 1);
+  const CsvTable rows = read_csv(a + "/observables.csv");
+  ASSERT_EQ(rows.values.rows(), 15);  // 3 times x 5 systems
+  // ensemble.csv: t, statistic, then the observables; 5 rows per time.
+  const std::string text = read_file(a + "/ensemble.csv");
+  std::vector<std::vector<std::string>> lines;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t end = text.find('\n', pos);
+    std::vector<std::string> f;
+    std::size_t c = pos;
+    while (c <= end) {
+      const std::size_t comma = std::min(text.find(',', c), end);
+      f.push_back(text.substr(c, comma - c));
+      c = comma + 1;
+    }
+    lines.push_back(f);
+    pos = end + 1;
+  }
+  ASSERT_EQ(lines.size(), 1u + 3 * 5);
+  const std::vector<std::string> names = observable_names();
+  ASSERT_EQ(lines[0][1], "statistic");
+  for (int k = 0; k < 3; ++k) {
+    const auto& cnt = lines[1 + 5 * k];
+    EXPECT_EQ(cnt[1], "count");
+    EXPECT_EQ(lines[2 + 5 * k][1], "mean");
+    EXPECT_EQ(lines[3 + 5 * k][1], "stderr");
+    EXPECT_EQ(lines[4 + 5 * k][1], "q0.5");
+    EXPECT_EQ(lines[5 + 5 * k][1], "q1");
+    for (std::size_t o = 0; o < names.size(); ++o) {
+      std::vector<double> v;
+      for (Index s = 0; s < 5; ++s) v.push_back(rows.values(5 * k + s, static_cast<Index>(2 + o)));
+      double m = 0, ss = 0;
+      for (double x : v) m += x;
+      m /= 5.0;
+      for (double x : v) ss += (x - m) * (x - m);
+      std::sort(v.begin(), v.end());
+      EXPECT_EQ(std::stod(cnt[2 + o]), 5.0) << names[o];
+      EXPECT_DOUBLE_EQ(std::stod(lines[2 + 5 * k][2 + o]), m) << names[o];
+      EXPECT_NEAR(std::stod(lines[3 + 5 * k][2 + o]), std::sqrt(ss / 4.0 / 5.0), 1e-15 + 1e-12 * std::abs(m)) << names[o];
+      EXPECT_EQ(std::stod(lines[4 + 5 * k][2 + o]), v[2]) << names[o];
+      EXPECT_EQ(std::stod(lines[5 + 5 * k][2 + o]), v[4]) << names[o];
+    }
+  }
 }
 
 TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {

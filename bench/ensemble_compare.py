@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark of the published phase-diagram ensemble (issue 20): attnflow's
+batched ensemble path vs the published step written in PyTorch and in NumPy, batched over
+systems, on the same machine and the same thread count.
+
+The published setting per dimension d: 90 betas x 2048 systems x 300 residual steps
+x <- normalize(x + dt softmax(beta x x^T) x) (n = 32, dt = 0.1), and the clustered-pair
+fraction observed at every step (every = 0.1). All three sides do exactly that work per
+system-step (PyTorch and NumPy in float64, like attnflow), so the time per system-step
+measured on a slice (--systems systems, --steps steps, one beta) scales to one d:
+    t(one d) = 90 * 2048 * 300 * (time per system-step).
+attnflow is timed as `attnflow run` on a slice of the same shape (2048 systems, --full-steps
+steps; process CPU time: user + sys of the child, so other jobs on a shared machine do not
+count; also wall and peak RSS), the peers in-process on --systems systems x --steps steps
+(CPU time of this process). One d's time is reported as CPU time / threads, i.e. the time on
+otherwise idle cores. Rounds alternate the sides (the machine's speed drifts); medians over
+rounds.
+
+Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
+         [--systems 256] [--steps 20] [--rounds 3] [--full-steps 30] [--no-torch]
+Prints a markdown table and writes bench/results/ensemble.json.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _arg(name, default):
+    for i, a in enumerate(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+    return default
+
+
+# Thread counts are read when NumPy / PyTorch load: same count as attnflow.
+THREADS = _arg("--threads", "2")
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = THREADS
+# Idle OpenMP threads sleep instead of spinning (spinning would count as CPU time).
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+N, DT, DELTA, BETA = 32, 0.1, 1e-3, 4.0
+PUBLISHED_SYSTEM_STEPS = 90 * 2048 * 300
+
+
+def cpu_self():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def numpy_run(x, steps):
+    """The published step batched over systems, plus the clustered fraction every step."""
+    off = ~np.eye(x.shape[1], dtype=bool)
+    p = []
+    for _ in range(steps):
+        g = x @ x.transpose(0, 2, 1)
+        s = BETA * g
+        s -= s.max(axis=-1, keepdims=True)
+        w = np.exp(s)
+        w /= w.sum(axis=-1, keepdims=True)
+        x = x + DT * (w @ x)
+        x /= np.linalg.norm(x, axis=-1, keepdims=True)
+        g = x @ x.transpose(0, 2, 1)
+        p.append((((g > 1 - DELTA) & off).sum(axis=(1, 2)) / (N * (N - 1))).mean())
+    return x, p
+
+
+def torch_run(torch, x, steps):
+    off = ~torch.eye(x.shape[1], dtype=torch.bool)
+    p = []
+    for _ in range(steps):
+        a = torch.softmax(BETA * (x @ x.transpose(1, 2)), dim=-1)
+        x = x + DT * (a @ x)
+        x = x / x.norm(dim=-1, keepdim=True)
+        g = x @ x.transpose(1, 2)
+        p.append((((g > 1 - DELTA) & off).sum(dim=(1, 2)) / (N * (N - 1))).mean().item())
+    return x, p
+
+
+RUN = """[measure]
+n = {n}
+d = {d}
+seed = 1
+systems = {systems}
+[model]
+beta = {beta}
+[integrate]
+method = "residual"
+dt = {dt}
+t_end = {t_end}
+[observe]
+every = {dt}
+delta = {delta}
+clusters = false
+per_system = false
+quantiles = []
+[output]
+snapshots = false
+checkpoint_every = 0
+"""
+
+
+def attnflow_run(build, tmp, d, systems, steps, tag):
+    """attnflow run of one slice; returns (cpu seconds, wall seconds, peak RSS MB)."""
+    cfg = Path(tmp) / f"{tag}.toml"
+    cfg.write_text(RUN.format(n=N, d=d, systems=systems, beta=BETA, dt=DT, t_end=round(steps * DT, 10),
+                              delta=DELTA))
+    out = Path(tmp) / tag
+    cmd = ["/usr/bin/time", "-f", "%U %S %e %M", str(build / "attnflow"), "run", str(cfg), "--out", str(out),
+           "--no-plots", "--quiet", "--threads", THREADS]
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    user, sys_, wall, rss = r.stderr.strip().splitlines()[-1].split()
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return float(user) + float(sys_), float(wall), float(rss) / 1024.0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
+    ap.add_argument("--threads", default="2")
+    ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32, 128])
+    ap.add_argument("--systems", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--full-steps", type=int, default=30)
+    ap.add_argument("--no-torch", action="store_true")
+    a = ap.parse_args()
+    build = Path(a.build)
+    torch = None
+    if not a.no_torch:
+        import torch  # noqa: F811
+        torch.set_num_threads(int(a.threads))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in a.dims:
+            rng = np.random.default_rng(d)
+            x0 = rng.standard_normal((a.systems, N, d))
+            x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
+            per = a.systems * a.steps
+            af, af_wall, npy, tch, rss = [], [], [], [], 0.0
+            for k in range(a.rounds):
+                # attnflow: the full 2048 systems (its start-up would dominate a small slice).
+                cpu, wall, mb = attnflow_run(build, tmp, d, 2048, a.full_steps, f"d{d}_{k}")
+                af.append(cpu / (2048 * a.full_steps))
+                af_wall.append(wall / (2048 * a.full_steps))
+                rss = max(rss, mb)
+                c = cpu_self()
+                numpy_run(x0.copy(), a.steps)
+                npy.append((cpu_self() - c) / per)
+                if torch is not None:
+                    xt = torch.from_numpy(x0.copy())
+                    c = cpu_self()
+                    torch_run(torch, xt, a.steps)
+                    tch.append((cpu_self() - c) / per)
+            med = lambda v: float(np.median(v)) if v else float("nan")
+            row = {"d": d, "attnflow_cpu_s_per_system_step": med(af), "attnflow_wall_s_per_system_step": med(af_wall),
+                   "numpy_cpu_s_per_system_step": med(npy), "torch_cpu_s_per_system_step": med(tch),
+                   "attnflow_peak_rss_mb_2048_systems": rss}
+            # CPU time of the whole job divided by the thread count = its time on idle cores.
+            threads = int(a.threads)
+            for side in ("attnflow", "numpy", "torch"):
+                row[f"{side}_one_d_s"] = row[f"{side}_cpu_s_per_system_step"] * PUBLISHED_SYSTEM_STEPS / threads
+            row["ratio_torch"] = row["torch_one_d_s"] / row["attnflow_one_d_s"]
+            row["ratio_numpy"] = row["numpy_one_d_s"] / row["attnflow_one_d_s"]
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{a.threads} threads each side; one d = 90 betas x 2048 systems x 300 steps (CPU time / threads)\n")
+    print("| d | attnflow | PyTorch (float64) | NumPy (float64) | PyTorch / attnflow | NumPy / attnflow | attnflow peak RSS (2048 systems) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['d']} | {r['attnflow_one_d_s']:.0f} s | {r['torch_one_d_s']:.0f} s | {r['numpy_one_d_s']:.0f} s | "
+              f"{r['ratio_torch']:.0f}x | {r['ratio_numpy']:.0f}x | {r['attnflow_peak_rss_mb_2048_systems']:.0f} MB |")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ensemble.json").write_text(json.dumps({"threads": a.threads, "systems": a.systems, "steps": a.steps,
+                                                   "rounds": a.rounds, "rows": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+// Small-system batch kernels (batch_kernel.hpp): W systems in the lanes of one SIMD vector.
+// Two passes over the unordered pairs: (1) Gram entries <x_i, x_j>, i < j, then one
+// exponential each (the symmetric form), into a triangular buffer; (2) the weighted sums
+// sum_j K_ij u_j x_j with the query row's coordinates in registers, KC at a time.
+#include "attnflow/batch_kernel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "simd_exp.hpp"
+
+namespace attnflow {
+
+namespace {
+
+using detail::Packet;
+namespace ei = Eigen::internal;
+constexpr Index W = detail::kPacketSize;
+constexpr Index KC = 8;  // coordinates per register block
+
+inline Packet ld(const double* p) { return ei::ploadu<Packet>(p); }
+inline void st(double* p, const Packet& v) { ei::pstoreu(p, v); }
+inline Packet bc(double v) { return ei::pset1<Packet>(v); }
+
+// Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
+inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
+
+struct Scratch {
+  std::vector<double> e, kf, dd, hb, u, z;
+  void size(Index n) {
+    const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
+    if (e.size() < pairs) e.resize(pairs);
+    const auto full = static_cast<std::size_t>(n * n * W);
+    if (kf.size() < full) kf.resize(full);
+    const auto per = static_cast<std::size_t>(n * W);
+    if (dd.size() < per) {
+      dd.resize(per);
+      hb.resize(per);
+      u.resize(per);
+      z.resize(per);
+    }
+  }
+};
+
+Scratch& scratch(Index n) {
+  thread_local Scratch s;
+  s.size(n);
+  return s;
+}
+
+// e[tri(i, j)] = <x_i, x_j> for i < j over coordinates [k0, k0 + K), accumulated over the
+// coordinate blocks (first: start from 0). Two rows at a time share each x_j load.
+template <int K>
+void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool first) {
+  Index i = 0;
+  for (; i + 2 < n; i += 2) {
+    Packet a[K], b[K];
+    for (int q = 0; q < K; ++q) {
+      a[q] = ld(x + (i * d + k0 + q) * W);
+      b[q] = ld(x + ((i + 1) * d + k0 + q) * W);
+    }
+    double* ra = e + tri(i, i + 1, n) * W;      // row i from j = i + 1
+    double* rb = e + tri(i + 1, i + 2, n) * W;  // row i + 1 from j = i + 2
+    {  // (i, i + 1)
+      const double* xj = x + ((i + 1) * d + k0) * W;
+      Packet g = first ? bc(0.0) : ld(ra);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
+      st(ra, g);
+    }
+    for (Index j = i + 2; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      double* pa = ra + (j - i - 1) * W;
+      double* pb = rb + (j - i - 2) * W;
+      Packet ga = first ? bc(0.0) : ld(pa), gb = first ? bc(0.0) : ld(pb);
+      for (int q = 0; q < K; ++q) {
+        const Packet v = ld(xj + q * W);
+        ga = ei::pmadd(a[q], v, ga);
+        gb = ei::pmadd(b[q], v, gb);
+      }
+      st(pa, ga);
+      st(pb, gb);
+    }
+  }
+  for (; i + 1 < n; ++i) {
+    Packet a[K];
+    for (int q = 0; q < K; ++q) a[q] = ld(x + (i * d + k0 + q) * W);
+    double* ra = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      Packet g = first ? bc(0.0) : ld(ra + (j - i - 1) * W);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
+      st(ra + (j - i - 1) * W, g);
+    }
+  }
+}
+
+void gram(const double* x, Index n, Index d, double* e) {
+  Index k0 = 0;
+  for (; k0 + KC <= d; k0 += KC) gram_block<KC>(x, n, d, k0, e, k0 == 0);
+  for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, k0 == 0);
+}
+
+// a_i = (sum_j c_ij x_j) / z_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
+// symmetric matrix K_ij u_j, diagonal u_i). Two rows at a time share each x_j load; the
+// coordinate block is the outer loop, so its slice of x stays in L1.
+template <int K>
+void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* z, double* a) {
+  Index i = 0;
+  for (; i + 1 < n; i += 2) {
+    Packet p[K], r[K];
+    for (int q = 0; q < K; ++q) p[q] = r[q] = bc(0.0);
+    const double* ca = kf + (i * n) * W;
+    const double* cb = kf + ((i + 1) * n) * W;
+    for (Index j = 0; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      const Packet c0 = ld(ca + j * W), c1 = ld(cb + j * W);
+      for (int q = 0; q < K; ++q) {
+        const Packet v = ld(xj + q * W);
+        p[q] = ei::pmadd(c0, v, p[q]);
+        r[q] = ei::pmadd(c1, v, r[q]);
+      }
+    }
+    const Packet za = ld(z + i * W), zb = ld(z + (i + 1) * W);
+    for (int q = 0; q < K; ++q) {
+      st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
+      st(a + ((i + 1) * d + k0 + q) * W, ei::pdiv(r[q], zb));
+    }
+  }
+  for (; i < n; ++i) {
+    Packet p[K];
+    for (int q = 0; q < K; ++q) p[q] = bc(0.0);
+    const double* ca = kf + (i * n) * W;
+    for (Index j = 0; j < n; ++j) {
+      const double* xj = x + (j * d + k0) * W;
+      const Packet c0 = ld(ca + j * W);
+      for (int q = 0; q < K; ++q) p[q] = ei::pmadd(c0, ld(xj + q * W), p[q]);
+    }
+    const Packet za = ld(z + i * W);
+    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
+  }
+}
+
+}  // namespace
+
+Index batch_width() { return W; }
+
+void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
+  const Index n = in.n, d = in.d;
+  const double* x = in.x;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    Packet di = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      di = ei::pmadd(v, v, di);
+    }
+    st(s.dd.data() + i * W, di);
+    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
+    dmax = ei::pmax(dmax, di);
+  }
+  const Packet hmax = ei::pmul(half, dmax);
+  for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
+    st(s.u.data() + j * W,
+       detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
+  double* e = s.e.data();
+  gram(x, n, d, e);
+  // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}; kf = the full matrix K_ij u_j (K_ii = 1)
+  // and z_i = sum_j K_ij u_j.
+  double* kf = s.kf.data();
+  for (Index i = 0; i < n; ++i) st(kf + (i * n + i) * W, ld(s.u.data() + i * W));
+  for (Index i = 0; i + 1 < n; ++i) {
+    const Packet hi = ld(s.hb.data() + i * W), ui = ld(s.u.data() + i * W);
+    const double* row = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const Packet arg = ei::psub(ei::pmul(beta, ld(row + (j - i - 1) * W)), ei::padd(hi, ld(s.hb.data() + j * W)));
+      const Packet k = detail::simd_exp(arg);
+      st(kf + (i * n + j) * W, ei::pmul(k, ld(s.u.data() + j * W)));
+      st(kf + (j * n + i) * W, ei::pmul(k, ui));
+    }
+  }
+  for (Index i = 0; i < n; ++i) {  // row sums in the order j = 0, 1, ..., n - 1
+    Packet zi = bc(0.0);
+    for (Index j = 0; j < n; ++j) zi = ei::padd(zi, ld(kf + (i * n + j) * W));
+    st(s.z.data() + i * W, zi);
+  }
+  Index k0 = 0;
+  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, kf, s.z.data(), a);
+  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, kf, s.z.data(), a);
+  if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
+    alignas(64) double hm[W];
+    st(hm, hmax);
+    for (Index i = 0; i < n; ++i)
+      for (Index l = 0; l < W; ++l) {
+        const auto p = static_cast<std::size_t>(i * W + l);
+        lse[p] = s.hb[p] + hm[l] + std::log(s.z[p]);
+      }
+  }
+}
+
+void batch_project_tangent(const double* x, double* a, Index n, Index d) {
+  for (Index i = 0; i < n; ++i) {
+    Packet dot = bc(0.0);
+    for (Index k = 0; k < d; ++k) dot = ei::pmadd(ld(x + (i * d + k) * W), ld(a + (i * d + k) * W), dot);
+    for (Index k = 0; k < d; ++k) {
+      double* pa = a + (i * d + k) * W;
+      st(pa, ei::psub(ld(pa), ei::pmul(dot, ld(x + (i * d + k) * W))));
+    }
+  }
+}
+
+void batch_normalize_rows(double* x, Index n, Index d) {
+  for (Index i = 0; i < n; ++i) {
+    Packet s = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      s = ei::pmadd(v, v, s);
+    }
+    const Packet r = ei::psqrt(s);
+    // Zero rows stay as they are (divide by 1 there).
+    const Packet div = ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0));
+    for (Index k = 0; k < d; ++k) {
+      double* px = x + (i * d + k) * W;
+      st(px, ei::pdiv(ld(px), div));
+    }
+  }
+}
+
+void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out) {
+  const Index n = in.n, d = in.d;
+  const double* x = in.x;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    Packet di = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      di = ei::pmadd(v, v, di);
+    }
+    st(s.dd.data() + i * W, di);
+    st(s.hb.data() + i * W, ei::pmul(half, di));
+    dmax = ei::pmax(dmax, di);
+  }
+  const Packet hmax = ei::pmul(half, dmax);
+  // v_i = w_i e^{beta (D_i - D*) / 2}; z (reused) = 1 / |x_i|.
+  for (Index i = 0; i < n; ++i) {
+    st(s.u.data() + i * W,
+       detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
+    st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
+  }
+  double* e = s.e.data();
+  gram(x, n, d, e);
+  const Packet thr = bc(1.0 - delta), one = bc(1.0);
+  Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),
+         linked = bc(0.0);
+  for (Index i = 0; i < n; ++i) {
+    const Packet vi = ld(s.u.data() + i * W);
+    diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
+    if (i + 1 == n) break;
+    const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
+    Packet row = bc(0.0);
+    const double* er = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const Packet g = ld(er + (j - i - 1) * W);
+      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
+      row = ei::pmadd(k, ld(s.u.data() + j * W), row);
+      minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
+      const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
+      linked = ei::padd(linked, ei::pand(close, one));
+      if (out.on_link) {
+        alignas(64) double m[W];
+        st(m, ei::pand(close, one));
+        unsigned mask = 0;
+        for (Index l = 0; l < W; ++l)
+          if (m[l] != 0.0) mask |= 1u << l;
+        if (mask) out.on_link(out.ctx, i, j, mask);
+      }
+    }
+    sum_off = ei::pmadd(vi, row, sum_off);
+  }
+  // sum_ij v_i v_j K_ij = diag + 2 sum_{i<j}; log E = beta D* + log(that) - log(2 beta).
+  alignas(64) double so[W], dg[W], hm[W], mc[W], lk[W];
+  st(so, sum_off);
+  st(dg, diag);
+  st(hm, hmax);
+  st(mc, minc);
+  st(lk, linked);
+  for (Index l = 0; l < W; ++l) {
+    if (out.log_energy) out.log_energy[l] = 2.0 * hm[l] + std::log(dg[l] + 2.0 * so[l]) - std::log(2.0 * in.beta[l]);
+    if (out.min_cosine) out.min_cosine[l] = mc[l];
+    if (out.clustered) out.clustered[l] = lk[l];
+  }
+  // Order |sum_i w_i x_i| and mean direction |sum_i w_i x_i / |x_i||^2 (w_i = e^{log w_i}).
+  if (out.order || out.mean_dir) {
+    alignas(64) double o2[W] = {}, m2[W] = {};
+    std::vector<double> wv(static_cast<std::size_t>(n * W));
+    for (Index i = 0; i < n * W; ++i) wv[static_cast<std::size_t>(i)] = in.w ? in.w[i] : std::exp(in.log_w[i]);
+    for (Index k = 0; k < d; ++k) {
+      Packet so1 = bc(0.0), sm1 = bc(0.0);
+      for (Index i = 0; i < n; ++i) {
+        const Packet wx = ei::pmul(ld(wv.data() + i * W), ld(x + (i * d + k) * W));
+        so1 = ei::padd(so1, wx);
+        sm1 = ei::pmadd(wx, ld(s.z.data() + i * W), sm1);
+      }
+      alignas(64) double a1[W], b1[W];
+      st(a1, so1);
+      st(b1, sm1);
+      for (Index l = 0; l < W; ++l) {
+        o2[l] += a1[l] * a1[l];
+        m2[l] += b1[l] * b1[l];
+      }
+    }
+    for (Index l = 0; l < W; ++l) {
+      if (out.order) out.order[l] = std::sqrt(o2[l]);
+      if (out.mean_dir) out.mean_dir[l] = m2[l];
+    }
+  }
+}
+
+}  // namespace attnflow

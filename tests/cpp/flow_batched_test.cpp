@@ -1,0 +1,237 @@
+// The batched small-system ensemble path (issue 20): equal to the per-system path to 1e-12
+// relative for SA / USA, schemes and euler / residual / rk4; bit-identical on 1, 2 and 3
+// threads; fused observables against observe(); Sinkhorn takes the per-system path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "attnflow/batch_kernel.hpp"
+#include "attnflow/ensemble.hpp"
+#include "attnflow/parallel.hpp"
+#include "attnflow/sample.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+bool bit_equal(const Matrix& a, const Matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
+}
+
+// 11 systems (not a multiple of the lane count: the last block is padded), betas differ.
+struct Systems {
+  std::vector<FlowOptions> flows;
+  std::vector<Matrix> x0;
+};
+Systems systems(FieldKind kind, Scheme scheme, Index count = 11, Index n = 12, Index d = 5) {
+  Systems s;
+  for (Index k = 0; k < count; ++k) {
+    Rng rng(7, static_cast<std::uint64_t>(k));
+    FlowOptions o;
+    o.kind = kind;
+    o.beta = 0.5 + 0.7 * static_cast<double>(k);
+    o.scheme.scheme = scheme;
+    if (kind == FieldKind::usa) o.usa_log_shift = o.beta;  // a field of order 1: dt = 0.1 is stable
+    if (k == 3) {  // non-uniform weights, one zero
+      o.weights = Vector::Ones(n);
+      o.weights[0] = 0.0;
+      o.weights[1] = 3.0;
+    }
+    s.flows.push_back(o);
+    Matrix x = sample_sphere(n, d, rng);
+    if (scheme != Scheme::none)
+      for (Index i = 0; i < n; ++i) x.row(i) *= 0.5 + 0.1 * static_cast<double>(i);
+    s.x0.push_back(x);
+  }
+  return s;
+}
+
+Ensemble make(const Systems& s, Method m, bool batched) {
+  IntegratorOptions io;
+  io.method = m;
+  io.dt = 0.1;
+  Ensemble e(s.flows, s.x0, io);
+  e.batched = batched;
+  return e;
+}
+
+TEST(FlowBatched, EqualsPerSystemPath) {
+  struct Case {
+    FieldKind kind;
+    Scheme scheme;
+  };
+  for (const Case c : {Case{FieldKind::sa, Scheme::none}, Case{FieldKind::usa, Scheme::none},
+                       Case{FieldKind::sa, Scheme::pre_ln}, Case{FieldKind::sa, Scheme::post_ln},
+                       Case{FieldKind::usa, Scheme::peri_ln}}) {
+    const Systems s = systems(c.kind, c.scheme);
+    for (const Method m : {Method::euler, Method::residual, Method::rk4}) {
+      Ensemble a = make(s, m, true), b = make(s, m, false);
+      ASSERT_TRUE(a.batchable());
+      for (const double t : {0.35, 1.5}) {  // 0.35: off the grid (a shortened step)
+        a.advance(t);
+        b.advance(t);
+      }
+      for (Index k = 0; k < a.size(); ++k) {
+        const double rel = (a.state(k) - b.state(k)).norm() / b.state(k).norm();
+        EXPECT_LT(rel, 1e-12) << to_string(c.kind) << " " << to_string(c.scheme) << " " << to_string(m)
+                              << " system " << k;
+        EXPECT_EQ(a.flow_state(k).integrator.steps, b.flow_state(k).integrator.steps);
+        EXPECT_EQ(a.flow_state(k).integrator.t, 1.5);
+      }
+      EXPECT_GT((a.state(0) - s.x0[0]).norm(), 1e-3);  // it moved
+    }
+  }
+}
+
+TEST(FlowBatched, BitIdenticalOnOneTwoThreeThreads) {
+  for (const Scheme scheme : {Scheme::none, Scheme::pre_ln}) {
+    const Systems s = systems(FieldKind::sa, scheme, 21, 10, 4);
+    std::vector<Ensemble> runs;
+    std::vector<std::vector<Observables>> obs;
+    for (const int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      Ensemble e = make(s, scheme == Scheme::none ? Method::residual : Method::rk4, true);
+      e.advance(2.0);
+      ObserveOptions oo;
+      oo.delta = 0.05;
+      obs.push_back(e.observe(oo));
+      runs.push_back(std::move(e));
+    }
+    set_num_threads(0);
+    for (std::size_t r = 1; r < runs.size(); ++r)
+      for (Index k = 0; k < runs[0].size(); ++k) {
+        EXPECT_TRUE(bit_equal(runs[r].state(k), runs[0].state(k))) << "threads " << r + 1 << " system " << k;
+        EXPECT_EQ(observable_values(obs[r][k]), observable_values(obs[0][k]));
+      }
+  }
+}
+
+// States handed over with set_state (a resumed run) continue exactly like the original.
+TEST(FlowBatched, SetStateContinuesBitForBit) {
+  const Systems s = systems(FieldKind::sa, Scheme::none, 11);
+  Ensemble a = make(s, Method::residual, true), b = make(s, Method::residual, true);
+  a.advance(1.0);
+  b.advance(0.3);  // b holds other states, in lanes, before they are replaced
+  for (Index k = 0; k < a.size(); ++k) b.set_state(k, a.state(k), a.flow_state(k));
+  a.advance(2.0);
+  b.advance(2.0);
+  for (Index k = 0; k < a.size(); ++k) EXPECT_TRUE(bit_equal(a.state(k), b.state(k))) << k;
+}
+
+// A system's result does not depend on its block (lane position, neighbours).
+TEST(FlowBatched, SystemIndependentOfItsBlock) {
+  const Systems all = systems(FieldKind::sa, Scheme::none, 11);
+  Systems one;
+  one.flows = {all.flows[9]};
+  one.x0 = {all.x0[9]};
+  Ensemble a = make(all, Method::rk4, true), b = make(one, Method::rk4, true);
+  a.advance(1.0);
+  b.advance(1.0);
+  EXPECT_TRUE(bit_equal(a.state(9), b.state(0)));
+}
+
+TEST(FlowBatched, SinkhornAndOtherFieldsTakeThePerSystemPath) {
+  Systems s = systems(FieldKind::sinkhorn, Scheme::none, 4);
+  for (auto& f : s.flows) f.sinkhorn.iterations = 5;
+  Ensemble a = make(s, Method::residual, true), b = make(s, Method::residual, false);
+  EXPECT_FALSE(a.batchable());
+  a.advance(0.5);
+  b.advance(0.5);
+  for (Index k = 0; k < a.size(); ++k) EXPECT_TRUE(bit_equal(a.state(k), b.state(k)));
+  Systems q = systems(FieldKind::sa, Scheme::none, 4);
+  q.flows[2].heads = make_heads(1, 5, "gaussian", 1);
+  EXPECT_FALSE(make(q, Method::euler, true).batchable());
+  EXPECT_FALSE(make(systems(FieldKind::sa, Scheme::none, 4), Method::dopri5, true).batchable());
+}
+
+TEST(FlowBatched, FusedObservablesMatchObserve) {
+  const Systems s = systems(FieldKind::sa, Scheme::none, 11, 16, 3);
+  Ensemble e = make(s, Method::residual, true);
+  e.advance(6.0);  // partly clustered
+  ObserveOptions oo;
+  oo.delta = 1e-3;
+  oo.beta = 2.0;
+  const std::vector<Observables> fused = e.observe(oo), no_clusters = e.observe(oo, false);
+  double linked = 0;
+  for (Index k = 0; k < e.size(); ++k) {
+    ObserveOptions o = oo;
+    o.beta = s.flows[k].beta;
+    const Observables ref = observe(e.positions(k), e.flow(k).options().weights, o, 6.0);
+    const Observables& f = fused[static_cast<std::size_t>(k)];
+    EXPECT_EQ(f.t, 6.0);
+    EXPECT_NEAR(f.log_energy, ref.log_energy, 1e-12 * std::abs(ref.log_energy)) << k;
+    EXPECT_NEAR(f.energy, ref.energy, 1e-12 * ref.energy) << k;
+    EXPECT_NEAR(f.mean_cosine, ref.mean_cosine, 1e-12) << k;
+    EXPECT_NEAR(f.min_cosine, ref.min_cosine, 1e-12) << k;
+    EXPECT_NEAR(f.order, ref.order, 1e-12) << k;
+    EXPECT_EQ(f.clustered_pairs, ref.clustered_pairs) << k;
+    EXPECT_EQ(f.clusters, ref.clusters) << k;
+    EXPECT_EQ(f.cluster_sizes, ref.cluster_sizes) << k;
+    EXPECT_EQ(no_clusters[static_cast<std::size_t>(k)].clusters, -1);
+    EXPECT_EQ(no_clusters[static_cast<std::size_t>(k)].clustered_pairs, ref.clustered_pairs);
+    linked += ref.clustered_pairs;
+  }
+  EXPECT_GT(linked, 0.0);  // the test sees clustered pairs
+  EXPECT_LT(linked, static_cast<double>(e.size()));
+  // Summaries leave out cluster counts not asked for; standard error by hand.
+  const EnsembleStats st = summarize(no_clusters, {0.5});
+  const auto names = observable_names();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "clusters" || names[i] == "largest_cluster") {
+      EXPECT_EQ(st.stats[i].count, 0);
+    }
+    if (names[i] != "clustered_pairs") continue;
+    double m = 0, ss = 0;
+    for (const auto& o : no_clusters) m += o.clustered_pairs;
+    m /= static_cast<double>(no_clusters.size());
+    for (const auto& o : no_clusters) ss += (o.clustered_pairs - m) * (o.clustered_pairs - m);
+    const double se = std::sqrt(ss / static_cast<double>(no_clusters.size() - 1) / static_cast<double>(no_clusters.size()));
+    EXPECT_NEAR(st.stats[i].mean, m, 1e-15);
+    EXPECT_NEAR(st.stats[i].standard_error, se, 1e-15);
+    EXPECT_GT(se, 0.0);
+  }
+}
+
+// The lane kernel against a dense formula: weights (one zero), radii that differ, and lse.
+TEST(FlowBatched, KernelMatchesDenseFormula) {
+  const Index w = batch_width(), n = 7, d = 3;
+  std::vector<Matrix> xs;
+  std::vector<double> lanes(static_cast<std::size_t>(n * d * w)), log_w(static_cast<std::size_t>(n * w)),
+      beta(static_cast<std::size_t>(w));
+  for (Index l = 0; l < w; ++l) {
+    Rng rng(3, static_cast<std::uint64_t>(l));
+    Matrix x = sample_gaussian(n, d, rng);
+    xs.push_back(x);
+    beta[static_cast<std::size_t>(l)] = 0.3 + static_cast<double>(l);
+    for (Index i = 0; i < n; ++i) {
+      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>((i * d + k) * w + l)] = x(i, k);
+      log_w[static_cast<std::size_t>(i * w + l)] = i == 2 ? -INFINITY : std::log((1.0 + i) / 28.0);
+    }
+  }
+  std::vector<double> a(lanes.size()), lse(static_cast<std::size_t>(n * w));
+  batch_attention_average({lanes.data(), log_w.data(), beta.data(), nullptr, n, d}, a.data(), lse.data());
+  for (Index l = 0; l < w; ++l) {
+    const Matrix& x = xs[static_cast<std::size_t>(l)];
+    const double b = beta[static_cast<std::size_t>(l)];
+    for (Index i = 0; i < n; ++i) {
+      double z = 0;
+      Eigen::RowVectorXd s = Eigen::RowVectorXd::Zero(d);
+      for (Index j = 0; j < n; ++j) {
+        const double wj = j == 2 ? 0.0 : (1.0 + j) / 28.0;
+        const double e = wj * std::exp(b * x.row(i).dot(x.row(j)));
+        z += e;
+        s += e * x.row(j);
+      }
+      s /= z;
+      EXPECT_NEAR(lse[static_cast<std::size_t>(i * w + l)], std::log(z), 1e-12 * std::max(1.0, std::abs(std::log(z))));
+      for (Index k = 0; k < d; ++k)
+        EXPECT_NEAR(a[static_cast<std::size_t>((i * d + k) * w + l)], s[k], 1e-12 * std::max(1.0, std::abs(s[k])))
+            << l << " " << i << " " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnflow

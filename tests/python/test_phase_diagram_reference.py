@@ -1,0 +1,133 @@
+"""The published phase-diagram step as an independent batched NumPy reference (issue 13 items
+1-2): x <- normalize(x + dt softmax(beta x x^T) x) for S systems at once, with the probability
+estimated as the fraction of pairs i != j with <x_i, x_j> > 1 - delta. attnflow's residual
+method (batched ensemble path) must follow the same trajectories from the same points, and
+its own uniform sampling must give the same probabilities within sampling error."""
+import csv
+
+import numpy as np
+import pytest
+
+
+def published_step(x, beta, dt):
+    """One step of the published code for x (S, n, d): no tangent projection."""
+    s = beta * np.einsum("sik,sjk->sij", x, x)
+    s -= s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    x = x + dt * np.einsum("sij,sjk->sik", p, x)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def clustered_fraction(x, delta):
+    """Per system: fraction of ordered pairs i != j with <x_i, x_j> > 1 - delta."""
+    n = x.shape[1]
+    g = np.einsum("sik,sjk->sij", x, x)
+    off = ~np.eye(n, dtype=bool)
+    return ((g > 1 - delta) & off).sum(axis=(1, 2)) / (n * (n - 1))
+
+
+def reference_curve(x, beta, dt, steps, delta):
+    """p(t) of every system at t = 0, dt, ..., steps dt: array (steps + 1, S)."""
+    out = [clustered_fraction(x, delta)]
+    for _ in range(steps):
+        x = published_step(x, beta, dt)
+        out.append(clustered_fraction(x, delta))
+    return x, np.array(out)
+
+
+def uniform_sphere(rng, systems, n, d):
+    x = rng.standard_normal((systems, n, d))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def config(n, d, systems, beta, t_end, init, extra=""):
+    return f"""
+[measure]
+n = {n}
+d = {d}
+systems = {systems}
+seed = 5
+{init}
+[model]
+kind = "sa"
+beta = {beta}
+[integrate]
+method = "residual"
+dt = 0.1
+t_end = {t_end}
+[observe]
+every = 0.1
+delta = 0.001
+{extra}
+[output]
+snapshots = false
+checkpoint_every = 0
+"""
+
+
+def read_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_same_points_follow_the_published_trajectories(run_cli, tmp_path):
+    rng = np.random.default_rng(1)
+    systems, n, d, beta = 12, 32, 8, 2.0
+    x0 = uniform_sphere(rng, systems, n, d)
+    np.save(tmp_path / "x0.npy", x0)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(config(n, d, systems, beta, 6.0, f'init = "file"\nfile = "{tmp_path / "x0.npy"}"'))
+    r = run_cli("run", cfg, "--out", tmp_path / "out", "--no-plots", "--quiet", "--threads", 2)
+    assert r.returncode == 0, r.stderr
+    x, p = reference_curve(x0, beta, 0.1, 60, 1e-3)
+    got = np.load(tmp_path / "out" / "final.npy")
+    assert np.allclose(got, x, rtol=0, atol=1e-10)
+    rows = read_rows(tmp_path / "out" / "observables.csv")
+    assert len(rows) == 61 * systems
+    cp = np.array([float(row["clustered_pairs"]) for row in rows]).reshape(61, systems)
+    # The same pairs are clustered at every step (at most one pair flips at a threshold tie).
+    assert np.abs(cp - p).max() <= 2.0 / (n * (n - 1))
+    assert p[-1].mean() > 0.2 and p[0].mean() < 0.05  # the window sees the clustering
+
+
+@pytest.mark.parametrize("d, beta", [(2, 1.0), (8, 4.0), (32, 4.0)])
+def test_probability_agrees_within_sampling_error(run_cli, tmp_path, d, beta):
+    """attnflow's own i.i.d. uniform tokens (batched ensemble, ensemble.csv summaries) vs
+    independent NumPy samples through the published step: the same probability curve."""
+    systems, n, t_end = 512, 32, 10.0
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(config(n, d, systems, beta, t_end, 'init = "uniform_sphere"',
+                          "clusters = false\nper_system = false\nquantiles = [0.5]"))
+    r = run_cli("run", cfg, "--out", tmp_path / "out", "--no-plots", "--quiet", "--threads", 2)
+    assert r.returncode == 0, r.stderr
+    rows = read_rows(tmp_path / "out" / "ensemble.csv")
+    mean = np.array([float(row["clustered_pairs"]) for row in rows if row["statistic"] == "mean"])
+    se = np.array([float(row["clustered_pairs"]) for row in rows if row["statistic"] == "stderr"])
+    assert len(mean) == 101
+    rng = np.random.default_rng(100 + d)
+    _, p = reference_curve(uniform_sphere(rng, systems, n, d), beta, 0.1, 100, 1e-3)
+    ref_mean = p.mean(axis=1)
+    ref_se = p.std(axis=1, ddof=1) / np.sqrt(systems)
+    for k in (25, 50, 75, 100):  # t = 2.5, 5, 7.5, 10
+        tol = 4.5 * np.hypot(se[k], ref_se[k]) + 1e-3
+        assert abs(mean[k] - ref_mean[k]) <= tol, (k, mean[k], ref_mean[k], tol)
+    assert ref_mean[-1] > 0.05  # clustering under way: the comparison is not between zeros
+
+
+def test_python_flow_accepts_residual_and_takes_the_published_step():
+    import attnflow
+
+    rng = np.random.default_rng(3)
+    x0 = uniform_sphere(rng, 1, 16, 5)[0]
+    o = attnflow.FlowOptions()
+    o.beta = 3.0
+    flow = attnflow.Flow(o, 16, 5)
+    integ = attnflow.IntegratorOptions("residual", 0.1)
+    assert integ.method == attnflow.Method.residual
+    x = flow.advance(flow.initial_state(x0), flow.initial_flow_state(), 1.0, integ)
+    ref, _ = reference_curve(x0[None], 3.0, 0.1, 10, 1e-3)
+    assert np.allclose(flow.positions(x), ref[0], rtol=0, atol=1e-12)
+    euler = flow.advance(flow.initial_state(x0), flow.initial_flow_state(), 1.0,
+                         attnflow.IntegratorOptions("euler", 0.1))
+    assert np.abs(flow.positions(euler) - ref[0]).max() > 1e-4
