@@ -6,6 +6,7 @@
 # Targets when built: attnflow_cuda (linked into attnflow_kernel, which then defines
 # ATTNFLOW_HAVE_CUDA for device.cpp), cuda_tests (GPU vs CPU, determinism, bad input) and
 # cuda_bench (bench/cuda_bench.cu, driven by bench/cuda_compare.py).
+get_filename_component(attnflow_root ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
 set(ATTNFLOW_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when a CUDA compiler is found), ON or OFF")
 set_property(CACHE ATTNFLOW_CUDA PROPERTY STRINGS AUTO ON OFF)
 set(ATTNFLOW_HAVE_CUDA OFF)
@@ -28,9 +29,11 @@ if(ATTNFLOW_HAVE_CUDA)
   find_package(CUDAToolkit REQUIRED)
   message(STATUS "attnflow: CUDA backend ON (${CMAKE_CUDA_COMPILER}, architectures ${CMAKE_CUDA_ARCHITECTURES})")
 
-  add_library(attnflow_cuda STATIC ${PROJECT_SOURCE_DIR}/src/cuda/kernel_cuda.cu)
-  target_compile_features(attnflow_cuda PUBLIC cuda_std_17)
-  target_include_directories(attnflow_cuda PUBLIC ${PROJECT_SOURCE_DIR}/src/cuda)
+  # C++17 for CUDA (CMake < 3.27 knows no C++20 flag for nvcc; the .cu files need 17).
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  add_library(attnflow_cuda STATIC ${attnflow_root}/src/cuda/kernel_cuda.cu)
+  target_include_directories(attnflow_cuda PUBLIC ${attnflow_root}/src/cuda)
   # No fast math: the float64 path must agree with the CPU to 1e-12.
   target_compile_options(attnflow_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3>)
   target_link_libraries(attnflow_cuda PUBLIC CUDA::cudart)
@@ -40,7 +43,7 @@ if(ATTNFLOW_HAVE_CUDA)
 
   if(ATTNFLOW_BUILD_TESTS)
     find_package(GTest REQUIRED)
-    add_executable(cuda_tests ${PROJECT_SOURCE_DIR}/tests/cuda/cuda_test.cpp)
+    add_executable(cuda_tests ${attnflow_root}/tests/cuda/cuda_test.cpp)
     target_link_libraries(cuda_tests PRIVATE attnflow_kernel GTest::gtest_main)
     # Registered with CTest only where a GPU is visible at configure time (nvidia-smi lists
     # one): a build machine with nvcc and no GPU builds cuda_tests but does not run it.
@@ -64,7 +67,7 @@ if(ATTNFLOW_HAVE_CUDA)
     endif()
   endif()
   if(ATTNFLOW_BUILD_BENCH)
-    add_executable(cuda_bench ${PROJECT_SOURCE_DIR}/bench/cuda_bench.cu)
+    add_executable(cuda_bench ${attnflow_root}/bench/cuda_bench.cu)
     target_link_libraries(cuda_bench PRIVATE attnflow_cuda)
   endif()
 endif()
