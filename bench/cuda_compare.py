@@ -1,6 +1,6 @@
 """attnflow's CUDA reduction vs PyTorch on the same GPU, one table (issue 19).
 
-    python3 bench/cuda_compare.py --bench build-gpu/cuda_bench [--quick] [--big-seconds 100]
+    python3 bench/cuda_compare.py --bench build-gpu/cuda_bench [--quick] [--big-seconds 60]
 
 Rows (inputs made here with a fixed seed and handed to both sides as raw float64 files):
   attention n = 16384, d = 3: out_i = sum_j softmax_j(<x_i, x_j>) x_j, x ~ N(0, I_3).
@@ -108,9 +108,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path of the cuda_bench program")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")
-    ap.add_argument("--big-seconds", type=float, default=100.0,
+    ap.add_argument("--big-seconds", type=float, default=60.0,
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
-    ap.add_argument("--torch-max-iter", type=int, default=150)
+    ap.add_argument("--torch-max-iter", type=int, default=100)
     ap.add_argument("--out", default=None, help="also write the table to this file")
     args = ap.parse_args()
     dev = torch.device("cuda")

@@ -6,7 +6,7 @@
 #   2. runs cuda_tests (GPU vs CPU, determinism, bad input);
 #   3. runs bench/cuda_compare.py (attnflow vs PyTorch on the same card) and prints one table.
 # Logs and the table go to $OUT (the device tool's folder) or ./gpu-check-out. Budget: under
-# 10 minutes (build about 2, tests under 1, benchmarks about 6 at most).
+# 10 minutes (build about 2, tests at most 2.5, benchmarks at most 6; typically 5 in all).
 #   GPU_CHECK_QUICK=1   small benchmark sizes (smoke test of the script)
 #   GPU_CHECK_JOBS=N    build jobs (default: all cores)
 #   GPU_CHECK_ARCH=90   CUDA architectures (default 90: H100 / H200)
@@ -56,7 +56,7 @@ export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LI
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$jobs}"
 
 phase "cuda_tests"
-timeout 240 "$build/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" >"$out/cuda_tests.log" 2>&1
+timeout 150 "$build/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" >"$out/cuda_tests.log" 2>&1
 rc=$?
 grep -E "^\[  (FAILED|PASSED)|^float32 error|Failure|error:|Expected|Which is|actual" "$out/cuda_tests.log" | head -60
 tail -3 "$out/cuda_tests.log"
@@ -65,7 +65,7 @@ if [ $rc -ne 0 ]; then echo "gpu-check: cuda_tests FAILED (rc $rc)"; status=1; f
 phase "benchmarks (attnflow CUDA vs PyTorch)"
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-PYTHONUNBUFFERED=1 timeout 420 python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
+PYTHONUNBUFFERED=1 timeout 360 python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
   --out "$out/table.md" "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"
