@@ -112,18 +112,19 @@ reduce_kernel(const T* __restrict__ u, const T* __restrict__ v, const T* __restr
         T s = cj;
 #pragma unroll
         for (int t = 0; t < KM; ++t) s = fma(uq[q][t], kv[t], s);
-        if (s > mx[q]) {
-          const T scale = dev_exp2<T>(mx[q] - s);  // 0 on the first finite score
-          sum[q] = fma(sum[q], scale, T(1));
+        // One exponential per pair, exp2(-|s - M|), whichever way the maximum goes (no
+        // divergent second exp when some lanes of the warp raise their maximum):
+        //   s > M: rescale by exp2(M - s) and add 1 (the new maximal term), M = s;
+        //   else:  add exp2(s - M).
+        // s = -inf (weight 0) gives exp2(-inf) = 0; NaN propagates into the sums.
+        const T d = s - mx[q];
+        const bool up = d > T(0);
+        const T e = dev_exp2<T>(up ? -d : d);  // 0 on the first finite score (M = lowest)
+        sum[q] = up ? fma(sum[q], e, T(1)) : sum[q] + e;
 #pragma unroll
-          for (int t = 0; t < PM; ++t) acc[q][t] = fma(acc[q][t], scale, kw[t]);
-          mx[q] = s;
-        } else {
-          const T e = dev_exp2<T>(s - mx[q]);
-          sum[q] += e;
-#pragma unroll
-          for (int t = 0; t < PM; ++t) acc[q][t] = fma(e, kw[t], acc[q][t]);
-        }
+        for (int t = 0; t < PM; ++t)
+          acc[q][t] = up ? fma(acc[q][t], e, kw[t]) : fma(e, kw[t], acc[q][t]);
+        mx[q] = up ? s : mx[q];
       }
     }
   }
