@@ -31,15 +31,20 @@ import torch
 import torch.nn.functional as F
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, reps):
     fn()
-    torch.cuda.synchronize()
+    sync()
     ts = []
     for _ in range(reps):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
@@ -69,6 +74,8 @@ def chunked_attention(x, chunk=8192):
 
 
 def sdpa(x):
+    if not hasattr(F, "scaled_dot_product_attention"):  # PyTorch < 2.0 (a CPU dry run)
+        return dense_attention(x)
     q = x[None, None]
     return F.scaled_dot_product_attention(q, q, q, scale=1.0)[0, 0]
 
@@ -99,7 +106,7 @@ def torch_sinkhorn(x, y, eps, tol, max_iter, chunk):
             break
         g = half(y, y2, x, x2, f)
         it += 1
-    torch.cuda.synchronize()
+    sync()
     dual = float((f.double() + g.double()).mean())
     return it, err, dual
 
@@ -112,10 +119,12 @@ def main():
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
     ap.add_argument("--torch-max-iter", type=int, default=100)
     ap.add_argument("--out", default=None, help="also write the table to this file")
+    ap.add_argument("--torch-device", default="cuda",
+                    help="PyTorch's device (cpu only for a dry run of this script)")
     args = ap.parse_args()
-    dev = torch.device("cuda")
-    name = torch.cuda.get_device_name(0)
-    n_att, n_big, n_ot = (2048, 8192, 4000) if args.quick else (16384, 131072, 100000)
+    dev = torch.device(args.torch_device)
+    name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu (dry run)"
+    n_att, n_big, n_ot = (2048, 8192, 1000) if args.quick else (16384, 131072, 100000)
     eps, tol = 0.03, 1e-6
     rows = []
     tmp = tempfile.mkdtemp(prefix="cuda_compare_")
@@ -181,7 +190,7 @@ def main():
     duals = {}
     for prec, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         xd, yd = xs.to(dev, dtype), ys.to(dev, dtype)
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         it, err, dual = torch_sinkhorn(xd, yd, eps, tol, args.torch_max_iter, chunk)
         tt = time.perf_counter() - t0

@@ -45,7 +45,8 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 rm -rf "$build"
 if ! cmake -S scripts/gpu-check -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_CUDA_ARCHITECTURES="$arch" \
-    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" >"$out/build.log" 2>&1 ||
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+    >"$out/build.log" 2>&1 ||
    ! cmake --build "$build" -j "$jobs" >>"$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   echo "gpu-check: BUILD FAILED (log: build.log)"
