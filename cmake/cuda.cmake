@@ -36,12 +36,14 @@ if(ATTNFLOW_HAVE_CUDA)
   target_include_directories(attnflow_cuda PUBLIC $<BUILD_INTERFACE:${attnflow_root}/src/cuda>)
   # No fast math: the float64 path must agree with the CPU to 1e-12.
   target_compile_options(attnflow_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3>)
-  target_link_libraries(attnflow_cuda PUBLIC CUDA::cudart)
+  # The static runtime loads the driver (libcuda) only when first used: programs and the Python
+  # module still start on machines without a GPU or a CUDA runtime library.
+  target_link_libraries(attnflow_cuda PUBLIC CUDA::cudart_static)
   set_target_properties(attnflow_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
   target_link_libraries(attnflow_kernel PUBLIC attnflow_cuda)
   target_compile_definitions(attnflow_kernel PRIVATE ATTNFLOW_HAVE_CUDA=1)
   # Installed and exported with the modules (cmake/install.cmake). A consumer of such an
-  # install also needs find_dependency(CUDAToolkit) for CUDA::cudart.
+  # install also needs find_dependency(CUDAToolkit) for CUDA::cudart_static.
   list(APPEND ATTNFLOW_MODULES attnflow_cuda)
 
   if(ATTNFLOW_BUILD_TESTS)
