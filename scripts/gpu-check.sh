@@ -59,7 +59,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$jobs}"
 phase "cuda_tests"
 timeout 150 "$build/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" >"$out/cuda_tests.log" 2>&1
 rc=$?
-grep -E "^\[  (FAILED|PASSED)|^float32 error|Failure|error:|Expected|Which is|actual" "$out/cuda_tests.log" | head -60
+grep -E "^\[  (FAILED|PASSED)|^float32 error|Failure|needs a CUDA|error:|Expected|Which is|actual" "$out/cuda_tests.log" | head -60
 tail -3 "$out/cuda_tests.log"
 if [ $rc -ne 0 ]; then echo "gpu-check: cuda_tests FAILED (rc $rc)"; status=1; fi
 
