@@ -43,6 +43,23 @@ TEST(KernelDevice, CpuDeviceIsTheCpuKernel) {
   EXPECT_EQ(0, std::memcmp(out1.data(), out2.data(), sizeof(double) * 900));
 }
 
+TEST(KernelDevice, CpuDeviceIsTheCpuSymmetricKernel) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  Matrix y(500, 3), vals(500, 2);
+  Vector col(500);
+  for (Matrix* a : {&y, &vals})
+    for (Index i = 0; i < a->size(); ++i) a->data()[i] = normal(rng);
+  for (Index j = 0; j < col.size(); ++j) col[j] = 0.1 * normal(rng);
+  const SymmetricReduceInput in{y.data(), col.data(), vals.data(), 500, 3, 2, 1.5};
+  Vector lse1(500), lse2(500);
+  Matrix out1(500, 2), out2(500, 2);
+  lse_reduce_symmetric(in, ReduceOutput{lse1.data(), out1.data()});
+  lse_reduce_symmetric(in, ReduceOutput{lse2.data(), out2.data()}, Device::cpu);
+  EXPECT_EQ(0, std::memcmp(lse1.data(), lse2.data(), sizeof(double) * 500));
+  EXPECT_EQ(0, std::memcmp(out1.data(), out2.data(), sizeof(double) * 1000));
+}
+
 TEST(KernelDevice, CudaWithoutBackendOrDeviceIsAClearError) {
   if (cuda_available()) {
     EXPECT_TRUE(cuda_compiled());
