@@ -44,6 +44,12 @@ __host__ __device__ constexpr T lowest() {
   return sizeof(T) == 8 ? static_cast<T>(-DBL_MAX) : static_cast<T>(-FLT_MAX);
 }
 
+// Shared-memory row of one key: W = k + 1 + p values padded to a multiple of 16 bytes, so that
+// a row starts 16-byte aligned and the compiler may read it with vector loads.
+__host__ __device__ constexpr int padded_width(int w, int elem) {
+  return (w + 16 / elem - 1) / (16 / elem) * (16 / elem);
+}
+
 struct Shape {
   std::int64_t n, m, k, p;
   std::int64_t chunk;   // keys per chunk
@@ -51,18 +57,20 @@ struct Shape {
 };
 
 // KM, PM: compile-time bounds of k and p; Exact: k == KM and p == PM (no guards).
-// Shared tile: kTile keys, each W = k + 1 + p values [v_0 .. v_{k-1}, log2e col, vals...].
+// Shared tile: kTile keys, each W = k + 1 + p values [v_0 .. v_{k-1}, log2e col, vals...],
+// rows WS = padded_width(W) apart.
 template <typename T, int KM, int PM, bool Exact>
 __global__ void __launch_bounds__(kThreads)
 reduce_kernel(const T* __restrict__ u, const T* __restrict__ v, const T* __restrict__ col,
               const T* __restrict__ vals, Shape sh, T uscale_log2e, T* __restrict__ lse,
               T* __restrict__ out, T* __restrict__ part_max, T* __restrict__ part_sum,
               T* __restrict__ part_acc) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* tile = reinterpret_cast<T*>(smem_raw);
   const int k = Exact ? KM : static_cast<int>(sh.k);
   const int p = Exact ? PM : static_cast<int>(sh.p);
   const int W = k + 1 + p;
+  const int WS = padded_width(W, static_cast<int>(sizeof(T)));
   constexpr int Q = kQueriesPerThread;
 
   const std::int64_t q0 = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) * Q;
@@ -95,11 +103,11 @@ reduce_kernel(const T* __restrict__ u, const T* __restrict__ v, const T* __restr
       if (f < k) x = v[j * k + f];
       else if (f == k) x = col ? log2e * col[j] : T(0);
       else x = vals[j * p + (f - k - 1)];
-      tile[e] = x;
+      tile[key * WS + f] = x;
     }
     __syncthreads();
     for (int jj = 0; jj < len; ++jj) {
-      const T* key = tile + jj * W;
+      const T* key = tile + jj * WS;
       T kv[KM];
 #pragma unroll
       for (int t = 0; t < KM; ++t) kv[t] = (Exact || t < k) ? key[t] : T(0);
@@ -185,7 +193,9 @@ void launch(const DeviceReduce<T>& r, const Shape& sh, T* pm, T* ps, T* pa, cuda
   const std::int64_t per_block = static_cast<std::int64_t>(kThreads) * kQueriesPerThread;
   const dim3 grid(static_cast<unsigned>((sh.n + per_block - 1) / per_block),
                   static_cast<unsigned>(sh.chunks));
-  const std::size_t smem = sizeof(T) * kTile * static_cast<std::size_t>(sh.k + 1 + sh.p);
+  const std::size_t smem =
+      sizeof(T) * kTile *
+      static_cast<std::size_t>(padded_width(static_cast<int>(sh.k + 1 + sh.p), sizeof(T)));
   auto* kern = reduce_kernel<T, KM, PM, Exact>;
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
