@@ -136,11 +136,21 @@ def main():
         a.detach().cpu().double().numpy().tofile(path)
         return path
 
+    head = ("work", "attnflow", "time", "PyTorch", "time", "speedup", "error", "note")
+
+    def table():
+        lines = [f"GPU: {name}; PyTorch {torch.__version__}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
     def row(work, ours, ours_t, theirs, theirs_t, err="", note=""):
         speed = f"{theirs_t / ours_t:.1f}x" if ours_t and theirs_t else "-"
         rows.append((work, ours, f"{ours_t:.4g} s" if ours_t else "-", theirs,
                      f"{theirs_t:.4g} s" if theirs_t else "-", speed, err, note))
         print("  " + " | ".join(rows[-1]), flush=True)
+        if args.out:  # rewritten after every row: a run stopped by its time limit keeps its rows
+            with open(args.out, "w") as fh:
+                fh.write(table() + "\n")
 
     # Attention, n = 16384.
     x = torch.randn(n_att, 3, dtype=torch.float64, generator=gen)
@@ -225,15 +235,7 @@ def main():
             row(f"Sinkhorn n=m={n6} f32", "attnflow", None, "-", None, "",
                 f"not finished within {args.big_seconds:g} s" if "timeout" in r else "FAILED")
 
-    head = ("work", "attnflow", "time", "PyTorch", "time", "speedup", "error", "note")
-    lines = [f"GPU: {name}; PyTorch {torch.__version__}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(table + "\n")
+    print("\n" + table())
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 # our Debian packages, no network) from the repository root:
 #   1. builds the CUDA backend, cuda_tests and cuda_bench (scripts/gpu-check/CMakeLists.txt)
 #      against the dependencies bundled by scripts/gpu-bundle.sh in .gpu-deps/;
-#   2. runs cuda_tests (GPU vs CPU, determinism, bad input);
+#   2. runs cuda_tests (GPU vs CPU, determinism, bad input), and small ones of them under
+#      compute-sanitizer memcheck and racecheck;
 #   3. runs bench/cuda_compare.py (attnflow vs PyTorch on the same card) and prints one table.
 # Logs and the table go to $OUT (the device tool's folder) or ./gpu-check-out. Budget: under
-# 10 minutes (build about 2, tests at most 2.5, benchmarks at most 6; typically 5 in all).
+# 10 minutes: build about 1.5, tests at most 2, sanitizer at most 2, benchmarks whatever is left
+# of 560 s (they need about 4); typically 6 in all.
 #   GPU_CHECK_QUICK=1   small benchmark sizes (smoke test of the script)
 #   GPU_CHECK_JOBS=N    build jobs (default: all cores)
 #   GPU_CHECK_ARCH=90   CUDA architectures (default 90: H100 / H200)
@@ -57,19 +59,40 @@ export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LI
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$jobs}"
 
 phase "cuda_tests"
-timeout 150 "$build/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" >"$out/cuda_tests.log" 2>&1
+timeout 120 "$build/cuda_tests" --gtest_output="xml:$out/cuda_tests.xml" >"$out/cuda_tests.log" 2>&1
 rc=$?
 grep -E "^\[  (FAILED|PASSED)|^float32 error|Failure|needs a CUDA|error:|Expected|Which is|actual" "$out/cuda_tests.log" | head -60
 tail -3 "$out/cuda_tests.log"
 if [ $rc -ne 0 ]; then echo "gpu-check: cuda_tests FAILED (rc $rc)"; status=1; fi
 
+phase "compute-sanitizer (memcheck, racecheck) on small cuda_tests"
+san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+small='Cuda.ZeroWeightKeysAreIgnored:Cuda.LseOnlyAndOutOnly:Cuda.BadInputIsRejected'
+: >"$out/sanitizer.log"
+for tool in memcheck racecheck; do
+  if [ -x "$san" ]; then
+    timeout 60 "$san" --tool "$tool" --error-exitcode 3 "$build/cuda_tests" --gtest_filter="$small" \
+      >>"$out/sanitizer.log" 2>&1
+    rc=$?
+    echo "compute-sanitizer $tool: rc $rc"
+    if [ $rc -ne 0 ]; then status=1; grep -E "ERROR SUMMARY|Invalid|Race|hazard" "$out/sanitizer.log" | head -10; fi
+  else
+    echo "compute-sanitizer not found"
+  fi
+done
+
 phase "benchmarks (attnflow CUDA vs PyTorch)"
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-PYTHONUNBUFFERED=1 timeout 360 python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
+# Whatever the steps before took, end by 560 s (the device call's limit is 600).
+left=$((560 - (SECONDS - t_start)))
+[ $left -lt 60 ] && left=60
+echo "benchmarks get at most $left s"
+PYTHONUNBUFFERED=1 timeout $left python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
   --out "$out/table.md" "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"
+[ $rc -ne 0 ] && [ -f "$out/table.md" ] && { echo "(table so far)"; cat "$out/table.md"; }
 if [ $rc -ne 0 ]; then echo "gpu-check: benchmarks FAILED (rc $rc)"; status=1; fi
 
 phase "done: status $status"
