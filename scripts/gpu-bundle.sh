@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Bundles the header and library dependencies that scripts/gpu-check.sh needs on the bare GPU
+# machine (which has the CUDA toolkit, CMake and PyTorch but none of our Debian packages and no
+# network): downloads the Debian packages HERE with `apt-get download` and extracts them with
+# `dpkg -x` into .gpu-deps/ (ignored by git; name it in the device tool's carry list).
+#   libeigen3-dev  Eigen headers (+ CMake config)
+#   libfmt-dev     fmt headers, CMake config, libfmt.so -> libfmt9's libfmt.so.9
+#   libgtest-dev   GoogleTest headers and static libraries (+ CMake config)
+# About 10 MiB extracted (docs removed). Re-running replaces .gpu-deps/.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dest="$root/.gpu-deps"
+pkgs=(libeigen3-dev libfmt-dev libfmt9 libgtest-dev)
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+chmod 777 "$tmp"  # apt-get download as root hands the file to user _apt
+(cd "$tmp" && apt-get download "${pkgs[@]}" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
+for p in "${pkgs[@]}"; do
+  ls "$tmp"/"${p}"_*.deb >/dev/null 2>&1 || { echo "gpu-bundle: apt-get download $p failed" >&2; exit 1; }
+done
+rm -rf "$dest.new"
+mkdir -p "$dest.new"
+for deb in "$tmp"/*.deb; do
+  dpkg -x "$deb" "$dest.new"
+  basename "$deb" >> "$dest.new/PACKAGES"
+done
+rm -rf "$dest.new/usr/share/doc" "$dest.new/usr/share/doc-base" "$dest.new/usr/share/lintian"
+rm -rf "$dest"
+mv "$dest.new" "$dest"
+echo "gpu-bundle: $(du -sh "$dest" | cut -f1) in $dest:"
+cat "$dest/PACKAGES"
