@@ -134,7 +134,7 @@ class EnsembleCsv {
       : path_(path), probs_(probs) {
     std::string text;
     if (keep_obs > 0) {
-      if (!fs::exists(path)) throw std::runtime_error(fmt::format("resume: {} is missing", path));
+      if (!std::filesystem::exists(path)) throw std::runtime_error(fmt::format("resume: {} is missing", path));
       const std::string old = read_file(path);
       const std::size_t keep_lines = 1 + static_cast<std::size_t>(keep_obs) * (3 + probs.size());
       std::size_t pos = 0;
