@@ -25,6 +25,15 @@ struct SinkhornDivergence {
 SinkhornDivergence sinkhorn_divergence(const Measure& mu, const Measure& nu,
                                        const SinkhornOptions& options);
 
+// The three solves behind S(mu, nu): OT(mu, nu) and the self-terms OT(mu, mu), OT(nu, nu) by the
+// symmetric (averaged) update; when nu is mu, all three are the one symmetric solve (S = 0
+// exactly). sinkhorn_divergence and its gradient (ot_gradient.hpp) combine these.
+struct DivergenceSolves {
+  SinkhornResult xy, xx, yy;
+};
+DivergenceSolves sinkhorn_divergence_solves(const Measure& mu, const Measure& nu,
+                                            const SinkhornOptions& options);
+
 // T(x_i) = sum_j pi_ij y_j / a_i (n, p) for a solution of sinkhorn(a, b, cost): the conditional
 // mean of `targets` (m, p) (e.g. the points of nu) under row i of pi, through the kernel.
 Matrix barycentric_map(const TransportCost& cost, const SinkhornResult& solution,

@@ -308,6 +308,10 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
   }
 }
 
+namespace {
+constexpr double kBatchMaxBeta = 1e300;
+}  // namespace
+
 bool Ensemble::batchable() const {
   if (integrator_.method == Method::dopri5) return false;
   const Index n = flows_[0].n(), d = flows_[0].d();
@@ -316,6 +320,10 @@ bool Ensemble::batchable() const {
     const FlowOptions& o = f.options();
     if (f.n() != n || f.d() != d || f.noisy() || !identity_head(o)) return false;
     if (o.kind != FieldKind::sa && o.kind != FieldKind::usa) return false;
+    // The batch kernel's symmetric form needs K_ij = e^{-beta |x_i - x_j|^2 / 2} <= 1 (beta >= 0)
+    // and beta |x|^2 far from overflow; other betas take the per-system path, whose kernel falls
+    // back to its general max-shifted reduction.
+    if (!(o.beta >= 0.0 && o.beta <= kBatchMaxBeta)) return false;
   }
   return true;
 }

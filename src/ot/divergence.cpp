@@ -19,21 +19,28 @@ void require_solution_fits(const TransportCost& cost, const SinkhornResult& s) {
 }
 }  // namespace
 
-SinkhornDivergence sinkhorn_divergence(const Measure& mu, const Measure& nu,
-                                       const SinkhornOptions& options) {
-  SinkhornDivergence d;
+DivergenceSolves sinkhorn_divergence_solves(const Measure& mu, const Measure& nu,
+                                            const SinkhornOptions& options) {
   // The self-terms are symmetric problems: the averaged update converges where alternating
   // updates stall under eps-scaling. When nu is mu itself, so is the cross term (and S = 0
   // exactly).
-  const SinkhornResult xx = sinkhorn_symmetric(
-      mu.weights(), TransportCost::sqeuclidean(mu.points(), mu.points()), options);
+  DivergenceSolves s;
+  s.xx = sinkhorn_symmetric(mu.weights(), TransportCost::sqeuclidean(mu.points(), mu.points()),
+                            options);
   const bool same = mu.size() == nu.size() && mu.dim() == nu.dim() &&
                     mu.points() == nu.points() && mu.weights() == nu.weights();
-  const SinkhornResult xy = same ? xx : sinkhorn(mu, nu, options);
-  const SinkhornResult yy = same ? xx
-                                 : sinkhorn_symmetric(nu.weights(),
-                                                      TransportCost::sqeuclidean(nu.points(), nu.points()),
-                                                      options);
+  s.xy = same ? s.xx : sinkhorn(mu, nu, options);
+  s.yy = same ? s.xx
+              : sinkhorn_symmetric(nu.weights(), TransportCost::sqeuclidean(nu.points(), nu.points()),
+                                   options);
+  return s;
+}
+
+SinkhornDivergence sinkhorn_divergence(const Measure& mu, const Measure& nu,
+                                       const SinkhornOptions& options) {
+  SinkhornDivergence d;
+  const DivergenceSolves s = sinkhorn_divergence_solves(mu, nu, options);
+  const SinkhornResult &xy = s.xy, &xx = s.xx, &yy = s.yy;
   d.ot_xy = xy.objective;
   d.ot_xx = xx.objective;
   d.ot_yy = yy.objective;

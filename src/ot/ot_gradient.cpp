@@ -61,9 +61,8 @@ OtGradient sinkhorn_divergence_gradient(const Measure& mu, const Measure& nu,
                                         const SinkhornOptions& options) {
   OtGradient g = zeros(mu, nu);
   // The three solves of sinkhorn_divergence, combined the same way for the value.
-  const SinkhornResult xy = sinkhorn(mu, nu, options);
-  const SinkhornResult xx = sinkhorn(mu, mu, options);
-  const SinkhornResult yy = sinkhorn(nu, nu, options);
+  const DivergenceSolves s = sinkhorn_divergence_solves(mu, nu, options);
+  const SinkhornResult &xy = s.xy, &xx = s.xx, &yy = s.yy;
   g.value = xy.objective - 0.5 * xx.objective - 0.5 * yy.objective;
   envelope(mu, nu, xy, 1.0, g);
   // OT(mu, mu) moves with mu in both arguments: its x- and y-gradients both belong to mu.

@@ -14,12 +14,13 @@ namespace attnflow {
 namespace {
 constexpr const char* kCtx = "sinkhorn";
 
-// eps_start, eps_start * scaling, ... (all > eps), then eps itself. max_iterations counts the
-// stages too: a longer schedule keeps its last max_iterations stages (the largest eps are
-// dropped), so every iteration still ends at the target eps. Bounded work and memory whatever
-// the ratio eps_start / eps and the factor: the stages are counted by the same repeated
-// multiplication (up to kExactCount of them) and only the kept ones are stored; beyond that
-// (e.g. scaling = 1 - 1e-16) the kept ones are eps / scaling^j, j = keep, ..., 1.
+// The longest eps-scaling schedule accepted (log(eps_start / eps) / -log(scaling) stages):
+// longer ones are refused up front, never an unbounded loop or allocation.
+constexpr double kMaxStages = 1e6;
+
+// eps_start, eps_start * scaling, ... (all > eps), then eps itself. Checked before it is built:
+// a cost that overflows, an eps so small that C / eps overflows and a schedule longer than
+// kMaxStages are errors naming the value.
 std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, bool warm) {
   require(std::isfinite(cost_scale), kCtx, "cost scale", cost_scale,
           "finite (the cost overflows: coordinates or beta too large; rescale the points)");
@@ -32,35 +33,32 @@ std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, 
     if (opt.eps_start == 0.0)
       require(std::isfinite(start) && start > 0.0, kCtx, "cost scale (eps_start = 0)", start,
               "finite and > 0 (coordinates too large for the squared cost?)");
-    const auto keep = static_cast<std::int64_t>(opt.max_iterations) - 1;  // stages before eps
-    constexpr double kExactCount = 2e7;
-    const double estimate =
+    const double stages =
         start > opt.eps ? (std::log(start) - std::log(opt.eps)) / -std::log(opt.scaling) : 0.0;
-    if (estimate < kExactCount) {
-      // eps_k = eps_{k-1} * scaling exactly; stops where rounding makes no progress (a
-      // subnormal eps, where e * scaling can round back to e).
-      auto stages = [&](auto&& visit) {
-        double e = start;
-        for (std::int64_t k = 0; e > opt.eps; ++k) {
-          visit(k, e);
-          const double next = e * opt.scaling;
-          if (!(next < e)) break;
-          e = next;
-        }
-      };
-      std::int64_t count = 0;
-      stages([&](std::int64_t, double) { ++count; });
-      stages([&](std::int64_t k, double e) {
-        if (k >= count - keep) eps.push_back(e);
-      });
-    } else {
-      // Too many stages to visit (scaling within ~1e-7 of 1): the kept ones, eps / scaling^j.
-      const auto kept = std::min<std::int64_t>(keep, static_cast<std::int64_t>(kExactCount));
-      for (std::int64_t j = kept; j >= 1; --j) {
-        const double e = opt.eps * std::pow(opt.scaling, -static_cast<double>(j));
-        if (e > opt.eps && e < start) eps.push_back(e);
+    if (stages > kMaxStages)
+      throw std::invalid_argument(fmt::format(
+          "{}: eps-scaling stages = log(eps_start / eps) / -log(scaling) = {:.3g}, must be <= "
+          "{:g} (eps_start = {:.3g}, eps = {:.3g}, scaling = {}: raise eps or lower scaling)",
+          kCtx, stages, kMaxStages, start, opt.eps, opt.scaling));
+    // eps_k = eps_{k-1} * scaling exactly; stops where rounding makes no progress (a subnormal
+    // eps, where e * scaling can round back to e). max_iterations counts the stages too: a
+    // longer schedule keeps its last max_iterations - 1 stages (the largest eps are dropped),
+    // so every iteration still ends at the target eps.
+    const auto keep = static_cast<std::int64_t>(opt.max_iterations) - 1;
+    auto visit_stages = [&](auto&& visit) {
+      double e = start;
+      for (std::int64_t k = 0; e > opt.eps; ++k) {
+        visit(k, e);
+        const double next = e * opt.scaling;
+        if (!(next < e)) break;
+        e = next;
       }
-    }
+    };
+    std::int64_t count = 0;
+    visit_stages([&](std::int64_t, double) { ++count; });
+    visit_stages([&](std::int64_t k, double e) {
+      if (k >= count - keep) eps.push_back(e);
+    });
   }
   eps.push_back(opt.eps);
   return eps;

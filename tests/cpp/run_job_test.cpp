@@ -265,7 +265,7 @@ TEST(Runner, LateFailureInAnExistingEmptyDirectoryLeavesItEmpty) {
   // observables.csv and snapshots/.
   const Parsed bad = parse(
       "[measure]\nn = 8\nd = 3\n[model]\nkind = \"usa\"\nbeta = 700.0\nsphere = false\n[integrate]\ndt = 1e6\n"
-      "t_end = 1e7\n[output]\nsnapshots = true\n");
+      "t_end = 1e7\n[observe]\nevery = 1e6\n[output]\nsnapshots = true\n");
   const std::string out = fresh_dir("late");
   fs::create_directories(out);
   EXPECT_THROW(run(bad, out), std::runtime_error);
