@@ -1,4 +1,4 @@
-"""attnflow's CUDA reduction vs PyTorch on the same GPU, one table (issue 19).
+"""attnflow's CUDA reduction vs PyTorch on the same GPU, one table.
 
     python3 bench/cuda_compare.py --bench build-gpu/cuda_bench [--quick] [--big-seconds 60]
 

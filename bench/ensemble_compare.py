@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Side-by-side benchmark of the published phase-diagram ensemble (issue 20): attnflow's
+"""Side-by-side benchmark of the published phase-diagram ensemble: attnflow's
 batched ensemble path vs the published step written in PyTorch and in NumPy, batched over
 systems, on the same machine and the same thread count.
 

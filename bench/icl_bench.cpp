@@ -1,6 +1,6 @@
-// Google Benchmark: in-context regression training steps (SPEC.md section 7) at the issue's
-// size d = 5, L = 1000, batch 128: one step = draw 128 fresh prompts, one streaming softmax
-// pass per prompt, gradients, SGD update. Also the large-prompt operator with gradients.
+// Google Benchmark: in-context regression training steps (docs/math.md section 7) at the
+// published size d = 5, L = 1000, batch 128: one step = draw 128 fresh prompts, one streaming
+// softmax pass per prompt, gradients, SGD update. Also the large-prompt operator with gradients.
 // Run: build/bench/icl_bench [--benchmark_filter=...]; threads via OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 

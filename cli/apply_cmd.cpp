@@ -1,5 +1,5 @@
 // attnflow apply --model M --x X.npy [--w W.npy] --out DIR: the push-forward G(mu, .)#mu of a
-// measure by a saved model (issue 8), coincident atoms merged. Writes DIR/x.npy, DIR/w.npy and
+// measure by a saved model, coincident atoms merged. Writes DIR/x.npy, DIR/w.npy and
 // DIR/summary.json ("kind": "apply"); optional in-context evaluation at --queries Z.npy.
 #include <fmt/format.h>
 

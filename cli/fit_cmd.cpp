@@ -1,4 +1,4 @@
-// attnflow fit CONFIG.toml --out DIR [--set key=value ...]: learn an in-context map (issue 8).
+// attnflow fit CONFIG.toml --out DIR [--set key=value ...]: learn an in-context map.
 // Writes DIR/config.toml, DIR/loss.csv (step, train_loss, test_loss), DIR/model.afm and
 // DIR/summary.json ("kind": "fit").
 #include <fmt/format.h>

@@ -1,5 +1,5 @@
 // attnflow icl CONFIG.toml --out DIR [--set key=value ...] [--resume]: in-context linear regression
-// training (issue 6, SPEC.md section 7): mini-batch SGD on fresh prompts of length L, or the
+// training (docs/math.md section 7): mini-batch SGD on fresh prompts of length L, or the
 // infinite-prompt gradient flow (--set train.prompt=infinite). Writes DIR/config.toml,
 // risk.csv, final.json, summary.json (checkpoint.bin while running; --resume continues from it).
 // Argument parsing only; the work is attnflow::run_icl_job.

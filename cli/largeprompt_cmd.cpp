@@ -1,5 +1,5 @@
 // attnflow largeprompt CONFIG.toml --out DIR [--set key=value ...]: concentration of the
-// large-prompt softmax operator in the prompt length (issue 6, SPEC.md section 7). Writes
+// large-prompt softmax operator in the prompt length (docs/math.md section 7). Writes
 // DIR/config.toml, concentration.csv and summary.json (log-log slopes with 95% bands).
 // Argument parsing only; the work is attnflow::run_largeprompt.
 #include <fmt/format.h>

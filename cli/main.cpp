@@ -12,7 +12,7 @@
 #include "plot_hook.hpp"
 
 int main(int argc, char** argv) {
-  // OpenMP threads wait passively unless the user chose (issue 16): spinning waits make a
+  // OpenMP threads wait passively unless the user chose: spinning waits make a
   // machine busy with other work many times slower (2.6 s vs 0.1 s measured on a loaded
   // 2-core machine). libgomp reads the policy when it loads, before main, so the process
   // restarts itself once with it set; OMP_WAIT_POLICY=active restores spinning.

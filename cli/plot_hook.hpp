@@ -1,5 +1,5 @@
 // The shared end-of-command plot hook: every command that writes an output directory calls
-// run_plot_hook(dir) last. Plots never dominate a command (issue 16 item 4):
+// run_plot_hook(dir) last. Plots never dominate a command:
 //  - Python is started only when DIR holds a file that attnflow.plot draws (kPlottedFiles
 //    below, the same list as python/attnflow/plot.py's PLOTTED_FILES), so `attnflow ot`
 //    without --plan, for instance, never starts it;

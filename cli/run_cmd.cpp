@@ -1,5 +1,5 @@
 // attnflow run CONFIG.toml [--out DIR] [--set key=value ...] [--resume]: the experiment
-// runner (issue 4). Parses arguments, builds the Config, calls attnflow::run_experiment.
+// runner. Parses arguments, builds the Config, calls attnflow::run_experiment.
 #include <fmt/format.h>
 
 #include <cstdlib>

@@ -1,5 +1,5 @@
 // attnflow sweep CONFIG.toml --out DIR [--set key=value ...] [--resume] [--jobs N]: a grid of
-// runner configs (a [sweep] table of lists), run in parallel, one tidy CSV (issue 5 item 2).
+// runner configs (a [sweep] table of lists), run in parallel, one tidy CSV.
 #include <fmt/format.h>
 
 #include <cstdlib>

@@ -1,4 +1,4 @@
-// attnflow theory: the mean-field predictions of SPEC.md section 6 as scriptable commands.
+// attnflow theory: the mean-field predictions of docs/math.md section 6 as scriptable commands.
 //   theory equiangular   the equiangular ODE (SA/USA, any scheme) -> CSV t, rho, one_minus_rho, r
 //   theory long-context  one layer at beta = gamma log n on equiangular tokens -> JSON
 //   theory clusters      d = 2 Fourier-mode prediction of the cluster count + energies -> JSON
@@ -70,8 +70,8 @@ void add_equiangular(CLI::App& theory) {
   auto a = std::make_shared<EquiangularArgs>();
   CLI::App* sub = theory.add_subcommand(
       "equiangular",
-      "Solve the equiangular ODE drho/dt = 2 b (1 - rho)((n-1) rho + 1) / factor (SPEC.md section 6) "
-      "with dopri5 and write CSV columns t, rho, one_minus_rho, r");
+      "Solve the equiangular ODE drho/dt = 2 b (1 - rho)((n-1) rho + 1) / factor "
+      "(docs/math.md section 6) with dopri5 and write CSV columns t, rho, one_minus_rho, r");
   sub->add_option("--model", a->model, "sa | usa")->capture_default_str();
   sub->add_option("--scheme", a->scheme, "post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt")
       ->capture_default_str();
@@ -168,8 +168,8 @@ void add_clusters(CLI::App& theory) {
 
 void add_theory(CLI::App& app) {
   CLI::App* theory = app.add_subcommand(
-      "theory", "Mean-field predictions (SPEC.md section 6): equiangular ODEs, long-context map, "
-                "cluster count on the circle");
+      "theory", "Mean-field predictions (docs/math.md section 6): equiangular ODEs, "
+                "long-context map, cluster count on the circle");
   theory->require_subcommand(1);
   add_equiangular(*theory);
   add_long_context(*theory);

@@ -1,5 +1,5 @@
 // attnflow view RUN_DIR [--out FILE.html]: one self-contained HTML page (opens offline) showing a
-// run, an ensemble or a sweep (issue 17). Thin: the page is assembled by the Python package
+// run, an ensemble or a sweep. Thin: the page is assembled by the Python package
 // (python3 -m attnflow.view, which reads the run directory and inlines the viewer and its
 // plotting library); see docs/usage/view.md.
 #include <memory>

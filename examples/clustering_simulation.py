@@ -1,6 +1,6 @@
 """Tokens as interacting particles on the circle: self-attention dynamics cluster them.
 
-dx_i/dt = P_{x_i}(sum_j softmax_j(beta <x_i, x_j>) x_j) (SA, SPEC.md section 5), integrated
+dx_i/dt = P_{x_i}(sum_j softmax_j(beta <x_i, x_j>) x_j) (SA, docs/math.md section 5), integrated
 with RK4 + renormalization; observables and cluster-coloured trajectories are plotted.
 Run: PYTHONPATH=build/python python3 examples/clustering_simulation.py [OUT_DIR]
 """

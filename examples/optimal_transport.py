@@ -1,4 +1,4 @@
-"""Entropic and exact optimal transport between two point clouds (SPEC.md section 3).
+"""Entropic and exact optimal transport between two point clouds (docs/math.md section 3).
 
 Log-domain Sinkhorn with eps-scaling for |x - y|^2, the debiased Sinkhorn divergence, the
 barycentric map, and the exact cost by network simplex as eps -> 0.
@@ -25,7 +25,8 @@ b = np.linspace(1.0, 2.0, 50)  # normalized to mass 1 by the library
 w2 = attnflow.wasserstein(x, y, 2, None, b)
 print("exact W2^2 = %.6f" % w2 ** 2)
 
-# Entropic OT for decreasing eps: the cost <C, pi_eps> approaches W2^2 (SPEC.md fact 2).
+# Entropic OT for decreasing eps: the cost <C, pi_eps> approaches W2^2
+# (docs/math.md section 1.5, fact 2).
 for eps in (1.0, 0.1, 0.01):
     r = attnflow.sinkhorn(x, y, None, b, eps=eps, tol=1e-9)
     print("eps = %-5g cost = %.6f  iterations %4d  converged %s" % (eps, r.cost, r.iterations, r.converged))

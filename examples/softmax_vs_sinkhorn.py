@@ -1,7 +1,7 @@
 """Softmax vs Sinkhorn attention between two point clouds: compare the couplings.
 
 Softmax attention normalizes each query's row of exp(beta <x_i, y_j>) (a conditional law);
-Sinkhorn attention normalizes rows AND columns (a coupling in Pi(a, b)). SPEC.md section 1.
+Sinkhorn attention normalizes rows AND columns (a coupling in Pi(a, b)). docs/math.md section 1.
 Run: PYTHONPATH=build/python python3 examples/softmax_vs_sinkhorn.py [OUT_DIR]
 """
 import os
@@ -32,7 +32,8 @@ pi_soft, pi_sink = a[:, None] * p_soft, a[:, None] * p_sink
 print("row marginal error  softmax %.2e  sinkhorn %.2e" % (abs(pi_soft.sum(1) - a).sum(), abs(pi_sink.sum(1) - a).sum()))
 print("col marginal error  softmax %.2e  sinkhorn %.2e" % (abs(pi_soft.sum(0) - b).sum(), abs(pi_sink.sum(0) - b).sum()))
 
-# The same coupling from entropic OT with cost C = -beta <x, y> and eps = 1 (SPEC.md fact 2).
+# The same coupling from entropic OT with cost C = -beta <x, y> and eps = 1
+# (docs/math.md section 1.5, fact 2).
 cost = attnflow.TransportCost.bilinear(x, y, beta)
 opts = attnflow.SinkhornOptions()
 opts.eps, opts.tol = 1.0, 1e-12

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the fuzz targets into fuzz/corpus/<target>/ (issue 14).
+"""Writes the seed corpus of the fuzz targets into fuzz/corpus/<target>/.
 
 Usage: fuzz/make_seeds.py ATTNFLOW_CLI   (the built CLI, e.g. build/attnflow)
 

@@ -2,7 +2,7 @@
 """Assembles README.md from docs/readme_head.md, the usage sections in docs/usage/*.md (their
 performance subsections are dropped: the README has one table) and docs/readme_tail.md, and
 fills the placeholders in them from committed outputs, so that a documented claim cannot drift
-from what the program prints (issue 13 item 7).
+from what the program prints.
 
 Usage:
   scripts/make_readme.py             rewrites README.md

@@ -12,7 +12,7 @@ def load(d):
 
 def main():
     out = Path(sys.argv[1])
-    print("# In-context regression and large-prompt concentration (issue 6, SPEC.md section 7)\n")
+    print("# In-context regression and large-prompt concentration (docs/math.md section 7)\n")
     print("Reproduce: `experiments/icl/run.sh build/attnflow` (2 threads); numbers below are from")
     print("that script's output directories. Risk = (1/2) E (prediction - <w, x_q>)^2 on fresh")
     print("prompts of the training length L; the infinite-prompt risk R(A, b) is the closed form")

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Mean-field consistency (issue 8, SPEC.md section 4): a fitted model applied to N samples of a
+"""Mean-field consistency (docs/math.md section 4): a fitted model applied to N samples of a
 continuous measure (N(0, I_2)) vs a large-N reference (N_ref = 4096), averaged over 5 seeds per N:
 
   * in-context outputs at 32 fixed queries: RMS |G(mu_N, z) - G(mu_ref, z)|;

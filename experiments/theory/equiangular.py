@@ -76,7 +76,7 @@ def main():
         "",
         "Regenerate: `experiments/theory/run_all.sh equiangular` (config: `config.toml`).",
         "",
-        "**Prediction** (SPEC.md section 6). n tokens with all pairwise cosines rho stay",
+        "**Prediction** (docs/math.md section 6). n tokens with all pairwise cosines rho stay",
         "equiangular, and SA: drho/dt = 2 e^{beta rho}(1 - rho)((n-1) rho + 1) / (e^beta + (n-1) e^{beta rho}),",
         "USA: drho/dt = (2/n) e^{beta rho}(1 - rho)((n-1) rho + 1).",
         "",

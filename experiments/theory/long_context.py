@@ -47,7 +47,7 @@ def report(cfg, rows, max_diff):
         "",
         "Regenerate: `experiments/theory/run_all.sh long_context` (config: `config.toml`).",
         "",
-        "**Prediction** (SPEC.md section 6). One softmax attention layer on n equiangular tokens",
+        "**Prediction** (docs/math.md section 6). One softmax attention layer on n equiangular tokens",
         "with cosine rho sends the cosine to 1 for gamma < gamma_c = 1/(1 - rho), to",
         "4 rho / (1 + 3 rho) at gamma_c, and keeps rho above, as n -> inf; at finite n the output",
         "cosine is [(1-rho)(2ab + (n-2) b^2) + rho] / [(1-rho)(a^2 + (n-1) b^2) + rho].",

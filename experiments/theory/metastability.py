@@ -90,7 +90,7 @@ def report(cfg, prow, pred, cases):
         "",
         "Regenerate: `experiments/theory/run_all.sh metastability` (config: `config.toml`).",
         "",
-        "**Prediction** (SPEC.md section 6; derivation in docs/theory.md). From near-uniform",
+        "**Prediction** (docs/math.md section 6; derivation in docs/theory.md). From near-uniform",
         "data at large beta, tokens form several clusters that persist for times growing like",
         "exp(c beta) before merging (plateaus of the cluster count and of the energy). In d = 2",
         "the number that first emerges is k* = argmax_k k^2 I_k(beta), the fastest-growing",

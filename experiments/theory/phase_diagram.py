@@ -163,7 +163,7 @@ def report(cfg, crossings, seconds):
         "`ATTNFLOW_PHASE_WORK=DIR` keeps the sweeps so that a killed run resumes;",
         "`phase_diagram.py --dims 2 8` computes or assembles only those dimensions).",
         "",
-        "**Prediction** (SPEC.md section 6; Geshkovski, Letrouit, Polyanskiy, Rigollet). For",
+        "**Prediction** (docs/math.md section 6; Geshkovski, Letrouit, Polyanskiy, Rigollet). For",
         "i.i.d. uniform tokens, two given tokens end up within 1 - delta of each other after a",
         "time that grows with beta; in high dimension random tokens are nearly orthogonal, so",
         "the boundary of the clustered phase should follow the equiangular ODE started at",

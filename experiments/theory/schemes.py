@@ -92,7 +92,7 @@ def report(cfg, fits):
         "",
         "Regenerate: `experiments/theory/run_all.sh schemes` (config: `config.toml`).",
         "",
-        "**Prediction** (SPEC.md sections 5 and 6; derivations in docs/theory.md). Dividing the",
+        "**Prediction** (docs/math.md sections 5 and 6; derivations in docs/theory.md). Dividing the",
         "direction speed by the scheme's factor, 1 - rho decays near rho = 1 as",
         "post-LN exp(-lambda0 t) (lambda0 = 2 SA, 2 e^beta USA), pre-/mix-/peri-LN t^-2",
         "(the radius grows linearly), nGPT exp(-2 alpha t) (the same for SA and USA), and",

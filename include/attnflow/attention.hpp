@@ -1,4 +1,4 @@
-// Attention on measures (SPEC.md section 1): queries mu = (X, a), keys nu = (Y, b), values
+// Attention on measures (docs/math.md section 1): queries mu = (X, a), keys nu = (Y, b), values
 // (m, p) (default Y), affinity s_ij = beta <Q x_i, K y_j>, and a normalization of
 // k_ij = exp(s_ij):
 //   softmax : P_ij = b_j k_ij / sum_l b_l k_il        (conditional distribution)

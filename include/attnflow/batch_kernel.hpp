@@ -1,4 +1,4 @@
-// Small-system batch kernels (issue 20): W = batch_width() independent systems of the same
+// Small-system batch kernels: W = batch_width() independent systems of the same
 // (n, d) side by side in the lanes of one SIMD vector (8 doubles with AVX-512), so that every
 // operation of the per-system algorithm is one vector operation for W systems, whatever n and
 // d (no horizontal sums, no tail loops). Used by Ensemble (ensemble.hpp) for the attention

@@ -1,4 +1,4 @@
-// Cluster theory on the circle (SPEC.md section 6, "inferred"; derivation in docs/theory.md):
+// Cluster theory on the circle (docs/math.md section 6, "inferred"; derivation in docs/theory.md):
 // linearizing the SA/USA mean-field equation around the uniform measure on S^1, the Fourier
 // mode e^{i k theta} grows at rate  lambda_k = k^2 I_k(beta) / beta  (USA), divided by
 // I_0(beta) for SA; the fastest mode k* = argmax_k k^2 I_k(beta) predicts how many clusters

@@ -1,4 +1,4 @@
-// Concentration of the large-prompt operator in the prompt length L (SPEC.md section 7):
+// Concentration of the large-prompt operator in the prompt length L (docs/math.md section 7):
 //   output_error(L) = E |T[mu_L](z) - T[mu](z)|^2, and the same for the per-query gradients
 // in U and V, over many prompts and queries, for Gaussian or Rademacher tokens; plus the
 // least-squares log-log slope of each curve with its 95% confidence band.

@@ -1,4 +1,4 @@
-// Quantities derived from an entropic OT solution (SPEC.md section 3):
+// Quantities derived from an entropic OT solution (docs/math.md section 3):
 //   Sinkhorn divergence S = OT_eps(mu, nu) - OT_eps(mu, mu) / 2 - OT_eps(nu, nu) / 2 (debiased,
 //   >= 0, zero iff mu = nu), the barycentric map T(x_i) = sum_j pi_ij y_j / a_i, and the dense
 //   plan pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) on request, behind a size guard.

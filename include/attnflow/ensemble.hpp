@@ -1,4 +1,4 @@
-// Ensembles: many independent flows (different seeds or parameters, SPEC.md section 5)
+// Ensembles: many independent flows (different seeds or parameters, docs/math.md section 5)
 // advanced together, in parallel across systems when each is small, with the mean and
 // quantiles of every observable. Each system runs single-threaded or with the kernel's
 // fixed tiles, so results are bit-identical whatever the thread count.

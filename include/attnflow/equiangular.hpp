@@ -1,7 +1,7 @@
-// The equiangular reduction of SA/USA token dynamics (SPEC.md section 6): if all pairwise
+// The equiangular reduction of SA/USA token dynamics (docs/math.md section 6): if all pairwise
 // cosines of n tokens equal rho they stay equal, and
 //   drho/dt = 2 b (1 - rho) ((n - 1) rho + 1) / factor,  b = e^{beta rho}/Z (SA), e^{beta rho}/n (USA),
-// with factor the direction speed divisor of the normalization scheme (SPEC.md section 5 table).
+// with factor the direction speed divisor of the normalization scheme (docs/math.md section 5.4).
 #pragma once
 
 #include <string>
@@ -16,7 +16,7 @@ enum class TheoryModel { sa, usa };
 TheoryModel parse_theory_model(std::string_view name, std::string_view context = "theory");
 std::string to_string(TheoryModel m);
 
-// Normalization scheme of SPEC.md section 5 (x_i = r_i theta_i, A_i the attention average of
+// Normalization scheme of docs/math.md section 5 (x_i = r_i theta_i, A_i the attention average of
 // the thetas): the direction speed P_theta A is divided by
 //   post-LN 1 | pre-LN r | mix-LN 1 then r after tau | peri-LN r |A| | nGPT |A| / alpha |
 //   sqrt-scaling sqrt(t + 1),

@@ -1,5 +1,5 @@
 // Errors: invalid input is a std::invalid_argument whose message names the argument, its
-// value and the rule, as "context: name = value, must be rule" (STYLE.md, "Errors").
+// value and the rule, as "context: name = value, must be rule" (docs/CONTRIBUTING.md, "Errors").
 // Not converging is never an exception: it travels in result structs.
 #pragma once
 

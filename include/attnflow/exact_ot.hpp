@@ -1,6 +1,6 @@
 // Exact (unregularized) optimal transport between small discrete measures by the network
-// simplex of LEMON (SPEC.md section 3): min <C, pi> over Pi(a, b), and W_p = (min <|x-y|^p, pi>)^(1/p)
-// for p = 1, 2. Needs the dense n x m cost, hence the size limit kExactMaxPairs.
+// simplex of LEMON (docs/math.md section 3): min <C, pi> over Pi(a, b), and W_p = (min <|x-y|^p,
+// pi>)^(1/p) for p = 1, 2. Needs the dense n x m cost, hence the size limit kExactMaxPairs.
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// `attnflow fit` and `attnflow apply` orchestration (issue 8): the TOML schema of a fitting job
+// `attnflow fit` and `attnflow apply` orchestration: the TOML schema of a fitting job
 // ([task], [model], [train]) turned into TaskOptions / ModelSpec / FitOptions with errors naming
 // the key, the job itself writing DIR/{config.toml, loss.csv, model.afm, summary.json}, and the
 // model file on disk (format in model.hpp, written atomically). Schema in docs/usage/model.md.

@@ -1,5 +1,5 @@
 // Attention flows: tokens x_i (n, d) as interacting particles, dx_i/dt = X[mu_t](x_i)
-// (SPEC.md sections 4 and 5). SA: P_x(sum_j P_ij V x_j) with softmax weights of
+// (docs/math.md sections 4 and 5). SA: P_x(sum_j P_ij V x_j) with softmax weights of
 // beta <Q x_i, K x_j>; USA: unnormalized weights; plus Sinkhorn, Kuramoto, mean-shift, hardmax,
 // noisy (kappa) and general Vlasov fields. A Flow turns options into an attnflow::Ode.
 #pragma once
@@ -18,7 +18,7 @@
 
 namespace attnflow {
 
-// Which velocity field (SPEC.md section 5; "vlasov" is section 4's sum_j w_j F(x, x_j)).
+// Which velocity field (docs/math.md section 5; "vlasov" is section 4's sum_j w_j F(x, x_j)).
 //   sa        P_x sum_h sum_j softmax_j(beta <Q_h x, K_h x_j> + log w_j) V_h x_j
 //   usa       P_x sum_h sum_j w_j exp(beta <Q_h x, K_h x_j>) V_h x_j
 //   sinkhorn  P_x sum_h sum_j (pi^h_ij / w_i) V_h x_j, pi^h the Sinkhorn coupling in Pi(w, w)

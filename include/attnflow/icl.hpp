@@ -1,4 +1,4 @@
-// In-context linear regression with one attention layer (SPEC.md section 7): x ~ N(0, S),
+// In-context linear regression with one attention layer (docs/math.md section 7): x ~ N(0, S),
 // task w (E[w w^T] = tau^2 I), y = <w, x> + noise, tokens z_i = (x_i, y_i), query (x_q, 0).
 // Block parametrization U = [[A, 0], [0, 0]], V = [[0, 0], [0, b]] gives the prediction
 //   softmax: b * sum_i softmax_i(x_i^T A x_q) y_i      linear: b * (1/L) sum_i y_i x_i^T A x_q
@@ -81,7 +81,7 @@ IclPrediction icl_predict(IclModel model, const IclParams& params, const IclProm
 // Theta (d, d) standard normal from rng.
 IclParams icl_balanced_init(Index d, double alpha, Rng& rng);
 
-// Infinite-prompt objects (closed forms of SPEC.md section 7, times tau^2 = E|w|^2 / d):
+// Infinite-prompt objects (closed forms of docs/math.md section 7, times tau^2 = E|w|^2 / d):
 //   R(A, b) = (tau^2 / 2) tr((b S A - I) S (b S A - I)^T)
 double icl_infinite_risk(const IclData& data, const IclParams& params);
 //   -grad R: dA/dt = tau^2 (b S^2 - b^2 S^2 A S), db/dt = tau^2 (tr(A^T S^2) - b tr(A^T S^2 A S))

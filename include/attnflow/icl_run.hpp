@@ -1,4 +1,4 @@
-// Orchestration of `attnflow icl` and `attnflow largeprompt` (issue 6, SPEC.md section 7):
+// Orchestration of `attnflow icl` and `attnflow largeprompt` (docs/math.md section 7):
 // TOML config -> typed options (validated, naming the key: "icl.toml: train.lr = 0, must be
 // > 0"), the run, and the output directory (config.toml, risk.csv / concentration.csv,
 // final.json, summary.json), written atomically at the end; a failed fresh run leaves nothing.

@@ -1,4 +1,4 @@
-// ODE integrators for particle flows and theory ODEs (SPEC.md section 5): dx/dt = F(t, x)
+// ODE integrators for particle flows and theory ODEs (docs/math.md section 5): dx/dt = F(t, x)
 // with x a matrix (one row per particle, or one row for a scalar ODE), followed after every
 // step by an optional retraction (e.g. renormalizing rows onto the sphere).
 //   euler   : x <- R(x + dt F(t, x))          (F the tangent field: a projected step, retracted)

@@ -1,4 +1,4 @@
-// The streaming log-sum-exp reduction, attnflow's one hot kernel (SPEC.md section 2).
+// The streaming log-sum-exp reduction, attnflow's one hot kernel (docs/math.md section 2).
 //
 // For queries u (n, k) and keys v (m, k), with column offsets c (m) and values vals (m, p):
 //   s_ij   = <u_i, v_j> + c_j
@@ -7,8 +7,8 @@
 // computed tile by tile with a running maximum and rescaled partial sums ("online softmax"),
 // so memory is O((n + m)(k + p)) and never O(n m). Every sum of exponentials in attnflow
 // (attention, Sinkhorn half-steps, flows, energies, Monte Carlo estimates) calls this.
-// Row offsets r_i of SPEC's form s_ij = <u_i, v_j> + r_i + c_j only shift lse_i, so callers
-// add them to lse themselves.
+// Row offsets r_i of the form s_ij = <u_i, v_j> + r_i + c_j (docs/math.md section 1.1) only shift
+// lse_i, so callers add them to lse themselves.
 //
 // Determinism: each query's reduction runs over key tiles in a fixed order on one thread;
 // threads split queries only, so the result is bit-identical for any thread count.

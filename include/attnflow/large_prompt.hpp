@@ -1,4 +1,4 @@
-// The large-prompt attention operator (SPEC.md section 7):
+// The large-prompt attention operator (docs/math.md section 7):
 //   T[mu](z) = E_mu[V X e^{<a, X>}] / E_mu[e^{<a, X>}],  a = U z,  U = K^T Q,
 // i.e. V times the mean of the exponentially tilted law mu_a. Three token laws: an empirical
 // prompt (ordinary softmax attention, one streaming lse_reduce pass per batch of queries), a

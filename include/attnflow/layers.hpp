@@ -1,4 +1,4 @@
-// Transformer layers as in-context maps G(mu, x) (SPEC.md section 4):
+// Transformer layers as in-context maps G(mu, x) (docs/math.md section 4):
 //   attention: G(mu, x) = x + step * sum_h W_h sum_j P^h(x, y_j) V_h y_j, P^h the softmax |
 //              sinkhorn | none normalization of beta <Q_h x, K_h y> against mu = sum_j w_j delta_{y_j};
 //   MLP      : phi(x) = x + W2 relu(W1 x + b1) + b2 (pointwise, ignores mu).

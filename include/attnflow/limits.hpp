@@ -1,4 +1,4 @@
-// Size limits checked before a command allocates or writes (issue 14, H3): an estimate of the
+// Size limits checked before a command allocates or writes (H3): an estimate of the
 // memory or output a request needs is compared with the machine's physical memory or a
 // documented limit, and refused with the key, its value and the estimate, e.g.
 //   "run.toml: measure.n = 1e+13 needs about 2.1e+15 bytes of memory, more than this

@@ -1,4 +1,4 @@
-// The long-context one-layer map (SPEC.md section 6): one softmax attention layer
+// The long-context one-layer map (docs/math.md section 6): one softmax attention layer
 // out_i = sum_j P_ij x_j at beta = gamma log n on n equiangular tokens with cosine rho.
 // Finite n: with a = e^beta / Z, b = e^{beta rho} / Z, Z = e^beta + (n - 1) e^{beta rho}, the
 // output cosine is [(1-rho)(2ab + (n-2) b^2) + rho] / [(1-rho)(a^2 + (n-1) b^2) + rho]; as

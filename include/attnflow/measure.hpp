@@ -1,4 +1,4 @@
-// A discrete probability measure mu = sum_i w_i delta_{x_i} (SPEC.md section 0): points X
+// A discrete probability measure mu = sum_i w_i delta_{x_i} (docs/math.md section 0): points X
 // (n, d) row-major and weights w (n), w_i >= 0, sum w_i = 1 (given weights are normalized
 // to total mass 1; default weights are uniform 1/n). Construction validates everything.
 #pragma once

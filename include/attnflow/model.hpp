@@ -1,4 +1,4 @@
-// A transformer as a map between measures (SPEC.md section 4): a stack of layers composed by
+// A transformer as a map between measures (docs/math.md section 4): a stack of layers composed by
 // the in-context rule (G2 o G1)(mu, x) = G2(G1(mu, .)#mu, G1(mu, x)), evaluated at arbitrary
 // query points, and the measure-to-measure map mu -> G(mu, .)#mu (atoms move, keep their
 // weights, and coincident atoms merge: the support never grows, a Dirac stays a Dirac).

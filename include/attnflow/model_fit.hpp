@@ -1,4 +1,4 @@
-// Fitting a model to a dataset of (measure, targets) by minibatch gradient descent (SPEC.md
+// Fitting a model to a dataset of (measure, targets) by minibatch gradient descent (docs/math.md
 // section 4, "Learning"): each step draws `batch_size` examples with replacement from a seeded
 // stream, takes the mean loss gradient (model_grad.hpp) and an optimizer step. Deterministic:
 // the same seed and data give the same model bit for bit on any thread count.

@@ -1,4 +1,4 @@
-// Learning in-context maps (SPEC.md section 4, "Learning"): the loss of a model on a measure
+// Learning in-context maps (docs/math.md section 4.6): the loss of a model on a measure
 // with targets at its atoms, L(mu, Y) = sum_i w_i |G(mu, x_i) - y_i|^2, its analytic gradient
 // (backward passes for attention with softmax | none | sinkhorn, and MLP layers), and the SGD
 // and Adam optimizers.

@@ -1,4 +1,4 @@
-// Target in-context maps to learn (SPEC.md section 4, "Learning"): datasets of measures with
+// Target in-context maps to learn (docs/math.md section 4.6): datasets of measures with
 // the target T(mu, x_i) at every atom, for
 //   gaussian: T(mu, x) = S^{-1/2} (x - m), m and S the weighted mean and covariance of mu (the
 //             Gaussian OT map from N(m, S) to N(0, I), a nonlinear function of the measure);
@@ -7,7 +7,8 @@
 //             (flow.hpp, RK4), seeded Gaussian heads;
 //   sinkhorn: T(mu, x_i) = sum_j pi_ij x_j / w_i, pi the entropic OT plan of mu with itself for
 //             the cost |x - y|^2 and eps: a coupling-valued map through its barycentric
-//             projection (the Sinkhorn coupling of the affinity <2 x / eps, y>, SPEC.md section 1).
+//             projection (the Sinkhorn coupling of the affinity <2 x / eps, y>,
+//             docs/math.md section 1).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Normalization of an affinity (SPEC.md section 1): one parameter, not a fork. Attention
+// Normalization of an affinity (docs/math.md section 1): one parameter, not a fork. Attention
 // layers, flows and models all take a Normalization; adding a fourth touches this header and
 // normalize.cpp only.
 #pragma once

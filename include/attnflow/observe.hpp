@@ -1,4 +1,4 @@
-// Observables of a token configuration (SPEC.md section 5): energy
+// Observables of a token configuration (docs/math.md section 5): energy
 // E_beta = (1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>} (one kernel pass, reported also as
 // log E_beta, finite at any beta), mean/min pairwise cosine, clusters = connected components of
 // <x_i, x_j> > 1 - delta, clustered-pair fraction, order parameter |sum_i w_i x_i|.
@@ -23,9 +23,9 @@ struct ObserveOptions {
   // serial: about 1 s at n = 2e4. Above pair_limit tokens it is skipped (pairs_computed =
   // false, sentinel values below). 0 = never skip.
   Index pair_limit = 20000;
-  // true (points on the sphere, SPEC's definition): every observable is computed on the
-  // directions theta_i = x_i / |x_i| (a zero row is rejected, its direction is undefined),
-  // clusters by <theta_i, theta_j> > 1 - delta.
+  // true (points on the sphere, the definition of docs/math.md section 5.7): every observable is
+  // computed on the directions theta_i = x_i / |x_i| (a zero row is rejected, its direction is
+  // undefined), clusters by <theta_i, theta_j> > 1 - delta.
   // false (points in R^d): on x itself, clusters by |x_i - x_j|^2 < 2 delta (the same relation
   // for unit vectors); only the cosines use directions.
   bool sphere = true;

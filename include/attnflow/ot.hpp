@@ -1,4 +1,4 @@
-// Entropic optimal transport by log-domain Sinkhorn with eps-scaling (SPEC.md section 3):
+// Entropic optimal transport by log-domain Sinkhorn with eps-scaling (docs/math.md section 3):
 //   f_i <- -eps log sum_j b_j exp((g_j - C_ij) / eps),  g_j <- -eps log sum_i a_i exp((f_i - C_ij) / eps)
 // pi_ij = a_i b_j exp((f_i + g_j - C_ij) / eps); potentials in cost units. Every half-step is one
 // streaming pass of the kernel (kernel.hpp): no n x m buffer is ever allocated here.
@@ -20,7 +20,7 @@ enum class CostType { sqeuclidean, bilinear, dense };
 CostType parse_cost_type(std::string_view name, std::string_view context = "ot");
 std::string to_string(CostType type);
 
-// A transport cost C (n, m). Point costs are kept in the kernel form of SPEC.md section 1,
+// A transport cost C (n, m). Point costs are kept in the kernel form of docs/math.md section 1,
 //   C_ij = -(<u_i, v_j> + r_i + c_j),  u (n, k), v (m, k), r (n), c (m) row-major,
 // so that (h_j - C_ij) / eps = <u_i / eps, v_j> + (c_j + h_j) / eps + r_i / eps is exactly what
 // lse_reduce evaluates. A dense cost (small problems) is stored as given, (n, m) row-major, and
@@ -86,7 +86,7 @@ struct SinkhornOptions : SinkhornControl {
   double eps = 0.0;  // target regularization, cost units, > 0 (no default: scale-dependent)
   // eps-scaling: eps_k = eps_start * scaling^k down to eps, one iteration per stage, warm
   // starting the potentials. 0.5 is known to be too aggressive (GeomLoss users report negative
-  // divergences), hence a default in SPEC's safe range 0.7-0.9.
+  // divergences), hence a default in the safe range 0.7-0.9 of docs/math.md section 3.3.
   bool eps_scaling = true;
   double scaling = 0.8;
   double eps_start = 0.0;  // 0: the cost scale (TransportCost::scale())

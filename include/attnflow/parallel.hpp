@@ -1,6 +1,6 @@
 // Thread count used by every parallel loop in attnflow (OpenMP). Work is always split into
 // fixed tiles whose reduction order does not depend on this number, so results are
-// bit-identical on 1 thread or many (ARCHITECTURE.md, "Determinism by construction").
+// bit-identical on 1 thread or many (docs/ARCHITECTURE.md, "Determinism by construction").
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // The project's one seeded random generator: xoshiro256** seeded by SplitMix64, with normals
 // by Box-Muller. Its streams are defined here, not by the standard library, so a seed gives
 // the same numbers with any compiler, and independent streams (one per system, prompt, ...)
-// make results independent of the thread count (SPEC.md section 0).
+// make results independent of the thread count (docs/math.md section 0).
 #pragma once
 
 #include <array>

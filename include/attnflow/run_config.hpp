@@ -1,4 +1,4 @@
-// The experiment runner's configuration (issue 4): the TOML schema of `attnflow run`, its
+// The experiment runner's configuration: the TOML schema of `attnflow run`, its
 // typed form RunConfig, and the translation Config -> RunConfig with validation that names
 // the offending key ("run.toml: integrate.dt = -0.1, must be > 0"). Numerics never see a
 // Config; the runner (runner.hpp) only sees a RunConfig. Schema documented in docs/usage/run.md.

@@ -1,5 +1,5 @@
-// The experiment runner, attnflow's main job (issue 4, ARCHITECTURE.md "The main job"):
-// sample the initial measure of each system, advance the flow of SPEC.md section 5 to
+// The experiment runner, attnflow's main job (docs/ARCHITECTURE.md "The main job"):
+// sample the initial measure of each system, advance the flow of docs/math.md section 5 to
 // t_end, observe at t = k * every (and t_end), and write the output directory:
 //   config.toml       the resolved configuration
 //   observables.csv   one row per observation time and system (streamed, flushed per row);

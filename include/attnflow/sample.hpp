@@ -1,5 +1,5 @@
 // Seeded samplers for initial measures: uniform on the sphere S^{d-1}, Gaussian N(mean, I),
-// and the exactly equiangular configuration of SPEC.md section 6,
+// and the exactly equiangular configuration of docs/math.md section 6,
 // x_i = sqrt(1 - rho0) e_i + sqrt(rho0) e_{n+1} (needs d >= n + 1), whose pairwise inner
 // products all equal rho0.
 #pragma once

@@ -1,4 +1,4 @@
-// Normalization schemes of SPEC.md section 5: tokens x_i = r_i theta_i, A_i the attention
+// Normalization schemes of docs/math.md section 5: tokens x_i = r_i theta_i, A_i the attention
 // average of the thetas, and each scheme a rule (dtheta/dt, dr/dt):
 //   post-LN  P A                  0           pre-LN  P A / r          <theta, A>
 //   mix-LN   post-LN for t < tau, then pre-LN  peri-LN P A / (r |A|)  <theta, A> / |A|

@@ -1,4 +1,4 @@
-// The one Sinkhorn engine (SPEC.md sections 1 and 3): every Sinkhorn iteration in attnflow
+// The one Sinkhorn engine (docs/math.md sections 1 and 3): every Sinkhorn iteration in attnflow
 // (attention normalization, model layers and their backward trace, in-context task targets,
 // entropic OT and its divergences) runs sinkhorn_loop below. Callers supply the two soft-min
 // half-steps of their problem (an affinity <u_i, v_j> through the kernel, or a TransportCost);

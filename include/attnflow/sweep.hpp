@@ -1,4 +1,4 @@
-// Parameter sweeps (issue 5 item 2): a runner config plus a [sweep] table of lists over any
+// Parameter sweeps: a runner config plus a [sweep] table of lists over any
 // runner keys, e.g.  [sweep] model.beta = [1, 4, 9]  measure.seed = [0, 1]  model.gamma = [...]
 // The grid is the Cartesian product (axes in the user's order: the order of the file, then of
 // the --set overrides that add axes; the last varying fastest); each point

@@ -63,7 +63,7 @@ _pyext.install(_ext)
 __all__ = [name for name in dir(_ext) if not name.startswith("_")]
 
 
-# Complex input is refused, never silently made real (issue 14, S4): NumPy's conversion to
+# Complex input is refused, never silently made real (S4): NumPy's conversion to
 # float64 would drop the imaginary part. Every exported function and constructor checks its
 # array arguments first; the error is a ValueError naming the function and the argument.
 def _install_complex_guard():

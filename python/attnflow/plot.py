@@ -114,7 +114,7 @@ def read_csv(path: str) -> Dict[str, np.ndarray]:
 
 def cluster_labels(x: np.ndarray, delta: float = 1e-2) -> np.ndarray:
     """Cluster index per row of x (n, d): connected components of cos(x_i, x_j) > 1 - delta
-    (SPEC.md section 5), numbered by decreasing size. Dense O(n^2): for plotting sizes."""
+    (docs/math.md section 5), numbered by decreasing size. Dense O(n^2): for plotting sizes."""
     x = np.asarray(x, dtype=float)
     xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
     adj = xn @ xn.T > 1.0 - delta

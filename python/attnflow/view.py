@@ -122,7 +122,7 @@ def _finite_list(a: np.ndarray, digits: int = 8) -> list:
 
 def _theory(cfg: dict, times: np.ndarray) -> Optional[dict]:
     """The equiangular solution rho(t) (= the mean cosine) when the run starts equiangular
-    under a model the reduction covers (SPEC.md section 6), else None."""
+    under a model the reduction covers (docs/math.md section 6), else None."""
     m, meas = cfg.get("model", {}), cfg.get("measure", {})
     if meas.get("init") != "equiangular" or m.get("kind") not in ("sa", "usa"):
         return None

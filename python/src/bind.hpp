@@ -2,7 +2,7 @@
 // has its own bind_<module>.cpp (added to the build only when that module exists), and
 // argument helpers that keep float64 C-order NumPy arrays zero-copy.
 //
-// Conventions (issue 7): C++ names are kept; arrays are (n, d) row-major float64; float32 and
+// Conventions: C++ names are kept; arrays are (n, d) row-major float64; float32 and
 // non-contiguous arrays are converted (one copy); std::invalid_argument arrives in Python as
 // ValueError with the same text (pybind11's built-in translation); the GIL is released while
 // the library computes.
@@ -40,7 +40,7 @@ using release_gil = py::call_guard<py::gil_scoped_release>;
 // float64 and C-contiguous; otherwise converted once and the copy is owned here. Keep the
 // object alive while the Ref is used (the Ref may point into it).
 // float32 (and other non-float64 floating) arrays are refused with a TypeError naming the
-// argument: attnflow computes in float64 and never promotes silently (issue 16).
+// argument: attnflow computes in float64 and never promotes silently.
 void refuse_lossy_dtype(const py::handle& obj, const char* name);
 // The TypeError/ValueError for an argument that is not an array of the expected dimension,
 // naming the argument, what was given (shape and dtype, or type) and the rule.

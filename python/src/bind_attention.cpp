@@ -1,5 +1,6 @@
-// Bindings of attention on measures (SPEC.md section 1): softmax | sinkhorn | none, multi-head,
-// with the CLI's argument conventions (keys default to the queries, values to the keys).
+// Bindings of attention on measures (docs/math.md section 1): softmax | sinkhorn | none,
+// multi-head, with the CLI's argument conventions (keys default to the queries, values to the
+// keys).
 #include <fmt/format.h>
 
 #include <tuple>
@@ -69,7 +70,7 @@ AttentionResult run_call(const AttentionCall& c) {
 }
 
 constexpr const char* kAttentionDoc =
-    "Attention between weighted point clouds (SPEC.md section 1).\n"
+    "Attention between weighted point clouds (docs/math.md section 1).\n"
     "x (n, d) queries, y (m, d) keys (default x), v (m, p) values (default y), wx (n) / wy (m) "
     "weights (default uniform; with y=None the keys take wx), q, k (d_k, d) (default "
     "identity), heads: list of AttentionHead (instead of q, k). Affinity s_ij = beta <Q x_i, K "

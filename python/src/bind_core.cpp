@@ -1,5 +1,5 @@
 // Bindings of the core: measures, the seeded generator and samplers, threads, the streaming
-// kernel lse_reduce, normalizations and attention (SPEC.md sections 0-2), .npy io.
+// kernel lse_reduce, normalizations and attention (docs/math.md sections 0-2), .npy io.
 #include <fmt/format.h>
 
 #include "attnflow/attention.hpp"

@@ -1,4 +1,4 @@
-// Bindings of the particle flows (SPEC.md sections 4-5): fields, normalization schemes,
+// Bindings of the particle flows (docs/math.md sections 4-5): fields, normalization schemes,
 // integrators (also for Python-defined fields), observables and ensembles.
 #include "attnflow/ensemble.hpp"
 #include "attnflow/flow.hpp"

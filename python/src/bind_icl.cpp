@@ -1,4 +1,4 @@
-// Bindings of the large-prompt operator and in-context linear regression (SPEC.md section 7).
+// Bindings of the large-prompt operator and in-context linear regression (docs/math.md section 7).
 #include "attnflow/icl.hpp"
 #include "attnflow/large_prompt.hpp"
 #include "attnflow/rng.hpp"

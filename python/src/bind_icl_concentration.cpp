@@ -1,4 +1,4 @@
-// Bindings of the large-prompt concentration study (SPEC.md section 7): errors of the
+// Bindings of the large-prompt concentration study (docs/math.md section 7): errors of the
 // empirical operator against the infinite-prompt one as the prompt length L grows, and
 // log-log slope fits.
 #include "attnflow/concentration.hpp"

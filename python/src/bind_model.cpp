@@ -1,4 +1,4 @@
-// Bindings of transformers as maps between measures (SPEC.md section 4): layers, models,
+// Bindings of transformers as maps between measures (docs/math.md section 4): layers, models,
 // in-context evaluation, push-forward, the model file, losses, analytic gradients, optimizers.
 #include "attnflow/layers.hpp"
 #include "attnflow/model.hpp"

@@ -1,4 +1,4 @@
-// Bindings of model fitting (SPEC.md section 4, "Learning"): target in-context maps (tasks)
+// Bindings of model fitting (docs/math.md section 4.6): target in-context maps (tasks)
 // and minibatch gradient descent with train/test loss histories.
 #include "attnflow/model_fit.hpp"
 #include "attnflow/model_tasks.hpp"

@@ -1,4 +1,4 @@
-// Bindings of entropic and exact optimal transport (SPEC.md section 3): log-domain Sinkhorn
+// Bindings of entropic and exact optimal transport (docs/math.md section 3): log-domain Sinkhorn
 // with eps-scaling, divergences, barycentric maps, plans, network-simplex OT and W_p.
 #include "attnflow/divergence.hpp"
 #include "attnflow/exact_ot.hpp"

@@ -1,4 +1,4 @@
-// POT-shaped entry points (issue 16): the call shapes and meanings of POT's ot.emd, ot.emd2
+// POT-shaped entry points: the call shapes and meanings of POT's ot.emd, ot.emd2
 // and ot.sinkhorn2 on weights a (n), b (m) (empty = uniform) and a cost matrix M (n, m), so
 // that code written for POT gives the same numbers. (sinkhorn(a, b, M, reg) is an overload of
 // sinkhorn in bind_ot.cpp.)

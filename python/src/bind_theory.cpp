@@ -1,4 +1,4 @@
-// Bindings of the theory companions (SPEC.md section 6): the equiangular reduction under every
+// Bindings of the theory companions (docs/math.md section 6): the equiangular reduction under every
 // normalization scheme, the long-context one-layer map, cluster theory on the circle.
 #include "attnflow/cluster_theory.hpp"
 #include "attnflow/equiangular.hpp"

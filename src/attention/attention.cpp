@@ -30,7 +30,7 @@ Matrix apply_right(const Matrix& x, const Matrix& m) {  // rows of x times m^T (
 }
 
 // Why an output can be non-finite when every input is finite, naming the heads' real
-// normalization (issue 14, M1): the inputs are too large for double precision.
+// normalization (M1): the inputs are too large for double precision.
 std::string overflow_cause(const std::vector<AttentionHead>& heads, double beta) {
   for (const AttentionHead& hd : heads)
     if (hd.normalization == Normalization::none)

@@ -30,8 +30,9 @@ Vector normalization_offsets(Normalization normalization, const MatrixRef& u, co
   status = NormalizationStatus{};
   const Vector logb = log_weights(b);
   if (normalization != Normalization::sinkhorn) return logb;
-  // Sinkhorn on the affinity s_ij = <u_i, v_j> (SPEC.md section 1), columns measured:
-  // iteration 1 from g = 0 is softmax (SPEC fact 1), each later one a g- then an f-update.
+  // Sinkhorn on the affinity s_ij = <u_i, v_j> (docs/math.md section 1), columns measured:
+  // iteration 1 from g = 0 is softmax (docs/math.md section 1.5, fact 1), each later one a g- then
+  // an f-update.
   const Vector loga = log_weights(a);
   SinkhornLoop loop;
   loop.measure = SinkhornLoop::Measure::columns;

@@ -1,4 +1,4 @@
-// Observables (observe.hpp, SPEC.md section 5): the energy through the kernel, O(n d) moments,
+// Observables (observe.hpp, docs/math.md section 5): the energy through the kernel, O(n d) moments,
 // and one serial O(n^2 d) pair pass with union-find for the clusters.
 #include "attnflow/observe.hpp"
 

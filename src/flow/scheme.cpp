@@ -1,4 +1,4 @@
-// Normalization schemes (scheme.hpp, SPEC.md section 5) as wrappers of an average field on
+// Normalization schemes (scheme.hpp, docs/math.md section 5) as wrappers of an average field on
 // the state [theta | r] (n, d + 1).
 #include "attnflow/scheme.hpp"
 

@@ -1,4 +1,4 @@
-// Concentration experiment of the large-prompt operator (SPEC.md section 7): empirical
+// Concentration experiment of the large-prompt operator (docs/math.md section 7): empirical
 // prompts of growing length L against the infinite-prompt operator of the same token law.
 // Streams: the operator from Rng(seed, 1); prompt r's queries and cotangents from
 // Rng(seed, 0).split(r) (shared by every L, so the curves compare like with like); the L

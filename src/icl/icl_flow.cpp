@@ -1,4 +1,4 @@
-// Infinite-prompt in-context regression (SPEC.md section 7): the closed-form risk, its
+// Infinite-prompt in-context regression (docs/math.md section 7): the closed-form risk, its
 // gradient flow as an Ode for the shared integrators, and the balanced fixed point.
 // With Gaussian tokens the softmax prediction tends to b w^T S A x_q, so
 // R(A, b) = (tau^2 / 2) tr(M S M^T) with M = b S A - I, where tau^2 I = E[w w^T].

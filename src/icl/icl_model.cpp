@@ -1,5 +1,5 @@
 // In-context regression data model, prompt sampler and the two block-parametrized models
-// (softmax and linear attention) with their gradients (SPEC.md section 7).
+// (softmax and linear attention) with their gradients (docs/math.md section 7).
 #include <Eigen/Cholesky>
 #include <cmath>
 

@@ -1,4 +1,4 @@
-// Training the in-context regression models (SPEC.md section 7): mini-batch SGD on fresh
+// Training the in-context regression models (docs/math.md section 7): mini-batch SGD on fresh
 // prompts (finite L), or the infinite-prompt gradient flow solved with the shared
 // integrators. Prompt k of step s is drawn from its own stream Rng(seed, 0).split(s B + k)
 // and per-prompt gradients are summed in prompt order, so training is bit-identical on any
@@ -228,7 +228,7 @@ IclTrainResult icl_train(const IclData& data, const IclTrainState& start,
           fmt::format("in [0, {}] (train.steps = {})", last, options.steps));
   require(checkpoint.every >= 0, kContext, "checkpoint every", checkpoint.every, ">= 0 (0 = never)");
   if (infinite) return train_ode(data, start, options, progress, checkpoint);
-  // Refused before allocating (issue 14, C2/H3): one prompt (L, d + 1) per thread and one
+  // Refused before allocating (C2/H3): one prompt (L, d + 1) per thread and one
   // d x d gradient per batch entry.
   const double dd = static_cast<double>(d), threads = num_threads();
   require_memory(kContext, "prompt_length", fmt::format("{}", options.prompt_length),

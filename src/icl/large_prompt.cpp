@@ -1,5 +1,5 @@
 // The large-prompt operator T[mu](z) for empirical, Gaussian and Rademacher token laws, and
-// its vector-Jacobian products (SPEC.md section 7). All three share one structure: the tilted
+// its vector-Jacobian products (docs/math.md section 7). All three share one structure: the tilted
 // mean m_i (n, D) and the action of the tilted covariance C_i = dm/da on h_i = V^T g_i.
 #include "attnflow/large_prompt.hpp"
 

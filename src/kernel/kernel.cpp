@@ -1,4 +1,4 @@
-// Streaming log-sum-exp reduction (SPEC.md section 2). Two code paths, same arithmetic
+// Streaming log-sum-exp reduction (docs/math.md section 2). Two code paths, same arithmetic
 // contract:
 //  - small k and p (points in low dimension, the common case for measures and flows): a
 //    fused SIMD loop per query over key tiles (Eigen packets = explicit AVX2 / AVX-512

@@ -24,7 +24,7 @@ Vector normalized_weights(const Vector& weights, Index n, std::string_view name)
   const double total = weights.sum();
   if (std::isinf(total)) {
     // Finite weights whose sum overflows (all 1e308): only ratios matter, so normalize by the
-    // largest first (issue 14, M3; the sum used to be reported as "total weight = 0").
+    // largest first (M3; the sum used to be reported as "total weight = 0").
     const Vector scaled = weights / weights.maxCoeff();
     return scaled / scaled.sum();
   }

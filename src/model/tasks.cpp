@@ -82,7 +82,7 @@ Matrix vlasov_target(const TaskOptions& o, const Measure& mu) {
 
 // pi_ij = w_i w_j exp(f_i + f_j + s_ij), s_ij = <2 x_i / eps, x_j>: the -|x|^2 / eps row and
 // column terms of the cost |x_i - x_j|^2 / eps are absorbed by the potentials, so pi is the
-// entropic OT plan of mu with itself (SPEC.md sections 1 and 3). The self-coupling has one
+// entropic OT plan of mu with itself (docs/math.md sections 1 and 3). The self-coupling has one
 // symmetric potential f, solved by the Sinkhorn engine's symmetric (averaged) update, which
 // converges fast where the alternating one stalls on spread-out clouds (eps << diameter^2),
 // to the marginal violation sum_i |sum_j pi_ij - w_i| <= target_sinkhorn.tol.

@@ -1,4 +1,4 @@
-// Sinkhorn divergence, barycentric map and dense plan (SPEC.md section 3).
+// Sinkhorn divergence, barycentric map and dense plan (docs/math.md section 3).
 #include "attnflow/divergence.hpp"
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// Exact OT by LEMON's network simplex on the complete bipartite graph (SPEC.md section 3).
+// Exact OT by LEMON's network simplex on the complete bipartite graph (docs/math.md section 3).
 #include "attnflow/exact_ot.hpp"
 
 #include <lemon/network_simplex.h>

@@ -1,4 +1,4 @@
-// Log-domain Sinkhorn with eps-scaling (SPEC.md section 3). Potentials are in cost units;
+// Log-domain Sinkhorn with eps-scaling (docs/math.md section 3). Potentials are in cost units;
 // each half-step is TransportCost::gibbs, one streaming pass of the kernel.
 #include <algorithm>
 #include <cmath>

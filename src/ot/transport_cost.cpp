@@ -1,6 +1,6 @@
 // Transport costs in the kernel form C_ij = -(<u_i, v_j> + r_i + c_j), and the Gibbs soft-min
 // half-step that every Sinkhorn iteration, cost evaluation and barycentric map runs through
-// lse_reduce (SPEC.md sections 1-3).
+// lse_reduce (docs/math.md sections 1-3).
 #include <algorithm>
 #include <cmath>
 #include <limits>

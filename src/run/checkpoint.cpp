@@ -228,7 +228,7 @@ IclCheckpoint read_icl_checkpoint(const std::string& path) {
   }
   const std::vector<double>& v = file.data.data;
   // d and history come from the file: bounded by the data present before any product, so a
-  // corrupt count can neither overflow nor drive an allocation (issue 14, fuzzing).
+  // corrupt count can neither overflow nor drive an allocation (fuzzing).
   if (d < 1 || d > (Index{1} << 20) || rows > v.size() / kIclRecordValues)
     throw_message("checkpoint", fmt::format("{}: d = {}, history = {} do not fit the {} data values",
                                             path, d, rows, v.size()));

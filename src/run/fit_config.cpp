@@ -72,7 +72,7 @@ FitConfig parse_fit_config(Config& c) {
   validated(c, "task", [&] { t.validate(); });
   validated(c, "model", [&] { m.validate(); });
   validated(c, "train", [&] { o.validate(); });
-  // Refused before anything is allocated (issue 14, H3/M2): the model's parameters (kept with
+  // Refused before anything is allocated (H3/M2): the model's parameters (kept with
   // its gradient, Adam's two moments and one gradient per batch entry) and the task data.
   const double dim = static_cast<double>(t.dim);
   const double params = static_cast<double>(m.depth) *
@@ -88,7 +88,7 @@ FitConfig parse_fit_config(Config& c) {
 }
 
 std::string default_fit_config_toml() {
-  return R"(# attnflow fit: learn an in-context map mu -> G(mu, .) (SPEC.md section 4).
+  return R"(# attnflow fit: learn an in-context map mu -> G(mu, .) (docs/math.md section 4).
 # Loss: mean over measures of sum_i w_i |G(mu, x_i) - T(mu, x_i)|^2, T the target map.
 
 [task]

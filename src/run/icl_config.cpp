@@ -105,7 +105,7 @@ IclRunConfig parse_icl_config(Config& c) {
   parse_data(c, r);
   parse_train(c, r);
   c.reject_unknown();
-  // Refused before anything is allocated (issue 14, C2/H3): one prompt (L, d + 2) per thread,
+  // Refused before anything is allocated (C2/H3): one prompt (L, d + 2) per thread,
   // one d x d gradient per batch entry, one loss per evaluation prompt.
   const double d = static_cast<double>(r.data.cov.rows()), threads = num_threads();
   require_memory(c.name(), "train.prompt", fmt::format("{}", r.train.prompt_length),
@@ -152,7 +152,8 @@ LargePromptRunConfig parse_largeprompt_config(Config& c) {
 }
 
 std::string default_icl_config_toml() {
-  return R"(# attnflow icl: in-context linear regression with one attention layer (SPEC.md section 7).
+  return R"(# attnflow icl: in-context linear regression with one attention layer.
+# The mathematics: docs/math.md section 7.
 # Tokens z_i = (x_i, y_i), x ~ N(0, S), y = <w, x> + noise; query (x_q, 0). Model: softmax
 # (or linear) attention with U = [[A, 0], [0, 0]], V = [[0, 0], [0, b]]; the prediction is
 # the last coordinate of the output. Risk = (1/2) E (prediction - <w, x_q>)^2.
@@ -187,7 +188,7 @@ prompts = 2048          # finite L: final risk on this many fresh prompts (0 = s
 }
 
 std::string default_largeprompt_config_toml() {
-  return R"(# attnflow largeprompt: concentration of softmax attention on long prompts (SPEC.md
+  return R"(# attnflow largeprompt: concentration of softmax attention on long prompts (docs/math.md
 # section 7). For each prompt length L, the mean squared error between the empirical-prompt
 # operator T[mu_L](z) and the infinite-prompt operator T[mu](z) (outputs, and the per-query
 # gradients in U and V), over prompts x queries, with the fitted log-log slope.

@@ -140,7 +140,7 @@ void read_observe_output(Config& c, RunConfig& r) {
   r.checkpoint_every = ck;
 }
 
-// Memory and output estimated before anything is allocated or written (issue 14, H3; limits
+// Memory and output estimated before anything is allocated or written (H3; limits
 // in limits.hpp, override ATTNFLOW_NO_SIZE_LIMITS=1). The state of one system is n x (d + 1)
 // doubles, of which the integrator and the field keep about kStateCopies copies (dopri5's
 // stages, u = beta Q x and v = K x per head, the observables' buffers).
@@ -180,7 +180,8 @@ RunConfig parse_run_config(Config& config) {
 
 std::string default_run_config_toml() {
   return R"(# attnflow run: the default experiment (every key, with its default value).
-# Tokens x_i on the sphere S^{d-1} follow dx_i/dt = P_{x_i}(attention average), SPEC.md section 5.
+# Tokens x_i on the sphere S^{d-1} follow dx_i/dt = P_{x_i}(attention average),
+# docs/math.md section 5.1.
 
 [measure]
 n = 64                    # number of tokens (>= 1)
@@ -206,7 +207,7 @@ usa_log_shift = 0.0       # usa: field times exp(-usa_log_shift), a time rescali
 sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
 sinkhorn_tol = 1e-09      # sinkhorn: stop when the marginal violation sum_j |sum_i pi_ij - w_j| <= this
 sinkhorn_max_iterations = 10000  # sinkhorn: cap per field evaluation (a miss is counted in summary.json)
-scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (SPEC.md section 5)
+scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (docs/math.md section 5)
 tau = 1.0                 # mix-ln: time at which post-LN switches to pre-LN
 alpha = 1.0               # ngpt: step factor alpha
 interaction = "gaussian"  # vlasov: gaussian (F = -(x - y) e^{-|x - y|^2 / (2 sigma^2)}) | power

@@ -1,4 +1,4 @@
-// Equiangular ODEs (SPEC.md section 6) for SA/USA under each normalization scheme.
+// Equiangular ODEs (docs/math.md section 6) for SA/USA under each normalization scheme.
 // State (1, 2): [u = 1 - rho, r]. Writing q = e^{-beta u}, both models share
 //   a = s, b = s q   (attention weight on itself / on each other token),
 //   s = 1 / (1 + (n - 1) q) (SA),  s = e^beta / n (USA),

@@ -1,4 +1,4 @@
-// Long-context one-layer map at beta = gamma log n (SPEC.md section 6): formula, limits, and
+// Long-context one-layer map at beta = gamma log n (docs/math.md section 6): formula, limits, and
 // the direct kernel computation it is tested against.
 #include "attnflow/long_context.hpp"
 

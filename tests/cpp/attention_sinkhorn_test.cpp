@@ -1,4 +1,4 @@
-// Sinkhorn normalization inside attention: the facts of SPEC.md section 1, through the public
+// Sinkhorn normalization inside attention: the facts of docs/math.md section 1, through the public
 // attention() interface. With values = the identity (one-hot keys), out = P (n, m), so the
 // coupling is pi = diag(a) P and can be checked entry by entry against dense references.
 #include <gtest/gtest.h>

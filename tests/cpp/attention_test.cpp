@@ -1,4 +1,4 @@
-// Attention on measures: softmax and none against a dense reference built from SPEC.md
+// Attention on measures: softmax and none against a dense reference built from docs/math.md
 // section 1's formulas, multi-head, token duplication, permutation, bad input.
 #include "attnflow/attention.hpp"
 
@@ -21,7 +21,7 @@ using test::throws_with;
 // Kernel vs dense: both double, max-shifted; different summation order.
 constexpr double kTol = 1e-10;
 
-// Dense reference straight from SPEC.md section 1: P_ij = b_j k_ij / sum_l b_l k_il (softmax)
+// Dense reference straight from docs/math.md section 1: P_ij = b_j k_ij / sum_l b_l k_il (softmax)
 // or b_j k_ij (none), k_ij = exp(beta <Q x_i, K y_j>); out_i = W sum_j P_ij V v_j.
 Matrix dense_attention(const Matrix& x, const Matrix& y, const Vector& b, const Matrix& vals,
                        double beta, const Matrix& q, const Matrix& k, const Matrix& v,
@@ -111,14 +111,14 @@ TEST(Attention, Beta1000OnTheSphereIsFinite) {
                                      {}, {}, {}, {}, Normalization::softmax);
   EXPECT_TRUE(all_close(r.out, ref, 1e-9, 1e-9));
   // Unnormalized attention overflows at beta = 1000: a clear error naming the normalization,
-  // never a silent inf/NaN; the input is too large, so it is invalid_argument (issue 14, M1).
+  // never a silent inf/NaN; the input is too large, so it is invalid_argument (M1).
   opt.normalization = Normalization::none;
   EXPECT_TRUE(test::throws_with([&] { self_attention(mu, opt); },
                                 "is not finite (for normalization 'none' exp(beta <q, k>) overflows"));
 }
 
 TEST(Attention, TokenDuplicationInvariance) {
-  // Splitting key j into two copies of half its weight changes nothing (SPEC.md section 0).
+  // Splitting key j into two copies of half its weight changes nothing (docs/math.md section 0).
   Rng rng(5);
   for (Normalization norm : {Normalization::softmax, Normalization::none}) {
     const Matrix x = random_matrix(30, 3, rng), y = random_matrix(25, 3, rng);

@@ -1,4 +1,4 @@
-// The batched small-system ensemble path (issue 20): equal to the per-system path to 1e-12
+// The batched small-system ensemble path: equal to the per-system path to 1e-12
 // relative for SA / USA, schemes and euler / residual / rk4; bit-identical on 1, 2 and 3
 // threads; fused observables against observe(); Sinkhorn takes the per-system path.
 #include <gtest/gtest.h>

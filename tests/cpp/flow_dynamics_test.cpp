@@ -1,6 +1,6 @@
-// Known behaviour of the flows (SPEC.md section 5): energy E_beta non-decreasing along SA and
+// Known behaviour of the flows (docs/math.md section 5): energy E_beta non-decreasing along SA and
 // USA (Q = K = V = I) for every integrator, d >= 3 random starts ending in one cluster, the
-// exactly equiangular solution following SPEC section 6's scalar ODE, and the noisy model:
+// exactly equiangular solution following docs/math.md section 6's scalar ODE, and the noisy model:
 // spherical Brownian motion decorrelating at rate (d - 1) / kappa, resume and threads bit for bit.
 #include <gtest/gtest.h>
 
@@ -81,8 +81,9 @@ TEST(FlowDynamics, RandomStartsInDimensionThreeAndUpEndInOneCluster) {
   }
 }
 
-// SPEC section 6: from x_i = sqrt(1 - rho0) e_i + sqrt(rho0) e_{n+1}, all inner products stay
-// equal to rho(t), SA: drho/dt = 2 e^{beta rho} (1 - rho)((n - 1) rho + 1) / (e^beta + (n - 1) e^{beta rho}).
+// docs/math.md section 6: from x_i = sqrt(1 - rho0) e_i + sqrt(rho0) e_{n+1}, all inner products
+// stay equal to rho(t), SA: drho/dt = 2 e^{beta rho} (1 - rho)((n - 1) rho + 1) / (e^beta + (n - 1)
+// e^{beta rho}).
 TEST(FlowDynamics, EquiangularStartFollowsTheScalarOde) {
   const Index n = 6, d = 7;
   const double beta = 2.0, rho0 = 0.1, t_end = 1.5;
@@ -113,8 +114,8 @@ TEST(FlowDynamics, EquiangularStartFollowsTheScalarOde) {
   EXPECT_GT(rho(0, 0), rho0 + 0.1);
 }
 
-// SPEC section 5: with uniform weights USA is n times the gradient of E_beta (in R^d; on the
-// sphere its tangent projection). Checked against central finite differences of E.
+// docs/math.md section 5: with uniform weights USA is n times the gradient of E_beta (in R^d; on
+// the sphere its tangent projection). Checked against central finite differences of E.
 TEST(FlowDynamics, UsaIsNTimesTheGradientOfTheEnergy) {
   Rng rng(32);
   const Index n = 7, d = 3;
@@ -147,7 +148,7 @@ TEST(FlowDynamics, UsaIsNTimesTheGradientOfTheEnergy) {
   EXPECT_TRUE(test::all_close(v, static_cast<double>(n) * grad, kFdTol, kFdTol));
 }
 
-// Kuramoto on angles and SA on the circle give the same trajectory (SPEC section 5).
+// Kuramoto on angles and SA on the circle give the same trajectory (docs/math.md section 5).
 TEST(FlowDynamics, KuramotoTrajectoryEqualsSaOnTheCircle) {
   Rng rng(33);
   const Index n = 20;

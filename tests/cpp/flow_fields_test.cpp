@@ -1,4 +1,4 @@
-// Flow fields against dense references written from SPEC.md sections 4-5 (materialized
+// Flow fields against dense references written from docs/math.md sections 4-5 (materialized
 // exp(beta <Q x_i, K x_j>) matrices, direct pair sums), the Kuramoto = SA/USA identity, the
 // mean-shift = beta * SA identity, overflow handling, threads, and option messages.
 #include <gtest/gtest.h>
@@ -29,7 +29,7 @@ Matrix dense_exp_affinity(const Matrix& x, double beta, const FlowHead& h) {
   return (beta * qx * kx.transpose()).array().exp().matrix();
 }
 
-// SPEC section 5: SA / USA with weights, summed over heads, projected when sphere.
+// docs/math.md section 5: SA / USA with weights, summed over heads, projected when sphere.
 Matrix dense_attention_field(const Matrix& x, const Vector& w, double beta,
                              const std::vector<FlowHead>& heads, bool normalized, bool sphere) {
   Matrix out = Matrix::Zero(x.rows(), x.cols());
@@ -104,8 +104,8 @@ TEST(FlowFields, SinkhornFieldMatchesDenseSinkhornConditional) {
   EXPECT_EQ(f.diagnostics().sinkhorn_not_converged, 0);
 }
 
-// SPEC section 5, Kuramoto form: dt_i/dt = -sum_j w_j e^{beta cos(t_i - t_j)} sin(t_i - t_j),
-// divided by sum_k w_k e^{beta cos(t_i - t_k)} for SA.
+// docs/math.md section 5, Kuramoto form: dt_i/dt = -sum_j w_j e^{beta cos(t_i - t_j)} sin(t_i -
+// t_j), divided by sum_k w_k e^{beta cos(t_i - t_k)} for SA.
 TEST(FlowFields, KuramotoMatchesSpecFormulaAndSaUsaOnTheCircle) {
   Rng rng(13);
   const Index n = 30;

@@ -1,4 +1,4 @@
-// Observables against dense double sums written from SPEC.md section 5 (energy, cosines,
+// Observables against dense double sums written from docs/math.md section 5 (energy, cosines,
 // order parameter), a breadth-first search for the clusters, closed forms at beta = 1000,
 // the pair-pass limit and option messages.
 #include "attnflow/observe.hpp"

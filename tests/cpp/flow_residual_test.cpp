@@ -1,4 +1,4 @@
-// Method::residual (issue 13 item 1): one layer equals a dense hand-written formula for the
+// Method::residual: one layer equals a dense hand-written formula for the
 // plain SA flow and every normalization scheme; residual and euler converge to the same flow
 // as dt -> 0 (first order each), and differ at first order at dt = 0.1.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Normalization schemes (SPEC.md section 5 table): rates against the table written out here,
+// Normalization schemes (docs/math.md section 5.4): rates against the table written out here,
 // post-LN = the plain sphere flow, sqrt-scaling = post-LN in the time s = 2 (sqrt(t + 1) - 1),
 // mix-LN = post-LN up to tau, state conversions and option messages.
 #include "attnflow/scheme.hpp"

@@ -1,4 +1,4 @@
-// Tests of the concentration experiment (SPEC.md section 7): the log-log fit against an
+// Tests of the concentration experiment (docs/math.md section 7): the log-log fit against an
 // independent least-squares solve, and the measured errors of outputs and gradients decaying
 // like 1/L (the self-normalized estimator's variance) for Gaussian and Rademacher tokens.
 #include <Eigen/Dense>

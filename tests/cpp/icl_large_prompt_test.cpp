@@ -1,4 +1,4 @@
-// Tests of the large-prompt operator T[mu](z) (SPEC.md section 7): the empirical operator
+// Tests of the large-prompt operator T[mu](z) (docs/math.md section 7): the empirical operator
 // against a dense reference, the Gaussian tilt and the Rademacher tanh law (exactly and by
 // Monte Carlo over many long prompts), and every gradient against finite differences.
 #include <cmath>

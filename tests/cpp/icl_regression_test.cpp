@@ -1,4 +1,4 @@
-// Tests of in-context linear regression (SPEC.md section 7): the data model, the two
+// Tests of in-context linear regression (docs/math.md section 7): the data model, the two
 // block-parametrized models against independent references (the large-prompt operator and a
 // dense softmax), gradients against finite differences, the infinite-prompt risk, its flow,
 // its conservation law and fixed point, and SGD at large L tracking the flow.

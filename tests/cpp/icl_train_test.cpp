@@ -1,4 +1,4 @@
-// Tests of in-context regression training (SPEC.md section 7): SGD on long prompts tracks
+// Tests of in-context regression training (docs/math.md section 7): SGD on long prompts tracks
 // the infinite-prompt gradient flow, training is bit-identical on 1 and 2 threads, and the
 // finite-prompt risk estimate approaches the infinite-prompt risk as L grows.
 #include <fmt/format.h>
@@ -83,7 +83,7 @@ TEST(IclTrain, BitIdenticalOnOneAndTwoThreads) {
 
 TEST(IclTrain, FiniteRiskApproachesInfiniteRisk) {
   // At the infinite-prompt fixed point the infinite risk is 0; the finite-prompt softmax risk
-  // is positive and shrinks as L grows (SPEC.md section 7: concentration in L).
+  // is positive and shrinks as L grows (docs/math.md section 7: concentration in L).
   const IclData data = published_data(3);
   const IclParams fp = icl_fixed_point(data.cov);
   const IclRiskEstimate short_prompt = icl_estimate_risk(data, IclModel::softmax, fp, 20, 2000, 1);

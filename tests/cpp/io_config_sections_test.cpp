@@ -1,4 +1,4 @@
-// Config sections that hold a value instead of a table (issue 14, C1): `model = 3` where
+// Config sections that hold a value instead of a table (C1): `model = 3` where
 // [model] is expected used to segfault in every reader; now the one accessor names the key.
 // Echoed values are capped and escaped (M5).
 #include <gtest/gtest.h>

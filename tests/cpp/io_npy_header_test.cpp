@@ -1,4 +1,4 @@
-// .npy headers from untrusted files (issue 14, S4/M2/M5): negative, nested and oversized
+// .npy headers from untrusted files (S4/M2/M5): negative, nested and oversized
 // shapes are rejected naming the shape, sizes are checked against the bytes present before
 // any allocation, and garbage headers are echoed capped and escaped.
 #include <gtest/gtest.h>

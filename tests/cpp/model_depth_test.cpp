@@ -1,4 +1,4 @@
-// Depth limit (SPEC.md section 4): L residual attention layers x <- x + (1/L) X[mu_l](x) with
+// Depth limit (docs/math.md section 4): L residual attention layers x <- x + (1/L) X[mu_l](x) with
 // the same heads converge to the time-1 flow of the Vlasov equation d/dt mu + div(mu X[mu]) = 0
 // (flow.hpp's SA field in R^d, RK4), with error O(1/L): doubling L halves the error.
 #include <gtest/gtest.h>

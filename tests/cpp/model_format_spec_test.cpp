@@ -1,4 +1,4 @@
-// The model file format against its documentation (issue 14, M7 and H2): a file written here
+// The model file format against its documentation (M7 and H2): a file written here
 // byte by byte to the documented layout (model.hpp) with the standard FNV-1a 64 is read, files
 // of the earlier (non-standard offset basis) writer still are, and a header whose dimensions
 // need more bytes than the file holds is refused before anything is allocated.

@@ -1,4 +1,4 @@
-// Layers and models as maps between measures (SPEC.md section 4): layers against the dense
+// Layers and models as maps between measures (docs/math.md section 4): layers against the dense
 // reference, the composition rule, push-forward (weights kept, coincident atoms merged, a
 // Dirac stays a Dirac), permutation and duplication invariance for every layer type, batches.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Helpers for the model tests: a dense reference of one attention layer written straight from
-// SPEC.md sections 1 and 4 (materialized n x m scores, plain loops), and small random models.
+// docs/math.md sections 1 and 4 (materialized n x m scores, plain loops), and small random models.
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// The eps-scaling schedule is checked before it is built (issue 14, H1): coordinates whose
+// The eps-scaling schedule is checked before it is built (H1): coordinates whose
 // cost overflows, an eps of 5e-324 and a scaling of 0.9999999999999999 used to loop forever
 // while memory grew; each is now an error naming the value and the rule.
 #include <gtest/gtest.h>

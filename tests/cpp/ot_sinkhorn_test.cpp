@@ -1,5 +1,6 @@
-// Log-domain Sinkhorn (SPEC.md section 3) against the dense reference of ot_dense_reference.hpp,
-// exact OT (eps -> 0), the product coupling (eps -> inf), invariances, status and bad input.
+// Log-domain Sinkhorn (docs/math.md section 3) against the dense reference of
+// ot_dense_reference.hpp, exact OT (eps -> 0), the product coupling (eps -> inf), invariances,
+// status and bad input.
 #include <gtest/gtest.h>
 
 #include <cmath>

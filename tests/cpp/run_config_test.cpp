@@ -76,7 +76,7 @@ TEST(RunConfig, ReadsValuesAndGammaSetsBeta) {
   EXPECT_EQ(r.systems, 3);
   EXPECT_EQ(r.seed, 7u);
   EXPECT_EQ(r.kind, "usa");
-  EXPECT_EQ(r.beta, 2.0 * std::log(100.0));  // beta = gamma log n (SPEC.md section 6)
+  EXPECT_EQ(r.beta, 2.0 * std::log(100.0));  // beta = gamma log n (docs/math.md section 6)
   EXPECT_EQ(r.scheme, "pre-ln");
   EXPECT_EQ(r.integrator.method, Method::dopri5);
   EXPECT_EQ(r.integrator.rtol, 1e-8);

@@ -77,7 +77,7 @@ Matrix dense_sa_euler(Matrix x, double beta, double dt, int steps) {
   return x;
 }
 
-// Dense observables of SPEC.md section 5 with uniform weights.
+// Dense observables of docs/math.md section 5 with uniform weights.
 double dense_energy(const Matrix& x, double beta) {
   const double n = static_cast<double>(x.rows());
   double e = 0.0;
@@ -136,7 +136,7 @@ TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
   for (Index k = 0; k < 7; ++k) {
     EXPECT_EQ(csv.values(k, col("t")), 0.5 * static_cast<double>(k));
     EXPECT_EQ(csv.values(k, col("system")), 0.0);
-    if (k > 0) {  // SPEC.md section 5: E_beta is non-decreasing along SA
+    if (k > 0) {  // docs/math.md section 5: E_beta is non-decreasing along SA
       EXPECT_GE(csv.values(k, col("energy")), csv.values(k - 1, col("energy")));
     }
   }
@@ -341,7 +341,7 @@ TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {
   expect_same_outputs(one, two);
 }
 
-// The config -> flow mapping: Kuramoto (angles) equals SA / USA on the circle (SPEC.md
+// The config -> flow mapping: Kuramoto (angles) equals SA / USA on the circle (docs/math.md
 // section 5), each in its own run directory with points (cos t, sin t) in final.npy.
 TEST(Runner, KuramotoRunEqualsSaAndUsaRunsOnTheCircle) {
   // Both forms are solved by dopri5 at rtol = atol = 1e-12, so each is within about 100 tol

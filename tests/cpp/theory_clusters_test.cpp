@@ -1,4 +1,4 @@
-// Cluster theory on the circle (SPEC.md section 6, inferred; docs/theory.md): Bessel ratios,
+// Cluster theory on the circle (docs/math.md section 6, inferred; docs/theory.md): Bessel ratios,
 // the Fourier-mode growth rates k^2 I_k(beta) / beta (USA; / I_0 for SA) against the linear
 // growth measured in a particle simulation on S^1, the predicted cluster count against a direct
 // simulation from near-uniform data, and energies of cluster configurations.
@@ -57,7 +57,7 @@ std::complex<double> fourier_mode(const Matrix& x, int k) {  // (1/n) sum_i e^{i
   return c / static_cast<double>(x.rows());
 }
 
-// SA/USA on S^1 written from SPEC.md section 5 (field through the kernel, sphere retraction).
+// SA/USA on S^1 written from docs/math.md section 5 (field through the kernel, sphere retraction).
 Ode circle_ode(TheoryModel model, double beta) {
   return Ode{[model, beta](double, const Matrix& x, Matrix& dx) {
                const Matrix a = test::attention_average(x, beta, model);

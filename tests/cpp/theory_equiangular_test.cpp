@@ -1,7 +1,7 @@
-// Equiangular ODEs (SPEC.md section 6): the right-hand side equals SPEC's closed forms; a
-// particle simulation of an exactly equiangular start stays equiangular and follows the ODE
-// (SA, USA, every normalization scheme); the linearized decay laws are recovered from the
-// ODE solution; fixed points; option validation.
+// Equiangular ODEs (docs/math.md section 6): the right-hand side equals the closed forms of
+// docs/math.md section 6.1; a particle simulation of an exactly equiangular start stays equiangular
+// and follows the ODE (SA, USA, every normalization scheme); the linearized decay laws are
+// recovered from the ODE solution; fixed points; option validation.
 #include "attnflow/equiangular.hpp"
 
 #include <gtest/gtest.h>
@@ -19,13 +19,13 @@
 namespace attnflow {
 namespace {
 
-// Both solvers run dopri5 at rtol = atol = 1e-12; 1e-6 is the issue's bar for "follows the
+// Both solvers run dopri5 at rtol = atol = 1e-12; 1e-6 is the bar for "follows the
 // ODE", far above the ~1e-10 the two tolerance-controlled solutions differ by.
 constexpr double kFollowRtol = 1e-6;
 // Spread of pairwise cosines of an equiangular start: only round-off (n d flops) breaks symmetry.
 constexpr double kEquiangularSpread = 1e-10;
 
-double spec_drho_sa(double rho, Index n, double beta) {  // SPEC.md section 6, verbatim
+double spec_drho_sa(double rho, Index n, double beta) {  // docs/math.md section 6, verbatim
   const double nm1 = static_cast<double>(n - 1);
   return 2.0 * std::exp(beta * rho) * (1.0 - rho) * (nm1 * rho + 1.0) /
          (std::exp(beta) + nm1 * std::exp(beta * rho));
@@ -219,8 +219,8 @@ TEST(TheoryEquiangular, LinearizedRatesRecoveredFromOde) {
 }
 
 TEST(TheoryEquiangular, PreLnDecaysLikeTMinusTwo) {
-  // The SPEC's statement 1 - rho ~ t^-2: the slope in log t approaches 2 like 2 (1 - c / t)
-  // (r = c + t asymptotically), so at t ~ 1e6 it is within 1e-4 of 2 for c = O(10).
+  // The statement of docs/math.md section 6.1, 1 - rho ~ t^-2: the slope in log t approaches 2 like
+  // 2 (1 - c / t) (r = c + t asymptotically), so at t ~ 1e6 it is within 1e-4 of 2 for c = O(10).
   constexpr double kPowerTol = 1e-4;
   EquiangularOptions o;
   o.scheme = EquiangularScheme::pre_ln;

@@ -1,4 +1,4 @@
-// Long-context one-layer map (SPEC.md section 6): the finite-n cosine formula equals a direct
+// Long-context one-layer map (docs/math.md section 6): the finite-n cosine formula equals a direct
 // attention layer (attnflow::attention on the exact equiangular configuration), the O(n)
 // kernel computation equals both, and the three gamma limits are approached as n grows.
 #include "attnflow/long_context.hpp"

@@ -1,6 +1,7 @@
 // Test-local particle dynamics for the theory tests: SA/USA tokens on the sphere under each
-// normalization scheme of SPEC.md section 5, written directly from the SPEC table through the
-// kernel (independently of the reduced ODEs in src/theory that they check).
+// normalization scheme of docs/math.md section 5, written directly from the table of
+// docs/math.md section 5.4 through the kernel (independently of the reduced ODEs in src/theory that
+// they check).
 // State (n, d + 1): columns 0..d-1 hold the directions theta_i, column d the radii r_i.
 #pragma once
 

@@ -1,5 +1,5 @@
-"""attnflow attention end to end: outputs against a dense NumPy reference of SPEC.md section 1,
-error messages for every bad input of SPEC.md section 0, no output left behind on failure."""
+"""attnflow attention end to end: outputs against a dense NumPy reference of docs/math.md section 1,
+error messages for every bad input of docs/math.md section 0, no output left behind on failure."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""attnflow icl / largeprompt end to end (SPEC.md section 7): output files and columns, the
+"""attnflow icl / largeprompt end to end (docs/math.md section 7): output files and columns, the
 infinite-prompt ODE against an independent NumPy integration of the same flow, the closed-form
 risk and fixed point, config errors naming the key, no output left behind on failure."""
 import json
@@ -21,7 +21,8 @@ def toeplitz(d, rho):
 
 
 def flow(state, s):
-    """dA/dt = b S^2 - b^2 S^2 A S, db/dt = tr(A^T S^2) - b tr(A^T S^2 A S) (SPEC.md section 7)."""
+    """The flow of docs/math.md section 7.4:
+    dA/dt = b S^2 - b^2 S^2 A S, db/dt = tr(A^T S^2) - b tr(A^T S^2 A S)."""
     a, b = state
     s2 = s @ s
     return (b * s2 - b * b * s2 @ a @ s, np.trace(a.T @ s2) - b * np.trace(a.T @ s2 @ a @ s))
@@ -120,7 +121,7 @@ def test_infinite_prompt_reaches_the_fixed_point(config, tmp_path, run_cli):
 
 def test_infinite_prompt_trajectory_matches_numpy(tmp_path, run_cli):
     # A covariance file; the 100-step run must equal the 60-step run continued by NumPy's
-    # RK4 of the SPEC's flow for 40 steps (an independent implementation of the ODE).
+    # RK4 of the flow of docs/math.md section 7.4, 40 steps (an independent implementation).
     s = np.array([[1.0, 0.3], [0.3, 0.8]])
     np.save(tmp_path / "s.npy", s)
     cfg = tmp_path / "c.toml"

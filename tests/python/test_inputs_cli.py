@@ -1,4 +1,4 @@
-"""Hostile input end to end (issue 14): every repro of C1, C2, H1-H3, S3, S4 and M1-M6 is a
+"""Hostile input end to end: every repro of C1, C2, H1-H3, S3, S4 and M1-M6 is a
 clean `attnflow: error: ...` naming the key or argument, never a crash, hang, abort or raw C++
 text. Each case runs with a timeout, so a regression to an unbounded loop fails, not hangs."""
 import struct

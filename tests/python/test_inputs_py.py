@@ -1,4 +1,4 @@
-"""Hostile input through the Python package (issue 14): the interpreter never dies, errors
+"""Hostile input through the Python package: the interpreter never dies, errors
 are ValueError with the library's message naming the argument."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""attnflow fit / apply end to end (issue 8): outputs, push-forward merging, corrupt model files."""
+"""attnflow fit / apply end to end: outputs, push-forward merging, corrupt model files."""
 import json
 import os
 import subprocess

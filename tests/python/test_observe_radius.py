@@ -1,4 +1,4 @@
-"""Observables under a scheme that moves the radius (issue 13 item 3): the demo with
+"""Observables under a scheme that moves the radius: the demo with
 model.scheme = "pre-ln" reported 1 cluster of 256 tokens and energy inf from t = 12, while the
 normalized final.npy has 12 clusters. The observables are now the directions' (checked against
 an independent NumPy computation on final.npy), the radius has its own columns."""

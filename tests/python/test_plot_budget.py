@@ -1,5 +1,5 @@
-"""Plots never dominate a command (issue 16 item 4) and sweeps plot against the user's first
-axis (issue 13 item 5): the CLI starts Python only when there is something to plot, --no-plots
+"""Plots never dominate a command and sweeps plot against the user's first
+axis: the CLI starts Python only when there is something to plot, --no-plots
 exists on every command, trajectories draw a bounded number of tokens, cluster counts that span
 decades get a log axis."""
 import json

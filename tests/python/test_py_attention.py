@@ -1,5 +1,5 @@
 """The Python package's core: attention and the kernel against a dense NumPy reference of
-SPEC.md sections 1-2 and against the CLI on the same .npy inputs (bit for bit), ValueError
+docs/math.md sections 1-2 and against the CLI on the same .npy inputs (bit for bit), ValueError
 texts, zero-copy float64 input, float32 / non-contiguous conversion, the GIL released,
 thread-count independence."""
 import threading
@@ -18,7 +18,7 @@ MARGINAL_TOL = 1e-10
 
 
 def dense_attention(x, y, v, wy, beta, q=None, k=None, normalization="softmax"):
-    """SPEC.md section 1: P_ij = b_j k_ij / sum_l b_l k_il (softmax) or b_j k_ij (none)."""
+    """docs/math.md section 1: P_ij = b_j k_ij / sum_l b_l k_il (softmax) or b_j k_ij (none)."""
     qx = x @ q.T if q is not None else x
     ky = y @ k.T if k is not None else y
     s = beta * qx @ ky.T
@@ -137,7 +137,7 @@ def test_float64_c_order_is_not_copied():
 def test_float32_is_refused_and_non_contiguous_inputs_are_converted(data):
     d = data
     x32 = d["x"].astype(np.float32)
-    # float32 is never promoted silently (issue 16): refused, naming the argument and the fix.
+    # float32 is never promoted silently: refused, naming the argument and the fix.
     with pytest.raises(TypeError, match=r"x: dtype = float32, must be float64 .*x\.astype\(numpy\.float64\)"):
         attnflow.attention(x32, d["y"], beta=1.5)
     with pytest.raises(TypeError, match="wy: dtype = float32, must be float64"):
@@ -167,7 +167,7 @@ def test_unconvertible_inputs_are_rejected_clearly(data):
     with pytest.raises(TypeError, match=r"wx: <class 'list'> given, must be a 1-D float array \(n\)"):
         attnflow.attention(data["x"], wx=["a", "b"])
     # A 2-D array where a vector is expected: the shape is named, not "expected a float array
-    # ..., got <class 'numpy.ndarray'>" (issue 16).
+    # ..., got <class 'numpy.ndarray'>".
     with pytest.raises(ValueError, match=r"wx: array of shape \(23, 3\) and dtype float64, must be a 1-D"):
         attnflow.attention(data["x"], wx=data["x"])
 

@@ -1,5 +1,5 @@
 """Theory, large-prompt / ICL and model bindings against closed forms written here from
-SPEC.md sections 4, 6 and 7, finite differences for gradients, and the CLI's theory output."""
+docs/math.md sections 4, 6 and 7, finite differences for gradients, and the CLI's theory output."""
 import json
 import math
 

@@ -1,4 +1,4 @@
-"""Calls that fit the NumPy / POT / pandas habits (issue 16): POT's call shapes with POT's
+"""Calls that fit the NumPy / POT / pandas habits: POT's call shapes with POT's
 meaning (sinkhorn(a, b, M, reg), sinkhorn2, emd, emd2 = squared cost) against independent
 references (POT itself when installed, brute force otherwise); weight vectors where points
 are expected are refused with a message that says so; results print readably, convert to

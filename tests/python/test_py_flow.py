@@ -1,4 +1,4 @@
-"""Flows, integrators, observables and ensembles from Python (SPEC.md section 5) against dense
+"""Flows, integrators, observables and ensembles from Python (docs/math.md section 5) against dense
 NumPy formulas and closed forms; ValueError texts; determinism across thread counts."""
 import numpy as np
 import pytest
@@ -77,7 +77,7 @@ def test_flow_advance_clusters_and_is_thread_independent(tokens):
         attnflow.set_num_threads(before)
     assert np.array_equal(runs[0], runs[1])
     final = flow.positions(runs[0])
-    # d >= 3 and generic data: one cluster (SPEC.md section 5, known behaviour).
+    # d >= 3 and generic data: one cluster (docs/math.md section 5.3, known behaviour).
     assert attnflow.observe(final, None, attnflow.ObserveOptions(1.0, 1e-3)).clusters == 1
 
 
@@ -112,7 +112,7 @@ def test_enum_fields_take_names_and_reject_others():
     o = attnflow.FlowOptions()
     o.kind = "usa"
     assert o.kind == attnflow.FieldKind.usa
-    # An unknown name fails with the CLI's message (issue 16), and the field keeps its value.
+    # An unknown name fails with the CLI's message, and the field keeps its value.
     with pytest.raises(ValueError, match=r'flow: kind = "saa", must be one of sa, usa, '):
         o.kind = "saa"
     assert o.kind == attnflow.FieldKind.usa

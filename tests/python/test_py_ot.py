@@ -1,5 +1,5 @@
 """attnflow.sinkhorn / exact OT from Python against independent dense NumPy references
-(SPEC.md section 3): marginals, costs, the entropic objective, divergences, plans, W_p by
+(docs/math.md section 3): marginals, costs, the entropic objective, divergences, plans, W_p by
 brute force over permutations, and the library's error texts as ValueError."""
 import itertools
 
@@ -15,7 +15,7 @@ COST_RTOL = 1e-8
 
 
 def dense_sinkhorn(c, a, b, eps, iters=2000):
-    """Plain log-domain Sinkhorn of SPEC.md section 3 on a dense cost (the reference)."""
+    """Plain log-domain Sinkhorn of docs/math.md section 3 on a dense cost (the reference)."""
     f, g = np.zeros(len(a)), np.zeros(len(b))
     for _ in range(iters):
         t = (g[None, :] - c) / eps + np.log(b)[None, :]
@@ -106,7 +106,7 @@ def test_exact_ot_and_wasserstein_match_brute_force():
     np.testing.assert_allclose(r.dense_plan().sum(0), np.full(6, 1 / 6), atol=1e-11)
     np.testing.assert_allclose(attnflow.wasserstein(x, y, 2) ** 2, best2, rtol=1e-10)
     np.testing.assert_allclose(attnflow.wasserstein(x, y, 1), best1, rtol=1e-10)
-    # eps -> 0: the entropic cost tends to the exact one (SPEC.md section 3, fact 2).
+    # eps -> 0: the entropic cost tends to the exact one (docs/math.md section 1.5, fact 2).
     e = attnflow.sinkhorn(x, y, eps=1e-3, tol=1e-9, max_iterations=100000)
     assert abs(e.cost - best2) < 1e-2
 

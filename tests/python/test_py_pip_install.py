@@ -1,4 +1,4 @@
-"""`pip install` of a clean copy of the source tree (issue 16): a fresh venv with
+"""`pip install` of a clean copy of the source tree: a fresh venv with
 --system-site-packages (NumPy, pytest, torch from the system), `pip install
 --no-build-isolation <copy>` (offline: setuptools drives the CMake build of the _attnflow
 target only), then the installed package is imported from another directory by the venv's

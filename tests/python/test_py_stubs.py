@@ -87,6 +87,6 @@ def _split_args(sig):
 
 def test_package_reexports_the_module():
     assert set(attnflow.__all__) == {n for n in dir(ext) if not n.startswith("_")}
-    # Functions are the module's, behind the guard that refuses complex arrays (issue 14, S4).
+    # Functions are the module's, behind the guard that refuses complex arrays (S4).
     assert attnflow.attention.__wrapped__ is ext.attention
     assert attnflow.attention.__doc__ == ext.attention.__doc__

@@ -1,4 +1,4 @@
-"""attnflow.torch: autograd Functions on CPU tensors (issue 16). gradcheck in float64 on small
+"""attnflow.torch: autograd Functions on CPU tensors. gradcheck in float64 on small
 cases (every input: points, values, weights, beta, q, k, head matrices; softmax, sinkhorn with
 fixed iterations and to a tolerance, none; OT cost and Sinkhorn divergence), forward values
 equal to the NumPy API bit for bit, zero-copy in and out, float32 refused, the nn.Modules

@@ -1,4 +1,4 @@
-"""Documented claims come from outputs (issue 13 item 7): README.md is exactly what
+"""Documented claims come from outputs: README.md is exactly what
 scripts/make_readme.py generates, the numbers it fills in come from committed outputs, those
 outputs are what the program prints today, and a claim without an answer is an error."""
 import csv

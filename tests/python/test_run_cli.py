@@ -112,7 +112,7 @@ def test_run_writes_outputs_and_matches_dense_numpy_euler(run_cli, tmp_path):
     fin = np.load(out / "final.npy")
     assert fin.shape == (20, 3)
     np.testing.assert_allclose(fin, dense_sa_euler(x0, 4.0, 0.1, 20), rtol=TRAJ_TOL, atol=TRAJ_TOL)
-    # Energy of SPEC.md section 5 from the dense final state.
+    # Energy of docs/math.md section 5 from the dense final state.
     e_ref = np.exp(4.0 * fin @ fin.T).sum() / (2 * 4.0 * 20 ** 2)
     assert abs(energy[-1] - e_ref) <= 1e-12 * e_ref
     s = json.loads((out / "summary.json").read_text())

@@ -1,6 +1,6 @@
-"""attnflow theory end to end (SPEC.md section 6): the equiangular CSV against an independent
-NumPy RK4 solution of SPEC's ODE, long-context JSON against a dense NumPy attention layer,
-the cluster prediction against Bessel functions by quadrature; help and error messages."""
+"""attnflow theory end to end (docs/math.md section 6): the equiangular CSV against an
+independent NumPy RK4 solution of its ODE, long-context JSON against a dense NumPy attention
+layer, the cluster prediction against Bessel functions by quadrature; help and error messages."""
 import csv
 import json
 
