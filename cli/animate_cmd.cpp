@@ -1,5 +1,5 @@
 // attnflow animate RUN_DIR --out movie.mp4|movie.gif [--fps N]: a movie of the token trajectories
-// (the counterpart of the published sphere movies; issue 17). Thin: python3 -m attnflow.animate
+// (the counterpart of the published sphere movies). Thin: python3 -m attnflow.animate
 // draws the frames with matplotlib and encodes them with ffmpeg; see docs/usage/view.md.
 #include <memory>
 

@@ -4,7 +4,7 @@
 Usage: fuzz/make_seeds.py ATTNFLOW_CLI   (the built CLI, e.g. build/attnflow)
 
 Seeds are small valid inputs of each parser (so the fuzzer starts deep inside them) plus the
-malformed inputs of issue 14. The CLI provides the default configs and real checkpoints;
+malformed inputs found by hand. The CLI provides the default configs and real checkpoints;
 .npy and model files are written here byte by byte to their documented formats. Crash inputs
 found later are added to the same directories by hand (named crash-<what>), never regenerated.
 """
@@ -43,7 +43,7 @@ def npy_seeds():
     put("npy", "v2_scalar", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", f8[:8], 2))
     put("npy", "empty_0x3", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3), }", b""))
     put("npy", "ensemble_2x1x3", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1, 3), }", f8))
-    # issue 14 (S4, M2, M5)
+    # malformed npy headers, huge shapes, garbage bytes
     put("npy", "neg_shape", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (-2, 3), }", f8))
     put("npy", "nested_shape", npy("{'descr': '<f8', 'fortran_order': False, 'shape': ((2, 3), 3), }", f8))
     put("npy", "huge_dim", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2305843009213693952), }", f8))
@@ -79,7 +79,7 @@ def model_seeds():
     put("model", "body_checksum_added", b"\x01" + body)
     big = b"ATFMODEL" + struct.pack("<III", 1, 2, 1) + struct.pack("<II", 1, 0) + struct.pack("<dd", 1, 1)
     big += struct.pack("<idi", 0, 1e-9, 100) + struct.pack("<III", 65536, 65536, 1)
-    put("model", "huge_heads_dk", b"\x01" + big)  # issue 14, H2
+    put("model", "huge_heads_dk", b"\x01" + big)  # heads * dk far beyond the file
 
 
 def config_seeds(cli):
@@ -90,7 +90,7 @@ def config_seeds(cli):
         if name.endswith(".toml"):
             with open(os.path.join(ROOT, "experiments", name), "rb") as f:
                 put("config", "experiment_" + name[:-5], f.read())
-    # issue 14: C1 (section names holding values), H3 (absurd sizes), M5 (huge strings)
+    # section names holding values, absurd sizes, huge strings
     for i, text in enumerate([
             "model = 3\n", 'measure = "x"\n', "model = []\n", "train = 1\n", "task = 1\n",
             "experiment = 1\n", "[sweep]\nmodel = [1, 2]\n", "model=3\n[model]\n",

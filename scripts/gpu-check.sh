@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 19, run on the bare GPU machine (CUDA toolkit, CMake, PyTorch; none of
+# The GPU check, run on the bare GPU machine (CUDA toolkit, CMake, PyTorch; none of
 # our Debian packages, no network) from the repository root:
 #   1. builds the CUDA backend, cuda_tests and cuda_bench (scripts/gpu-check/CMakeLists.txt)
 #      against the dependencies bundled by scripts/gpu-bundle.sh in .gpu-deps/;

@@ -14,7 +14,7 @@ void set_num_threads(int threads);
 // The number of threads parallel loops will use (>= 1).
 int num_threads();
 
-// No exception may leave an OpenMP region (the program would abort, issue 14 C2): each
+// No exception may leave an OpenMP region (the program would abort): each
 // iteration's body runs through run(k, f), which keeps the exception of the lowest k (the
 // same one whatever the thread count), and rethrow() raises it after the region.
 class ParallelErrors {

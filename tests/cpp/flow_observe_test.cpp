@@ -141,7 +141,7 @@ TEST(FlowObserve, PairLimitSkipsThePairPassAndSingleTokenIsOneCluster) {
 }
 
 TEST(FlowObserve, OnTheSphereDirectionsAreObservedAndRadiiReportedApart) {
-  // Issue 13 item 3: tokens r_i theta_i (pre-LN grows r to ~t) must give the thetas'
+  // Tokens r_i theta_i (pre-LN grows r to ~t) must give the thetas'
   // clusters, cosines, energy and order parameter, and the radii separately.
   Rng rng(64);
   const Matrix theta = three_groups(rng, 1e-3);

@@ -107,7 +107,7 @@ TEST(IclTrain, DivergenceIsAStatus) {
   EXPECT_NE(r.message.find("lr = 1000 is too large"), std::string::npos) << r.message;
 }
 
-// Issue 13 item 6: divergence is a status naming the step, for SGD and for the ODE; nothing
+// Divergence is a status naming the step, for SGD and for the ODE; nothing
 // non-finite reaches the history or the parameters.
 TEST(IclTrain, DivergenceNamesTheStepAndKeepsOnlyFiniteValues) {
   const IclData data = published_data(3);

@@ -1,4 +1,4 @@
-// ParallelErrors (parallel.hpp, issue 14 C2): an exception thrown inside an OpenMP region is
+// ParallelErrors (parallel.hpp): an exception thrown inside an OpenMP region is
 // caught there and rethrown after it; the one of the lowest iteration wins, whatever the
 // thread count. Before, a bad_alloc inside `icl`'s batch loop aborted the process.
 #include <gtest/gtest.h>

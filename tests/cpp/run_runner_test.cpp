@@ -210,7 +210,7 @@ TEST(Runner, ResumeEqualsUninterruptedForDopri5NoiseAndEnsembles) {
       "preln_offgrid");
 }
 
-// Issue 13 item 3: under pre-LN the radii grow like t; the observables are the directions'
+// Under pre-LN the radii grow like t; the observables are the directions'
 // (dense clusters and energy of the normalized final.npy), the radii are columns of their own,
 // and no observable is infinite (on r theta the energy overflowed from t = 12 at beta = 9).
 TEST(Runner, PreLnObservablesAreThoseOfTheDirectionsWithTheRadiusApart) {

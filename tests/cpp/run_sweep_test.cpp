@@ -69,7 +69,7 @@ TEST(Sweep, ParsesAxesInFileOrderLastFastest) {
   EXPECT_FALSE(fs::exists(o.out_dir));
 }
 
-// Issue 13 item 5: axes keep the user's order, from the file and from --set: a file listing
+// Axes keep the user's order, from the file and from --set: a file listing
 // model.beta then measure.seed runs beta first (slowest), whatever the alphabet says.
 TEST(Sweep, AxesKeepTheOrderOfTheFileAndOfTheOverrides) {
   const std::string text = "[model]\nkind = \"sa\"\n[sweep]\nmodel.beta = [1, 2, 3, 4, 5]\nmeasure.seed = [0, 1, 2, 3]\n";
@@ -92,7 +92,7 @@ TEST(Sweep, AxesKeepTheOrderOfTheFileAndOfTheOverrides) {
             (Keys{"model.beta", "measure.n"}));
 }
 
-// Issue 13 item 6: the sweep's "converged" is every point's, never a constant.
+// The sweep's "converged" is every point's, never a constant.
 TEST(Sweep, ConvergedOnlyWhenEveryPointConverged) {
   SweepOptions o;
   o.out_dir = fresh_dir("unconverged");

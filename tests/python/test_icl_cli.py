@@ -189,7 +189,7 @@ def test_largeprompt_concentration(tmp_path, run_cli):
 
 @pytest.mark.parametrize("prompt", ["100", "infinite"])
 def test_divergence_is_an_error_naming_the_step_and_never_a_nan(config, tmp_path, run_cli, prompt):
-    # Issue 13 item 6: train.lr = 100 wrote NaN into risk.csv and "finite": true; now the run
+    # train.lr = 100 wrote NaN into risk.csv and "finite": true; now the run
     # fails (status 1) naming the step, and what it keeps is finite and says so.
     out = tmp_path / f"lr100_{prompt}"
     r = run_cli("icl", config, "--out", out, "--set", "train.lr=100", "--set", f"train.prompt={prompt}",

@@ -1,5 +1,6 @@
-"""The published phase-diagram step as an independent batched NumPy reference (issue 13 items
-1-2): x <- normalize(x + dt softmax(beta x x^T) x) for S systems at once, with the probability
+"""The published phase-diagram step as an independent batched NumPy reference (the residual
+step and the phase diagram): x <- normalize(x + dt softmax(beta x x^T) x) for S systems at
+once, with the probability
 estimated as the fraction of pairs i != j with <x_i, x_j> > 1 - delta. attnflow's residual
 method (batched ensemble path) must follow the same trajectories from the same points, and
 its own uniform sampling must give the same probabilities within sampling error."""

@@ -46,7 +46,7 @@ def test_ot_without_anything_to_plot_never_starts_python(run_cli, tmp_path):
                 "--out", tmp_path / "ot_plan", env=env)
     assert r.returncode == 0, r.stderr
     if "plots skipped" in r.stdout:
-        pytest.skip("the CLI did not find the package (ATTNFLOW_CLI from another build)")
+        pytest.fail("the CLI did not find the package (ATTNFLOW_CLI from another build)")
     assert marker.read_text() == "x", "one python start, not one per check"
     assert "plots: 1 PNG file written" in r.stdout and (tmp_path / "ot_plan" / "plan.png").exists()
     # --no-plots on a command that has no flag of its own, and ATTNFLOW_NO_PLOTS=1.
@@ -135,7 +135,7 @@ def test_radius_panel_only_when_the_radius_moves():
 
 
 def test_sweep_runs_and_plots_against_the_first_axis_of_the_file(run_cli, tmp_path):
-    # Issue 13 item 5: model.beta is listed first: it is the slow axis and the plotted one.
+    # model.beta is listed first: it is the slow axis and the plotted one.
     cfg = tmp_path / "s.toml"
     cfg.write_text("[measure]\nn = 8\nd = 3\n[integrate]\nt_end = 0.5\n[observe]\nevery = 0.5\n"
                    "[output]\nsnapshots = false\n"

@@ -34,7 +34,7 @@ def test_long_context_cosine_matches_spec_formula(n, rho, gamma):
 def test_long_context_equals_cli(run_cli):
     r = run_cli("theory", "long-context", "--n", 1000, "--rho", 0.5, "--gamma", 1.5)
     if r.returncode != 0:
-        pytest.skip(f"theory long-context not available: {r.stderr.strip()[:200]}")
+        pytest.fail(f"theory long-context not available: {r.stderr.strip()[:200]}")
     j = json.loads(r.stdout)
     py = attnflow.long_context(1000, 0.5, 1.5)
     assert j["cosine"] == py.cosine and j["regime"] == py.regime and j["limit"] == py.limit

@@ -134,7 +134,7 @@ def test_tabular_results_convert_to_pandas():
     df = res.to_pandas()
     assert list(df["step"]) == [h.step for h in res.history]
     assert pd.DataFrame(res).equals(df)
-    # The rows themselves convert too (issue 16: this gave one column of objects).
+    # The rows themselves convert too (pandas.DataFrame(r.rows) must not give one column of objects).
     rows_df = pd.DataFrame(res.history)
     assert set(rows_df.columns) == set(res.history[0].keys()) and len(rows_df) == len(res.history)
     assert list(rows_df["risk"]) == [h.risk for h in res.history]

@@ -27,7 +27,7 @@ int main() { std::printf("%.17g\\n", attnflow::long_context_cosine(1000.0, 0.5, 
 def build_dir():
     cli = os.environ.get("ATTNFLOW_CLI")
     if not cli or not (Path(cli).parent / "cmake_install.cmake").exists():
-        pytest.skip("needs ATTNFLOW_CLI inside a CMake build directory")
+        pytest.fail("needs ATTNFLOW_CLI inside a CMake build directory")
     return Path(cli).parent
 
 
