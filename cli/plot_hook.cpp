@@ -1,13 +1,12 @@
 #include "plot_hook.hpp"
 
+#include "python_module.hpp"
+
 #include <CLI/CLI.hpp>
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
@@ -17,7 +16,6 @@ namespace attnflow::cli {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kPython = "/usr/bin/python3";
 
 bool g_no_plots = false;  // --no-plots of a command without its own flag
 
@@ -31,39 +29,6 @@ except ImportError as e:
     sys.exit(86)
 p.plot_directory(sys.argv[1])
 )py";
-
-// PYTHONPATH with build/python (next to this executable) first.
-std::string python_path() {
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  std::string path = ec ? std::string() : (exe.parent_path() / "python").string();
-  if (const char* old = std::getenv("PYTHONPATH"); old && *old) path += (path.empty() ? "" : ":") + std::string(old);
-  return path;
-}
-
-// Runs python3 with `args` (no shell, so no quoting issues); quiet = discard its output.
-int run_python(const std::vector<std::string>& args, bool quiet) {
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (quiet) {
-      const int null = ::open("/dev/null", O_WRONLY);
-      if (null >= 0) {
-        ::dup2(null, 1);
-        ::dup2(null, 2);
-      }
-    }
-    std::vector<char*> argv{const_cast<char*>(kPython)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(kPython, argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 std::vector<std::string> pngs_since(const std::string& dir, fs::file_time_type since) {
   std::vector<std::string> out;
@@ -106,7 +71,6 @@ std::vector<std::string> run_plot_hook(const std::string& out_dir) {
   if (g_no_plots) return {};
   if (const char* v = std::getenv("ATTNFLOW_NO_PLOTS"); v && *v && std::string(v) != "0") return {};
   if (!has_something_to_plot(out_dir)) return {};  // never start Python for nothing
-  ::setenv("PYTHONPATH", python_path().c_str(), 1);
   std::fflush(stdout);
   if (::access(kPython, X_OK) != 0) {
     fmt::print("plots skipped: {} not found\n", kPython);

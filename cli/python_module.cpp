@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -16,7 +17,6 @@ namespace attnflow::cli {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kPython = "/usr/bin/python3";
 
 std::string python_path() {
   std::error_code ec;
@@ -25,6 +25,8 @@ std::string python_path() {
   if (const char* old = std::getenv("PYTHONPATH"); old && *old) path += (path.empty() ? "" : ":") + std::string(old);
   return path;
 }
+
+}  // namespace
 
 int run_python(const std::vector<std::string>& args, bool quiet) {
   ::setenv("PYTHONPATH", python_path().c_str(), 1);
@@ -47,11 +49,10 @@ int run_python(const std::vector<std::string>& args, bool quiet) {
     ::_exit(127);
   }
   int status = 0;
-  if (::waitpid(pid, &status, 0) < 0) return -1;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
-
-}  // namespace
 
 bool python_package_importable() {
   // Remembered: the demo asks twice.

@@ -9,6 +9,12 @@
 
 namespace attnflow::cli {
 
+// The interpreter the Python package is built for (Debian's, with its python3-numpy).
+inline constexpr const char* kPython = "/usr/bin/python3";
+
+// Runs kPython with `args` and that PYTHONPATH; quiet = discard its output. Returns its exit
+// status (-1: could not run it).
+int run_python(const std::vector<std::string>& args, bool quiet);
 // True when `import attnflow` works with that PYTHONPATH.
 bool python_package_importable();
 // Runs python3 -m module args...; returns its exit status (-1: could not run it).
