@@ -15,47 +15,15 @@ import time
 import numpy as np
 import pytest
 
-RUN = """
-[measure]
-n = 20
-d = 3
-seed = 5
-[model]
-kind = "sa"
-beta = 4.0
-[integrate]
-method = "euler"
-dt = 0.1
-t_end = 2.0
-[observe]
-every = 0.5
-delta = 0.05
-[output]
-checkpoint_every = 1
-"""
+from test_run_cli import SMALL as RUN  # the small run config the run CLI tests use
 
 # Long enough that a signal sent after the first checkpoint arrives well before the end.
 LONG_RUN = RUN.replace("n = 20", "n = 60").replace("t_end = 2.0", "t_end = 10.0") \
     .replace("every = 0.5", "every = 0.1").replace("dt = 0.1", "dt = 0.02")
 
-SWEEP = """
-[measure]
-n = 10
-d = 3
-[model]
-beta = 2.0
-[integrate]
-dt = 0.1
-t_end = 1.0
-[observe]
-every = 0.5
-[output]
-checkpoint_every = 1
-snapshots = false
-[sweep]
-model.beta = [1.0, 4.0]
-measure.seed = [0, 1]
-"""
+from test_sweep_cli import SWEEP as _SWEEP  # noqa: E402
+
+SWEEP = _SWEEP.replace("measure.seed = [0, 1, 2]", "measure.seed = [0, 1]")  # 4 points
 
 FIT = ["--set", "task.train_size=16", "--set", "task.test_size=8", "--set", "task.n_min=6",
        "--set", "task.n_max=10", "--set", "train.steps=20", "--set", "train.eval_every=10",
