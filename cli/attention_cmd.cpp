@@ -8,6 +8,7 @@
 #include "attnflow/attention.hpp"
 #include "attnflow/npy.hpp"
 #include "commands.hpp"
+#include "distributed.hpp"
 
 namespace attnflow::cli {
 
@@ -41,9 +42,10 @@ void run_attention(const AttentionArgs& a) {
   opt.sinkhorn.iterations = a.sinkhorn_iters;
   opt.sinkhorn.tol = a.tol;
   opt.sinkhorn.max_iterations = a.max_iter;
+  opt.comm = world();  // mpirun -np P: query rows across ranks (cli/distributed.hpp)
 
   const AttentionResult res = attention(queries, keys, values, opt);
-  write_npy(a.out, res.out);
+  if (is_writer()) write_npy(a.out, res.out);  // mpirun: rank 0 writes
   const NormalizationStatus& st = res.status.front();
   if (head.normalization == Normalization::sinkhorn) {
     fmt::print(stderr, "sinkhorn: {} iterations, marginal error {:.3g}, {}\n", st.iterations,

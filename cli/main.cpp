@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "distributed.hpp"
 #include "plot_hook.hpp"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   // restarts itself once with it set; OMP_WAIT_POLICY=active restores spinning.
   if (!std::getenv("OMP_WAIT_POLICY") && ::setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
     ::execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
+  // Under mpirun: MPI starts here, errors are reported once (cli/distributed.hpp).
+  attnflow::cli::start_distributed(&argc, &argv);
   CLI::App app{"attnflow: attention as an operator on probability measures, and the dynamics "
                "of deep attention"};
   app.set_version_flag("--version", std::string("attnflow ") + ATTNFLOW_VERSION);
@@ -34,23 +37,20 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "attnflow: error: %s\nRun with --help for usage.\n", e.what());
-    return e.get_exit_code() ? e.get_exit_code() : 2;
+    return attnflow::cli::report_error(std::string(e.what()) + "\nRun with --help for usage.",
+                                       e.get_exit_code() ? e.get_exit_code() : 2);
   } catch (const std::bad_alloc&) {
     // Sizes are estimated before a command starts (limits.hpp); this is the last resort, and
     // never shows the raw C++ text ("std::bad_alloc", "vector::_M_default_append").
-    std::fprintf(stderr,
-                 "attnflow: error: out of memory: the sizes given (config keys or arguments) need "
-                 "more memory than this machine has; reduce them\n");
-    return 1;
+    return attnflow::cli::report_error(
+        "out of memory: the sizes given (config keys or arguments) need more memory than this "
+        "machine has; reduce them");
   } catch (const std::length_error&) {
-    std::fprintf(stderr,
-                 "attnflow: error: a requested size exceeds what can be allocated; reduce the "
-                 "sizes given (config keys or arguments)\n");
-    return 1;
+    return attnflow::cli::report_error(
+        "a requested size exceeds what can be allocated; reduce the sizes given (config keys or "
+        "arguments)");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "attnflow: error: %s\n", e.what());
-    return 1;
+    return attnflow::cli::report_error(e.what());
   }
-  return 0;
+  return attnflow::cli::finish_distributed();
 }

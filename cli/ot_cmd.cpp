@@ -17,6 +17,7 @@
 #include "attnflow/npy.hpp"
 #include "attnflow/ot.hpp"
 #include "commands.hpp"
+#include "distributed.hpp"
 #include "plot_hook.hpp"
 
 namespace attnflow::cli {
@@ -62,6 +63,7 @@ OtOutput run_sinkhorn(const Measure& mu, const Measure& nu, const OtArgs& args) 
   opt.max_iterations = args.max_iter;
   opt.eps_scaling = !args.no_scaling;
   opt.scaling = args.scaling;
+  opt.comm = world();  // mpirun -np P: the rows of every half-step across ranks
   opt.validate();
   // Progress on stderr about every 2 s (large problems take minutes).
   auto last = std::chrono::steady_clock::now();
@@ -116,6 +118,7 @@ void run_ot(const OtArgs& args) {
   o.report["seconds"] = seconds;
   o.report["plan"] = args.plan;
 
+  if (!is_writer()) return;  // mpirun: rank 0 writes (the same numbers on every rank)
   job.start();
   write_npy(job.path("f.npy"), o.f);
   write_npy(job.path("g.npy"), o.g);

@@ -10,6 +10,7 @@
 #include "attnflow/job.hpp"
 #include "attnflow/runner.hpp"
 #include "commands.hpp"
+#include "distributed.hpp"
 #include "plot_hook.hpp"
 
 namespace attnflow::cli {
@@ -52,6 +53,7 @@ void run_run(const RunArgs& a) {
   opt.resume = a.resume;
   opt.stop_after_checkpoints = stop_after_from_env();
   opt.version = ATTNFLOW_VERSION;
+  opt.comm = world();  // mpirun -np P: systems across ranks (cli/distributed.hpp)
   if (a.quiet) opt.progress = nullptr;
   const RunResult r = run_experiment(rc, cfg.resolved(), opt);
   print_result(r, opt.out_dir);
@@ -59,7 +61,7 @@ void run_run(const RunArgs& a) {
     std::exit(report_stopped("run", r.signal,
                              fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
                                          r.checkpoints), opt.out_dir));
-  if (r.finished && !a.no_plots) run_plot_hook(opt.out_dir);
+  if (r.finished && !a.no_plots && is_writer()) run_plot_hook(opt.out_dir);
 }
 
 void add_run(CLI::App& app) {

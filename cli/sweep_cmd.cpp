@@ -11,6 +11,7 @@
 #include "attnflow/job.hpp"
 #include "attnflow/sweep.hpp"
 #include "commands.hpp"
+#include "distributed.hpp"
 #include "plot_hook.hpp"
 
 namespace attnflow::cli {
@@ -33,6 +34,7 @@ void run_sweep_cmd(const SweepArgs& a) {
   opt.resume = a.resume;
   opt.jobs = a.jobs;
   opt.version = ATTNFLOW_VERSION;
+  opt.comm = world();  // mpirun -np P: points across ranks (cli/distributed.hpp)
   if (a.quiet) opt.progress = nullptr;
   if (const char* v = std::getenv("ATTNFLOW_STOP_AFTER_POINTS"); v && *v)
     opt.stop_after_points = std::strtol(v, nullptr, 10);
@@ -47,7 +49,7 @@ void run_sweep_cmd(const SweepArgs& a) {
                              opt.out_dir));
   fmt::print("wrote {}/sweep.csv ({} points: {} run, {} already done) in {:.2f} s\n", opt.out_dir, r.points, r.ran,
              r.skipped, r.seconds);
-  if (!a.no_plots) run_plot_hook(opt.out_dir);
+  if (!a.no_plots && is_writer()) run_plot_hook(opt.out_dir);
 }
 
 void add_sweep(CLI::App& app) {

@@ -10,11 +10,12 @@ BUILD_PKGS=(g++ cmake make pkg-config libeigen3-dev libcli11-dev libtomlplusplus
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
   python3-dev python3-numpy python3-matplotlib python3-pytest
   python3-torch python3-pandas python3-setuptools python3-wheel python3-pip python3-venv
-  python3-pot nodejs chromium ffmpeg)
+  python3-pot nodejs chromium ffmpeg libopenmpi-dev openmpi-bin)
 # python3-torch: attnflow.torch (autograd Functions) is tested in `make test`; python3-pandas:
 # results' to_pandas(); setuptools/wheel/pip/venv: `pip install .` and its venv test;
 # python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg:
-# attnflow view, its browser tests, attnflow animate.
+# attnflow view, its browser tests, attnflow animate. libopenmpi-dev, openmpi-bin: the MPI layer
+# (mpirun -np P attnflow sweep|run|attention|ot, docs/usage/mpi.md) and its tests in make test.
 BENCH_PKGS=(libopenblas0-pthread time)
 # fuzz: clang-15 with libFuzzer (libclang-common-15-dev) and its OpenMP runtime (make fuzz)
 FUZZ_PKGS=(clang-15 libclang-common-15-dev libomp-15-dev)

@@ -18,6 +18,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 // One head. Empty matrices mean identity (Q, K: d_k x d; V: p_h x p; W: d_out x p_h).
 struct AttentionHead {
   Matrix q, k, v, w;
@@ -30,6 +32,10 @@ struct AttentionOptions {
   std::vector<AttentionHead> heads;
   Normalization normalization = Normalization::softmax;  // used when heads is empty
   SinkhornNormalizationOptions sinkhorn;                 // used by sinkhorn heads
+  // Several processes (collective.hpp; null = this one alone): each computes its part of the
+  // query rows of every kernel pass (and of the Sinkhorn half-steps), gathered in rank order:
+  // the result is one process's bit for bit. Every process holds all points.
+  const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field (e.g. "attention: beta = nan, must be finite").
   void validate(Index d_query, Index d_key, Index p) const;

@@ -11,6 +11,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 enum class Normalization { softmax, sinkhorn, none };
 
 // "softmax" | "sinkhorn" | "none"; anything else throws naming `context` and the value.
@@ -25,10 +27,11 @@ std::string to_string(Normalization n);
 // Log-domain attention weights for one head, as the column offsets the kernel adds:
 // P_ij = exp(s_ij + col_j - lse_i) times exp(lse_i) for `none`.
 //   u (n, k) = beta Q x_i, v (m, k) = K y_j, a (n), b (m) weights.
-// Returns col (m) = log b_j + g_j (g = 0 except for sinkhorn) and fills status.
+// Returns col (m) = log b_j + g_j (g = 0 except for sinkhorn) and fills status. With `comm`
+// (several processes, collective.hpp) the Sinkhorn half-steps are split across them by rows.
 Vector normalization_offsets(Normalization normalization, const MatrixRef& u, const MatrixRef& v,
                              const Vector& a, const Vector& b,
                              const SinkhornNormalizationOptions& options,
-                             NormalizationStatus& status);
+                             NormalizationStatus& status, const Collective* comm = nullptr);
 
 }  // namespace attnflow

@@ -14,6 +14,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 enum class CostType { sqeuclidean, bilinear, dense };
 
 // "sqeuclidean" | "bilinear" | "dense"; anything else throws naming `context` and the value.
@@ -61,12 +63,17 @@ class TransportCost {
   };
   Gibbs gibbs(bool transpose, const Vector& h, const Vector& logw, double eps, bool want_cost,
               const Matrix* vals = nullptr) const;
+  // The same for the rows [first, first + count) of C (of C^T when `transpose`) only: equal to
+  // those rows of gibbs() bit for bit when the range is a part of kernel_row_parts()
+  // (collective.hpp), which is how a distributed solve splits its half-steps.
+  Gibbs gibbs_rows(bool transpose, Index first, Index count, const Vector& h, const Vector& logw,
+                   double eps, bool want_cost, const Matrix* vals = nullptr) const;
 
  private:
-  Gibbs gibbs_factored(bool transpose, const Vector& h, const Vector& logw, double eps,
-                       bool want_cost, const Matrix* vals) const;
-  Gibbs gibbs_dense(bool transpose, const Vector& h, const Vector& logw, double eps,
-                    bool want_cost, const Matrix* vals) const;
+  Gibbs gibbs_factored(bool transpose, Index first, Index count, const Vector& h,
+                       const Vector& logw, double eps, bool want_cost, const Matrix* vals) const;
+  Gibbs gibbs_dense(bool transpose, Index first, Index count, const Vector& h, const Vector& logw,
+                    double eps, bool want_cost, const Matrix* vals) const;
 
   CostType type_ = CostType::dense;
   Index n_ = 0, m_ = 0;
@@ -93,6 +100,11 @@ struct SinkhornOptions : SinkhornControl {
   // Called after every full iteration with (iterations so far, current eps, marginal error;
   // the error is NaN during eps-scaling stages, where it is not measured). For progress output.
   std::function<void(int, double, double)> on_iteration;
+  // Several processes (collective.hpp; null = this one alone): each computes its part of the
+  // rows (kernel_row_parts) of every half-step and the parts are gathered in rank order, so
+  // the potentials, the marginal errors and the result are those of one process bit for bit.
+  // Every process holds the whole cost (the points) and the O(n + m) potentials.
+  const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field, e.g. "sinkhorn: eps = -0.1, must be > 0".
   void validate() const;

@@ -26,6 +26,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 // One observation of one system (the columns of observables.csv after t and system).
 struct ObservationRow {
   double t = 0.0;
@@ -45,6 +47,12 @@ struct RunOptions {
   std::string version = "unknown";
   // Called after each observation with one row per system (the demo prints them).
   std::function<void(const std::vector<ObservationRow>&)> on_observation;
+  // Several processes (collective.hpp; null or one = this one alone): each advances and
+  // observes a contiguous block of the systems; rank 0 gathers every observation and writes
+  // the directory. Outputs are byte-identical to one process's; on_observation, progress and
+  // the returned rows and states are rank 0's only. The ranks read the config and, on a
+  // resume, out_dir/checkpoint.bin themselves (a shared file system across machines).
+  const Collective* comm = nullptr;
 };
 
 struct RunResult {

@@ -23,6 +23,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 // The stopping rule of every Sinkhorn solve: one struct, one validate(), the defaults written
 // here only. The CLI, the Python bindings, model files and configs take them from here.
 struct SinkhornControl {
@@ -129,7 +131,9 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 // marginals of log-weights loga (n), logb (m): F(g) = -LSE_j(logb_j + g_j + s_ij) and
 // G(f) = -LSE_i(loga_i + f_i + s_ij), each one lse_reduce pass (eps must be 1). The function
 // keeps views of u and v and references to loga and logb: their data must outlive it.
+// With `comm` (collective.hpp, several processes) each process computes its part of the rows
+// of every half-step and the parts are gathered: the same vectors bit for bit.
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
-                                     const Vector& logb);
+                                     const Vector& logb, const Collective* comm = nullptr);
 
 }  // namespace attnflow

@@ -19,6 +19,8 @@
 
 namespace attnflow {
 
+class Collective;
+
 struct SweepAxis {
   std::string key;                  // "model.beta"
   std::vector<std::string> values;  // TOML text of each value, for Config::set ("4.0", "\"pre-ln\"")
@@ -51,6 +53,10 @@ struct SweepOptions {
   long stop_after_points = 0;
   std::FILE* progress = stderr;  // one line per finished point; null = silent
   std::string version = "unknown";
+  // Several processes (collective.hpp; null or one process = this process alone): rank 0
+  // creates the directory and writes the tables, every rank runs every size-th unfinished
+  // point. The tables are byte-identical to one process's.
+  const Collective* comm = nullptr;
 };
 
 struct SweepResult {

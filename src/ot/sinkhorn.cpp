@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "attnflow/collective.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/ot.hpp"
 
@@ -90,7 +91,10 @@ SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, b
   return loop;
 }
 
-void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, bool symmetric) {
+Vector gather_rows(const Collective& comm, Index rows, const std::function<Vector(Range)>& part);
+
+void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, bool symmetric,
+            const Collective* comm) {
   const double eps = res.eps;
   res.iterations = run.status.iterations;
   res.marginal_error = run.status.marginal_error;
@@ -104,7 +108,12 @@ void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, b
   // the symmetric plan they sum to the row mass), and the primal objective
   // <C, pi> + eps KL(pi | a (x) b) = <f, row mass> + <g, column mass> for a plan of mass 1.
   const Vector loga = log_weights(res.a);
-  const TransportCost::Gibbs cols = cost.gibbs(true, run.f, loga, eps, true);
+  TransportCost::Gibbs cols;
+  if (!comm) cols = cost.gibbs(true, run.f, loga, eps, true);
+  else
+    cols.ecost = gather_rows(*comm, cost.cols(), [&](Range r) {
+      return cost.gibbs_rows(true, r.first, r.count, run.f, loga, eps, true).ecost;
+    });
   if (symmetric) {
     res.cost = run.mass.dot(cols.ecost);
     res.objective = 2.0 * run.f.dot(run.mass);
@@ -119,10 +128,28 @@ void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, b
   check_output_finite(kCtx, "g", res.g.data(), res.g.size(), 1, "eps too small for the cost scale");
 }
 
-SinkhornHalfStep cost_half_steps(const TransportCost& cost, const Vector& loga, const Vector& logb) {
-  return [&cost, &loga, &logb](bool transpose, const Vector& h, double eps) {
-    return cost.gibbs(transpose, h, transpose ? loga : logb, eps, false).softmin;
+// Several processes: this one's rows of the half-step, then every part in rank order.
+Vector gather_rows(const Collective& comm, Index rows, const std::function<Vector(Range)>& part) {
+  const std::vector<Range> parts = kernel_row_parts(rows, comm.size());
+  const Vector mine = part(parts[static_cast<std::size_t>(comm.rank())]);
+  const std::vector<double> all = allgather_rows(comm, parts, mine.data());
+  return Eigen::Map<const Vector>(all.data(), rows);
+}
+
+SinkhornHalfStep cost_half_steps(const TransportCost& cost, const Vector& loga, const Vector& logb,
+                                 const Collective* comm) {
+  return [&cost, &loga, &logb, comm](bool transpose, const Vector& h, double eps) {
+    const Vector& logw = transpose ? loga : logb;
+    if (!comm) return cost.gibbs(transpose, h, logw, eps, false).softmin;
+    return gather_rows(*comm, transpose ? cost.cols() : cost.rows(), [&](Range r) {
+      return cost.gibbs_rows(transpose, r.first, r.count, h, logw, eps, false).softmin;
+    });
   };
+}
+
+// The distributing processes of a solve (null: one process).
+const Collective* distributed(const SinkhornOptions& opt) {
+  return opt.comm && opt.comm->size() > 1 ? opt.comm : nullptr;
 }
 }  // namespace
 
@@ -147,8 +174,8 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
   const SinkhornLoop loop = ot_loop(opt, cost.scale(), g_init != nullptr, false);
   res.eps = opt.eps;
   res.stages = static_cast<int>(loop.eps.size());
-  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, logb), res.a, res.b, opt, loop, g_init),
-         cost, false);
+  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, logb, distributed(opt)), res.a, res.b, opt, loop, g_init),
+         cost, false, distributed(opt));
   return res;
 }
 
@@ -166,8 +193,8 @@ SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
   const SinkhornLoop loop = ot_loop(opt, cost.scale(), f_init != nullptr, true);
   res.eps = opt.eps;
   res.stages = static_cast<int>(loop.eps.size());
-  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, loga), res.a, res.a, opt, loop, f_init),
-         cost, true);
+  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, loga, distributed(opt)), res.a, res.a, opt, loop, f_init),
+         cost, true, distributed(opt));
   return res;
 }
 

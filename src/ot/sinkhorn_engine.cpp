@@ -7,6 +7,7 @@
 #include "attnflow/error.hpp"
 #include "attnflow/kernel.hpp"
 #include "attnflow/sinkhorn.hpp"
+#include "attnflow/collective.hpp"
 
 namespace attnflow {
 
@@ -159,15 +160,27 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 }
 
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
-                                     const Vector& logb) {
+                                     const Vector& logb, const Collective* comm) {
   // Views of the data, not the references: a Matrix argument binds u to a temporary Ref.
   using View = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;
   const View uv(u.data(), u.rows(), u.cols(), Eigen::OuterStride<>(u.outerStride()));
   const View vv(v.data(), v.rows(), v.cols(), Eigen::OuterStride<>(v.outerStride()));
-  return [u = uv, v = vv, &loga, &logb](bool transpose, const Vector& h, double) {
+  return [u = uv, v = vv, &loga, &logb, comm](bool transpose, const Vector& h, double) {
     static const Matrix none(0, 0);
     Vector lse;
     Matrix unused;
+    if (comm && comm->size() > 1) {
+      // This rank's rows of the half-step (kernel_row_parts: equal to those of one pass), then
+      // all of them in rank order.
+      const View& q = transpose ? v : u;
+      const View& k = transpose ? u : v;
+      const Vector col = (transpose ? loga : logb) + h;
+      const std::vector<Range> parts = kernel_row_parts(q.rows(), comm->size());
+      const Range r = parts[static_cast<std::size_t>(comm->rank())];
+      if (r.count > 0) lse_reduce(q.middleRows(r.first, r.count), k, col, none, lse, unused);
+      const std::vector<double> all = allgather_rows(*comm, parts, lse.data());
+      return Vector(-Eigen::Map<const Vector>(all.data(), q.rows()));
+    }
     if (transpose) {
       const Vector col = loga + h;
       lse_reduce(v, u, col, none, lse, unused);

@@ -145,20 +145,37 @@ TransportCost::Gibbs TransportCost::gibbs(bool transpose, const Vector& h, const
   if (h.size() != len || logw.size() != len || (vals && vals->rows() != len))
     throw std::invalid_argument(fmt::format(
         "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kCtx, h.size(), logw.size(), len));
-  return type_ == CostType::dense ? gibbs_dense(transpose, h, logw, eps, want_cost, vals)
-                                  : gibbs_factored(transpose, h, logw, eps, want_cost, vals);
+  const Index rows = transpose ? m_ : n_;
+  return type_ == CostType::dense ? gibbs_dense(transpose, 0, rows, h, logw, eps, want_cost, vals)
+                                  : gibbs_factored(transpose, 0, rows, h, logw, eps, want_cost, vals);
+}
+
+TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Index count, const Vector& h,
+                                               const Vector& logw, double eps, bool want_cost,
+                                               const Matrix* vals) const {
+  const Index len = transpose ? n_ : m_, rows = transpose ? m_ : n_;
+  if (h.size() != len || logw.size() != len || (vals && vals->rows() != len))
+    throw std::invalid_argument(fmt::format(
+        "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kCtx, h.size(), logw.size(), len));
+  if (first < 0 || count < 0 || first + count > rows)
+    throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}), must lie in [0, {})", kCtx, first,
+                                            first + count, rows));
+  return type_ == CostType::dense ? gibbs_dense(transpose, first, count, h, logw, eps, want_cost, vals)
+                                  : gibbs_factored(transpose, first, count, h, logw, eps, want_cost, vals);
 }
 
 // Factored costs: one lse_reduce call. Queries u_i / eps (rows, k), keys v_j (len, k), column
 // offsets logw_j + (c_j + h_j) / eps; r_i / eps only shifts lse_i and is added afterwards.
 // Values, when wanted, are [v_j | c_j | vals_j] (len, k + 1 + p): the conditional expectation
 // of C_ij = -(<u_i, v_j> + r_i + c_j) is then linear in them.
-TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, const Vector& h,
-                                                   const Vector& logw, double eps, bool want_cost,
-                                                   const Matrix* vals) const {
-  const Matrix& u = transpose ? v_ : u_;
+TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, Index first, Index count,
+                                                   const Vector& h, const Vector& logw, double eps,
+                                                   bool want_cost, const Matrix* vals) const {
+  const Matrix& u_all = transpose ? v_ : u_;
+  const auto u = u_all.middleRows(first, count);
   const Matrix& v = transpose ? u_ : v_;
-  const Vector& r = transpose ? c_ : r_;
+  const Vector& r_all = transpose ? c_ : r_;
+  const auto r = r_all.segment(first, count);
   const Vector& c = transpose ? r_ : c_;
   const Index k = u.cols(), p = vals ? vals->cols() : 0;
   const Matrix ue = u / eps;
@@ -188,9 +205,10 @@ TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, const Vector&
 // logw_j + (h_j - C_ij) / eps against a zero-dimensional affinity (k = 1, u = v = 0), so the
 // sum of exponentials still runs through lse_reduce. Rows are split over threads; each row's
 // reduction is sequential, so the result does not depend on the thread count.
-TransportCost::Gibbs TransportCost::gibbs_dense(bool transpose, const Vector& h, const Vector& logw,
-                                                double eps, bool want_cost, const Matrix* vals) const {
-  const Index rows = transpose ? m_ : n_, len = transpose ? n_ : m_;
+TransportCost::Gibbs TransportCost::gibbs_dense(bool transpose, Index first, Index count, const Vector& h,
+                                                const Vector& logw, double eps, bool want_cost,
+                                                const Matrix* vals) const {
+  const Index rows = count, len = transpose ? n_ : m_;
   const Index p = vals ? vals->cols() : 0, q = (want_cost ? 1 : 0) + p;
   Gibbs res;
   res.softmin.resize(rows);
@@ -215,7 +233,7 @@ TransportCost::Gibbs TransportCost::gibbs_dense(bool transpose, const Vector& h,
       if (!ready) continue;
       errors.run(i, [&] {
         for (Index j = 0; j < len; ++j) {
-          const double cij = transpose ? dense_(j, i) : dense_(i, j);
+          const double cij = transpose ? dense_(j, first + i) : dense_(first + i, j);
           col[j] = logw[j] + (h[j] - cij) / eps;
           if (want_cost) kv(j, 0) = cij;
         }

@@ -5,6 +5,9 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstring>
+#include <optional>
+#include <type_traits>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -12,6 +15,7 @@
 
 #include "attnflow/atomic_file.hpp"
 #include "attnflow/checkpoint.hpp"
+#include "attnflow/collective.hpp"
 #include "attnflow/csv.hpp"
 #include "attnflow/ensemble.hpp"
 #include "attnflow/error.hpp"
@@ -92,10 +96,11 @@ struct Cursor {
   std::uint64_t csv_bytes = 0;
 };
 
-Ensemble make_ensemble(const RunConfig& cfg) {
+// Systems [first, first + count) (all by default): a distributed run's part.
+Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1) {
   std::vector<FlowOptions> flows;
   std::vector<Matrix> x0;
-  for (Index k = 0; k < cfg.systems; ++k) {
+  for (Index k = first; k < (count < 0 ? cfg.systems : first + count); ++k) {
     flows.push_back(detail::flow_options(cfg, k));
     x0.push_back(initial_positions(cfg, k));
   }
@@ -221,9 +226,16 @@ std::string energy_overflow_warning(const std::vector<ObservationRow>& rows) {
   return "";
 }
 
-nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Cursor& c,
-                            const std::vector<ObservationRow>& last, const RunOptions& opt, double seconds,
-                            const std::vector<std::string>& warnings) {
+// Every system's flow counters (from the ensemble, or gathered from the ranks that ran them).
+std::vector<FlowDiagnostics> diagnostics_of(const Ensemble& e) {
+  std::vector<FlowDiagnostics> d;
+  for (Index k = 0; k < e.size(); ++k) d.push_back(e.flow(k).diagnostics());
+  return d;
+}
+
+nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::vector<FlowDiagnostics>& diags,
+                            const Cursor& c, const std::vector<ObservationRow>& last, const RunOptions& opt,
+                            double seconds, const std::vector<std::string>& warnings) {
   long steps = 0, rejected = 0, evals = 0, sinkhorn_missed = 0;
   std::string message;
   for (Index k = 0; k < e.size(); ++k) {
@@ -231,8 +243,8 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
     steps += st.steps;
     rejected += st.rejected;
     evals += st.evaluations;
-    sinkhorn_missed += e.flow(k).diagnostics().sinkhorn_not_converged;
-    if (message.empty()) message = e.flow(k).diagnostics().message;
+    sinkhorn_missed += diags[static_cast<std::size_t>(k)].sinkhorn_not_converged;
+    if (message.empty()) message = diags[static_cast<std::size_t>(k)].message;
   }
   nlohmann::json j = summary_header("run", opt.version, "finished");
   j.update({{"finished", true}, {"converged", sinkhorn_missed == 0}, {"message", message},
@@ -312,9 +324,224 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     return res;
   }
   write_positions(job.path("final.npy"), e);
-  job.write_summary(summary_json(cfg, e, c, rows, opt, res.seconds, warnings));
+  job.write_summary(summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings));
   job.commit();  // summary.json now marks the run finished; checkpoint.bin goes
   if (!rows.empty()) progress.finish(status_text(cfg, rows));
+  res.finished = true;
+  return res;
+}
+
+
+// ---- Distributed ensembles (RunOptions::comm, collective.hpp) ------------------------------
+// Each rank advances and observes a contiguous block of systems; after every observation the
+// blocks' records (observables, flow state, counters, positions) are gathered on rank 0 in
+// system order, where a mirror ensemble holding every system's state writes exactly the files
+// one process writes (the same code: csv, ensemble statistics, snapshots, checkpoints).
+
+// Bytes of trivially copyable values, appended and read back in order.
+template <typename T>
+void put(std::string& b, const T* p, std::size_t n) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  b.append(reinterpret_cast<const char*>(p), n * sizeof(T));
+}
+struct RecordReader {
+  const std::string& b;
+  std::size_t pos = 0;
+  template <typename T>
+  void get(T* p, std::size_t n) {
+    if (pos + n * sizeof(T) > b.size()) throw std::runtime_error("run: truncated record from another rank");
+    std::memcpy(static_cast<void*>(p), b.data() + pos, n * sizeof(T));
+    pos += n * sizeof(T);
+  }
+  template <typename T>
+  T get() {
+    T v{};
+    get(&v, 1);
+    return v;
+  }
+};
+
+constexpr std::size_t kObservableCount = 11;  // observable_names(): checked in encode_system
+
+void encode_system(std::string& b, const Ensemble& e, Index k, const Observables& o) {
+  const std::vector<double> v = observable_values(o);
+  if (v.size() != kObservableCount)
+    throw std::logic_error("run: the distributed record knows 11 observables; update runner.cpp");
+  put(b, v.data(), v.size());
+  const char pairs = o.pairs_computed ? 1 : 0;
+  put(b, &pairs, 1);
+  put(b, &e.flow_state(k), 1);
+  const FlowDiagnostics& d = e.flow(k).diagnostics();
+  put(b, &d.evaluations, 1);
+  put(b, &d.sinkhorn_not_converged, 1);
+  put(b, &d.sinkhorn_marginal_error, 1);
+  const std::uint64_t len = d.message.size();
+  put(b, &len, 1);
+  put(b, d.message.data(), len);
+  const Matrix& x = e.state(k);
+  const Index shape[2] = {x.rows(), x.cols()};
+  put(b, shape, 2);
+  put(b, x.data(), static_cast<std::size_t>(x.size()));
+}
+
+// The observables as summarize() and observable_values() read them (largest_cluster as the
+// only cluster size, which is all they use).
+Observables observables_from(const std::vector<double>& v, bool pairs, double t) {
+  Observables o;
+  o.t = t;
+  o.log_energy = v[0];
+  o.energy = v[1];
+  o.mean_cosine = v[2];
+  o.min_cosine = v[3];
+  o.clusters = static_cast<Index>(v[4]);
+  if (v[5] >= 0.0) o.cluster_sizes = {static_cast<Index>(v[5])};
+  o.clustered_pairs = v[6];
+  o.order = v[7];
+  o.radius_mean = v[8];
+  o.radius_min = v[9];
+  o.radius_max = v[10];
+  o.pairs_computed = pairs;
+  return o;
+}
+
+RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt,
+                          const Collective& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool writer = comm.writer();
+  std::optional<Job> job;
+  int decision = 0;  // 0: start over, 1: finished before, 2: continue from the checkpoint
+  if (writer) {
+    job.emplace(JobSpec{.kind = "run", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
+                        .resume = opt.resume, .outputs = kRunOutputs, .noun = "run", .marker = ""});
+    decision = job->finished_before() ? 1 : job->has_checkpoint() ? 2 : 0;
+  }
+  decision = std::stoi(comm.broadcast(std::to_string(decision)));  // a refusal on rank 0 stops all
+  RunResult res;
+  if (decision == 1) {
+    res.already_finished = true;
+    return res;
+  }
+  const Range mine = block_range(cfg.systems, comm.size(), comm.rank());
+  std::optional<Ensemble> local, all;
+  if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count));
+  if (writer) all.emplace(make_ensemble(cfg));
+  Cursor c;
+  if (decision == 2) {
+    const Checkpoint ck = read_checkpoint(opt.out_dir + "/checkpoint.bin");
+    if (writer) {
+      job->require_same_config(ck.config, resolved);
+      c = restore(*all, ck);
+    } else {
+      c = {ck.observation, ck.csv_bytes};
+    }
+    require(static_cast<Index>(ck.states.size()) == cfg.systems, "run: checkpoint", "systems", ck.states.size(),
+            fmt::format("{} (measure.systems)", cfg.systems));
+    for (Index i = 0; i < mine.count; ++i)
+      local->set_state(i, ck.states[static_cast<std::size_t>(mine.first + i)],
+                       ck.flow[static_cast<std::size_t>(mine.first + i)]);
+  }
+  comm.check();  // every rank has its systems (or one failed, and every rank stops)
+
+  std::unique_ptr<detail::ObservablesCsv> csv;
+  std::unique_ptr<EnsembleCsv> ens;
+  std::optional<Progress> progress;
+  std::string snapshots;
+  const std::int64_t last = last_observation(cfg);
+  if (writer) {
+    job->start();
+    snapshots = job->path("snapshots");
+    if (cfg.snapshots) ensure_directory(snapshots);
+    write_file_atomic(job->path("config.toml"), resolved);
+    csv = std::make_unique<detail::ObservablesCsv>(job->path("observables.csv"), c.csv_bytes, observable_columns());
+    if (cfg.systems > 1) ens = std::make_unique<EnsembleCsv>(job->path("ensemble.csv"), c.next_obs, cfg.quantiles);
+    progress.emplace(job->progress(static_cast<double>(last + 1), opt.progress, opt.progress_tty, 2.0, opt.label));
+  }
+  std::vector<FlowDiagnostics> diags(static_cast<std::size_t>(cfg.systems));
+  std::vector<ObservationRow> rows;
+  std::vector<std::string> warnings;
+  for (std::int64_t k = c.next_obs; k <= last; ++k) {
+    const double t = observation_time(cfg, k);
+    std::string record;
+    if (local) {
+      local->advance(t);
+      const std::vector<Observables> obs = local->observe(detail::observe_options(cfg), cfg.clusters);
+      for (Index i = 0; i < local->size(); ++i) encode_system(record, *local, i, obs[static_cast<std::size_t>(i)]);
+    }
+    const std::vector<std::string> records = comm.gather(record);
+    const int sig = static_cast<int>(comm.max(stop_signal()));  // every rank stops at the same observation
+    if (writer) {
+      rows.clear();
+      std::vector<Observables> obs;
+      Index s = 0;
+      for (const std::string& part : records) {
+        RecordReader r{part};
+        while (r.pos < part.size()) {
+          std::vector<double> v(kObservableCount);
+          r.get(v.data(), v.size());
+          const bool pairs = r.get<char>() != 0;
+          const FlowState fs = r.get<FlowState>();
+          FlowDiagnostics& d = diags[static_cast<std::size_t>(s)];
+          d.evaluations = r.get<long>();
+          d.sinkhorn_not_converged = r.get<long>();
+          d.sinkhorn_marginal_error = r.get<double>();
+          d.message.resize(r.get<std::uint64_t>());
+          r.get(d.message.data(), d.message.size());
+          Index shape[2];
+          r.get(shape, 2);
+          Matrix x(shape[0], shape[1]);
+          r.get(x.data(), static_cast<std::size_t>(x.size()));
+          all->set_state(s, std::move(x), fs);
+          rows.push_back({t, s, v});
+          obs.push_back(observables_from(v, pairs, t));
+          ++s;
+        }
+      }
+      if (s != cfg.systems)
+        throw std::runtime_error(fmt::format("run: gathered {} systems, expected {}", s, cfg.systems));
+      if (warnings.empty()) {
+        if (std::string w = energy_overflow_warning(rows); !w.empty()) {
+          warnings.push_back(w);
+          if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
+        }
+      }
+      if (cfg.per_system || cfg.systems == 1) csv->write(rows);
+      if (ens) ens->write(t, obs);
+      if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), *all);
+      c = {k + 1, csv->bytes()};
+      progress->update(static_cast<double>(k + 1), status_text(cfg, rows));
+      if (opt.on_observation) opt.on_observation(rows);
+    } else {
+      c = {k + 1, 0};
+    }
+    if (k == last) break;
+    if (sig != 0 || (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0)) {
+      if (writer) write_checkpoint(job->checkpoint(), make_checkpoint(*all, c, resolved));
+      ++res.checkpoints;
+      const bool hook = opt.stop_after_checkpoints > 0 && res.checkpoints >= opt.stop_after_checkpoints;
+      if (sig != 0 || hook) {
+        res.interrupted = true;
+        res.signal = sig;
+        break;
+      }
+    }
+  }
+  comm.check();  // rank 0 wrote this observation's files (or failed: every rank stops)
+  res.observations = c.next_obs;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!writer) {
+    res.finished = !res.interrupted;
+    return res;
+  }
+  for (Index k = 0; k < all->size(); ++k) res.states.push_back(all->flow_state(k).integrator);
+  res.last = rows;
+  if (res.interrupted) {
+    job->keep();
+    return res;
+  }
+  write_positions(job->path("final.npy"), *all);
+  job->write_summary(summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings));
+  job->commit();
+  if (!rows.empty()) progress->finish(status_text(cfg, rows));
   res.finished = true;
   return res;
 }
@@ -322,6 +549,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
 }  // namespace
 
 RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt) {
+  if (opt.comm && opt.comm->size() > 1) return run_distributed(cfg, resolved, opt, *opt.comm);
   Job job({.kind = "run", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
            .resume = opt.resume, .outputs = kRunOutputs, .noun = "run", .marker = ""});
   RunResult res;

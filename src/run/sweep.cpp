@@ -7,10 +7,12 @@
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "attnflow/atomic_file.hpp"
+#include "attnflow/collective.hpp"
 #include "attnflow/config.hpp"
 #include "attnflow/error.hpp"
 #include "attnflow/job.hpp"
@@ -211,13 +213,21 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
-  Job job({.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
-           .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv", "sweep_ensemble.csv"},
-           .noun = "sweep", .marker = ""});
-  job.start();
-  ensure_directory(job.path("points"));
-  write_file_atomic(job.path("base.toml"), g.base);
-  write_grid(g, job.path("grid.csv"));
+  // Distributed (collective.hpp): rank 0 owns the sweep directory and the tables; every rank
+  // runs its share of the unfinished points in their own directories.
+  const Collective* comm = opt.comm && opt.comm->size() > 1 ? opt.comm : nullptr;
+  std::optional<Job> job;
+  if (!comm || comm->writer()) {
+    job.emplace(JobSpec{.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
+                        .resume = opt.resume,
+                        .outputs = {"points", "base.toml", "grid.csv", "sweep.csv", "sweep_ensemble.csv"},
+                        .noun = "sweep", .marker = ""});
+    job->start();
+    ensure_directory(job->path("points"));
+    write_file_atomic(job->path("base.toml"), g.base);
+    write_grid(g, job->path("grid.csv"));
+  }
+  if (comm) comm->check();  // the directory exists (or rank 0 failed, and every rank stops)
   SweepResult res;
   res.points = g.size();
   std::vector<Point*> todo;
@@ -226,7 +236,14 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
     if (p.done) ++res.skipped;
     else todo.push_back(&p);
   }
-  Progress progress = job.progress(static_cast<double>(res.points), opt.progress, -1, 1.0);
+  if (comm) {  // round robin over the unfinished points
+    std::vector<Point*> mine;
+    for (std::size_t i = 0; i < todo.size(); ++i)
+      if (static_cast<int>(i % static_cast<std::size_t>(comm->size())) == comm->rank()) mine.push_back(todo[i]);
+    todo = std::move(mine);
+  }
+  Progress progress = job ? job->progress(static_cast<double>(res.points), opt.progress, -1, 1.0)
+                          : Progress(static_cast<double>(res.points), "sweep", nullptr);
   const int jobs = std::max(1, std::min(opt.jobs > 0 ? opt.jobs : num_threads(), static_cast<int>(todo.size())));
   {
     // Several points at once: each runs the kernel on one thread (results do not depend on it).
@@ -241,16 +258,25 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
     if (sh.stop) res.interrupted = true;  // only the test hook or a stop request stop a sweep
     if (stop_signal() != 0) res.interrupted = true;
   }
+  res.signal = stop_signal();
+  if (comm) {  // every rank's points ran (or one rank failed: PeerFailed here)
+    res.ran = comm->sum(static_cast<long>(res.ran));
+    res.interrupted = comm->max(res.interrupted ? 1 : 0) != 0;
+    res.signal = static_cast<int>(comm->max(res.signal));
+  }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (res.interrupted) {
-    res.signal = stop_signal();
-    job.keep();
+    if (job) job->keep();
     return res;
   }
-  write_tidy(g, points, job.path("sweep.csv"));
-  write_tidy_ensemble(g, points, job.path("sweep_ensemble.csv"));
-  job.write_summary(sweep_summary(g, res, job, unconverged_points(points)));
-  job.commit();
+  if (!job) {
+    res.finished = true;
+    return res;
+  }
+  write_tidy(g, points, job->path("sweep.csv"));
+  write_tidy_ensemble(g, points, job->path("sweep_ensemble.csv"));
+  job->write_summary(sweep_summary(g, res, *job, unconverged_points(points)));
+  job->commit();
   progress.finish(fmt::format("{} points ({} run, {} already done)", res.points, res.ran, res.skipped));
   res.finished = true;
   return res;

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""attnflow under mpirun (docs/usage/mpi.md): every distributed command's outputs compared byte
+for byte with a single-process run (the reference: no MPI launcher, so MPI is never started),
+for 2 ranks and 3 ranks (oversubscribed) at 1 or 2 OpenMP threads per rank; a killed MPI job
+resumed; bad input on one rank reported once, on rank 0, with a non-zero exit and no hang.
+
+Usage: run_mpi_tests.py GROUP  (sweep, ensemble, attention, ot, resume, failure). CTest runs
+each group (cmake/mpi.cmake) with ATTNFLOW_CLI = the CLI and MPIEXEC = mpirun. Every mpirun
+runs under a timeout: a hang fails the test instead of blocking the suite."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CLI = os.environ.get("ATTNFLOW_CLI", "build/attnflow")
+MPIEXEC = os.environ.get("MPIEXEC") or shutil.which("mpirun") or "mpirun"
+TIMEOUT = 120
+# Running as root (containers, CI) needs OpenMPI's consent; more ranks than cores needs
+# --oversubscribe; the shared-memory transport's single-copy mechanism (CMA) needs ptrace
+# rights containers often lack, so it is off (copies through the shared segment instead).
+MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none",
+             "--bind-to", "none"]
+
+failures = []
+
+
+def env_for(threads, extra=None):
+    env = dict(os.environ)
+    # Never let the reference see an MPI launcher's variables (it must run as one process).
+    for k in list(env):
+        if k.startswith(("OMPI_", "PMIX_", "PMI_")):
+            del env[k]
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env.update(extra or {})
+    return env
+
+
+def run(args, ranks=0, threads=1, extra_env=None, expect=0):
+    """ranks = 0: the CLI alone; otherwise mpirun -np ranks."""
+    cmd = [CLI] + [str(a) for a in args]
+    if ranks:
+        cmd = [MPIEXEC, "-np", str(ranks)] + MPI_FLAGS + ["-x", "OMP_NUM_THREADS", "-x", "OMP_WAIT_POLICY"] + \
+              [x for k in (extra_env or {}) for x in ("-x", k)] + cmd
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env_for(threads, extra_env))
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"timed out after {TIMEOUT} s (a hang): {' '.join(cmd)}")
+    if expect is not None and (r.returncode == 0) != (expect == 0):
+        raise AssertionError(f"exit {r.returncode}, expected {'0' if expect == 0 else 'non-zero'}: "
+                             f"{' '.join(cmd)}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    return r
+
+
+def same_files(ref, got, names, label):
+    for name in names:
+        a, b = Path(ref) / name, Path(got) / name
+        if not b.exists():
+            raise AssertionError(f"{label}: {b} is missing")
+        if a.read_bytes() != b.read_bytes():
+            raise AssertionError(f"{label}: {name} differs from the single-process run")
+
+
+def check(name, fn):
+    try:
+        fn()
+        print(f"ok   {name}")
+    except AssertionError as e:
+        failures.append(name)
+        print(f"FAIL {name}: {e}")
+
+
+SWEEP = """
+[measure]
+n = 10
+d = 3
+[model]
+beta = 2.0
+[integrate]
+dt = 0.1
+t_end = 1.0
+[observe]
+every = 0.5
+[output]
+checkpoint_every = 1
+snapshots = false
+[sweep]
+model.beta = [1.0, 4.0]
+measure.seed = [0, 1, 2, 3]
+"""
+
+# An ensemble on the batched path (SA, identity head, euler) and one off it (rk4 with noise
+# and a scheme would be slower; dopri5 takes the per-system path), snapshots and checkpoints.
+ENSEMBLE = """
+[measure]
+n = 12
+d = 3
+systems = 7
+seed = 5
+[model]
+beta = 3.0
+[integrate]
+method = "{method}"
+dt = 0.05
+t_end = 1.5
+[observe]
+every = 0.25
+per_system = true
+[output]
+checkpoint_every = 2
+snapshots = true
+"""
+
+
+def sweep_points(root):
+    return sorted(str(p.relative_to(root)) for p in Path(root).glob("points/*/*")
+                  if p.name in ("observables.csv", "final.npy"))
+
+
+def group_sweep(tmp):
+    cfg = tmp / "s.toml"
+    cfg.write_text(SWEEP)
+    ref = tmp / "ref"
+    run(["sweep", cfg, "--out", ref, "--no-plots", "--quiet", "--jobs", "1"])
+    names = ["sweep.csv", "grid.csv", "base.toml"] + sweep_points(ref)
+    assert len(names) == 3 + 2 * 8
+    for ranks, threads in ((2, 1), (3, 2)):
+        def t(ranks=ranks, threads=threads):
+            out = tmp / f"p{ranks}t{threads}"
+            r = run(["sweep", cfg, "--out", out, "--no-plots", "--jobs", str(threads)], ranks, threads)
+            same_files(ref, out, names, f"sweep -np {ranks}")
+            assert r.stdout.count("wrote ") == 1, f"rank 0 alone prints: {r.stdout}"
+        check(f"sweep -np {ranks} threads {threads} equals one process", t)
+
+
+def ensemble_outputs(root):
+    return ["observables.csv", "ensemble.csv", "final.npy", "config.toml"] + \
+        sorted(str(p.relative_to(root)) for p in Path(root).glob("snapshots/*.npy"))
+
+
+def group_ensemble(tmp):
+    for method in ("euler", "dopri5"):
+        cfg = tmp / f"e_{method}.toml"
+        cfg.write_text(ENSEMBLE.format(method=method))
+        ref = tmp / f"ref_{method}"
+        run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
+        names = ensemble_outputs(ref)
+        assert len(names) > 6
+        for ranks, threads in ((2, 1), (3, 2)):
+            def t(ranks=ranks, threads=threads, cfg=cfg, ref=ref, names=names, method=method):
+                out = tmp / f"{method}_p{ranks}t{threads}"
+                run(["run", cfg, "--out", out, "--no-plots"], ranks, threads)
+                same_files(ref, out, names, f"run ({method}) -np {ranks}")
+                import json
+                a = json.loads((ref / "summary.json").read_text())
+                b = json.loads((out / "summary.json").read_text())
+                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
+                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+            check(f"run ensemble ({method}) -np {ranks} threads {threads} equals one process", t)
+    # More ranks than systems: some ranks own none.
+    cfg = tmp / "two.toml"
+    cfg.write_text(ENSEMBLE.format(method="euler").replace("systems = 7", "systems = 2"))
+    run(["run", cfg, "--out", tmp / "two_ref", "--no-plots", "--quiet"])
+    check("run ensemble of 2 systems on 3 ranks equals one process",
+          lambda: (run(["run", cfg, "--out", tmp / "two_p3", "--no-plots"], 3, 1),
+                   same_files(tmp / "two_ref", tmp / "two_p3", ensemble_outputs(tmp / "two_ref"), "run -np 3")))
+
+
+def clouds(tmp, n, m, d, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d)) + 0.5
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "y.npy", y)
+    np.save(tmp / "wy.npy", rng.uniform(0.5, 1.5, m))
+    return tmp / "x.npy", tmp / "y.npy"
+
+
+def group_attention(tmp):
+    # 700 queries: 256-row parts plus a short one (3 ranks: 256, 256, 188).
+    x, y = clouds(tmp, 700, 300, 3, 1)
+    for norm, extra in (("softmax", []), ("sinkhorn", ["--tol", "1e-10"]), ("none", [])):
+        args = ["attention", "--x", x, "--y", y, "--wy", tmp / "wy.npy", "--beta", "0.7", "--normalization", norm] + extra
+        run(args + ["--out", tmp / f"ref_{norm}.npy"])
+        for ranks, threads in ((2, 1), (3, 2)):
+            def t(ranks=ranks, threads=threads, args=args, norm=norm):
+                out = tmp / f"{norm}_p{ranks}t{threads}.npy"
+                run(args + ["--out", out], ranks, threads)
+                assert out.read_bytes() == (tmp / f"ref_{norm}.npy").read_bytes(), "out.npy differs"
+            check(f"attention ({norm}) -np {ranks} threads {threads} equals one process", t)
+
+
+def group_ot(tmp):
+    # n = 517: parts 256 + 261 on 2 ranks (a 5-row remainder joins its neighbour), 3 on 3 ranks.
+    x, y = clouds(tmp, 517, 260, 2, 2)
+    args = ["ot", "--x", x, "--y", y, "--b", tmp / "wy.npy", "--eps", "0.05", "--tol", "1e-8"]
+    run(args + ["--out", tmp / "ref"])
+    for ranks, threads in ((2, 1), (3, 2)):
+        def t(ranks=ranks, threads=threads):
+            out = tmp / f"p{ranks}t{threads}"
+            run(args + ["--out", out], ranks, threads)
+            same_files(tmp / "ref", out, ["f.npy", "g.npy"], f"ot -np {ranks}")
+            import json
+            a = json.loads((tmp / "ref/report.json").read_text())
+            b = json.loads((out / "report.json").read_text())
+            for k in ("cost", "objective", "iterations", "marginal_error", "converged"):
+                assert a[k] == b[k], f"report.json {k}: {a[k]!r} != {b[k]!r}"
+            assert not list(tmp.glob(f"p{ranks}t{threads}.tmp.*")), "a staging directory was left"
+        check(f"ot -np {ranks} threads {threads} equals one process", t)
+
+
+def group_resume(tmp):
+    # Sweep: the test hook stops each rank after its first finished point, as if killed.
+    cfg = tmp / "s.toml"
+    cfg.write_text(SWEEP)
+    run(["sweep", cfg, "--out", tmp / "ref", "--no-plots", "--quiet", "--jobs", "1"])
+
+    def sweep_resume():
+        out = tmp / "cut"
+        r = run(["sweep", cfg, "--out", out, "--no-plots", "--jobs", "1"], 2, 1,
+                {"ATTNFLOW_STOP_AFTER_POINTS": "1"}, expect=1)
+        assert r.returncode == 3 and not (out / "sweep.csv").exists(), r.stderr
+        assert r.stderr.count("--resume") == 1, f"the resume command once: {r.stderr}"
+        run(["sweep", cfg, "--out", out, "--no-plots", "--resume", "--jobs", "1"], 3, 1)
+        same_files(tmp / "ref", out, ["sweep.csv"] + sweep_points(tmp / "ref"), "resumed sweep")
+    check("sweep stopped under mpirun -np 2, resumed with -np 3, equals one process", sweep_resume)
+
+    ens = tmp / "e.toml"
+    ens.write_text(ENSEMBLE.format(method="euler"))
+    run(["run", ens, "--out", tmp / "eref", "--no-plots", "--quiet"])
+
+    def run_resume():
+        out = tmp / "ecut"
+        r = run(["run", ens, "--out", out, "--no-plots"], 3, 1, {"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "1"}, expect=1)
+        assert r.returncode == 3 and (out / "checkpoint.bin").exists() and not (out / "final.npy").exists(), r.stderr
+        run(["run", ens, "--out", out, "--no-plots", "--resume"], 2, 2)
+        same_files(tmp / "eref", out, ensemble_outputs(tmp / "eref"), "resumed run")
+        assert not (out / "checkpoint.bin").exists()
+    check("ensemble run stopped under mpirun -np 3, resumed with -np 2, equals one process", run_resume)
+
+    def killed_resume():
+        # A real kill: SIGKILL to every rank once the first checkpoint exists; then --resume.
+        out = tmp / "ekill"
+        slow = ens.read_text().replace("t_end = 1.5", "t_end = 60.0").replace("every = 0.25", "every = 0.5")
+        cfg2 = tmp / "slow.toml"
+        cfg2.write_text(slow)
+        cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + [CLI, "run", str(cfg2), "--out", str(out), "--no-plots"]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_for(1),
+                             start_new_session=True)
+        import time
+        t0 = time.time()
+        while not (out / "checkpoint.bin").exists() and time.time() - t0 < 60 and p.poll() is None:
+            time.sleep(0.05)
+        assert (out / "checkpoint.bin").exists(), "no checkpoint within 60 s"
+        os.killpg(p.pid, 9)
+        p.wait(timeout=30)
+        assert not (out / "summary.json").exists()
+        run(["run", cfg2, "--out", tmp / "slowref", "--no-plots", "--quiet"])
+        run(["run", cfg2, "--out", out, "--no-plots", "--resume"], 2, 1)
+        same_files(tmp / "slowref", out, ["observables.csv", "ensemble.csv", "final.npy"], "killed and resumed run")
+    check("ensemble run killed (SIGKILL) under mpirun -np 2, resumed, equals one process", killed_resume)
+
+
+def group_failure(tmp):
+    x, y = clouds(tmp, 300, 200, 2, 3)
+    bad = tmp / "bad.npy"
+    np.save(bad, np.array([[np.nan, 1.0]] * 300))
+    # A wrapper that gives rank 1 a bad --x: only that rank fails, the others wait in a collective.
+    wrap = tmp / "wrap.sh"
+    wrap.write_text('#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then X="$BAD"; else X="$GOOD"; fi\n'
+                    'exec "$CLI" "$@" --x "$X"\n')
+    wrap.chmod(0o755)
+    extra = {"BAD": str(bad), "GOOD": str(x), "CLI": str(Path(CLI).resolve())}
+    for cmd in (["ot", "--y", y, "--eps", "0.1", "--out", tmp / "ot_out"],
+                ["attention", "--y", y, "--normalization", "sinkhorn", "--out", tmp / "att.npy"]):
+        def t(cmd=cmd, ranks=3):
+            full = [MPIEXEC, "-np", str(ranks)] + MPI_FLAGS + [x for k in extra for x in ("-x", k)] + \
+                   [str(wrap)] + [str(a) for a in cmd]
+            try:
+                r = subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT, env=env_for(1, extra))
+            except subprocess.TimeoutExpired:
+                raise AssertionError("hang: one failing rank blocked the others")
+            assert r.returncode != 0
+            errors = [l for l in r.stderr.splitlines() if l.startswith("attnflow: error:")]
+            assert len(errors) == 1, f"one report, got: {r.stderr}"
+            assert "--x" in errors[0] and "finite" in errors[0], errors[0]
+            assert "MPI_ABORT" not in r.stderr and "Segmentation" not in r.stderr, r.stderr
+            assert not (tmp / "ot_out").exists() and not (tmp / "att.npy").exists()
+        check(f"{cmd[0]}: bad input on rank 1 of 3 reported once, all ranks exit non-zero", t)
+
+    # A sweep point that fails on one rank only (its grid point is bad), and the same bad
+    # config on every rank: one report each time, nothing left behind.
+    cfg = tmp / "s.toml"
+    cfg.write_text(SWEEP.replace("measure.seed = [0, 1, 2, 3]", "measure.n = [4, 0]"))
+
+    def bad_sweep():
+        r = run(["sweep", cfg, "--out", tmp / "bad_sweep", "--no-plots"], 2, 1, expect=1)
+        errors = [l for l in r.stderr.splitlines() if l.startswith("attnflow: error:")]
+        assert len(errors) == 1 and "measure.n = 0, must be >= 1" in errors[0], r.stderr
+        assert not (tmp / "bad_sweep").exists()
+    check("sweep with a bad grid point under mpirun -np 2: one report, nothing written", bad_sweep)
+
+    run_cfg = tmp / "r.toml"
+    run_cfg.write_text(ENSEMBLE.format(method="euler"))
+    (tmp / "taken").mkdir()
+    (tmp / "taken" / "mine.txt").write_text("not a run")
+
+    def refused_dir():
+        r = run(["run", run_cfg, "--out", tmp / "taken", "--no-plots"], 3, 1, expect=1)
+        errors = [l for l in r.stderr.splitlines() if l.startswith("attnflow: error:")]
+        assert len(errors) == 1, r.stderr
+        assert (tmp / "taken" / "mine.txt").read_text() == "not a run"
+    check("run into a foreign directory under mpirun -np 3: refused once, untouched", refused_dir)
+
+
+def main():
+    group = sys.argv[1] if len(sys.argv) > 1 else ""
+    groups = {"sweep": group_sweep, "ensemble": group_ensemble, "attention": group_attention, "ot": group_ot,
+              "resume": group_resume, "failure": group_failure}
+    if group not in groups:
+        print(f"usage: run_mpi_tests.py {{{','.join(groups)}}}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix=f"attnflow_mpi_{group}_") as d:
+        try:
+            groups[group](Path(d))
+        except AssertionError as e:
+            failures.append(f"{group} setup")
+            print(f"FAIL {group} setup: {e}")
+    if failures:
+        print(f"{len(failures)} failed: {', '.join(failures)}")
+        return 1
+    print(f"all {group} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
