@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -18,7 +19,12 @@ void finalize_at_exit() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Finalize();
+  if (!initialized || finalized) return;
+  // Every rank gets here together (errors and stops are agreed first). The barrier keeps a rank
+  // that exits non-zero from making mpirun kill rank 0 before rank 0's report is out.
+  std::fflush(nullptr);
+  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Finalize();
 }
 
 int as_int(Index n, const char* what) {

@@ -223,7 +223,7 @@ def group_resume(tmp):
         r = run(["sweep", cfg, "--out", out, "--no-plots", "--jobs", "1"], 2, 1,
                 {"ATTNFLOW_STOP_AFTER_POINTS": "1"}, expect=1)
         assert r.returncode == 3 and not (out / "sweep.csv").exists(), r.stderr
-        assert r.stderr.count("--resume") == 1, f"the resume command once: {r.stderr}"
+        assert r.stdout.count("continue with --resume") == 1, f"reported once: {r.stdout}"
         run(["sweep", cfg, "--out", out, "--no-plots", "--resume", "--jobs", "1"], 3, 1)
         same_files(tmp / "ref", out, ["sweep.csv"] + sweep_points(tmp / "ref"), "resumed sweep")
     check("sweep stopped under mpirun -np 2, resumed with -np 3, equals one process", sweep_resume)
