@@ -29,11 +29,11 @@ if(ATTNFLOW_HAVE_MPI)
   target_compile_definitions(attnflow PRIVATE ATTNFLOW_HAVE_MPI=1)
   if(ATTNFLOW_BUILD_TESTS)
     enable_testing()
-    find_package(Python3 REQUIRED COMPONENTS Interpreter)
-    # One CTest entry per test function group; each runs mpirun itself (tests/mpi/run_mpi_tests.py).
+    # One CTest entry per group of checks; each runs mpirun itself (tests/mpi/run_mpi_tests.py),
+    # with the Debian Python (NumPy) like the pytest entries of tests/CMakeLists.txt.
     foreach(group sweep ensemble attention ot resume failure)
       add_test(NAME mpi.${group}
-        COMMAND ${Python3_EXECUTABLE} ${attnflow_root}/tests/mpi/run_mpi_tests.py ${group})
+        COMMAND /usr/bin/python3 ${attnflow_root}/tests/mpi/run_mpi_tests.py ${group})
       set_tests_properties(mpi.${group} PROPERTIES TIMEOUT 300 ENVIRONMENT
         "OMP_WAIT_POLICY=PASSIVE;ATTNFLOW_CLI=$<TARGET_FILE:attnflow>;MPIEXEC=${MPIEXEC_EXECUTABLE};ATTNFLOW_SOURCE_DIR=${attnflow_root}")
     endforeach()
