@@ -8,6 +8,8 @@ Problems: attention (softmax, n = m queries and keys in d = 3: n m pairs) and en
 (sqeuclidean, n = m points in d = 2, a fixed number of Sinkhorn iterations without eps-scaling:
 2 iterations' half-steps of n m pairs each, plus the final cost pass)."""
 import argparse
+import json
+import resource
 import os
 import statistics
 import subprocess
@@ -19,15 +21,23 @@ from pathlib import Path
 import numpy as np
 
 MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none",
-             "--bind-to", "none"]
+             "--mca", "mpi_yield_when_idle", "1", "--bind-to", "none"]
 
 
-def timed(cmd, env):
+def timed(cmd, env, report=None):
+    """Wall seconds of the command, the solve's own seconds when it writes a report.json
+    (excludes starting the processes and reading the inputs), and the CPU seconds of every
+    process it ran (mpirun's ranks included: they are waited-for descendants)."""
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
     if r.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    solve = json.loads(Path(report).read_text())["seconds"] if report else wall
+    return wall, solve, cpu
 
 
 def main():
@@ -54,23 +64,28 @@ def main():
                     "--tol", "1e-300", "--max-iter", str(a.ot_iters), "--out", d / "ot"],
                    (2 * a.ot_iters + 2) * a.ot_n * a.ot_n),
         }
-        print(f"| problem | ranks x threads | wall s (min-max of {a.repeat}) | speedup (medians) | pairs/s per rank |")
-        print("| --- | --- | --- | --- | --- |")
+        print(f"| problem | ranks x threads | wall s (min-max of {a.repeat}) | solve s (min-max) | "
+              "speedup (median solve) | pairs/s per rank (median solve) | CPU s, all processes (min-max) |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for name, (args, pairs) in problems.items():
             base = None
             for p in [int(x) for x in a.ranks.split(",")]:
-                cmd = [a.cli] + [str(x) for x in args]
+                cmd = [a.cli] + [str(x) for x in args] + ["--threads", "1"]
                 if p > 1:
                     cmd = ["mpirun", "-np", str(p)] + MPI_FLAGS + ["-x", "OMP_NUM_THREADS", "-x", "OMP_WAIT_POLICY"] + cmd
-                times = []
+                walls, solves, cpus = [], [], []
                 for _ in range(a.repeat):
                     if name == "ot":
                         subprocess.run(["rm", "-rf", str(d / "ot")])
-                    times.append(timed(cmd, env))
-                med = statistics.median(times)
+                    w, s, c = timed(cmd, env, d / "ot/report.json" if name == "ot" else None)
+                    walls.append(w)
+                    solves.append(s)
+                    cpus.append(c)
+                med = statistics.median(solves)
                 base = base or med
-                print(f"| {name} ({pairs:.3g} pairs) | {p} x 1 | {min(times):.2f}-{max(times):.2f} | "
-                      f"{base / med:.2f} | {pairs / med / p:.3g} |", flush=True)
+                print(f"| {name} ({pairs:.3g} pairs) | {p} x 1 | {min(walls):.2f}-{max(walls):.2f} | "
+                      f"{min(solves):.2f}-{max(solves):.2f} | {base / med:.2f} | {pairs / med / p:.3g} | "
+                      f"{min(cpus):.2f}-{max(cpus):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ TIMEOUT = 120
 # --oversubscribe; the shared-memory transport's single-copy mechanism (CMA) needs ptrace
 # rights containers often lack, so it is off (copies through the shared segment instead).
 MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none",
-             "--bind-to", "none"]
+             "--mca", "mpi_yield_when_idle", "1", "--bind-to", "none"]
 
 failures = []
 
