@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #ifdef ATTNFLOW_HAVE_MPI
 #include "attnflow/dist.hpp"
@@ -50,6 +52,19 @@ const Collective* world() {
 }
 
 bool is_writer() { return !world() || world()->writer(); }
+
+void require_distributable(int argc, char** argv) {
+  if (!world() || world()->size() < 2) return;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') continue;
+    for (const char* ok : {"sweep", "run", "attention", "ot"})
+      if (word == ok) return;
+    throw std::invalid_argument("mpirun: command = \"" + word + "\" with " + std::to_string(world()->size()) +
+                                " ranks, must be one that distributes (sweep, run, attention, ot); run it "
+                                "without mpirun (or with -np 1)");
+  }
+}
 
 int report_error(const std::string& message, int status) {
   std::string text = message;

@@ -17,6 +17,10 @@ void start_distributed(int* argc, char*** argv);
 const Collective* world();
 // Whether this process writes outputs and prints results (rank 0, or the only process).
 bool is_writer();
+// Refuses, under mpirun with several ranks, a subcommand that does not distribute (every rank
+// would run it and write the same outputs): argv's first word that is not an option names it.
+// Throws std::invalid_argument naming the command and the ones that distribute.
+void require_distributable(int argc, char** argv);
 // Reports an error (call it from a catch block) and returns the exit status: prints "attnflow: error: <message>" (the
 // message of the lowest failing rank when distributed, on rank 0 only) and returns `status`.
 int report_error(const std::string& message, int status = 1);

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   attnflow::cli::add_registered_commands(app);
   attnflow::cli::add_no_plots_everywhere(app);
   try {
+    attnflow::cli::require_distributable(argc, argv);  // under mpirun -np P > 1
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

@@ -315,6 +315,13 @@ def group_failure(tmp):
         assert (tmp / "taken" / "mine.txt").read_text() == "not a run"
     check("run into a foreign directory under mpirun -np 3: refused once, untouched", refused_dir)
 
+    def not_distributed():
+        r = run(["demo", "--out", tmp / "demo"], 2, 1, expect=1)
+        errors = [l for l in r.stderr.splitlines() if l.startswith("attnflow: error:")]
+        assert len(errors) == 1 and 'command = "demo" with 2 ranks' in errors[0], r.stderr
+        assert not (tmp / "demo").exists()
+    check("a command that does not distribute is refused once under mpirun -np 2", not_distributed)
+
 
 def main():
     group = sys.argv[1] if len(sys.argv) > 1 else ""
