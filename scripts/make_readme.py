@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["ot", "run", "view", "flow", "theory", "icl", "model", "python", "gpu"]
+ORDER = ["ot", "run", "view", "flow", "theory", "icl", "model", "python", "gpu", "mpi"]
 # Committed outputs that documented claims are generated from.
 SOURCES = {"demo": "docs/outputs/demo/observables.csv"}
 OPS = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
