@@ -84,7 +84,7 @@ inline std::vector<Range> kernel_row_parts(Index total, int parts) {
       int q = p - 1;
       while (q > 0 && r[q].count == 0) --q;
       r[q].count += r[p].count;
-      r[p] = {r[q].first + r[q].count, 0};
+      for (int e = q + 1; e < parts; ++e) r[e] = {r[q].first + r[q].count, 0};  // empty, at the end
     }
     break;  // only the last non-empty part can be short
   }
