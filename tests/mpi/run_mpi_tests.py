@@ -194,11 +194,12 @@ def group_attention(tmp):
 
 
 def group_ot(tmp):
-    # n = 517: parts 256 + 261 on 2 ranks (a 5-row remainder joins its neighbour), 3 on 3 ranks.
+    # n = 517: parts 256 + 261 on 2 ranks (a 5-row remainder joins its neighbour); 4 ranks
+    # (oversubscribed) leave one rank without rows.
     x, y = clouds(tmp, 517, 260, 2, 2)
     args = ["ot", "--x", x, "--y", y, "--b", tmp / "wy.npy", "--eps", "0.05", "--tol", "1e-8"]
     run(args + ["--out", tmp / "ref"])
-    for ranks, threads in ((2, 1), (3, 2)):
+    for ranks, threads in ((2, 1), (3, 2), (4, 1)):
         def t(ranks=ranks, threads=threads):
             out = tmp / f"p{ranks}t{threads}"
             run(args + ["--out", out], ranks, threads)
