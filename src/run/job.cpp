@@ -125,8 +125,11 @@ Job::Job(JobSpec spec) : spec_(std::move(spec)) {
   const nlohmann::json earlier = read_summary(out);  // an earlier output's summary.json, if any
   // Another command's directory (its summary.json says so) is never ours.
   const bool other_kind = earlier.is_object() && earlier.value("kind", "") != kind;
+  // A name the job writes, or the stale temporary of one ("config.toml.tmp.<pid>": the job was
+  // killed while writing it atomically, e.g. right at its start).
   const bool ours = !other_kind && std::any_of(present.begin(), present.end(), [&](const std::string& n) {
-    return contains(spec_.outputs, n);
+    return contains(spec_.outputs, n) ||
+           (is_stale_temporary(n) && contains(spec_.outputs, n.substr(0, n.rfind(".tmp."))));
   });
   if (spec_.resumable) {
     if (spec_.resume) {

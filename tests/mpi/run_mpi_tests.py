@@ -57,12 +57,43 @@ def run(args, ranks=0, threads=1, extra_env=None, expect=0):
 
 
 def same_files(ref, got, names, label):
-    for name in names:
-        a, b = Path(ref) / name, Path(got) / name
-        if not b.exists():
-            raise AssertionError(f"{label}: {b} is missing")
-        if a.read_bytes() != b.read_bytes():
-            raise AssertionError(f"{label}: {name} differs from the single-process run")
+    missing = [n for n in names if not (Path(got) / n).exists()]
+    if missing:
+        raise AssertionError(f"{label}: missing {missing}")
+    differ = [n for n in names if (Path(ref) / n).read_bytes() != (Path(got) / n).read_bytes()]
+    if differ:
+        raise AssertionError(f"{label}: {differ} differ from the single-process run")
+
+
+def kill_session(proc):
+    """SIGKILL to every process of mpirun's session (started with start_new_session): mpirun puts
+    each rank in a process group of its own, so killing mpirun's group would leave the ranks
+    running (and writing) for a while. Waits until none is left, as after a node's loss."""
+    import time
+
+    def members():
+        pids = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    stat = (d / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                if int(fields[3]) == proc.pid and fields[0] != "Z":  # session id
+                    pids.append(int(d.name))
+        return pids
+
+    t0 = time.time()
+    while (left := members()) and time.time() - t0 < 30:
+        for pid in left:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert not members(), "processes of the killed job survived"
 
 
 def check(name, fn):
@@ -256,13 +287,33 @@ def group_resume(tmp):
         while not (out / "checkpoint.bin").exists() and time.time() - t0 < 60 and p.poll() is None:
             time.sleep(0.05)
         assert (out / "checkpoint.bin").exists(), "no checkpoint within 60 s"
-        os.killpg(p.pid, 9)
-        p.wait(timeout=30)
+        kill_session(p)
         assert not (out / "summary.json").exists()
         run(["run", cfg2, "--out", tmp / "slowref", "--no-plots", "--quiet"])
         run(["run", cfg2, "--out", out, "--no-plots", "--resume"], 2, 1)
         same_files(tmp / "slowref", out, ["observables.csv", "ensemble.csv", "final.npy"], "killed and resumed run")
     check("ensemble run killed (SIGKILL) under mpirun -np 2, resumed, equals one process", killed_resume)
+
+    def killed_sweep():
+        # SIGKILL to every rank once two points have finished; --resume skips the finished points
+        # and continues the half-done ones from their checkpoints.
+        import time
+        slow = tmp / "slow_sweep.toml"
+        slow.write_text(SWEEP.replace("t_end = 1.0", "t_end = 150.0").replace("checkpoint_every = 1", "checkpoint_every = 20"))
+        run(["sweep", slow, "--out", tmp / "slow_ref", "--no-plots", "--quiet", "--jobs", "1"])
+        out = tmp / "skill"
+        cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + [CLI, "sweep", str(slow), "--out", str(out), "--no-plots",
+                                                   "--jobs", "1"]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_for(1),
+                             start_new_session=True)
+        t0 = time.time()
+        while len(list(out.glob("points/*/summary.json"))) < 2 and time.time() - t0 < 60 and p.poll() is None:
+            time.sleep(0.02)
+        kill_session(p)
+        assert not (out / "sweep.csv").exists(), "the sweep finished before the kill: make it slower"
+        run(["sweep", slow, "--out", out, "--no-plots", "--resume", "--jobs", "1"], 2, 1)
+        same_files(tmp / "slow_ref", out, ["sweep.csv"] + sweep_points(tmp / "slow_ref"), "killed and resumed sweep")
+    check("sweep killed (SIGKILL) under mpirun -np 2, resumed, equals one process", killed_sweep)
 
 
 def group_failure(tmp):
