@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "attnflow/job.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
   attnflow::cli::add_registered_commands(app);
   attnflow::cli::add_no_plots_everywhere(app);
+  // SIGINT / SIGTERM: a command removes what it was writing and exits 128 + signal; run, icl,
+  // sweep and demo switch to checkpointing at their next safe point (job.hpp).
+  attnflow::install_stop_handlers(attnflow::StopMode::abandon);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -19,19 +19,28 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "attnflow/atomic_file.hpp"
 #include "attnflow/progress.hpp"
 
 namespace attnflow {
 
 // ---- Stop requests ---------------------------------------------------------------------
 // install_stop_handlers() makes SIGINT and SIGTERM request a stop instead of killing the
-// process: resumable jobs (run, icl, sweep) check stop_signal() at each safe point, write a
-// checkpoint there and return interrupted. A second signal of the same kind kills at once.
-void install_stop_handlers();
+// process. Two modes:
+//   checkpoint (run, icl, sweep, demo): the job checks stop_signal() at each safe point, writes
+//     a checkpoint there and returns interrupted (the CLI prints the command that resumes it).
+//   abandon (ot, fit, apply, largeprompt, attention, theory: nothing to resume): a watcher
+//     thread removes every output in progress (PendingOutput in atomic_file.hpp: the staged
+//     directory, atomic files' temporaries; a commit in progress finishes first), prints
+//     "<label>: interrupted by SIGINT ..." on stderr and exits with 128 + signal.
+// A second signal of the same kind kills at once (the default action).
+enum class StopMode { checkpoint, abandon };
+void install_stop_handlers(StopMode mode = StopMode::checkpoint, const std::string& label = "attnflow");
 void request_stop(int signal);  // what the handler does (tests call it directly)
 int stop_signal();              // the requesting signal, 0 = none
 void clear_stop_request();
@@ -105,6 +114,7 @@ class Job {
   bool started_ = false;
   bool done_ = false;  // committed or kept
   std::vector<std::string> created_parents_;  // missing ancestors start() created, deepest first
+  std::unique_ptr<PendingOutput> pending_;      // a staged job's directory, until committed
 };
 
 // The header alone, for commands without an output directory (theory ... prints JSON).

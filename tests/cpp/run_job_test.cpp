@@ -131,6 +131,29 @@ TEST(Job, StagedJobThatFailsLeavesNothing) {
   EXPECT_TRUE(fs::is_empty(out));
 }
 
+// What an interrupted command removes (the stop handler's abandon mode calls
+// remove_pending_outputs, then exits): a staged job's directory until it is committed, and
+// nothing once committed. Run in a child process (a death test): the registry stays locked.
+TEST(Job, AnInterruptionRemovesTheStagedDirectoryAndNothingCommitted) {
+  const std::string out = fresh_dir("interrupted"), done = fresh_dir("committed");
+  EXPECT_EXIT(
+      {
+        Job committed(staged(done));
+        committed.start();
+        write_file_atomic(committed.path("f.npy"), "f");
+        committed.commit();
+        Job job(staged(out));
+        job.start();
+        write_file_atomic(job.path("f.npy"), "f");
+        const std::string staging = job.dir();
+        const std::vector<std::string> notes = remove_pending_outputs();
+        const bool ok = notes == std::vector<std::string>{out} && !fs::exists(staging) && !fs::exists(out) &&
+                        fs::exists(done + "/f.npy");
+        std::_Exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST(Job, RemovesTheStagingDirectoryOfAKilledJobOnTheSameOut) {
   const std::string out = fresh_dir("killed_staged");
   const std::string stale = out + ".tmp." + std::to_string(dead_pid());
