@@ -8,7 +8,7 @@
 #include <new>
 #include <stdexcept>
 
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 

@@ -139,7 +139,7 @@ def ot_cost(x, y, a=None, b=None, eps=None, tol=1e-6, *, max_iterations=10000,
     """OT_eps(mu, nu) = min <C, pi> + eps KL(pi | a x b), C_ij = |x_i - y_j|^2, as a 0-d
     tensor (= attnflow.sinkhorn(x, y, a, b, eps=eps).objective, bit for bit). Gradients with
     respect to x, y, a, b by the envelope theorem: dx_i = 2 a_i (x_i - T(x_i)), da = f, ...
-    (attnflow/ot_gradient.hpp). A solve that does not converge warns (RuntimeWarning)."""
+    (attnflow/ot/ot_gradient.hpp). A solve that does not converge warns (RuntimeWarning)."""
     return _OtFn.apply(x, y, a, b, _ext.ot_cost_gradient,
                        _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start))
 

@@ -19,7 +19,7 @@
 #include <optional>
 #include <string>
 
-#include "attnflow/types.hpp"
+#include "attnflow/base/types.hpp"
 
 namespace attnflow::py_bind {
 

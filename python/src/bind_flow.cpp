@@ -1,10 +1,10 @@
 // Bindings of the particle flows (docs/math.md sections 4-5): fields, normalization schemes,
 // integrators (also for Python-defined fields), observables and ensembles.
-#include "attnflow/ensemble.hpp"
-#include "attnflow/flow.hpp"
-#include "attnflow/integrate.hpp"
-#include "attnflow/observe.hpp"
-#include "attnflow/scheme.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/flow/observe.hpp"
+#include "attnflow/flow/scheme.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

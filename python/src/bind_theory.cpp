@@ -1,8 +1,8 @@
 // Bindings of the theory companions (docs/math.md section 6): the equiangular reduction under every
 // normalization scheme, the long-context one-layer map, cluster theory on the circle.
-#include "attnflow/cluster_theory.hpp"
-#include "attnflow/equiangular.hpp"
-#include "attnflow/long_context.hpp"
+#include "attnflow/theory/cluster_theory.hpp"
+#include "attnflow/theory/equiangular.hpp"
+#include "attnflow/theory/long_context.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,9 +1,9 @@
-#include "attnflow/attention.hpp"
+#include "attnflow/attention/attention.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

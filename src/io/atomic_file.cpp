@@ -1,4 +1,4 @@
-#include "attnflow/atomic_file.hpp"
+#include "attnflow/io/atomic_file.hpp"
 
 #include <fmt/format.h>
 #include <signal.h>

@@ -6,8 +6,8 @@
 #include <limits>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/ot/ot.hpp"
 
 namespace attnflow {
 

@@ -4,9 +4,9 @@
 #include <cmath>
 #include <limits>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/sinkhorn.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/ot/sinkhorn.hpp"
 
 namespace attnflow {
 

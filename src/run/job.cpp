@@ -1,6 +1,6 @@
 // The job lifecycle (job.hpp): output-directory checks, staging and commit, resume, clean-up,
 // the summary.json header and stop requests.
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 
 #include <fmt/format.h>
 
@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/error.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

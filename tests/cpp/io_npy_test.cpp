@@ -5,9 +5,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/npy.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/io/npy.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

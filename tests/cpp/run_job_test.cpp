@@ -5,7 +5,7 @@
 // in an existing empty directory leaves it empty; a resume removes the temporaries a killed
 // process left (and nothing else); a stop request (SIGINT / SIGTERM) checkpoints at the next
 // observation and the resumed run equals the uninterrupted one byte for byte.
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -17,9 +17,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/runner.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
