@@ -82,6 +82,8 @@ void check_value(const py::handle& v, const std::string& where, const std::strin
     return;
   }
   if (PyComplex_Check(o)) throw_complex(where, name, "complex");
+  // Objects of the module's own classes (Measure, options, ...): nothing to convert.
+  if (py::detail::get_type_info(Py_TYPE(o)) != nullptr) return;
   if (py::isinstance<py::array>(v)) {
     check_array(v, where, name);
     return;
