@@ -232,8 +232,10 @@ def test_float32_is_refused_end_to_end_where_pybind11_converted_silently():
         opts.weights = np.ones(3, dtype=np.float32)
     with pytest.raises(TypeError, match=r"^u: dtype = float32"):
         ext.PromptOperator(x32[:3, :3], x[:1, :3])
-    with pytest.raises(TypeError, match=r"^heads\[0\]\.q|^heads\[0\]: dtype|q: dtype = float32"):
+    with pytest.raises(TypeError, match=r"^q: dtype = float32"):
         ext.AttentionHead(x32[:2], x[:2])
+    with pytest.raises(TypeError, match=r"^initial_points\[1\]: dtype = float32"):  # a list
+        ext.Ensemble([ext.FlowOptions()] * 2, [x, x32], ext.IntegratorOptions())
     # Complex scalars and array-likes (torch tensors, via __array__) are covered too.
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match=r"^x: dtype = float32, must be float64"):
