@@ -9,10 +9,10 @@
 #include <fstream>
 #include <string>
 
-#include "attnflow/ensemble.hpp"
-#include "attnflow/flow.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/measure/sample.hpp"
 
 namespace {
 

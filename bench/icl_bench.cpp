@@ -4,9 +4,9 @@
 // Run: build/bench/icl_bench [--benchmark_filter=...]; threads via OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 
-#include "attnflow/icl.hpp"
-#include "attnflow/large_prompt.hpp"
-#include "attnflow/rng.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/icl/large_prompt.hpp"
+#include "attnflow/base/rng.hpp"
 
 namespace {
 

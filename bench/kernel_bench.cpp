@@ -5,11 +5,11 @@
 
 #include <vector>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/measure/sample.hpp"
 
 namespace {
 

@@ -3,8 +3,8 @@
 // Compared side by side with the same model in PyTorch (float64, autograd) by model_compare.py.
 #include <benchmark/benchmark.h>
 
-#include "attnflow/model_grad.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/model/model_grad.hpp"
+#include "attnflow/measure/sample.hpp"
 
 namespace {
 

@@ -7,8 +7,8 @@
 
 #include <cmath>
 
-#include "attnflow/ot.hpp"
-#include "attnflow/rng.hpp"
+#include "attnflow/ot/ot.hpp"
+#include "attnflow/base/rng.hpp"
 
 namespace {
 

@@ -6,10 +6,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/fit_run.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/npy.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/run/fit_run.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/io/npy.hpp"
 #include "commands.hpp"
 
 namespace attnflow::cli {

@@ -5,8 +5,8 @@
 #include <memory>
 #include <optional>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/npy.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/io/npy.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 

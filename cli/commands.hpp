@@ -11,7 +11,7 @@
 #include <functional>
 #include <string>
 
-#include "attnflow/types.hpp"
+#include "attnflow/base/types.hpp"
 
 namespace attnflow::cli {
 

@@ -9,10 +9,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "attnflow/csv.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "commands.hpp"
 
 namespace attnflow::cli {

@@ -9,11 +9,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/run/runner.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 #include "python_module.hpp"

@@ -11,7 +11,7 @@
 #include <string>
 
 #ifdef ATTNFLOW_HAVE_MPI
-#include "attnflow/dist.hpp"
+#include "attnflow/dist/dist.hpp"
 #endif
 
 namespace attnflow::cli {

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "attnflow/collective.hpp"
+#include "attnflow/base/collective.hpp"
 
 namespace attnflow::cli {
 

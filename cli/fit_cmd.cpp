@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <memory>
 
-#include "attnflow/config.hpp"
-#include "attnflow/fit_run.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/fit_run.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 

@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <memory>
 
-#include "attnflow/config.hpp"
-#include "attnflow/icl_run.hpp"
-#include "attnflow/job.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/run/job.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 

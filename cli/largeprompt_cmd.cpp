@@ -7,8 +7,8 @@
 #include <memory>
 #include <stdexcept>
 
-#include "attnflow/config.hpp"
-#include "attnflow/icl_run.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/icl_run.hpp"
 #include "commands.hpp"
 #include "plot_hook.hpp"
 

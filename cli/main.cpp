@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "attnflow/run/job.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 #include "plot_hook.hpp"
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
   attnflow::cli::add_registered_commands(app);
   attnflow::cli::add_no_plots_everywhere(app);
+  // SIGINT / SIGTERM: a command removes what it was writing and exits 128 + signal; run, icl,
+  // sweep and demo switch to checkpointing at their next safe point (job.hpp).
+  attnflow::install_stop_handlers(attnflow::StopMode::abandon);
   try {
     attnflow::cli::require_distributable(argc, argv);  // under mpirun -np P > 1
     app.parse(argc, argv);

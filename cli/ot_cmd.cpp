@@ -9,13 +9,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/divergence.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/exact_ot.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/ot/ot.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 #include "plot_hook.hpp"

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <memory>
 
-#include "attnflow/config.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/run/runner.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 #include "plot_hook.hpp"

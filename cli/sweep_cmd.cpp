@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <memory>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/sweep.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/run/sweep.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 #include "plot_hook.hpp"

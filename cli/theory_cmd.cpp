@@ -10,13 +10,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/cluster_theory.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/equiangular.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/long_context.hpp"
-#include "attnflow/limits.hpp"
+#include "attnflow/theory/cluster_theory.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/theory/equiangular.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/theory/long_context.hpp"
+#include "attnflow/base/limits.hpp"
 #include "commands.hpp"
 
 namespace attnflow::cli {

@@ -1,4 +1,4 @@
-# Optional MPI layer (src/dist/, include/attnflow/dist.hpp, docs/usage/mpi.md). Included by the
+# Optional MPI layer (src/dist/, include/attnflow/dist/dist.hpp, docs/usage/mpi.md). Included by the
 # top-level CMakeLists.txt after the CLI target.
 #   ATTNFLOW_MPI = AUTO (default): built when find_package(MPI COMPONENTS CXX) succeeds; ON:
 #   required; OFF: never. Without MPI nothing here defines a target and the CLI is unchanged.

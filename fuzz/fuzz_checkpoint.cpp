@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/checkpoint.hpp"
+#include "attnflow/run/checkpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string path =

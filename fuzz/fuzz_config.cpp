@@ -6,11 +6,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/config.hpp"
-#include "attnflow/fit_run.hpp"
-#include "attnflow/icl_run.hpp"
-#include "attnflow/run_config.hpp"
-#include "attnflow/sweep.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/fit_run.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/run/run_config.hpp"
+#include "attnflow/run/sweep.hpp"
 
 namespace {
 

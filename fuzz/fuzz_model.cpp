@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/model.hpp"
+#include "attnflow/model/model.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/npy.hpp"
+#include "attnflow/io/npy.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);

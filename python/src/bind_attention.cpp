@@ -5,9 +5,9 @@
 
 #include <tuple>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/attention_grad.hpp"
-#include "attnflow/normalization.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/attention/attention_grad.hpp"
+#include "attnflow/attention/normalization.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

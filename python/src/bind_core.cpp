@@ -2,16 +2,16 @@
 // kernel lse_reduce, normalizations and attention (docs/math.md sections 0-2), .npy io.
 #include <fmt/format.h>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/measure.hpp"
-#include "attnflow/normalization.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/measure/measure.hpp"
+#include "attnflow/attention/normalization.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,8 +1,8 @@
 // Bindings of the large-prompt operator and in-context linear regression (docs/math.md section 7).
-#include "attnflow/icl.hpp"
-#include "attnflow/large_prompt.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/ziggurat.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/icl/large_prompt.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/base/ziggurat.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,7 +1,7 @@
 // Bindings of the large-prompt concentration study (docs/math.md section 7): errors of the
 // empirical operator against the infinite-prompt one as the prompt length L grows, and
 // log-log slope fits.
-#include "attnflow/concentration.hpp"
+#include "attnflow/icl/concentration.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,7 +1,7 @@
 // Bindings of model fitting (docs/math.md section 4.6): target in-context maps (tasks)
 // and minibatch gradient descent with train/test loss histories.
-#include "attnflow/model_fit.hpp"
-#include "attnflow/model_tasks.hpp"
+#include "attnflow/model/model_fit.hpp"
+#include "attnflow/model/model_tasks.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,8 +1,8 @@
 // Bindings of entropic and exact optimal transport (docs/math.md section 3): log-domain Sinkhorn
 // with eps-scaling, divergences, barycentric maps, plans, network-simplex OT and W_p.
-#include "attnflow/divergence.hpp"
-#include "attnflow/exact_ot.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+#include "attnflow/ot/ot.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,7 +1,7 @@
 // Bindings of the envelope-theorem gradients of entropic OT values (ot_gradient.hpp), used by
 // attnflow.torch.ot_cost and attnflow.torch.sinkhorn_divergence.
-#include "attnflow/attention_grad.hpp"
-#include "attnflow/ot_gradient.hpp"
+#include "attnflow/attention/attention_grad.hpp"
+#include "attnflow/ot/ot_gradient.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

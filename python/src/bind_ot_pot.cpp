@@ -2,8 +2,8 @@
 // and ot.sinkhorn2 on weights a (n), b (m) (empty = uniform) and a cost matrix M (n, m), so
 // that code written for POT gives the same numbers. (sinkhorn(a, b, M, reg) is an overload of
 // sinkhorn in bind_ot.cpp.)
-#include "attnflow/exact_ot.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+#include "attnflow/ot/ot.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

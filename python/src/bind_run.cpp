@@ -1,8 +1,8 @@
 // Bindings of the orchestration layer: TOML configs (Config), the runner's RunConfig and
 // run_experiment (writes the output directory of `attnflow run`), checkpoints.
-#include "attnflow/checkpoint.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/run/checkpoint.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/runner.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -1,6 +1,6 @@
 // Bindings of the `attnflow fit` orchestration: FitConfig from TOML, run_fit (writes
 // DIR/{config.toml, loss.csv, model.afm, summary.json}) and model files on disk.
-#include "attnflow/fit_run.hpp"
+#include "attnflow/run/fit_run.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

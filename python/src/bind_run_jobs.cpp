@@ -1,8 +1,8 @@
 // Bindings of the remaining orchestration jobs: parameter sweeps (`attnflow sweep`) and the
 // in-context regression / large-prompt jobs (`attnflow icl`, `attnflow largeprompt`), each
 // writing the same output directory as its CLI command.
-#include "attnflow/icl_run.hpp"
-#include "attnflow/sweep.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/run/sweep.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

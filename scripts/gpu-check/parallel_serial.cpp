@@ -1,6 +1,6 @@
 // parallel.hpp without OpenMP (scripts/gpu-check on a machine whose compiler has none): one
 // thread. The kernel's results do not depend on the thread count.
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

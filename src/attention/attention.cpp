@@ -1,10 +1,10 @@
-#include "attnflow/attention.hpp"
+#include "attnflow/attention/attention.hpp"
 
 #include <cmath>
 
-#include "attnflow/collective.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

@@ -1,13 +1,13 @@
 // Backward pass of attention on measures (attention_grad.hpp). Every sum over pairs is one
 // lse_reduce whose value columns carry what the gradient needs, so nothing is O(n m).
-#include "attnflow/attention_grad.hpp"
+#include "attnflow/attention/attention_grad.hpp"
 
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

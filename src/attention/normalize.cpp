@@ -1,8 +1,8 @@
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/measure.hpp"
-#include "attnflow/normalization.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/measure/measure.hpp"
+#include "attnflow/attention/normalization.hpp"
 
 namespace attnflow {
 

@@ -2,7 +2,7 @@
 // the failure agreement: MPI_Allreduce(MIN) of "my rank if I failed, else INT_MAX", then, on a
 // failure, the failing rank's message by MPI_Bcast. A failing process makes the same two calls
 // from fail(), so the processes' calls always match and nobody waits for a dead partner.
-#include "attnflow/dist.hpp"
+#include "attnflow/dist/dist.hpp"
 
 #include <mpi.h>
 

@@ -1,6 +1,6 @@
 // Ensembles (ensemble.hpp): independent systems advanced together, one thread per system when
 // the systems are small, and mean / quantiles of every observable across systems.
-#include "attnflow/ensemble.hpp"
+#include "attnflow/flow/ensemble.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,10 +10,10 @@
 
 #include <numeric>
 
-#include "attnflow/batch_kernel.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/scheme.hpp"
+#include "attnflow/kernel/batch_kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/flow/scheme.hpp"
 
 namespace attnflow {
 

@@ -6,10 +6,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/flow.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

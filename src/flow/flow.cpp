@@ -1,15 +1,15 @@
 // Attention flows (flow.hpp): option validation, state conversions, the fields and the
 // (noisy) advance. Every sum of exponentials is one lse_reduce pass per head.
-#include "attnflow/flow.hpp"
+#include "attnflow/flow/flow.hpp"
 
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/measure.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/measure/measure.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

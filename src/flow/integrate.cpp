@@ -1,10 +1,10 @@
-#include "attnflow/integrate.hpp"
+#include "attnflow/flow/integrate.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

@@ -1,6 +1,6 @@
 // Observables (observe.hpp, docs/math.md section 5): the energy through the kernel, O(n d) moments,
 // and one serial O(n^2 d) pair pass with union-find for the clusters.
-#include "attnflow/observe.hpp"
+#include "attnflow/flow/observe.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,9 +8,9 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/measure.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/measure/measure.hpp"
 
 namespace attnflow {
 

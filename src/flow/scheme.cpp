@@ -1,10 +1,10 @@
 // Normalization schemes (scheme.hpp, docs/math.md section 5) as wrappers of an average field on
 // the state [theta | r] (n, d + 1).
-#include "attnflow/scheme.hpp"
+#include "attnflow/flow/scheme.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

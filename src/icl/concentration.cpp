@@ -3,15 +3,15 @@
 // Streams: the operator from Rng(seed, 1); prompt r's queries and cotangents from
 // Rng(seed, 0).split(r) (shared by every L, so the curves compare like with like); the L
 // tokens of (length l, prompt r) from Rng(seed, 2).split(l * prompts + r).
-#include "attnflow/concentration.hpp"
+#include "attnflow/icl/concentration.hpp"
 
 #include <array>
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/large_prompt.hpp"
-#include "attnflow/rng.hpp"
-#include "attnflow/ziggurat.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/icl/large_prompt.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/base/ziggurat.hpp"
 
 namespace attnflow {
 

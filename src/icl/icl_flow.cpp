@@ -6,8 +6,8 @@
 #include <Eigen/Eigenvalues>
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/icl.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/icl/icl.hpp"
 
 namespace attnflow {
 

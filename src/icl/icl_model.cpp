@@ -3,10 +3,10 @@
 #include <Eigen/Cholesky>
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/icl.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/ziggurat.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/base/ziggurat.hpp"
 
 namespace attnflow {
 

@@ -10,10 +10,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/icl.hpp"
-#include "attnflow/limits.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/base/limits.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

@@ -1,12 +1,12 @@
 // The large-prompt operator T[mu](z) for empirical, Gaussian and Rademacher token laws, and
 // its vector-Jacobian products (docs/math.md section 7). All three share one structure: the tilted
 // mean m_i (n, D) and the action of the tilted covariance C_i = dm/da on h_i = V^T g_i.
-#include "attnflow/large_prompt.hpp"
+#include "attnflow/icl/large_prompt.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

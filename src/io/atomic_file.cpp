@@ -1,4 +1,4 @@
-#include "attnflow/atomic_file.hpp"
+#include "attnflow/io/atomic_file.hpp"
 
 #include <fmt/format.h>
 #include <signal.h>
@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <thread>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -50,6 +53,26 @@ void inject_failure(const std::string& path) {
   if (limit >= 0 && writes.fetch_add(1) >= limit)
     throw std::runtime_error(fmt::format("cannot write {}: {} (simulated by ATTNFLOW_FAIL_AFTER_WRITES)", path,
                                          std::strerror(ENOSPC)));
+}
+
+// ATTNFLOW_PAUSE_IN_WRITES=1: each atomic write waits 60 s before its rename (test hook).
+void pause_if_asked() {
+  static const bool pause = [] {
+    const char* v = std::getenv("ATTNFLOW_PAUSE_IN_WRITES");
+    return v && std::string_view(v) == "1";
+  }();
+  if (pause) std::this_thread::sleep_for(std::chrono::seconds(60));
+}
+
+// The registry of outputs in progress (PendingOutput).
+struct Pending {
+  std::recursive_mutex mutex;
+  std::map<std::uint64_t, std::pair<std::string, std::string>> paths;  // id -> (path, note)
+  std::uint64_t next = 1;
+};
+Pending& pending() {
+  static Pending* p = new Pending;  // never destroyed: a stop handler may use it at exit
+  return *p;
 }
 
 bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
@@ -91,14 +114,49 @@ int remove_stale_temporaries(const std::string& dir) {
   return removed;
 }
 
+PendingOutput::PendingOutput(std::string path, std::string note) {
+  Pending& p = pending();
+  std::lock_guard lock(p.mutex);
+  id_ = p.next++;
+  p.paths.emplace(id_, std::make_pair(std::move(path), std::move(note)));
+}
+
+PendingOutput::~PendingOutput() {
+  if (id_ == 0) return;
+  Pending& p = pending();
+  std::lock_guard lock(p.mutex);
+  p.paths.erase(id_);
+}
+
+std::unique_lock<std::recursive_mutex> defer_interruption() { return std::unique_lock(pending().mutex); }
+
+std::vector<std::string> remove_pending_outputs() {
+  Pending& p = pending();
+  p.mutex.lock();  // never unlocked: see the header
+  std::vector<std::string> notes;
+  std::error_code ec;
+  for (const auto& [id, entry] : p.paths) {
+    fs::remove_all(entry.first, ec);
+    if (!entry.second.empty()) notes.push_back(entry.second);
+  }
+  p.paths.clear();
+  return notes;
+}
+
 void write_file_atomic(const std::string& path, std::string_view content) {
   require_regular_or_absent(path);
   inject_failure(path);
   const std::string tmp = temporary_name(path);
+  // Registered and created under the registry's lock: an interruption removes it, or comes
+  // before it exists and stops this thread here.
+  std::unique_lock creating = defer_interruption();
+  const PendingOutput registered(tmp);
   {
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    const int open_err = errno;
+    creating.unlock();
     if (!f)
-      throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+      throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(open_err)));
     const size_t written = std::fwrite(content.data(), 1, content.size(), f);
     const bool ok = written == content.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
     const int err = errno;
@@ -108,6 +166,7 @@ void write_file_atomic(const std::string& path, std::string_view content) {
       throw std::runtime_error(fmt::format("cannot write {}: {}", path, std::strerror(ok ? errno : err)));
     }
   }
+  pause_if_asked();
   // Checked again just before the rename: the target may have appeared meanwhile.
   try {
     require_regular_or_absent(path);

@@ -1,4 +1,4 @@
-#include "attnflow/config.hpp"
+#include "attnflow/io/config.hpp"
 
 #include <fmt/format.h>
 
@@ -7,8 +7,8 @@
 #include <stdexcept>
 #include <toml++/toml.h>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/error.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

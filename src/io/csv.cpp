@@ -1,4 +1,4 @@
-#include "attnflow/csv.hpp"
+#include "attnflow/io/csv.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "attnflow/atomic_file.hpp"
+#include "attnflow/io/atomic_file.hpp"
 
 namespace attnflow {
 

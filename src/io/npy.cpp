@@ -1,4 +1,4 @@
-#include "attnflow/npy.hpp"
+#include "attnflow/io/npy.hpp"
 
 #include <fmt/format.h>
 
@@ -6,8 +6,8 @@
 #include <regex>
 #include <stdexcept>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/error.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

@@ -2,7 +2,7 @@
 // Two passes over the unordered pairs: (1) Gram entries <x_i, x_j>, i < j, then one
 // exponential each (the symmetric form), into a triangular buffer; (2) the weighted sums
 // sum_j K_ij u_j x_j with the query row's coordinates in registers, KC at a time.
-#include "attnflow/batch_kernel.hpp"
+#include "attnflow/kernel/batch_kernel.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/kernel_cuda.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 #ifdef ATTNFLOW_HAVE_CUDA
 #include "cuda/host_api.hpp"

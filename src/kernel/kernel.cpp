@@ -14,7 +14,7 @@
 // products, measured no gain and keeps natural units.) Terms with s - M < -708 (below
 // 2e-308 relative to the maximal term, which is exactly 1) are flushed to 0, which changes
 // no result.
-#include "attnflow/kernel.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 #include <Eigen/Dense>
 #include <algorithm>
@@ -23,8 +23,8 @@
 #include <stdexcept>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "kernel_common.hpp"
 
 namespace attnflow {

@@ -4,7 +4,7 @@
 
 #include <limits>
 
-#include "attnflow/types.hpp"
+#include "attnflow/base/types.hpp"
 #include "simd_exp.hpp"
 
 namespace attnflow::detail {

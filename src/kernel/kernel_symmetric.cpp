@@ -28,9 +28,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "kernel_common.hpp"
 
 namespace attnflow {

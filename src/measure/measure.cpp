@@ -1,9 +1,9 @@
-#include "attnflow/measure.hpp"
+#include "attnflow/measure/measure.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

@@ -1,8 +1,8 @@
-#include "attnflow/sample.hpp"
+#include "attnflow/measure/sample.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

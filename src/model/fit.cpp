@@ -1,7 +1,7 @@
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/model_fit.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/model/model_fit.hpp"
 
 namespace attnflow {
 

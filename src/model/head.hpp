@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "attnflow/layers.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/types.hpp"
+#include "attnflow/model/layers.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/base/types.hpp"
 
 namespace attnflow::detail {
 

@@ -1,10 +1,10 @@
-#include "attnflow/layers.hpp"
+#include "attnflow/model/layers.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 #include "head.hpp"
 
 namespace attnflow {

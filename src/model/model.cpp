@@ -1,11 +1,11 @@
-#include "attnflow/model.hpp"
+#include "attnflow/model/model.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <exception>
 #include <numeric>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 #include "head.hpp"
 
 namespace attnflow {

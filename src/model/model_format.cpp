@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "attnflow/error.hpp"
-#include "attnflow/model.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/model/model.hpp"
 
 namespace attnflow {
 

@@ -1,14 +1,14 @@
 // Analytic backward passes (model_grad.hpp). Every sum over pairs is an lse_reduce call whose
 // value columns carry what the gradient needs (outer products kk_j vv_j^T, u_i gA_i^T, ...),
 // so no pass materializes an n x n matrix.
-#include "attnflow/model_grad.hpp"
+#include "attnflow/model/model_grad.hpp"
 
 #include <cmath>
 #include <exception>
 #include <limits>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 #include "head.hpp"
 
 namespace attnflow {

@@ -1,8 +1,8 @@
 // SGD (heavy-ball momentum) and Adam over the model's parameters in for_each_parameter order.
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/model_grad.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/model/model_grad.hpp"
 
 namespace attnflow {
 

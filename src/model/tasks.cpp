@@ -2,10 +2,10 @@
 #include <cmath>
 #include <exception>
 
-#include "attnflow/error.hpp"
-#include "attnflow/flow.hpp"
-#include "attnflow/model_tasks.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/model/model_tasks.hpp"
+#include "attnflow/kernel/kernel.hpp"
 #include "head.hpp"
 
 namespace attnflow {

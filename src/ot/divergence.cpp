@@ -1,9 +1,9 @@
 // Sinkhorn divergence, barycentric map and dense plan (docs/math.md section 3).
-#include "attnflow/divergence.hpp"
+#include "attnflow/ot/divergence.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

@@ -1,5 +1,5 @@
 // Exact OT by LEMON's network simplex on the complete bipartite graph (docs/math.md section 3).
-#include "attnflow/exact_ot.hpp"
+#include "attnflow/ot/exact_ot.hpp"
 
 #include <lemon/network_simplex.h>
 #include <lemon/smart_graph.h>
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <numeric>
 
-#include "attnflow/error.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

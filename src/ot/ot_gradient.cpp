@@ -1,11 +1,11 @@
 // Envelope-theorem gradients of entropic OT values (ot_gradient.hpp).
-#include "attnflow/ot_gradient.hpp"
+#include "attnflow/ot/ot_gradient.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "attnflow/divergence.hpp"
-#include "attnflow/error.hpp"
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 

@@ -6,9 +6,9 @@
 #include <limits>
 #include <vector>
 
-#include "attnflow/collective.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/ot/ot.hpp"
 
 namespace attnflow {
 

@@ -4,10 +4,10 @@
 #include <cmath>
 #include <limits>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/sinkhorn.hpp"
-#include "attnflow/collective.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/ot/sinkhorn.hpp"
 
 namespace attnflow {
 

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <limits>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
-#include "attnflow/ot.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/ot/ot.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

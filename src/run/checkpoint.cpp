@@ -1,14 +1,14 @@
 // Checkpoint files: magic, JSON metadata (bit patterns for doubles), then one .npy block.
-#include "attnflow/checkpoint.hpp"
+#include "attnflow/run/checkpoint.hpp"
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/npy.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/io/npy.hpp"
 
 namespace attnflow {
 

@@ -1,8 +1,8 @@
 // TOML -> typed options for `attnflow fit` (fit_run.hpp).
 #include <fmt/format.h>
 
-#include "attnflow/fit_run.hpp"
-#include "attnflow/limits.hpp"
+#include "attnflow/run/fit_run.hpp"
+#include "attnflow/base/limits.hpp"
 
 namespace attnflow {
 

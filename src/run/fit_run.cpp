@@ -4,11 +4,11 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/fit_run.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/run/fit_run.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

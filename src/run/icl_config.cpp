@@ -7,12 +7,12 @@
 #include <cmath>
 #include <filesystem>
 
-#include "attnflow/csv.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/icl_run.hpp"
-#include "attnflow/limits.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/base/limits.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/base/parallel.hpp"
 
 namespace attnflow {
 

@@ -10,14 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/checkpoint.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/icl_run.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/progress.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/run/checkpoint.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/run/progress.hpp"
 
 namespace attnflow {
 

@@ -1,17 +1,22 @@
 // The job lifecycle (job.hpp): output-directory checks, staging and commit, resume, clean-up,
 // the summary.json header and stop requests.
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <thread>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/error.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/base/error.hpp"
 
 namespace attnflow {
 
@@ -22,7 +27,10 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<int> g_stop_signal{0};
+std::atomic<bool> g_abandon{false};
+int g_wake_fd = -1;  // the write end of the watcher's pipe (abandon mode)
 static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs a lock-free flag");
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
 
 extern "C" void on_stop_signal(int sig) {
   if (g_stop_signal.load() == sig) {  // a second Ctrl-C: give up at once, the default way
@@ -31,11 +39,42 @@ extern "C" void on_stop_signal(int sig) {
     return;
   }
   g_stop_signal.store(sig);
+  if (g_abandon.load() && g_wake_fd >= 0) {
+    const int saved = errno;
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t w = ::write(g_wake_fd, &byte, 1);  // async-signal-safe
+    errno = saved;
+  }
+}
+
+// Abandon mode: waits for the handler's byte, removes the outputs in progress, exits.
+void watch_for_stop(int fd, std::string label) {
+  char byte = 0;
+  while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
+  }
+  const int sig = g_stop_signal.load();
+  const std::vector<std::string> removed = remove_pending_outputs();
+  const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+  std::string what;
+  for (const std::string& note : removed) what += (what.empty() ? "" : ", ") + note;
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s: interrupted by %s%s\n", label.c_str(), name,
+               what.empty() ? "" : fmt::format(" before finishing; nothing written to {} (the command is not "
+                                               "resumable: run it again)", what).c_str());
+  std::fflush(stderr);
+  ::_exit(128 + sig);
 }
 
 }  // namespace
 
-void install_stop_handlers() {
+void install_stop_handlers(StopMode mode, const std::string& label) {
+  if (mode == StopMode::abandon && g_wake_fd < 0) {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error(fmt::format("{}: cannot create a pipe: {}", label, std::strerror(errno)));
+    g_wake_fd = fds[1];
+    std::thread(watch_for_stop, fds[0], label).detach();
+  }
+  g_abandon.store(mode == StopMode::abandon);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
@@ -180,8 +219,15 @@ void Job::start() {
     created_parents_.push_back(p.string());
     if (p == p.parent_path()) break;
   }
-  if (!spec_.resumable) fs::remove_all(dir_, ec);  // our own pid's name: a leftover of this process only
-  ensure_directory(dir_);
+  if (!spec_.resumable) {
+    fs::remove_all(dir_, ec);  // our own pid's name: a leftover of this process only
+    // Registered and created under the registry's lock (see write_file_atomic).
+    const auto creating = defer_interruption();
+    pending_ = std::make_unique<PendingOutput>(dir_, spec_.out_dir);
+    ensure_directory(dir_);
+  } else {
+    ensure_directory(dir_);
+  }
   started_ = true;
   if (resuming_) remove_stale_temporaries(dir_);
 }
@@ -204,9 +250,13 @@ void Job::commit() {
     return;
   }
   const std::string& out = spec_.out_dir;
+  // An interruption waits for the commit to finish (it would otherwise remove the staging
+  // directory half moved).
+  const auto committing = defer_interruption();
   if (!out_existed_ && !fs::exists(out, ec)) {
     fs::rename(dir_, out, ec);
     if (ec) throw std::runtime_error(fmt::format("{}: cannot rename {} to {}: {}", spec_.kind, dir_, out, ec.message()));
+    pending_.reset();
     done_ = true;
     return;
   }
@@ -223,6 +273,7 @@ void Job::commit() {
       throw std::runtime_error(fmt::format("{}: cannot move {} into {}: {}", spec_.kind, name, out, ec.message()));
   }
   fs::remove(dir_, ec);
+  pending_.reset();
   done_ = true;
 }
 
@@ -237,6 +288,7 @@ void Job::abandon() noexcept {
   std::error_code ec;
   if (!spec_.resumable) {
     fs::remove_all(dir_, ec);  // the staging directory: everything in it is ours
+    pending_.reset();
   } else {
     if (resuming_) return;  // the state stays resumable
     // A fresh in-place job (out_dir was absent or empty): remove exactly what it wrote, then

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "attnflow/csv.hpp"
+#include "attnflow/io/csv.hpp"
 
 namespace attnflow::detail {
 

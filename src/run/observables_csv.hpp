@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "attnflow/runner.hpp"
+#include "attnflow/run/runner.hpp"
 
 namespace attnflow::detail {
 

@@ -1,4 +1,4 @@
-#include "attnflow/progress.hpp"
+#include "attnflow/run/progress.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>

@@ -1,11 +1,11 @@
 // Config -> RunConfig: the runner's schema, defaults and validation (messages name the key).
-#include "attnflow/run_config.hpp"
+#include "attnflow/run/run_config.hpp"
 
 #include <cmath>
 #include <set>
 
-#include "attnflow/error.hpp"
-#include "attnflow/limits.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/base/limits.hpp"
 
 namespace attnflow {
 

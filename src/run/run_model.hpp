@@ -2,9 +2,9 @@
 // ObserveOptions). Only name mapping here; all numerics live in src/flow.
 #pragma once
 
-#include "attnflow/flow.hpp"
-#include "attnflow/observe.hpp"
-#include "attnflow/run_config.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/observe.hpp"
+#include "attnflow/run/run_config.hpp"
 
 namespace attnflow::detail {
 

@@ -1,6 +1,6 @@
 // The experiment runner: schedule of observations, the ensemble loop, the output directory
 // and checkpoints. The flow itself (fields, schemes, noise, observables) is src/flow's.
-#include "attnflow/runner.hpp"
+#include "attnflow/run/runner.hpp"
 
 #include <fmt/format.h>
 
@@ -13,16 +13,16 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/checkpoint.hpp"
-#include "attnflow/collective.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/ensemble.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/progress.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/run/checkpoint.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/run/progress.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "observables_csv.hpp"
 #include "run_model.hpp"
 

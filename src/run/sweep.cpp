@@ -11,15 +11,15 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/collective.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/job.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/progress.hpp"
-#include "attnflow/runner.hpp"
-#include "attnflow/sweep.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/job.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/run/progress.hpp"
+#include "attnflow/run/runner.hpp"
+#include "attnflow/run/sweep.hpp"
 
 namespace attnflow {
 

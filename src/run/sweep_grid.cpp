@@ -5,9 +5,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
-#include "attnflow/config.hpp"
-#include "attnflow/error.hpp"
-#include "attnflow/sweep.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/run/sweep.hpp"
 
 namespace attnflow {
 

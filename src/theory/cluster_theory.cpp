@@ -1,7 +1,7 @@
 // Fourier-mode growth around the uniform measure on the circle, the predicted cluster count,
-// and energies of cluster configurations (see include/attnflow/cluster_theory.hpp and
+// and energies of cluster configurations (see include/attnflow/theory/cluster_theory.hpp and
 // docs/theory.md for the derivation).
-#include "attnflow/cluster_theory.hpp"
+#include "attnflow/theory/cluster_theory.hpp"
 
 #include <fmt/format.h>
 
@@ -10,8 +10,8 @@
 #include <numbers>
 #include <vector>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

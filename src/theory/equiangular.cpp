@@ -5,7 +5,7 @@
 // so that with primed quantities free of the scale s (no overflow for large beta):
 //   post-LN drho/dt = s base',  base' = 2 q u (1 + (n - 1) rho)
 //   <theta, A> = s (1 + (n - 1) q rho),  |A| = s sqrt(1 + (n-1) q^2 + (n-1) rho (2 q + (n-2) q^2)).
-#include "attnflow/equiangular.hpp"
+#include "attnflow/theory/equiangular.hpp"
 
 #include <fmt/format.h>
 
@@ -13,8 +13,8 @@
 #include <cctype>
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/integrate.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/flow/integrate.hpp"
 
 namespace attnflow {
 

@@ -1,11 +1,11 @@
 // Long-context one-layer map at beta = gamma log n (docs/math.md section 6): formula, limits, and
 // the direct kernel computation it is tested against.
-#include "attnflow/long_context.hpp"
+#include "attnflow/theory/long_context.hpp"
 
 #include <cmath>
 
-#include "attnflow/error.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 

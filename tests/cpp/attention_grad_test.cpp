@@ -2,7 +2,7 @@
 // argument (points, values, both weight vectors, beta, q, k, v, w), each normalization, one
 // and two heads; Sinkhorn with a fixed number of iterations (the differentiated function is
 // then exactly the computed one) and run to a tolerance.
-#include "attnflow/attention_grad.hpp"
+#include "attnflow/attention/attention_grad.hpp"
 
 #include <gtest/gtest.h>
 

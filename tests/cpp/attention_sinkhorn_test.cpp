@@ -3,8 +3,8 @@
 // coupling is pi = diag(a) P and can be checked entry by entry against dense references.
 #include <gtest/gtest.h>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "ot_dense_reference.hpp"
 #include "test_util.hpp"
 

@@ -1,13 +1,13 @@
 // Attention on measures: softmax and none against a dense reference built from docs/math.md
 // section 1's formulas, multi-head, token duplication, permutation, bad input.
-#include "attnflow/attention.hpp"
+#include "attnflow/attention/attention.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <numeric>
 
-#include "attnflow/sample.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

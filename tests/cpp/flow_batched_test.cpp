@@ -6,10 +6,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/batch_kernel.hpp"
-#include "attnflow/ensemble.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/kernel/batch_kernel.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -7,11 +7,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/ensemble.hpp"
-#include "attnflow/flow.hpp"
-#include "attnflow/observe.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/observe.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

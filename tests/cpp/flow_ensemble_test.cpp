@@ -1,14 +1,14 @@
 // Ensembles: each system equals the same Flow run alone, bit for bit, on 1 or 2 threads;
 // statistics (mean, NumPy-"linear" quantiles) against hand-computed values; messages.
-#include "attnflow/ensemble.hpp"
+#include "attnflow/flow/ensemble.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -1,14 +1,14 @@
 // Integrators: convergence orders of Euler and RK4 (closed form and an SA flow case on S^2),
 // landing exactly on t_end, the retraction, resume equals one call, option validation.
-#include "attnflow/integrate.hpp"
+#include "attnflow/flow/integrate.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -1,7 +1,7 @@
 // Observables against dense double sums written from docs/math.md section 5 (energy, cosines,
 // order parameter), a breadth-first search for the clusters, closed forms at beta = 1000,
 // the pair-pass limit and option messages.
-#include "attnflow/observe.hpp"
+#include "attnflow/flow/observe.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <functional>
 
-#include "attnflow/sample.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

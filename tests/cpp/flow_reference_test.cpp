@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/npy.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/io/npy.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/integrate.hpp"
-#include "attnflow/sample.hpp"
-#include "attnflow/scheme.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/measure/sample.hpp"
+#include "attnflow/flow/scheme.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -1,15 +1,15 @@
 // Normalization schemes (docs/math.md section 5.4): rates against the table written out here,
 // post-LN = the plain sphere flow, sqrt-scaling = post-LN in the time s = 2 (sqrt(t + 1) - 1),
 // mix-LN = post-LN up to tau, state conversions and option messages.
-#include "attnflow/scheme.hpp"
+#include "attnflow/flow/scheme.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -4,8 +4,8 @@
 #include <Eigen/Dense>
 #include <cmath>
 
-#include "attnflow/concentration.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/icl/concentration.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

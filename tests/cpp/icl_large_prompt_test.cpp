@@ -4,8 +4,8 @@
 #include <cmath>
 #include <functional>
 
-#include "attnflow/large_prompt.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/icl/large_prompt.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

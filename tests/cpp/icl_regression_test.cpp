@@ -5,9 +5,9 @@
 #include <Eigen/Dense>
 #include <cmath>
 
-#include "attnflow/icl.hpp"
-#include "attnflow/large_prompt.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/icl/large_prompt.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

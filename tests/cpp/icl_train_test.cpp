@@ -5,8 +5,8 @@
 
 #include <cmath>
 
-#include "attnflow/icl.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

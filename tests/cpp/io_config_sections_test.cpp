@@ -3,7 +3,7 @@
 // Echoed values are capped and escaped (M5).
 #include <gtest/gtest.h>
 
-#include "attnflow/config.hpp"
+#include "attnflow/io/config.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

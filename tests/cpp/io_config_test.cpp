@@ -1,5 +1,5 @@
 // Config: typed getters with defaults, --set overrides, unknown keys named, resolved output.
-#include "attnflow/config.hpp"
+#include "attnflow/io/config.hpp"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "attnflow/npy.hpp"
+#include "attnflow/io/npy.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "attnflow/kernel.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow {
 namespace {

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <limits>
 
-#include "attnflow/kernel.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -1,11 +1,11 @@
 // Measures, the seeded generator and the samplers.
-#include "attnflow/measure.hpp"
+#include "attnflow/measure/measure.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "attnflow/sample.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -5,8 +5,8 @@
 
 #include <cmath>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/model.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/model/model.hpp"
 #include "model_test_util.hpp"
 
 namespace attnflow {

@@ -5,10 +5,10 @@
 
 #include <Eigen/Dense>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/model_fit.hpp"
-#include "attnflow/model_tasks.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/model/model_fit.hpp"
+#include "attnflow/model/model_tasks.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "model_test_util.hpp"
 
 namespace attnflow {

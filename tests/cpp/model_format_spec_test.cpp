@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "attnflow/model.hpp"
+#include "attnflow/model/model.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "attnflow/model.hpp"
+#include "attnflow/model/model.hpp"
 #include "model_test_util.hpp"
 
 namespace attnflow {

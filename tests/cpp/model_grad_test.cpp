@@ -2,8 +2,8 @@
 // parameter block and to the atoms' positions; optimizers; bit-identical batches on 1 or 2 threads.
 #include <gtest/gtest.h>
 
-#include "attnflow/model_grad.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/model/model_grad.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "model_test_util.hpp"
 
 namespace attnflow {

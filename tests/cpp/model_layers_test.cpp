@@ -5,10 +5,10 @@
 
 #include <numeric>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/model.hpp"
-#include "attnflow/model_grad.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/model/model.hpp"
+#include "attnflow/model/model_grad.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "model_test_util.hpp"
 
 namespace attnflow {

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "attnflow/model.hpp"
+#include "attnflow/model/model.hpp"
 #include "test_util.hpp"
 
 namespace attnflow::test {

@@ -8,7 +8,7 @@
 #include <numeric>
 #include <vector>
 
-#include "attnflow/types.hpp"
+#include "attnflow/base/types.hpp"
 
 namespace attnflow::test {
 

@@ -9,9 +9,9 @@
 #include <mutex>
 #include <thread>
 
-#include "attnflow/collective.hpp"
-#include "attnflow/ot.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/base/collective.hpp"
+#include "attnflow/ot/ot.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

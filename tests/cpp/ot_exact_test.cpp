@@ -2,7 +2,7 @@
 // n = m, Birkhoff), 1-D quantile formulas for W1 and W2 with arbitrary weights, LP duality.
 #include <gtest/gtest.h>
 
-#include "attnflow/exact_ot.hpp"
+#include "attnflow/ot/exact_ot.hpp"
 #include "ot_dense_reference.hpp"
 #include "test_util.hpp"
 

@@ -1,14 +1,14 @@
 // Envelope-theorem gradients of OT_eps and the Sinkhorn divergence against central finite
 // differences of the values sinkhorn() and sinkhorn_divergence() compute (tight tolerance,
 // so the envelope gradient of the converged problem is the derivative of the value).
-#include "attnflow/ot_gradient.hpp"
+#include "attnflow/ot/ot_gradient.hpp"
 
 #include <gtest/gtest.h>
 
 #include <functional>
 
-#include "attnflow/attention_grad.hpp"
-#include "attnflow/divergence.hpp"
+#include "attnflow/attention/attention_grad.hpp"
+#include "attnflow/ot/divergence.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

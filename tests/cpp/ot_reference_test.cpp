@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/divergence.hpp"
-#include "attnflow/exact_ot.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/ot.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/ot/ot.hpp"
 #include "ot_dense_reference.hpp"
 #include "test_util.hpp"
 

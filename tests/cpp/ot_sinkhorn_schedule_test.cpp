@@ -3,7 +3,7 @@
 // while memory grew; each is now an error naming the value and the rule.
 #include <gtest/gtest.h>
 
-#include "attnflow/ot.hpp"
+#include "attnflow/ot/ot.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

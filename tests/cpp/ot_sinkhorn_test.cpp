@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "attnflow/divergence.hpp"
-#include "attnflow/exact_ot.hpp"
-#include "attnflow/ot.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+#include "attnflow/ot/ot.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "ot_dense_reference.hpp"
 #include "test_util.hpp"
 

@@ -1,14 +1,14 @@
 // Checkpoint files: a bit-exact round trip of states, integrator and noise states; bad files
 // (wrong magic, truncated, other version) rejected naming the file; progress time format.
-#include "attnflow/checkpoint.hpp"
+#include "attnflow/run/checkpoint.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/progress.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/run/progress.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

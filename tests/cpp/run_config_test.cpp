@@ -1,6 +1,6 @@
 // The runner's config schema: defaults, the commented default TOML (every key documented and
 // no key undocumented), gamma -> beta, and bad configs rejected with a message naming the key.
-#include "attnflow/run_config.hpp"
+#include "attnflow/run/run_config.hpp"
 
 #include <gtest/gtest.h>
 

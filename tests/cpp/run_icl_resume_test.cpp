@@ -10,11 +10,11 @@
 #include <cstring>
 #include <filesystem>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/checkpoint.hpp"
-#include "attnflow/icl.hpp"
-#include "attnflow/icl_run.hpp"
-#include "attnflow/job.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/run/checkpoint.hpp"
+#include "attnflow/icl/icl.hpp"
+#include "attnflow/run/icl_run.hpp"
+#include "attnflow/run/job.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

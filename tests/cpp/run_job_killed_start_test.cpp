@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 
 namespace attnflow {
 namespace {

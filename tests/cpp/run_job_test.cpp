@@ -5,7 +5,7 @@
 // in an existing empty directory leaves it empty; a resume removes the temporaries a killed
 // process left (and nothing else); a stop request (SIGINT / SIGTERM) checkpoints at the next
 // observation and the resumed run equals the uninterrupted one byte for byte.
-#include "attnflow/job.hpp"
+#include "attnflow/run/job.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -17,9 +17,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/config.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/config.hpp"
+#include "attnflow/run/runner.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
@@ -129,6 +129,29 @@ TEST(Job, StagedJobThatFailsLeavesNothing) {
   } catch (const std::runtime_error&) {
   }
   EXPECT_TRUE(fs::is_empty(out));
+}
+
+// What an interrupted command removes (the stop handler's abandon mode calls
+// remove_pending_outputs, then exits): a staged job's directory until it is committed, and
+// nothing once committed. Run in a child process (a death test): the registry stays locked.
+TEST(Job, AnInterruptionRemovesTheStagedDirectoryAndNothingCommitted) {
+  const std::string out = fresh_dir("interrupted"), done = fresh_dir("committed");
+  EXPECT_EXIT(
+      {
+        Job committed(staged(done));
+        committed.start();
+        write_file_atomic(committed.path("f.npy"), "f");
+        committed.commit();
+        Job job(staged(out));
+        job.start();
+        write_file_atomic(job.path("f.npy"), "f");
+        const std::string staging = job.dir();
+        const std::vector<std::string> notes = remove_pending_outputs();
+        const bool ok = notes == std::vector<std::string>{out} && !fs::exists(staging) && !fs::exists(out) &&
+                        fs::exists(done + "/f.npy");
+        std::_Exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(Job, RemovesTheStagingDirectoryOfAKilledJobOnTheSameOut) {

@@ -2,7 +2,7 @@
 // against an independent dense Euler + retraction implementation of SA, observables.csv
 // against dense observables, resume == uninterrupted and 1 thread == 2 threads bit for bit,
 // and no output left behind on failure.
-#include "attnflow/runner.hpp"
+#include "attnflow/run/runner.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/npy.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/io/npy.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -1,6 +1,6 @@
 // Sweeps: grid parsing and enumeration, each point equal to the same run done alone, the tidy
 // table, and a killed sweep resumed equal to an uninterrupted one, on 1 or 2 jobs.
-#include "attnflow/sweep.hpp"
+#include "attnflow/run/sweep.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "attnflow/atomic_file.hpp"
-#include "attnflow/csv.hpp"
-#include "attnflow/runner.hpp"
+#include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/csv.hpp"
+#include "attnflow/run/runner.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

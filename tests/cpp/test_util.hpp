@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string>
 
-#include "attnflow/rng.hpp"
-#include "attnflow/types.hpp"
+#include "attnflow/base/rng.hpp"
+#include "attnflow/base/types.hpp"
 
 namespace attnflow::test {
 

@@ -2,7 +2,7 @@
 // the Fourier-mode growth rates k^2 I_k(beta) / beta (USA; / I_0 for SA) against the linear
 // growth measured in a particle simulation on S^1, the predicted cluster count against a direct
 // simulation from near-uniform data, and energies of cluster configurations.
-#include "attnflow/cluster_theory.hpp"
+#include "attnflow/theory/cluster_theory.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,8 @@
 #include <complex>
 #include <numbers>
 
-#include "attnflow/integrate.hpp"
-#include "attnflow/parallel.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 #include "theory_particles.hpp"
 

@@ -2,7 +2,7 @@
 // docs/math.md section 6.1; a particle simulation of an exactly equiangular start stays equiangular
 // and follows the ODE (SA, USA, every normalization scheme); the linearized decay laws are
 // recovered from the ODE solution; fixed points; option validation.
-#include "attnflow/equiangular.hpp"
+#include "attnflow/theory/equiangular.hpp"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 
 #include <cmath>
 
-#include "attnflow/flow.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 #include "theory_particles.hpp"
 

@@ -1,15 +1,15 @@
 // Long-context one-layer map (docs/math.md section 6): the finite-n cosine formula equals a direct
 // attention layer (attnflow::attention on the exact equiangular configuration), the O(n)
 // kernel computation equals both, and the three gamma limits are approached as n grows.
-#include "attnflow/long_context.hpp"
+#include "attnflow/theory/long_context.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "attnflow/attention.hpp"
-#include "attnflow/parallel.hpp"
-#include "attnflow/sample.hpp"
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/base/parallel.hpp"
+#include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {

@@ -7,9 +7,9 @@
 
 #include <cmath>
 
-#include "attnflow/equiangular.hpp"
-#include "attnflow/integrate.hpp"
-#include "attnflow/kernel.hpp"
+#include "attnflow/theory/equiangular.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/kernel/kernel.hpp"
 
 namespace attnflow::test {
 

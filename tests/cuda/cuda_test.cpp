@@ -14,8 +14,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "attnflow/kernel.hpp"
-#include "attnflow/kernel_cuda.hpp"
+#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 namespace {

@@ -19,7 +19,7 @@ target_link_libraries(consumer PRIVATE attnflow::core)
 """
 # long_context.hpp needs only Eigen/Core: the cheapest header to compile against.
 CONSUMER_MAIN = """#include <cstdio>
-#include "attnflow/long_context.hpp"
+#include "attnflow/theory/long_context.hpp"
 int main() { std::printf("%.17g\\n", attnflow::long_context_cosine(1000.0, 0.5, 1.5)); }
 """
 

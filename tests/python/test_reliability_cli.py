@@ -261,3 +261,44 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused(run_cli, tmp_path):
     r = run_cli("run", cfg, "--out", cut, "--resume", "--no-plots")
     assert r.returncode != 0 and "checkpoint.bin is corrupt: its checksum" in r.stderr, r.stderr
     assert not (cut / "final.npy").exists()
+
+
+# Commands with nothing to resume: a signal removes what they were writing (a staged
+# directory, an atomic file's temporary), prints what happened and exits 128 + signal. The
+# hook ATTNFLOW_PAUSE_IN_WRITES=1 holds every write half done (temporary written, not renamed),
+# so the signal arrives while an output exists only in part.
+ABANDON_CASES = {
+    "ot_sigint": ("ot", signal.SIGINT),
+    "ot_sigterm": ("ot", signal.SIGTERM),
+    "fit_sigint": ("fit", signal.SIGINT),
+    "apply_sigterm": ("apply", signal.SIGTERM),
+    "largeprompt_sigint": ("largeprompt", signal.SIGINT),
+    "attention_sigint": ("attention", signal.SIGINT),
+}
+
+
+@pytest.mark.parametrize("case", ABANDON_CASES)
+def test_a_signal_removes_a_half_written_output(cli, inputs, tmp_path, case):
+    name, sig = ABANDON_CASES[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    if name == "attention":  # a single file into an existing directory of the user's
+        (work / "mine.txt").write_text("keep")
+        argv = ["attention", "--x", inputs / "x.npy", "--out", work / "a.npy"]
+    else:
+        argv = command(name, inputs, work / "out")
+    env = dict(os.environ, ATTNFLOW_PAUSE_IN_WRITES="1")
+    p = subprocess.Popen([cli, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    half = lambda: any(".tmp." in q.name for q in work.rglob("*"))
+    wait_for(half, p)
+    assert half() and p.poll() is None  # paused in a write: the output exists only in part
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 128 + sig, (out, err)
+    assert f"interrupted by {signal.Signals(sig).name}" in err
+    if name == "attention":
+        assert files_under(work) == ["mine.txt"]
+    else:
+        assert f"nothing written to {work / 'out'}" in err
+        assert files_under(work) == []

@@ -1,0 +1,58 @@
+// Attention on measures (docs/math.md section 1): queries mu = (X, a), keys nu = (Y, b), values
+// (m, p) (default Y), affinity s_ij = beta <Q x_i, K y_j>, and a normalization of
+// k_ij = exp(s_ij):
+//   softmax : P_ij = b_j k_ij / sum_l b_l k_il        (conditional distribution)
+//   sinkhorn: P_ij = pi_ij / a_i, pi in Pi(a, b)       (coupling; see sinkhorn.hpp)
+//   none    : P_ij = b_j k_ij                          (unnormalized, "USA")
+// Output out_i = sum_h W_h sum_j P^h_ij V_h v_j. Every sum goes through the kernel.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "attnflow/measure/measure.hpp"
+#include "attnflow/attention/normalization.hpp"
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+class Collective;
+
+// One head. Empty matrices mean identity (Q, K: d_k x d; V: p_h x p; W: d_out x p_h).
+struct AttentionHead {
+  Matrix q, k, v, w;
+  Normalization normalization = Normalization::softmax;
+};
+
+struct AttentionOptions {
+  double beta = 1.0;
+  // Heads; empty means one head with identity Q, K, V, W and `normalization` below.
+  std::vector<AttentionHead> heads;
+  Normalization normalization = Normalization::softmax;  // used when heads is empty
+  SinkhornNormalizationOptions sinkhorn;                 // used by sinkhorn heads
+  // Several processes (collective.hpp; null = this one alone): each computes its part of the
+  // query rows of every kernel pass (and of the Sinkhorn half-steps), gathered in rank order:
+  // the result is one process's bit for bit. Every process holds all points.
+  const Collective* comm = nullptr;
+
+  // Throws std::invalid_argument naming the field (e.g. "attention: beta = nan, must be finite").
+  void validate(Index d_query, Index d_key, Index p) const;
+};
+
+struct AttentionResult {
+  Matrix out;               // (n, d_out)
+  std::vector<Vector> lse;  // per head, (n): log sum_j b_j exp(s_ij) (softmax/none); for
+                            // sinkhorn, the log-normalizer of the final conditional
+  std::vector<NormalizationStatus> status;  // per head (Sinkhorn iterations, convergence)
+};
+
+// values: (m, p); pass std::nullopt to use the keys' points.
+AttentionResult attention(const Measure& queries, const Measure& keys,
+                          const std::optional<Matrix>& values, const AttentionOptions& options);
+
+// Self-attention: keys = queries, values = their points.
+AttentionResult self_attention(const Measure& mu, const AttentionOptions& options);
+
+}  // namespace attnflow

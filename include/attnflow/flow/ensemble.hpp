@@ -1,0 +1,101 @@
+// Ensembles: many independent flows (different seeds or parameters, docs/math.md section 5)
+// advanced together, in parallel across systems when each is small, with the mean and
+// quantiles of every observable. Each system runs single-threaded or with the kernel's
+// fixed tiles, so results are bit-identical whatever the thread count.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/flow/observe.hpp"
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+class Ensemble {
+ public:
+  // One flow per system with its initial points (n_s, d_s); systems may differ in every
+  // option (beta, kind, size). Throws naming "ensemble: systems" when the lists differ in
+  // length or are empty.
+  Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
+           IntegratorOptions integrator);
+
+  // Advances every system to t_end. Systems run in parallel (one thread each) when there are
+  // at least as many systems as threads and each has at most parallel_n tokens; otherwise
+  // one after the other with the kernel's threads.
+  void advance(double t_end);
+
+  // Observables of every system at its current time (beta = the system's beta). With
+  // clusters = false the union-find is skipped (clusters = largest_cluster = -1, sizes empty;
+  // min_cosine and clustered_pairs are still computed). On the batched path with the plain
+  // flow on the sphere (scheme none) every pair observable comes from one fused lane pass
+  // (batch_pair_observables): energy, min cosine and clustered pairs for W systems at once.
+  std::vector<Observables> observe(const ObserveOptions& options, bool clusters = true) const;
+
+  // The batched small-system path (batch_kernel.hpp), used by advance() and observe() when
+  // `batched` is set and batchable() holds: W = batch_width() systems of the same (n, d)
+  // advance together in SIMD lanes, blocks of W systems across threads. Results equal the
+  // per-system path to about 1e-13 relative (another summation order and exponential) and
+  // are bit-identical for any thread count and any block composition.
+  bool batched = false;
+  // Every system is SA or USA with one identity head (Q = K = V = I), without noise, of the
+  // same n (2 <= n <= batch_n) and d, and the method is euler, residual or rk4. Sinkhorn and
+  // the other fields take the per-system path (in parallel across systems).
+  bool batchable() const;
+  Index batch_n = 512;  // largest n of the batched path (its pair buffer is n^2 W / 2 doubles)
+
+  Index size() const { return static_cast<Index>(flows_.size()); }
+  const Flow& flow(Index s) const { return flows_[s]; }
+  const Matrix& state(Index s) const {
+    sync();
+    return states_[s];
+  }
+  const FlowState& flow_state(Index s) const { return flow_states_[s]; }
+  Matrix positions(Index s) const { return flows_[s].positions(state(s)); }
+  // For resuming from a checkpoint: replaces system s's state and FlowState.
+  void set_state(Index s, Matrix state, const FlowState& st);
+
+  Index parallel_n = 4096;  // systems this small run one per thread
+
+ private:
+  std::vector<Flow> flows_;
+  // The batched path on the sphere keeps each block's state in the lanes layout between
+  // advance() calls (lanes_, one (n d, W) matrix per block); states_ is refreshed from it on
+  // access (sync), so per-system storage costs no transposition per observation.
+  mutable std::vector<Matrix> states_;
+  mutable std::vector<Matrix> lanes_;
+  mutable bool states_stale_ = false;
+  void sync() const;
+  std::vector<FlowState> flow_states_;
+  std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
+  IntegratorOptions integrator_;
+
+  void advance_batched(double t_end);
+  std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
+};
+
+// Mean and quantiles of one observable across systems.
+struct ObservableStats {
+  std::string name;
+  Index count = 0;  // systems with a finite value (energy = +inf, skipped pair passes and
+                    // cluster counts not asked for are left out)
+  double mean = 0.0;  // 0 when count = 0
+  double standard_error = 0.0;  // standard error of the mean, sample sd / sqrt(count) (0 when count < 2)
+  std::vector<double> quantiles;  // at EnsembleStats::probs; empty when count = 0
+};
+struct EnsembleStats {
+  std::vector<double> probs;
+  std::vector<ObservableStats> stats;  // in observable_names() order
+};
+
+// Quantile with linear interpolation between order statistics (NumPy's default "linear"):
+// q(p) = v[floor(h)] + (h - floor(h)) (v[floor(h)+1] - v[floor(h)]), h = (count - 1) p.
+double quantile(std::vector<double> values, double p);
+
+// Statistics over systems of every scalar observable. probs in [0, 1].
+EnsembleStats summarize(const std::vector<Observables>& per_system,
+                        const std::vector<double>& probs = {0.1, 0.5, 0.9});
+
+}  // namespace attnflow

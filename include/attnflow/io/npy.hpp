@@ -1,0 +1,33 @@
+// NumPy .npy files (format versions 1-3): float64 and float32 (converted to float64),
+// little-endian, C order. Fortran order, other dtypes, bad headers and truncated files are
+// rejected with a message naming the file and the rule. Writes are float64 and atomic.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+struct NpyArray {
+  std::vector<Index> shape;
+  std::vector<double> data;  // row-major (C order)
+  std::string dtype;         // "<f8" or "<f4" as read
+};
+
+NpyArray read_npy(const std::string& path);
+// A 2-D array (n, d); a 1-D array of length n is read as (n, 1).
+Matrix read_npy_matrix(const std::string& path);
+// A 1-D array (n), or (n, 1).
+Vector read_npy_vector(const std::string& path);
+
+// Writes float64 C-order data with the given shape (any rank), atomically.
+void write_npy(const std::string& path, const double* data, const std::vector<Index>& shape);
+void write_npy(const std::string& path, const Matrix& a);
+void write_npy(const std::string& path, const Vector& a);
+// Serializes to bytes (header + data), for writers that bundle arrays.
+std::string npy_bytes(const double* data, const std::vector<Index>& shape);
+NpyArray parse_npy(const std::string& bytes, const std::string& name);
+
+}  // namespace attnflow

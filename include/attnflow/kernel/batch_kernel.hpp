@@ -1,0 +1,59 @@
+// Small-system batch kernels: W = batch_width() independent systems of the same
+// (n, d) side by side in the lanes of one SIMD vector (8 doubles with AVX-512), so that every
+// operation of the per-system algorithm is one vector operation for W systems, whatever n and
+// d (no horizontal sums, no tail loops). Used by Ensemble (ensemble.hpp) for the attention
+// average of SA / USA with one identity head and for the fused ensemble observables.
+//
+// Layout "lanes": entry (i, k) of system l at data[(i * d + k) * W + l]; per-token scalars at
+// [i * W + l]; per-system scalars at [l]. Lanes never interact: a system's result does not
+// depend on which lane or block it is in, nor on the thread count.
+//
+// The symmetric form (Q = K): with D_i = |x_i|^2 and D* = max_i D_i (per lane),
+//   w_j e^{beta <x_i, x_j>} = K_ij u_j e^{beta (D_i + D*) / 2},
+//   K_ij = e^{beta (<x_i, x_j> - (D_i + D_j) / 2)} = e^{-beta |x_i - x_j|^2 / 2} <= 1 (= K_ji),
+//   u_j = w_j e^{beta (D_j - D*) / 2} <= w_j,
+// so one exponential per unordered pair serves (i, j) and (j, i), and nothing overflows.
+#pragma once
+
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+// Systems per SIMD vector (lanes): 8 with AVX-512, 4 with AVX2, 2 otherwise.
+Index batch_width();
+
+struct BatchAttentionInput {
+  const double* x = nullptr;      // (n, d) per lane: the points (theta under a scheme)
+  const double* log_w = nullptr;  // (n) per lane: log weights (-inf allowed)
+  const double* beta = nullptr;   // per lane
+  const double* w = nullptr;      // (n) per lane: the weights (observables; null: e^{log_w})
+  Index n = 0, d = 0;
+};
+
+// a (n, d) per lane: the softmax average sum_j softmax_j(beta <x_i, x_j> + log w_j) x_j,
+// and lse (n) per lane: log sum_j w_j e^{beta <x_i, x_j>} (callers scale a by e^{lse - shift}
+// for USA). Work: n (n - 1) / 2 exponentials and 3 d n (n - 1) / 2 vector FMAs per W systems.
+void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse);
+
+// In lanes: a_i <- a_i - <x_i, a_i> x_i (the tangent projection, x_i unit), and
+// x_i <- x_i / |x_i| for |x_i| > 0 (the sphere retraction; zero rows stay).
+void batch_project_tangent(const double* x, double* a, Index n, Index d);
+void batch_normalize_rows(double* x, Index n, Index d);
+
+struct BatchPairObservables {
+  double* log_energy = nullptr;  // per lane: log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>})
+  double* min_cosine = nullptr;  // per lane: min over i < j of <x_i, x_j> / (|x_i| |x_j|)
+  double* clustered = nullptr;   // per lane: number of pairs i < j with <x_i, x_j> > 1 - delta
+  double* order = nullptr;       // per lane: |sum_i w_i x_i|
+  double* mean_dir = nullptr;    // per lane: |sum_i w_i x_i / |x_i||^2
+  // Optional: called for each linked pair (i, j) with the lanes' bit mask (cluster counts).
+  void (*on_link)(void* ctx, Index i, Index j, unsigned lanes) = nullptr;
+  void* ctx = nullptr;
+};
+
+// One fused pass over the pairs of W systems: energy, min cosine, clustered pairs (and the
+// O(n d) order parameter and mean direction). Work: n (n - 1) / 2 exponentials and
+// d n (n - 1) / 2 vector FMAs (about a third of a field evaluation).
+void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out);
+
+}  // namespace attnflow

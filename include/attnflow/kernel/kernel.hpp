@@ -1,0 +1,67 @@
+// The streaming log-sum-exp reduction, attnflow's one hot kernel (docs/math.md section 2).
+//
+// For queries u (n, k) and keys v (m, k), with column offsets c (m) and values vals (m, p):
+//   s_ij   = <u_i, v_j> + c_j
+//   lse_i  = log sum_j exp(s_ij)
+//   out_i  = sum_j exp(s_ij - lse_i) vals_j
+// computed tile by tile with a running maximum and rescaled partial sums ("online softmax"),
+// so memory is O((n + m)(k + p)) and never O(n m). Every sum of exponentials in attnflow
+// (attention, Sinkhorn half-steps, flows, energies, Monte Carlo estimates) calls this.
+// Row offsets r_i of the form s_ij = <u_i, v_j> + r_i + c_j (docs/math.md section 1.1) only shift
+// lse_i, so callers add them to lse themselves.
+//
+// Determinism: each query's reduction runs over key tiles in a fixed order on one thread;
+// threads split queries only, so the result is bit-identical for any thread count.
+#pragma once
+
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+struct ReduceInput {
+  const double* u = nullptr;     // (n, k) row-major, queries (already scaled, e.g. by beta)
+  const double* v = nullptr;     // (m, k) row-major, keys
+  const double* col = nullptr;   // (m) column offsets (log-weights, potentials); null = 0
+  const double* vals = nullptr;  // (m, p) row-major values; null when p = 0
+  Index n = 0, m = 0, k = 0, p = 0;
+};
+
+struct ReduceOutput {
+  double* lse = nullptr;  // (n), may be null when only out is wanted
+  double* out = nullptr;  // (n, p) row-major, may be null when p = 0
+};
+
+// Runs the reduction with num_threads() threads. Validates shapes, not values: callers
+// validate user input (a NaN here propagates; the public entry points check outputs).
+void lse_reduce(const ReduceInput& in, const ReduceOutput& out);
+
+// Convenience wrapper on Eigen types: returns lse (n) and fills out (n, p) when vals has
+// columns. col may be empty (zero offsets); vals may have zero columns.
+void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
+                const MatrixRef& vals, Vector& lse, Matrix& out);
+
+// The same reduction when queries and keys are the same points up to a factor beta >= 0:
+// s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives
+// exactly lse_reduce's lse and out (to rounding) with half the exponentials, by symmetry
+// (kernel_symmetric.cpp). Falls back to lse_reduce when symmetric_fast_path() is false:
+// beta < 0, k or p > 16, or log-weights c_j + beta |y_j|^2 / 2 spread over more than 300 or
+// not finite (zero weights). Deterministic on any thread count; O(n (k + p)) memory.
+struct SymmetricReduceInput {
+  const double* y = nullptr;     // (n, k) row-major, the points (queries = beta y, keys = y)
+  const double* col = nullptr;   // (n) column offsets; null = 0
+  const double* vals = nullptr;  // (n, p) row-major; null when p = 0
+  Index n = 0, k = 0, p = 0;
+  double beta = 1.0;
+};
+void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out);
+bool symmetric_fast_path(const SymmetricReduceInput& in);
+
+// Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
+// exposed for the exp-throughput benchmark that defines the kernel's speed limit.
+void exp_inplace(double* x, Index size);
+// 2^x of a contiguous array in place (the base-2 exponential of the symmetric reduction):
+// 0 below 2^-1022, NaN kept; with finite_only (the variant the symmetric reduction uses,
+// for finite x <= 1023 only) results below 2^-1022 are subnormal instead.
+void exp2_inplace(double* x, Index size, bool finite_only = false);
+
+}  // namespace attnflow

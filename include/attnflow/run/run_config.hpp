@@ -1,0 +1,76 @@
+// The experiment runner's configuration: the TOML schema of `attnflow run`, its
+// typed form RunConfig, and the translation Config -> RunConfig with validation that names
+// the offending key ("run.toml: integrate.dt = -0.1, must be > 0"). Numerics never see a
+// Config; the runner (runner.hpp) only sees a RunConfig. Schema documented in docs/usage/run.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attnflow/io/config.hpp"
+#include "attnflow/flow/integrate.hpp"
+#include "attnflow/ot/sinkhorn.hpp"
+#include "attnflow/base/types.hpp"
+
+namespace attnflow {
+
+struct RunConfig {
+  // [measure]: the initial measure of each system.
+  Index n = 64;
+  Index d = 3;
+  std::string init = "uniform_sphere";  // uniform_sphere | gaussian | equiangular | file
+  double rho0 = 0.0;                    // equiangular cosine, in [0, 1)
+  std::string file;                     // init = "file": (n, d) .npy or (systems, n, d)
+  std::uint64_t seed = 0;
+  Index systems = 1;  // independent systems (system k uses Rng stream k of the seed)
+  bool batched = true;  // ensembles: the batched small-system path where it applies (ensemble.hpp)
+
+  // [model]
+  std::string kind = "sa";  // sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
+  double beta = 1.0;        // resolved: gamma log n when gamma > 0
+  double gamma = 0.0;       // > 0: beta = gamma log n (long-context scaling)
+  Index heads = 1;
+  std::string qkv = "identity";  // identity | gaussian | goe (seeded by qkv_seed)
+  std::uint64_t qkv_seed = 0;
+  std::string scheme = "none";  // none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt
+  double tau = 1.0;             // mix-ln switch time
+  double alpha = 1.0;           // nGPT step factor
+  bool sphere = true;           // tangent projection + retraction onto S^{d-1}
+  double kappa = 0.0;           // noisy model dX = drift dt + sqrt(2/kappa) dW; 0 = no noise
+  std::string kuramoto_form = "sa";       // kuramoto: sa (normalized) | usa
+  double usa_log_shift = 0.0;             // usa: field times exp(-shift) (time rescaling)
+  std::string interaction = "gaussian";   // vlasov: gaussian | power (aggregation kernels)
+  double sigma = 1.0;                     // vlasov gaussian width
+  double a = 2.0, b = 1.0;                // vlasov power exponents, a > b >= 1
+  // kind = sinkhorn: fixed iterations (0 = to tolerance), marginal violation to stop at, cap
+  // per field evaluation; defaults from sinkhorn.hpp.
+  int sinkhorn_iterations = SinkhornControl{}.iterations;
+  double sinkhorn_tol = SinkhornControl{}.tol;
+  int sinkhorn_max_iterations = SinkhornControl{}.max_iterations;
+
+  // [integrate]
+  IntegratorOptions integrator{Method::euler, 0.1};
+  double t_end = 15.0;
+
+  // [observe]
+  double every = 1.0;   // observation interval (times k * every, plus t_end)
+  double delta = 1e-2;  // clusters: components of <x_i, x_j> > 1 - delta
+  Index pair_limit = 20000;  // above this n the O(n^2) pair observables are skipped (0 = never)
+  bool clusters = true;      // cluster counts (union-find); false: -1
+  bool per_system = true;    // ensembles: per-system rows in observables.csv
+  std::vector<double> quantiles{0.1, 0.5, 0.9};  // ensembles: quantiles in ensemble.csv
+
+  // [output]
+  bool snapshots = true;
+  Index checkpoint_every = 10;  // observations between checkpoints; 0 = none
+};
+
+// Reads every key of the schema from `config` (recording defaults, so config.resolved() is
+// the full resolved document), validates the values naming the key, and rejects unknown keys.
+RunConfig parse_run_config(Config& config);
+
+// The full default configuration as commented TOML (`attnflow run --print-default-config`).
+std::string default_run_config_toml();
+
+}  // namespace attnflow
