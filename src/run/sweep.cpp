@@ -227,12 +227,17 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
     write_file_atomic(job->path("base.toml"), g.base);
     write_grid(g, job->path("grid.csv"));
   }
-  if (comm) comm->check();  // the directory exists (or rank 0 failed, and every rank stops)
   SweepResult res;
   res.points = g.size();
+  // Which points are finished: rank 0 decides for every rank (a rank looking later would see
+  // points that others finished meanwhile, and split the rest differently).
+  std::string done;
+  if (job)
+    for (const Point& p : points) done += summary_finished(p.dir) ? '1' : '0';
+  if (comm) done = comm->broadcast(done);  // also: the directory exists, or rank 0 failed
   std::vector<Point*> todo;
   for (Point& p : points) {
-    p.done = summary_finished(p.dir);
+    p.done = done[static_cast<std::size_t>(p.index)] == '1';
     if (p.done) ++res.skipped;
     else todo.push_back(&p);
   }
