@@ -16,6 +16,7 @@
 #include "attnflow/error.hpp"
 #include "attnflow/job.hpp"
 #include "attnflow/long_context.hpp"
+#include "attnflow/reports.hpp"
 #include "attnflow/limits.hpp"
 #include "commands.hpp"
 
@@ -35,7 +36,7 @@ void run_equiangular(const EquiangularArgs& a) {
   constexpr const char* c = "theory equiangular";
   EquiangularOptions o;
   o.model = parse_theory_model(a.model, c);
-  o.scheme = parse_equiangular_scheme(a.scheme, c);
+  o.scheme = parse_scheme(a.scheme, c);
   o.n = a.n;
   o.beta = a.beta;
   o.rho0 = a.rho0;
@@ -132,24 +133,7 @@ struct ClustersArgs {
 
 void run_clusters(const ClustersArgs& a) {
   require(a.d == 2, "theory clusters", "--d", a.d, "2 (the Fourier-mode prediction is for the circle)");
-  const ClusterPrediction p = predict_clusters(a.beta, a.k_max);
-  nlohmann::json modes = nlohmann::json::array();
-  for (size_t i = 0; i < p.rates.size(); ++i) {
-    const int k = static_cast<int>(i) + 1;
-    const Measure c = cluster_configuration(k, 2, ClusterLayout::circle);
-    nlohmann::json m = {{"k", k},
-                        {"growth_rate_sa", p.rates[i]},
-                        {"log_energy_k_clusters", log_interaction_energy(c, a.beta)}};
-    if (a.beta <= 700.0) m["growth_rate_usa"] = mode_growth_rate(TheoryModel::usa, k, a.beta);
-    modes.push_back(m);
-  }
-  nlohmann::json j = summary_header("theory-clusters", ATTNFLOW_VERSION, "finished");
-  j.update({{"d", a.d},
-                            {"beta", a.beta},
-                            {"predicted_clusters", p.predicted_clusters},
-                            {"sqrt_2beta", std::sqrt(2.0 * a.beta)},
-                            {"modes", modes}});
-  fmt::print("{}\n", j.dump(2));
+  fmt::print("{}\n", clusters_report_json(clusters_report(a.beta, a.k_max), ATTNFLOW_VERSION).dump(2));
 }
 
 void add_clusters(CLI::App& theory) {

@@ -97,7 +97,8 @@ void bind_scheme(py::module_& m) {
       .value("ngpt", Scheme::ngpt)
       .value("sqrt_scaling", Scheme::sqrt_scaling);
   accept_names(se, [](const std::string& s) { return parse_scheme(s); });
-  m.def("parse_scheme", &parse_scheme, py::arg("name"), py::arg("context") = "flow");
+  m.def("parse_scheme", &parse_scheme, py::arg("name"), py::arg("context") = "flow",
+        py::arg("field") = "scheme");
   py::class_<SchemeOptions>(m, "SchemeOptions")
       .def(py::init<>())
       .def_readwrite("scheme", &SchemeOptions::scheme)

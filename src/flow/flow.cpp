@@ -180,10 +180,7 @@ void FlowOptions::validate(Index n, Index d) const {
 Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d) {
   options_.validate(n, d);
   options_.weights = normalized_weights(options_.weights, n, kCtx);
-  log_w_.resize(n);
-  for (Index i = 0; i < n; ++i)
-    log_w_[i] = options_.weights[i] > 0.0 ? std::log(options_.weights[i])
-                                          : -std::numeric_limits<double>::infinity();
+  log_w_ = log_weights(options_.weights);
 }
 
 Index Flow::state_cols() const {
