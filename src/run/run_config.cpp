@@ -11,6 +11,7 @@
 
 #include "attnflow/error.hpp"
 #include "attnflow/limits.hpp"
+#include "attnflow/flow.hpp"
 #include "attnflow/scheme.hpp"
 
 namespace attnflow {
@@ -58,9 +59,7 @@ void read_measure(Config& c, RunConfig& r) {
 void read_model(Config& c, RunConfig& r) {
   const std::string& ctx = c.name();
   r.kind = c.get_string("model.kind", r.kind);
-  require_one_of(ctx, "model.kind", r.kind,
-                 {"sa", "usa", "sinkhorn", "kuramoto", "meanshift", "hardmax", "vlasov"},
-                 "sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
+  parse_field_kind(r.kind, ctx, "model.kind");  // the one parser (flow.hpp)
   r.beta = c.get_double("model.beta", r.beta);
   // > 0: the energy (1 / (2 beta)) sum e^{beta <x_i, x_j>} is observed at every step.
   require(std::isfinite(r.beta) && r.beta > 0.0, ctx, "model.beta", r.beta, "> 0 and finite");
@@ -106,7 +105,9 @@ void read_scheme_vlasov(Config& c, RunConfig& r) {
   r.alpha = c.get_double("model.alpha", r.alpha);
   require(std::isfinite(r.alpha) && r.alpha > 0.0, ctx, "model.alpha", r.alpha, "> 0");
   r.interaction = c.get_string("model.interaction", r.interaction);
-  require_one_of(ctx, "model.interaction", r.interaction, {"gaussian", "power"}, "gaussian, power");
+  // The one parser (flow.hpp); custom needs a function, which a config cannot give.
+  require(parse_interaction(r.interaction, ctx, "model.interaction") != Interaction::custom, ctx,
+          "model.interaction", "\"custom\"", "gaussian or power in a config (custom takes a Python function)");
   r.sigma = c.get_double("model.sigma", r.sigma);
   require(std::isfinite(r.sigma) && r.sigma > 0.0, ctx, "model.sigma", r.sigma, "> 0");
   r.a = c.get_double("model.a", r.a);

@@ -119,6 +119,10 @@ TEST(RunConfig, BadConfigsNameTheKey) {
   EXPECT_TRUE(throws_with([] { parse("[model]\nscheme = \"layer-ln\"\n"); },
                           "t.toml: model.scheme = \"layer-ln\", must be one of none, post_ln"));
   EXPECT_EQ(parse("[model]\nscheme = \"peri-ln\"\n").scheme, "peri-ln");
+  EXPECT_TRUE(throws_with([] { parse("[model]\ninteraction = \"custom\"\n"); },
+                          "t.toml: model.interaction = \"custom\", must be gaussian or power in a config"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\ninteraction = \"coulomb\"\n"); },
+                          "t.toml: model.interaction = \"coulomb\", must be one of gaussian"));
 }
 
 TEST(RunConfig, SetOverridesAndResolvedTextRoundTrips) {
