@@ -24,7 +24,8 @@ double bessel_ratio(int k, double beta);
 // times I_0(beta) ~ e^beta / sqrt(2 pi beta), and e^beta overflows double past
 // beta = log(DBL_MAX) ~ 709.78; 700 keeps a round margin below it (I_0(700) ~ 1.5e302).
 // mode_growth_rate refuses usa above it and clusters_report leaves growth_rate_usa out; the SA
-// rates go through the overflow-free ratio I_k / I_0 and have no such limit.
+// rates go through the overflow-free ratio I_k / I_0 and have no such limit. (The equiangular
+// solver caps its USA time scale e^beta at the same beta.)
 inline constexpr double kUsaBetaMax = 700.0;
 
 // Linear growth rate of Fourier mode k >= 1 around the uniform measure (formula above);

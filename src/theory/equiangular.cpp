@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "attnflow/cluster_theory.hpp"  // kUsaBetaMax
 #include "attnflow/error.hpp"
 #include "attnflow/integrate.hpp"
 
@@ -124,7 +125,7 @@ EquiangularSolution solve_equiangular(const EquiangularOptions& o, const Vector&
   io.rtol = o.rtol;
   io.atol = o.atol;
   // First trial step: a small fraction of the fastest time scale 1/lambda0 (dopri5 adapts).
-  io.dt = std::min(1e-2, 1e-2 / (o.model == TheoryModel::usa ? std::exp(std::min(o.beta, 700.0)) : 1.0));
+  io.dt = std::min(1e-2, 1e-2 / (o.model == TheoryModel::usa ? std::exp(std::min(o.beta, kUsaBetaMax)) : 1.0));
   io.dt_min = 1e-300;
 
   Matrix x(1, 2);
