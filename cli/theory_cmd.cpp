@@ -16,6 +16,7 @@
 #include "attnflow/base/error.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/theory/long_context.hpp"
+#include "attnflow/run/reports.hpp"
 #include "attnflow/base/limits.hpp"
 #include "commands.hpp"
 
@@ -24,25 +25,20 @@ namespace attnflow::cli {
 namespace {
 
 struct EquiangularArgs {
-  std::string model = "sa", scheme = "post-ln", out;
-  long n = 32;
-  double beta = 1.0, rho0 = 0.0, t_end = 10.0, r0 = 1.0, tau = 1.0, alpha = 1.0, rtol = 1e-12;
+  // Every default from the library's EquiangularOptions (model, scheme, n, beta, rho0, r0,
+  // tau, alpha, rtol); the strings are parsed into o at run time.
+  EquiangularOptions o;
+  std::string model = to_string(o.model), scheme = to_string(o.scheme), out;
+  double t_end = 10.0;
   long samples = 201;
   bool log_time = false;
 };
 
 void run_equiangular(const EquiangularArgs& a) {
   constexpr const char* c = "theory equiangular";
-  EquiangularOptions o;
+  EquiangularOptions o = a.o;
   o.model = parse_theory_model(a.model, c);
-  o.scheme = parse_equiangular_scheme(a.scheme, c);
-  o.n = a.n;
-  o.beta = a.beta;
-  o.rho0 = a.rho0;
-  o.r0 = a.r0;
-  o.tau = a.tau;
-  o.alpha = a.alpha;
-  o.rtol = a.rtol;
+  o.scheme = parse_scheme(a.scheme, c);
   o.validate();
   require(std::isfinite(a.t_end) && a.t_end > 0.0, c, "--t-end", a.t_end, "> 0");
   require(a.samples >= 2 && a.samples <= kMaxObservations, c, "--samples", a.samples,
@@ -73,18 +69,18 @@ void add_equiangular(CLI::App& theory) {
       "Solve the equiangular ODE drho/dt = 2 b (1 - rho)((n-1) rho + 1) / factor "
       "(docs/math.md section 6) with dopri5 and write CSV columns t, rho, one_minus_rho, r");
   sub->add_option("--model", a->model, "sa | usa")->capture_default_str();
-  sub->add_option("--scheme", a->scheme, "post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt")
+  sub->add_option("--scheme", a->scheme, "post_ln | pre_ln | mix_ln | peri_ln | ngpt | sqrt (or post-ln, ...)")
       ->capture_default_str();
-  sub->add_option("--n", a->n, "Number of tokens (>= 2)")->capture_default_str();
-  sub->add_option("--beta", a->beta, "Inverse temperature (> 0)")->capture_default_str();
-  sub->add_option("--rho0", a->rho0, "Initial cosine in [-1/(n-1), 1]")->capture_default_str();
+  sub->add_option("--n", a->o.n, "Number of tokens (>= 2)")->capture_default_str();
+  sub->add_option("--beta", a->o.beta, "Inverse temperature (> 0)")->capture_default_str();
+  sub->add_option("--rho0", a->o.rho0, "Initial cosine in [-1/(n-1), 1]")->capture_default_str();
   sub->add_option("--t-end", a->t_end, "Final time (> 0)")->capture_default_str();
   sub->add_option("--samples", a->samples, "Number of output times (>= 2)")->capture_default_str();
   sub->add_flag("--log-time", a->log_time, "Log-spaced output times from 1e-4 t_end (plus t = 0)");
-  sub->add_option("--r0", a->r0, "Initial radius (pre-ln, mix-ln, peri-ln)")->capture_default_str();
-  sub->add_option("--tau", a->tau, "mix-ln switch time")->capture_default_str();
-  sub->add_option("--alpha", a->alpha, "nGPT step scale alpha")->capture_default_str();
-  sub->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->capture_default_str();
+  sub->add_option("--r0", a->o.r0, "Initial radius (pre-ln, mix-ln, peri-ln)")->capture_default_str();
+  sub->add_option("--tau", a->o.tau, "mix-ln switch time")->capture_default_str();
+  sub->add_option("--alpha", a->o.alpha, "nGPT step scale alpha")->capture_default_str();
+  sub->add_option("--rtol", a->o.rtol, "dopri5 relative tolerance")->capture_default_str();
   sub->add_option("--out", a->out, "Output CSV file")->required();
   add_threads_option(*sub);
   sub->callback([a] { run_equiangular(*a); });
@@ -132,24 +128,7 @@ struct ClustersArgs {
 
 void run_clusters(const ClustersArgs& a) {
   require(a.d == 2, "theory clusters", "--d", a.d, "2 (the Fourier-mode prediction is for the circle)");
-  const ClusterPrediction p = predict_clusters(a.beta, a.k_max);
-  nlohmann::json modes = nlohmann::json::array();
-  for (size_t i = 0; i < p.rates.size(); ++i) {
-    const int k = static_cast<int>(i) + 1;
-    const Measure c = cluster_configuration(k, 2, ClusterLayout::circle);
-    nlohmann::json m = {{"k", k},
-                        {"growth_rate_sa", p.rates[i]},
-                        {"log_energy_k_clusters", log_interaction_energy(c, a.beta)}};
-    if (a.beta <= 700.0) m["growth_rate_usa"] = mode_growth_rate(TheoryModel::usa, k, a.beta);
-    modes.push_back(m);
-  }
-  nlohmann::json j = summary_header("theory-clusters", ATTNFLOW_VERSION, "finished");
-  j.update({{"d", a.d},
-                            {"beta", a.beta},
-                            {"predicted_clusters", p.predicted_clusters},
-                            {"sqrt_2beta", std::sqrt(2.0 * a.beta)},
-                            {"modes", modes}});
-  fmt::print("{}\n", j.dump(2));
+  fmt::print("{}\n", clusters_report_json(clusters_report(a.beta, a.k_max), ATTNFLOW_VERSION).dump(2));
 }
 
 void add_clusters(CLI::App& theory) {

@@ -24,6 +24,7 @@
 #include "attnflow/ot/exact_ot.hpp"
 #include "attnflow/ot/ot.hpp"
 #include "attnflow/ot/ot_gradient.hpp"
+#include "attnflow/ot/ot_report.hpp"
 #include "attnflow/ot/sinkhorn.hpp"
 
 #include "attnflow/attention/attention.hpp"
@@ -60,6 +61,7 @@
 #include "attnflow/run/icl_run.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/run/progress.hpp"
+#include "attnflow/run/reports.hpp"
 #include "attnflow/run/run_config.hpp"
 #include "attnflow/run/runner.hpp"
 #include "attnflow/run/sweep.hpp"

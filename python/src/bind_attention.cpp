@@ -222,8 +222,9 @@ const Registrar registrar(1, [](py::module_& m) {
       py::arg("x"), py::arg("y") = py::none(), py::arg("v") = py::none(),
       py::arg("wx") = py::none(), py::arg("wy") = py::none(), py::arg("beta") = 1.0,
       py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("normalization") = "softmax",
-      py::kw_only(), py::arg("heads") = py::none(), py::arg("sinkhorn_iterations") = 0,
-      py::arg("tol") = 1e-9, py::arg("max_iterations") = 10000, py::arg("grad_out"),
+      py::kw_only(), py::arg("heads") = py::none(), py::arg("sinkhorn_iterations") = SinkhornControl{}.iterations,
+      py::arg("tol") = SinkhornControl{}.tol,
+      py::arg("max_iterations") = SinkhornControl{}.max_iterations, py::arg("grad_out"),
       "Forward and backward pass of attention (same arguments as attention) for grad_out = "
       "dL/d out (n, d_out). Returns a dict: out, dx (n, d), dy (m, d) (None when y is None: "
       "then dx holds both), dv (m, p) (None when v is None), dwx, dwy (gradients with respect "

@@ -101,7 +101,8 @@ void bind_scheme(py::module_& m) {
       .value("ngpt", Scheme::ngpt)
       .value("sqrt_scaling", Scheme::sqrt_scaling);
   accept_names(se, [](const std::string& s) { return parse_scheme(s); });
-  m.def("parse_scheme", &parse_scheme, py::arg("name"), py::arg("context") = "flow");
+  m.def("parse_scheme", &parse_scheme, py::arg("name"), py::arg("context") = "flow",
+        py::arg("field") = "scheme");
   py::class_<SchemeOptions>(m, "SchemeOptions")
       .def(py::init<>())
       .def_readwrite("scheme", &SchemeOptions::scheme)
@@ -141,13 +142,15 @@ void bind_flow_options(py::module_& m) {
       .value("hardmax", FieldKind::hardmax)
       .value("vlasov", FieldKind::vlasov);
   accept_names(fk, [](const std::string& s) { return parse_field_kind(s); });
-  m.def("parse_field_kind", &parse_field_kind, py::arg("name"), py::arg("context") = "flow");
+  m.def("parse_field_kind", &parse_field_kind, py::arg("name"), py::arg("context") = "flow",
+        py::arg("field") = "kind");
   py::enum_<Interaction> ie(m, "Interaction", "gaussian | power | custom");
   ie.value("gaussian", Interaction::gaussian)
       .value("power", Interaction::power)
       .value("custom", Interaction::custom);
   accept_names(ie, [](const std::string& s) { return parse_interaction(s); });
-  m.def("parse_interaction", &parse_interaction, py::arg("name"), py::arg("context") = "flow");
+  m.def("parse_interaction", &parse_interaction, py::arg("name"), py::arg("context") = "flow",
+        py::arg("field") = "vlasov.interaction");
 }
 
 void bind_flow_structs(py::module_& m) {

@@ -47,9 +47,10 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
 
 #define OT_GRADIENT_ARGS                                                                     \
   py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),          \
-      py::arg("eps") = py::none(), py::arg("tol") = 1e-6, py::kw_only(),                     \
-      py::arg("max_iterations") = 10000, py::arg("eps_scaling") = true,                      \
-      py::arg("scaling") = 0.8, py::arg("eps_start") = 0.0
+      py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),    \
+      py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                          \
+      py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                                \
+      py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
 
 const Registrar registrar(11, [](py::module_& m) {
   m.def(

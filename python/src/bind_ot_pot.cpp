@@ -58,7 +58,7 @@ const Registrar registrar(12, [](py::module_& m) {
         return sinkhorn(p.a, p.b, TransportCost::dense(p.m), o).cost;
       },
       py::arg("a"), py::arg("b"), py::arg("M"), py::arg("reg"), py::kw_only(),
-      py::arg("tol") = 1e-6, py::arg("max_iterations") = 10000,
+      py::arg("tol") = SinkhornOptions{}.tol, py::arg("max_iterations") = SinkhornOptions{}.max_iterations,
       "POT's ot.sinkhorn2(a, b, M, reg): <M, pi> for the entropic plan pi with eps = reg (the "
       "linear term, as POT returns; the entropic objective is sinkhorn(a, b, M, reg)"
       ".objective). Log-domain with eps-scaling, so small reg does not underflow.");

@@ -17,17 +17,12 @@ void bind_equiangular(py::module_& m) {
   tm.value("sa", TheoryModel::sa).value("usa", TheoryModel::usa);
   accept_names(tm, [](const std::string& s) { return parse_theory_model(s); });
   m.def("parse_theory_model", &parse_theory_model, py::arg("name"), py::arg("context") = "theory");
-  py::enum_<EquiangularScheme> es(m, "EquiangularScheme",
-                                  "post_ln | pre_ln | mix_ln | peri_ln | ngpt | sqrt_scaling");
-  es.value("post_ln", EquiangularScheme::post_ln)
-      .value("pre_ln", EquiangularScheme::pre_ln)
-      .value("mix_ln", EquiangularScheme::mix_ln)
-      .value("peri_ln", EquiangularScheme::peri_ln)
-      .value("ngpt", EquiangularScheme::ngpt)
-      .value("sqrt_scaling", EquiangularScheme::sqrt_scaling);
-  accept_names(es, [](const std::string& s) { return parse_equiangular_scheme(s); });
-  m.def("parse_equiangular_scheme", &parse_equiangular_scheme, py::arg("name"),
-        py::arg("context") = "theory");
+  // EquiangularOptions.scheme is the flows' Scheme (bound with the flows; one parser,
+  // parse_scheme). The theory's name for it stays, with the theory's context.
+  m.def(
+      "parse_equiangular_scheme",
+      [](const std::string& name, const std::string& context) { return parse_scheme(name, context); },
+      py::arg("name"), py::arg("context") = "theory", "parse_scheme with the theory's context");
   py::class_<EquiangularOptions>(m, "EquiangularOptions")
       .def(py::init<>())
       .def_readwrite("model", &EquiangularOptions::model)

@@ -8,6 +8,7 @@
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
+#include "pair_reduce.hpp"
 
 namespace attnflow {
 
@@ -20,31 +21,9 @@ Matrix apply_right(const Matrix& x, const Matrix& m) {  // rows of x times m^T (
   return x * m.transpose();
 }
 
-Vector log_of(const Vector& w) {
-  Vector lw(w.size());
-  for (Index i = 0; i < w.size(); ++i)
-    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-  return lw;
-}
-
-struct Reduction {
-  Vector lse;
-  Matrix avg;
-};
-Reduction reduce(const Matrix& u, const Matrix& v, const Vector& col, const Matrix& vals) {
-  Reduction r;
-  lse_reduce(u, v, col, vals, r.lse, r.avg);
-  return r;
-}
-
-// Row i of the (n, a*b) matrix of outer products x_i y_i^T, row-major (a, b) blocks.
-Matrix outer_rows(const Matrix& x, const Matrix& y) {
-  Matrix o(x.rows(), x.cols() * y.cols());
-  for (Index i = 0; i < x.rows(); ++i)
-    for (Index a = 0; a < x.cols(); ++a)
-      for (Index b = 0; b < y.cols(); ++b) o(i, a * y.cols() + b) = x(i, a) * y(i, b);
-  return o;
-}
+using detail::outer_rows;
+using detail::reduce;
+using detail::Reduction;
 
 // The potentials of the Sinkhorn normalization replayed for `iterations` f-updates, with the
 // operations of normalization_offsets: g[0] = 0, f[t] = -LSE_j(log b_j + g[t-1]_j + s_ij),
@@ -193,7 +172,7 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
   const Matrix& vals = values ? *values : y;
   std::vector<AttentionHead> heads = options.heads;
   if (heads.empty()) heads.push_back(AttentionHead{{}, {}, {}, {}, options.normalization});
-  const Vector loga = log_of(queries.weights()), logb = log_of(keys.weights());
+  const Vector loga = queries.log_weights(), logb = keys.log_weights();
 
   out.dx = Matrix::Zero(x.rows(), x.cols());
   out.dy = Matrix::Zero(y.rows(), y.cols());

@@ -12,6 +12,7 @@
 
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/base/error.hpp"
+#include "attnflow/measure/measure.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "attnflow/flow/scheme.hpp"
 
@@ -301,10 +302,7 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
     flows_.emplace_back(std::move(flows[s]), p.rows(), p.cols());
     states_.push_back(flows_.back().initial_state(p));
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
-    const Vector& w = flows_.back().options().weights;
-    Vector lw(w.size());
-    for (Index i = 0; i < w.size(); ++i) lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-    log_w_.push_back(std::move(lw));
+    log_w_.push_back(log_weights(flows_.back().options().weights));
   }
 }
 

@@ -272,7 +272,7 @@ void Flow::advance(Matrix& state, FlowState& st, double t_end, const IntegratorO
   require(t_end >= it.t, kCtx, "t_end", t_end, fmt::format(">= current time {}", it.t));
   Rng rng(options_.noise_seed, options_.noise_stream);
   rng.set_state(st.noise);
-  const double eps_t = 1e-9 * o.dt;  // as in attnflow::advance: round-off in landing on t_end
+  const double eps_t = kArrivalSlack * o.dt;  // as in attnflow::advance
   Matrix k(state.rows(), state.cols()), xi(state.rows(), state.cols());
   while (t_end - it.t > eps_t) {
     if (it.steps >= o.max_steps)

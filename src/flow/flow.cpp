@@ -60,7 +60,7 @@ bool identity_heads(const std::vector<FlowHead>& heads) {
 
 }  // namespace
 
-FieldKind parse_field_kind(std::string_view name, std::string_view context) {
+FieldKind parse_field_kind(std::string_view name, std::string_view context, std::string_view field) {
   if (name == "sa") return FieldKind::sa;
   if (name == "usa") return FieldKind::usa;
   if (name == "sinkhorn") return FieldKind::sinkhorn;
@@ -68,7 +68,7 @@ FieldKind parse_field_kind(std::string_view name, std::string_view context) {
   if (name == "meanshift") return FieldKind::meanshift;
   if (name == "hardmax") return FieldKind::hardmax;
   if (name == "vlasov") return FieldKind::vlasov;
-  throw_invalid(context, "kind", fmt::format("\"{}\"", name),
+  throw_invalid(context, field, fmt::format("\"{}\"", name),
                 "one of sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
 }
 
@@ -85,11 +85,11 @@ std::string to_string(FieldKind kind) {
   return "?";
 }
 
-Interaction parse_interaction(std::string_view name, std::string_view context) {
+Interaction parse_interaction(std::string_view name, std::string_view context, std::string_view field) {
   if (name == "gaussian" || name == "aggregation") return Interaction::gaussian;
   if (name == "power") return Interaction::power;
   if (name == "custom") return Interaction::custom;
-  throw_invalid(context, "vlasov.interaction", fmt::format("\"{}\"", name),
+  throw_invalid(context, field, fmt::format("\"{}\"", name),
                 "one of gaussian (aggregation), power, custom");
 }
 
@@ -180,10 +180,7 @@ void FlowOptions::validate(Index n, Index d) const {
 Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d) {
   options_.validate(n, d);
   options_.weights = normalized_weights(options_.weights, n, kCtx);
-  log_w_.resize(n);
-  for (Index i = 0; i < n; ++i)
-    log_w_[i] = options_.weights[i] > 0.0 ? std::log(options_.weights[i])
-                                          : -std::numeric_limits<double>::infinity();
+  log_w_ = log_weights(options_.weights);
 }
 
 Index Flow::state_cols() const {

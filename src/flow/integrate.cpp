@@ -130,8 +130,7 @@ void advance(const Ode& ode, Matrix& x, IntegratorState& st, double t_end,
              const IntegratorOptions& o) {
   o.validate();
   require(t_end >= st.t, "integrate", "t_end", t_end, fmt::format(">= current time {}", st.t));
-  // Steps closer than this to t_end count as arriving (guards against t += dt round-off).
-  const double eps_t = 1e-9 * o.dt;
+  const double eps_t = kArrivalSlack * o.dt;
   if (o.method != Method::dopri5) {
     const int evals = o.method == Method::rk4 ? 4 : 1;
     while (t_end - st.t > eps_t) {

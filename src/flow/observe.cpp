@@ -8,6 +8,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/measure/measure.hpp"
@@ -37,13 +38,6 @@ struct Dsu {
     size[a] += size[b];
   }
 };
-
-Vector log_of(const Vector& w) {
-  Vector lw(w.size());
-  for (Index i = 0; i < w.size(); ++i)
-    lw[i] = w[i] > 0.0 ? std::log(w[i]) : -std::numeric_limits<double>::infinity();
-  return lw;
-}
 
 // Pair pass: min cosine, clusters, clustered pairs. x are the points observed (the directions
 // on the sphere), xh the unit rows (zero rows stay 0).
@@ -92,7 +86,7 @@ void ObserveOptions::validate() const {
 double log_energy(const Matrix& x, const Vector& w, double beta) {
   require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
   const Vector wn = normalized_weights(w, x.rows(), kCtx);
-  const Vector lw = log_of(wn);
+  const Vector lw = log_weights(wn);
   // lse_i = log sum_j w_j exp(beta <x_i, x_j>), one symmetric kernel pass.
   Vector lse(x.rows());
   Matrix none;
@@ -102,9 +96,7 @@ double log_energy(const Matrix& x, const Vector& w, double beta) {
   const Vector col = lw + lse;
   Vector total;
   lse_reduce(Matrix(1, 0), Matrix(x.rows(), 0), col, Matrix(x.rows(), 0), total, none);
-  // log(2 beta) without overflowing 2 beta for beta near 1e308 (same bits otherwise).
-  const double log_2beta = std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
-  const double le = total[0] - log_2beta;
+  const double le = total[0] - log_two_beta(beta);
   check_output_finite(kCtx, "log_energy", &le, 1, 1,
                       fmt::format("beta = {:g} too large for double precision, or non-finite points", beta));
   return le;

@@ -2,6 +2,7 @@
 // the state [theta | r] (n, d + 1).
 #include "attnflow/flow/scheme.hpp"
 
+#include <cctype>
 #include <cmath>
 
 #include "attnflow/base/error.hpp"
@@ -12,18 +13,17 @@ namespace {
 constexpr const char* kCtx = "flow";
 }
 
-Scheme parse_scheme(std::string_view name, std::string_view context) {
+Scheme parse_scheme(std::string_view name, std::string_view context, std::string_view field) {
   std::string s(name);
-  for (char& c : s)
-    if (c == '-') c = '_';
+  for (char& c : s) c = c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (s == "none") return Scheme::none;
-  if (s == "post_ln") return Scheme::post_ln;
-  if (s == "pre_ln") return Scheme::pre_ln;
-  if (s == "mix_ln") return Scheme::mix_ln;
-  if (s == "peri_ln") return Scheme::peri_ln;
+  if (s == "post_ln" || s == "post") return Scheme::post_ln;
+  if (s == "pre_ln" || s == "pre") return Scheme::pre_ln;
+  if (s == "mix_ln" || s == "mix") return Scheme::mix_ln;
+  if (s == "peri_ln" || s == "peri") return Scheme::peri_ln;
   if (s == "ngpt") return Scheme::ngpt;
   if (s == "sqrt" || s == "sqrt_scaling") return Scheme::sqrt_scaling;
-  throw_invalid(context, "scheme", fmt::format("\"{}\"", name),
+  throw_invalid(context, field, fmt::format("\"{}\"", name),
                 "one of none, post_ln, pre_ln, mix_ln, peri_ln, ngpt, sqrt");
 }
 

@@ -291,10 +291,7 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   st(lk, linked);
   for (Index l = 0; l < W; ++l) {
     if (out.log_energy) {
-      // log(2 beta) without overflowing 2 beta for beta near 1e308 (same bits otherwise).
-      const double b = in.beta[l];
-      const double log_2beta = std::isfinite(2.0 * b) ? std::log(2.0 * b) : std::log(2.0) + std::log(b);
-      out.log_energy[l] = 2.0 * hm[l] + std::log(dg[l] + 2.0 * so[l]) - log_2beta;
+      out.log_energy[l] = 2.0 * hm[l] + std::log(dg[l] + 2.0 * so[l]) - log_two_beta(in.beta[l]);
     }
     if (out.min_cosine) out.min_cosine[l] = mc[l];
     if (out.clustered) out.clustered[l] = lk[l];

@@ -9,6 +9,7 @@
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
+#include "attention/pair_reduce.hpp"
 #include "head.hpp"
 
 namespace attnflow {
@@ -23,26 +24,9 @@ struct LayerCache {
   Matrix hidden;                  // mlp pre-activation (n, h)
 };
 
-// sum_j exp(s_ij + col_j) vals_j for every row i of u: returns the lse (n) and the softmax
-// average (n, p); callers rescale by exp(lse + row offset).
-struct Reduction {
-  Vector lse;
-  Matrix avg;
-};
-Reduction reduce(const Matrix& u, const Matrix& v, const Vector& col, const Matrix& vals) {
-  Reduction r;
-  lse_reduce(u, v, col, vals, r.lse, r.avg);
-  return r;
-}
-
-// Row i of the (n, a*b) matrix of outer products x_i y_i^T, row-major (a, b) blocks.
-Matrix outer_rows(const Matrix& x, const Matrix& y) {
-  Matrix o(x.rows(), x.cols() * y.cols());
-  for (Index i = 0; i < x.rows(); ++i)
-    for (Index a = 0; a < x.cols(); ++a)
-      for (Index b = 0; b < y.cols(); ++b) o(i, a * y.cols() + b) = x(i, a) * y(i, b);
-  return o;
-}
+using detail::outer_rows;
+using detail::reduce;
+using detail::Reduction;
 
 // (dk, dv) block of row i of an outer-product average, times vector g (dv) -> (dk).
 Vector block_times(const Matrix& avg, Index i, Index off, Index dk, Index dv, const Vector& g) {

@@ -11,19 +11,13 @@ namespace attnflow {
 
 namespace {
 
-Vector log_of(const Vector& w) {
-  return w.unaryExpr([](double x) {
-    return x > 0.0 ? std::log(x) : -std::numeric_limits<double>::infinity();
-  });
-}
-
 // Gradient of the solved OT(mu, nu) from its solution: both barycentric maps through the
 // kernel (rows of pi for x, columns for y), never the plan.
 void envelope(const Measure& mu, const Measure& nu, const SinkhornResult& s, double sign,
               OtGradient& out) {
   const TransportCost cost = TransportCost::sqeuclidean(mu.points(), nu.points());
-  const TransportCost::Gibbs rows = cost.gibbs(false, s.g, log_of(s.b), s.eps, false, &nu.points());
-  const TransportCost::Gibbs cols = cost.gibbs(true, s.f, log_of(s.a), s.eps, false, &mu.points());
+  const TransportCost::Gibbs rows = cost.gibbs(false, s.g, log_weights(s.b), s.eps, false, &nu.points());
+  const TransportCost::Gibbs cols = cost.gibbs(true, s.f, log_weights(s.a), s.eps, false, &mu.points());
   const Matrix dx = 2.0 * ((mu.points() - rows.evals).array().colwise() * s.a.array()).matrix();
   const Matrix dy = 2.0 * ((nu.points() - cols.evals).array().colwise() * s.b.array()).matrix();
   out.dx += sign * dx;

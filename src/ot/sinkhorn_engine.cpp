@@ -16,8 +16,8 @@ void SinkhornControl::validate(std::string_view context, std::string_view prefix
           ">= 0 (0 = to tol)");
   require(tol > 0.0 && std::isfinite(tol), context, fmt::format("{}tol", prefix), tol,
           "> 0 and finite");
-  require(max_iterations >= 1, context, fmt::format("{}max_iterations", prefix), max_iterations,
-          ">= 1");
+  require(max_iterations >= 1 && max_iterations <= kMaxSinkhornIterations, context,
+          fmt::format("{}max_iterations", prefix), max_iterations, "in [1, 1e8]");
 }
 
 void SinkhornStats::add(const SinkhornStatus& status) {

@@ -119,9 +119,9 @@ beta = 1.0                # inverse temperature of every attention layer
 step = 1.0                # residual step of attention layers; <= 0 means 1 / depth
 init_scale = 0.5          # weights ~ N(0, (init_scale^2) / fan_in)
 sinkhorn_iterations = 3   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to sinkhorn_tol
-sinkhorn_tol = 1e-9       # sinkhorn with iterations = 0: marginal-violation tolerance
-sinkhorn_max_iterations = 10000
-seed = 1                  # initialization seed
+)" + fmt::format(R"(sinkhorn_tol = {:<11g}# sinkhorn with iterations = 0: marginal-violation tolerance
+sinkhorn_max_iterations = {}
+)", SinkhornControl{}.tol, SinkhornControl{}.max_iterations) + R"(seed = 1                  # initialization seed
 
 [train]
 steps = 500               # optimizer steps

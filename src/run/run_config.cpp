@@ -1,15 +1,29 @@
 // Config -> RunConfig: the runner's schema, defaults and validation (messages name the key).
 #include "attnflow/run/run_config.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <set>
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/base/limits.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/flow/scheme.hpp"
 
 namespace attnflow {
 
 namespace {
+
+// An integer key as int, out-of-range values pinned to the int range (the range checks that
+// follow then refuse them).
+int saturate_int(std::int64_t v) {
+  return static_cast<int>(std::clamp<std::int64_t>(v, std::numeric_limits<int>::min(),
+                                                   std::numeric_limits<int>::max()));
+}
 
 void require_one_of(const std::string& ctx, const std::string& key, const std::string& value,
                     const std::set<std::string>& allowed, const std::string& list) {
@@ -45,9 +59,7 @@ void read_measure(Config& c, RunConfig& r) {
 void read_model(Config& c, RunConfig& r) {
   const std::string& ctx = c.name();
   r.kind = c.get_string("model.kind", r.kind);
-  require_one_of(ctx, "model.kind", r.kind,
-                 {"sa", "usa", "sinkhorn", "kuramoto", "meanshift", "hardmax", "vlasov"},
-                 "sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov");
+  parse_field_kind(r.kind, ctx, "model.kind");  // the one parser (flow.hpp)
   r.beta = c.get_double("model.beta", r.beta);
   // > 0: the energy (1 / (2 beta)) sum e^{beta <x_i, x_j>} is observed at every step.
   require(std::isfinite(r.beta) && r.beta > 0.0, ctx, "model.beta", r.beta, "> 0 and finite");
@@ -72,30 +84,30 @@ void read_model(Config& c, RunConfig& r) {
   require_one_of(ctx, "model.kuramoto_form", r.kuramoto_form, {"sa", "usa"}, "sa, usa");
   r.usa_log_shift = c.get_double("model.usa_log_shift", r.usa_log_shift);
   require(std::isfinite(r.usa_log_shift), ctx, "model.usa_log_shift", r.usa_log_shift, "finite");
-  const auto it = c.get_int("model.sinkhorn_iterations", r.sinkhorn_iterations);
-  require(it >= 0, ctx, "model.sinkhorn_iterations", it, ">= 0 (0 = to tolerance)");
-  r.sinkhorn_iterations = static_cast<int>(it);
-  r.sinkhorn_tol = c.get_double("model.sinkhorn_tol", r.sinkhorn_tol);
-  require(r.sinkhorn_tol > 0.0, ctx, "model.sinkhorn_tol", r.sinkhorn_tol, "> 0");
-  const auto max_it = c.get_int("model.sinkhorn_max_iterations", r.sinkhorn_max_iterations);
-  require(max_it >= 1 && max_it <= 100000000, ctx, "model.sinkhorn_max_iterations", max_it,
-          "in [1, 1e8]");
-  r.sinkhorn_max_iterations = static_cast<int>(max_it);
+  // The Sinkhorn stopping rule's own validate() (sinkhorn.hpp), under the config's names.
+  SinkhornControl sk;
+  sk.iterations = saturate_int(c.get_int("model.sinkhorn_iterations", r.sinkhorn_iterations));
+  sk.tol = c.get_double("model.sinkhorn_tol", r.sinkhorn_tol);
+  sk.max_iterations = saturate_int(c.get_int("model.sinkhorn_max_iterations", r.sinkhorn_max_iterations));
+  sk.validate(ctx, "model.sinkhorn_");
+  r.sinkhorn_iterations = sk.iterations;
+  r.sinkhorn_tol = sk.tol;
+  r.sinkhorn_max_iterations = sk.max_iterations;
   if (r.kind == "kuramoto") require(r.d == 2, ctx, "measure.d", r.d, "2 for model.kind = \"kuramoto\"");
 }
 
 void read_scheme_vlasov(Config& c, RunConfig& r) {
   const std::string& ctx = c.name();
   r.scheme = c.get_string("model.scheme", r.scheme);
-  require_one_of(ctx, "model.scheme", r.scheme,
-                 {"none", "post-ln", "pre-ln", "mix-ln", "peri-ln", "ngpt", "sqrt"},
-                 "none, post-ln, pre-ln, mix-ln, peri-ln, ngpt, sqrt");
+  parse_scheme(r.scheme, ctx, "model.scheme");  // the one scheme parser (scheme.hpp)
   r.tau = c.get_double("model.tau", r.tau);
   require(std::isfinite(r.tau) && r.tau >= 0.0, ctx, "model.tau", r.tau, ">= 0");
   r.alpha = c.get_double("model.alpha", r.alpha);
   require(std::isfinite(r.alpha) && r.alpha > 0.0, ctx, "model.alpha", r.alpha, "> 0");
   r.interaction = c.get_string("model.interaction", r.interaction);
-  require_one_of(ctx, "model.interaction", r.interaction, {"gaussian", "power"}, "gaussian, power");
+  // The one parser (flow.hpp); custom needs a function, which a config cannot give.
+  require(parse_interaction(r.interaction, ctx, "model.interaction") != Interaction::custom, ctx,
+          "model.interaction", "\"custom\"", "gaussian or power in a config (custom takes a Python function)");
   r.sigma = c.get_double("model.sigma", r.sigma);
   require(std::isfinite(r.sigma) && r.sigma > 0.0, ctx, "model.sigma", r.sigma, "> 0");
   r.a = c.get_double("model.a", r.a);
@@ -205,9 +217,9 @@ kappa = 0.0               # noisy model dX = drift dt + sqrt(2 / kappa) dW (need
 kuramoto_form = "sa"      # kuramoto (d = 2, angles): sa (normalized by sum_k e^{beta cos}) | usa
 usa_log_shift = 0.0       # usa: field times exp(-usa_log_shift), a time rescaling for huge beta
 sinkhorn_iterations = 0   # sinkhorn: fixed number of iterations (1 = softmax); 0 = to tolerance
-sinkhorn_tol = 1e-09      # sinkhorn: stop when the marginal violation sum_j |sum_i pi_ij - w_j| <= this
-sinkhorn_max_iterations = 10000  # sinkhorn: cap per field evaluation (a miss is counted in summary.json)
-scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (docs/math.md section 5)
+)" + fmt::format(R"(sinkhorn_tol = {:<11g}# sinkhorn: stop when the marginal violation sum_j |sum_i pi_ij - w_j| <= this
+sinkhorn_max_iterations = {}  # sinkhorn: cap per field evaluation (a miss is counted in summary.json)
+)", SinkhornControl{}.tol, SinkhornControl{}.max_iterations) + R"(scheme = "none"           # none | post-ln | pre-ln | mix-ln | peri-ln | ngpt | sqrt (docs/math.md section 5)
 tau = 1.0                 # mix-ln: time at which post-LN switches to pre-LN
 alpha = 1.0               # ngpt: step factor alpha
 interaction = "gaussian"  # vlasov: gaussian (F = -(x - y) e^{-|x - y|^2 / (2 sigma^2)}) | power

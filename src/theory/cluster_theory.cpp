@@ -11,14 +11,12 @@
 #include <vector>
 
 #include "attnflow/base/error.hpp"
-#include "attnflow/kernel/kernel.hpp"
+#include "attnflow/flow/observe.hpp"
 
 namespace attnflow {
 
 namespace {
 constexpr const char* kContext = "theory clusters";
-// Above this beta, e^beta (and I_0(beta)) overflow double: the USA rate is not representable.
-constexpr double kUsaBetaMax = 700.0;
 
 void check_beta(double beta) {
   require(std::isfinite(beta) && beta > 0.0, kContext, "beta", beta, "> 0 and finite");
@@ -108,22 +106,30 @@ Measure cluster_configuration(Index k, Index d, ClusterLayout layout) {
 
 double log_interaction_energy(const Measure& mu, double beta) {
   check_beta(beta);
-  const Matrix u = beta * mu.points();
-  const Vector logw = mu.log_weights();
-  Vector lse(mu.size());
-  Matrix none;
-  lse_reduce(u, mu.points(), logw, Matrix(mu.size(), 0), lse, none);
-  // Outer log-sum-exp of (log w_i + lse_i), also through the kernel: zero scores (k = 1).
-  const Matrix zq = Matrix::Zero(1, 1), zk = Matrix::Zero(mu.size(), 1);
-  Vector total(1);
-  lse_reduce(zq, zk, logw + lse, Matrix(mu.size(), 0), total, none);
-  const double log_e = total[0] - std::log(2.0 * beta);
-  check_output_finite(kContext, "log_energy", &log_e, 1, 1, "non-finite points or beta");
-  return log_e;
+  return log_energy(mu.points(), mu.weights(), beta);  // observe.hpp: the one log-energy
 }
 
 double interaction_energy(const Measure& mu, double beta) {
   return std::exp(log_interaction_energy(mu, beta));
+}
+
+ClustersReport clusters_report(double beta, int k_max) {
+  const ClusterPrediction p = predict_clusters(beta, k_max);
+  ClustersReport r;
+  r.beta = beta;
+  r.predicted_clusters = p.predicted_clusters;
+  r.sqrt_2beta = std::sqrt(2.0 * beta);
+  for (size_t i = 0; i < p.rates.size(); ++i) {
+    ClusterMode m;
+    m.k = static_cast<int>(i) + 1;
+    m.growth_rate_sa = p.rates[i];
+    m.log_energy_k_clusters =
+        log_interaction_energy(cluster_configuration(m.k, 2, ClusterLayout::circle), beta);
+    m.has_growth_rate_usa = beta <= kUsaBetaMax;
+    if (m.has_growth_rate_usa) m.growth_rate_usa = mode_growth_rate(TheoryModel::usa, m.k, beta);
+    r.modes.push_back(m);
+  }
+  return r;
 }
 
 }  // namespace attnflow

@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "attnflow/theory/cluster_theory.hpp"  // kUsaBetaMax
 #include "attnflow/base/error.hpp"
 #include "attnflow/flow/integrate.hpp"
 
@@ -44,30 +45,6 @@ TheoryModel parse_theory_model(std::string_view name, std::string_view context) 
 
 std::string to_string(TheoryModel m) { return m == TheoryModel::sa ? "sa" : "usa"; }
 
-EquiangularScheme parse_equiangular_scheme(std::string_view name, std::string_view context) {
-  const std::string s = normalized_name(name);
-  if (s == "post-ln" || s == "post") return EquiangularScheme::post_ln;
-  if (s == "pre-ln" || s == "pre") return EquiangularScheme::pre_ln;
-  if (s == "mix-ln" || s == "mix") return EquiangularScheme::mix_ln;
-  if (s == "peri-ln" || s == "peri") return EquiangularScheme::peri_ln;
-  if (s == "ngpt") return EquiangularScheme::ngpt;
-  if (s == "sqrt" || s == "sqrt-scaling") return EquiangularScheme::sqrt_scaling;
-  throw_invalid(context, "scheme", std::string(name),
-                "one of post-ln, pre-ln, mix-ln, peri-ln, ngpt, sqrt");
-}
-
-std::string to_string(EquiangularScheme s) {
-  switch (s) {
-    case EquiangularScheme::post_ln: return "post-ln";
-    case EquiangularScheme::pre_ln: return "pre-ln";
-    case EquiangularScheme::mix_ln: return "mix-ln";
-    case EquiangularScheme::peri_ln: return "peri-ln";
-    case EquiangularScheme::ngpt: return "ngpt";
-    case EquiangularScheme::sqrt_scaling: return "sqrt";
-  }
-  return "?";
-}
-
 std::string to_string(DecayKind k) {
   switch (k) {
     case DecayKind::exponential: return "exponential";
@@ -87,6 +64,8 @@ void EquiangularOptions::validate() const {
   require(std::isfinite(tau) && tau >= 0.0, kContext, "tau", tau, ">= 0");
   require(std::isfinite(alpha) && alpha > 0.0, kContext, "alpha", alpha, "> 0");
   require(std::isfinite(rtol) && rtol > 0.0, kContext, "rtol", rtol, "> 0");
+  require(scheme != Scheme::none, kContext, "scheme", "\"none\"",
+          "a normalization scheme (the equiangular reduction is on the sphere)");
   require(std::isfinite(atol) && atol > 0.0, kContext, "atol", atol, "> 0");
 }
 
@@ -103,20 +82,21 @@ EquiangularRates rates_impl(const EquiangularOptions& o, double t, double u, dou
   const double norm_a =
       std::sqrt(1.0 + nm1 * q * q + nm1 * rho * (2.0 * q + (nm1 - 1.0) * q * q));
   switch (o.scheme) {
-    case EquiangularScheme::post_ln: return {-s * base, 0.0};
-    case EquiangularScheme::pre_ln: return {-s * base / r, s * theta_a};
-    case EquiangularScheme::mix_ln:
+    case Scheme::post_ln: return {-s * base, 0.0};
+    case Scheme::pre_ln: return {-s * base / r, s * theta_a};
+    case Scheme::mix_ln:
       return pre_phase ? EquiangularRates{-s * base / r, s * theta_a} : EquiangularRates{-s * base, 0.0};
-    case EquiangularScheme::peri_ln: return {-base / (r * norm_a), theta_a / norm_a};
-    case EquiangularScheme::ngpt: return {-o.alpha * base / norm_a, 0.0};
-    case EquiangularScheme::sqrt_scaling: return {-s * base / std::sqrt(t + 1.0), 0.0};
+    case Scheme::peri_ln: return {-base / (r * norm_a), theta_a / norm_a};
+    case Scheme::ngpt: return {-o.alpha * base / norm_a, 0.0};
+    case Scheme::sqrt_scaling: return {-s * base / std::sqrt(t + 1.0), 0.0};
+    case Scheme::none: break;  // refused by validate()
   }
   return {0.0, 0.0};
 }
 }  // namespace
 
 EquiangularRates equiangular_rates(const EquiangularOptions& o, double t, double u, double r) {
-  return rates_impl(o, t, u, r, o.scheme == EquiangularScheme::mix_ln && t >= o.tau);
+  return rates_impl(o, t, u, r, o.scheme == Scheme::mix_ln && t >= o.tau);
 }
 
 EquiangularSolution solve_equiangular(const EquiangularOptions& o, const Vector& times) {
@@ -138,14 +118,14 @@ EquiangularSolution solve_equiangular(const EquiangularOptions& o, const Vector&
                nullptr};
   };
   const Ode post_ode = make_ode(false), pre_ode = make_ode(true);
-  const bool mix = o.scheme == EquiangularScheme::mix_ln;
+  const bool mix = o.scheme == Scheme::mix_ln;
 
   IntegratorOptions io;
   io.method = Method::dopri5;
   io.rtol = o.rtol;
   io.atol = o.atol;
   // First trial step: a small fraction of the fastest time scale 1/lambda0 (dopri5 adapts).
-  io.dt = std::min(1e-2, 1e-2 / (o.model == TheoryModel::usa ? std::exp(std::min(o.beta, 700.0)) : 1.0));
+  io.dt = std::min(1e-2, 1e-2 / (o.model == TheoryModel::usa ? std::exp(std::min(o.beta, kUsaBetaMax)) : 1.0));
   io.dt_min = 1e-300;
 
   Matrix x(1, 2);
@@ -182,18 +162,19 @@ DecayLaw linearized_law(const EquiangularOptions& o) {
   const double lambda0 = sa ? 2.0 : 2.0 * std::exp(o.beta);
   const std::string lam = sa ? "2" : fmt::format("2 e^beta = {:.6g}", lambda0);
   switch (o.scheme) {
-    case EquiangularScheme::post_ln:
+    case Scheme::post_ln:
       return {DecayKind::exponential, lambda0, fmt::format("1 - rho ~ C exp(-{} t)", lam)};
-    case EquiangularScheme::pre_ln:
-    case EquiangularScheme::mix_ln:
-    case EquiangularScheme::peri_ln:
+    case Scheme::pre_ln:
+    case Scheme::mix_ln:
+    case Scheme::peri_ln:
       return {DecayKind::power, 2.0, "1 - rho ~ C r^-2 ~ C' t^-2 (r grows linearly in t)"};
-    case EquiangularScheme::ngpt:
+    case Scheme::ngpt:
       return {DecayKind::exponential, 2.0 * o.alpha,
               fmt::format("1 - rho ~ C exp(-2 alpha t), alpha = {:.6g}", o.alpha)};
-    case EquiangularScheme::sqrt_scaling:
+    case Scheme::sqrt_scaling:
       return {DecayKind::stretched, 2.0 * lambda0,
               fmt::format("1 - rho ~ C exp(-2 ({}) sqrt(t + 1))", lam)};
+    case Scheme::none: break;  // refused by validate()
   }
   return {};
 }

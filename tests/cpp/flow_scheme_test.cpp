@@ -133,6 +133,10 @@ TEST(FlowScheme, StateConversionsAndMessages) {
   EXPECT_TRUE(throws_with([&] { o.validate(); }, "flow: scheme.alpha = 0, must be > 0"));
   EXPECT_EQ(parse_scheme("peri-ln"), Scheme::peri_ln);
   EXPECT_EQ(parse_scheme("sqrt"), Scheme::sqrt_scaling);
+  // The spellings the equiangular theory accepted before it shared this parser.
+  EXPECT_EQ(parse_scheme("Post"), Scheme::post_ln);
+  EXPECT_EQ(parse_scheme("PRE-LN"), Scheme::pre_ln);
+  EXPECT_EQ(parse_scheme("sqrt-scaling"), Scheme::sqrt_scaling);
   EXPECT_EQ(to_string(Scheme::ngpt), "ngpt");
 }
 

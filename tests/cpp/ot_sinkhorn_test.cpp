@@ -371,7 +371,9 @@ TEST(OtSinkhornEngine, OneValidateForEveryCaller) {
   EXPECT_TRUE(throws_with([] { SinkhornControl{.iterations = -1}.validate("x"); },
                           "x: iterations = -1, must be >= 0"));
   EXPECT_TRUE(throws_with([] { SinkhornControl{.max_iterations = 0}.validate("x"); },
-                          "x: max_iterations = 0, must be >= 1"));
+                          "x: max_iterations = 0, must be in [1, 1e8]"));
+  EXPECT_TRUE(throws_with([] { SinkhornControl{.max_iterations = kMaxSinkhornIterations + 1}.validate("x"); },
+                          "x: max_iterations = 100000001, must be in [1, 1e8]"));
   SinkhornOptions o = options(0.1);
   o.iterations = 3;
   EXPECT_TRUE(throws_with([&] { o.validate(); }, "sinkhorn: iterations = 3, must be 0"));

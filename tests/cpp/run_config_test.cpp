@@ -110,6 +110,19 @@ TEST(RunConfig, BadConfigsNameTheKey) {
   EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_tol = 0\n"); }, "t.toml: model.sinkhorn_tol = 0, must be > 0"));
   EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_max_iterations = 0\n"); },
                           "model.sinkhorn_max_iterations = 0, must be in [1, 1e8]"));
+  // The Sinkhorn keys go through SinkhornControl::validate (sinkhorn.hpp), the scheme through
+  // parse_scheme (scheme.hpp): the library's rules, under the config's names.
+  EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_iterations = -2\n"); },
+                          "t.toml: model.sinkhorn_iterations = -2, must be >= 0"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_max_iterations = 5000000000\n"); },
+                          "model.sinkhorn_max_iterations = 2147483647, must be in [1, 1e8]"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\nscheme = \"layer-ln\"\n"); },
+                          "t.toml: model.scheme = \"layer-ln\", must be one of none, post_ln"));
+  EXPECT_EQ(parse("[model]\nscheme = \"peri-ln\"\n").scheme, "peri-ln");
+  EXPECT_TRUE(throws_with([] { parse("[model]\ninteraction = \"custom\"\n"); },
+                          "t.toml: model.interaction = \"custom\", must be gaussian or power in a config"));
+  EXPECT_TRUE(throws_with([] { parse("[model]\ninteraction = \"coulomb\"\n"); },
+                          "t.toml: model.interaction = \"coulomb\", must be one of gaussian"));
 }
 
 TEST(RunConfig, SetOverridesAndResolvedTextRoundTrips) {

@@ -199,3 +199,38 @@ TEST(TheoryClusters, RejectsBadInput) {
 
 }  // namespace
 }  // namespace attnflow
+
+namespace attnflow {
+namespace {
+
+// The clusters report is the prediction, the rates and the energies above, mode by mode; the
+// USA rate is listed up to kUsaBetaMax (where I_0(beta) ~ e^beta is still a double) and not past.
+TEST(TheoryClusters, ReportListsPredictionRatesAndEnergies) {
+  const double beta = 8.0;
+  const ClustersReport r = clusters_report(beta);
+  const ClusterPrediction p = predict_clusters(beta);
+  EXPECT_EQ(r.status, "finished");
+  EXPECT_EQ(r.d, 2);
+  EXPECT_EQ(r.predicted_clusters, p.predicted_clusters);
+  EXPECT_EQ(r.sqrt_2beta, 4.0);
+  ASSERT_EQ(r.modes.size(), p.rates.size());
+  for (size_t i = 0; i < r.modes.size(); ++i) {
+    const ClusterMode& m = r.modes[i];
+    const int k = static_cast<int>(i) + 1;
+    EXPECT_EQ(m.k, k);
+    EXPECT_EQ(m.growth_rate_sa, p.rates[i]);
+    ASSERT_TRUE(m.has_growth_rate_usa);
+    const double usa = k * k * std::cyl_bessel_i(static_cast<double>(k), beta) / beta;
+    EXPECT_NEAR(m.growth_rate_usa, usa, 1e-12 * usa);
+    EXPECT_EQ(m.log_energy_k_clusters,
+              log_interaction_energy(cluster_configuration(k, 2, ClusterLayout::circle), beta));
+  }
+  EXPECT_TRUE(std::isfinite(std::cyl_bessel_i(0.0, kUsaBetaMax)));
+  EXPECT_TRUE(clusters_report(kUsaBetaMax, 3).modes[2].has_growth_rate_usa);
+  EXPECT_TRUE(std::isfinite(clusters_report(kUsaBetaMax, 3).modes[2].growth_rate_usa));
+  const ClustersReport hot = clusters_report(kUsaBetaMax + 1.0, 3);
+  for (const ClusterMode& m : hot.modes) EXPECT_FALSE(m.has_growth_rate_usa);
+}
+
+}  // namespace
+}  // namespace attnflow

@@ -75,7 +75,7 @@ void check_particles_follow_ode(const EquiangularOptions& o, double t_end) {
   Vector times(4);
   times << 0.25 * t_end, 0.5 * t_end, 0.75 * t_end, t_end;
   const EquiangularSolution sol = solve_equiangular(o, times);
-  const bool mix = o.scheme == EquiangularScheme::mix_ln;
+  const bool mix = o.scheme == Scheme::mix_ln;
   for (Index k = 0; k < times.size(); ++k) {
     if (mix && st.t < o.tau && times[k] > o.tau) advance(test::scheme_ode(o, false), x, st, o.tau, io);
     advance(test::scheme_ode(o, mix && st.t >= o.tau), x, st, times[k], io);
@@ -111,9 +111,9 @@ TEST(TheoryEquiangular, ParticlesFollowOdeSaUsa) {
 TEST(TheoryEquiangular, ParticlesFollowOdeEveryScheme) {
   set_num_threads(1);
   for (TheoryModel m : {TheoryModel::sa, TheoryModel::usa})
-    for (EquiangularScheme s :
-         {EquiangularScheme::post_ln, EquiangularScheme::pre_ln, EquiangularScheme::mix_ln,
-          EquiangularScheme::peri_ln, EquiangularScheme::ngpt, EquiangularScheme::sqrt_scaling}) {
+    for (Scheme s :
+         {Scheme::post_ln, Scheme::pre_ln, Scheme::mix_ln,
+          Scheme::peri_ln, Scheme::ngpt, Scheme::sqrt_scaling}) {
       EquiangularOptions o;
       o.model = m;
       o.scheme = s;
@@ -134,21 +134,21 @@ TEST(TheoryEquiangular, ParticlesFollowOdeEveryScheme) {
 TEST(TheoryEquiangular, FlowEngineFollowsOde) {
   set_num_threads(1);
   for (TheoryModel m : {TheoryModel::sa, TheoryModel::usa})
-    for (EquiangularScheme s : {EquiangularScheme::post_ln, EquiangularScheme::pre_ln,
-                                EquiangularScheme::peri_ln, EquiangularScheme::ngpt,
-                                EquiangularScheme::sqrt_scaling}) {
+    for (Scheme s : {Scheme::post_ln, Scheme::pre_ln,
+                                Scheme::peri_ln, Scheme::ngpt,
+                                Scheme::sqrt_scaling}) {
       EquiangularOptions o;
       o.model = m;
       o.scheme = s;
       o.n = 6;
       o.beta = 1.5;
       o.rho0 = 0.2;
-      o.r0 = s == EquiangularScheme::post_ln ? 1.0 : 1.5;
+      o.r0 = s == Scheme::post_ln ? 1.0 : 1.5;
       o.alpha = 0.7;
       FlowOptions fo;
       fo.kind = m == TheoryModel::sa ? FieldKind::sa : FieldKind::usa;
       fo.beta = o.beta;
-      fo.scheme.scheme = s == EquiangularScheme::post_ln ? Scheme::none : parse_scheme(to_string(s));
+      fo.scheme.scheme = s == Scheme::post_ln ? Scheme::none : s;
       fo.scheme.alpha = o.alpha;
       const Index d = o.n + 1;
       const Flow flow(fo, o.n, d);
@@ -166,7 +166,7 @@ TEST(TheoryEquiangular, FlowEngineFollowsOde) {
       flow.advance(state, fs, t_end, io);
       Matrix theta_r(o.n, d + 1);  // [theta | r] for cosine_range
       theta_r.leftCols(d) = state.leftCols(d);
-      theta_r.col(d) = s == EquiangularScheme::post_ln ? Vector::Ones(o.n) : Vector(state.col(d));
+      theta_r.col(d) = s == Scheme::post_ln ? Vector::Ones(o.n) : Vector(state.col(d));
       const auto [lo, hi] = test::cosine_range(theta_r);
       const std::string what = to_string(m) + " " + to_string(s);
       EXPECT_LT(hi - lo, kEquiangularSpread) << what;
@@ -201,15 +201,15 @@ TEST(TheoryEquiangular, LinearizedRatesRecoveredFromOde) {
   EXPECT_NEAR(late_slope(o, 14.0 / usa * 2.0, 16.0 / usa * 2.0), usa, kRateRtol * usa);
   for (TheoryModel m : {TheoryModel::sa, TheoryModel::usa}) {
     o.model = m;
-    o.scheme = EquiangularScheme::ngpt;
+    o.scheme = Scheme::ngpt;
     o.alpha = 0.5;
     EXPECT_NEAR(late_slope(o, 30.0, 34.0), 1.0, kRateRtol);
-    o.scheme = EquiangularScheme::sqrt_scaling;
+    o.scheme = Scheme::sqrt_scaling;
     const double lam = m == TheoryModel::sa ? 2.0 : usa;
     // 2 lam (sqrt(t + 1) - 1) = 40 and 44: u < 1e-10 even after USA's slow start at rho0.
     const double t1 = std::pow(1.0 + 20.0 / lam, 2.0) - 1.0, t2 = std::pow(1.0 + 22.0 / lam, 2.0) - 1.0;
     EXPECT_NEAR(late_slope(o, t1, t2), 2.0 * lam, kRateRtol * 2.0 * lam);
-    for (EquiangularScheme s : {EquiangularScheme::pre_ln, EquiangularScheme::peri_ln}) {
+    for (Scheme s : {Scheme::pre_ln, Scheme::peri_ln}) {
       o.scheme = s;
       EXPECT_EQ(linearized_law(o).kind, DecayKind::power);
       // u ~ r^-2 with r ~ t: at t ~ 1e6 (r ~ 1e6, u ~ 1e-12) the slope in log r is 2 + O(u).
@@ -223,7 +223,7 @@ TEST(TheoryEquiangular, PreLnDecaysLikeTMinusTwo) {
   // 2 (1 - c / t) (r = c + t asymptotically), so at t ~ 1e6 it is within 1e-4 of 2 for c = O(10).
   constexpr double kPowerTol = 1e-4;
   EquiangularOptions o;
-  o.scheme = EquiangularScheme::pre_ln;
+  o.scheme = Scheme::pre_ln;
   o.n = 8;
   o.beta = 1.0;
   Vector times(2);
@@ -248,7 +248,7 @@ TEST(TheoryEquiangular, FixedPointsAndMixSwitch) {
   o.rho0 = 0.0;
   o.tau = 1.0;
   const EquiangularSolution post = solve_equiangular(o, times);
-  o.scheme = EquiangularScheme::mix_ln;
+  o.scheme = Scheme::mix_ln;
   const EquiangularSolution mix = solve_equiangular(o, times);
   EXPECT_EQ(mix.rho[1], post.rho[1]);
   EXPECT_EQ(mix.r[1], 1.0);
@@ -273,8 +273,11 @@ TEST(TheoryEquiangular, RejectsBadOptions) {
   Vector bad(2);
   bad << 2.0, 1.0;
   EXPECT_TRUE(test::throws_with([&] { solve_equiangular(o, bad); }, "times[1] = 1, must be >= times[0]"));
-  EXPECT_TRUE(test::throws_with([] { parse_equiangular_scheme("layer-ln"); },
-                                "theory: scheme = layer-ln, must be one of"));
+  EXPECT_TRUE(test::throws_with([] { parse_scheme("layer-ln", "theory"); },
+                                "theory: scheme = \"layer-ln\", must be one of"));
+  EquiangularOptions none;
+  none.scheme = Scheme::none;
+  EXPECT_TRUE(test::throws_with([&] { none.validate(); }, "scheme = \"none\", must be a normalization scheme"));
   EXPECT_TRUE(test::throws_with([] { parse_theory_model("mlp"); }, "model = mlp, must be one of sa, usa"));
 }
 

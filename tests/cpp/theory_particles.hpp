@@ -38,12 +38,13 @@ inline void scheme_field(const EquiangularOptions& o, bool pre_phase, double t, 
     const Eigen::RowVectorXd tangent = a.row(i) - ta * theta.row(i);
     double factor = 1.0, dr = 0.0;
     switch (o.scheme) {
-      case EquiangularScheme::post_ln: break;
-      case EquiangularScheme::pre_ln: factor = r; dr = ta; break;
-      case EquiangularScheme::mix_ln: if (pre_phase) { factor = r; dr = ta; } break;
-      case EquiangularScheme::peri_ln: factor = r * na; dr = ta / na; break;
-      case EquiangularScheme::ngpt: factor = na / o.alpha; break;
-      case EquiangularScheme::sqrt_scaling: factor = std::sqrt(t + 1.0); break;
+      case Scheme::post_ln: break;
+      case Scheme::pre_ln: factor = r; dr = ta; break;
+      case Scheme::mix_ln: if (pre_phase) { factor = r; dr = ta; } break;
+      case Scheme::peri_ln: factor = r * na; dr = ta / na; break;
+      case Scheme::ngpt: factor = na / o.alpha; break;
+      case Scheme::sqrt_scaling: factor = std::sqrt(t + 1.0); break;
+      case Scheme::none: break;  // EquiangularOptions refuses none
     }
     dx.row(i).head(d) = tangent / factor;
     dx(i, d) = dr;

@@ -115,7 +115,7 @@ def test_clusters_prediction(run_cli, beta):
 
 @pytest.mark.parametrize("args, message", [
     (["equiangular", "--model", "mlp", "--out", "X"], "theory equiangular: model = mlp, must be one of sa, usa"),
-    (["equiangular", "--scheme", "layer", "--out", "X"], "scheme = layer, must be one of"),
+    (["equiangular", "--scheme", "layer", "--out", "X"], 'scheme = "layer", must be one of'),
     (["equiangular", "--rho0", "2", "--out", "X"], "theory equiangular: rho0 = 2, must be in"),
     (["equiangular", "--n", "1", "--out", "X"], "theory equiangular: n = 1, must be >= 2"),
     (["long-context", "--rho", "1"], "theory long-context: rho = 1, must be in [0, 1)"),

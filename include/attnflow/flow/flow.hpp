@@ -31,7 +31,9 @@ namespace attnflow {
 //   vlasov    P_x sum_j w_j F(x_i, x_j), F from VlasovOptions
 // P_x y = y - <x, y> x is applied only when FlowOptions::sphere is true.
 enum class FieldKind { sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov };
-FieldKind parse_field_kind(std::string_view name, std::string_view context = "flow");
+// Errors name `field` ("context: kind = \"x\", must be one of ..."); run configs pass "model.kind".
+FieldKind parse_field_kind(std::string_view name, std::string_view context = "flow",
+                           std::string_view field = "kind");
 std::string to_string(FieldKind kind);
 
 // One attention head. Empty matrices mean identity. q, k: (d_k, d); v: (d, d).
@@ -54,7 +56,8 @@ std::vector<FlowHead> make_heads(int count, Index d, std::string_view qkv, std::
 //             F = -(|z|^{a-2} - |z|^{b-2}) z with F(x, x) = 0; one O(n^2 d) pass, no exponentials
 //   custom:   F given as a function (one O(n^2) pass; keep n small)
 enum class Interaction { gaussian, power, custom };
-Interaction parse_interaction(std::string_view name, std::string_view context = "flow");
+Interaction parse_interaction(std::string_view name, std::string_view context = "flow",
+                              std::string_view field = "vlasov.interaction");
 std::string to_string(Interaction interaction);
 
 // f += F(x, y) for points x, y of dimension d (f has d entries, accumulate into it).

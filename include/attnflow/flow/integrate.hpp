@@ -63,6 +63,10 @@ struct IntegratorState {
   long grid_steps = 0;
 };
 
+// A step that ends closer than kArrivalSlack * dt to t_end counts as arriving (guards against
+// t += dt round-off); every stepping loop (advance, the noisy flow) uses it.
+inline constexpr double kArrivalSlack = 1e-9;
+
 // Advances x from state.t to t_end (>= state.t). Fixed-step methods take steps of dt and
 // shorten the last one to land on t_end exactly. Throws std::runtime_error if the state
 // becomes non-finite (naming the step and time) or dopri5's step falls below dt_min.

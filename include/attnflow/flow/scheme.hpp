@@ -24,9 +24,14 @@
 
 namespace attnflow {
 
+// The one scheme enum: flows (SchemeOptions), models and the equiangular theory
+// (EquiangularOptions, which refuses none) all take it, and parse_scheme is its one parser.
 enum class Scheme { none, post_ln, pre_ln, mix_ln, peri_ln, ngpt, sqrt_scaling };
-// "none" | "post_ln" | "pre_ln" | "mix_ln" | "peri_ln" | "ngpt" | "sqrt" (dashes also accepted).
-Scheme parse_scheme(std::string_view name, std::string_view context = "flow");
+// "none" | "post_ln" | "pre_ln" | "mix_ln" | "peri_ln" | "ngpt" | "sqrt" (dashes for underscores,
+// any case, "post" / "pre" / "mix" / "peri" and "sqrt_scaling" also accepted).
+// Errors name `field`: "context: field = \"x\", must be one of ...".
+Scheme parse_scheme(std::string_view name, std::string_view context = "flow",
+                    std::string_view field = "scheme");
 std::string to_string(Scheme scheme);
 
 struct SchemeOptions {

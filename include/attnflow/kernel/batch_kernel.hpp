@@ -15,9 +15,19 @@
 // so one exponential per unordered pair serves (i, j) and (j, i), and nothing overflows.
 #pragma once
 
+#include <cmath>
+
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
+
+// log(2 beta) of the interaction energy E_beta = (1/(2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}
+// (docs/math.md), without overflowing 2 beta for beta near 1e308 (same bits otherwise). Both
+// log-energies (this batched kernel's and observe's log_energy, which cluster theory's
+// log_interaction_energy calls) subtract this one.
+inline double log_two_beta(double beta) {
+  return std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
+}
 
 // Systems per SIMD vector (lanes): 8 with AVX-512, 4 with AVX2, 2 otherwise.
 Index batch_width();

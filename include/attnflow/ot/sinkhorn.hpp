@@ -25,12 +25,16 @@ namespace attnflow {
 
 class Collective;
 
+// The largest iteration cap validate() accepts (configs read it as a 64-bit integer first).
+inline constexpr int kMaxSinkhornIterations = 100'000'000;
+
 // The stopping rule of every Sinkhorn solve: one struct, one validate(), the defaults written
-// here only. The CLI, the Python bindings, model files and configs take them from here.
+// here only. The CLI, the Python bindings, model files, configs and the config templates
+// (`attnflow run/fit --print-config`) take them from here.
 struct SinkhornControl {
   int iterations = 0;          // > 0: exactly this many iterations (reported converged); 0: until tol
   double tol = 1e-9;           // stop when the marginal violation sum |marginal - weights| <= tol
-  int max_iterations = 10000;  // cap when iterations = 0
+  int max_iterations = 10000;  // cap when iterations = 0, in [1, kMaxSinkhornIterations]
 
   // Throws std::invalid_argument "context: <prefix>tol = 0, must be > 0" (prefix names the
   // struct inside a larger one, e.g. "sinkhorn.").

@@ -20,7 +20,16 @@ namespace attnflow {
 // of I_k / I_{k-1} (overflow-free: beta = 1e4 is fine where I_k itself is inf).
 double bessel_ratio(int k, double beta);
 
-// Linear growth rate of Fourier mode k >= 1 around the uniform measure (formula above).
+// The largest beta at which the USA growth rate is representable. The USA rate is the SA rate
+// times I_0(beta) ~ e^beta / sqrt(2 pi beta), and e^beta overflows double past
+// beta = log(DBL_MAX) ~ 709.78; 700 keeps a round margin below it (I_0(700) ~ 1.5e302).
+// mode_growth_rate refuses usa above it and clusters_report leaves growth_rate_usa out; the SA
+// rates go through the overflow-free ratio I_k / I_0 and have no such limit. (The equiangular
+// solver caps its USA time scale e^beta at the same beta.)
+inline constexpr double kUsaBetaMax = 700.0;
+
+// Linear growth rate of Fourier mode k >= 1 around the uniform measure (formula above);
+// model usa requires beta <= kUsaBetaMax.
 double mode_growth_rate(TheoryModel model, int k, double beta);
 
 struct ClusterPrediction {
@@ -40,9 +49,29 @@ ClusterLayout parse_cluster_layout(std::string_view name, std::string_view conte
 std::string to_string(ClusterLayout l);
 Measure cluster_configuration(Index k, Index d, ClusterLayout layout);
 
-// log E_beta(mu) through the kernel (one streaming pass; log so that beta = 1000 is finite):
-// log E = -log(2 beta) + log sum_i w_i exp(lse_i), lse_i = log sum_j w_j e^{beta <x_i, x_j>}.
+// log E_beta(mu): observe.hpp's log_energy (one symmetric kernel pass; log so that beta = 1000
+// is finite), log E = -log(2 beta) + log sum_i w_i exp(lse_i), lse_i = log sum_j w_j e^{beta <x_i, x_j>}.
 double log_interaction_energy(const Measure& mu, double beta);
 double interaction_energy(const Measure& mu, double beta);  // exp of the above (may be inf)
+
+// The clusters report (`attnflow theory clusters`, attnflow.clusters_report): the prediction
+// on the circle (d = 2) with, per mode k = 1..k_max, its growth rates and the log-energy of k
+// equally spaced clusters. Its JSON form is clusters_report_json in run/reports.hpp.
+struct ClusterMode {
+  int k = 0;
+  double growth_rate_sa = 0.0;
+  double log_energy_k_clusters = 0.0;  // log_interaction_energy of cluster_configuration(k, 2, circle)
+  bool has_growth_rate_usa = false;    // beta <= kUsaBetaMax
+  double growth_rate_usa = 0.0;
+};
+struct ClustersReport {
+  std::string status = "finished";
+  int d = 2;
+  double beta = 0.0;
+  int predicted_clusters = 0;  // k*
+  double sqrt_2beta = 0.0;     // the large-beta asymptote of k*
+  std::vector<ClusterMode> modes;
+};
+ClustersReport clusters_report(double beta, int k_max = 0);
 
 }  // namespace attnflow

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "attnflow/flow/scheme.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
@@ -16,20 +17,17 @@ enum class TheoryModel { sa, usa };
 TheoryModel parse_theory_model(std::string_view name, std::string_view context = "theory");
 std::string to_string(TheoryModel m);
 
-// Normalization scheme of docs/math.md section 5 (x_i = r_i theta_i, A_i the attention average of
-// the thetas): the direction speed P_theta A is divided by
+// The normalization scheme (Scheme, scheme.hpp: the flows' enum, parsed by parse_scheme) of
+// docs/math.md section 5 (x_i = r_i theta_i, A_i the attention average of the thetas): the
+// direction speed P_theta A is divided by
 //   post-LN 1 | pre-LN r | mix-LN 1 then r after tau | peri-LN r |A| | nGPT |A| / alpha |
 //   sqrt-scaling sqrt(t + 1),
 // and the radius moves by <theta, A> (pre, mix after tau) or <theta, A> / |A| (peri).
-enum class EquiangularScheme { post_ln, pre_ln, mix_ln, peri_ln, ngpt, sqrt_scaling };
-// "post-ln" | "pre-ln" | "mix-ln" | "peri-ln" | "ngpt" | "sqrt" (underscores also accepted).
-EquiangularScheme parse_equiangular_scheme(std::string_view name,
-                                           std::string_view context = "theory");
-std::string to_string(EquiangularScheme s);
+// Scheme::none (the flow on points) has no equiangular reduction and is refused by validate().
 
 struct EquiangularOptions {
   TheoryModel model = TheoryModel::sa;
-  EquiangularScheme scheme = EquiangularScheme::post_ln;
+  Scheme scheme = Scheme::post_ln;  // not none
   Index n = 32;         // number of tokens, >= 2
   double beta = 1.0;    // inverse temperature, > 0
   double rho0 = 0.0;    // initial cosine, in [-1/(n-1), 1]

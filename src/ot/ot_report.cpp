@@ -1,0 +1,109 @@
+// solve_ot: the OT report behind `attnflow ot` and attnflow.solve_ot (see
+// include/attnflow/ot/ot_report.hpp).
+#include "attnflow/ot/ot_report.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "attnflow/ot/divergence.hpp"
+#include "attnflow/base/error.hpp"
+#include "attnflow/ot/exact_ot.hpp"
+
+namespace attnflow {
+
+namespace {
+constexpr const char* kContext = "ot";
+}  // namespace
+
+void OtRequest::validate() const {
+  if (exact) {
+    require(sinkhorn.eps == 0.0, kContext, names.eps, sinkhorn.eps,
+            fmt::format("0 with {} (exact OT has no regularization)", names.exact));
+  } else {
+    require(sinkhorn.eps > 0.0, kContext, names.eps, sinkhorn.eps,
+            fmt::format("> 0 (or use {})", names.exact));
+  }
+  if (cost != "sqeuclidean" && cost != "euclidean")
+    throw_invalid(kContext, names.cost, fmt::format("\"{}\"", cost), "sqeuclidean or euclidean");
+  if (!exact) {
+    if (cost != "sqeuclidean")
+      throw_invalid(kContext, names.cost, fmt::format("\"{}\"", cost),
+                    fmt::format("sqeuclidean with {} (euclidean is available with {})", names.eps,
+                                names.exact));
+    sinkhorn.validate();
+  }
+}
+
+void OtRequest::check_measures(const Measure& mu, const Measure& nu) const {
+  if (mu.dim() != nu.dim())
+    throw std::invalid_argument(fmt::format("{}: {} has dimension {} and {} has dimension {}, must be equal",
+                                            kContext, names.x, mu.dim(), names.y, nu.dim()));
+  // Refuse an oversized plan before spending minutes on the solve.
+  const double entries = static_cast<double>(mu.size()) * static_cast<double>(nu.size());
+  if (plan && entries > static_cast<double>(kMaxPlanEntries))
+    throw std::invalid_argument(fmt::format(
+        "{}: {} with n * m = {} * {} = {}, must be <= {} (dense plan; drop {})", kContext,
+        names.plan, mu.size(), nu.size(), entries, kMaxPlanEntries, names.plan));
+}
+
+namespace {
+
+// Exact OT: sqeuclidean (W2^2) or euclidean (W1) cost, dense (size-limited).
+void solve_exact(const Measure& mu, const Measure& nu, const OtRequest& request, OtReport& r) {
+  r.method = "exact";
+  r.p = request.cost == "euclidean" ? 1 : 2;
+  ExactOtResult e;
+  r.wasserstein = wasserstein(mu, nu, r.p, &e);
+  r.cost = e.cost;
+  r.objective = e.cost;
+  r.marginal_error = e.marginal_error;
+  r.converged = e.converged;
+  r.message = e.message;
+  r.f = e.f;
+  r.g = e.g;
+  if (request.plan) r.plan = e.dense_plan();
+}
+
+void solve_sinkhorn(const Measure& mu, const Measure& nu, const OtRequest& request, OtReport& r) {
+  r.method = "sinkhorn";
+  const TransportCost cost = TransportCost::sqeuclidean(mu.points(), nu.points());
+  const SinkhornOptions& opt = request.sinkhorn;
+  const SinkhornResult s = sinkhorn(mu.weights(), nu.weights(), cost, opt);
+  r.cost = s.cost;
+  r.objective = s.objective;
+  r.iterations = s.iterations;
+  r.stages = s.stages;
+  r.marginal_error = s.marginal_error;
+  r.converged = s.converged;
+  r.eps = s.eps;
+  r.tol = opt.tol;
+  r.eps_scaling = opt.eps_scaling ? opt.scaling : 0.0;
+  r.max_cost_bound = cost.scale();
+  r.message = s.message;
+  r.f = s.f;
+  r.g = s.g;
+  if (request.plan) r.plan = transport_plan(cost, s);
+}
+
+}  // namespace
+
+OtReport solve_ot(const Measure& mu, const Measure& nu, const OtRequest& request) {
+  request.validate();
+  request.check_measures(mu, nu);
+  OtReport r;
+  r.cost_type = request.cost;
+  r.n = mu.size();
+  r.m = nu.size();
+  r.dim = mu.dim();
+  r.has_plan = request.plan;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (request.exact)
+    solve_exact(mu, nu, request, r);
+  else
+    solve_sinkhorn(mu, nu, request, r);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace attnflow
