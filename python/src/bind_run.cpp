@@ -108,7 +108,8 @@ void bind_runner(py::module_& m) {
       .def_readonly("checkpoints", &RunResult::checkpoints)
       .def_readonly("states", &RunResult::states)
       .def_readonly("last", &RunResult::last)
-      .def_readonly("seconds", &RunResult::seconds);
+      .def_readonly("seconds", &RunResult::seconds)
+      .def_readonly("device", &RunResult::device, "where the kernel's reductions ran: cpu | cuda");
   m.def("observable_columns", &observable_columns);
   m.def("initial_positions", &initial_positions, py::arg("config"), py::arg("system"));
   m.def("run_experiment", &run_experiment, py::arg("config"), py::arg("resolved_config"),

@@ -311,6 +311,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);
   res.last = rows;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  res.device = device_name(current_device().device);
   if (res.interrupted) {
     job.keep();
     return res;
