@@ -9,7 +9,6 @@
 #include "attnflow/run/fit_run.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/base/parallel.hpp"
-#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 
@@ -43,7 +42,6 @@ nlohmann::json summary_json(const FitConfig& cfg, const FitRunResult& r, const J
           {"relative_test_loss", f.final_test_loss / f.identity_test_loss},
           {"seconds", r.seconds},
           {"threads", num_threads()},
-          {"device", device_name(current_device().device)},
           {"files", {"config.toml", "loss.csv", "model.afm", "summary.json"}}});
   return j;
 }

@@ -17,7 +17,6 @@
 #include "attnflow/run/icl_run.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/base/parallel.hpp"
-#include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/run/progress.hpp"
 
 namespace attnflow {
@@ -89,7 +88,6 @@ json icl_summary_json(const IclRunConfig& c, const IclParams& init, const IclTra
                {"balance_start", init.a.squaredNorm() - init.b * init.b},
                {"balance_end", r.params.a.squaredNorm() - r.params.b * r.params.b},
                {"threads", num_threads()},
-               {"device", device_name(current_device().device)},
                {"seconds", seconds},
                {"files", {"config.toml", "risk.csv", "final.json", "summary.json"}}});
   if (!r.history.empty()) summary["risk_last_step"] = r.history.back().risk;
@@ -241,7 +239,6 @@ IclRunSummary run_largeprompt(const LargePromptRunConfig& c, const std::string& 
                               {"grad_u_error", fit_json(r.grad_u)},
                               {"grad_v_error", fit_json(r.grad_v)}}},
                   {"threads", num_threads()},
-                  {"device", device_name(current_device().device)},
                   {"seconds", seconds_since(t0)},
                   {"files", {"config.toml", "concentration.csv", "summary.json"}}});
   job.start();

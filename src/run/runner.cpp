@@ -241,8 +241,6 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const Curso
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
             {"every", cfg.every}, {"batched", e.batched && e.batchable()},
-            {"device", device_name(current_device().device)},
-            {"precision", precision_name(current_device().precision)},
             {"device_fallback", device_fallback(e.batched && e.batchable())},
             {"per_system_rows", cfg.per_system || cfg.systems == 1},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
