@@ -195,3 +195,33 @@ def test_cli_run_summary_carries_device(tmp_path, run_cli):
     assert r.returncode != 0
     assert (NO_GPU if ext.cuda_compiled() else NO_BACKEND) in r.stderr, r.stderr
     assert not (tmp_path / "gpu").exists()
+
+
+SWEEP = """
+[measure]
+n = 10
+[integrate]
+t_end = 0.5
+[observe]
+every = 0.5
+[output]
+snapshots = false
+[sweep]
+model.beta = [1.0, 4.0]
+"""
+
+
+def test_cli_sweep_device(tmp_path, run_cli):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP)
+    r = run_cli("sweep", cfg, "--out", tmp_path / "a", "--no-plots", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert (s["kind"], s["device"], s["precision"]) == ("sweep", "cpu", "float64")
+    # One process-wide device: a sweep cannot vary it between points running at once.
+    cfg.write_text(SWEEP + 'compute.device = ["cpu", "cuda"]\n')
+    r = run_cli("sweep", cfg, "--out", tmp_path / "b", "--no-plots")
+    assert r.returncode != 0
+    assert 'sweep.compute.device = ["cpu", "cuda"], must be a key outside [compute]' in r.stderr, \
+        r.stderr
+    assert not (tmp_path / "b").exists()
