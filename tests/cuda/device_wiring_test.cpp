@@ -37,19 +37,22 @@ bool bit_equal(const Matrix& a, const Matrix& b) {
          std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
 }
 
-// Runs f on the CPU and on the GPU (float64), restoring the CPU afterwards.
+template <typename T>
+struct Both {
+  T cpu, gpu, again;  // on the CPU, on the GPU, on the GPU again
+};
+
+// Runs f on the CPU and twice on the GPU (float64 unless told), restoring the CPU afterwards.
 template <typename F>
 auto on_both(F f, Precision precision = Precision::float64) {
+  using T = decltype(f());
   set_device(Device::cpu);
-  auto cpu = f();
+  T cpu = f();
   set_device(Device::cuda, precision);
-  auto gpu = f();
-  auto again = f();
+  T gpu = f();
+  T again = f();
   set_device(Device::cpu);
-  struct Both {
-    decltype(cpu) cpu, gpu, again;
-  };
-  return Both{std::move(cpu), std::move(gpu), std::move(again)};
+  return Both<T>{std::move(cpu), std::move(gpu), std::move(again)};
 }
 
 class DeviceWiring : public ::testing::Test {
