@@ -222,6 +222,6 @@ def test_cli_sweep_device(tmp_path, run_cli):
     cfg.write_text(SWEEP + 'compute.device = ["cpu", "cuda"]\n')
     r = run_cli("sweep", cfg, "--out", tmp_path / "b", "--no-plots")
     assert r.returncode != 0
-    assert 'sweep.compute.device = ["cpu", "cuda"], must be a key outside [compute]' in r.stderr, \
+    assert "sweep.compute.device = [ 'cpu', 'cuda' ], must be a key outside [compute]" in r.stderr, \
         r.stderr
     assert not (tmp_path / "b").exists()
