@@ -106,7 +106,8 @@ def render_function(f, indent="", is_static=False):
                            for p in inspect.signature(f).parameters.values())
         return [f"{indent}def {f.__name__}({params}) -> Any: ..."]
     if not sigs:
-        return [f"{indent}def {f.__name__}(*args: Any, **kwargs: Any) -> Any: ..."]
+        self_ = "self, " if indent and not is_static else ""  # a method (pybind11's default __init__)
+        return [f"{indent}def {f.__name__}({self_}*args: Any, **kwargs: Any) -> Any: ..."]
     if len(sigs) == 1:
         return [render_sig(sigs[0], indent, is_static)]
     return [f"{indent}@overload\n" + render_sig(s, indent, is_static) for s in sigs]

@@ -1,10 +1,17 @@
 """attnflow: attention as an operator on probability measures.
 
+Submodules by topic, each with an explicit ``__all__``: ``attnflow.measure``, ``.attention``
+(also callable as the attention function), ``.ot``, ``.flow``, ``.theory``, ``.icl``,
+``.model``, ``.io``, ``.run``; every name is also re-exported here (``attnflow.sinkhorn`` is
+``attnflow.ot.sinkhorn``).
+
 NumPy in, NumPy out: arrays are float64 (n, d) row-major; float64 C-contiguous input is
-used without a copy where the library takes views; float32 arrays are refused by the array
-entry points (TypeError naming the argument; convert with ``x.astype(np.float64)``), never
-silently promoted. Invalid input raises ValueError with the library's message ("context:
-name = value, must be rule"). Results have ``to_dict()`` and a readable repr; tables
+used without a copy where the library takes views; float32 (any float other than float64)
+arrays are refused by every function, method, constructor and field (TypeError naming the
+argument; convert with ``x.astype(np.float64)``), never silently promoted, and complex input
+is refused (ValueError), never silently made real. Invalid input raises ValueError with the
+library's message ("context: name = value, must be rule"); a bad option string, in a field or
+a constructor, gives the CLI's "... must be one of ..." ValueError. Results have ``to_dict()`` and a readable repr; tables
 (``rows``, ``history``) convert with ``to_pandas()`` / ``pandas.DataFrame(result)``. Plots:
 ``attnflow.plot`` (matplotlib, imported lazily). PyTorch: ``attnflow.torch`` (imported on
 request: ``import attnflow.torch``).
@@ -44,7 +51,7 @@ def _check_numpy_abi():
 _check_numpy_abi()
 
 try:
-    from ._attnflow import *  # noqa: F401,F403  (the C++ names, kept as they are)
+    from . import _attnflow as _ext
 except ImportError as _e:
     try:
         from ._build_info import PYTHON_VERSION as _built_for
@@ -54,65 +61,42 @@ except ImportError as _e:
         f"attnflow's extension (_attnflow) does not load in {_sys.executable} (Python "
         f"{_sys.version.split()[0]}; built for Python {_built_for}): {_e}. Reinstall it for "
         "this interpreter: `python -m pip install .` in the attnflow source tree.") from _e
-from ._attnflow import __version__  # noqa: F401,E402
-from . import _attnflow as _ext  # noqa: E402
+from ._attnflow import __version__  # noqa: E402
+from ._attnflow import num_threads, set_num_threads  # noqa: E402
+# The device of the kernel's reductions, process-wide like the thread count (docs/usage/gpu.md).
+from ._attnflow import (cuda_available, cuda_compiled, cuda_device_description,  # noqa: E402
+                        current_device, set_device)
 from . import _pyext  # noqa: E402
 
 _pyext.install(_ext)
 
-__all__ = [name for name in dir(_ext) if not name.startswith("_")]
+# The submodules, one per group of the library (its C++ modules, python/src/bind_<module>.cpp);
+# the flat namespace re-exports exactly their __all__ (tests/python/test_py_submodules.py).
+# Complex and non-float64 float input is refused by the extension itself, for every binding
+# (python/src/dtype_guard.cpp).
+from . import attention, flow, icl, io, measure, model, ot, run, theory  # noqa: E402
+from .attention import *  # noqa: E402,F401,F403
+from .flow import *  # noqa: E402,F401,F403
+from .icl import *  # noqa: E402,F401,F403
+from .io import *  # noqa: E402,F401,F403
+from .measure import *  # noqa: E402,F401,F403
+from .model import *  # noqa: E402,F401,F403
+from .ot import *  # noqa: E402,F401,F403
+from .run import *  # noqa: E402,F401,F403
+from .theory import *  # noqa: E402,F401,F403
 
+# `from .attention import *` bound the name to the function: the flat attnflow.attention is the
+# submodule, which is callable as that function.
+attention = _sys.modules[__name__ + ".attention"]
 
-# Complex input is refused, never silently made real (S4): NumPy's conversion to
-# float64 would drop the imaginary part. Every exported function and constructor checks its
-# array arguments first; the error is a ValueError naming the function and the argument.
-def _install_complex_guard():
-    import functools
-
-    import numpy as np
-
-    def complex_dtype(value, depth=0):
-        # Arrays, complex scalars, and lists / tuples of them (rows, batches; not converted
-        # with np.asarray, which fails on ragged batches).
-        if isinstance(value, np.ndarray):
-            return value.dtype if np.iscomplexobj(value) else None
-        if isinstance(value, (complex, np.complexfloating)):
-            return type(value).__name__
-        if isinstance(value, (list, tuple)) and depth < 3:
-            for item in value:
-                found = complex_dtype(item, depth + 1)
-                if found is not None:
-                    return found
-        return None
-
-    def check(where, args, kwargs):
-        named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
-        for name, value in named:
-            dtype = complex_dtype(value)
-            if dtype is not None:
-                raise ValueError(f"{where}: {name} has complex dtype {dtype}, must be real "
-                                 "(the imaginary part would be dropped; pass .real explicitly)")
-
-    def guard(fn, where, skip=0):  # skip = 1: a constructor's self
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            check(where, args[skip:], kwargs)
-            return fn(*args, **kwargs)
-        return wrapper
-
-    for name in __all__:
-        obj = getattr(_ext, name)
-        if isinstance(obj, type):
-            init = obj.__dict__.get("__init__")
-            if init is not None and not getattr(init, "_complex_guard", False):
-                wrapped = guard(init, f"{name}()", skip=1)
-                wrapped._complex_guard = True
-                obj.__init__ = wrapped
-        elif callable(obj) and type(obj).__name__ == "builtin_function_or_method":
-            globals()[name] = guard(obj, name)
-
-
-_install_complex_guard()
+_SUBMODULES = ("measure", "attention", "ot", "flow", "theory", "icl", "model", "io", "run")
+# Public names only the package has (not in a submodule's __all__).
+_TOP_LEVEL = ("__version__", "set_num_threads", "num_threads", "set_device", "current_device",
+              "cuda_compiled", "cuda_available", "cuda_device_description")
+# Star-import: every submodule's names (attention: the callable submodule) and the helpers;
+# not the submodule names themselves (attnflow.io would shadow the standard io).
+__all__ = sorted({n for m in _SUBMODULES for n in _sys.modules[f"{__name__}.{m}"].__all__}
+                 | set(_TOP_LEVEL[1:]))
 
 
 def __getattr__(name):

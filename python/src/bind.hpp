@@ -2,8 +2,9 @@
 // has its own bind_<module>.cpp (added to the build only when that module exists), and
 // argument helpers that keep float64 C-order NumPy arrays zero-copy.
 //
-// Conventions: C++ names are kept; arrays are (n, d) row-major float64; float32 and
-// non-contiguous arrays are converted (one copy); std::invalid_argument arrives in Python as
+// Conventions: C++ names are kept; arrays are (n, d) row-major float64; float32 (and other
+// non-float64 float) and complex arrays are refused for every binding (guard_arguments);
+// non-contiguous and integer arrays are converted (one copy); std::invalid_argument arrives in Python as
 // ValueError with the same text (pybind11's built-in translation); the GIL is released while
 // the library computes.
 #pragma once
@@ -18,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 
 #include "attnflow/base/types.hpp"
 
@@ -78,14 +80,28 @@ Vector vector_or_empty(const py::object& obj, const char* name);
 
 namespace attnflow::py_bind {
 
+// Registers the string -> enum conversion used by accept_names (dtype_guard.cpp): a str given
+// for the enum is parsed by the enum's constructor, and a bad name raises the parser's
+// ValueError instead of pybind11's overload signature dump.
+void accept_strings_strictly(const std::type_info& enum_type);
+
 // Lets a bound enum be given as its name: FieldKind("sa") and, implicitly, any argument or
 // attribute of that enum type accepts "sa" (parsed by the library's parse_* function, so an
-// unknown name is the library's ValueError).
+// unknown name is the library's ValueError "... must be one of ...", in constructors and
+// function arguments too).
 template <typename Enum, typename Parse>
 void accept_names(py::enum_<Enum>& e, Parse parse) {
   e.def(py::init([parse](const std::string& name) { return parse(name); }), py::arg("name"));
-  py::implicitly_convertible<py::str, Enum>();
+  accept_strings_strictly(typeid(Enum));
 }
+
+// Run once after all binders (dtype_guard.cpp): every public function, method, constructor and
+// property setter of the module refuses float arrays other than float64 (the TypeError of
+// refuse_lossy_dtype, naming the argument) and complex input (ValueError), before pybind11's
+// casters could convert them silently.
+void guard_arguments(py::module_& m);
+// The same check for a value a Python callback returned (converted to a Matrix by the caller).
+void check_returned_array(const py::handle& value, const char* where, const char* name);
 
 }  // namespace attnflow::py_bind
 

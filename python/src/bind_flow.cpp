@@ -16,7 +16,9 @@ namespace {
 Field python_field(py::function f) {
   return [f = share_callable(std::move(f))](double t, const Matrix& x, Matrix& dxdt) {
     py::gil_scoped_acquire gil;
-    const Matrix r = (*f)(t, x).cast<Matrix>();
+    const py::object out = (*f)(t, x);
+    check_returned_array(out, "advance", "field(t, x)");
+    const Matrix r = out.cast<Matrix>();
     if (r.rows() != x.rows() || r.cols() != x.cols())
       throw std::invalid_argument("advance: field returned shape (" + std::to_string(r.rows()) +
                                   ", " + std::to_string(r.cols()) + "), must equal the state's (" +
@@ -73,7 +75,9 @@ void bind_integrate(py::module_& m) {
           ode.retract =
               [r = share_callable(py::reinterpret_borrow<py::function>(retract))](Matrix& y) {
                 py::gil_scoped_acquire gil;
-                y = (*r)(y).cast<Matrix>();
+                const py::object out = (*r)(y);
+                check_returned_array(out, "advance", "retract(x)");
+                y = out.cast<Matrix>();
               };
         }
         py::gil_scoped_release release;

@@ -1,7 +1,10 @@
 // Bindings of the theory companions (docs/math.md section 6): the equiangular reduction under every
 // normalization scheme, the long-context one-layer map, cluster theory on the circle.
+#include <fmt/format.h>
+
 #include "attnflow/theory/cluster_theory.hpp"
 #include "attnflow/theory/equiangular.hpp"
+#include "attnflow/base/error.hpp"
 #include "attnflow/theory/long_context.hpp"
 #include "bind.hpp"
 
@@ -53,10 +56,17 @@ void bind_equiangular(py::module_& m) {
       .def_readonly("dr", &EquiangularRates::dr);
   m.def("equiangular_rates", &equiangular_rates, py::arg("options"), py::arg("t"), py::arg("u"),
         py::arg("r"), "(du/dt, dr/dt) at (t, u = 1 - rho, r)");
-  py::enum_<DecayKind>(m, "DecayKind", "exponential | power | stretched")
-      .value("exponential", DecayKind::exponential)
+  py::enum_<DecayKind> dk(m, "DecayKind", "exponential | power | stretched");
+  dk.value("exponential", DecayKind::exponential)
       .value("power", DecayKind::power)
       .value("stretched", DecayKind::stretched);
+  // No CLI option names it (it is a result, DecayLaw.kind); as an argument (decay_variable) it
+  // takes its names like every other enum, with the library's message.
+  accept_names(dk, [](const std::string& s) {
+    for (const DecayKind k : {DecayKind::exponential, DecayKind::power, DecayKind::stretched})
+      if (s == to_string(k)) return k;
+    throw_invalid("theory", "kind", fmt::format("\"{}\"", s), "one of exponential, power, stretched");
+  });
   py::class_<DecayLaw>(m, "DecayLaw")
       .def_readonly("kind", &DecayLaw::kind)
       .def_readonly("rate", &DecayLaw::rate)

@@ -98,7 +98,9 @@ void throw_shape(const char* ctx, Index rows, Index cols) {
 PYBIND11_MODULE(_attnflow, m) {
   m.doc() =
       "attnflow: attention as an operator on probability measures (C++ core). Arrays are "
-      "float64 (n, d) row-major; float32 or non-contiguous input is converted once.";
+      "float64 (n, d) row-major; float32 and complex input are refused, non-contiguous input is "
+      "converted once.";
   m.attr("__version__") = ATTNFLOW_VERSION;
   attnflow::py_bind::bind_all(m);
+  attnflow::py_bind::guard_arguments(m);
 }

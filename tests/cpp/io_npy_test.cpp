@@ -1,6 +1,7 @@
 // .npy and CSV readers/writers: round trips, float32, and the rejections (Fortran order,
 // other dtypes, truncated files) with their messages.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -14,7 +15,9 @@ namespace attnflow {
 namespace {
 
 std::string tmp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "attnflow_io_test";
+  // Per process: ctest -j and other builds' tests run beside this one (the check below that no
+  // temporary is left must not see another process's write in progress).
+  const auto dir = std::filesystem::temp_directory_path() / ("attnflow_io_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }

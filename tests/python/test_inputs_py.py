@@ -59,9 +59,9 @@ def test_empty_heads_list_is_rejected():
 # S4: complex input is refused, not silently made real.
 def test_complex_input_is_rejected():
     x = np.random.default_rng(0).standard_normal((5, 3)) * (1 + 1j)
-    with pytest.raises(ValueError, match=r"attention: argument 1 has complex dtype complex128, must be real"):
+    with pytest.raises(ValueError, match=r"attention: x has complex dtype complex128, must be real"):
         attnflow.attention(x)
-    with pytest.raises(ValueError, match=r"Measure\(\): argument 1 has complex dtype"):
+    with pytest.raises(ValueError, match=r"Measure\(\): points has complex dtype"):
         attnflow.Measure(x)
     with pytest.raises(ValueError, match=r"y has complex dtype"):
         attnflow.attention(x.real, y=x)

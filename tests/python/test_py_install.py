@@ -36,7 +36,8 @@ def test_install_and_find_package(tmp_path):
     r = subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
-    assert (prefix / "include" / "attnflow" / "attention.hpp").exists()
+    assert (prefix / "include" / "attnflow" / "attention" / "attention.hpp").exists()
+    assert (prefix / "include" / "attnflow" / "attnflow.hpp").exists()  # the umbrella header
     assert (prefix / "lib" / "cmake" / "attnflow" / "attnflowConfig.cmake").exists()
     # The CLI runs from the prefix.
     cli = prefix / "bin" / "attnflow"

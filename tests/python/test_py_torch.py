@@ -76,6 +76,68 @@ def test_attention_forward_equals_numpy_api_and_is_zero_copy(small):
     assert aft._tensor(arr).data_ptr() == arr.ctypes.data
 
 
+@pytest.fixture
+def two_heads(small):
+    rng = np.random.default_rng(11)
+    return dict(q2=rng.standard_normal((2, 3)) * 0.6, k2=rng.standard_normal((2, 3)) * 0.6,
+                v2=rng.standard_normal((4, 2)), w2=rng.standard_normal((2, 4)))
+
+
+@pytest.mark.parametrize("normalization, iters", [("softmax", 0), ("sinkhorn", 3)])
+def test_attention_two_heads_gradcheck(small, two_heads, normalization, iters):
+    # heads=[(q, k, v, w), (q, k, v, w)]: gradients with respect to every head's matrices,
+    # the points, values, weights and beta.
+    d, h = small, two_heads
+    inputs = (t(d["x"]), t(d["y"]), t(d["v"]), t(d["wy"]), t(0.7), t(d["q"]), t(d["k"]),
+              t(d["hv"]), t(d["hw"]), t(h["q2"]), t(h["k2"]), t(h["v2"]), t(h["w2"]))
+
+    def f(x, y, v, wy, beta, q1, k1, v1, w1, q2, k2, v2, w2):
+        return aft.attention(x, y, v, None, wy, beta, normalization=normalization,
+                             heads=[(q1, k1, v1, w1), (q2, k2, v2, w2)],
+                             sinkhorn_iterations=iters)
+
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_attention_several_heads_equal_the_numpy_api_bit_for_bit(small, two_heads):
+    d, h = small, two_heads
+    ts = {k: t(a) for k, a in {**d, **h}.items()}
+    # Three heads, 3- and 4-tuples (a missing / None matrix is the identity).
+    heads_t = [(ts["q"], ts["k"], ts["hv"], ts["hw"]), (ts["q2"], ts["k2"], None),
+               (ts["q2"], ts["k2"], ts["v2"], ts["w2"])]
+    heads_np = [attnflow.AttentionHead(d["q"], d["k"], d["hv"], d["hw"], "softmax"),
+                attnflow.AttentionHead(h["q2"], h["k2"], None, None, "softmax"),
+                attnflow.AttentionHead(h["q2"], h["k2"], h["v2"], h["w2"], "softmax")]
+    out = aft.attention(ts["x"], ts["y"], ts["v"], ts["wx"], ts["wy"], 0.9, heads=heads_t)
+    ref = attnflow.attention(d["x"], d["y"], d["v"], d["wx"], d["wy"], 0.9, heads=heads_np)
+    assert np.array_equal(out.detach().numpy(), ref)
+    r = np.random.default_rng(3).standard_normal(ref.shape)
+    (out * torch.from_numpy(r)).sum().backward()
+    g = attnflow.attention_gradient(d["x"], d["y"], d["v"], d["wx"], d["wy"], 0.9,
+                                    heads=heads_np, grad_out=r)
+    assert np.array_equal(ts["x"].grad.numpy(), g["dx"])
+    assert np.array_equal(ts["q"].grad.numpy(), g["dq"][0])
+    assert np.array_equal(ts["hw"].grad.numpy(), g["head_dw"][0])
+    # q2, k2 are used by heads 1 and 2: their gradients are the sums of both heads'.
+    assert np.array_equal(ts["q2"].grad.numpy(), g["dq"][1] + g["dq"][2])
+    assert np.array_equal(ts["k2"].grad.numpy(), g["dk"][1] + g["dk"][2])
+    assert np.array_equal(ts["w2"].grad.numpy(), g["head_dw"][2])
+
+
+def test_several_heads_bad_arguments_are_refused(small):
+    x = t(small["x"])
+    with pytest.raises(ValueError, match=r"heads and q/k/head_v/head_w both given"):
+        aft.attention(x, q=t(small["q"]), heads=[(None, None, None)])
+    with pytest.raises(ValueError, match=r"heads\[0\] is a tuple of 1, must be a \(q, k, v\) or \(q, k, v, w\)"):
+        aft.attention(x, heads=[(t(small["q"]),)])
+    with pytest.raises(ValueError, match=r"heads is empty, must be a non-empty list"):
+        aft.attention(x, heads=[])
+    with pytest.raises(ValueError, match=r"heads is a Tensor, must be a non-empty list"):
+        aft.attention(x, heads=t(small["q"]))
+    with pytest.raises(TypeError, match=r"heads\[1\]\[0\]: dtype = torch.float32"):
+        aft.attention(x, heads=[(None, None, None), (t(small["q"]).float(), None, None)])
+
+
 def test_attention_matches_plain_pytorch_autograd(small):
     # Independent reference: dense softmax attention with weights, by PyTorch autograd.
     d = small
@@ -146,6 +208,19 @@ def test_modules_train():
     target = torch.randn(n, d, dtype=torch.float64, generator=gen)
     layer = aft.MeasureAttention(d, normalization="softmax", learn_beta=True, generator=gen)
     assert {name for name, _ in layer.named_parameters()} == {"q", "k", "head_v", "head_w", "beta"}
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = ((layer(x) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    # Several heads: one parameter list per matrix, trained together.
+    layer = aft.MeasureAttention(d, d_k=2, n_heads=3, generator=gen)
+    assert {name for name, _ in layer.named_parameters()} == {
+        f"{m}.{h}" for m in ("qs", "ks", "head_vs", "head_ws") for h in range(3)}
     opt = torch.optim.Adam(layer.parameters(), lr=0.05)
     losses = []
     for _ in range(30):
