@@ -225,3 +225,12 @@ def test_cli_sweep_device(tmp_path, run_cli):
     assert "sweep.compute.device = [ 'cpu', 'cuda' ], must be a key outside [compute]" in r.stderr, \
         r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_sweep_cuda_refused_before_any_output(tmp_path, run_cli):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP.replace("[sweep]", '[compute]\ndevice = "cuda"\n[sweep]'))
+    r = run_cli("sweep", cfg, "--out", tmp_path / "c", "--no-plots")
+    assert r.returncode != 0
+    assert (NO_GPU if ext.cuda_compiled() else NO_BACKEND) in r.stderr, r.stderr
+    assert not (tmp_path / "c").exists()
