@@ -2,8 +2,8 @@
 // attention (softmax, none, sinkhorn), entropic OT (Sinkhorn), a flow and ensembles (per
 // system on the GPU; the batched ensemble kernel on the CPU, device_fallback() saying so)
 // against the same calls on the CPU, within the documented tolerances (docs/usage/gpu.md):
-// float64 relative 1e-12 on one reduction, 1e-9 after an iterated solve or a flow's steps,
-// float32 1e-4. GPU runs repeat bit for bit. Needs a CUDA device: built where CMake finds a
+// float64 relative 1e-12 on one reduction, 1e-9 after a fixed number of Sinkhorn iterations
+// or a flow's steps (1e-5 where a solve to tolerance stops one iteration apart), float32 1e-4. GPU runs repeat bit for bit. Needs a CUDA device: built where CMake finds a
 // CUDA compiler (cmake/cuda.cmake), run by scripts/gpu-check.sh.
 #include <gtest/gtest.h>
 
@@ -84,8 +84,9 @@ TEST_F(DeviceWiring, AttentionFollowsTheDevice) {
   AttentionOptions o;
   o.beta = 4.0;
   o.normalization = Normalization::sinkhorn;
+  o.sinkhorn.iterations = 30;  // the same iterations on both devices
   const auto r = on_both([&] { return attention(x, y, std::nullopt, o); });
-  EXPECT_TRUE(r.gpu.status[0].converged) << r.gpu.status[0].message;
+  EXPECT_EQ(r.gpu.device, "cuda");
   EXPECT_LE(rel_diff(r.gpu.out, r.cpu.out), 1e-9);
   EXPECT_TRUE(bit_equal(r.gpu.out, r.again.out));
   AttentionOptions s;
@@ -102,9 +103,14 @@ TEST_F(DeviceWiring, SinkhornFollowsTheDevice) {
   o.eps = 0.05;
   const auto r = on_both([&] { return sinkhorn(x, y, o); });
   EXPECT_TRUE(r.gpu.converged) << r.gpu.message;
-  EXPECT_EQ(r.gpu.iterations, r.cpu.iterations);
-  EXPECT_NEAR(r.gpu.cost, r.cpu.cost, 1e-9 * std::abs(r.cpu.cost));
-  EXPECT_LE(rel_diff(r.gpu.f, r.cpu.f), 1e-9);
+  // To tolerance: the stopping test may fall one iteration apart (rounding near tol); then the
+  // two solutions agree to the tolerance's order only.
+  EXPECT_LE(std::abs(r.gpu.iterations - r.cpu.iterations), 1);
+  const double tol = r.gpu.iterations == r.cpu.iterations ? 1e-9 : 1e-5;
+  EXPECT_NEAR(r.gpu.cost, r.cpu.cost, tol * std::abs(r.cpu.cost));
+  EXPECT_LE(rel_diff(r.gpu.f, r.cpu.f), tol);
+  std::cout << "sinkhorn iterations cpu " << r.cpu.iterations << " gpu " << r.gpu.iterations
+            << ", potential relative difference " << rel_diff(r.gpu.f, r.cpu.f) << "\n";
   EXPECT_EQ(0, std::memcmp(r.gpu.f.data(), r.again.f.data(), sizeof(double) * r.gpu.f.size()));
 }
 
