@@ -4,6 +4,7 @@
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 
@@ -112,6 +113,7 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
   }
   require_output_finite(kCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
                         overflow_cause(heads, options.beta));
+  res.device = device_name(current_device().device);
   return res;
 }
 

@@ -211,6 +211,9 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
+  // [compute] is the same at every point (sweep_grid.cpp refuses compute.* axes): set the
+  // process-wide device once, before anything is written (a missing GPU fails here).
+  if (!points.empty()) apply_compute(points[0].cfg.device, points[0].cfg.precision);
   Job job({.kind = "sweep", .out_dir = opt.out_dir, .version = opt.version, .resumable = true,
            .resume = opt.resume, .outputs = {"points", "base.toml", "grid.csv", "sweep.csv", "sweep_ensemble.csv"},
            .noun = "sweep", .marker = ""});
