@@ -7,6 +7,7 @@
 
 #include "attnflow/attention/attention.hpp"
 #include "attnflow/io/npy.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "commands.hpp"
 #include "distributed.hpp"
 
@@ -51,6 +52,9 @@ void run_attention(const AttentionArgs& a) {
     fmt::print(stderr, "sinkhorn: {} iterations, marginal error {:.3g}, {}\n", st.iterations,
                st.marginal_error, st.converged ? "converged" : "NOT converged");
   }
+  if (res.device != "cpu")
+    fmt::print(stderr, "attention: computed on {} ({})\n", res.device,
+               precision_name(current_device().precision));
   fmt::print("wrote {} ({} x {})\n", a.out, res.out.rows(), res.out.cols());
 }
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "attnflow/base/types.hpp"
 
@@ -33,8 +34,15 @@ Matrix load_nonempty_matrix(const std::string& path, const std::string& option);
 // "--threads = 0, must be an integer in [1, 1024]".
 CLI::Validator integer_in(const std::string& option, long long lo, long long hi);
 inline constexpr long long kMaxThreads = 1024;
-// Adds --threads N to a subcommand; the value is applied before the command runs.
+// Adds --threads N to a subcommand; the value is applied before the command runs. Also adds
+// --device and --precision (add_device_option): every numeric command has both.
 void add_threads_option(CLI::App& sub);
+// --device cpu|cuda and --precision float64|float32: set the process-wide device
+// (kernel_cuda.hpp set_device) before the command runs; a config's compute.device, where the
+// command reads one, then overrides it for that run.
+void add_device_option(CLI::App& sub);
+// A string option with a fixed set of values: "--device = gpu, must be one of cpu, cuda".
+CLI::Validator one_of(const std::string& option, const std::vector<std::string>& allowed);
 // Test hook for resumable commands (run, icl): ATTNFLOW_STOP_AFTER_CHECKPOINTS=K stops after
 // K checkpoints, as if killed; 0 (unset) = never.
 long stop_after_from_env();

@@ -13,6 +13,7 @@
 #include "attnflow/base/error.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "commands.hpp"
 
 namespace attnflow::cli {
@@ -90,6 +91,40 @@ void add_threads_option(CLI::App& sub) {
          "--threads", [](int t) { set_num_threads(t); },
          "Number of threads (default: all cores; results do not depend on it)")
       ->check(integer_in("--threads", 1, kMaxThreads));
+  add_device_option(sub);
+}
+
+CLI::Validator one_of(const std::string& option, const std::vector<std::string>& allowed) {
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  return CLI::Validator(
+      [option, allowed, list](std::string& text) -> std::string {
+        if (std::find(allowed.begin(), allowed.end(), text) != allowed.end()) return {};
+        return fmt::format("{} = {}, must be one of {}", option, echoed_value(text, 40), list);
+      },
+      list);
+}
+
+void add_device_option(CLI::App& sub) {
+  // Defined before --precision: CLI11 runs option callbacks in definition order, so the device
+  // is set first and --precision float32 then applies to it.
+  sub.add_option_function<std::string>(
+         "--device", [](const std::string& d) { set_device(parse_device(d, "--device")); },
+         "Device of every kernel reduction: cpu (default) or cuda (a build with the CUDA "
+         "backend and an NVIDIA GPU; docs/usage/gpu.md)")
+      ->check(one_of("--device", {"cpu", "cuda"}));
+  sub.add_option_function<std::string>(
+         "--precision",
+         [](const std::string& p) {
+           const Precision prec = parse_precision(p, "--precision");
+           if (prec == Precision::float32 && current_device().device == Device::cpu)
+             throw std::invalid_argument(
+                 "--precision = float32, must be float64 unless --device cuda (the CPU kernel "
+                 "computes in float64)");
+           set_device(current_device().device, prec);
+         },
+         "Precision of the GPU reductions: float64 (default) or float32 (with --device cuda)")
+      ->check(one_of("--precision", {"float64", "float32"}));
 }
 
 namespace {

@@ -50,6 +50,11 @@ if(ATTNFLOW_HAVE_CUDA)
     find_package(GTest REQUIRED)
     add_executable(cuda_tests ${attnflow_root}/tests/cuda/cuda_test.cpp)
     target_link_libraries(cuda_tests PRIVATE attnflow_kernel GTest::gtest_main)
+    # set_device followed end to end (attention, Sinkhorn, flows, ensembles): needs the modules
+    # above the kernel (attnflow_flow, defined after this file in the top-level build and by
+    # scripts/gpu-check/CMakeLists.txt there).
+    add_executable(cuda_wiring_tests ${attnflow_root}/tests/cuda/device_wiring_test.cpp)
+    target_link_libraries(cuda_wiring_tests PRIVATE attnflow_flow GTest::gtest_main)
     # Registered with CTest only where a GPU is visible at configure time (nvidia-smi lists
     # one): a build machine with nvcc and no GPU builds cuda_tests but does not run it.
     set(ATTNFLOW_CUDA_CTEST AUTO CACHE STRING "Register cuda_tests with CTest: AUTO (when nvidia-smi lists a GPU), ON or OFF")
@@ -67,8 +72,10 @@ if(ATTNFLOW_HAVE_CUDA)
       enable_testing()
       add_test(NAME cuda_tests COMMAND cuda_tests)
       set_tests_properties(cuda_tests PROPERTIES TIMEOUT 600)
+      add_test(NAME cuda_wiring_tests COMMAND cuda_wiring_tests)
+      set_tests_properties(cuda_wiring_tests PROPERTIES TIMEOUT 600)
     else()
-      message(STATUS "attnflow: cuda_tests built but not registered with CTest (no GPU visible)")
+      message(STATUS "attnflow: cuda_tests and cuda_wiring_tests built but not registered with CTest (no GPU visible)")
     endif()
   endif()
   if(ATTNFLOW_BUILD_BENCH)

@@ -6,11 +6,12 @@
 #   libeigen3-dev  Eigen headers (+ CMake config)
 #   libfmt-dev     fmt headers, CMake config, libfmt.so -> libfmt9's libfmt.so.9
 #   libgtest-dev   GoogleTest headers and static libraries (+ CMake config)
+#   liblemon-dev   LEMON headers (src/ot's exact OT; for cuda_wiring_tests)
 # About 10 MiB extracted (docs removed). Re-running replaces .gpu-deps/.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.gpu-deps"
-pkgs=(libeigen3-dev libfmt-dev libfmt9 libgtest-dev)
+pkgs=(libeigen3-dev libfmt-dev libfmt9 libgtest-dev liblemon-dev)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 chmod 777 "$tmp"  # apt-get download as root hands the file to user _apt

@@ -3,11 +3,12 @@
 # our Debian packages, no network) from the repository root:
 #   1. builds the CUDA backend, cuda_tests and cuda_bench (scripts/gpu-check/CMakeLists.txt)
 #      against the dependencies bundled by scripts/gpu-bundle.sh in .gpu-deps/;
-#   2. runs cuda_tests (GPU vs CPU, determinism, bad input), and small ones of them under
-#      compute-sanitizer memcheck and racecheck;
+#   2. runs cuda_tests (GPU vs CPU, determinism, bad input), cuda_wiring_tests (set_device
+#      followed by attention, Sinkhorn, flows and ensembles, against the CPU) and small
+#      cuda_tests under compute-sanitizer memcheck and racecheck;
 #   3. runs bench/cuda_compare.py (attnflow vs PyTorch on the same card) and prints one table.
 # Logs and the table go to $OUT (the device tool's folder) or ./gpu-check-out. Budget: under
-# 10 minutes: build about 1.5, tests at most 2, sanitizer at most 2, benchmarks whatever is left
+# 10 minutes: build about 2, tests at most 2 + 1.5 (wiring), sanitizer at most 2, benchmarks whatever is left
 # of 560 s (they need about 4); typically 6 in all.
 #   GPU_CHECK_QUICK=1   small benchmark sizes (smoke test of the script)
 #   GPU_CHECK_JOBS=N    build jobs (default: all cores)
@@ -64,6 +65,15 @@ rc=$?
 grep -E "^\[  (FAILED|PASSED)|^float32 error|Failure|needs a CUDA|error:|Expected|Which is|actual" "$out/cuda_tests.log" | head -60
 tail -3 "$out/cuda_tests.log"
 if [ $rc -ne 0 ]; then echo "gpu-check: cuda_tests FAILED (rc $rc)"; status=1; fi
+
+phase "cuda_wiring_tests (set_device through attention, Sinkhorn, flows, ensembles)"
+timeout 90 "$build/cuda_wiring_tests" --gtest_output="xml:$out/cuda_wiring_tests.xml" \
+  >"$out/cuda_wiring_tests.log" 2>&1
+rc=$?
+grep -E "^\[  (FAILED|PASSED)|float32 relative error|Failure|needs a CUDA|error:|Expected|Which is|actual" \
+  "$out/cuda_wiring_tests.log" | head -40
+tail -3 "$out/cuda_wiring_tests.log"
+if [ $rc -ne 0 ]; then echo "gpu-check: cuda_wiring_tests FAILED (rc $rc)"; status=1; fi
 
 phase "compute-sanitizer (memcheck, racecheck) on small cuda_tests"
 san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"

@@ -63,6 +63,9 @@ except ImportError as _e:
         "this interpreter: `python -m pip install .` in the attnflow source tree.") from _e
 from ._attnflow import __version__  # noqa: E402
 from ._attnflow import num_threads, set_num_threads  # noqa: E402
+# The device of the kernel's reductions, process-wide like the thread count (docs/usage/gpu.md).
+from ._attnflow import (cuda_available, cuda_compiled, cuda_device_description,  # noqa: E402
+                        current_device, set_device)
 from . import _pyext  # noqa: E402
 
 _pyext.install(_ext)
@@ -88,11 +91,12 @@ attention = _sys.modules[__name__ + ".attention"]
 
 _SUBMODULES = ("measure", "attention", "ot", "flow", "theory", "icl", "model", "io", "run")
 # Public names only the package has (not in a submodule's __all__).
-_TOP_LEVEL = ("__version__", "set_num_threads", "num_threads")
+_TOP_LEVEL = ("__version__", "set_num_threads", "num_threads", "set_device", "current_device",
+              "cuda_compiled", "cuda_available", "cuda_device_description")
 # Star-import: every submodule's names (attention: the callable submodule) and the helpers;
 # not the submodule names themselves (attnflow.io would shadow the standard io).
 __all__ = sorted({n for m in _SUBMODULES for n in _sys.modules[f"{__name__}.{m}"].__all__}
-                 | {"set_num_threads", "num_threads"})
+                 | set(_TOP_LEVEL[1:]))
 
 
 def __getattr__(name):

@@ -19,3 +19,8 @@ from .attention import *
 from ._attnflow import __version__ as __version__
 from ._attnflow import num_threads as num_threads
 from ._attnflow import set_num_threads as set_num_threads
+from ._attnflow import cuda_available as cuda_available
+from ._attnflow import cuda_compiled as cuda_compiled
+from ._attnflow import cuda_device_description as cuda_device_description
+from ._attnflow import current_device as current_device
+from ._attnflow import set_device as set_device

@@ -45,6 +45,7 @@ class AttentionOptions:
 class AttentionResult:
     def __init__(self, *args: Any, **kwargs: Any) -> Any: ...
     def _repr(self) -> Any: ...
+    device: str
     lse: List[NDArray[np.float64]]
     out: NDArray[np.float64]
     status: List[NormalizationStatus]
@@ -877,6 +878,7 @@ class RunConfig:
     checkpoint_every: int
     d: int
     delta: float
+    device: str
     every: float
     file: str
     gamma: float
@@ -889,6 +891,7 @@ class RunConfig:
     kuramoto_form: str
     n: int
     pair_limit: int
+    precision: str
     qkv: str
     qkv_seed: int
     rho0: float
@@ -921,6 +924,7 @@ class RunResult:
     def _repr(self) -> Any: ...
     already_finished: bool
     checkpoints: int
+    device: str
     finished: bool
     interrupted: bool
     last: List[ObservationRow]
@@ -1222,6 +1226,14 @@ def clusters_report(beta: float, k_max: int = ...) -> ClustersReport: ...
 
 def concentration(options: ConcentrationOptions, progress: Any = ...) -> ConcentrationResult: ...
 
+def cuda_available() -> bool: ...
+
+def cuda_compiled() -> bool: ...
+
+def cuda_device_description() -> str: ...
+
+def current_device() -> tuple: ...
+
 def decay_variable(kind: DecayKind, t: float, r: float) -> float: ...
 
 def default_fit_config_toml() -> str: ...
@@ -1437,6 +1449,8 @@ def scheme_retract(state: NDArray[np.float64]) -> NDArray[np.float64]: ...
 def scheme_state(x: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 def self_attention(mu: Measure, options: AttentionOptions) -> AttentionResult: ...
+
+def set_device(device: str = ..., precision: str = ...) -> None: ...
 
 def set_num_threads(threads: int) -> None: ...
 

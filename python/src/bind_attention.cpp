@@ -138,6 +138,7 @@ void bind_types(py::module_& m) {
   py::class_<AttentionResult>(m, "AttentionResult")
       .def_readonly("out", &AttentionResult::out, "(n, d_out) attention output")
       .def_readonly("lse", &AttentionResult::lse, "per head (n) log-normalizers")
+      .def_readonly("device", &AttentionResult::device, "where the reductions ran: cpu | cuda")
       .def_readonly("status", &AttentionResult::status, "per head NormalizationStatus");
 }
 

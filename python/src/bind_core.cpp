@@ -10,6 +10,7 @@
 #include "attnflow/attention/normalization.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/base/rng.hpp"
 #include "attnflow/measure/sample.hpp"
 #include "bind.hpp"
@@ -85,6 +86,25 @@ void bind_rng(py::module_& m) {
       },
       py::arg("threads"), "threads for parallel loops, in [1, 1024]; results do not depend on it");
   m.def("num_threads", &num_threads);
+  // The process-wide device beside the thread count (kernel_cuda.hpp, docs/usage/gpu.md).
+  m.def(
+      "set_device",
+      [](const std::string& device, const std::string& precision) {
+        set_device(parse_device(device, "set_device"), parse_precision(precision, "set_device"));
+      },
+      py::arg("device") = "cpu", py::arg("precision") = "float64",
+      "device of every kernel reduction (attention, Sinkhorn, flows, ensembles): 'cpu' or 'cuda'; "
+      "precision 'float64' or 'float32' (cuda only). Raises where cuda is not built or no GPU");
+  m.def(
+      "current_device",
+      [] {
+        const DeviceSetting d = current_device();
+        return py::make_tuple(device_name(d.device), precision_name(d.precision));
+      },
+      "(device, precision) of the kernel reductions, e.g. ('cpu', 'float64')");
+  m.def("cuda_compiled", &cuda_compiled, "this build has the CUDA backend");
+  m.def("cuda_available", &cuda_available, "CUDA backend built and a GPU usable");
+  m.def("cuda_device_description", &cuda_device_description);
 }
 
 void bind_kernel(py::module_& m) {

@@ -62,7 +62,9 @@ void bind_run_config(py::module_& m) {
       .def_readwrite("delta", &RunConfig::delta)
       .def_readwrite("pair_limit", &RunConfig::pair_limit)
       .def_readwrite("snapshots", &RunConfig::snapshots)
-      .def_readwrite("checkpoint_every", &RunConfig::checkpoint_every);
+      .def_readwrite("checkpoint_every", &RunConfig::checkpoint_every)
+      .def_readwrite("device", &RunConfig::device, "[compute] device: '' (the process setting), cpu, cuda")
+      .def_readwrite("precision", &RunConfig::precision, "[compute] precision: '', float64, float32");
   m.def("parse_run_config", &parse_run_config, py::arg("config"),
         "reads and validates every key of the run schema (records defaults in config)");
   m.def("default_run_config_toml", &default_run_config_toml);
@@ -108,7 +110,8 @@ void bind_runner(py::module_& m) {
       .def_readonly("checkpoints", &RunResult::checkpoints)
       .def_readonly("states", &RunResult::states)
       .def_readonly("last", &RunResult::last)
-      .def_readonly("seconds", &RunResult::seconds);
+      .def_readonly("seconds", &RunResult::seconds)
+      .def_readonly("device", &RunResult::device, "where the kernel's reductions ran: cpu | cuda");
   m.def("observable_columns", &observable_columns);
   m.def("initial_positions", &initial_positions, py::arg("config"), py::arg("system"));
   m.def("run_experiment", &run_experiment, py::arg("config"), py::arg("resolved_config"),

@@ -5,6 +5,7 @@
 #include "attnflow/base/collective.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 
@@ -127,6 +128,7 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
   }
   require_output_finite(kCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
                         overflow_cause(heads, options.beta));
+  res.device = device_name(current_device().device);
   return res;
 }
 

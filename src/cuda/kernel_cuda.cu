@@ -305,8 +305,9 @@ bool device_usable(std::string* reason) {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
     if (reason)
-      *reason = status != cudaSuccess ? std::string(cudaGetErrorString(status))
-                                      : std::string("no CUDA device");
+      *reason = status != cudaSuccess
+                    ? std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)
+                    : std::string("cudaGetDeviceCount found no CUDA device");
     cudaGetLastError();  // clear the sticky-free error state
     return false;
   }

@@ -4,11 +4,13 @@
 // clear std::invalid_argument and everything else is the CPU path unchanged.
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "attnflow/kernel/kernel_cuda.hpp"
+#include "kernel_cpu.hpp"
 
 #ifdef ATTNFLOW_HAVE_CUDA
 #include "cuda/host_api.hpp"
@@ -16,14 +18,56 @@
 
 namespace attnflow {
 
-Device parse_device(std::string_view name) {
+Device parse_device(std::string_view name, std::string_view ctx) {
   if (name == "cpu") return Device::cpu;
   if (name == "cuda") return Device::cuda;
   throw std::invalid_argument(
-      fmt::format("device: device = {}, must be \"cpu\" or \"cuda\"", name));
+      fmt::format("{}: device = {}, must be one of cpu, cuda", ctx, name));
 }
 
 const char* device_name(Device device) { return device == Device::cuda ? "cuda" : "cpu"; }
+
+Precision parse_precision(std::string_view name, std::string_view ctx) {
+  if (name == "float64") return Precision::float64;
+  if (name == "float32") return Precision::float32;
+  throw std::invalid_argument(
+      fmt::format("{}: precision = {}, must be one of float64, float32", ctx, name));
+}
+
+const char* precision_name(Precision precision) {
+  return precision == Precision::float32 ? "float32" : "float64";
+}
+
+namespace {
+// Device in bit 1, precision in bit 0: one atomic word, read once per reduction.
+std::atomic<int> g_device{0};
+}  // namespace
+
+void set_device(Device device, Precision precision) {
+  if (device == Device::cpu && precision == Precision::float32)
+    throw std::invalid_argument(
+        "set_device: precision = float32, must be float64 with device = cpu (the CPU kernel "
+        "computes in float64; float32 is a GPU option)");
+  require_device(device);
+  g_device = (device == Device::cuda ? 2 : 0) | (precision == Precision::float32 ? 1 : 0);
+}
+
+DeviceSetting current_device() {
+  const int v = g_device.load(std::memory_order_relaxed);
+  return {(v & 2) ? Device::cuda : Device::cpu, (v & 1) ? Precision::float32 : Precision::float64};
+}
+
+std::string device_fallback(bool batched_ensemble) {
+  if (current_device().device == Device::cpu || !batched_ensemble) return "";
+  return "the batched ensemble kernel has no GPU version: the ensemble ran on the CPU "
+         "(measure.batched = false runs each system through the GPU reduction)";
+}
+
+std::string no_cuda_backend_message() {
+  return "device = cuda: this attnflow was built without CUDA (rebuild with a CUDA compiler: "
+         "nvcc on PATH or -DCMAKE_CUDA_COMPILER=..., and -DATTNFLOW_CUDA=AUTO or ON; "
+         "docs/usage/gpu.md)";
+}
 
 bool cuda_compiled() {
 #ifdef ATTNFLOW_HAVE_CUDA
@@ -56,8 +100,7 @@ void require_device(Device device) {
   if (!cuda_detail::device_usable(&reason))
     throw std::runtime_error(fmt::format("device = cuda: no usable CUDA device ({})", reason));
 #else
-  throw std::invalid_argument(
-      "device = cuda: this build has no CUDA backend (configure with a CUDA compiler)");
+  throw std::invalid_argument(no_cuda_backend_message());
 #endif
 }
 
@@ -75,7 +118,7 @@ void check_dims(const char* ctx, Index k, Index p) {
 
 void lse_reduce(const ReduceInput& in, const ReduceOutput& out, Device device,
                 Precision precision) {
-  if (device == Device::cpu) return lse_reduce(in, out);
+  if (device == Device::cpu) return detail::lse_reduce_cpu(in, out);
   require_device(device);
   if (in.n < 0 || in.m <= 0 || in.k < 0 || in.p < 0)
     throw std::invalid_argument(fmt::format(
@@ -95,7 +138,7 @@ void lse_reduce(const ReduceInput& in, const ReduceOutput& out, Device device,
 
 void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out, Device device,
                           Precision precision) {
-  if (device == Device::cpu) return lse_reduce_symmetric(in, out);
+  if (device == Device::cpu) return detail::lse_reduce_symmetric_cpu(in, out);
   require_device(device);
   if (in.n < 0 || in.k < 0 || in.p < 0 || (in.p > 0 && in.vals == nullptr))
     throw std::invalid_argument(fmt::format(

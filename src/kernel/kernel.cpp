@@ -25,7 +25,9 @@
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "kernel_common.hpp"
+#include "kernel_cpu.hpp"
 
 namespace attnflow {
 
@@ -254,7 +256,14 @@ void dispatch_p(const ReduceInput& in, const ReduceOutput& out, const PackedKeys
 
 }  // namespace
 
+// The process-wide device (set_device, kernel_cuda.hpp) decides where every reduction runs.
 void lse_reduce(const ReduceInput& in, const ReduceOutput& out) {
+  const DeviceSetting d = current_device();
+  if (d.device != Device::cpu) return lse_reduce(in, out, d.device, d.precision);
+  detail::lse_reduce_cpu(in, out);
+}
+
+void detail::lse_reduce_cpu(const ReduceInput& in, const ReduceOutput& out) {
   if (in.n < 0 || in.m <= 0 || in.k < 0 || in.p < 0)
     throw std::invalid_argument(fmt::format(
         "lse_reduce: shapes n = {}, m = {}, k = {}, p = {}, must be n >= 0, m >= 1, k, p >= 0",

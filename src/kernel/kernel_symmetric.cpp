@@ -31,7 +31,9 @@
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "kernel_common.hpp"
+#include "kernel_cpu.hpp"
 
 namespace attnflow {
 
@@ -216,7 +218,7 @@ void dispatch_p(const SymmetricReduceInput& in, const Packed& pk, double amax,
 void fallback(const SymmetricReduceInput& in, const ReduceOutput& out) {
   std::vector<double> u(static_cast<size_t>(in.n * in.k));
   for (size_t t = 0; t < u.size(); ++t) u[t] = in.beta * in.y[t];
-  lse_reduce(ReduceInput{u.data(), in.y, in.col, in.vals, in.n, in.n, in.k, in.p}, out);
+  detail::lse_reduce_cpu(ReduceInput{u.data(), in.y, in.col, in.vals, in.n, in.n, in.k, in.p}, out);
 }
 
 // M = max_j (c_j + beta |y_j|^2 / 2) when the symmetric form is safe (see the top), else NaN.
@@ -241,7 +243,14 @@ bool symmetric_fast_path(const SymmetricReduceInput& in) {
   return !std::isnan(safe_log_weight_max(in));
 }
 
+// The process-wide device (set_device, kernel_cuda.hpp) decides where every reduction runs.
 void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out) {
+  const DeviceSetting d = current_device();
+  if (d.device != Device::cpu) return lse_reduce_symmetric(in, out, d.device, d.precision);
+  detail::lse_reduce_symmetric_cpu(in, out);
+}
+
+void detail::lse_reduce_symmetric_cpu(const SymmetricReduceInput& in, const ReduceOutput& out) {
   if (in.n < 0 || in.k < 0 || in.p < 0 || (in.p > 0 && in.vals == nullptr))
     throw std::invalid_argument(fmt::format(
         "lse_reduce_symmetric: n = {}, k = {}, p = {} (vals {}), must be >= 0 with vals given "

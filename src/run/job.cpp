@@ -17,6 +17,7 @@
 
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 
@@ -90,7 +91,10 @@ void clear_stop_request() { g_stop_signal.store(0); }
 // ---- Summary header ---------------------------------------------------------------------
 
 nlohmann::json summary_header(std::string_view kind, std::string_view version, std::string_view status) {
-  return {{"kind", kind}, {"attnflow_version", version}, {"status", status}};
+  // Where the kernel's reductions ran (kernel_cuda.hpp set_device: --device, compute.device).
+  const DeviceSetting d = current_device();
+  return {{"kind", kind}, {"attnflow_version", version}, {"status", status},
+          {"device", device_name(d.device)}, {"precision", precision_name(d.precision)}};
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include "attnflow/base/limits.hpp"
 #include "attnflow/flow/flow.hpp"
 #include "attnflow/flow/scheme.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 namespace attnflow {
 
@@ -178,6 +179,23 @@ void check_sizes(const std::string& ctx, const RunConfig& r) {
 
 }  // namespace
 
+void read_compute(Config& c, std::string& device, std::string& precision) {
+  const std::string& ctx = c.name();
+  device = c.get_string("compute.device", device);
+  require_one_of(ctx, "compute.device", device, {"", "cpu", "cuda"}, "cpu, cuda (\"\" = --device)");
+  precision = c.get_string("compute.precision", precision);
+  require_one_of(ctx, "compute.precision", precision, {"", "float64", "float32"}, "float64, float32");
+  if (precision == "float32")
+    require(device == "cuda", ctx, "compute.device", fmt::format("\"{}\"", device),
+            "\"cuda\" with compute.precision = \"float32\" (the CPU kernel is float64)");
+}
+
+void apply_compute(const std::string& device, const std::string& precision) {
+  if (device.empty() && precision.empty()) return;
+  const Device d = device.empty() ? current_device().device : parse_device(device, "compute.device");
+  set_device(d, precision == "float32" ? Precision::float32 : Precision::float64);
+}
+
 RunConfig parse_run_config(Config& config) {
   RunConfig r;
   read_measure(config, r);
@@ -185,6 +203,7 @@ RunConfig parse_run_config(Config& config) {
   read_scheme_vlasov(config, r);
   read_integrate(config, r);
   read_observe_output(config, r);
+  read_compute(config, r.device, r.precision);
   config.reject_unknown();
   check_sizes(config.name(), r);
   return r;
@@ -245,6 +264,10 @@ quantiles = [0.1, 0.5, 0.9]  # ensembles: quantiles per time in ensemble.csv
 [output]
 snapshots = true          # write snapshots/snap_KKKKKK.npy at every observation
 checkpoint_every = 10     # checkpoint every this many observations (0 = never)
+
+[compute]
+device = ""               # "" = the process setting (--device, default cpu) | cpu | cuda (docs/usage/gpu.md)
+precision = ""            # "" = float64 | float64 | float32 (device = "cuda" only)
 )";
 }
 

@@ -1,6 +1,7 @@
 // The experiment runner: schedule of observations, the ensemble loop, the output directory
 // and checkpoints. The flow itself (fields, schemes, noise, observables) is src/flow's.
 #include "attnflow/run/runner.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 
 #include <fmt/format.h>
 
@@ -252,6 +253,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
             {"every", cfg.every}, {"batched", e.batched && e.batchable()},
+            {"device_fallback", device_fallback(e.batched && e.batchable())},
             {"per_system_rows", cfg.per_system || cfg.systems == 1},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
             {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
@@ -319,6 +321,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);
   res.last = rows;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  res.device = device_name(current_device().device);
   if (res.interrupted) {
     job.keep();
     return res;
@@ -421,6 +424,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     res.already_finished = true;
     return res;
   }
+  apply_compute(cfg.device, cfg.precision);  // [compute] on every rank (may throw: agreed below)
   const Range mine = block_range(cfg.systems, comm.size(), comm.rank());
   std::optional<Ensemble> local, all;
   if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count));
@@ -557,6 +561,7 @@ RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, cons
     res.already_finished = true;
     return res;
   }
+  apply_compute(cfg.device, cfg.precision);  // [compute]: the process-wide device (may throw)
   Ensemble e = make_ensemble(cfg);  // validates the flow options: may throw, nothing created yet
   Cursor c;
   if (job.has_checkpoint()) {

@@ -213,6 +213,9 @@ SweepResult run_sweep(const SweepGrid& g, const SweepOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   require(!opt.out_dir.empty(), "sweep", "out_dir", "\"\"", "a directory path");
   std::vector<Point> points = prepare_points(g, opt.out_dir);  // throws before writing anything
+  // [compute] is the same at every point (sweep_grid.cpp refuses compute.* axes): set the
+  // process-wide device once, before anything is written (a missing GPU fails here).
+  if (!points.empty()) apply_compute(points[0].cfg.device, points[0].cfg.precision);
   // Distributed (collective.hpp): rank 0 owns the sweep directory and the tables; every rank
   // runs its share of the unfinished points in their own directories.
   const Collective* comm = opt.comm && opt.comm->size() > 1 ? opt.comm : nullptr;

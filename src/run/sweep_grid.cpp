@@ -87,6 +87,12 @@ void collect_axes(const toml::table& t, const std::string& prefix, const std::st
     if (key.find('.') == std::string::npos)
       throw_invalid(ctx, "sweep." + key, echoed_value(toml_text(v)),
                     fmt::format("a table of lists of section.key values, e.g. [sweep] {}.beta = [1, 4]", key));
+    // The device is one process-wide setting (kernel_cuda.hpp): points running at once cannot
+    // each have their own. Set it once in [compute] or with --device.
+    if (key.rfind("compute.", 0) == 0)
+      throw_invalid(ctx, "sweep." + key, echoed_value(toml_text(v)),
+                    "a key outside [compute] (the device is process-wide: set [compute] or --device "
+                    "once for the whole sweep)");
     SweepAxis axis{key, {}, {}};
     if (auto arr = v.as_array()) {
       require(!arr->empty(), ctx, "sweep." + key, "[]", "a non-empty list");

@@ -15,7 +15,8 @@ from attnflow import _attnflow as ext
 
 SUBMODULES = ["measure", "attention", "ot", "flow", "theory", "icl", "model", "io", "run"]
 # Public names of the package that are in no submodule's __all__.
-TOP_LEVEL_ONLY = {"set_num_threads", "num_threads"}
+TOP_LEVEL_ONLY = {"set_num_threads", "num_threads", "set_device", "current_device", "cuda_compiled",
+                  "cuda_available", "cuda_device_description"}
 # Submodules of the package that are not groups of the extension (imported on request).
 OPTIONAL_SUBMODULES = {"plot", "view", "animate", "torch"}
 

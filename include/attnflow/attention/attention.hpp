@@ -46,6 +46,7 @@ struct AttentionResult {
   std::vector<Vector> lse;  // per head, (n): log sum_j b_j exp(s_ij) (softmax/none); for
                             // sinkhorn, the log-normalizer of the final conditional
   std::vector<NormalizationStatus> status;  // per head (Sinkhorn iterations, convergence)
+  std::string device = "cpu";  // where the reductions ran: current_device() (kernel_cuda.hpp)
 };
 
 // values: (m, p); pass std::nullopt to use the keys' points.

@@ -13,6 +13,8 @@ namespace attnflow {
 void set_num_threads(int threads);
 // The number of threads parallel loops will use (>= 1).
 int num_threads();
+// The other process-wide compute setting, the device (cpu or cuda) of every reduction, is
+// set_device() / current_device() in attnflow/kernel/kernel_cuda.hpp (it needs the kernel).
 
 // No exception may leave an OpenMP region (the program would abort): each
 // iteration's body runs through run(k, f), which keeps the exception of the lowest k (the

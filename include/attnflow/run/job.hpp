@@ -117,7 +117,8 @@ class Job {
   std::unique_ptr<PendingOutput> pending_;      // a staged job's directory, until committed
 };
 
-// The header alone, for commands without an output directory (theory ... prints JSON).
+// The header alone, for commands without an output directory (theory ... prints JSON): kind,
+// attnflow_version, status, and the device and precision of the kernel's reductions.
 nlohmann::json summary_header(std::string_view kind, std::string_view version, std::string_view status);
 // dir/summary.json exists and says "status": "finished".
 bool summary_finished(const std::string& dir);

@@ -64,10 +64,20 @@ struct RunConfig {
   // [output]
   bool snapshots = true;
   Index checkpoint_every = 10;  // observations between checkpoints; 0 = none
+
+  // [compute]: where the kernel's reductions run (kernel_cuda.hpp set_device). "" keeps the
+  // process setting (--device / set_device(), default cpu); "cpu" or "cuda" sets it for the run.
+  std::string device;
+  std::string precision;  // "" = float64 (or the process setting with device = ""); float32 on cuda
 };
 
 // Reads every key of the schema from `config` (recording defaults, so config.resolved() is
 // the full resolved document), validates the values naming the key, and rejects unknown keys.
+// [compute] device / precision of any config (run, sweep, icl, fit): validated strings, "" when
+// absent (keep the process setting). apply_compute() sets the process-wide device from them.
+void read_compute(Config& config, std::string& device, std::string& precision);
+void apply_compute(const std::string& device, const std::string& precision);
+
 RunConfig parse_run_config(Config& config);
 
 // The full default configuration as commented TOML (`attnflow run --print-default-config`).

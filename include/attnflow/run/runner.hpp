@@ -65,6 +65,7 @@ struct RunResult {
   std::vector<IntegratorState> states;  // per system
   std::vector<ObservationRow> last;     // last observation of each system
   double seconds = 0.0;
+  std::string device = "cpu";  // where the kernel's reductions ran (summary.json "device")
 };
 
 // Column names of observables.csv: t, system, then observable_names() of observe.hpp

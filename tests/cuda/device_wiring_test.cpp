@@ -1,0 +1,173 @@
+// The process-wide device (set_device, kernel_cuda.hpp) followed end to end on a GPU:
+// attention (softmax, none, sinkhorn), entropic OT (Sinkhorn), a flow and ensembles (per
+// system on the GPU; the batched ensemble kernel on the CPU, device_fallback() saying so)
+// against the same calls on the CPU, within the documented tolerances (docs/usage/gpu.md):
+// float64 relative 1e-12 on one reduction, 1e-9 after a fixed number of Sinkhorn iterations
+// or a flow's steps (1e-5 where a solve to tolerance stops one iteration apart), float32 1e-4. GPU runs repeat bit for bit. Needs a CUDA device: built where CMake finds a
+// CUDA compiler (cmake/cuda.cmake), run by scripts/gpu-check.sh.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "attnflow/attention/attention.hpp"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
+#include "attnflow/measure/sample.hpp"
+#include "attnflow/ot/ot.hpp"
+
+namespace attnflow {
+namespace {
+
+double rel_diff(const Matrix& a, const Matrix& b) {
+  return (a - b).cwiseAbs().maxCoeff() / std::max(1e-300, b.cwiseAbs().maxCoeff());
+}
+double rel_diff(const Vector& a, const Vector& b) {
+  return (a - b).cwiseAbs().maxCoeff() / std::max(1e-300, b.cwiseAbs().maxCoeff());
+}
+bool bit_equal(const Matrix& a, const Matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
+}
+
+template <typename T>
+struct Both {
+  T cpu, gpu, again;  // on the CPU, on the GPU, on the GPU again
+};
+
+// Runs f on the CPU and twice on the GPU (float64 unless told), restoring the CPU afterwards.
+template <typename F>
+auto on_both(F f, Precision precision = Precision::float64) {
+  using T = decltype(f());
+  set_device(Device::cpu);
+  T cpu = f();
+  set_device(Device::cuda, precision);
+  T gpu = f();
+  T again = f();
+  set_device(Device::cpu);
+  return Both<T>{std::move(cpu), std::move(gpu), std::move(again)};
+}
+
+class DeviceWiring : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cuda_available()) << "needs a CUDA device: " << cuda_device_description();
+  }
+  void TearDown() override { set_device(Device::cpu); }
+};
+
+Measure cloud(Index n, Index d, std::uint64_t stream) {
+  Rng rng(21, stream);
+  return Measure(sample_sphere(n, d, rng));
+}
+
+TEST_F(DeviceWiring, AttentionFollowsTheDevice) {
+  const Measure x = cloud(700, 3, 1), y = cloud(900, 3, 2);
+  for (Normalization norm : {Normalization::softmax, Normalization::none}) {
+    AttentionOptions o;
+    o.beta = 4.0;
+    o.normalization = norm;
+    const auto r = on_both([&] { return attention(x, y, std::nullopt, o); });
+    EXPECT_EQ(r.cpu.device, "cpu");
+    EXPECT_EQ(r.gpu.device, "cuda");
+    EXPECT_LE(rel_diff(r.gpu.out, r.cpu.out), 1e-12);
+    EXPECT_LE(rel_diff(r.gpu.lse[0], r.cpu.lse[0]), 1e-12);
+    EXPECT_TRUE(bit_equal(r.gpu.out, r.again.out));
+  }
+  AttentionOptions o;
+  o.beta = 4.0;
+  o.normalization = Normalization::sinkhorn;
+  o.sinkhorn.iterations = 30;  // the same iterations on both devices
+  const auto r = on_both([&] { return attention(x, y, std::nullopt, o); });
+  EXPECT_EQ(r.gpu.device, "cuda");
+  EXPECT_LE(rel_diff(r.gpu.out, r.cpu.out), 1e-9);
+  EXPECT_TRUE(bit_equal(r.gpu.out, r.again.out));
+  AttentionOptions s;
+  s.beta = 4.0;
+  const auto f = on_both([&] { return attention(x, y, std::nullopt, s); }, Precision::float32);
+  const double err = rel_diff(f.gpu.out, f.cpu.out);
+  std::cout << "attention float32 relative error " << err << "\n";
+  EXPECT_LE(err, 1e-4);
+}
+
+TEST_F(DeviceWiring, SinkhornFollowsTheDevice) {
+  const Measure x = cloud(1500, 3, 3), y = cloud(1200, 3, 4);
+  SinkhornOptions o;
+  o.eps = 0.05;
+  const auto r = on_both([&] { return sinkhorn(x, y, o); });
+  EXPECT_TRUE(r.gpu.converged) << r.gpu.message;
+  // To tolerance: the stopping test may fall one iteration apart (rounding near tol); then the
+  // two solutions agree to the tolerance's order only.
+  EXPECT_LE(std::abs(r.gpu.iterations - r.cpu.iterations), 1);
+  const double tol = r.gpu.iterations == r.cpu.iterations ? 1e-9 : 1e-5;
+  EXPECT_NEAR(r.gpu.cost, r.cpu.cost, tol * std::abs(r.cpu.cost));
+  EXPECT_LE(rel_diff(r.gpu.f, r.cpu.f), tol);
+  std::cout << "sinkhorn iterations cpu " << r.cpu.iterations << " gpu " << r.gpu.iterations
+            << ", potential relative difference " << rel_diff(r.gpu.f, r.cpu.f) << "\n";
+  EXPECT_EQ(0, std::memcmp(r.gpu.f.data(), r.again.f.data(), sizeof(double) * r.gpu.f.size()));
+}
+
+TEST_F(DeviceWiring, FlowFollowsTheDevice) {
+  for (FieldKind kind : {FieldKind::sa, FieldKind::usa}) {
+    FlowOptions o;
+    o.kind = kind;
+    o.beta = 3.0;
+    const Flow flow(o, 400, 3);
+    const Measure x0 = cloud(400, 3, 5);
+    IntegratorOptions io;
+    io.method = Method::rk4;
+    io.dt = 0.05;
+    const auto r = on_both([&] {
+      Matrix x = flow.initial_state(x0.points());
+      FlowState st = flow.initial_flow_state();
+      flow.advance(x, st, 1.0, io);
+      return x;
+    });
+    EXPECT_LE(rel_diff(r.gpu, r.cpu), 1e-9);
+    EXPECT_TRUE(bit_equal(r.gpu, r.again));
+  }
+}
+
+TEST_F(DeviceWiring, EnsemblesPerSystemOnTheGpuBatchedOnTheCpu) {
+  std::vector<FlowOptions> flows;
+  std::vector<Matrix> x0;
+  for (int k = 0; k < 8; ++k) {
+    FlowOptions o;
+    o.beta = 1.0 + k;
+    flows.push_back(o);
+    x0.push_back(cloud(64, 3, 10 + k).points());
+  }
+  IntegratorOptions io;
+  io.method = Method::euler;
+  io.dt = 0.1;
+  for (bool batched : {false, true}) {
+    const auto r = on_both([&] {
+      Ensemble e(flows, x0, io);
+      e.batched = batched;
+      e.advance(1.0);
+      std::vector<Matrix> out;
+      for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
+      const bool fell_back = batched && e.batchable() && !device_fallback(true).empty();
+      return std::make_pair(out, fell_back);
+    });
+    EXPECT_FALSE(r.cpu.second);
+    EXPECT_EQ(r.gpu.second, batched);
+    for (size_t k = 0; k < r.cpu.first.size(); ++k) {
+      if (batched)  // the batched kernel has no GPU version: the CPU's bits
+        EXPECT_TRUE(bit_equal(r.gpu.first[k], r.cpu.first[k])) << "system " << k;
+      else
+        EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << "system " << k;
+      EXPECT_TRUE(bit_equal(r.gpu.first[k], r.again.first[k])) << "system " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnflow
