@@ -50,9 +50,6 @@ bool identity_head(const FlowOptions& o) {
   return o.heads.empty() || (o.heads[0].q.size() == 0 && o.heads[0].k.size() == 0 && o.heads[0].v.size() == 0);
 }
 
-// Largest argument whose exp is a finite double (as in flow.cpp).
-constexpr double kMaxExpArg = 709.78;
-
 // Lanes layout of batch_kernel.hpp from / to row blocks of a (W n, cols) matrix.
 void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& lanes) {
   lanes.resize(static_cast<std::size_t>(n * d * w));
@@ -93,14 +90,7 @@ class Block {
       const FlowOptions& o = lane_[l]->options();
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
-        const double lse = lse_[static_cast<std::size_t>(i * w_ + l)];
-        const double arg = lse - o.usa_log_shift;
-        if (arg > kMaxExpArg)
-          throw std::runtime_error(fmt::format(
-              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
-              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
-              i, lse, o.beta));
-        const double f = std::exp(arg);
+        const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
         for (Index k = 0; k < d_; ++k) al_[static_cast<std::size_t>((i * d_ + k) * w_ + l)] *= f;
       }
     }
@@ -196,14 +186,7 @@ class LaneBlock {
       const FlowOptions& o = *lane_[l];
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
-        const double lse = lse_[static_cast<std::size_t>(i * w_ + l)];
-        const double arg = lse - o.usa_log_shift;
-        if (arg > kMaxExpArg)
-          throw std::runtime_error(fmt::format(
-              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
-              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
-              i, lse, o.beta));
-        const double f = std::exp(arg);
+        const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
         for (Index k = 0; k < d_; ++k) a(i * d_ + k, l) *= f;
       }
     }

@@ -226,18 +226,20 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
     }
     if (options_.kind == FieldKind::usa) {
       // Unnormalized: sum_j w_j e^{s_ij} V x_j = exp(lse_i) * (softmax average).
-      for (Index i = 0; i < out.rows(); ++i) {
-        const double arg = lse[i] - options_.usa_log_shift;
-        if (arg > kMaxExpArg)
-          throw std::runtime_error(fmt::format(
-              "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
-              "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
-              i, lse[i], options_.beta));
-        out.row(i) *= std::exp(arg);
-      }
+      for (Index i = 0; i < out.rows(); ++i) out.row(i) *= usa_scale(options_, i, lse[i]);
     }
     a += out;
   }
+}
+
+double usa_scale(const FlowOptions& o, Index token, double lse) {
+  const double arg = lse - o.usa_log_shift;
+  if (arg > kMaxExpArg)
+    throw std::runtime_error(fmt::format(
+        "flow: usa field overflows at token {}: log sum_j w_j exp(beta <Qx, Kx_j>) = {:.6g} "
+        "(beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+        token, lse, o.beta));
+  return std::exp(arg);
 }
 
 }  // namespace attnflow

@@ -94,6 +94,11 @@ struct FlowOptions {
   void validate(Index n, Index d) const;
 };
 
+// The USA field's factor for token `token` whose softmax log-normalizer is `lse`:
+// exp(lse - o.usa_log_shift), or std::runtime_error naming the token when it overflows a
+// double. One definition for the per-system and the batched paths.
+double usa_scale(const FlowOptions& o, Index token, double lse);
+
 // Where a (possibly noisy) flow run stands: the integrator state and the noise stream.
 // Both are saved in checkpoints; restoring them continues the run bit for bit.
 struct FlowState {
