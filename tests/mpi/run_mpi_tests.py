@@ -105,24 +105,12 @@ def check(name, fn):
         print(f"FAIL {name}: {e}")
 
 
-SWEEP = """
-[measure]
-n = 10
-d = 3
-[model]
-beta = 2.0
-[integrate]
-dt = 0.1
-t_end = 1.0
-[observe]
-every = 0.5
-[output]
-checkpoint_every = 1
-snapshots = false
-[sweep]
-model.beta = [1.0, 4.0]
-measure.seed = [0, 1, 2, 3]
-"""
+# The sweep CLI tests' small grid (tests/python/test_sweep_cli.py), one seed more: 8 points.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+from test_sweep_cli import SWEEP as _SWEEP  # noqa: E402
+
+SWEEP = _SWEEP.replace("measure.seed = [0, 1, 2]", "measure.seed = [0, 1, 2, 3]")
+assert "measure.seed = [0, 1, 2, 3]" in SWEEP
 
 # An ensemble on the batched path (SA, identity head, euler) and one off it (rk4 with noise
 # and a scheme would be slower; dopri5 takes the per-system path), snapshots and checkpoints.
