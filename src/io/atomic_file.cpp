@@ -75,7 +75,20 @@ Pending& pending() {
   return *p;
 }
 
-bool process_alive(long pid) { return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM); }
+// A process that exists and is not a zombie. A killed process stays a zombie until its parent
+// reaps it, and in a container whose init reaps nothing (a CI runner, a killed mpirun's orphaned
+// ranks) that is forever: kill(pid, 0) succeeds on it, yet it holds no file open and never writes
+// again, so its temporaries are stale.
+bool process_alive(long pid) {
+  if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return true;  // no /proc: trust kill()
+  const auto close = line.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos || close + 2 >= line.size()) return true;
+  const char state = line[close + 2];
+  return state != 'Z' && state != 'X';
+}
 
 }  // namespace
 

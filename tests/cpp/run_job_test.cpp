@@ -92,6 +92,23 @@ TEST(AtomicFile, StaleTemporariesAreOnlyThoseOfDeadProcesses) {
   EXPECT_TRUE(names(dir + "/snapshots").empty());
 }
 
+// A killed process nobody reaps stays a zombie (a container whose init reaps nothing, a killed
+// mpirun's orphaned ranks): kill(pid, 0) still succeeds, but its temporaries are stale.
+TEST(AtomicFile, TemporariesOfAnUnreapedZombieAreStale) {
+  const pid_t zombie = ::fork();
+  if (zombie == 0) ::_exit(0);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(zombie), &info, WEXITED | WNOWAIT), 0);  // exited, not reaped
+  ASSERT_EQ(::kill(zombie, 0), 0) << "the child should still exist as a zombie";
+  const std::string dir = fresh_dir("zombie");
+  touch(dir + "/config.toml.tmp." + std::to_string(zombie));
+  EXPECT_TRUE(is_stale_temporary("config.toml.tmp." + std::to_string(zombie)));
+  EXPECT_EQ(remove_stale_temporaries(dir), 1);
+  EXPECT_TRUE(names(dir).empty());
+  int status = 0;
+  ::waitpid(zombie, &status, 0);
+}
+
 JobSpec staged(const std::string& out) {
   return {.kind = "ot", .out_dir = out, .version = "test", .resumable = false, .resume = false,
           .outputs = {"f.npy", "g.npy", "summary.json"}, .noun = "run", .marker = ""};

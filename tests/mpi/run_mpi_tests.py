@@ -65,6 +65,29 @@ def same_files(ref, got, names, label):
         raise AssertionError(f"{label}: {differ} differ from the single-process run")
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ("R", "S", "Z", ...), None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
+
+
+def session_pids(sid):
+    """The processes of session SID (zombies included)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[3]) == sid:
+                pids.append(int(d.name))
+    return pids
+
+
 def kill_session(proc):
     """SIGKILL to every process of mpirun's session (started with start_new_session): mpirun puts
     each rank in a process group of its own, so killing mpirun's group would leave the ranks
@@ -72,17 +95,7 @@ def kill_session(proc):
     import time
 
     def members():
-        pids = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    stat = (d / "stat").read_text()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(")") + 2:].split()
-                if int(fields[3]) == proc.pid and fields[0] != "Z":  # session id
-                    pids.append(int(d.name))
-        return pids
+        return [pid for pid in session_pids(proc.pid) if proc_state(pid) not in ("Z", None)]
 
     t0 = time.time()
     while (left := members()) and time.time() - t0 < 30:
@@ -302,6 +315,52 @@ def group_resume(tmp):
         run(["sweep", slow, "--out", out, "--no-plots", "--resume", "--jobs", "1"], 2, 1)
         same_files(tmp / "slow_ref", out, ["sweep.csv"] + sweep_points(tmp / "slow_ref"), "killed and resumed sweep")
     check("sweep killed (SIGKILL) under mpirun -np 2, resumed, equals one process", killed_sweep)
+
+    def zombie_sweep():
+        # Killed while writing, its ranks never reaped (a container whose init reaps nothing: each
+        # killed rank stays a zombie, and kill(pid, 0) still finds it). The temporaries the ranks
+        # left are stale all the same, and --resume must take the directory as its own. This test
+        # process becomes the ranks' subreaper and leaves them unreaped until the resume is done.
+        import ctypes
+        import signal
+        import time
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.prctl(36, 1, 0, 0, 0) == 0, "PR_SET_CHILD_SUBREAPER"
+        try:
+            out = tmp / "zkill"
+            pause = {"ATTNFLOW_PAUSE_IN_WRITES": "1"}  # every write holds its temporary for 60 s
+            cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + ["-x", "ATTNFLOW_PAUSE_IN_WRITES", CLI, "sweep", str(cfg),
+                                                       "--out", str(out), "--no-plots", "--jobs", "1"]
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_for(1, pause),
+                                 start_new_session=True)
+            t0 = time.time()
+            while not list(out.rglob("*.tmp.*")) and time.time() - t0 < 60 and p.poll() is None:
+                time.sleep(0.02)
+            temps = list(out.rglob("*.tmp.*"))
+            assert temps, "no write in progress within 60 s"
+            os.kill(p.pid, signal.SIGSTOP)  # mpirun cannot reap its ranks now
+            ranks = [pid for pid in session_pids(p.pid) if pid != p.pid]
+            for pid in ranks:
+                os.kill(pid, signal.SIGKILL)
+            while any(proc_state(pid) not in ("Z", None) for pid in ranks):
+                time.sleep(0.02)
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+            owners = {int(t.name.rsplit(".tmp.", 1)[1]) for t in temps}
+            assert owners and all(proc_state(pid) == "Z" for pid in owners), \
+                f"the writers {owners} should linger as zombies: {[proc_state(x) for x in owners]}"
+            run(["sweep", cfg, "--out", out, "--no-plots", "--resume", "--jobs", "1"], 2, 1)
+            same_files(tmp / "ref", out, ["sweep.csv"] + sweep_points(tmp / "ref"), "resumed after zombies")
+            assert not list(out.rglob("*.tmp.*")), "the stale temporaries are cleared"
+        finally:
+            libc.prctl(36, 0, 0, 0, 0)
+            while True:  # reap the zombies we adopted
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+    check("sweep killed mid-write under mpirun -np 2, ranks left as unreaped zombies, resumed", zombie_sweep)
 
 
 def group_failure(tmp):
