@@ -5,13 +5,13 @@
 // then written as one staged job (job.hpp): a failure leaves no output. Only parses and formats.
 #include <fmt/format.h>
 
-#include <chrono>
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/run/job.hpp"
+#include "attnflow/run/progress.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/ot/ot_report.hpp"
 #include "attnflow/run/reports.hpp"
@@ -26,6 +26,7 @@ struct OtArgs {
   std::string x, y, a, b, out;
   OtRequest request = cli_request();  // defaults from the library (ot_report.hpp, ot.hpp)
   bool no_scaling = false;
+  bool quiet = false;
 
   static OtRequest cli_request() {
     OtRequest r;
@@ -48,13 +49,10 @@ void run_ot(OtArgs args) {
 
   Job job({.kind = "ot", .out_dir = args.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
            .outputs = {"f.npy", "g.npy", "plan.npy", "report.json"}, .noun = "run", .marker = ""});
-  // Progress on stderr about every 2 s (large problems take minutes).
-  auto last = std::chrono::steady_clock::now();
-  req.sinkhorn.on_iteration = [&last](int it, double eps, double err) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::seconds(2)) return;
-    last = now;
-    fmt::print(stderr, "ot: iteration {}, eps {:.3g}, marginal error {:.3g}\n", it, eps, err);
+  // Progress on stderr about every 2 s (large problems take minutes; unknown length).
+  Progress progress = job.progress(Progress::kOpenEnded, args.quiet || !is_writer() ? nullptr : stderr);
+  req.sinkhorn.on_iteration = [&progress](int it, double eps, double err) {
+    progress.update(it, fmt::format("iteration {}, eps {:.3g}, marginal error {:.3g}", it, eps, err));
   };
   const OtReport r = solve_ot(mu, nu, req);
   const nlohmann::json report = ot_report_json(r, ATTNFLOW_VERSION);
@@ -98,6 +96,7 @@ void add_ot(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--scaling", req.sinkhorn.scaling, "eps-scaling factor in (0, 1)")->capture_default_str();
   sub->add_flag("--no-eps-scaling", args->no_scaling, "Start directly at the target eps");
+  sub->add_flag("--quiet", args->quiet, "No progress lines on stderr");
   sub->add_flag("--plan", req.plan, "Also write the dense plan DIR/plan.npy (n * m <= 2.5e7)");
   sub->add_option("--out", args->out, "Output directory (report.json, summary.json, f.npy, g.npy)")
       ->required();

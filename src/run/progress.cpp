@@ -9,7 +9,7 @@
 namespace attnflow {
 
 Progress::Progress(double total, std::string label, std::FILE* out, int tty, double min_interval)
-    : total_(total > 0.0 ? total : 1.0),
+    : total_(total > 0.0 ? total : kOpenEnded),
       label_(std::move(label)),
       out_(out),
       tty_(tty < 0 ? (out != nullptr && ::isatty(fileno(out)) != 0) : tty == 1),
@@ -29,6 +29,11 @@ std::string Progress::format_seconds(double s) {
 }
 
 std::string Progress::line(double done, const std::string& status) const {
+  if (total_ == kOpenEnded) {
+    const std::string el = format_seconds(elapsed());
+    return tty_ ? fmt::format("\r{}: {} | {}\x1b[K", label_, status, el)
+                : fmt::format("{}: {} (elapsed {})", label_, status, el);
+  }
   const double frac = std::clamp(done / total_, 0.0, 1.0), el = elapsed();
   // ETA assumes the remaining work proceeds at the average rate so far.
   const std::string eta = frac > 0.0 ? format_seconds(el * (1.0 - frac) / frac) : "?";
@@ -52,7 +57,7 @@ void Progress::update(double done, const std::string& status) {
 
 void Progress::finish(const std::string& status) {
   if (!out_) return;
-  fmt::print(out_, "{}\n", line(total_, status));
+  fmt::print(out_, "{}\n", line(total_ == kOpenEnded ? 0.0 : total_, status));
   std::fflush(out_);
 }
 

@@ -145,5 +145,23 @@ TEST(Progress, PlainLinesAreThrottledAndFinishAlwaysPrints) {
   EXPECT_EQ(out.find('\r'), std::string::npos);  // no bar redraws in plain mode
 }
 
+TEST(Progress, OpenEndedLinesHaveNoPercentageOrEta) {
+  char* buf = nullptr;
+  std::size_t len = 0;
+  std::FILE* f = open_memstream(&buf, &len);
+  {
+    Progress p(Progress::kOpenEnded, "ot", f, 0, 0.0);
+    p.update(7.0, "iteration 7, eps 0.1");
+    p.finish("converged");
+  }
+  std::fclose(f);
+  const std::string out(buf, len);
+  std::free(buf);
+  EXPECT_NE(out.find("ot: iteration 7, eps 0.1 (elapsed "), std::string::npos) << out;
+  EXPECT_NE(out.find("ot: converged (elapsed "), std::string::npos) << out;
+  EXPECT_EQ(out.find('%'), std::string::npos) << out;
+  EXPECT_EQ(out.find("eta"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace attnflow

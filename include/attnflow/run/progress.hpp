@@ -11,8 +11,11 @@ namespace attnflow {
 
 class Progress {
  public:
+  static constexpr double kOpenEnded = 0.0;
   // total > 0 units of work; `label` starts every line; output goes to `out` (stderr by
   // default). `tty` < 0 detects whether `out` is a terminal; 0 / 1 force plain / bar mode.
+  // total = kOpenEnded: work of unknown length (an iterative solver that stops on a tolerance):
+  // lines carry the status and the elapsed time, no percentage, bar or ETA.
   Progress(double total, std::string label, std::FILE* out = stderr, int tty = -1,
            double min_interval = 2.0);
   // Reports `done` units (monotone) and a short status text ("t = 3.0 clusters 4 ...").
@@ -28,7 +31,7 @@ class Progress {
   double elapsed() const;
   std::string line(double done, const std::string& status) const;
 
-  double total_;
+  double total_;  // 0: open-ended
   std::string label_;
   std::FILE* out_;
   bool tty_;
