@@ -1,11 +1,11 @@
 // Bindings of transformers as maps between measures (docs/math.md section 4): layers, models,
 // in-context evaluation, push-forward, the model file, losses, analytic gradients, optimizers.
-#include "attnflow/model/layers.hpp"
-#include "attnflow/model/model.hpp"
-#include "attnflow/model/model_grad.hpp"
 #include <string>
 #include <utility>
 
+#include "attnflow/model/layers.hpp"
+#include "attnflow/model/model.hpp"
+#include "attnflow/model/model_grad.hpp"
 #include "bind.hpp"
 
 namespace attnflow::py_bind {

@@ -52,7 +52,7 @@ void meanshift_field(const FlowOptions& o, const Vector& log_w, const Matrix& x,
   dx = o.beta * (m - x);
 }
 
-// Hardmax: W V x_{j*}, j* = argmax_{j != i} <Q x_i, K x_j> (lowest j on ties), summed over heads.
+// Hardmax: V x_{j*}, j* = argmax_{j != i} <Q x_i, K x_j> (lowest j on ties), summed over heads.
 // O(n^2 d_k) comparisons, no exponentials; rows are independent, so threads split rows.
 void hardmax_field(const FlowOptions& o, const Matrix& x, Matrix& dx) {
   const std::vector<Head> one(1);
@@ -62,7 +62,7 @@ void hardmax_field(const FlowOptions& o, const Matrix& x, Matrix& dx) {
   for (const Head& h : heads) {
     const Matrix qx = h.q.size() ? Matrix(x * h.q.transpose()) : x;
     const Matrix kx = h.k.size() ? Matrix(x * h.k.transpose()) : x;
-    const Matrix vx = apply_map(apply_map(x, h.v), h.w);  // W V x_j (n, d)
+    const Matrix vx = h.v.size() ? Matrix(x * h.v.transpose()) : x;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (n * n >= kMinParallelPairs)
     for (Index i = 0; i < n; ++i) {
       Index best = -1;

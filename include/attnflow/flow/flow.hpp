@@ -28,7 +28,7 @@ namespace attnflow {
 //   meanshift beta (m_i - x_i), m_i the average of x_j under w_j exp(-beta |x_i - x_j|^2 / 2)
 //             (= grad log of the Gaussian kernel density), projected on the sphere, where it
 //             equals beta times the SA field (Q = K = V = I)
-//   hardmax   P_x sum_h W_h V_h x_{j*}, j* = argmax_{j != i} <Q_h x_i, K_h x_j> (lowest j on ties)
+//   hardmax   P_x sum_h V_h x_{j*}, j* = argmax_{j != i} <Q_h x_i, K_h x_j> (lowest j on ties)
 //   vlasov    P_x sum_j w_j F(x_i, x_j), F from VlasovOptions
 // P_x y = y - <x, y> x is applied only when FlowOptions::sphere is true.
 enum class FieldKind { sa, usa, sinkhorn, kuramoto, meanshift, hardmax, vlasov };
