@@ -120,7 +120,10 @@ def property_type(p):
 
 
 def render_class(name, cls):
-    lines = [f"class {name}:"]
+    if cls.__name__ != name and getattr(ext, cls.__name__, None) is cls:
+        return [f"{name} = {cls.__name__}"]  # another name of a class (FlowHead = Head)
+    bases = [b.__name__ for b in cls.__bases__ if getattr(ext, b.__name__, None) is b]
+    lines = [f"class {name}({', '.join(bases)}):" if bases else f"class {name}:"]
     is_enum = hasattr(cls, "__members__")
     if is_enum:
         for member in cls.__members__:

@@ -11,12 +11,12 @@ import sys as _sys
 import types as _types
 
 from ._attnflow import (  # noqa: F401
-    AttentionHead, AttentionOptions, AttentionResult, Normalization, NormalizationStatus,
+    AttentionHead, AttentionOptions, AttentionResult, Head, Normalization, NormalizationStatus,
     SinkhornNormalizationOptions, SinkhornStats, attention, attention_gradient,
     attention_result, lse_reduce, parse_normalization, self_attention,
 )
 
-__all__ = ["AttentionHead", "AttentionOptions", "AttentionResult", "Normalization",
+__all__ = ["AttentionHead", "AttentionOptions", "AttentionResult", "Head", "Normalization",
            "NormalizationStatus", "SinkhornNormalizationOptions", "SinkhornStats", "attention",
            "attention_gradient", "attention_result", "lse_reduce", "parse_normalization",
            "self_attention"]

@@ -111,8 +111,27 @@ void bind_types(py::module_& m) {
       .def_readonly("max_marginal_error", &SinkhornStats::max_marginal_error)
       .def_readonly("message", &SinkhornStats::message, "the first miss")
       .def_property_readonly("converged", &SinkhornStats::converged, "no solve missed its tol");
-  py::class_<AttentionHead>(m, "AttentionHead",
-                            "One head: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity")
+  // The one head type of attention, model layers and flows (head.hpp); FlowHead is its alias.
+  py::class_<Head>(m, "Head",
+                   "One attention head: q (d_k, d_query), k (d_k, d_key), v (d_v, p), w (d_out, "
+                   "d_v); None / empty = identity (attention, flows; model layers need all four)")
+      .def(py::init([](const py::object& q, const py::object& k, const py::object& v,
+                       const py::object& w) {
+             return Head{matrix_or_empty(q, "q"), matrix_or_empty(k, "k"),
+                         matrix_or_empty(v, "v"), matrix_or_empty(w, "w")};
+           }),
+           py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("v") = py::none(),
+           py::arg("w") = py::none())
+      .def_readwrite("q", &Head::q)
+      .def_readwrite("k", &Head::k)
+      .def_readwrite("v", &Head::v)
+      .def_readwrite("w", &Head::w)
+      .def("is_identity", [](const Head& h) { return is_identity(h); },
+           "all four matrices empty");
+  py::class_<AttentionHead, Head>(
+      m, "AttentionHead",
+      "One head (a Head: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity) with its "
+      "normalization")
       .def(py::init([](const py::object& q, const py::object& k, const py::object& v,
                        const py::object& w, const std::string& normalization) {
              return AttentionHead{
@@ -122,10 +141,6 @@ void bind_types(py::module_& m) {
            }),
            py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("v") = py::none(),
            py::arg("w") = py::none(), py::arg("normalization") = "softmax")
-      .def_readwrite("q", &AttentionHead::q)
-      .def_readwrite("k", &AttentionHead::k)
-      .def_readwrite("v", &AttentionHead::v)
-      .def_readwrite("w", &AttentionHead::w)
       .def_readwrite("normalization", &AttentionHead::normalization);
   py::class_<AttentionOptions>(m, "AttentionOptions")
       .def(py::init<>())

@@ -154,15 +154,9 @@ void bind_flow_options(py::module_& m) {
 }
 
 void bind_flow_structs(py::module_& m) {
-  py::class_<FlowHead>(m, "FlowHead", "q, k (d_k, d), v (d, d); empty = identity")
-      .def(py::init([](const py::object& q, const py::object& k, const py::object& v) {
-             return FlowHead{matrix_or_empty(q, "q"), matrix_or_empty(k, "k"),
-                             matrix_or_empty(v, "v")};
-           }),
-           py::arg("q") = py::none(), py::arg("k") = py::none(), py::arg("v") = py::none())
-      .def_readwrite("q", &FlowHead::q)
-      .def_readwrite("k", &FlowHead::k)
-      .def_readwrite("v", &FlowHead::v);
+  // A flow head is the one Head (bound with attention): q, k (d_k, d), v (d_v, d), w (d, d_v)
+  // (w empty: v is (d, d)). FlowHead stays as its name in attnflow.flow.
+  m.attr("FlowHead") = m.attr("Head");
   m.def("make_heads", &make_heads, py::arg("count"), py::arg("d"), py::arg("qkv"), py::arg("seed"),
         "count heads for dimension d: qkv 'identity' | 'gaussian' | 'goe', seeded");
   // The custom InteractionKernel (a C++ callback on raw pointers) is not exposed: a Python

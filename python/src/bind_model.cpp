@@ -1,5 +1,8 @@
 // Bindings of transformers as maps between measures (docs/math.md section 4): layers, models,
 // in-context evaluation, push-forward, the model file, losses, analytic gradients, optimizers.
+#include <string>
+#include <utility>
+
 #include "attnflow/model/layers.hpp"
 #include "attnflow/model/model.hpp"
 #include "attnflow/model/model_grad.hpp"
@@ -10,20 +13,38 @@ namespace attnflow::py_bind {
 namespace {
 
 void bind_layers(py::module_& m) {
-  py::class_<AttentionLayer>(
+  py::class_<AttentionLayer> layer(
       m, "AttentionLayer",
-      "residual multi-head attention: q[h], k[h] (dk, d), v[h] (dv, d), w[h] (d, dv)")
-      .def(py::init<>())
+      "residual multi-head attention: heads[h] (Head) with q, k (dk, d), v (dv, d), w (d, dv); "
+      "q, k, v, w: the per-head lists (views of heads, kept for compatibility)");
+  layer.def(py::init<>())
       .def_readwrite("normalization", &AttentionLayer::normalization)
       .def_readwrite("beta", &AttentionLayer::beta)
       .def_readwrite("step", &AttentionLayer::step)
       .def_readwrite("sinkhorn", &AttentionLayer::sinkhorn)
-      .def_readwrite("q", &AttentionLayer::q)
-      .def_readwrite("k", &AttentionLayer::k)
-      .def_readwrite("v", &AttentionLayer::v)
-      .def_readwrite("w", &AttentionLayer::w)
-      .def("heads", &AttentionLayer::heads)
+      .def_readwrite("heads", &AttentionLayer::heads, "list of Head (copied on access)")
+      .def("head_count", &AttentionLayer::head_count)
       .def("validate", &AttentionLayer::validate, py::arg("d"), py::arg("context"));
+  // q, k, v, w as lists over the heads (the layout before heads existed): reading gives
+  // [heads[h].q ...]; assigning a list sets that matrix of every head, resizing heads to its
+  // length (new heads start empty, so the other lists must be assigned too before use).
+  for (const auto& [name, field] : {std::pair{"q", &Head::q}, std::pair{"k", &Head::k},
+                                    std::pair{"v", &Head::v}, std::pair{"w", &Head::w}}) {
+    const auto member = field;
+    layer.def_property(
+        name,
+        [member](const AttentionLayer& a) {
+          std::vector<Matrix> out;
+          out.reserve(a.heads.size());
+          for (const Head& h : a.heads) out.push_back(h.*member);
+          return out;
+        },
+        [member](AttentionLayer& a, const std::vector<Matrix>& mats) {
+          a.heads.resize(mats.size());
+          for (size_t h = 0; h < mats.size(); ++h) a.heads[h].*member = mats[h];
+        },
+        (std::string("[heads[h].") + name + " for every head] (assign to set them)").c_str());
+  }
   py::class_<MlpLayer>(m, "MlpLayer", "phi(x) = x + w2 relu(w1 x + b1) + b2; w1 (h, d), w2 (d, h)")
       .def(py::init<>())
       .def_readwrite("w1", &MlpLayer::w1)

@@ -13,24 +13,6 @@ namespace {
 
 constexpr const char* kCtx = "attention";
 
-// Checks an optional head matrix: empty (identity) or rows x cols with `cols` fixed.
-void check_head_matrix(const Matrix& a, std::string_view name, Index h, Index cols) {
-  if (a.rows() == 0 && a.cols() == 0) return;  // default-constructed: the identity
-  if (a.size() == 0)  // (0, 3) or (20, 0) is a mistake, never the identity
-    throw std::invalid_argument(fmt::format(
-        "{}: heads[{}].{} has shape ({}, {}), must have >= 1 row and column (or be empty "
-        "(0, 0) for the identity)", kCtx, h, name, a.rows(), a.cols()));
-  if (a.cols() != cols)
-    throw std::invalid_argument(fmt::format("{}: heads[{}].{} has {} columns, must be {}", kCtx,
-                                            h, name, a.cols(), cols));
-  require_finite(kCtx, fmt::format("heads[{}].{}", h, name), a);
-}
-
-Matrix apply_right(const Matrix& x, const Matrix& m) {  // rows of x times m^T (identity if empty)
-  if (m.size() == 0) return x;
-  return x * m.transpose();
-}
-
 // Why an output can be non-finite when every input is finite, naming the heads' real
 // normalization (M1): the inputs are too large for double precision.
 std::string overflow_cause(const std::vector<AttentionHead>& heads, double beta) {
@@ -54,22 +36,13 @@ void AttentionOptions::validate(Index d_query, Index d_key, Index p) const {
   sinkhorn.validate(kCtx, "sinkhorn.");
   Index dout = -1;
   for (size_t h = 0; h < heads.size(); ++h) {
-    const AttentionHead& hd = heads[h];
-    check_head_matrix(hd.q, "q", h, d_query);
-    check_head_matrix(hd.k, "k", h, d_key);
-    const Index dq = hd.q.size() ? hd.q.rows() : d_query;
-    const Index dk = hd.k.size() ? hd.k.rows() : d_key;
-    if (dq != dk)
+    const HeadShape shape{.d_query = d_query, .d_key = d_key, .d_value = p};
+    const HeadDims dims = validate_head(heads[h], shape, kCtx, fmt::format("heads[{}]", h));
+    if (dout >= 0 && dims.d_out != dout)
       throw std::invalid_argument(fmt::format(
-          "{}: heads[{}] q has {} rows and k has {}, must be equal", kCtx, h, dq, dk));
-    check_head_matrix(hd.v, "v", h, p);
-    const Index ph = hd.v.size() ? hd.v.rows() : p;
-    check_head_matrix(hd.w, "w", h, ph);
-    const Index dh = hd.w.size() ? hd.w.rows() : ph;
-    if (dout >= 0 && dh != dout)
-      throw std::invalid_argument(fmt::format(
-          "{}: heads[{}] output dimension = {}, must equal heads[0]'s ({})", kCtx, h, dh, dout));
-    dout = dh;
+          "{}: heads[{}] output dimension = {}, must equal heads[0]'s ({})", kCtx, h, dims.d_out,
+          dout));
+    dout = dims.d_out;
   }
 }
 
@@ -93,9 +66,9 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
   for (size_t h = 0; h < heads.size(); ++h) {
     const AttentionHead& hd = heads[h];
     // u = beta Q x_i (beta folded into the queries), v = K y_j: s_ij = <u_i, v_j>.
-    const Matrix u = options.beta * apply_right(queries.points(), hd.q);
-    const Matrix v = apply_right(keys.points(), hd.k);
-    const Matrix hv = apply_right(vals, hd.v);
+    const Matrix u = options.beta * apply_map(queries.points(), hd.q);
+    const Matrix v = apply_map(keys.points(), hd.k);
+    const Matrix hv = apply_map(vals, hd.v);
     NormalizationStatus status;
     const Collective* comm = options.comm && options.comm->size() > 1 ? options.comm : nullptr;
     const Vector col = normalization_offsets(hd.normalization, u, v, queries.weights(),
@@ -120,7 +93,7 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
       // Unnormalized: sum_j b_j k_ij v_j = exp(lse_i) * (softmax average).
       for (Index i = 0; i < out.rows(); ++i) out.row(i) *= std::exp(lse[i]);
     }
-    Matrix contrib = apply_right(out, hd.w);
+    Matrix contrib = apply_map(out, hd.w);
     if (h == 0) res.out = std::move(contrib);
     else res.out += contrib;
     res.lse.push_back(std::move(lse));

@@ -16,11 +16,6 @@ namespace {
 
 constexpr const char* kCtx = "attention_gradient";
 
-Matrix apply_right(const Matrix& x, const Matrix& m) {  // rows of x times m^T (identity if empty)
-  if (m.size() == 0) return x;
-  return x * m.transpose();
-}
-
 using detail::outer_rows;
 using detail::reduce;
 using detail::Reduction;
@@ -182,10 +177,10 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
   for (size_t h = 0; h < heads.size(); ++h) {
     const AttentionHead& hd = heads[h];
     // The forward of attention(): u = beta Q x_i, kk = K y_j, hv = V v_j.
-    const Matrix u0 = apply_right(x, hd.q);
+    const Matrix u0 = apply_map(x, hd.q);
     const Matrix u = options.beta * u0;
-    const Matrix kk = apply_right(y, hd.k);
-    const Matrix hv = apply_right(vals, hd.v);
+    const Matrix kk = apply_map(y, hd.k);
+    const Matrix hv = apply_map(vals, hd.v);
     Trace trace;
     Vector g = Vector::Zero(y.rows());
     if (hd.normalization == Normalization::sinkhorn) {

@@ -47,7 +47,7 @@ void for_systems(Index count, bool parallel, Body body) {
 
 bool identity_head(const FlowOptions& o) {
   if (o.heads.size() > 1) return false;
-  return o.heads.empty() || (o.heads[0].q.size() == 0 && o.heads[0].k.size() == 0 && o.heads[0].v.size() == 0);
+  return o.heads.empty() || is_identity(o.heads[0]);
 }
 
 // Lanes layout of batch_kernel.hpp from / to row blocks of a (W n, cols) matrix.

@@ -55,11 +55,11 @@ void meanshift_field(const FlowOptions& o, const Vector& log_w, const Matrix& x,
 // Hardmax: V x_{j*}, j* = argmax_{j != i} <Q x_i, K x_j> (lowest j on ties), summed over heads.
 // O(n^2 d_k) comparisons, no exponentials; rows are independent, so threads split rows.
 void hardmax_field(const FlowOptions& o, const Matrix& x, Matrix& dx) {
-  const std::vector<FlowHead> one(1);
-  const std::vector<FlowHead>& heads = o.heads.empty() ? one : o.heads;
+  const std::vector<Head> one(1);
+  const std::vector<Head>& heads = o.heads.empty() ? one : o.heads;
   const Index n = x.rows();
   dx.setZero(n, x.cols());
-  for (const FlowHead& h : heads) {
+  for (const Head& h : heads) {
     const Matrix qx = h.q.size() ? Matrix(x * h.q.transpose()) : x;
     const Matrix kx = h.k.size() ? Matrix(x * h.k.transpose()) : x;
     const Matrix vx = h.v.size() ? Matrix(x * h.v.transpose()) : x;

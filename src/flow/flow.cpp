@@ -23,39 +23,15 @@ bool is_attention(FieldKind k) {
   return k == FieldKind::sa || k == FieldKind::usa || k == FieldKind::sinkhorn;
 }
 
-// Rows of x times m^T (identity when m is empty): (n, d) -> (n, rows of m).
-Matrix apply_right(const Matrix& x, const Matrix& m) {
-  if (m.size() == 0) return x;
-  return x * m.transpose();
-}
-
 // Equal as linear maps (an empty matrix stands for the identity).
 bool same_matrix(const Matrix& a, const Matrix& b) {
   if (a.size() == 0 || b.size() == 0) return a.size() == b.size();
   return a.rows() == b.rows() && a.cols() == b.cols() && a == b;
 }
 
-void check_head(const FlowHead& h, size_t i, Index d) {
-  const auto check = [&](const Matrix& m, const char* name, Index rows) {
-    if (m.size() == 0) return;
-    if (m.cols() != d || (rows > 0 && m.rows() != rows))
-      throw std::invalid_argument(fmt::format("{}: heads[{}].{} has shape ({}, {}), must be ({}, {})",
-                                              kCtx, i, name, m.rows(), m.cols(),
-                                              rows > 0 ? fmt::format("{}", rows) : "d_k", d));
-    require_finite(kCtx, fmt::format("heads[{}].{}", i, name), m);
-  };
-  check(h.q, "q", 0);
-  check(h.k, "k", 0);
-  check(h.v, "v", d);
-  const Index dq = h.q.size() ? h.q.rows() : d, dk = h.k.size() ? h.k.rows() : d;
-  if (dq != dk)
-    throw std::invalid_argument(fmt::format(
-        "{}: heads[{}] q has {} rows and k has {}, must be equal", kCtx, i, dq, dk));
-}
-
-bool identity_heads(const std::vector<FlowHead>& heads) {
+bool identity_heads(const std::vector<Head>& heads) {
   if (heads.size() > 1) return false;
-  return heads.empty() || (heads[0].q.size() == 0 && heads[0].k.size() == 0 && heads[0].v.size() == 0);
+  return heads.empty() || is_identity(heads[0]);
 }
 
 }  // namespace
@@ -102,10 +78,10 @@ std::string to_string(Interaction interaction) {
   return "?";
 }
 
-std::vector<FlowHead> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed) {
+std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed) {
   require(count >= 1, kCtx, "heads", count, ">= 1");
   require(d >= 1, kCtx, "d", d, ">= 1");
-  std::vector<FlowHead> heads(static_cast<size_t>(count));
+  std::vector<Head> heads(static_cast<size_t>(count));
   if (qkv == "identity") return heads;
   const bool gaussian = qkv == "gaussian";
   if (!gaussian && qkv != "goe")
@@ -119,7 +95,7 @@ std::vector<FlowHead> make_heads(int count, Index d, std::string_view qkv, std::
       rng.fill_normal(g);
       return g;
     };
-    FlowHead& hd = heads[static_cast<size_t>(h)];
+    Head& hd = heads[static_cast<size_t>(h)];
     if (gaussian) {
       hd.q = draw(0) / std::sqrt(dd);
       hd.k = draw(1) / std::sqrt(dd);
@@ -138,7 +114,9 @@ void FlowOptions::validate(Index n, Index d) const {
   require(d >= 1, kCtx, "d", d, ">= 1");
   require(std::isfinite(beta) && beta >= 0.0, kCtx, "beta", beta, "finite and >= 0");
   if (weights.size()) normalized_weights(weights, n, kCtx);
-  for (size_t i = 0; i < heads.size(); ++i) check_head(heads[i], i, d);
+  for (size_t i = 0; i < heads.size(); ++i)
+    validate_head(heads[i], {.d_query = d, .d_key = d, .d_value = d, .d_out = d}, kCtx,
+                  fmt::format("heads[{}]", i));
   require(kappa >= 0.0, kCtx, "kappa", kappa, ">= 0 (0 or inf: no noise)");
   require(std::isfinite(usa_log_shift), kCtx, "usa_log_shift", usa_log_shift, "finite");
   sinkhorn.validate(kCtx, "sinkhorn.");
@@ -146,7 +124,7 @@ void FlowOptions::validate(Index n, Index d) const {
   const std::string k = to_string(kind);
   if (!is_attention(kind) && !identity_heads(heads))
     throw_invalid(kCtx, "heads", heads.size(),
-                  fmt::format("one identity head (empty q, k, v) for kind {}", k));
+                  fmt::format("one identity head (empty q, k, v, w) for kind {}", k));
   if (scheme.scheme != Scheme::none) {
     if (!is_attention(kind))
       throw_invalid(kCtx, "scheme", to_string(scheme.scheme),
@@ -191,19 +169,19 @@ Index Flow::state_cols() const {
 
 bool Flow::noisy() const { return options_.kappa > 0.0 && std::isfinite(options_.kappa); }
 
-// A_i = sum_h sum_j P^h_ij V_h x_j for sa / usa / sinkhorn; x (n, d), a (n, d).
+// A_i = sum_h sum_j P^h_ij W_h V_h x_j (sa, usa, sinkhorn; empty W_h: identity); x, a (n, d).
 void Flow::attention_average(const Matrix& x, Matrix& a) const {
-  const std::vector<FlowHead> one(1);
-  const std::vector<FlowHead>& heads = options_.heads.empty() ? one : options_.heads;
+  const std::vector<Head> one(1);
+  const std::vector<Head>& heads = options_.heads.empty() ? one : options_.heads;
   a.setZero(x.rows(), x.cols());
   Vector lse;
   Matrix out;
-  for (const FlowHead& h : heads) {
+  for (const Head& h : heads) {
     // s_ij = <u_i, v_j> + col_j with beta folded into the queries u.
-    const Matrix v = apply_right(x, h.k);
-    const Matrix vals = apply_right(x, h.v);
+    const Matrix v = apply_map(x, h.k);
+    const Matrix vals = apply_map(x, h.v);
     const bool symmetric = options_.kind != FieldKind::sinkhorn && same_matrix(h.q, h.k);
-    const Matrix u = symmetric ? Matrix() : Matrix(options_.beta * apply_right(x, h.q));
+    const Matrix u = symmetric ? Matrix() : Matrix(options_.beta * apply_map(x, h.q));
     if (options_.kind == FieldKind::sinkhorn) {
       NormalizationStatus status;
       const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
@@ -228,7 +206,8 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
       // Unnormalized: sum_j w_j e^{s_ij} V x_j = exp(lse_i) * (softmax average).
       for (Index i = 0; i < out.rows(); ++i) out.row(i) *= usa_scale(options_, i, lse[i]);
     }
-    a += out;
+    if (h.w.size() == 0) a += out;
+    else a.noalias() += out * h.w.transpose();
   }
 }
 

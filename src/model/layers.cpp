@@ -24,21 +24,16 @@ void check_shape(const Matrix& m, Index rows, Index cols, const std::string& ctx
 void AttentionLayer::validate(Index d, const std::string& ctx) const {
   require(std::isfinite(beta), ctx, "beta", beta, "finite");
   require(std::isfinite(step), ctx, "step", step, "finite");
-  require(heads() >= 1, ctx, "heads", heads(), ">= 1");
-  if (k.size() != q.size() || v.size() != q.size() || w.size() != q.size())
-    throw std::invalid_argument(fmt::format(
-        "{}: q, k, v, w have {}, {}, {}, {} heads, must be equal", ctx, q.size(), k.size(),
-        v.size(), w.size()));
+  require(head_count() >= 1, ctx, "heads", head_count(), ">= 1");
   sinkhorn.validate(ctx, "sinkhorn.");
-  const Index dk = q[0].rows(), dv = v[0].rows();
-  require(dk >= 1, ctx, "q[0].rows", dk, ">= 1");
-  require(dv >= 1, ctx, "v[0].rows", dv, ">= 1");
-  for (Index h = 0; h < heads(); ++h) {
-    check_shape(q[h], dk, d, ctx, fmt::format("q[{}]", h));
-    check_shape(k[h], dk, d, ctx, fmt::format("k[{}]", h));
-    check_shape(v[h], dv, d, ctx, fmt::format("v[{}]", h));
-    check_shape(w[h], d, dv, ctx, fmt::format("w[{}]", h));
-  }
+  // heads[0] sets dk and dv; every other head must share them.
+  HeadShape shape{.d_query = d, .d_key = d, .d_value = d, .d_out = d, .identity = false};
+  const HeadDims dims = validate_head(heads[0], shape, ctx, "heads[0]");
+  shape.dk = dims.dk;
+  shape.dv = dims.dv;
+  shape.dims_from = "heads[0] (the heads of a layer share d_k and d_v)";
+  for (Index h = 1; h < head_count(); ++h)
+    validate_head(heads[static_cast<size_t>(h)], shape, ctx, fmt::format("heads[{}]", h));
 }
 
 void MlpLayer::validate(Index d, const std::string& ctx) const {
@@ -87,12 +82,13 @@ NormalizationStatus sinkhorn_trace(const Matrix& u, const Matrix& kk, const Vect
 HeadForward head_forward(const AttentionLayer& layer, Index h, const Matrix& x, const Vector& w,
                          const Matrix& z, bool self, bool record_trace) {
   HeadForward hf;
-  hf.u = layer.beta * (z * layer.q[h].transpose());
-  hf.kk = x * layer.k[h].transpose();
-  hf.vv = x * layer.v[h].transpose();
+  const Head& hd = layer.heads[static_cast<size_t>(h)];
+  hf.u = layer.beta * (z * hd.q.transpose());
+  hf.kk = x * hd.k.transpose();
+  hf.vv = x * hd.v.transpose();
   const Vector logw = log_weights(w);
   if (layer.normalization == Normalization::sinkhorn) {
-    const Matrix u_ctx = self ? Matrix() : Matrix(layer.beta * (x * layer.q[h].transpose()));
+    const Matrix u_ctx = self ? Matrix() : Matrix(layer.beta * (x * hd.q.transpose()));
     const Matrix& uc = self ? hf.u : u_ctx;
     if (record_trace) {
       hf.status = sinkhorn_trace(uc, hf.kk, w, logw, layer.sinkhorn, hf.trace, hf.col);
@@ -126,10 +122,10 @@ Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries,
   }
   const auto& a = std::get<AttentionLayer>(layer);
   Matrix out = queries;
-  for (Index h = 0; h < a.heads(); ++h) {
+  for (Index h = 0; h < a.head_count(); ++h) {
     const detail::HeadForward hf =
         detail::head_forward(a, h, mu.points(), mu.weights(), queries, false, false);
-    out.noalias() += a.step * (hf.a * a.w[h].transpose());
+    out.noalias() += a.step * (hf.a * a.heads[static_cast<size_t>(h)].w.transpose());
     if (stats && a.normalization == Normalization::sinkhorn) stats->add(hf.status);
   }
   require_output_finite(

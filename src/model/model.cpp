@@ -61,10 +61,12 @@ Model random_model(const ModelSpec& spec, Rng& rng) {
     a.sinkhorn = spec.sinkhorn;
     const auto sd_d = s / std::sqrt(static_cast<double>(d));
     const auto sd_k = s / std::sqrt(static_cast<double>(dk));
-    for (Index h = 0; h < spec.heads; ++h) a.q.push_back(gaussian(dk, d, sd_d, rng));
-    for (Index h = 0; h < spec.heads; ++h) a.k.push_back(gaussian(dk, d, sd_d, rng));
-    for (Index h = 0; h < spec.heads; ++h) a.v.push_back(gaussian(dk, d, sd_d, rng));
-    for (Index h = 0; h < spec.heads; ++h) a.w.push_back(gaussian(d, dk, sd_k, rng));
+    // Drawn group by group (every q, then every k, v, w): the order of for_each_parameter.
+    a.heads.resize(static_cast<size_t>(spec.heads));
+    for (Head& h : a.heads) h.q = gaussian(dk, d, sd_d, rng);
+    for (Head& h : a.heads) h.k = gaussian(dk, d, sd_d, rng);
+    for (Head& h : a.heads) h.v = gaussian(dk, d, sd_d, rng);
+    for (Head& h : a.heads) h.w = gaussian(d, dk, sd_k, rng);
     model.layers.emplace_back(std::move(a));
     if (spec.mlp_hidden > 0) {
       MlpLayer m;

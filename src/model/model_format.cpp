@@ -103,9 +103,9 @@ void write_layer(Writer& w, const Layer& layer) {
     w.put<std::int32_t>(a->sinkhorn.iterations);
     w.put<double>(a->sinkhorn.tol);
     w.put<std::int32_t>(a->sinkhorn.max_iterations);
-    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->heads()));
-    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->q[0].rows()));
-    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->v[0].rows()));
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->head_count()));
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->heads[0].q.rows()));
+    w.put<std::uint32_t>(static_cast<std::uint32_t>(a->heads[0].v.rows()));
   } else {
     w.put<std::uint32_t>(2);
     w.put<std::uint32_t>(static_cast<std::uint32_t>(std::get<MlpLayer>(layer).w1.rows()));
@@ -129,10 +129,8 @@ Layer read_layer(Reader& r, Index d, size_t l, const std::string& name) {
     const Index heads = r.dim("heads"), dk = r.dim("dk"), dv = r.dim("dv");
     r.require_parameters(static_cast<std::uint64_t>(heads), static_cast<std::uint64_t>(2 * (dk + dv) * d),
                          ctx + " (heads, dk, dv)");
-    for (Index h = 0; h < heads; ++h) a.q.push_back(Matrix(dk, d));
-    for (Index h = 0; h < heads; ++h) a.k.push_back(Matrix(dk, d));
-    for (Index h = 0; h < heads; ++h) a.v.push_back(Matrix(dv, d));
-    for (Index h = 0; h < heads; ++h) a.w.push_back(Matrix(d, dv));
+    a.heads.assign(static_cast<size_t>(heads), Head{Matrix(dk, d), Matrix(dk, d), Matrix(dv, d),
+                                                    Matrix(d, dv)});
     Layer layer = std::move(a);
     for_each_parameter(layer, [&](double* p, Index n) { r.get_array(p, n, ctx + " parameters"); });
     return layer;

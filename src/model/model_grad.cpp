@@ -149,9 +149,10 @@ Matrix forward(const Model& model, const Measure& mu, std::vector<LayerCache>& c
     LayerCache& c = caches[l];
     c.x = x;
     if (const auto* a = std::get_if<AttentionLayer>(&model.layers[l])) {
-      for (Index h = 0; h < a->heads(); ++h) {
+      for (Index h = 0; h < a->head_count(); ++h) {
         c.heads.push_back(detail::head_forward(*a, h, c.x, mu.weights(), c.x, true, true));
-        x.noalias() += a->step * (c.heads.back().a * a->w[h].transpose());
+        const Matrix& wh = a->heads[static_cast<size_t>(h)].w;
+        x.noalias() += a->step * (c.heads.back().a * wh.transpose());
         if (stats && a->normalization == Normalization::sinkhorn) stats->add(c.heads.back().status);
       }
     } else {
@@ -173,15 +174,17 @@ Matrix layer_backward(const Layer& layer, const LayerCache& c, const Vector& w, 
   Matrix gx = gy;
   if (const auto* a = std::get_if<AttentionLayer>(&layer)) {
     auto& ga = std::get<AttentionLayer>(grad);
-    for (Index h = 0; h < a->heads(); ++h) {
+    for (Index h = 0; h < a->head_count(); ++h) {
       const HeadForward& hf = c.heads[static_cast<size_t>(h)];
-      const Matrix gah = a->step * (gy * a->w[h]);  // dL/da (n, dv)
-      ga.w[h] = a->step * (gy.transpose() * hf.a);
+      const Head& hd = a->heads[static_cast<size_t>(h)];
+      Head& gd = ga.heads[static_cast<size_t>(h)];
+      const Matrix gah = a->step * (gy * hd.w);  // dL/da (n, dv)
+      gd.w = a->step * (gy.transpose() * hf.a);
       const HeadGrad hg = head_backward(*a, hf, w, gah);
-      ga.q[h] = a->beta * (hg.du.transpose() * c.x);
-      ga.k[h] = hg.dkk.transpose() * c.x;
-      ga.v[h] = hg.dvv.transpose() * c.x;
-      gx.noalias() += a->beta * (hg.du * a->q[h]) + hg.dkk * a->k[h] + hg.dvv * a->v[h];
+      gd.q = a->beta * (hg.du.transpose() * c.x);
+      gd.k = hg.dkk.transpose() * c.x;
+      gd.v = hg.dvv.transpose() * c.x;
+      gx.noalias() += a->beta * (hg.du * hd.q) + hg.dkk * hd.k + hg.dvv * hd.v;
     }
     return gx;
   }

@@ -23,7 +23,7 @@ using test::throws_with;
 // and exp implementation, a few ulps per term.
 constexpr double kTol = 1e-11;
 
-Matrix dense_exp_affinity(const Matrix& x, double beta, const FlowHead& h) {
+Matrix dense_exp_affinity(const Matrix& x, double beta, const Head& h) {
   const Matrix qx = h.q.size() ? Matrix(x * h.q.transpose()) : x;
   const Matrix kx = h.k.size() ? Matrix(x * h.k.transpose()) : x;
   return (beta * qx * kx.transpose()).array().exp().matrix();
@@ -31,14 +31,15 @@ Matrix dense_exp_affinity(const Matrix& x, double beta, const FlowHead& h) {
 
 // docs/math.md section 5: SA / USA with weights, summed over heads, projected when sphere.
 Matrix dense_attention_field(const Matrix& x, const Vector& w, double beta,
-                             const std::vector<FlowHead>& heads, bool normalized, bool sphere) {
+                             const std::vector<Head>& heads, bool normalized, bool sphere) {
   Matrix out = Matrix::Zero(x.rows(), x.cols());
-  for (const FlowHead& h : heads) {
+  for (const Head& h : heads) {
     Matrix k = dense_exp_affinity(x, beta, h);
     for (Index j = 0; j < x.rows(); ++j) k.col(j) *= w[j];
     if (normalized)
       for (Index i = 0; i < x.rows(); ++i) k.row(i) /= k.row(i).sum();
-    const Matrix vx = h.v.size() ? Matrix(x * h.v.transpose()) : x;
+    Matrix vx = h.v.size() ? Matrix(x * h.v.transpose()) : x;
+    if (h.w.size()) vx = vx * h.w.transpose();  // the output map W V x_j
     out += k * vx;
   }
   if (sphere)
@@ -76,6 +77,54 @@ TEST(FlowFields, SaAndUsaMatchDenseWithHeadsWeightsSphereAndRd) {
   }
 }
 
+// A head's output map w (head.hpp): v (d_v, d) then w (d, d_v), summed over heads.
+TEST(FlowFields, HeadsWithAnOutputMapMatchDense) {
+  Rng rng(13);
+  const Index n = 23, d = 3;
+  const Matrix x = sample_sphere(n, d, rng);
+  const Vector w = random_weights(n, rng);
+  for (FieldKind kind : {FieldKind::sa, FieldKind::usa}) {
+    FlowOptions o;
+    o.kind = kind;
+    o.beta = 1.5;
+    o.weights = w;
+    o.heads = make_heads(2, d, "gaussian", 9);
+    o.heads[0].v = random_matrix(2, d, rng);  // d_v = 2
+    o.heads[0].w = random_matrix(d, 2, rng);
+    o.heads[1].w = random_matrix(d, d, rng);  // v (d, d), w (d, d)
+    const Flow f(o, n, d);
+    const Matrix ref = dense_attention_field(x, w, o.beta, o.heads, kind == FieldKind::sa, true);
+    EXPECT_TRUE(all_close(eval(f, f.initial_state(x)), ref, kTol, kTol)) << to_string(kind);
+  }
+}
+
+// Flow heads go through the one head check (validate_head, head.hpp), named "flow: heads[i].".
+TEST(FlowFields, ABadHeadIsNamedByTheOneHeadCheck) {
+  FlowOptions o;
+  o.heads.resize(2);
+  o.heads[1].v = Matrix::Ones(2, 3);  // d_v = 2 needs w (3, 2) to map back to d = 3
+  EXPECT_TRUE(throws_with([&] { Flow(o, 4, 3); },
+                          "flow: heads[1].v has shape (2, 3), must be (3, 3) (heads[1].v has 2 "
+                          "rows, must be d_out = 3 while heads[1].w is empty (the identity))"));
+  o.heads[1].w = Matrix::Ones(2, 2);
+  EXPECT_TRUE(throws_with([&] { Flow(o, 4, 3); },
+                          "flow: heads[1].w has shape (2, 2), must be (3, 2) (heads[1].w has 2 "
+                          "rows, must be d_out = 3)"));
+  o.heads[1].w = Matrix::Ones(3, 2);
+  EXPECT_NO_THROW(Flow(o, 4, 3));
+  o.heads[1].k = Matrix(0, 3);  // never the identity
+  EXPECT_TRUE(throws_with([&] { Flow(o, 4, 3); },
+                          "flow: heads[1].k has shape (0, 3), must have >= 1 row and column"));
+  // Non-attention kinds take one identity head only; an output map is not the identity.
+  FlowOptions m;
+  m.kind = FieldKind::meanshift;
+  m.heads.resize(1);
+  m.heads[0].w = Matrix::Identity(3, 3);
+  EXPECT_TRUE(throws_with([&] { Flow(m, 4, 3); },
+                          "flow: heads = 1, must be one identity head (empty q, k, v, w) for kind "
+                          "meanshift"));
+}
+
 TEST(FlowFields, SinkhornFieldMatchesDenseSinkhornConditional) {
   Rng rng(12);
   const Index n = 25, d = 3;
@@ -88,7 +137,7 @@ TEST(FlowFields, SinkhornFieldMatchesDenseSinkhornConditional) {
   o.sinkhorn.tol = 1e-13;
   const Flow f(o, n, d);
   // Dense Sinkhorn on K_ij = exp(beta <x_i, x_j>): pi = diag(a) K diag(b), marginals (w, w).
-  const Matrix k = dense_exp_affinity(x, o.beta, FlowHead{});
+  const Matrix k = dense_exp_affinity(x, o.beta, Head{});
   Vector a = Vector::Ones(n), b = Vector::Ones(n);
   for (int it = 0; it < 5000; ++it) {
     a = w.cwiseQuotient(k * b.cwiseProduct(Vector::Ones(n)));
@@ -293,7 +342,7 @@ TEST(FlowFields, OneThreadEqualsTwoThreadsBitForBit) {
     o.kind = kind;
     o.beta = 3.0;
     o.sinkhorn.iterations = 5;
-    o.heads = kind == FieldKind::vlasov || kind == FieldKind::hardmax ? std::vector<FlowHead>{}
+    o.heads = kind == FieldKind::vlasov || kind == FieldKind::hardmax ? std::vector<Head>{}
                                                                       : make_heads(2, d, "goe", 1);
     o.vlasov.interaction = Interaction::power;
     const Flow f(o, n, d);
@@ -337,7 +386,7 @@ TEST(FlowFields, BadOptionsNameTheField) {
   o.sphere = false;
   EXPECT_TRUE(throws_with([&] { Flow(o, 4, 3); }, "flow: sphere = false, must be true under scheme pre_ln"));
   o = FlowOptions{};
-  o.heads.push_back(FlowHead{Matrix::Identity(3, 2), {}, {}});
+  o.heads.push_back(Head{Matrix::Identity(3, 2), {}, {}, {}});
   EXPECT_TRUE(throws_with([&] { Flow(o, 4, 3); }, "flow: heads[0].q has shape (3, 2), must be (d_k, 3)"));
   o = FlowOptions{};
   o.kind = FieldKind::vlasov;

@@ -12,16 +12,12 @@
 namespace attnflow {
 namespace {
 
-Model residual_stack(const std::vector<FlowHead>& heads, Index d, double beta, Index layers) {
+Model residual_stack(const std::vector<Head>& heads, Index d, double beta, Index layers) {
   AttentionLayer a;
   a.beta = beta;
   a.step = 1.0 / static_cast<double>(layers);
-  for (const auto& h : heads) {
-    a.q.push_back(h.q);
-    a.k.push_back(h.k);
-    a.v.push_back(h.v);
-    a.w.push_back(Matrix::Identity(d, d));  // W = I: the layer adds exactly step * field
-  }
+  for (const auto& h : heads)  // W = I: the layer adds exactly step * field
+    a.heads.push_back(Head{h.q, h.k, h.v, Matrix::Identity(d, d)});
   Model m;
   m.dim = d;
   m.layers.assign(static_cast<size_t>(layers), Layer(a));

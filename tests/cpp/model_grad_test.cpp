@@ -160,8 +160,8 @@ TEST(ModelGrad, AdamAndSgdFollowTheirUpdateRules) {
   const Model model = test::small_model(Normalization::softmax, 2, 1, 0, rng);
   Model grad = zeros_like(model);
   auto& g = std::get<AttentionLayer>(grad.layers[0]);
-  g.q[0](0, 0) = 0.5;
-  g.w[1](1, 0) = -2.0;
+  g.heads[0].q(0, 0) = 0.5;
+  g.heads[1].w(1, 0) = -2.0;
   // SGD with momentum: two steps with the same gradient move by lr g (1 + (1 + m)).
   Model sgd = model;
   Optimizer o1(sgd, {OptimizerKind::sgd, 0.1, 0.5});
@@ -169,15 +169,15 @@ TEST(ModelGrad, AdamAndSgdFollowTheirUpdateRules) {
   o1.step(sgd, grad);
   const auto& s = std::get<AttentionLayer>(sgd.layers[0]);
   const auto& m0 = std::get<AttentionLayer>(model.layers[0]);
-  EXPECT_NEAR(s.q[0](0, 0), m0.q[0](0, 0) - 0.1 * 0.5 * 2.5, 1e-15);
-  EXPECT_EQ(s.q[0](1, 0), m0.q[0](1, 0));
+  EXPECT_NEAR(s.heads[0].q(0, 0), m0.heads[0].q(0, 0) - 0.1 * 0.5 * 2.5, 1e-15);
+  EXPECT_EQ(s.heads[0].q(1, 0), m0.heads[0].q(1, 0));
   // Adam: the first bias-corrected step is lr * sign(g) (up to eps).
   Model adam = model;
   Optimizer o2(adam, {OptimizerKind::adam, 0.01});
   o2.step(adam, grad);
   const auto& a = std::get<AttentionLayer>(adam.layers[0]);
-  EXPECT_NEAR(a.q[0](0, 0), m0.q[0](0, 0) - 0.01, 1e-9);
-  EXPECT_NEAR(a.w[1](1, 0), m0.w[1](1, 0) + 0.01, 1e-9);
+  EXPECT_NEAR(a.heads[0].q(0, 0), m0.heads[0].q(0, 0) - 0.01, 1e-9);
+  EXPECT_NEAR(a.heads[1].w(1, 0), m0.heads[1].w(1, 0) + 0.01, 1e-9);
   EXPECT_TRUE(test::throws_with([&] { Optimizer(model, {OptimizerKind::adam, -1.0}); },
                                 "optimizer: lr = -1, must be finite and > 0"));
 }

@@ -50,7 +50,7 @@ TEST(ModelLayers, SelfEvaluationEqualsLibraryAttention) {
     AttentionOptions opt;
     opt.beta = a.beta;
     opt.sinkhorn = a.sinkhorn;
-    for (Index h = 0; h < a.heads(); ++h) opt.heads.push_back({a.q[h], a.k[h], a.v[h], a.w[h], norm});
+    for (const Head& h : a.heads) opt.heads.push_back({h, norm});
     const Matrix ref = mu.points() + a.step * self_attention(mu, opt).out;
     EXPECT_TRUE(all_close(apply_layer(model.layers[0], mu, mu.points()), ref, kTol, kTol))
         << to_string(norm);
@@ -195,6 +195,34 @@ TEST(ModelLayers, BadInputIsRejectedWithTheFieldName) {
   ModelSpec spec;
   spec.depth = 0;
   EXPECT_TRUE(throws_with([&] { spec.validate(); }, "model: depth = 0, must be >= 1"));
+}
+
+// A layer's heads go through the one head check (validate_head, head.hpp): the message names
+// the layer, the head and the matrix; heads share heads[0]'s d_k and d_v; no empty = identity.
+TEST(ModelLayers, ABadHeadIsNamedByTheOneHeadCheck) {
+  Rng rng(18);
+  const Model good = test::small_model(Normalization::softmax, 2, 1, 0, rng);  // d = 2, d_k = 3
+  Model model = good;
+  std::get<AttentionLayer>(model.layers[0]).heads[1].k = Matrix::Ones(4, 2);
+  EXPECT_TRUE(throws_with([&] { model.validate(); },
+                          "model: layers[0] (attention): heads[1].k has shape (4, 2), must be "
+                          "(3, 2) (heads[1].k has 4 rows, must be d_k = 3, as in heads[0]"));
+  model = good;
+  std::get<AttentionLayer>(model.layers[0]).heads[0].v = Matrix::Ones(3, 3);
+  EXPECT_TRUE(throws_with([&] { model.validate(); },
+                          "model: layers[0] (attention): heads[0].v has shape (3, 3), must be "
+                          "(d_v, 2) (heads[0].v has 3 columns, must be 2"));
+  model = good;
+  std::get<AttentionLayer>(model.layers[0]).heads[0].w = Matrix();
+  EXPECT_TRUE(throws_with([&] { model.validate(); },
+                          "model: layers[0] (attention): heads[0].w has shape (0, 0), must be "
+                          "(2, 3) (heads[0].w is empty, and here an empty matrix is not the "
+                          "identity"));
+  model = good;
+  std::get<AttentionLayer>(model.layers[0]).heads.clear();
+  EXPECT_TRUE(throws_with([&] { model.validate(); },
+                          "model: layers[0] (attention): heads = 0, must be >= 1"));
+  EXPECT_NO_THROW(good.validate());
 }
 
 

@@ -16,7 +16,7 @@ inline Matrix dense_weights(const AttentionLayer& a, Index h, const Matrix& x, c
                             const Matrix& z) {
   const Index n = x.rows();
   auto scores = [&](const Matrix& qpts) {
-    return Matrix(a.beta * (qpts * a.q[h].transpose()) * (x * a.k[h].transpose()).transpose());
+    return Matrix(a.beta * (qpts * a.heads[h].q.transpose()) * (x * a.heads[h].k.transpose()).transpose());
   };
   Vector g = Vector::Zero(n);
   if (a.normalization == Normalization::sinkhorn) {
@@ -59,8 +59,9 @@ inline Matrix dense_layer(const Layer& layer, const Matrix& x, const Vector& w, 
   }
   const auto& a = std::get<AttentionLayer>(layer);
   Matrix out = z;
-  for (Index h = 0; h < a.heads(); ++h)
-    out += a.step * dense_weights(a, h, x, w, z) * (x * a.v[h].transpose()) * a.w[h].transpose();
+  for (Index h = 0; h < a.head_count(); ++h)
+    out += a.step * dense_weights(a, h, x, w, z) * (x * a.heads[h].v.transpose()) *
+           a.heads[h].w.transpose();
   return out;
 }
 

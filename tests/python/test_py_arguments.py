@@ -78,6 +78,8 @@ def callables():
     out = []
     for name in sorted(n for n in dir(ext) if not n.startswith("_")):
         obj = getattr(ext, name)
+        if inspect.isclass(obj) and obj.__name__ != name and getattr(ext, obj.__name__, None) is obj:
+            continue  # another name of a class enumerated under its own (FlowHead = Head)
         if inspect.isclass(obj):
             for attr, val in vars(obj).items():
                 if attr == "__init__":
@@ -171,7 +173,7 @@ def test_the_enumeration_finds_the_bindings_that_take_matrices():
     # Bindings declared with Eigen matrix parameters (converted by pybind11's caster), which
     # are the ones the old per-entry-point check missed, and the array entry points.
     for must in ("lse_reduce", "TransportCost.dense", "Flow.advance", "PromptOperator()",
-                 "attention", "sinkhorn", "Measure()", "FlowHead.q", "advance"):
+                 "attention", "sinkhorn", "Measure()", "Head.q", "advance"):
         assert any(l == must or l.startswith(must) for l in labels), must
     assert len(SLOTS) > 100, len(SLOTS)
 

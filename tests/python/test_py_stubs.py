@@ -18,12 +18,17 @@ def stub_tree():
 
 
 def stub_names(body):
-    names = {}
+    names, aliases = {}, {}
     for node in body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.setdefault(node.name, node)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.setdefault(node.target.id, node)
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+              and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Name)):
+            aliases[node.targets[0].id] = node.value.id  # another name of a class (FlowHead = Head)
+    for alias, target in aliases.items():
+        names.setdefault(alias, names[target])
     return names
 
 

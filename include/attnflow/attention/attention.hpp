@@ -10,9 +10,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "attnflow/measure/measure.hpp"
+#include "attnflow/attention/head.hpp"
 #include "attnflow/attention/normalization.hpp"
 #include "attnflow/base/types.hpp"
 
@@ -20,10 +22,18 @@ namespace attnflow {
 
 class Collective;
 
-// One head. Empty matrices mean identity (Q, K: d_k x d; V: p_h x p; W: d_out x p_h).
-struct AttentionHead {
-  Matrix q, k, v, w;
+// One head (head.hpp: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity) with its
+// own normalization: AttentionHead{q, k, v, w, normalization} or {head, normalization}.
+struct AttentionHead : Head {
   Normalization normalization = Normalization::softmax;
+
+  AttentionHead() = default;
+  AttentionHead(Matrix q_, Matrix k_ = {}, Matrix v_ = {}, Matrix w_ = {},
+                Normalization normalization_ = Normalization::softmax)
+      : Head{std::move(q_), std::move(k_), std::move(v_), std::move(w_)},
+        normalization(normalization_) {}
+  AttentionHead(Head head, Normalization normalization_ = Normalization::softmax)
+      : Head(std::move(head)), normalization(normalization_) {}
 };
 
 struct AttentionOptions {

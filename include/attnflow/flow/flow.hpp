@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "attnflow/flow/integrate.hpp"
+#include "attnflow/attention/head.hpp"
 #include "attnflow/attention/normalization.hpp"
 #include "attnflow/base/rng.hpp"
 #include "attnflow/flow/scheme.hpp"
@@ -19,9 +20,9 @@
 namespace attnflow {
 
 // Which velocity field (docs/math.md section 5; "vlasov" is section 4's sum_j w_j F(x, x_j)).
-//   sa        P_x sum_h sum_j softmax_j(beta <Q_h x, K_h x_j> + log w_j) V_h x_j
-//   usa       P_x sum_h sum_j w_j exp(beta <Q_h x, K_h x_j>) V_h x_j
-//   sinkhorn  P_x sum_h sum_j (pi^h_ij / w_i) V_h x_j, pi^h the Sinkhorn coupling in Pi(w, w)
+//   sa        P_x sum_h sum_j softmax_j(beta <Q_h x, K_h x_j> + log w_j) W_h V_h x_j
+//   usa       P_x sum_h sum_j w_j exp(beta <Q_h x, K_h x_j>) W_h V_h x_j
+//   sinkhorn  P_x sum_h sum_j (pi^h_ij / w_i) W_h V_h x_j, pi^h the Sinkhorn coupling in Pi(w, w)
 //   kuramoto  state = angles t (n, 1): dt_i/dt = -sum_j w_j e^{beta cos(t_i - t_j)} sin(t_i - t_j)
 //             (USA form), divided by sum_k w_k e^{beta cos(t_i - t_k)} for the SA form
 //   meanshift beta (m_i - x_i), m_i the average of x_j under w_j exp(-beta |x_i - x_j|^2 / 2)
@@ -36,18 +37,13 @@ FieldKind parse_field_kind(std::string_view name, std::string_view context = "fl
                            std::string_view field = "kind");
 std::string to_string(FieldKind kind);
 
-// One attention head. Empty matrices mean identity. q, k: (d_k, d); v: (d, d).
-struct FlowHead {
-  Matrix q, k, v;
-};
-
 // count heads for dimension d, from a seed (independent Rng stream per head and matrix):
 //   "identity": Q = K = V = I (every head)
 //   "gaussian": Q, K, V with i.i.d. N(0, 1/d) entries (d x d)
 //   "goe":      Q = I, K and V GOE-type symmetric, (G + G^T) / sqrt(2 d), G i.i.d. N(0, 1),
 //               so the affinity <Q x, K y> = x^T K y is a symmetric bilinear form
 // Throws naming "flow: qkv" for another name and "flow: heads" for count < 1.
-std::vector<FlowHead> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed);
+std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed);
 
 // The interaction F of the vlasov field, F = -grad W(x - y) for the two built-in kernels:
 //   gaussian: W(z) = -sigma^2 exp(-|z|^2 / (2 sigma^2)), F = -(x - y) exp(-|x - y|^2/(2 sigma^2));
@@ -74,7 +70,10 @@ struct VlasovOptions {
 struct FlowOptions {
   FieldKind kind = FieldKind::sa;
   double beta = 1.0;            // inverse temperature, finite (>= 0; hardmax ignores it)
-  std::vector<FlowHead> heads;  // empty = one identity head
+  // Heads (head.hpp; empty matrices = identity): q, k (d_k, d); v (d_v, d); w (d, d_v), the
+  // output map back to the tokens' dimension (w empty: v is (d, d)). Head h contributes
+  // w_h sum_j P^h_ij v_h x_j. Empty = one identity head.
+  std::vector<Head> heads;
   Vector weights;               // token weights w (n); empty = uniform 1/n
   bool sphere = true;           // project on T_x S^{d-1} and retract rows to the sphere
   // Noise: dX = drift dt + sqrt(2 / kappa) dW, Euler-Maruyama then retraction. 0 or +inf

@@ -10,23 +10,26 @@
 #include <vector>
 
 #include "attnflow/measure/measure.hpp"
+#include "attnflow/attention/head.hpp"
 #include "attnflow/attention/normalization.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
 
-// Multi-head residual attention layer on points of dimension d. Per head h:
-// q[h], k[h] are (dk, d), v[h] is (dv, d), w[h] is (d, dv). All heads share dk, dv.
+// Multi-head residual attention layer on points of dimension d. Per head h (head.hpp):
+// heads[h].q, .k are (dk, d), .v is (dv, d), .w is (d, dv), all given (no empty = identity
+// here). All heads share dk, dv.
 struct AttentionLayer {
   Normalization normalization = Normalization::softmax;
   double beta = 1.0;
   double step = 1.0;
   // Sinkhorn normalization of the self-coupling pi in Pi(w, w) (sinkhorn layers only).
   SinkhornNormalizationOptions sinkhorn{.iterations = 3};  // tol, max_iterations: sinkhorn.hpp
-  std::vector<Matrix> q, k, v, w;
+  std::vector<Head> heads;
 
-  Index heads() const { return static_cast<Index>(q.size()); }
-  // Throws std::invalid_argument naming the layer and field (e.g. "layers[2]: beta = nan, ...").
+  Index head_count() const { return static_cast<Index>(heads.size()); }
+  // Throws std::invalid_argument naming the layer and field (e.g. "layers[2]: beta = nan, ...",
+  // "layers[2]: heads[1].k has shape (3, 4), must be (2, 4) (...)": validate_head).
   void validate(Index d, const std::string& context) const;
 };
 
@@ -54,13 +57,13 @@ Matrix apply_layer(const Layer& layer, const Measure& mu, const Matrix& queries,
 Index parameter_count(const Layer& layer);
 
 // Calls f(double* data, Index size) on every parameter block of the layer in the fixed order
-// (attention: q[0..H), k[0..H), v[0..H), w[0..H); mlp: w1, b1, w2, b2). The model file and the
-// optimizers rely on this order.
+// (attention: heads[0..H).q, then heads[0..H).k, .v, .w, group by group; mlp: w1, b1, w2,
+// b2). The model file and the optimizers rely on this order.
 template <typename F>
 void for_each_parameter(Layer& layer, F&& f) {
   if (auto* a = std::get_if<AttentionLayer>(&layer)) {
-    for (auto* group : {&a->q, &a->k, &a->v, &a->w})
-      for (Matrix& m : *group) f(m.data(), m.size());
+    for (Matrix Head::*group : {&Head::q, &Head::k, &Head::v, &Head::w})
+      for (Head& h : a->heads) f((h.*group).data(), (h.*group).size());
   } else {
     auto& m = std::get<MlpLayer>(layer);
     f(m.w1.data(), m.w1.size());
