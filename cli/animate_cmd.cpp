@@ -40,7 +40,7 @@ void add_animate(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"animate", 5, add_animate};
+const Registrar animate_cmd_registrar{"animate", 5, add_animate};
 
 }  // namespace
 

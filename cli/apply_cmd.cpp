@@ -61,7 +61,7 @@ void add_apply(CLI::App& app) {
   sub->callback([a] { run_apply(*a); });
 }
 
-const Registrar registrar{"apply", 81, add_apply};
+const Registrar apply_cmd_registrar{"apply", 81, add_apply};
 
 }  // namespace
 

@@ -90,7 +90,7 @@ void add_attention(CLI::App& app) {
   sub->callback([args] { run_attention(*args); });
 }
 
-const Registrar registrar{"attention", 10, add_attention};
+const Registrar attention_cmd_registrar{"attention", 10, add_attention};
 }  // namespace
 
 }  // namespace attnflow::cli

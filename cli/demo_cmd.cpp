@@ -123,7 +123,7 @@ void add_demo(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"demo", 1, add_demo};
+const Registrar demo_cmd_registrar{"demo", 1, add_demo};
 
 }  // namespace
 

@@ -55,7 +55,7 @@ void add_fit(CLI::App& app) {
   sub->callback([a] { run_fit_cmd(*a); });
 }
 
-const Registrar registrar{"fit", 80, add_fit};
+const Registrar fit_cmd_registrar{"fit", 80, add_fit};
 
 }  // namespace
 

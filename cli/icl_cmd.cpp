@@ -76,7 +76,7 @@ void add_icl(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"icl", 65, add_icl};
+const Registrar icl_cmd_registrar{"icl", 65, add_icl};
 
 }  // namespace
 

@@ -56,7 +56,7 @@ void add_largeprompt(CLI::App& app) {
   sub->callback([a] { run_largeprompt_cmd(*a); });
 }
 
-const Registrar registrar{"largeprompt", 66, add_largeprompt};
+const Registrar largeprompt_cmd_registrar{"largeprompt", 66, add_largeprompt};
 
 }  // namespace
 

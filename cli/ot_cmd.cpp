@@ -104,7 +104,7 @@ void add_ot(CLI::App& app) {
   sub->callback([args] { run_ot(*args); });
 }
 
-const Registrar registrar{"ot", 30, add_ot};
+const Registrar ot_cmd_registrar{"ot", 30, add_ot};
 }  // namespace
 
 }  // namespace attnflow::cli

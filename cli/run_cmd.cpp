@@ -83,7 +83,7 @@ void add_run(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"run", 2, add_run};
+const Registrar run_cmd_registrar{"run", 2, add_run};
 
 }  // namespace
 

@@ -73,7 +73,7 @@ void add_sweep(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"sweep", 3, add_sweep};
+const Registrar sweep_cmd_registrar{"sweep", 3, add_sweep};
 
 }  // namespace
 

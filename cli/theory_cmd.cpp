@@ -155,7 +155,7 @@ void add_theory(CLI::App& app) {
   add_clusters(*theory);
 }
 
-const Registrar registrar{"theory", 60, add_theory};
+const Registrar theory_cmd_registrar{"theory", 60, add_theory};
 
 }  // namespace
 

@@ -38,7 +38,7 @@ void add_view(CLI::App& app) {
   });
 }
 
-const Registrar registrar{"view", 4, add_view};
+const Registrar view_cmd_registrar{"view", 4, add_view};
 
 }  // namespace
 

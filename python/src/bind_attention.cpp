@@ -83,7 +83,7 @@ const std::string kAttentionOutDoc = std::string(kAttentionDoc) + "\nReturns out
 const std::string kAttentionResultDoc =
     std::string(kAttentionDoc) + "\nReturns AttentionResult (out, lse per head, status per head).";
 
-void bind_types(py::module_& m) {
+void bind_attention_types(py::module_& m) {
   py::enum_<Normalization> ne(m, "Normalization", "softmax | sinkhorn | none");
   ne.value("softmax", Normalization::softmax)
       .value("sinkhorn", Normalization::sinkhorn)
@@ -166,8 +166,8 @@ void bind_types(py::module_& m) {
                 py::arg("tol") = SinkhornNormalizationOptions{}.tol,                            \
                 py::arg("max_iterations") = SinkhornNormalizationOptions{}.max_iterations
 
-const Registrar registrar(1, [](py::module_& m) {
-  bind_types(m);
+const Registrar bind_attention_registrar(1, [](py::module_& m) {
+  bind_attention_types(m);
   m.def(
       "attention",
       [](const py::object& x, const py::object& y, const py::object& v, const py::object& wx,

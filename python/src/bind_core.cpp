@@ -136,7 +136,7 @@ void bind_kernel(py::module_& m) {
       py::arg("a"));
 }
 
-const Registrar registrar(0, [](py::module_& m) {
+const Registrar bind_core_registrar(0, [](py::module_& m) {
   bind_measure(m);
   bind_rng(m);
   bind_kernel(m);

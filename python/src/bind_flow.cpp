@@ -329,7 +329,7 @@ void bind_ensemble(py::module_& m) {
         py::arg("probs") = std::vector<double>{0.1, 0.5, 0.9});
 }
 
-const Registrar registrar(20, [](py::module_& m) {
+const Registrar bind_flow_registrar(20, [](py::module_& m) {
   bind_integrate(m);
   bind_scheme(m);
   bind_flow_options(m);

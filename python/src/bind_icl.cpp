@@ -155,7 +155,7 @@ void bind_icl_train(py::module_& m) {
         py::arg("params"), py::arg("length"), py::arg("prompts"), py::arg("seed"), release_gil());
 }
 
-const Registrar registrar(40, [](py::module_& m) {
+const Registrar bind_icl_registrar(40, [](py::module_& m) {
   m.def("ziggurat_normal", &ziggurat_normal, py::arg("rng"), "one N(0, 1) draw (ziggurat)");
   m.def(
       "ziggurat_fill",

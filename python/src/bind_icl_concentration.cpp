@@ -8,7 +8,7 @@ namespace attnflow::py_bind {
 
 namespace {
 
-const Registrar registrar(45, [](py::module_& m) {
+const Registrar bind_icl_concentration_registrar(45, [](py::module_& m) {
   py::enum_<TokenLaw> tl(m, "TokenLaw", "gaussian | rademacher");
   tl.value("gaussian", TokenLaw::gaussian).value("rademacher", TokenLaw::rademacher);
   accept_names(tl, [](const std::string& s) { return parse_token_law(s); });

@@ -227,7 +227,7 @@ void bind_training(py::module_& m) {
       .def("steps", &Optimizer::steps);
 }
 
-const Registrar registrar(50, [](py::module_& m) {
+const Registrar bind_model_registrar(50, [](py::module_& m) {
   bind_layers(m);
   bind_model(m);
   bind_training(m);

@@ -87,7 +87,7 @@ void bind_fit(py::module_& m) {
   m.def("identity_loss", &identity_loss, py::arg("data"));
 }
 
-const Registrar registrar(55, [](py::module_& m) {
+const Registrar bind_model_fit_registrar(55, [](py::module_& m) {
   bind_tasks(m);
   bind_fit(m);
 });

@@ -61,7 +61,7 @@ SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py
   py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                               \
   py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
 
-void bind_types(py::module_& m) {
+void bind_ot_types(py::module_& m) {
   py::enum_<CostType> ct(m, "CostType", "sqeuclidean | bilinear | dense");
   ct.value("sqeuclidean", CostType::sqeuclidean)
       .value("bilinear", CostType::bilinear)
@@ -278,8 +278,8 @@ void bind_exact(py::module_& m) {
       "ValueError.");
 }
 
-const Registrar registrar(10, [](py::module_& m) {
-  bind_types(m);
+const Registrar bind_ot_registrar(10, [](py::module_& m) {
+  bind_ot_types(m);
   bind_results(m);
   bind_sinkhorn(m);
   bind_exact(m);

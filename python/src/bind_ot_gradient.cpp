@@ -52,7 +52,7 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
       py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                                \
       py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
 
-const Registrar registrar(11, [](py::module_& m) {
+const Registrar bind_ot_gradient_registrar(11, [](py::module_& m) {
   m.def(
       "ot_cost_gradient",
       [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,

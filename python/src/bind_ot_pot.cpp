@@ -24,7 +24,7 @@ PotArgs pot_args(const py::object& a, const py::object& b, const py::object& m) 
   return p;
 }
 
-const Registrar registrar(12, [](py::module_& m) {
+const Registrar bind_ot_pot_registrar(12, [](py::module_& m) {
   m.def(
       "emd",
       [](const py::object& a, const py::object& b, const py::object& cost) {

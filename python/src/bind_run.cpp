@@ -133,7 +133,7 @@ void bind_checkpoint(py::module_& m) {
   m.attr("kCheckpointVersion") = kCheckpointVersion;
 }
 
-const Registrar registrar(90, [](py::module_& m) {
+const Registrar bind_run_registrar(90, [](py::module_& m) {
   bind_config(m);
   bind_run_config(m);
   bind_runner(m);

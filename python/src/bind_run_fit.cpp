@@ -7,7 +7,7 @@ namespace attnflow::py_bind {
 
 namespace {
 
-const Registrar registrar(95, [](py::module_& m) {
+const Registrar bind_run_fit_registrar(95, [](py::module_& m) {
   py::class_<FitConfig>(m, "FitConfig")
       .def(py::init<>())
       .def_readwrite("task", &FitConfig::task)

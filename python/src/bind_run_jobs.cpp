@@ -77,7 +77,7 @@ void bind_icl_jobs(py::module_& m) {
         "the `attnflow largeprompt` job: writes config.toml, concentration.csv, summary.json");
 }
 
-const Registrar registrar(96, [](py::module_& m) {
+const Registrar bind_run_jobs_registrar(96, [](py::module_& m) {
   bind_sweep(m);
   bind_icl_jobs(m);
 });

@@ -88,7 +88,7 @@ void bind_clusters_report(py::module_& m) {
         "cluster prediction on the circle with per-mode growth rates and energies");
 }
 
-const Registrar registrar(91, [](py::module_& m) {
+const Registrar bind_run_reports_registrar(91, [](py::module_& m) {
   bind_ot_report(m);
   bind_clusters_report(m);
 });

@@ -114,7 +114,7 @@ void bind_clusters(py::module_& m) {
   m.def("interaction_energy", &interaction_energy, py::arg("mu"), py::arg("beta"), release_gil());
 }
 
-const Registrar registrar(30, [](py::module_& m) {
+const Registrar bind_theory_registrar(30, [](py::module_& m) {
   bind_equiangular(m);
   bind_long_context(m);
   bind_clusters(m);

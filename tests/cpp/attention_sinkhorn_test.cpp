@@ -16,10 +16,10 @@ using test::random_matrix;
 using test::random_weights;
 
 // Converged to tol 1e-12 on the column marginal; couplings then agree to rounding.
-constexpr double kTol = 1e-12;
+constexpr double kSinkhornTol = 1e-12;
 constexpr double kAtol = 1e-12;
 
-AttentionOptions sinkhorn_options(double beta, int iterations = 0, double tol = kTol) {
+AttentionOptions sinkhorn_options(double beta, int iterations = 0, double tol = kSinkhornTol) {
   AttentionOptions o;
   o.beta = beta;
   o.normalization = Normalization::sinkhorn;
@@ -61,10 +61,10 @@ TEST(AttentionSinkhorn, CouplingMatchesDenseReferenceAndHasBothMarginals) {
   EXPECT_TRUE(st.converged) << st.message;
   // s = beta <x, y> is the cost C = -s at eps = 1.
   const Matrix c = -beta * mu.points() * nu.points().transpose();
-  EXPECT_TRUE(all_close(pi, test::dense_sinkhorn_plan(c, mu.weights(), nu.weights(), 1.0, kTol),
+  EXPECT_TRUE(all_close(pi, test::dense_sinkhorn_plan(c, mu.weights(), nu.weights(), 1.0, kSinkhornTol),
                         1e-9, kAtol));
   EXPECT_TRUE(all_close(Vector(pi.rowwise().sum()), mu.weights(), 0.0, 1e-15));
-  EXPECT_TRUE(all_close(Vector(pi.colwise().sum().transpose()), nu.weights(), 0.0, kTol));
+  EXPECT_TRUE(all_close(Vector(pi.colwise().sum().transpose()), nu.weights(), 0.0, kSinkhornTol));
   // Softmax's joint a_i P_ij has first marginal a but not second marginal b.
   AttentionOptions soft;
   soft.beta = beta;
@@ -111,7 +111,7 @@ TEST(AttentionSinkhorn, SymmetricCouplingAndDoublyStochastic) {
   EXPECT_TRUE(all_close(pi, Matrix(pi.transpose()), 0.0, kAtol));
   const Matrix ds = 16.0 * pi;  // Sinkformer's doubly stochastic matrix
   EXPECT_TRUE(all_close(Vector(ds.rowwise().sum()), Vector::Ones(16), 0.0, 1e-14));
-  EXPECT_TRUE(all_close(Vector(ds.colwise().sum().transpose()), Vector::Ones(16), 0.0, 16 * kTol));
+  EXPECT_TRUE(all_close(Vector(ds.colwise().sum().transpose()), Vector::Ones(16), 0.0, 16 * kSinkhornTol));
 }
 
 TEST(AttentionSinkhorn, DuplicationAndPermutationInvariance) {

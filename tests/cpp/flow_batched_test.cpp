@@ -15,10 +15,7 @@
 namespace attnflow {
 namespace {
 
-bool bit_equal(const Matrix& a, const Matrix& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
-}
+using test::bit_equal;
 
 // 11 systems (not a multiple of the lane count: the last block is padded), betas differ.
 struct Systems {

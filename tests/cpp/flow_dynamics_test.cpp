@@ -17,10 +17,7 @@
 namespace attnflow {
 namespace {
 
-bool bit_equal(const Matrix& a, const Matrix& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
-}
+using test::bit_equal;
 
 TEST(FlowDynamics, EnergyNonDecreasingAlongSaAndUsaForEveryIntegrator) {
   // log E computed by two kernel passes: a few ulps of noise on a value of order 1.

@@ -14,21 +14,18 @@
 namespace attnflow {
 namespace {
 
+using test::bit_equal;
+
 using test::throws_with;
 
-bool bit_equal(const Matrix& a, const Matrix& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
-}
-
-struct Systems {
+struct MixedSystems {
   std::vector<FlowOptions> flows;
   std::vector<Matrix> x0;
 };
 
 // Six systems differing in seed, beta, kind, size and noise.
-Systems mixed_systems() {
-  Systems s;
+MixedSystems mixed_systems() {
+  MixedSystems s;
   const FieldKind kinds[6] = {FieldKind::sa, FieldKind::usa, FieldKind::sa,
                               FieldKind::sinkhorn, FieldKind::meanshift, FieldKind::sa};
   for (int k = 0; k < 6; ++k) {
@@ -49,7 +46,7 @@ Systems mixed_systems() {
 }
 
 TEST(FlowEnsemble, SystemsEqualSingleRunsOnOneOrTwoThreads) {
-  const Systems s = mixed_systems();
+  const MixedSystems s = mixed_systems();
   IntegratorOptions io;
   io.method = Method::euler;
   io.dt = 0.05;

@@ -21,7 +21,7 @@ using test::throws_with;
 
 // Kernel (tiled, max-shifted, SIMD exp) vs dense (plain std::exp): different summation order
 // and exp implementation, a few ulps per term.
-constexpr double kTol = 1e-11;
+constexpr double kFieldTol = 1e-11;
 
 Matrix dense_exp_affinity(const Matrix& x, double beta, const Head& h) {
   const Matrix qx = h.q.size() ? Matrix(x * h.q.transpose()) : x;
@@ -71,7 +71,7 @@ TEST(FlowFields, SaAndUsaMatchDenseWithHeadsWeightsSphereAndRd) {
       const Flow f(o, n, d);
       const Matrix x = sphere ? pts : Matrix(1.3 * pts);
       const Matrix ref = dense_attention_field(x, w, o.beta, o.heads, kind == FieldKind::sa, sphere);
-      EXPECT_TRUE(all_close(eval(f, f.initial_state(x)), ref, kTol, kTol))
+      EXPECT_TRUE(all_close(eval(f, f.initial_state(x)), ref, kFieldTol, kFieldTol))
           << to_string(kind) << " sphere " << sphere;
     }
   }
@@ -94,7 +94,7 @@ TEST(FlowFields, HeadsWithAnOutputMapMatchDense) {
     o.heads[1].w = random_matrix(d, d, rng);  // v (d, d), w (d, d)
     const Flow f(o, n, d);
     const Matrix ref = dense_attention_field(x, w, o.beta, o.heads, kind == FieldKind::sa, true);
-    EXPECT_TRUE(all_close(eval(f, f.initial_state(x)), ref, kTol, kTol)) << to_string(kind);
+    EXPECT_TRUE(all_close(eval(f, f.initial_state(x)), ref, kFieldTol, kFieldTol)) << to_string(kind);
   }
 }
 
@@ -181,7 +181,7 @@ TEST(FlowFields, KuramotoMatchesSpecFormulaAndSaUsaOnTheCircle) {
       }
       ref(i, 0) = norm == Normalization::softmax ? -num / den : -num;
     }
-    EXPECT_TRUE(all_close(dtheta, ref, kTol, kTol));
+    EXPECT_TRUE(all_close(dtheta, ref, kFieldTol, kFieldTol));
     // SA / USA on the circle: dx = dtheta * (-sin t, cos t).
     FlowOptions so;
     so.kind = norm == Normalization::softmax ? FieldKind::sa : FieldKind::usa;
@@ -192,7 +192,7 @@ TEST(FlowFields, KuramotoMatchesSpecFormulaAndSaUsaOnTheCircle) {
     const Matrix dx = eval(sf, x);
     Matrix tangential(n, 1);
     for (Index i = 0; i < n; ++i) tangential(i, 0) = -x(i, 1) * dx(i, 0) + x(i, 0) * dx(i, 1);
-    EXPECT_TRUE(all_close(tangential, dtheta, kTol, kTol));
+    EXPECT_TRUE(all_close(tangential, dtheta, kFieldTol, kFieldTol));
   }
 }
 
@@ -208,7 +208,7 @@ TEST(FlowFields, MeanShiftIsBetaTimesSaOnSphereAndMatchesDenseInRd) {
   FlowOptions so = mo;
   so.kind = FieldKind::sa;
   const Matrix ms = eval(Flow(mo, n, d), x), sa = eval(Flow(so, n, d), x);
-  EXPECT_TRUE(all_close(ms, mo.beta * sa, kTol, kTol));
+  EXPECT_TRUE(all_close(ms, mo.beta * sa, kFieldTol, kFieldTol));
   // R^d: beta (m_i - x_i) with Gaussian weights w_j exp(-beta |x_i - x_j|^2 / 2).
   mo.sphere = false;
   const Matrix y = 2.0 * random_matrix(n, d, rng);
@@ -223,7 +223,7 @@ TEST(FlowFields, MeanShiftIsBetaTimesSaOnSphereAndMatchesDenseInRd) {
     }
     ref.row(i) = mo.beta * (num.transpose() / den - y.row(i));
   }
-  EXPECT_TRUE(all_close(eval(Flow(mo, n, d), y), ref, kTol, kTol));
+  EXPECT_TRUE(all_close(eval(Flow(mo, n, d), y), ref, kFieldTol, kFieldTol));
 }
 
 TEST(FlowFields, HardmaxMatchesBruteForceArgmax) {
@@ -267,7 +267,7 @@ TEST(FlowFields, VlasovAggregationKernelsMatchDirectPairSums) {
       gauss(&x(i, 0), &x(j, 0), d, f.data());
       ref.row(i) += w[j] * f.transpose();
     }
-  EXPECT_TRUE(all_close(eval(Flow(o, n, d), x), ref, kTol, kTol));
+  EXPECT_TRUE(all_close(eval(Flow(o, n, d), x), ref, kFieldTol, kFieldTol));
   FlowOptions c = o;
   c.vlasov.interaction = Interaction::custom;
   c.vlasov.kernel = gauss;

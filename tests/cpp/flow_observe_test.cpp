@@ -19,7 +19,7 @@ using test::random_weights;
 using test::throws_with;
 
 // Kernel (max-shifted, tiled) vs a plain dense double sum.
-constexpr double kTol = 1e-12;
+constexpr double kObserveTol = 1e-12;
 
 // Points in three tight groups of sizes 5, 3, 1 plus jitter of size `jitter`.
 Matrix three_groups(Rng& rng, double jitter) {
@@ -59,9 +59,9 @@ TEST(FlowObserve, MatchesDenseSums) {
     }
   e /= 2 * o.beta;
   EXPECT_EQ(ob.t, 1.5);
-  EXPECT_NEAR(ob.energy, e, kTol * e);
-  EXPECT_NEAR(ob.log_energy, std::log(e), kTol);
-  EXPECT_NEAR(ob.mean_cosine, cos_num / cos_den, kTol);
+  EXPECT_NEAR(ob.energy, e, kObserveTol * e);
+  EXPECT_NEAR(ob.log_energy, std::log(e), kObserveTol);
+  EXPECT_NEAR(ob.mean_cosine, cos_num / cos_den, kObserveTol);
   EXPECT_NEAR(ob.min_cosine, min_cos, 1e-15);
   EXPECT_NEAR(ob.clustered_pairs, linked / (0.5 * n * (n - 1)), 1e-15);
   EXPECT_NEAR(ob.order, (w.transpose() * x).norm(), 1e-15);

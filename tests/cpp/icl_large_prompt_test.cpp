@@ -17,8 +17,8 @@ using test::random_matrix;
 // Dense reference and the kernel differ only by summation order: a few ulps of the values.
 constexpr double kDenseTol = 1e-12;
 // Central differences with step 1e-6 on O(1) quantities: truncation ~1e-12, rounding ~1e-10.
-constexpr double kFdStep = 1e-6;
-constexpr double kFdTol = 1e-7;
+constexpr double kPromptFdStep = 1e-6;
+constexpr double kPromptFdTol = 1e-7;
 // Monte Carlo checks accept |mean - exact| <= kZ standard errors (two-sided p ~ 6e-5 per
 // entry); the ratio estimator's O(1/L) bias is far below one standard error at these L.
 constexpr double kZ = 4.0;
@@ -154,11 +154,11 @@ void check_gradients(const std::function<PromptOutput(const PromptOperator&)>& e
     for (Index i = 0; i < fd.rows(); ++i)
       for (Index j = 0; j < fd.cols(); ++j) {
         PromptOperator plus = op, minus = op;
-        (which == 0 ? plus.u : plus.v)(i, j) += kFdStep;
-        (which == 0 ? minus.u : minus.v)(i, j) -= kFdStep;
-        fd(i, j) = (objective(plus) - objective(minus)) / (2 * kFdStep);
+        (which == 0 ? plus.u : plus.v)(i, j) += kPromptFdStep;
+        (which == 0 ? minus.u : minus.v)(i, j) -= kPromptFdStep;
+        fd(i, j) = (objective(plus) - objective(minus)) / (2 * kPromptFdStep);
       }
-    EXPECT_TRUE(all_close(analytic, fd, kFdTol, kFdTol)) << (which == 0 ? "grad_u" : "grad_v");
+    EXPECT_TRUE(all_close(analytic, fd, kPromptFdTol, kPromptFdTol)) << (which == 0 ? "grad_u" : "grad_v");
   }
 }
 

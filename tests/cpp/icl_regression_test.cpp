@@ -8,10 +8,13 @@
 #include "attnflow/icl/icl.hpp"
 #include "attnflow/icl/large_prompt.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "icl_test_util.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
 namespace {
+
+using test::published_data;
 
 using test::all_close;
 
@@ -23,13 +26,6 @@ constexpr double kFdTol = 1e-7;
 // RK4 with dt = 0.01 on a smooth flow: global error ~1e-9; by t = 200 the slowest mode
 // (rate ~0.1 at this S) has decayed by e^-20 ~ 2e-9.
 constexpr double kOdeTol = 1e-7;
-
-IclData published_data(Index d) {
-  IclData data;
-  data.cov = toeplitz_covariance(d, 0.5);
-  data.noise = 0.1;
-  return data;
-}
 
 TEST(Icl, SamplerDrawsTheDataModel) {
   IclData data = published_data(3);

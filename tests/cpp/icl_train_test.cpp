@@ -7,17 +7,13 @@
 
 #include "attnflow/icl/icl.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "icl_test_util.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
 namespace {
 
-IclData published_data(Index d) {
-  IclData data;
-  data.cov = toeplitz_covariance(d, 0.5);
-  data.noise = 0.1;
-  return data;
-}
+using test::published_data;
 
 IclTrainOptions sgd_options() {
   IclTrainOptions o;

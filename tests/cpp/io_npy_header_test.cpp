@@ -11,19 +11,10 @@
 namespace attnflow {
 namespace {
 
+using test::make_npy;
+
 using test::throws_with;
 
-// A hand-made version-1 .npy (independent of npy_bytes).
-std::string make_npy(const std::string& dict, const std::string& payload) {
-  std::string header = dict;
-  while ((10 + header.size() + 1) % 64) header += ' ';
-  header += '\n';
-  std::string out = "\x93NUMPY\x01";
-  out.push_back(0);
-  out.push_back(static_cast<char>(header.size() & 0xff));
-  out.push_back(static_cast<char>(header.size() >> 8));
-  return out + header + payload;
-}
 std::string with_shape(const std::string& shape) {
   return make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }",
                   std::string(20 * 3 * 8, '\0'));

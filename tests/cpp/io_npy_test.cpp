@@ -14,24 +14,14 @@
 namespace attnflow {
 namespace {
 
+using test::make_npy;
+
 std::string tmp_path(const std::string& name) {
   // Per process: ctest -j and other builds' tests run beside this one (the check below that no
   // temporary is left must not see another process's write in progress).
   const auto dir = std::filesystem::temp_directory_path() / ("attnflow_io_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
-}
-
-// A hand-made .npy (independent of npy_bytes) with the given header dict and payload.
-std::string make_npy(const std::string& dict, const std::string& payload) {
-  std::string header = dict;
-  while ((10 + header.size() + 1) % 64) header += ' ';
-  header += '\n';
-  std::string out = "\x93NUMPY\x01";
-  out.push_back(0);
-  out.push_back(static_cast<char>(header.size() & 0xff));
-  out.push_back(static_cast<char>(header.size() >> 8));
-  return out + header + payload;
 }
 
 TEST(Npy, RoundTripIsBitExact) {

@@ -33,8 +33,12 @@ TEST(OtDistributed, KernelRowPartsCoverInOrderAtBlockCuts) {
       for (const Range& p : r) {
         EXPECT_EQ(p.first, next) << total << " rows in " << parts;
         EXPECT_GE(p.count, 0);
-        if (p.count > 0 && p.first + p.count < total) EXPECT_EQ((p.first + p.count) % 256, 0);
-        if (total >= 5 && p.count > 0) EXPECT_GE(p.count, 5) << total << " rows in " << parts;
+        if (p.count > 0 && p.first + p.count < total) {
+          EXPECT_EQ((p.first + p.count) % 256, 0);
+        }
+        if (total >= 5 && p.count > 0) {
+          EXPECT_GE(p.count, 5) << total << " rows in " << parts;
+        }
         next = p.first + p.count;
       }
       EXPECT_EQ(next, total);

@@ -20,8 +20,8 @@ const std::string kDir = std::string(ATTNFLOW_REFERENCE_DIR) + "/ot/";
 
 // POT ran to a 1e-14 violation; attnflow runs to 1e-12: plans agree to ~1e-12 absolute
 // (entries are O(1 / (n m)) ~ 1e-3) and costs to 1e-10 relative.
-constexpr double kPlanAtol = 1e-11;
-constexpr double kCostRtol = 1e-10;
+constexpr double kReferencePlanAtol = 1e-11;
+constexpr double kReferenceCostRtol = 1e-10;
 // The exact plan is a vertex; POT and LEMON agree on it when it is unique (random data), up to
 // LEMON's 2^-40 mass units.
 constexpr double kExactAtol = 1e-10;
@@ -53,9 +53,9 @@ TEST(OtReference, SinkhornMatchesPot) {
     const SinkhornResult r = sinkhorn(p.a, p.b, cost, o);
     ASSERT_TRUE(r.converged) << name << ": " << r.message;
     const Matrix pi = transport_plan(cost, r);
-    EXPECT_TRUE(test::all_close(pi, p.plan, 0.0, kPlanAtol)) << name;
+    EXPECT_TRUE(test::all_close(pi, p.plan, 0.0, kReferencePlanAtol)) << name;
     const double ref_cost = p.meta["cost"].get<double>();
-    EXPECT_NEAR(r.cost, ref_cost, kCostRtol * ref_cost) << name;
+    EXPECT_NEAR(r.cost, ref_cost, kReferenceCostRtol * ref_cost) << name;
     EXPECT_TRUE(test::all_close(Vector(pi.rowwise().sum()), p.a, 0.0, 1e-12)) << name;
     EXPECT_TRUE(test::all_close(Vector(pi.colwise().sum().transpose()), p.b, 0.0, 1e-14)) << name;
   }
@@ -66,7 +66,7 @@ TEST(OtReference, ExactMatchesPotEmd) {
   const ExactOtResult r = exact_ot(p.a, p.b, test::dense_sqeuclidean(p.x, p.y));
   ASSERT_TRUE(r.converged);
   const double ref_cost = p.meta["cost"].get<double>();
-  EXPECT_NEAR(r.cost, ref_cost, kCostRtol * ref_cost);
+  EXPECT_NEAR(r.cost, ref_cost, kReferenceCostRtol * ref_cost);
   EXPECT_TRUE(test::all_close(r.dense_plan(), p.plan, 0.0, kExactAtol));
 }
 

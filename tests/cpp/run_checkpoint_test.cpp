@@ -14,13 +14,13 @@
 namespace attnflow {
 namespace {
 
+using test::same_bits;
+
 std::string temp_path(const std::string& name) {
   const auto dir = std::filesystem::temp_directory_path() / ("attnflow_run_ckpt_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
-
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
 
 Checkpoint sample_checkpoint() {
   Rng rng(5, 1);

@@ -20,6 +20,8 @@
 namespace attnflow {
 namespace {
 
+using test::same_bits;
+
 namespace fs = std::filesystem;
 
 std::string temp_dir(const std::string& name) {
@@ -29,8 +31,6 @@ std::string temp_dir(const std::string& name) {
   fs::create_directories(dir.parent_path());
   return dir.string();
 }
-
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
 
 ::testing::AssertionResult same_records(const std::vector<IclStepRecord>& a,
                                         const std::vector<IclStepRecord>& b) {

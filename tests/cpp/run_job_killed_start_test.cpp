@@ -9,19 +9,14 @@
 #include <fstream>
 
 #include "attnflow/run/job.hpp"
+#include "test_util.hpp"
 
 namespace attnflow {
 namespace {
 
-namespace fs = std::filesystem;
+using test::dead_pid;
 
-long dead_pid() {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return static_cast<long>(pid);
-}
+namespace fs = std::filesystem;
 
 TEST(JobKilledAtStart, ResumeTakesADirectoryHoldingOnlyAStaleTemporaryOfItsOutput) {
   const fs::path dir = fs::temp_directory_path() / ("attnflow_killed_start_" + std::to_string(::getpid()));

@@ -20,39 +20,26 @@
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/io/config.hpp"
 #include "attnflow/run/runner.hpp"
+#include "run_test_util.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
 namespace {
 
-namespace fs = std::filesystem;
+using test::fresh_dir;
+using test::ParsedRun;
+using test::parse_run;
+using test::run_quietly;
+using test::expect_same_outputs;
+using test::names;
+using test::same_file;
+using test::dead_pid;
 
-std::string fresh_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("attnflow_job_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
-}
+namespace fs = std::filesystem;
 
 void touch(const std::string& path, const std::string& text = "user data\n") {
   fs::create_directories(fs::path(path).parent_path());
   std::ofstream(path) << text;
-}
-
-// The pid of a process that has exited (and been reaped): its temporaries are stale.
-long dead_pid() {
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return static_cast<long>(pid);
-}
-
-std::vector<std::string> names(const std::string& dir) {
-  std::vector<std::string> v;
-  for (const auto& e : fs::directory_iterator(dir)) v.push_back(e.path().filename().string());
-  std::sort(v.begin(), v.end());
-  return v;
 }
 
 TEST(AtomicFile, RefusesTargetsThatAreNotRegularFiles) {
@@ -233,37 +220,10 @@ constexpr const char* kRun =
     "[measure]\nn = 12\nd = 3\nseed = 5\n[model]\nbeta = 2.0\n[integrate]\nmethod = \"rk4\"\ndt = 0.05\n"
     "t_end = 3.0\n[observe]\nevery = 0.25\n[output]\nsnapshots = true\ncheckpoint_every = 3\n";
 
-struct Parsed {
-  RunConfig cfg;
-  std::string resolved;
-};
-Parsed parse(const std::string& text) {
-  Config c = Config::parse(text, "t.toml");
-  RunConfig r = parse_run_config(c);
-  return {r, c.resolved()};
-}
-
-RunResult run(const Parsed& p, const std::string& dir, bool resume = false, long stop_after = 0) {
-  RunOptions o;
-  o.out_dir = dir;
-  o.resume = resume;
-  o.stop_after_checkpoints = stop_after;
-  o.progress = nullptr;
-  return run_experiment(p.cfg, p.resolved, o);
-}
-
-void expect_same_outputs(const std::string& a, const std::string& b) {
-  for (const char* f : {"config.toml", "observables.csv", "final.npy"})
-    EXPECT_EQ(read_file(a + "/" + f), read_file(b + "/" + f)) << f;
-  EXPECT_EQ(names(a + "/snapshots"), names(b + "/snapshots"));
-  for (const auto& n : names(a + "/snapshots"))
-    EXPECT_EQ(read_file(a + "/snapshots/" + n), read_file(b + "/snapshots/" + n)) << n;
-}
-
 TEST(Runner, StopRequestCheckpointsAtTheNextObservationAndResumesByteIdentical) {
-  const Parsed p = parse(kRun);
+  const ParsedRun p = parse_run(kRun);
   const std::string whole = fresh_dir("whole"), cut = fresh_dir("cut");
-  run(p, whole);
+  run_quietly(p, whole);
   // A SIGINT that arrived during the first interval: the run stops at observation 1, between
   // the configured checkpoints (every 3), with a checkpoint written there.
   RunOptions o;
@@ -277,22 +237,22 @@ TEST(Runner, StopRequestCheckpointsAtTheNextObservationAndResumesByteIdentical) 
   EXPECT_EQ(stopped.observations, 1);
   EXPECT_TRUE(fs::exists(cut + "/checkpoint.bin"));
   EXPECT_FALSE(fs::exists(cut + "/summary.json"));
-  const RunResult resumed = run(p, cut, true);
+  const RunResult resumed = run_quietly(p, cut, true);
   EXPECT_TRUE(resumed.finished);
   expect_same_outputs(whole, cut);
   EXPECT_FALSE(fs::exists(cut + "/checkpoint.bin"));
 }
 
 TEST(Runner, ResumeRemovesTheTemporariesOfAKilledRunAndNothingElse) {
-  const Parsed p = parse(kRun);
+  const ParsedRun p = parse_run(kRun);
   const std::string whole = fresh_dir("whole2"), cut = fresh_dir("cut2");
-  run(p, whole);
-  EXPECT_TRUE(run(p, cut, false, 1).interrupted);
+  run_quietly(p, whole);
+  EXPECT_TRUE(run_quietly(p, cut, false, 1).interrupted);
   const std::string dead = std::to_string(dead_pid());
   touch(cut + "/checkpoint.bin.tmp." + dead, "half a checkpoint");
   touch(cut + "/snapshots/snap_000004.npy.tmp." + dead, "half a snapshot");
   touch(cut + "/snapshots/notes.tmp.txt");  // not the pattern: kept
-  EXPECT_TRUE(run(p, cut, true).finished);
+  EXPECT_TRUE(run_quietly(p, cut, true).finished);
   EXPECT_FALSE(fs::exists(cut + "/checkpoint.bin.tmp." + dead));
   EXPECT_FALSE(fs::exists(cut + "/snapshots/snap_000004.npy.tmp." + dead));
   EXPECT_TRUE(fs::exists(cut + "/snapshots/notes.tmp.txt"));
@@ -303,32 +263,32 @@ TEST(Runner, ResumeRemovesTheTemporariesOfAKilledRunAndNothingElse) {
 TEST(Runner, LateFailureInAnExistingEmptyDirectoryLeavesItEmpty) {
   // Non-finite state at a huge step: the run fails after writing config.toml,
   // observables.csv and snapshots/.
-  const Parsed bad = parse(
+  const ParsedRun bad = parse_run(
       "[measure]\nn = 8\nd = 3\n[model]\nkind = \"usa\"\nbeta = 700.0\nsphere = false\n[integrate]\ndt = 1e6\n"
       "t_end = 1e7\n[observe]\nevery = 1e6\n[output]\nsnapshots = true\n");
   const std::string out = fresh_dir("late");
   fs::create_directories(out);
-  EXPECT_THROW(run(bad, out), std::runtime_error);
+  EXPECT_THROW(run_quietly(bad, out), std::runtime_error);
   ASSERT_TRUE(fs::exists(out));
   EXPECT_TRUE(fs::is_empty(out));
   // Into a new directory below a new one: both go.
-  EXPECT_THROW(run(bad, out + "/new/run"), std::runtime_error);
+  EXPECT_THROW(run_quietly(bad, out + "/new/run"), std::runtime_error);
   EXPECT_TRUE(fs::is_empty(out));
 }
 
 TEST(Runner, RefusesANonEmptyDirectoryThatHoldsNoRun) {
-  const Parsed p = parse(kRun);
+  const ParsedRun p = parse_run(kRun);
   const std::string out = fresh_dir("foreign_run");
   touch(out + "/thesis.tex");
-  EXPECT_TRUE(test::throws_with([&] { run(p, out); }, "is not empty and not a previous run's output"));
-  EXPECT_TRUE(test::throws_with([&] { run(p, out, true); }, "holds no run to resume"));
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(p, out); }, "is not empty and not a previous run's output"));
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(p, out, true); }, "holds no run to resume"));
   EXPECT_EQ(names(out), (std::vector<std::string>{"thesis.tex"}));
   // Another command's output is not a run to resume, even though it has a summary.json.
   const std::string ot = fresh_dir("ot_out");
   touch(ot + "/summary.json", R"({"kind": "ot", "status": "finished"})");
   touch(ot + "/f.npy");
-  EXPECT_TRUE(test::throws_with([&] { run(p, ot, true); }, "holds no run to resume"));
-  EXPECT_TRUE(test::throws_with([&] { run(p, ot); }, "not a previous run's output"));
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(p, ot, true); }, "holds no run to resume"));
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(p, ot); }, "not a previous run's output"));
   EXPECT_EQ(names(ot), (std::vector<std::string>{"f.npy", "summary.json"}));
 }
 

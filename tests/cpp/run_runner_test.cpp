@@ -15,42 +15,25 @@
 #include "attnflow/io/csv.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/base/parallel.hpp"
+#include "run_test_util.hpp"
 #include "test_util.hpp"
 
 namespace attnflow {
 namespace {
+
+using test::fresh_dir;
+using test::ParsedRun;
+using test::parse_run;
+using test::run_quietly;
+using test::expect_same_outputs;
+using test::names;
+using test::same_file;
 
 namespace fs = std::filesystem;
 
 // The runner and the dense reference do the same float64 arithmetic in a different order
 // (tiled online softmax vs materialized scores); 30 Euler steps amplify that only mildly.
 constexpr double kTrajectoryTol = 1e-11;
-
-std::string fresh_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("attnflow_run_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
-}
-
-struct Parsed {
-  RunConfig cfg;
-  std::string resolved;
-};
-Parsed parse(const std::string& text) {
-  Config c = Config::parse(text, "t.toml");
-  RunConfig r = parse_run_config(c);
-  return {r, c.resolved()};
-}
-
-RunResult run(const Parsed& p, const std::string& dir, bool resume = false, long stop_after = 0) {
-  RunOptions o;
-  o.out_dir = dir;
-  o.resume = resume;
-  o.stop_after_checkpoints = stop_after;
-  o.progress = nullptr;
-  return run_experiment(p.cfg, p.resolved, o);
-}
 
 // Independent dense SA step with Q = K = V = I (the published NumPy code): scores beta X X^T,
 // row softmax, A = P X, tangent projection, Euler step, renormalize rows.
@@ -101,16 +84,14 @@ int dense_clusters(const Matrix& x, double delta) {
   return c;
 }
 
-bool same_file(const std::string& a, const std::string& b) { return read_file(a) == read_file(b); }
-
 const char* kSmall =
     "[measure]\nn = 24\nd = 3\nseed = 11\n[model]\nbeta = 4.0\n[integrate]\nmethod = \"euler\"\ndt = 0.1\n"
     "t_end = 3.0\n[observe]\nevery = 0.5\ndelta = 0.05\n[output]\ncheckpoint_every = 2\n";
 
 TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
-  const Parsed p = parse(kSmall);
+  const ParsedRun p = parse_run(kSmall);
   const std::string dir = fresh_dir("dense");
-  const RunResult r = run(p, dir);
+  const RunResult r = run_quietly(p, dir);
   ASSERT_TRUE(r.finished);
   EXPECT_EQ(r.observations, 7);  // t = 0, 0.5, ..., 3
   for (const char* f : {"config.toml", "observables.csv", "final.npy", "summary.json", "snapshots/snap_000000.npy",
@@ -153,28 +134,11 @@ TEST(Runner, WritesTheOutputDirectoryAndMatchesADenseEulerReference) {
   EXPECT_TRUE(summary.contains("attnflow_version"));
 }
 
-// Every output file of two run directories is identical, byte for byte (summary.json up to its
-// wall-clock "seconds").
-void expect_same_outputs(const std::string& a, const std::string& b) {
-  for (const char* f : {"config.toml", "observables.csv", "final.npy"})
-    EXPECT_TRUE(same_file(a + "/" + f, b + "/" + f)) << f;
-  if (fs::exists(a + "/ensemble.csv")) {
-    EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
-  }
-  for (const auto& e : fs::directory_iterator(a + "/snapshots"))
-    EXPECT_TRUE(same_file(e.path().string(), b + "/snapshots/" + e.path().filename().string())) << e.path();
-  auto ja = nlohmann::json::parse(read_file(a + "/summary.json"));
-  auto jb = nlohmann::json::parse(read_file(b + "/summary.json"));
-  ja.erase("seconds");
-  jb.erase("seconds");
-  EXPECT_EQ(ja, jb);
-}
-
 void check_resume(const std::string& text, const std::string& name) {
-  const Parsed p = parse(text);
+  const ParsedRun p = parse_run(text);
   const std::string whole = fresh_dir(name + "_whole"), cut = fresh_dir(name + "_cut");
-  ASSERT_TRUE(run(p, whole).finished);
-  const RunResult first = run(p, cut, false, 2);  // "killed" right after its 2nd checkpoint
+  ASSERT_TRUE(run_quietly(p, whole).finished);
+  const RunResult first = run_quietly(p, cut, false, 2);  // "killed" right after its 2nd checkpoint
   ASSERT_TRUE(first.interrupted);
   EXPECT_FALSE(fs::exists(cut + "/final.npy"));
   EXPECT_TRUE(fs::exists(cut + "/checkpoint.bin"));
@@ -184,10 +148,10 @@ void check_resume(const std::string& text, const std::string& name) {
     std::fputs("99,0,junk from after the checkpoint\n", f);
     std::fclose(f);
   }
-  const RunResult second = run(p, cut, true);
+  const RunResult second = run_quietly(p, cut, true);
   ASSERT_TRUE(second.finished);
   expect_same_outputs(whole, cut);
-  EXPECT_TRUE(run(p, cut, true).already_finished);
+  EXPECT_TRUE(run_quietly(p, cut, true).already_finished);
 }
 
 TEST(Runner, ResumeEqualsUninterruptedBitForBit) {
@@ -214,11 +178,11 @@ TEST(Runner, ResumeEqualsUninterruptedForDopri5NoiseAndEnsembles) {
 // (dense clusters and energy of the normalized final.npy), the radii are columns of their own,
 // and no observable is infinite (on r theta the energy overflowed from t = 12 at beta = 9).
 TEST(Runner, PreLnObservablesAreThoseOfTheDirectionsWithTheRadiusApart) {
-  const Parsed p = parse(
+  const ParsedRun p = parse_run(
       "[measure]\nn = 32\nd = 3\nseed = 5\n[model]\nbeta = 9.0\nscheme = \"pre-ln\"\n[integrate]\n"
       "dt = 0.1\nt_end = 20.0\n[observe]\nevery = 4.0\ndelta = 0.01\n[output]\nsnapshots = false\n");
   const std::string dir = fresh_dir("preln");
-  ASSERT_TRUE(run(p, dir).finished);
+  ASSERT_TRUE(run_quietly(p, dir).finished);
   const Matrix x = read_npy_matrix(dir + "/final.npy");
   Matrix theta = x;
   Vector r(x.rows());
@@ -249,11 +213,11 @@ TEST(Runner, PreLnObservablesAreThoseOfTheDirectionsWithTheRadiusApart) {
 // The one observable allowed to be infinite, energy beyond 1e308 (beta = 1000: the i = j terms
 // alone give e^1000), is named in summary.json's warnings with its time; log_energy is finite.
 TEST(Runner, EnergyOverflowIsAWarningNamingIt) {
-  const Parsed p = parse(
+  const ParsedRun p = parse_run(
       "[measure]\nn = 8\nd = 3\n[model]\nbeta = 1000.0\n[integrate]\ndt = 0.01\nt_end = 0.02\n[observe]\n"
       "every = 0.01\n[output]\nsnapshots = false\n");
   const std::string dir = fresh_dir("overflow");
-  ASSERT_TRUE(run(p, dir).finished);
+  ASSERT_TRUE(run_quietly(p, dir).finished);
   const auto s = nlohmann::json::parse(read_file(dir + "/summary.json"));
   ASSERT_EQ(s["warnings"].size(), 1u);
   const std::string w = s["warnings"][0].get<std::string>();
@@ -276,10 +240,10 @@ TEST(Runner, EnsembleCsvSummarizesThePerSystemRows) {
   const std::string base =
       "[measure]\nn = 10\nd = 3\nsystems = 5\nseed = 2\n[model]\nbeta = 2.0\n[integrate]\nmethod = \"residual\"\n"
       "t_end = 3.0\n[observe]\nevery = 1.5\ndelta = 0.05\nquantiles = [0.5, 1.0]\n";
-  const Parsed p = parse(base), q = parse(base + "per_system = false\n");
+  const ParsedRun p = parse_run(base), q = parse_run(base + "per_system = false\n");
   const std::string a = fresh_dir("ens_rows"), b = fresh_dir("ens_summary");
-  ASSERT_TRUE(run(p, a).finished);
-  ASSERT_TRUE(run(q, b).finished);
+  ASSERT_TRUE(run_quietly(p, a).finished);
+  ASSERT_TRUE(run_quietly(q, b).finished);
   EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
   const std::string header = read_file(b + "/observables.csv");
   EXPECT_EQ(std::count(header.begin(), header.end(), '\n'), 1);
@@ -329,14 +293,14 @@ TEST(Runner, EnsembleCsvSummarizesThePerSystemRows) {
 }
 
 TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {
-  const Parsed p = parse(
+  const ParsedRun p = parse_run(
       "[measure]\nn = 300\nd = 3\nsystems = 2\n[model]\nbeta = 5.0\n[integrate]\nmethod = \"rk4\"\ndt = 0.1\n"
       "t_end = 1.0\n[observe]\nevery = 0.5\n");
   const std::string one = fresh_dir("threads1"), two = fresh_dir("threads2");
   set_num_threads(1);
-  run(p, one);
+  run_quietly(p, one);
   set_num_threads(2);
-  run(p, two);
+  run_quietly(p, two);
   set_num_threads(0);
   expect_same_outputs(one, two);
 }
@@ -351,11 +315,11 @@ TEST(Runner, KuramotoRunEqualsSaAndUsaRunsOnTheCircle) {
       "[measure]\nn = 10\nd = 2\nseed = 3\n[integrate]\nmethod = \"dopri5\"\nrtol = 1e-12\natol = 1e-12\n"
       "t_end = 2.0\n[observe]\nevery = 1.0\n";
   for (const char* form : {"sa", "usa"}) {
-    const Parsed k = parse(base + "[model]\nkind = \"kuramoto\"\nbeta = 2.0\nkuramoto_form = \"" + form + "\"\n");
-    const Parsed s = parse(base + "[model]\nkind = \"" + form + "\"\nbeta = 2.0\n");
+    const ParsedRun k = parse_run(base + "[model]\nkind = \"kuramoto\"\nbeta = 2.0\nkuramoto_form = \"" + form + "\"\n");
+    const ParsedRun s = parse_run(base + "[model]\nkind = \"" + form + "\"\nbeta = 2.0\n");
     const std::string dk = fresh_dir(std::string("kuramoto_") + form), ds = fresh_dir(std::string("circle_") + form);
-    run(k, dk);
-    run(s, ds);
+    run_quietly(k, dk);
+    run_quietly(s, ds);
     const Matrix xk = read_npy_matrix(dk + "/final.npy"), xs = read_npy_matrix(ds + "/final.npy");
     ASSERT_EQ(xk.cols(), 2);
     EXPECT_TRUE(test::all_close(xk, xs, 0.0, kFormTol)) << form;
@@ -384,10 +348,10 @@ TEST(Runner, EveryModelKindAndSchemeRuns) {
   };
   int i = 0;
   for (const auto& m : models) {
-    const Parsed p = parse("[measure]\nn = 9\nd = 3\nsystems = 2\ninit = \"gaussian\"\n[model]\nbeta = 2.0\n" + m +
+    const ParsedRun p = parse_run("[measure]\nn = 9\nd = 3\nsystems = 2\ninit = \"gaussian\"\n[model]\nbeta = 2.0\n" + m +
                            "\n[integrate]\ndt = 0.05\nt_end = 0.5\n[observe]\nevery = 0.25\n");
     const std::string dir = fresh_dir("kind" + std::to_string(i++));
-    ASSERT_TRUE(run(p, dir).finished) << m;
+    ASSERT_TRUE(run_quietly(p, dir).finished) << m;
     const NpyArray fin = read_npy(dir + "/final.npy");
     EXPECT_EQ(fin.shape, (std::vector<Index>{2, 9, 3})) << m;
     for (double v : fin.data) ASSERT_TRUE(std::isfinite(v)) << m;
@@ -407,7 +371,7 @@ TEST(Runner, SinkhornToleranceAndIterationCapReachTheFlow) {
   const std::string tail = "\n[integrate]\ndt = 0.1\nt_end = 0.5\n[observe]\nevery = 0.5\n";
   const auto summary_of = [&](const std::string& model, const std::string& name) {
     const std::string dir = fresh_dir(name);
-    EXPECT_TRUE(run(parse(base + model + tail), dir).finished) << model;
+    EXPECT_TRUE(run_quietly(parse_run(base + model + tail), dir).finished) << model;
     return std::make_pair(nlohmann::json::parse(read_file(dir + "/summary.json")),
                           read_npy(dir + "/final.npy").data);
   };
@@ -423,27 +387,27 @@ TEST(Runner, SinkhornToleranceAndIterationCapReachTheFlow) {
 }
 
 TEST(Runner, RefusesToOverwriteAndLeavesNothingBehindOnFailure) {
-  const Parsed p = parse(kSmall);
+  const ParsedRun p = parse_run(kSmall);
   const std::string dir = fresh_dir("twice");
-  run(p, dir);
-  EXPECT_TRUE(test::throws_with([&] { run(p, dir); }, "already holds a run (use --resume"));
+  run_quietly(p, dir);
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(p, dir); }, "already holds a run (use --resume"));
   // A resume with another config is refused.
   const std::string cut2 = fresh_dir("other_config2");
-  run(p, cut2, false, 1);
-  Parsed r = parse(kSmall);
+  run_quietly(p, cut2, false, 1);
+  ParsedRun r = parse_run(kSmall);
   r.resolved += "# changed\n";
-  EXPECT_TRUE(test::throws_with([&] { run(r, cut2, true); }, "--resume: the configuration differs"));
+  EXPECT_TRUE(test::throws_with([&] { run_quietly(r, cut2, true); }, "--resume: the configuration differs"));
   // A run that blows up (non-finite state at a huge step) removes the directory it created.
-  const Parsed bad = parse(
+  const ParsedRun bad = parse_run(
       "[measure]\nn = 8\nd = 3\n[model]\nkind = \"usa\"\nbeta = 700.0\nsphere = false\n[integrate]\ndt = 1e6\n"
       "t_end = 1e7\n[observe]\nevery = 1e6\n");  // 11 observations: within the size limits
   const std::string gone = fresh_dir("diverges");
-  EXPECT_THROW(run(bad, gone), std::runtime_error);
+  EXPECT_THROW(run_quietly(bad, gone), std::runtime_error);
   EXPECT_FALSE(fs::exists(gone));
   // A bad initial file is reported before anything is created.
-  const Parsed f = parse("[measure]\ninit = \"file\"\nfile = \"/nonexistent/x.npy\"\n");
+  const ParsedRun f = parse_run("[measure]\ninit = \"file\"\nfile = \"/nonexistent/x.npy\"\n");
   const std::string none = fresh_dir("badfile");
-  EXPECT_ANY_THROW(run(f, none));
+  EXPECT_ANY_THROW(run_quietly(f, none));
   EXPECT_FALSE(fs::exists(none));
 }
 

@@ -18,14 +18,9 @@
 namespace attnflow {
 namespace {
 
-namespace fs = std::filesystem;
+using test::fresh_dir;
 
-std::string fresh_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("attnflow_sweep_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
-}
+namespace fs = std::filesystem;
 
 const char* kSweep =
     "[measure]\nn = 12\nd = 3\n[model]\nbeta = 1.0\n[integrate]\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.5\n"

@@ -3,8 +3,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "attnflow/base/rng.hpp"
@@ -83,6 +87,44 @@ template <typename F>
     return ::testing::AssertionFailure() << "threw another exception: " << e.what();
   }
   return ::testing::AssertionFailure() << "did not throw (expected \"" << text << "\")";
+}
+
+// Bit-for-bit equality: same shape and the same bytes.
+inline bool bit_equal(const Matrix& a, const Matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+}
+inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
+
+// The pid of a process that has exited and been reaped: the temporaries it names are stale.
+inline long dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return static_cast<long>(pid);
+}
+
+// A hand-made version-1 .npy file (independent of the library's writer) with the given header
+// dict and payload.
+inline std::string make_npy(const std::string& dict, const std::string& payload) {
+  std::string header = dict;
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out.push_back(0);
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>(header.size() >> 8));
+  return out + header + payload;
+}
+
+// <tmp>/attnflow_tests_<pid>/<name>, removed if present; its parent exists.
+inline std::string fresh_dir(const std::string& name) {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("attnflow_tests_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir.string();
 }
 
 }  // namespace attnflow::test
