@@ -11,7 +11,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "attention";
+constexpr const char* kAttentionCtx = "attention";
 
 // Why an output can be non-finite when every input is finite, naming the heads' real
 // normalization (M1): the inputs are too large for double precision.
@@ -29,18 +29,18 @@ std::string overflow_cause(const std::vector<AttentionHead>& heads, double beta)
 }  // namespace
 
 void AttentionOptions::validate(Index d_query, Index d_key, Index p) const {
-  require(std::isfinite(beta), kCtx, "beta", beta, "finite");
+  require(std::isfinite(beta), kAttentionCtx, "beta", beta, "finite");
   if (d_query != d_key)
     throw std::invalid_argument(fmt::format(
-        "{}: queries have dimension {} and keys {}, must be equal", kCtx, d_query, d_key));
-  sinkhorn.validate(kCtx, "sinkhorn.");
+        "{}: queries have dimension {} and keys {}, must be equal", kAttentionCtx, d_query, d_key));
+  sinkhorn.validate(kAttentionCtx, "sinkhorn.");
   Index dout = -1;
   for (size_t h = 0; h < heads.size(); ++h) {
     const HeadShape shape{.d_query = d_query, .d_key = d_key, .d_value = p};
-    const HeadDims dims = validate_head(heads[h], shape, kCtx, fmt::format("heads[{}]", h));
+    const HeadDims dims = validate_head(heads[h], shape, kAttentionCtx, fmt::format("heads[{}]", h));
     if (dout >= 0 && dims.d_out != dout)
       throw std::invalid_argument(fmt::format(
-          "{}: heads[{}] output dimension = {}, must equal heads[0]'s ({})", kCtx, h, dims.d_out,
+          "{}: heads[{}] output dimension = {}, must equal heads[0]'s ({})", kAttentionCtx, h, dims.d_out,
           dout));
     dout = dims.d_out;
   }
@@ -52,10 +52,10 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
   if (values) {
     if (values->rows() != keys.size())
       throw std::invalid_argument(fmt::format(
-          "{}: values have {} rows, must equal the number of keys ({})", kCtx, values->rows(),
+          "{}: values have {} rows, must equal the number of keys ({})", kAttentionCtx, values->rows(),
           keys.size()));
-    if (values->cols() == 0) throw_message(kCtx, "values have 0 columns, must have >= 1");
-    require_finite(kCtx, "values", *values);
+    if (values->cols() == 0) throw_message(kAttentionCtx, "values have 0 columns, must have >= 1");
+    require_finite(kAttentionCtx, "values", *values);
   }
   options.validate(queries.dim(), keys.dim(), vals.cols());
 
@@ -99,7 +99,7 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
     res.lse.push_back(std::move(lse));
     res.status.push_back(std::move(status));
   }
-  require_output_finite(kCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
+  require_output_finite(kAttentionCtx, "out", res.out.data(), res.out.size(), res.out.cols(),
                         overflow_cause(heads, options.beta));
   res.device = device_name(current_device().device);
   return res;

@@ -14,7 +14,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "attention_gradient";
+constexpr const char* kAttentionGradCtx = "attention_gradient";
 
 using detail::outer_rows;
 using detail::reduce;
@@ -158,9 +158,9 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
   out.result = attention(queries, keys, values, options);  // validates everything
   if (grad_out.rows() != out.result.out.rows() || grad_out.cols() != out.result.out.cols())
     throw std::invalid_argument(fmt::format(
-        "{}: grad_out has shape ({}, {}), must be the output's ({}, {})", kCtx, grad_out.rows(),
+        "{}: grad_out has shape ({}, {}), must be the output's ({}, {})", kAttentionGradCtx, grad_out.rows(),
         grad_out.cols(), out.result.out.rows(), out.result.out.cols()));
-  require_finite(kCtx, "grad_out", grad_out);
+  require_finite(kAttentionGradCtx, "grad_out", grad_out);
 
   const Matrix& x = queries.points();
   const Matrix& y = keys.points();
@@ -196,7 +196,7 @@ AttentionGradient attention_gradient(const Measure& queries, const Measure& keys
     if (lse != out.result.lse[h])
       throw std::logic_error(fmt::format(
           "{}: heads[{}]: the replayed forward pass differs from attention() (the Sinkhorn "
-          "normalization changed without attention_grad.cpp)", kCtx, h));
+          "normalization changed without attention_grad.cpp)", kAttentionGradCtx, h));
     Matrix head_out = avg;
     if (hd.normalization == Normalization::none)
       for (Index i = 0; i < head_out.rows(); ++i) head_out.row(i) *= std::exp(lse[i]);

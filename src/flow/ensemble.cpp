@@ -20,7 +20,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "ensemble";
+constexpr const char* kEnsembleCtx = "ensemble";
 
 // Runs body(s) for every system, in parallel across systems when `parallel`; the first
 // exception (lowest system index) is rethrown after all systems finish. Each system's
@@ -275,8 +275,8 @@ struct LaneClusters {
 Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
                    IntegratorOptions integrator)
     : integrator_(integrator) {
-  require(!flows.empty(), kCtx, "systems", flows.size(), ">= 1");
-  require(flows.size() == initial_points.size(), kCtx, "systems", flows.size(),
+  require(!flows.empty(), kEnsembleCtx, "systems", flows.size(), ">= 1");
+  require(flows.size() == initial_points.size(), kEnsembleCtx, "systems", flows.size(),
           fmt::format("equal to the number of initial point sets ({})", initial_points.size()));
   integrator_.validate();
   flows_.reserve(flows.size());  // Flow::ode() refers to the Flow: never reallocate after this
@@ -471,12 +471,12 @@ void Ensemble::sync() const {
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
   sync();
   lanes_.clear();  // the lanes are gathered again from states_ at the next advance
-  require(s >= 0 && s < size(), kCtx, "system", s, fmt::format("in [0, {})", size()));
+  require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())
     throw std::invalid_argument(fmt::format("{}: state of system {} has shape ({}, {}), must be ({}, {})",
-                                            kCtx, s, state.rows(), state.cols(), f.n(), f.state_cols()));
-  require_finite(kCtx, "state", state);
+                                            kEnsembleCtx, s, state.rows(), state.cols(), f.n(), f.state_cols()));
+  require_finite(kEnsembleCtx, "state", state);
   states_[s] = std::move(state);
   flow_states_[s] = st;
 }
@@ -492,8 +492,8 @@ double quantile_sorted(const std::vector<double>& v, double p) {
 }  // namespace
 
 double quantile(std::vector<double> v, double p) {
-  require(!v.empty(), kCtx, "values", "[]", "non-empty for a quantile");
-  require(p >= 0.0 && p <= 1.0, kCtx, "quantile", p, "in [0, 1]");
+  require(!v.empty(), kEnsembleCtx, "values", "[]", "non-empty for a quantile");
+  require(p >= 0.0 && p <= 1.0, kEnsembleCtx, "quantile", p, "in [0, 1]");
   std::sort(v.begin(), v.end());
   const double h = static_cast<double>(v.size() - 1) * p;
   const size_t lo = static_cast<size_t>(std::floor(h));
@@ -502,7 +502,7 @@ double quantile(std::vector<double> v, double p) {
 }
 
 EnsembleStats summarize(const std::vector<Observables>& per_system, const std::vector<double>& probs) {
-  for (double p : probs) require(p >= 0.0 && p <= 1.0, kCtx, "probs", p, "in [0, 1]");
+  for (double p : probs) require(p >= 0.0 && p <= 1.0, kEnsembleCtx, "probs", p, "in [0, 1]");
   EnsembleStats st;
   st.probs = probs;
   const std::vector<std::string> names = observable_names();

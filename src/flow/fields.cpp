@@ -15,7 +15,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "flow";
+constexpr const char* kFieldsCtx = "flow";
 // Pair loops below this size run on one thread (an OpenMP region costs more than the work).
 constexpr Index kMinParallelPairs = 65536;
 
@@ -173,7 +173,7 @@ void Flow::plain_field(double, const Matrix& x, Matrix& dx, bool project) const 
 
 void Flow::check_shape(const Matrix& state) const {
   if (state.rows() != n_ || state.cols() != state_cols())
-    throw std::invalid_argument(fmt::format("{}: state has shape ({}, {}), must be ({}, {})", kCtx,
+    throw std::invalid_argument(fmt::format("{}: state has shape ({}, {}), must be ({}, {})", kFieldsCtx,
                                             state.rows(), state.cols(), n_, state_cols()));
 }
 
@@ -220,14 +220,14 @@ Ode Flow::ode() const {
 Matrix Flow::initial_state(const Matrix& points) const {
   if (points.rows() != n_ || points.cols() != d_)
     throw std::invalid_argument(fmt::format("{}: initial points have shape ({}, {}), must be ({}, {})",
-                                            kCtx, points.rows(), points.cols(), n_, d_));
-  require_finite(kCtx, "initial points", points);
+                                            kFieldsCtx, points.rows(), points.cols(), n_, d_));
+  require_finite(kFieldsCtx, "initial points", points);
   if (options_.scheme.scheme != Scheme::none) return scheme_state(points);
   if (options_.sphere) {
     for (Index i = 0; i < n_; ++i)
       if (points.row(i).norm() == 0.0)
         throw std::invalid_argument(fmt::format(
-            "{}: initial points row {} is zero, must be non-zero on the sphere", kCtx, i));
+            "{}: initial points row {} is zero, must be non-zero on the sphere", kFieldsCtx, i));
   }
   if (options_.kind == FieldKind::kuramoto) {
     Matrix theta(n_, 1);
@@ -266,17 +266,17 @@ void Flow::advance(Matrix& state, FlowState& st, double t_end, const IntegratorO
     return;
   }
   o.validate();
-  require(o.method == Method::euler, kCtx, "method", to_string(o.method),
+  require(o.method == Method::euler, kFieldsCtx, "method", to_string(o.method),
           "euler when kappa > 0 (Euler-Maruyama)");
   IntegratorState& it = st.integrator;
-  require(t_end >= it.t, kCtx, "t_end", t_end, fmt::format(">= current time {}", it.t));
+  require(t_end >= it.t, kFieldsCtx, "t_end", t_end, fmt::format(">= current time {}", it.t));
   Rng rng(options_.noise_seed, options_.noise_stream);
   rng.set_state(st.noise);
   const double eps_t = kArrivalSlack * o.dt;  // as in attnflow::advance
   Matrix k(state.rows(), state.cols()), xi(state.rows(), state.cols());
   while (t_end - it.t > eps_t) {
     if (it.steps >= o.max_steps)
-      throw std::runtime_error(fmt::format("{}: max_steps = {} reached at t = {}", kCtx, o.max_steps, it.t));
+      throw std::runtime_error(fmt::format("{}: max_steps = {} reached at t = {}", kFieldsCtx, o.max_steps, it.t));
     const double t = it.grid_origin + static_cast<double>(it.grid_steps) * o.dt;
     const double next = it.grid_origin + static_cast<double>(it.grid_steps + 1) * o.dt;
     const bool full = next <= t_end + eps_t;
@@ -300,7 +300,7 @@ void Flow::advance(Matrix& state, FlowState& st, double t_end, const IntegratorO
     if (!state.allFinite())
       throw std::runtime_error(fmt::format(
           "{}: state is not finite after step {} (t = {}): dt too large for this beta/kappa",
-          kCtx, it.steps, it.t));
+          kFieldsCtx, it.steps, it.t));
   }
   st.noise = rng.state();
 }

@@ -15,7 +15,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "flow";
+constexpr const char* kFlowCtx = "flow";
 // Largest argument whose exp is a finite double.
 constexpr double kMaxExpArg = 709.78;
 
@@ -79,13 +79,13 @@ std::string to_string(Interaction interaction) {
 }
 
 std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed) {
-  require(count >= 1, kCtx, "heads", count, ">= 1");
-  require(d >= 1, kCtx, "d", d, ">= 1");
+  require(count >= 1, kFlowCtx, "heads", count, ">= 1");
+  require(d >= 1, kFlowCtx, "d", d, ">= 1");
   std::vector<Head> heads(static_cast<size_t>(count));
   if (qkv == "identity") return heads;
   const bool gaussian = qkv == "gaussian";
   if (!gaussian && qkv != "goe")
-    throw_invalid(kCtx, "qkv", fmt::format("\"{}\"", qkv), "one of identity, gaussian, goe");
+    throw_invalid(kFlowCtx, "qkv", fmt::format("\"{}\"", qkv), "one of identity, gaussian, goe");
   const double dd = static_cast<double>(d);
   for (int h = 0; h < count; ++h) {
     // Stream 3h + m for matrix m of head h: adding heads never changes the earlier ones.
@@ -110,54 +110,54 @@ std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint
 }
 
 void FlowOptions::validate(Index n, Index d) const {
-  require(n >= 1, kCtx, "n", n, ">= 1");
-  require(d >= 1, kCtx, "d", d, ">= 1");
-  require(std::isfinite(beta) && beta >= 0.0, kCtx, "beta", beta, "finite and >= 0");
-  if (weights.size()) normalized_weights(weights, n, kCtx);
+  require(n >= 1, kFlowCtx, "n", n, ">= 1");
+  require(d >= 1, kFlowCtx, "d", d, ">= 1");
+  require(std::isfinite(beta) && beta >= 0.0, kFlowCtx, "beta", beta, "finite and >= 0");
+  if (weights.size()) normalized_weights(weights, n, kFlowCtx);
   for (size_t i = 0; i < heads.size(); ++i)
-    validate_head(heads[i], {.d_query = d, .d_key = d, .d_value = d, .d_out = d}, kCtx,
+    validate_head(heads[i], {.d_query = d, .d_key = d, .d_value = d, .d_out = d}, kFlowCtx,
                   fmt::format("heads[{}]", i));
-  require(kappa >= 0.0, kCtx, "kappa", kappa, ">= 0 (0 or inf: no noise)");
-  require(std::isfinite(usa_log_shift), kCtx, "usa_log_shift", usa_log_shift, "finite");
-  sinkhorn.validate(kCtx, "sinkhorn.");
+  require(kappa >= 0.0, kFlowCtx, "kappa", kappa, ">= 0 (0 or inf: no noise)");
+  require(std::isfinite(usa_log_shift), kFlowCtx, "usa_log_shift", usa_log_shift, "finite");
+  sinkhorn.validate(kFlowCtx, "sinkhorn.");
   scheme.validate();
   const std::string k = to_string(kind);
   if (!is_attention(kind) && !identity_heads(heads))
-    throw_invalid(kCtx, "heads", heads.size(),
+    throw_invalid(kFlowCtx, "heads", heads.size(),
                   fmt::format("one identity head (empty q, k, v, w) for kind {}", k));
   if (scheme.scheme != Scheme::none) {
     if (!is_attention(kind))
-      throw_invalid(kCtx, "scheme", to_string(scheme.scheme),
+      throw_invalid(kFlowCtx, "scheme", to_string(scheme.scheme),
                     fmt::format("none for kind {} (schemes wrap sa, usa, sinkhorn)", k));
-    require(sphere, kCtx, "sphere", sphere ? "true" : "false",
+    require(sphere, kFlowCtx, "sphere", sphere ? "true" : "false",
             fmt::format("true under scheme {} (theta lives on the sphere)", to_string(scheme.scheme)));
-    require(!(kappa > 0.0 && std::isfinite(kappa)), kCtx, "kappa", kappa,
+    require(!(kappa > 0.0 && std::isfinite(kappa)), kFlowCtx, "kappa", kappa,
             "0 (no noise) under a normalization scheme");
   }
   if (kind == FieldKind::kuramoto) {
-    require(d == 2, kCtx, "d", d, "2 for kind kuramoto (the state is the angle on the circle)");
-    require(kuramoto_normalization != Normalization::sinkhorn, kCtx, "kuramoto_normalization",
+    require(d == 2, kFlowCtx, "d", d, "2 for kind kuramoto (the state is the angle on the circle)");
+    require(kuramoto_normalization != Normalization::sinkhorn, kFlowCtx, "kuramoto_normalization",
             to_string(kuramoto_normalization), "softmax (SA form) or none (USA form)");
   }
-  if (kind == FieldKind::hardmax) require(n >= 2, kCtx, "n", n, ">= 2 for kind hardmax");
+  if (kind == FieldKind::hardmax) require(n >= 2, kFlowCtx, "n", n, ">= 2 for kind hardmax");
   if (kind == FieldKind::meanshift)
-    require(beta > 0.0, kCtx, "beta", beta, "> 0 for kind meanshift");
+    require(beta > 0.0, kFlowCtx, "beta", beta, "> 0 for kind meanshift");
   if (kind == FieldKind::vlasov) {
     const VlasovOptions& v = vlasov;
     if (v.interaction == Interaction::gaussian)
-      require(v.sigma > 0.0 && std::isfinite(v.sigma), kCtx, "vlasov.sigma", v.sigma, "> 0");
+      require(v.sigma > 0.0 && std::isfinite(v.sigma), kFlowCtx, "vlasov.sigma", v.sigma, "> 0");
     if (v.interaction == Interaction::power) {
-      require(v.b >= 1.0 && std::isfinite(v.b), kCtx, "vlasov.b", v.b, ">= 1");
-      require(v.a > v.b && std::isfinite(v.a), kCtx, "vlasov.a", v.a, fmt::format("> b = {}", v.b));
+      require(v.b >= 1.0 && std::isfinite(v.b), kFlowCtx, "vlasov.b", v.b, ">= 1");
+      require(v.a > v.b && std::isfinite(v.a), kFlowCtx, "vlasov.a", v.a, fmt::format("> b = {}", v.b));
     }
     if (v.interaction == Interaction::custom && !v.kernel)
-      throw_message(kCtx, "vlasov.kernel is empty, must be set for interaction custom");
+      throw_message(kFlowCtx, "vlasov.kernel is empty, must be set for interaction custom");
   }
 }
 
 Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d) {
   options_.validate(n, d);
-  options_.weights = normalized_weights(options_.weights, n, kCtx);
+  options_.weights = normalized_weights(options_.weights, n, kFlowCtx);
   log_w_ = log_weights(options_.weights);
 }
 

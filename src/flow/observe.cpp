@@ -17,7 +17,7 @@ namespace attnflow {
 
 namespace {
 
-constexpr const char* kCtx = "observe";
+constexpr const char* kObserveCtx = "observe";
 
 // Union-find with path halving and union by size.
 struct Dsu {
@@ -78,14 +78,14 @@ void pair_pass(const Matrix& x, const Matrix& xh, const ObserveOptions& o, Obser
 }  // namespace
 
 void ObserveOptions::validate() const {
-  require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
-  require(delta > 0.0 && delta < 2.0, kCtx, "delta", delta, "in (0, 2)");
-  require(pair_limit >= 0, kCtx, "pair_limit", pair_limit, ">= 0");
+  require(beta > 0.0 && std::isfinite(beta), kObserveCtx, "beta", beta, "> 0");
+  require(delta > 0.0 && delta < 2.0, kObserveCtx, "delta", delta, "in (0, 2)");
+  require(pair_limit >= 0, kObserveCtx, "pair_limit", pair_limit, ">= 0");
 }
 
 double log_energy(const Matrix& x, const Vector& w, double beta) {
-  require(beta > 0.0 && std::isfinite(beta), kCtx, "beta", beta, "> 0");
-  const Vector wn = normalized_weights(w, x.rows(), kCtx);
+  require(beta > 0.0 && std::isfinite(beta), kObserveCtx, "beta", beta, "> 0");
+  const Vector wn = normalized_weights(w, x.rows(), kObserveCtx);
   const Vector lw = log_weights(wn);
   // lse_i = log sum_j w_j exp(beta <x_i, x_j>), one symmetric kernel pass.
   Vector lse(x.rows());
@@ -97,16 +97,16 @@ double log_energy(const Matrix& x, const Vector& w, double beta) {
   Vector total;
   lse_reduce(Matrix(1, 0), Matrix(x.rows(), 0), col, Matrix(x.rows(), 0), total, none);
   const double le = total[0] - log_two_beta(beta);
-  check_output_finite(kCtx, "log_energy", &le, 1, 1,
+  check_output_finite(kObserveCtx, "log_energy", &le, 1, 1,
                       fmt::format("beta = {:g} too large for double precision, or non-finite points", beta));
   return le;
 }
 
 Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, double t) {
   o.validate();
-  if (x.rows() == 0) throw_message(kCtx, "empty configuration (n = 0), must have at least one point");
-  require_finite(kCtx, "points", x);
-  const Vector wn = normalized_weights(w, x.rows(), kCtx);
+  if (x.rows() == 0) throw_message(kObserveCtx, "empty configuration (n = 0), must have at least one point");
+  require_finite(kObserveCtx, "points", x);
+  const Vector wn = normalized_weights(w, x.rows(), kObserveCtx);
   Observables ob;
   ob.t = t;
   // Unit rows xh (for the cosines) and radii. On the sphere the observables see the directions
@@ -118,7 +118,7 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, d
   for (Index i = 0; i < xh.rows(); ++i) {
     const double r = xh.row(i).norm();
     if (o.sphere && !(r > 0.0))
-      throw_invalid(kCtx, fmt::format("|x_{}|", i), r,
+      throw_invalid(kObserveCtx, fmt::format("|x_{}|", i), r,
                     "> 0 on the sphere (directions x / |x| are observed; sphere = false for points in R^d)");
     radius[i] = r;
     if (r > 0.0) xh.row(i) /= r;
@@ -153,7 +153,7 @@ Observables observe(const Matrix& x, const Vector& w, const ObserveOptions& o, d
   for (std::size_t k = 0; k < names.size(); ++k)
     if (!std::isfinite(values[k]) && names[k] != "energy")
       throw std::runtime_error(fmt::format("{}: {} = {} at t = {} is not finite (points of norm {:.3g} to {:.3g})",
-                                           kCtx, names[k], values[k], t, ob.radius_min, ob.radius_max));
+                                           kObserveCtx, names[k], values[k], t, ob.radius_min, ob.radius_max));
   return ob;
 }
 

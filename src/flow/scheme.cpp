@@ -10,7 +10,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kCtx = "flow";
+constexpr const char* kSchemeCtx = "flow";
 }
 
 Scheme parse_scheme(std::string_view name, std::string_view context, std::string_view field) {
@@ -41,8 +41,8 @@ std::string to_string(Scheme scheme) {
 }
 
 void SchemeOptions::validate() const {
-  require(tau >= 0.0 && std::isfinite(tau), kCtx, "scheme.tau", tau, ">= 0");
-  require(alpha > 0.0 && std::isfinite(alpha), kCtx, "scheme.alpha", alpha, "> 0");
+  require(tau >= 0.0 && std::isfinite(tau), kSchemeCtx, "scheme.tau", tau, ">= 0");
+  require(alpha > 0.0 && std::isfinite(alpha), kSchemeCtx, "scheme.alpha", alpha, "> 0");
 }
 
 void scheme_rates(const SchemeOptions& o, double t, const Matrix& theta, const Vector& r,
@@ -164,7 +164,7 @@ Matrix scheme_state(const Matrix& x) {
     const double r = x.row(i).norm();
     if (!(r > 0.0))
       throw std::invalid_argument(fmt::format(
-          "{}: initial state row {} has |x| = {}, must be > 0 (x = r theta)", kCtx, i, r));
+          "{}: initial state row {} has |x| = {}, must be > 0 (x = r theta)", kSchemeCtx, i, r));
     s.row(i).head(x.cols()) = x.row(i) / r;
     s(i, x.cols()) = r;
   }

@@ -16,7 +16,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "concentration";
+constexpr const char* kConcentrationCtx = "concentration";
 
 Matrix sample_law(TokenLaw law, Index n, Index dim, double scale, Rng& rng) {
   Matrix x(n, dim);
@@ -78,13 +78,13 @@ TokenLaw parse_token_law(std::string_view name, std::string_view context) {
 std::string to_string(TokenLaw law) { return law == TokenLaw::gaussian ? "gaussian" : "rademacher"; }
 
 void ConcentrationOptions::validate() const {
-  require(dim >= 1, kContext, "dim", dim, ">= 1");
-  require(std::isfinite(scale) && scale > 0.0, kContext, "scale", scale, "> 0");
-  require(std::isfinite(u_scale) && u_scale >= 0.0, kContext, "u_scale", u_scale, ">= 0");
-  require(!lengths.empty(), kContext, "lengths", "[]", "a non-empty list");
-  for (const Index l : lengths) require(l >= 1, kContext, "lengths entry", l, ">= 1");
-  require(prompts >= 2, kContext, "prompts", prompts, ">= 2");
-  require(queries >= 1, kContext, "queries", queries, ">= 1");
+  require(dim >= 1, kConcentrationCtx, "dim", dim, ">= 1");
+  require(std::isfinite(scale) && scale > 0.0, kConcentrationCtx, "scale", scale, "> 0");
+  require(std::isfinite(u_scale) && u_scale >= 0.0, kConcentrationCtx, "u_scale", u_scale, ">= 0");
+  require(!lengths.empty(), kConcentrationCtx, "lengths", "[]", "a non-empty list");
+  for (const Index l : lengths) require(l >= 1, kConcentrationCtx, "lengths entry", l, ">= 1");
+  require(prompts >= 2, kConcentrationCtx, "prompts", prompts, ">= 2");
+  require(queries >= 1, kConcentrationCtx, "queries", queries, ">= 1");
 }
 
 SlopeFit fit_loglog(const std::vector<double>& x, const std::vector<double>& y) {

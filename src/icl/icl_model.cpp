@@ -11,7 +11,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "icl";
+constexpr const char* kIclModelCtx = "icl";
 }
 
 TaskPrior parse_task_prior(std::string_view name, std::string_view context) {
@@ -31,22 +31,22 @@ IclModel parse_icl_model(std::string_view name, std::string_view context) {
 std::string to_string(IclModel m) { return m == IclModel::softmax ? "softmax" : "linear"; }
 
 void IclData::validate() const {
-  require(cov.rows() >= 1 && cov.rows() == cov.cols(), kContext, "covariance shape",
+  require(cov.rows() >= 1 && cov.rows() == cov.cols(), kIclModelCtx, "covariance shape",
           fmt::format("{} x {}", cov.rows(), cov.cols()), "d x d with d >= 1");
-  require_finite(kContext, "covariance", cov);
+  require_finite(kIclModelCtx, "covariance", cov);
   require((cov - cov.transpose()).cwiseAbs().maxCoeff() <= 1e-12 * cov.cwiseAbs().maxCoeff(),
-          kContext, "covariance", "(not symmetric)", "symmetric");
+          kIclModelCtx, "covariance", "(not symmetric)", "symmetric");
   Eigen::LLT<Matrix> llt(cov);
-  require(llt.info() == Eigen::Success, kContext, "covariance", "(not positive definite)",
+  require(llt.info() == Eigen::Success, kIclModelCtx, "covariance", "(not positive definite)",
           "positive definite");
-  require(std::isfinite(noise) && noise >= 0.0, kContext, "noise", noise, ">= 0");
-  require(std::isfinite(task_scale) && task_scale > 0.0, kContext, "task_scale", task_scale,
+  require(std::isfinite(noise) && noise >= 0.0, kIclModelCtx, "noise", noise, ">= 0");
+  require(std::isfinite(task_scale) && task_scale > 0.0, kIclModelCtx, "task_scale", task_scale,
           "> 0");
 }
 
 Matrix toeplitz_covariance(Index d, double rho) {
-  require(d >= 1, kContext, "d", d, ">= 1");
-  require(std::abs(rho) < 1.0, kContext, "rho", rho, "in (-1, 1)");
+  require(d >= 1, kIclModelCtx, "d", d, ">= 1");
+  require(std::abs(rho) < 1.0, kIclModelCtx, "rho", rho, "in (-1, 1)");
   Matrix s(d, d);
   for (Index i = 0; i < d; ++i)
     for (Index j = 0; j < d; ++j) s(i, j) = std::pow(rho, static_cast<double>(std::abs(i - j)));
@@ -159,8 +159,8 @@ IclPrediction icl_predict(IclModel model, const IclParams& params, const IclProm
 }
 
 IclParams icl_balanced_init(Index d, double alpha, Rng& rng) {
-  require(d >= 1, kContext, "d", d, ">= 1");
-  require(std::isfinite(alpha) && alpha > 0.0, kContext, "init_scale", alpha, "> 0");
+  require(d >= 1, kIclModelCtx, "d", d, ">= 1");
+  require(std::isfinite(alpha) && alpha > 0.0, kIclModelCtx, "init_scale", alpha, "> 0");
   Matrix theta(d, d);
   rng.fill_normal(theta);
   const Matrix tt = theta * theta.transpose();

@@ -18,7 +18,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "icl";
+constexpr const char* kIclTrainCtx = "icl";
 
 IclStepRecord make_record(const IclData& data, const IclParams& p, long step, double lr,
                           double risk) {
@@ -192,12 +192,12 @@ IclTrainResult train_ode(const IclData& data, const IclTrainState& start, const 
 }  // namespace
 
 void IclTrainOptions::validate() const {
-  require(prompt_length >= 0, kContext, "prompt_length", prompt_length, ">= 1 (or 0 = infinite)");
-  require(steps >= 1, kContext, "steps", steps, ">= 1");
-  require(std::isfinite(lr) && lr > 0.0, kContext, "lr", lr, "> 0");
-  require(batch >= 1, kContext, "batch", batch, ">= 1");
-  require(log_every >= 1, kContext, "log_every", log_every, ">= 1");
-  require(std::isfinite(ode_dt) && ode_dt >= 0.0, kContext, "ode_dt", ode_dt, ">= 0 (0 = lr)");
+  require(prompt_length >= 0, kIclTrainCtx, "prompt_length", prompt_length, ">= 1 (or 0 = infinite)");
+  require(steps >= 1, kIclTrainCtx, "steps", steps, ">= 1");
+  require(std::isfinite(lr) && lr > 0.0, kIclTrainCtx, "lr", lr, "> 0");
+  require(batch >= 1, kIclTrainCtx, "batch", batch, ">= 1");
+  require(log_every >= 1, kIclTrainCtx, "log_every", log_every, ">= 1");
+  require(std::isfinite(ode_dt) && ode_dt >= 0.0, kIclTrainCtx, "ode_dt", ode_dt, ">= 0 (0 = lr)");
 }
 
 IclTrainState icl_initial_state(const IclParams& init) {
@@ -218,33 +218,33 @@ IclTrainResult icl_train(const IclData& data, const IclTrainState& start,
   options.validate();
   const Index d = data.dim();
   const IclParams& init = start.params;
-  require(init.a.rows() == d && init.a.cols() == d, kContext, "initial A shape",
+  require(init.a.rows() == d && init.a.cols() == d, kIclTrainCtx, "initial A shape",
           fmt::format("{} x {}", init.a.rows(), init.a.cols()), fmt::format("{} x {}", d, d));
-  require(init.a.allFinite() && std::isfinite(init.b), kContext, "initial parameters",
+  require(init.a.allFinite() && std::isfinite(init.b), kIclTrainCtx, "initial parameters",
           "(non-finite)", "finite");
   const bool infinite = options.prompt_length == 0;
   const long last = infinite ? options.steps + 1 : options.steps;
-  require(start.step >= 0 && start.step <= last, kContext, "start step", start.step,
+  require(start.step >= 0 && start.step <= last, kIclTrainCtx, "start step", start.step,
           fmt::format("in [0, {}] (train.steps = {})", last, options.steps));
-  require(checkpoint.every >= 0, kContext, "checkpoint every", checkpoint.every, ">= 0 (0 = never)");
+  require(checkpoint.every >= 0, kIclTrainCtx, "checkpoint every", checkpoint.every, ">= 0 (0 = never)");
   if (infinite) return train_ode(data, start, options, progress, checkpoint);
   // Refused before allocating (C2/H3): one prompt (L, d + 1) per thread and one
   // d x d gradient per batch entry.
   const double dd = static_cast<double>(d), threads = num_threads();
-  require_memory(kContext, "prompt_length", fmt::format("{}", options.prompt_length),
+  require_memory(kIclTrainCtx, "prompt_length", fmt::format("{}", options.prompt_length),
                  threads * static_cast<double>(options.prompt_length) * (dd + 2.0) * 8.0);
-  require_memory(kContext, "batch", fmt::format("{}", options.batch),
+  require_memory(kIclTrainCtx, "batch", fmt::format("{}", options.batch),
                  static_cast<double>(options.batch) * (dd * dd + 2.0) * 8.0);
   return train_sgd(data, start, options, progress, checkpoint);
 }
 
 IclRiskEstimate icl_estimate_risk(const IclData& data, IclModel model, const IclParams& params,
                                   Index length, Index prompts, std::uint64_t seed) {
-  require(length >= 1, kContext, "prompt_length", length, ">= 1");
-  require(prompts >= 2, kContext, "eval prompts", prompts, ">= 2");
-  require_memory(kContext, "prompt_length", fmt::format("{}", length),
+  require(length >= 1, kIclTrainCtx, "prompt_length", length, ">= 1");
+  require(prompts >= 2, kIclTrainCtx, "eval prompts", prompts, ">= 2");
+  require_memory(kIclTrainCtx, "prompt_length", fmt::format("{}", length),
                  num_threads() * static_cast<double>(length) * (static_cast<double>(data.dim()) + 2.0) * 8.0);
-  require_memory(kContext, "eval prompts", fmt::format("{}", prompts), static_cast<double>(prompts) * 8.0);
+  require_memory(kIclTrainCtx, "eval prompts", fmt::format("{}", prompts), static_cast<double>(prompts) * 8.0);
   const IclSampler sampler(data);
   std::vector<double> loss(prompts);
   const Rng base(seed, 0);

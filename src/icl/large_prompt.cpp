@@ -11,21 +11,21 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "large_prompt";
+constexpr const char* kLargePromptCtx = "large_prompt";
 
 void check_queries(const PromptOperator& op, Index dim, const Matrix& queries,
                    const Matrix& cotangent) {
   op.validate(dim);
-  require(queries.cols() == dim, kContext, "queries columns", queries.cols(),
+  require(queries.cols() == dim, kLargePromptCtx, "queries columns", queries.cols(),
           fmt::format("the token dimension {}", dim));
-  require(queries.rows() >= 1, kContext, "queries rows", queries.rows(), ">= 1");
-  require_finite(kContext, "queries", queries);
+  require(queries.rows() >= 1, kLargePromptCtx, "queries rows", queries.rows(), ">= 1");
+  require_finite(kLargePromptCtx, "queries", queries);
   if (cotangent.size() == 0) return;
-  require(cotangent.rows() == queries.rows(), kContext, "cotangent rows", cotangent.rows(),
+  require(cotangent.rows() == queries.rows(), kLargePromptCtx, "cotangent rows", cotangent.rows(),
           fmt::format("the number of queries {}", queries.rows()));
-  require(cotangent.cols() == op.v.rows(), kContext, "cotangent columns", cotangent.cols(),
+  require(cotangent.cols() == op.v.rows(), kLargePromptCtx, "cotangent columns", cotangent.cols(),
           fmt::format("the output dimension {} (rows of v)", op.v.rows()));
-  require_finite(kContext, "cotangent", cotangent);
+  require_finite(kLargePromptCtx, "cotangent", cotangent);
 }
 
 // Assembles outputs and gradients from the tilted means (n, D) and C_i h_i (n, D), where
@@ -36,24 +36,24 @@ PromptOutput assemble(const PromptOperator& op, const Matrix& queries, const Mat
   r.out = means * op.v.transpose();
   r.means = means;
   r.cov_h = cov_h;
-  check_output_finite(kContext, "out", r.out.data(), r.out.size(), r.out.cols(),
+  check_output_finite(kLargePromptCtx, "out", r.out.data(), r.out.size(), r.out.cols(),
                       "the tilt a = U z is too large for the token law");
   if (cotangent.size() == 0) return r;
   r.grad_v = cotangent.transpose() * means;
   r.grad_u = cov_h.transpose() * queries;
-  check_output_finite(kContext, "grad_u", r.grad_u.data(), r.grad_u.size(), r.grad_u.cols(),
+  check_output_finite(kLargePromptCtx, "grad_u", r.grad_u.data(), r.grad_u.size(), r.grad_u.cols(),
                       "the tilt a = U z is too large for the token law");
   return r;
 }
 }  // namespace
 
 void PromptOperator::validate(Index dim) const {
-  require(u.rows() == dim && u.cols() == dim, kContext, "u shape",
+  require(u.rows() == dim && u.cols() == dim, kLargePromptCtx, "u shape",
           fmt::format("{} x {}", u.rows(), u.cols()), fmt::format("{} x {}", dim, dim));
-  require(v.cols() == dim && v.rows() >= 1, kContext, "v shape",
+  require(v.cols() == dim && v.rows() >= 1, kLargePromptCtx, "v shape",
           fmt::format("{} x {}", v.rows(), v.cols()), fmt::format("p x {} with p >= 1", dim));
-  require_finite(kContext, "u", u);
-  require_finite(kContext, "v", v);
+  require_finite(kLargePromptCtx, "u", u);
+  require_finite(kLargePromptCtx, "v", v);
 }
 
 PromptOutput empirical_prompt(const PromptOperator& op, const Measure& tokens,
@@ -93,11 +93,11 @@ PromptOutput empirical_prompt(const PromptOperator& op, const Measure& tokens,
 PromptOutput gaussian_prompt(const PromptOperator& op, const Vector& mean, const Matrix& cov,
                              const Matrix& queries, const Matrix& cotangent) {
   const Index dim = mean.size();
-  require(dim >= 1, kContext, "mean size", dim, ">= 1");
-  require(cov.rows() == dim && cov.cols() == dim, kContext, "cov shape",
+  require(dim >= 1, kLargePromptCtx, "mean size", dim, ">= 1");
+  require(cov.rows() == dim && cov.cols() == dim, kLargePromptCtx, "cov shape",
           fmt::format("{} x {}", cov.rows(), cov.cols()), fmt::format("{} x {}", dim, dim));
-  require_finite(kContext, "mean", mean);
-  require_finite(kContext, "cov", cov);
+  require_finite(kLargePromptCtx, "mean", mean);
+  require_finite(kLargePromptCtx, "cov", cov);
   check_queries(op, dim, queries, cotangent);
   // Tilted Gaussian: mean + cov a, covariance cov (independent of a).
   Matrix means = (queries * op.u.transpose() * cov.transpose()).rowwise() + mean.transpose();

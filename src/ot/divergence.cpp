@@ -8,13 +8,13 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kCtx = "ot";
+constexpr const char* kDivergenceCtx = "ot";
 
 void require_solution_fits(const TransportCost& cost, const SinkhornResult& s) {
   if (s.f.size() != cost.rows() || s.g.size() != cost.cols() || s.a.size() != cost.rows() ||
       s.b.size() != cost.cols())
     throw std::invalid_argument(fmt::format(
-        "{}: solution has f size {} and g size {}, must match the cost ({} x {})", kCtx,
+        "{}: solution has f size {} and g size {}, must match the cost ({} x {})", kDivergenceCtx,
         s.f.size(), s.g.size(), cost.rows(), cost.cols()));
 }
 }  // namespace
@@ -56,14 +56,14 @@ Matrix barycentric_map(const TransportCost& cost, const SinkhornResult& solution
                        const Matrix& targets) {
   require_solution_fits(cost, solution);
   if (targets.rows() != cost.cols())
-    throw std::invalid_argument(fmt::format("{}: targets have {} rows, must equal m = {}", kCtx,
+    throw std::invalid_argument(fmt::format("{}: targets have {} rows, must equal m = {}", kDivergenceCtx,
                                             targets.rows(), cost.cols()));
-  require_finite(kCtx, "targets", targets);
+  require_finite(kDivergenceCtx, "targets", targets);
   // Row i of pi is a_i exp((f_i + g_j - C_ij) / eps) b_j; the kernel normalizes it by its
   // own sum, which is the conditional of pi given x_i (== pi_ij / a_i up to the tolerance).
   const TransportCost::Gibbs rows =
       cost.gibbs(false, solution.g, log_weights(solution.b), solution.eps, false, &targets);
-  check_output_finite(kCtx, "barycentric_map", rows.evals.data(), rows.evals.size(),
+  check_output_finite(kDivergenceCtx, "barycentric_map", rows.evals.data(), rows.evals.size(),
                       rows.evals.cols(), "non-finite potentials");
   return rows.evals;
 }
@@ -74,14 +74,14 @@ Matrix transport_plan(const TransportCost& cost, const SinkhornResult& solution,
   if (static_cast<double>(n) * static_cast<double>(m) > static_cast<double>(max_entries))
     throw std::invalid_argument(fmt::format(
         "{}: plan n * m = {} * {} = {}, must be <= {} (dense plan; use the potentials or the "
-        "barycentric map for large problems)", kCtx, n, m, static_cast<double>(n) * m, max_entries));
+        "barycentric map for large problems)", kDivergenceCtx, n, m, static_cast<double>(n) * m, max_entries));
   Matrix pi(n, m);
   const double eps = solution.eps;
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < m; ++j)
       pi(i, j) = solution.a[i] * solution.b[j] *
                  std::exp((solution.f[i] + solution.g[j] - cost(i, j)) / eps);
-  check_output_finite(kCtx, "plan", pi.data(), pi.size(), m, "non-finite potentials");
+  check_output_finite(kDivergenceCtx, "plan", pi.data(), pi.size(), m, "non-finite potentials");
   return pi;
 }
 

@@ -14,7 +14,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kCtx = "exact_ot";
+constexpr const char* kExactOtCtx = "exact_ot";
 constexpr double kMassUnits = 1099511627776.0;  // 2^40: integer flow units per unit mass
 // LEMON requires integral costs (with doubles its simplex can cycle on degenerate problems,
 // e.g. 1-D costs with ties): costs are rounded to multiples of max|C| / 2^40. Potentials stay
@@ -88,14 +88,14 @@ Matrix ExactOtResult::dense_plan() const {
 ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cost) {
   const Index n = cost.rows(), m = cost.cols();
   if (n == 0 || m == 0)
-    throw_message(kCtx, fmt::format("cost matrix is {} x {}, must be non-empty", n, m));
+    throw_message(kExactOtCtx, fmt::format("cost matrix is {} x {}, must be non-empty", n, m));
   if (static_cast<double>(n) * static_cast<double>(m) > static_cast<double>(kExactMaxPairs))
     throw std::invalid_argument(fmt::format(
         "{}: n * m = {} * {} = {}, must be <= {} (network simplex on the dense bipartite graph; "
-        "use sinkhorn for larger problems)", kCtx, n, m, static_cast<double>(n) * m, kExactMaxPairs));
+        "use sinkhorn for larger problems)", kExactOtCtx, n, m, static_cast<double>(n) * m, kExactMaxPairs));
   const Vector a = normalized_weights(a_in, n, "exact_ot: a");
   const Vector b = normalized_weights(b_in, m, "exact_ot: b");
-  require_finite(kCtx, "cost", cost);
+  require_finite(kExactOtCtx, "cost", cost);
 
   using Graph = lemon::SmartDigraph;
   Graph graph;
@@ -124,7 +124,7 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
   res.m = m;
   if (status != lemon::NetworkSimplex<Graph, std::int64_t, std::int64_t>::OPTIMAL) {
     res.message = fmt::format("{}: network simplex returned status {} (1 = infeasible, 2 = "
-                              "unbounded)", kCtx, static_cast<int>(status));
+                              "unbounded)", kExactOtCtx, static_cast<int>(status));
     return res;
   }
   res.converged = true;
@@ -134,15 +134,15 @@ ExactOtResult exact_ot(const Vector& a_in, const Vector& b_in, const Matrix& cos
 
 
 double wasserstein(const Measure& mu, const Measure& nu, int p, ExactOtResult* result) {
-  require(p == 1 || p == 2, kCtx, "p", p, "1 or 2");
+  require(p == 1 || p == 2, kExactOtCtx, "p", p, "1 or 2");
   if (mu.dim() != nu.dim())
     throw std::invalid_argument(fmt::format("{}: mu has dimension {} and nu has dimension {}, "
-                                            "must be equal", kCtx, mu.dim(), nu.dim()));
+                                            "must be equal", kExactOtCtx, mu.dim(), nu.dim()));
   const Index n = mu.size(), m = nu.size();
   if (static_cast<double>(n) * static_cast<double>(m) > static_cast<double>(kExactMaxPairs))
     throw std::invalid_argument(fmt::format(
         "{}: n * m = {} * {} = {}, must be <= {} (network simplex on the dense bipartite graph; "
-        "use sinkhorn for larger problems)", kCtx, n, m, static_cast<double>(n) * m, kExactMaxPairs));
+        "use sinkhorn for larger problems)", kExactOtCtx, n, m, static_cast<double>(n) * m, kExactMaxPairs));
   Matrix c(n, m);
   for (Index i = 0; i < n; ++i)
     for (Index j = 0; j < m; ++j) {

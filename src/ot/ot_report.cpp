@@ -13,22 +13,22 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "ot";
+constexpr const char* kOtReportCtx = "ot";
 }  // namespace
 
 void OtRequest::validate() const {
   if (exact) {
-    require(sinkhorn.eps == 0.0, kContext, names.eps, sinkhorn.eps,
+    require(sinkhorn.eps == 0.0, kOtReportCtx, names.eps, sinkhorn.eps,
             fmt::format("0 with {} (exact OT has no regularization)", names.exact));
   } else {
-    require(sinkhorn.eps > 0.0, kContext, names.eps, sinkhorn.eps,
+    require(sinkhorn.eps > 0.0, kOtReportCtx, names.eps, sinkhorn.eps,
             fmt::format("> 0 (or use {})", names.exact));
   }
   if (cost != "sqeuclidean" && cost != "euclidean")
-    throw_invalid(kContext, names.cost, fmt::format("\"{}\"", cost), "sqeuclidean or euclidean");
+    throw_invalid(kOtReportCtx, names.cost, fmt::format("\"{}\"", cost), "sqeuclidean or euclidean");
   if (!exact) {
     if (cost != "sqeuclidean")
-      throw_invalid(kContext, names.cost, fmt::format("\"{}\"", cost),
+      throw_invalid(kOtReportCtx, names.cost, fmt::format("\"{}\"", cost),
                     fmt::format("sqeuclidean with {} (euclidean is available with {})", names.eps,
                                 names.exact));
     sinkhorn.validate();
@@ -38,12 +38,12 @@ void OtRequest::validate() const {
 void OtRequest::check_measures(const Measure& mu, const Measure& nu) const {
   if (mu.dim() != nu.dim())
     throw std::invalid_argument(fmt::format("{}: {} has dimension {} and {} has dimension {}, must be equal",
-                                            kContext, names.x, mu.dim(), names.y, nu.dim()));
+                                            kOtReportCtx, names.x, mu.dim(), names.y, nu.dim()));
   // Refuse an oversized plan before spending minutes on the solve.
   const double entries = static_cast<double>(mu.size()) * static_cast<double>(nu.size());
   if (plan && entries > static_cast<double>(kMaxPlanEntries))
     throw std::invalid_argument(fmt::format(
-        "{}: {} with n * m = {} * {} = {}, must be <= {} (dense plan; drop {})", kContext,
+        "{}: {} with n * m = {} * {} = {}, must be <= {} (dense plan; drop {})", kOtReportCtx,
         names.plan, mu.size(), nu.size(), entries, kMaxPlanEntries, names.plan));
 }
 

@@ -13,7 +13,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kCtx = "sinkhorn";
+constexpr const char* kSinkhornCtx = "sinkhorn";
 
 // The longest eps-scaling schedule accepted (log(eps_start / eps) / -log(scaling) stages):
 // longer ones are refused up front, never an unbounded loop or allocation.
@@ -23,16 +23,16 @@ constexpr double kMaxStages = 1e6;
 // a cost that overflows, an eps so small that C / eps overflows and a schedule longer than
 // kMaxStages are errors naming the value.
 std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, bool warm) {
-  require(std::isfinite(cost_scale), kCtx, "cost scale", cost_scale,
+  require(std::isfinite(cost_scale), kSinkhornCtx, "cost scale", cost_scale,
           "finite (the cost overflows: coordinates or beta too large; rescale the points)");
-  require(std::isfinite(cost_scale / opt.eps), kCtx, "eps", opt.eps,
+  require(std::isfinite(cost_scale / opt.eps), kSinkhornCtx, "eps", opt.eps,
           fmt::format(">= cost scale / 1.8e308 = {:.3g} (a smaller eps overflows C / eps)",
                       cost_scale / std::numeric_limits<double>::max()));
   std::vector<double> eps;
   if (opt.eps_scaling && !warm) {
     const double start = opt.eps_start > 0.0 ? opt.eps_start : cost_scale;
     if (opt.eps_start == 0.0)
-      require(std::isfinite(start) && start > 0.0, kCtx, "cost scale (eps_start = 0)", start,
+      require(std::isfinite(start) && start > 0.0, kSinkhornCtx, "cost scale (eps_start = 0)", start,
               "finite and > 0 (coordinates too large for the squared cost?)");
     const double stages =
         start > opt.eps ? (std::log(start) - std::log(opt.eps)) / -std::log(opt.scaling) : 0.0;
@@ -40,7 +40,7 @@ std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, 
       throw std::invalid_argument(fmt::format(
           "{}: eps-scaling stages = log(eps_start / eps) / -log(scaling) = {:.3g}, must be <= "
           "{:g} (eps_start = {:.3g}, eps = {:.3g}, scaling = {}: raise eps or lower scaling)",
-          kCtx, stages, kMaxStages, start, opt.eps, opt.scaling));
+          kSinkhornCtx, stages, kMaxStages, start, opt.eps, opt.scaling));
     // eps_k = eps_{k-1} * scaling exactly; stops where rounding makes no progress (a subnormal
     // eps, where e * scaling can round back to e). max_iterations counts the stages too: a
     // longer schedule keeps its last max_iterations - 1 stages (the largest eps are dropped),
@@ -68,8 +68,8 @@ std::vector<double> eps_schedule(const SinkhornOptions& opt, double cost_scale, 
 void require_warm_start(const Vector& init, Index size, const char* name) {
   if (init.size() != size)
     throw std::invalid_argument(
-        fmt::format("{}: {} size = {}, must equal {}", kCtx, name, init.size(), size));
-  require_finite(kCtx, name, init);
+        fmt::format("{}: {} size = {}, must equal {}", kSinkhornCtx, name, init.size(), size));
+  require_finite(kSinkhornCtx, name, init);
 }
 
 SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, bool symmetric) {
@@ -78,7 +78,7 @@ SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, b
   loop.measure = SinkhornLoop::Measure::rows;
   loop.symmetric = symmetric;
   loop.stop_if_not_finite = true;
-  loop.context = kCtx;
+  loop.context = kSinkhornCtx;
   if (opt.on_iteration) {
     // (iterations so far, eps, error of that plan): stages report NaN; at the target eps the
     // error of iteration k is measured during iteration k + 1.
@@ -124,8 +124,8 @@ void finish(SinkhornResult& res, SinkhornRun&& run, const TransportCost& cost, b
   // Potentials of zero-weight atoms are finite (soft-min over the other side) but unused.
   res.f = std::move(run.f);
   res.g = std::move(run.g);
-  check_output_finite(kCtx, "f", res.f.data(), res.f.size(), 1, "eps too small for the cost scale");
-  check_output_finite(kCtx, "g", res.g.data(), res.g.size(), 1, "eps too small for the cost scale");
+  check_output_finite(kSinkhornCtx, "f", res.f.data(), res.f.size(), 1, "eps too small for the cost scale");
+  check_output_finite(kSinkhornCtx, "g", res.g.data(), res.g.size(), 1, "eps too small for the cost scale");
 }
 
 // Several processes: this one's rows of the half-step, then every part in rank order.
@@ -154,12 +154,12 @@ const Collective* distributed(const SinkhornOptions& opt) {
 }  // namespace
 
 void SinkhornOptions::validate() const {
-  require(eps > 0.0 && std::isfinite(eps), kCtx, "eps", eps, "> 0 and finite");
-  SinkhornControl::validate(kCtx);
-  require(iterations == 0, kCtx, "iterations", iterations,
+  require(eps > 0.0 && std::isfinite(eps), kSinkhornCtx, "eps", eps, "> 0 and finite");
+  SinkhornControl::validate(kSinkhornCtx);
+  require(iterations == 0, kSinkhornCtx, "iterations", iterations,
           "0 (entropic OT runs to tol; cap it with max_iterations)");
-  require(scaling > 0.0 && scaling < 1.0, kCtx, "scaling", scaling, "in (0, 1)");
-  require(eps_start >= 0.0 && std::isfinite(eps_start), kCtx, "eps_start", eps_start,
+  require(scaling > 0.0 && scaling < 1.0, kSinkhornCtx, "scaling", scaling, "in (0, 1)");
+  require(eps_start >= 0.0 && std::isfinite(eps_start), kSinkhornCtx, "eps_start", eps_start,
           ">= 0 (0 = the cost scale)");
 }
 
@@ -184,7 +184,7 @@ SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
   opt.validate();
   if (cost.rows() != cost.cols())
     throw std::invalid_argument(fmt::format(
-        "{}: symmetric cost is {} x {}, must be square", kCtx, cost.rows(), cost.cols()));
+        "{}: symmetric cost is {} x {}, must be square", kSinkhornCtx, cost.rows(), cost.cols()));
   SinkhornResult res;
   res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
   res.b = res.a;

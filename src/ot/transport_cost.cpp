@@ -13,18 +13,18 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kCtx = "ot";
+constexpr const char* kTransportCostCtx = "ot";
 
 void require_points(const Matrix& p, std::string_view name) {
-  if (p.rows() == 0) throw_message(kCtx, fmt::format("{} is empty (0 points), must have >= 1", name));
-  if (p.cols() == 0) throw_message(kCtx, fmt::format("{} has dimension 0, must be >= 1", name));
-  require_finite(kCtx, name, p);
+  if (p.rows() == 0) throw_message(kTransportCostCtx, fmt::format("{} is empty (0 points), must have >= 1", name));
+  if (p.cols() == 0) throw_message(kTransportCostCtx, fmt::format("{} has dimension 0, must be >= 1", name));
+  require_finite(kTransportCostCtx, name, p);
 }
 
 void require_same_dim(const Matrix& x, const Matrix& y) {
   if (x.cols() != y.cols())
     throw std::invalid_argument(fmt::format(
-        "{}: x has dimension {} and y has dimension {}, must be equal", kCtx, x.cols(), y.cols()));
+        "{}: x has dimension {} and y has dimension {}, must be equal", kTransportCostCtx, x.cols(), y.cols()));
 }
 }  // namespace
 
@@ -72,18 +72,18 @@ TransportCost TransportCost::bilinear(const Matrix& x, const Matrix& y, double b
   require_points(x, "x");
   require_points(y, "y");
   require_same_dim(x, y);
-  require(std::isfinite(beta), kCtx, "beta", beta, "finite");
+  require(std::isfinite(beta), kTransportCostCtx, "beta", beta, "finite");
   for (const auto& [mat, name] : {std::pair{&q, "q"}, std::pair{&k, "k"}}) {
     if (mat->size() == 0) continue;
     if (mat->cols() != x.cols())
       throw std::invalid_argument(fmt::format("{}: {} has {} columns, must equal the dimension {}",
-                                              kCtx, name, mat->cols(), x.cols()));
-    require_finite(kCtx, name, *mat);
+                                              kTransportCostCtx, name, mat->cols(), x.cols()));
+    require_finite(kTransportCostCtx, name, *mat);
   }
   const Matrix qx = q.size() ? Matrix(x * q.transpose()) : x;
   const Matrix ky = k.size() ? Matrix(y * k.transpose()) : y;
   if (qx.cols() != ky.cols())
-    throw std::invalid_argument(fmt::format("{}: q has {} rows and k has {}, must be equal", kCtx,
+    throw std::invalid_argument(fmt::format("{}: q has {} rows and k has {}, must be equal", kTransportCostCtx,
                                             qx.cols(), ky.cols()));
   TransportCost t;
   t.type_ = CostType::bilinear;
@@ -101,8 +101,8 @@ TransportCost TransportCost::bilinear(const Matrix& x, const Matrix& y, double b
 
 TransportCost TransportCost::dense(Matrix c) {
   if (c.rows() == 0 || c.cols() == 0)
-    throw_message(kCtx, fmt::format("cost matrix is {} x {}, must be non-empty", c.rows(), c.cols()));
-  require_finite(kCtx, "cost", c);
+    throw_message(kTransportCostCtx, fmt::format("cost matrix is {} x {}, must be non-empty", c.rows(), c.cols()));
+  require_finite(kTransportCostCtx, "cost", c);
   TransportCost t;
   t.type_ = CostType::dense;
   t.n_ = c.rows();
@@ -130,7 +130,7 @@ double TransportCost::max_cost() const {
 Matrix TransportCost::to_dense(Index max_entries) const {
   if (static_cast<double>(n_) * static_cast<double>(m_) > static_cast<double>(max_entries))
     throw std::invalid_argument(fmt::format(
-        "{}: dense cost n * m = {} * {} = {}, must be <= {} (an n x m matrix of doubles)", kCtx,
+        "{}: dense cost n * m = {} * {} = {}, must be <= {} (an n x m matrix of doubles)", kTransportCostCtx,
         n_, m_, static_cast<double>(n_) * static_cast<double>(m_), max_entries));
   if (type_ == CostType::dense) return dense_;
   Matrix c(n_, m_);
@@ -144,7 +144,7 @@ TransportCost::Gibbs TransportCost::gibbs(bool transpose, const Vector& h, const
   const Index len = transpose ? n_ : m_;
   if (h.size() != len || logw.size() != len || (vals && vals->rows() != len))
     throw std::invalid_argument(fmt::format(
-        "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kCtx, h.size(), logw.size(), len));
+        "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kTransportCostCtx, h.size(), logw.size(), len));
   const Index rows = transpose ? m_ : n_;
   return type_ == CostType::dense ? gibbs_dense(transpose, 0, rows, h, logw, eps, want_cost, vals)
                                   : gibbs_factored(transpose, 0, rows, h, logw, eps, want_cost, vals);
@@ -156,9 +156,9 @@ TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Inde
   const Index len = transpose ? n_ : m_, rows = transpose ? m_ : n_;
   if (h.size() != len || logw.size() != len || (vals && vals->rows() != len))
     throw std::invalid_argument(fmt::format(
-        "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kCtx, h.size(), logw.size(), len));
+        "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kTransportCostCtx, h.size(), logw.size(), len));
   if (first < 0 || count < 0 || first + count > rows)
-    throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}), must lie in [0, {})", kCtx, first,
+    throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}), must lie in [0, {})", kTransportCostCtx, first,
                                             first + count, rows));
   return type_ == CostType::dense ? gibbs_dense(transpose, first, count, h, logw, eps, want_cost, vals)
                                   : gibbs_factored(transpose, first, count, h, logw, eps, want_cost, vals);

@@ -16,15 +16,15 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "theory clusters";
+constexpr const char* kClusterTheoryCtx = "theory clusters";
 
 void check_beta(double beta) {
-  require(std::isfinite(beta) && beta > 0.0, kContext, "beta", beta, "> 0 and finite");
+  require(std::isfinite(beta) && beta > 0.0, kClusterTheoryCtx, "beta", beta, "> 0 and finite");
 }
 }  // namespace
 
 double bessel_ratio(int k, double beta) {
-  require(k >= 0, kContext, "k", k, ">= 0");
+  require(k >= 0, kClusterTheoryCtx, "k", k, ">= 0");
   check_beta(beta);
   if (k == 0) return 1.0;
   // r_j = I_j / I_{j-1} = 1 / (2 j / beta + r_{j+1}); started at r_K = 0 far enough out that
@@ -42,19 +42,19 @@ double bessel_ratio(int k, double beta) {
 }
 
 double mode_growth_rate(TheoryModel model, int k, double beta) {
-  require(k >= 1, kContext, "k", k, ">= 1");
+  require(k >= 1, kClusterTheoryCtx, "k", k, ">= 1");
   check_beta(beta);
   const double kk = static_cast<double>(k);
   const double sa_rate = kk * kk * bessel_ratio(k, beta) / beta;
   if (model == TheoryModel::sa) return sa_rate;
-  require(beta <= kUsaBetaMax, kContext, "beta", beta,
+  require(beta <= kUsaBetaMax, kClusterTheoryCtx, "beta", beta,
           fmt::format("<= {} for usa (I_0(beta) ~ e^beta overflows double)", kUsaBetaMax));
   return sa_rate * std::cyl_bessel_i(0.0, beta);
 }
 
 ClusterPrediction predict_clusters(double beta, int k_max) {
   check_beta(beta);
-  require(k_max >= 0, kContext, "k_max", k_max, ">= 0");
+  require(k_max >= 0, kClusterTheoryCtx, "k_max", k_max, ">= 0");
   if (k_max == 0) k_max = 8 + static_cast<int>(std::ceil(4.0 * std::sqrt(2.0 * beta)));
   ClusterPrediction p;
   p.beta = beta;
@@ -79,17 +79,17 @@ ClusterLayout parse_cluster_layout(std::string_view name, std::string_view conte
 std::string to_string(ClusterLayout l) { return l == ClusterLayout::circle ? "circle" : "simplex"; }
 
 Measure cluster_configuration(Index k, Index d, ClusterLayout layout) {
-  require(k >= 1, kContext, "k", k, ">= 1");
+  require(k >= 1, kClusterTheoryCtx, "k", k, ">= 1");
   Matrix x = Matrix::Zero(k, d);
   if (layout == ClusterLayout::circle) {
-    require(d >= 2, kContext, "d", d, ">= 2 for the circle layout");
+    require(d >= 2, kClusterTheoryCtx, "d", d, ">= 2 for the circle layout");
     for (Index a = 0; a < k; ++a) {
       const double angle = 2.0 * std::numbers::pi * static_cast<double>(a) / static_cast<double>(k);
       x(a, 0) = std::cos(angle);
       x(a, 1) = std::sin(angle);
     }
   } else {
-    require(d >= std::max<Index>(k - 1, 1), kContext, "d", d,
+    require(d >= std::max<Index>(k - 1, 1), kClusterTheoryCtx, "d", d,
             fmt::format(">= k - 1 = {} for the simplex layout", k - 1));
     if (k == 1) x(0, 0) = 1.0;
     // Vertex a = coordinates of e_a - 1/k in the Helmert basis h_m (m = 1..k-1) of the

@@ -20,7 +20,7 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "theory equiangular";
+constexpr const char* kEquiangularCtx = "theory equiangular";
 
 std::string normalized_name(std::string_view name) {
   std::string s(name);
@@ -55,18 +55,18 @@ std::string to_string(DecayKind k) {
 }
 
 void EquiangularOptions::validate() const {
-  require(n >= 2, kContext, "n", n, ">= 2");
-  require(std::isfinite(beta) && beta > 0.0, kContext, "beta", beta, "> 0 and finite");
+  require(n >= 2, kEquiangularCtx, "n", n, ">= 2");
+  require(std::isfinite(beta) && beta > 0.0, kEquiangularCtx, "beta", beta, "> 0 and finite");
   const double rho_min = -1.0 / static_cast<double>(n - 1);
-  require(std::isfinite(rho0) && rho0 >= rho_min && rho0 <= 1.0, kContext, "rho0", rho0,
+  require(std::isfinite(rho0) && rho0 >= rho_min && rho0 <= 1.0, kEquiangularCtx, "rho0", rho0,
           fmt::format("in [-1/(n-1), 1] = [{}, 1] (a Gram matrix must be PSD)", rho_min));
-  require(std::isfinite(r0) && r0 > 0.0, kContext, "r0", r0, "> 0");
-  require(std::isfinite(tau) && tau >= 0.0, kContext, "tau", tau, ">= 0");
-  require(std::isfinite(alpha) && alpha > 0.0, kContext, "alpha", alpha, "> 0");
-  require(std::isfinite(rtol) && rtol > 0.0, kContext, "rtol", rtol, "> 0");
-  require(scheme != Scheme::none, kContext, "scheme", "\"none\"",
+  require(std::isfinite(r0) && r0 > 0.0, kEquiangularCtx, "r0", r0, "> 0");
+  require(std::isfinite(tau) && tau >= 0.0, kEquiangularCtx, "tau", tau, ">= 0");
+  require(std::isfinite(alpha) && alpha > 0.0, kEquiangularCtx, "alpha", alpha, "> 0");
+  require(std::isfinite(rtol) && rtol > 0.0, kEquiangularCtx, "rtol", rtol, "> 0");
+  require(scheme != Scheme::none, kEquiangularCtx, "scheme", "\"none\"",
           "a normalization scheme (the equiangular reduction is on the sphere)");
-  require(std::isfinite(atol) && atol > 0.0, kContext, "atol", atol, "> 0");
+  require(std::isfinite(atol) && atol > 0.0, kEquiangularCtx, "atol", atol, "> 0");
 }
 
 namespace {
@@ -101,11 +101,11 @@ EquiangularRates equiangular_rates(const EquiangularOptions& o, double t, double
 
 EquiangularSolution solve_equiangular(const EquiangularOptions& o, const Vector& times) {
   o.validate();
-  require(times.size() >= 1, kContext, "times.size()", times.size(), ">= 1");
-  require_finite(kContext, "times", times);
-  require(times[0] >= 0.0, kContext, "times[0]", times[0], ">= 0");
+  require(times.size() >= 1, kEquiangularCtx, "times.size()", times.size(), ">= 1");
+  require_finite(kEquiangularCtx, "times", times);
+  require(times[0] >= 0.0, kEquiangularCtx, "times[0]", times[0], ">= 0");
   for (Index i = 1; i < times.size(); ++i)
-    require(times[i] >= times[i - 1], kContext, fmt::format("times[{}]", i), times[i],
+    require(times[i] >= times[i - 1], kEquiangularCtx, fmt::format("times[{}]", i), times[i],
             fmt::format(">= times[{}] = {}", i - 1, times[i - 1]));
 
   // Two phases so that mix-LN's switch at tau is a step boundary, never inside a step.
@@ -149,9 +149,9 @@ EquiangularSolution solve_equiangular(const EquiangularOptions& o, const Vector&
   sol.steps = st.steps;
   sol.rejected = st.rejected;
   sol.evaluations = st.evaluations;
-  check_output_finite(kContext, "rho", sol.rho.data(), m, 1,
+  check_output_finite(kEquiangularCtx, "rho", sol.rho.data(), m, 1,
                       "USA speed e^beta overflowed (beta too large for the unnormalized model)");
-  check_output_finite(kContext, "r", sol.r.data(), m, 1, "the radius overflowed");
+  check_output_finite(kEquiangularCtx, "r", sol.r.data(), m, 1, "the radius overflowed");
   return sol;
 }
 

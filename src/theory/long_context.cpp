@@ -10,21 +10,21 @@
 namespace attnflow {
 
 namespace {
-constexpr const char* kContext = "theory long-context";
+constexpr const char* kLongContextCtx = "theory long-context";
 
 void check_rho_gamma(double rho, double gamma) {
-  require(std::isfinite(rho) && rho >= 0.0 && rho < 1.0, kContext, "rho", rho, "in [0, 1)");
-  require(std::isfinite(gamma) && gamma >= 0.0, kContext, "gamma", gamma, ">= 0 and finite");
+  require(std::isfinite(rho) && rho >= 0.0 && rho < 1.0, kLongContextCtx, "rho", rho, "in [0, 1)");
+  require(std::isfinite(gamma) && gamma >= 0.0, kLongContextCtx, "gamma", gamma, ">= 0 and finite");
 }
 }  // namespace
 
 double long_context_gamma_c(double rho) {
-  require(std::isfinite(rho) && rho >= 0.0 && rho < 1.0, kContext, "rho", rho, "in [0, 1)");
+  require(std::isfinite(rho) && rho >= 0.0 && rho < 1.0, kLongContextCtx, "rho", rho, "in [0, 1)");
   return 1.0 / (1.0 - rho);
 }
 
 double long_context_cosine(double n, double rho, double gamma) {
-  require(std::isfinite(n) && n >= 2.0, kContext, "n", n, ">= 2");
+  require(std::isfinite(n) && n >= 2.0, kLongContextCtx, "n", n, ">= 2");
   check_rho_gamma(rho, gamma);
   // a = 1 / (1 + (n-1) q), b = q a with q = e^{-beta (1 - rho)} = n^{-gamma (1 - rho)}.
   const double q = std::exp(-gamma * (1.0 - rho) * std::log(n));
@@ -49,7 +49,7 @@ std::string long_context_regime(double rho, double gamma) {
 }
 
 double long_context_direct(Index n, double rho, double gamma) {
-  require(n >= 2, kContext, "n", n, ">= 2");
+  require(n >= 2, kLongContextCtx, "n", n, ">= 2");
   check_rho_gamma(rho, gamma);
   const double beta = gamma * std::log(static_cast<double>(n));
   const double p = std::sqrt(1.0 - rho), c = std::sqrt(rho);
@@ -78,7 +78,7 @@ double long_context_direct(Index n, double rho, double gamma) {
   const double p11 = std::exp(lse[3] - 2.0 * lse[1]);     // sum_j P_1j^2
   const double dot = (1.0 - rho) * p01 + rho;
   const double cosine = dot / std::sqrt(((1.0 - rho) * p00 + rho) * ((1.0 - rho) * p11 + rho));
-  check_output_finite(kContext, "cosine", &cosine, 1, 1, "the kernel returned a non-finite lse");
+  check_output_finite(kLongContextCtx, "cosine", &cosine, 1, 1, "the kernel returned a non-finite lse");
   return cosine;
 }
 
