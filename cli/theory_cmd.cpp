@@ -92,17 +92,8 @@ struct LongContextArgs {
 };
 
 void run_long_context(const LongContextArgs& a) {
-  const LongContextResult r = long_context(a.n, a.rho, a.gamma);
-  nlohmann::json j = summary_header("theory-long-context", ATTNFLOW_VERSION, "finished");
-  j.update({{"n", r.n},         {"rho", r.rho},       {"gamma", r.gamma},
-                      {"beta", r.beta},   {"gamma_c", r.gamma_c}, {"cosine", r.cosine},
-                      {"limit", r.limit}, {"regime", r.regime}});
-  if (a.direct) {
-    require(a.n == std::floor(a.n) && a.n <= 1e8, "theory long-context", "--n", a.n,
-            "an integer <= 1e8 with --direct (O(n) memory)");
-    j["cosine_direct"] = long_context_direct(static_cast<Index>(a.n), a.rho, a.gamma);
-  }
-  fmt::print("{}\n", j.dump(2));
+  const LongContextResult r = long_context(a.n, a.rho, a.gamma, a.direct);
+  fmt::print("{}\n", long_context_report_json(r, ATTNFLOW_VERSION).dump(2));
 }
 
 void add_long_context(CLI::App& theory) {

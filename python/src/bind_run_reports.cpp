@@ -1,9 +1,10 @@
 // Bindings of the library's reports: the same objects the CLI formats (`attnflow ot`'s
-// report.json, `attnflow theory clusters`' JSON), with to_json() giving the CLI's keys
+// report.json, `attnflow theory clusters`' and `long-context`'s JSON), with to_json() giving the CLI's keys
 // (run/reports.hpp).
 #include <nlohmann/json.hpp>
 
 #include "attnflow/theory/cluster_theory.hpp"
+#include "attnflow/theory/long_context.hpp"
 #include "attnflow/ot/ot_report.hpp"
 #include "attnflow/run/reports.hpp"
 #include "bind.hpp"
@@ -88,9 +89,19 @@ void bind_clusters_report(py::module_& m) {
         "cluster prediction on the circle with per-mode growth rates and energies");
 }
 
+// LongContextResult is bound with the theory (bind_theory.cpp, registered earlier); its JSON
+// lives in run/, so its to_json is attached here.
+void bind_long_context_report(py::module_& m) {
+  py::object cls = m.attr("LongContextResult");
+  cls.attr("to_json") = py::cpp_function(
+      [](const LongContextResult& r) { return long_context_report_json(r, ATTNFLOW_VERSION).dump(2); },
+      py::name("to_json"), py::is_method(cls), "the JSON text `attnflow theory long-context` prints");
+}
+
 const Registrar bind_run_reports_registrar(91, [](py::module_& m) {
   bind_ot_report(m);
   bind_clusters_report(m);
+  bind_long_context_report(m);
 });
 
 }  // namespace

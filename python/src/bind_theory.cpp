@@ -89,8 +89,13 @@ void bind_long_context(py::module_& m) {
       .def_readonly("gamma_c", &LongContextResult::gamma_c)
       .def_readonly("cosine", &LongContextResult::cosine)
       .def_readonly("limit", &LongContextResult::limit)
-      .def_readonly("regime", &LongContextResult::regime);
-  m.def("long_context", &long_context, py::arg("n"), py::arg("rho"), py::arg("gamma"));
+      .def_readonly("regime", &LongContextResult::regime)
+      .def_readonly("has_direct", &LongContextResult::has_direct)
+      .def_readonly("cosine_direct", &LongContextResult::cosine_direct);
+  m.def("long_context", &long_context, py::arg("n"), py::arg("rho"), py::arg("gamma"), py::kw_only(),
+        py::arg("direct") = false,
+        "`attnflow theory long-context`: the finite-n cosine, gamma_c, the limit and the regime; "
+        "direct=True also computes the layer through the kernel (cosine_direct)");
 }
 
 void bind_clusters(py::module_& m) {

@@ -78,14 +78,18 @@ std::string to_string(Interaction interaction) {
   return "?";
 }
 
+void check_qkv(std::string_view qkv, std::string_view context, std::string_view field) {
+  if (qkv != "identity" && qkv != "gaussian" && qkv != "goe")
+    throw_invalid(context, field, fmt::format("\"{}\"", qkv), "one of identity, gaussian, goe");
+}
+
 std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed) {
   require(count >= 1, kFlowCtx, "heads", count, ">= 1");
   require(d >= 1, kFlowCtx, "d", d, ">= 1");
   std::vector<Head> heads(static_cast<size_t>(count));
+  check_qkv(qkv);
   if (qkv == "identity") return heads;
   const bool gaussian = qkv == "gaussian";
-  if (!gaussian && qkv != "goe")
-    throw_invalid(kFlowCtx, "qkv", fmt::format("\"{}\"", qkv), "one of identity, gaussian, goe");
   const double dd = static_cast<double>(d);
   for (int h = 0; h < count; ++h) {
     // Stream 3h + m for matrix m of head h: adding heads never changes the earlier ones.

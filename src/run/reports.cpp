@@ -51,4 +51,12 @@ nlohmann::json clusters_report_json(const ClustersReport& r, std::string_view ve
   return j;
 }
 
+nlohmann::json long_context_report_json(const LongContextResult& r, std::string_view version) {
+  nlohmann::json j = summary_header("theory-long-context", version, "finished");
+  j.update({{"n", r.n},         {"rho", r.rho},         {"gamma", r.gamma},   {"beta", r.beta},
+            {"gamma_c", r.gamma_c}, {"cosine", r.cosine}, {"limit", r.limit}, {"regime", r.regime}});
+  if (r.has_direct) j["cosine_direct"] = r.cosine_direct;
+  return j;
+}
+
 }  // namespace attnflow

@@ -74,7 +74,7 @@ void read_model(Config& c, RunConfig& r) {
   require(heads >= 1, ctx, "model.heads", heads, ">= 1");
   r.heads = heads;
   r.qkv = c.get_string("model.qkv", r.qkv);
-  require_one_of(ctx, "model.qkv", r.qkv, {"identity", "gaussian", "goe"}, "identity, gaussian, goe");
+  check_qkv(r.qkv, ctx, "model.qkv");  // make_heads' own check (flow.hpp)
   const auto qseed = c.get_int("model.qkv_seed", 0);
   require(qseed >= 0, ctx, "model.qkv_seed", qseed, ">= 0");
   r.qkv_seed = static_cast<std::uint64_t>(qseed);

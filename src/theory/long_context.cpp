@@ -82,7 +82,7 @@ double long_context_direct(Index n, double rho, double gamma) {
   return cosine;
 }
 
-LongContextResult long_context(double n, double rho, double gamma) {
+LongContextResult long_context(double n, double rho, double gamma, bool direct) {
   LongContextResult r;
   r.n = n;
   r.rho = rho;
@@ -92,6 +92,12 @@ LongContextResult long_context(double n, double rho, double gamma) {
   r.gamma_c = long_context_gamma_c(rho);
   r.limit = long_context_limit(rho, gamma);
   r.regime = long_context_regime(rho, gamma);
+  if (direct) {
+    require(n == std::floor(n) && n <= kLongContextDirectMaxN, kLongContextCtx, "n", n,
+            "an integer <= 1e8 with direct (O(n) memory)");
+    r.has_direct = true;
+    r.cosine_direct = long_context_direct(static_cast<Index>(n), rho, gamma);
+  }
   return r;
 }
 

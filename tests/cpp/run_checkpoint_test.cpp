@@ -126,19 +126,28 @@ TEST(Progress, FormatsDurations) {
   EXPECT_EQ(Progress::format_seconds(-1.0), "?");
 }
 
-TEST(Progress, PlainLinesAreThrottledAndFinishAlwaysPrints) {
+// What a Progress in plain mode (min_interval seconds between lines) prints while `use` runs.
+template <typename F>
+std::string progress_output(double total, const char* label, double min_interval, F&& use) {
   char* buf = nullptr;
   std::size_t len = 0;
   std::FILE* f = open_memstream(&buf, &len);
   {
-    Progress p(10.0, "job", f, 0, 3600.0);  // plain mode, at most one line per hour
+    Progress p(total, label, f, 0, min_interval);
+    use(p);
+  }
+  std::fclose(f);
+  std::string out(buf, len);
+  std::free(buf);
+  return out;
+}
+
+TEST(Progress, PlainLinesAreThrottledAndFinishAlwaysPrints) {
+  const std::string out = progress_output(10.0, "job", 3600.0, [](Progress& p) {  // one line per hour
     p.update(1.0, "first");
     p.update(2.0, "second");  // throttled
     p.finish("done");
-  }
-  std::fclose(f);
-  const std::string out(buf, len);
-  std::free(buf);
+  });
   EXPECT_NE(out.find("job:  10.0% first"), std::string::npos) << out;
   EXPECT_EQ(out.find("second"), std::string::npos) << out;
   EXPECT_NE(out.find("job: 100.0% done"), std::string::npos) << out;
@@ -146,17 +155,10 @@ TEST(Progress, PlainLinesAreThrottledAndFinishAlwaysPrints) {
 }
 
 TEST(Progress, OpenEndedLinesHaveNoPercentageOrEta) {
-  char* buf = nullptr;
-  std::size_t len = 0;
-  std::FILE* f = open_memstream(&buf, &len);
-  {
-    Progress p(Progress::kOpenEnded, "ot", f, 0, 0.0);
+  const std::string out = progress_output(Progress::kOpenEnded, "ot", 0.0, [](Progress& p) {
     p.update(7.0, "iteration 7, eps 0.1");
     p.finish("converged");
-  }
-  std::fclose(f);
-  const std::string out(buf, len);
-  std::free(buf);
+  });
   EXPECT_NE(out.find("ot: iteration 7, eps 0.1 (elapsed "), std::string::npos) << out;
   EXPECT_NE(out.find("ot: converged (elapsed "), std::string::npos) << out;
   EXPECT_EQ(out.find('%'), std::string::npos) << out;

@@ -79,3 +79,22 @@ def test_clusters_report_is_the_cli_json(run_cli, beta, k_max):
     usa = beta <= ext.kUsaBetaMax
     assert all(m.has_growth_rate_usa == usa for m in rep.modes)
     assert all(("growth_rate_usa" in m) == usa for m in cli["modes"])
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_long_context_report_is_the_cli_json(run_cli, direct):
+    args = ["theory", "long-context", "--n", 2000, "--rho", 0.4, "--gamma", 1.2] + (["--direct"] if direct else [])
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)
+    rep = ext.long_context(2000, 0.4, 1.2, direct=direct)
+    assert json.loads(rep.to_json()) == cli
+    assert rep.has_direct == direct and ("cosine_direct" in cli) == direct
+    if direct:
+        assert rep.cosine_direct == pytest.approx(rep.cosine, rel=1e-9)
+
+
+def test_long_context_direct_refuses_a_size_it_cannot_hold():
+    with pytest.raises(ValueError, match=r"theory long-context: n = 200000000, must be an integer <= 1e8 with direct"):
+        ext.long_context(2e8, 0.5, 1.0, direct=True)
+    assert not ext.long_context(2e8, 0.5, 1.0).has_direct  # the formula alone takes any n

@@ -44,6 +44,8 @@ std::string to_string(FieldKind kind);
 //               so the affinity <Q x, K y> = x^T K y is a symmetric bilinear form
 // Throws naming "flow: qkv" for another name and "flow: heads" for count < 1.
 std::vector<Head> make_heads(int count, Index d, std::string_view qkv, std::uint64_t seed);
+// The check of make_heads' qkv name, for configs that read it ("run: model.qkv = ...").
+void check_qkv(std::string_view qkv, std::string_view context = "flow", std::string_view field = "qkv");
 
 // The interaction F of the vlasov field, F = -grad W(x - y) for the two built-in kernels:
 //   gaussian: W(z) = -sigma^2 exp(-|z|^2 / (2 sigma^2)), F = -(x - y) exp(-|x - y|^2/(2 sigma^2));

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "attnflow/theory/cluster_theory.hpp"
+#include "attnflow/theory/long_context.hpp"
 #include "attnflow/ot/ot_report.hpp"
 
 namespace attnflow {
@@ -17,5 +18,7 @@ namespace attnflow {
 nlohmann::json ot_report_json(const OtReport& r, std::string_view version);
 // `attnflow theory clusters`'s JSON ("kind": "theory-clusters").
 nlohmann::json clusters_report_json(const ClustersReport& r, std::string_view version);
+// `attnflow theory long-context`'s JSON ("kind": "theory-long-context"; cosine_direct with direct).
+nlohmann::json long_context_report_json(const LongContextResult& r, std::string_view version);
 
 }  // namespace attnflow

@@ -44,7 +44,12 @@ struct LongContextResult {
   double cosine = 0;   // finite-n formula
   double limit = 0;    // n -> inf
   std::string regime;
+  bool has_direct = false;   // direct = true: the layer computed through the kernel as well
+  double cosine_direct = 0;  // long_context_direct(n, rho, gamma)
 };
-LongContextResult long_context(double n, double rho, double gamma);
+// `attnflow theory long-context` (its JSON: run/reports.hpp long_context_report_json). With
+// direct, n must be an integer <= kLongContextDirectMaxN (the direct pass holds O(n) points).
+inline constexpr double kLongContextDirectMaxN = 1e8;
+LongContextResult long_context(double n, double rho, double gamma, bool direct = false);
 
 }  // namespace attnflow
