@@ -91,6 +91,23 @@ void write_positions(const std::string& path, const Ensemble& e) {
 const std::vector<std::string> kRunOutputs = {"config.toml", "observables.csv", "ensemble.csv", "snapshots",
                                                "final.npy"};
 
+// At the safe point after observation next_obs - 1: a checkpoint is due when a stop was
+// requested (sig != 0) or every cfg.checkpoint_every observations; `write` writes it. Returns
+// true when the loop stops there (a stop request, or the test hook's checkpoint count reached),
+// recording it in res.
+template <typename Write>
+bool checkpoint_and_stop(const RunConfig& cfg, const RunOptions& opt, std::int64_t next_obs, int sig,
+                         RunResult& res, Write&& write) {
+  if (sig == 0 && !(cfg.checkpoint_every > 0 && next_obs % cfg.checkpoint_every == 0)) return false;
+  write();
+  ++res.checkpoints;
+  const bool hook = opt.stop_after_checkpoints > 0 && res.checkpoints >= opt.stop_after_checkpoints;
+  if (sig == 0 && !hook) return false;
+  res.interrupted = true;
+  res.signal = sig;
+  return true;
+}
+
 // Where the loop stands: observations made so far and the CSV length that goes with them.
 struct Cursor {
   std::int64_t next_obs = 0;
@@ -305,17 +322,9 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     if (opt.on_observation) opt.on_observation(rows);
     if (k == last) break;
     // An observation is a safe point: a stop request (SIGINT, SIGTERM) checkpoints here.
-    const int sig = stop_signal();
-    if (sig != 0 || (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0)) {
-      write_checkpoint(checkpoint, make_checkpoint(e, c, resolved));
-      ++res.checkpoints;
-      const bool hook = opt.stop_after_checkpoints > 0 && res.checkpoints >= opt.stop_after_checkpoints;
-      if (sig != 0 || hook) {
-        res.interrupted = true;
-        res.signal = sig;
-        break;
-      }
-    }
+    if (checkpoint_and_stop(cfg, opt, c.next_obs, stop_signal(), res,
+                            [&] { write_checkpoint(checkpoint, make_checkpoint(e, c, resolved)); }))
+      break;
   }
   res.observations = c.next_obs;
   for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);
@@ -518,16 +527,10 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
       c = {k + 1, 0};
     }
     if (k == last) break;
-    if (sig != 0 || (cfg.checkpoint_every > 0 && c.next_obs % cfg.checkpoint_every == 0)) {
-      if (writer) write_checkpoint(job->checkpoint(), make_checkpoint(*all, c, resolved));
-      ++res.checkpoints;
-      const bool hook = opt.stop_after_checkpoints > 0 && res.checkpoints >= opt.stop_after_checkpoints;
-      if (sig != 0 || hook) {
-        res.interrupted = true;
-        res.signal = sig;
-        break;
-      }
-    }
+    if (checkpoint_and_stop(cfg, opt, c.next_obs, sig, res, [&] {
+          if (writer) write_checkpoint(job->checkpoint(), make_checkpoint(*all, c, resolved));
+        }))
+      break;
   }
   comm.check();  // rank 0 wrote this observation's files (or failed: every rank stops)
   res.observations = c.next_obs;
