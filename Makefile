@@ -31,10 +31,12 @@ demo: deps configure
 	cmake --build $(BUILD) -j $(JOBS) --target attnflow attnflow_python attnflow_viewer
 	$(BUILD)/attnflow demo --out $(BUILD)/demo
 
+# test: the main build, CTest, then 5 s of fuzzing per parser; the fuzz build runs beside the
+# main build and the tests at the lowest priority (scripts/test.sh).
 test: deps
-	@$(MAKE) --no-print-directory build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+	@scripts/install-deps.sh fuzz
+	@$(MAKE) --no-print-directory configure
+	scripts/test.sh $(BUILD) $(JOBS) $(FUZZ_BUILD) 5
 
 bench: deps
 	@scripts/install-deps.sh bench
