@@ -2,6 +2,7 @@
 // runner. Parses arguments, builds the Config, calls attnflow::run_experiment.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -23,19 +24,34 @@ struct RunArgs {
   bool resume = false, print_default = false, no_plots = false, quiet = false;
 };
 
+// Ensembles larger than this print one line of ranges at the end instead of a line per system.
+constexpr std::size_t kSystemsPrinted = 8;
+
 void print_result(const RunResult& r, const std::string& out) {
   if (r.already_finished) {
     fmt::print("{}: already finished (summary.json says so); nothing to do\n", out);
     return;
   }
-  for (const auto& row : r.last) {
-    const auto names = observable_names();
+  const auto names = observable_names();
+  if (r.last.size() <= kSystemsPrinted) {
+    for (const auto& row : r.last) {
+      std::string text;
+      for (std::size_t i = 0; i < names.size(); ++i) text += fmt::format(" {} {:.6g}", names[i], row.values[i]);
+      fmt::print("t = {:g} system {}:{}\n", row.t, row.system, text);
+    }
+  } else {  // an ensemble: the range across systems, not one line per system
     std::string text;
-    for (std::size_t i = 0; i < names.size(); ++i) text += fmt::format(" {} {:.6g}", names[i], row.values[i]);
-    fmt::print("t = {:g} system {}:{}\n", row.t, row.system, text);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      double lo = r.last.front().values[i], hi = lo;
+      for (const auto& row : r.last) lo = std::min(lo, row.values[i]), hi = std::max(hi, row.values[i]);
+      text += lo == hi ? fmt::format(" {} {:.6g}", names[i], lo) : fmt::format(" {} {:.6g}..{:.6g}", names[i], lo, hi);
+    }
+    fmt::print("t = {:g}, {} systems (min..max over the systems; statistics per time: ensemble.csv):{}\n",
+               r.last.front().t, r.last.size(), text);
   }
   if (r.interrupted) return;  // reported by run_run
-  fmt::print("wrote {} (config.toml, observables.csv, final.npy, summary.json{}) in {:.2f} s\n", out,
+  fmt::print("wrote {} (config.toml, observables.csv, {}final.npy, summary.json{}) in {:.2f} s\n", out,
+             std::filesystem::exists(out + "/ensemble.csv") ? "ensemble.csv, " : "",
              std::filesystem::exists(out + "/snapshots") ? ", snapshots/" : "", r.seconds);
 }
 

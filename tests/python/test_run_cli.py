@@ -131,6 +131,26 @@ def test_ensemble_final_shape_and_rows(run_cli, tmp_path):
     assert not (out / "snapshots").exists()
 
 
+def test_large_ensemble_prints_one_line_of_ranges(run_cli, tmp_path):
+    """More than 8 systems: one line with each observable's min..max over the systems at the
+    final time (equal to the final rows of observables.csv), not a line per system."""
+    out = tmp_path / "ens"
+    r = run_cli("run", write(tmp_path, SMALL), "--out", out, "--set", "measure.systems=12",
+                "--set", "output.snapshots=false", "--no-plots", "--quiet")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and "system 0:" not in r.stdout, r.stdout
+    assert lines[0].startswith("t = 2, 12 systems (min..max over the systems"), lines[0]
+    assert "ensemble.csv, final.npy" in lines[1]
+    header, rows = read_rows(out / "observables.csv")
+    final = [row for row in rows if float(row[0]) == 2.0]
+    assert len(final) == 12
+    col = header.index("log_energy")
+    lo, hi = min(float(row[col]) for row in final), max(float(row[col]) for row in final)
+    assert lo < hi
+    assert f" log_energy {lo:.6g}..{hi:.6g} " in lines[0], lines[0]
+
+
 @pytest.mark.parametrize("override,text", [
     ("model.betaa=2", "unknown key 'model.betaa'"),
     ("integrate.dt=-0.1", "integrate.dt = -0.1, must be > 0"),
