@@ -27,8 +27,39 @@ inline Packet bc(double v) { return ei::pset1<Packet>(v); }
 // Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
 inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
 
+// out[i] = |x_i|^2 = sum_k x_ik^2 (k ascending) for every row. Four rows at a time: four
+// independent FMA chains instead of one whose latency bounds the loop; each row's sum is
+// formed in the same order as one row at a time.
+void squared_norms(const double* x, Index n, Index d, double* out) {
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const double* x0 = x + i * d * W;
+    Packet s0 = bc(0.0), s1 = bc(0.0), s2 = bc(0.0), s3 = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v0 = ld(x0 + k * W), v1 = ld(x0 + (d + k) * W), v2 = ld(x0 + (2 * d + k) * W),
+                   v3 = ld(x0 + (3 * d + k) * W);
+      s0 = ei::pmadd(v0, v0, s0);
+      s1 = ei::pmadd(v1, v1, s1);
+      s2 = ei::pmadd(v2, v2, s2);
+      s3 = ei::pmadd(v3, v3, s3);
+    }
+    st(out + i * W, s0);
+    st(out + (i + 1) * W, s1);
+    st(out + (i + 2) * W, s2);
+    st(out + (i + 3) * W, s3);
+  }
+  for (; i < n; ++i) {
+    Packet si = bc(0.0);
+    for (Index k = 0; k < d; ++k) {
+      const Packet v = ld(x + (i * d + k) * W);
+      si = ei::pmadd(v, v, si);
+    }
+    st(out + i * W, si);
+  }
+}
+
 struct Scratch {
-  std::vector<double> e, kf, dd, hb, u, z;
+  std::vector<double> e, kf, dd, hb, u, z, nn;
   void size(Index n) {
     const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
     if (e.size() < pairs) e.resize(pairs);
@@ -37,6 +68,7 @@ struct Scratch {
     const auto per = static_cast<std::size_t>(n * W);
     if (dd.size() < per) {
       dd.resize(per);
+      nn.resize(per);
       hb.resize(per);
       u.resize(per);
       z.resize(per);
@@ -50,10 +82,20 @@ Scratch& scratch(Index n) {
   return s;
 }
 
-// e[tri(i, j)] = <x_i, x_j> for i < j over coordinates [k0, k0 + K), accumulated over the
-// coordinate blocks (first: start from 0). Two rows at a time share each x_j load.
+// Adds x_i's coordinates [k0, k0 + K), held in registers, to dd_i = |x_i|^2.
 template <int K>
-void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool first) {
+inline void add_square(const Packet (&a)[K], double* dd, bool first) {
+  Packet g = first ? bc(0.0) : ld(dd);
+  for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], a[q], g);
+  st(dd, g);
+}
+
+// e[tri(i, j)] = <x_i, x_j> for i < j and dd_i = |x_i|^2 over coordinates [k0, k0 + K),
+// accumulated over the coordinate blocks (first: start from 0), coordinates ascending: dd_i
+// is squared_norms()'s sum, from the rows already in registers. Two rows at a time share each
+// x_j load.
+template <int K>
+void gram_block(const double* x, Index n, Index d, Index k0, double* e, double* dd, bool first) {
   Index i = 0;
   for (; i + 2 < n; i += 2) {
     Packet a[K], b[K];
@@ -61,6 +103,8 @@ void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool fir
       a[q] = ld(x + (i * d + k0 + q) * W);
       b[q] = ld(x + ((i + 1) * d + k0 + q) * W);
     }
+    add_square(a, dd + i * W, first);
+    add_square(b, dd + (i + 1) * W, first);
     double* ra = e + tri(i, i + 1, n) * W;      // row i from j = i + 1
     double* rb = e + tri(i + 1, i + 2, n) * W;  // row i + 1 from j = i + 2
     {  // (i, i + 1)
@@ -83,9 +127,10 @@ void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool fir
       st(pb, gb);
     }
   }
-  for (; i + 1 < n; ++i) {
+  for (; i < n; ++i) {
     Packet a[K];
     for (int q = 0; q < K; ++q) a[q] = ld(x + (i * d + k0 + q) * W);
+    add_square(a, dd + i * W, first);
     double* ra = e + tri(i, i + 1, n) * W;
     for (Index j = i + 1; j < n; ++j) {
       const double* xj = x + (j * d + k0) * W;
@@ -96,17 +141,18 @@ void gram_block(const double* x, Index n, Index d, Index k0, double* e, bool fir
   }
 }
 
-void gram(const double* x, Index n, Index d, double* e) {
+void gram(const double* x, Index n, Index d, double* e, double* dd) {
   Index k0 = 0;
-  for (; k0 + KC <= d; k0 += KC) gram_block<KC>(x, n, d, k0, e, k0 == 0);
-  for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, k0 == 0);
+  for (; k0 + KC <= d; k0 += KC) gram_block<KC>(x, n, d, k0, e, dd, k0 == 0);
+  for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, dd, k0 == 0);
 }
 
-// a_i = (sum_j c_ij x_j) / z_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
-// symmetric matrix K_ij u_j, diagonal u_i). Two rows at a time share each x_j load; the
-// coordinate block is the outer loop, so its slice of x stays in L1.
+// a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
+// symmetric matrix K_ij u_j, diagonal u_i), rz_i = 1 / z_i (one division per row instead of
+// one per coordinate). Two rows at a time share each x_j load; the coordinate block is the
+// outer loop, so its slice of x stays in L1.
 template <int K>
-void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* z, double* a) {
+void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a) {
   Index i = 0;
   for (; i + 1 < n; i += 2) {
     Packet p[K], r[K];
@@ -122,10 +168,10 @@ void average_block(const double* x, Index n, Index d, Index k0, const double* kf
         r[q] = ei::pmadd(c1, v, r[q]);
       }
     }
-    const Packet za = ld(z + i * W), zb = ld(z + (i + 1) * W);
+    const Packet za = ld(rz + i * W), zb = ld(rz + (i + 1) * W);
     for (int q = 0; q < K; ++q) {
-      st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
-      st(a + ((i + 1) * d + k0 + q) * W, ei::pdiv(r[q], zb));
+      st(a + (i * d + k0 + q) * W, ei::pmul(p[q], za));
+      st(a + ((i + 1) * d + k0 + q) * W, ei::pmul(r[q], zb));
     }
   }
   for (; i < n; ++i) {
@@ -137,8 +183,8 @@ void average_block(const double* x, Index n, Index d, Index k0, const double* kf
       const Packet c0 = ld(ca + j * W);
       for (int q = 0; q < K; ++q) p[q] = ei::pmadd(c0, ld(xj + q * W), p[q]);
     }
-    const Packet za = ld(z + i * W);
-    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pdiv(p[q], za));
+    const Packet za = ld(rz + i * W);
+    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pmul(p[q], za));
   }
 }
 
@@ -151,14 +197,11 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
   const double* x = in.x;
   Scratch& s = scratch(n);
   const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  double* e = s.e.data();
+  gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
   Packet dmax = bc(-std::numeric_limits<double>::infinity());
   for (Index i = 0; i < n; ++i) {
-    Packet di = bc(0.0);
-    for (Index k = 0; k < d; ++k) {
-      const Packet v = ld(x + (i * d + k) * W);
-      di = ei::pmadd(v, v, di);
-    }
-    st(s.dd.data() + i * W, di);
+    const Packet di = ld(s.dd.data() + i * W);
     st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
     dmax = ei::pmax(dmax, di);
   }
@@ -166,8 +209,6 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
   for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
     st(s.u.data() + j * W,
        detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
-  double* e = s.e.data();
-  gram(x, n, d, e);
   // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}; kf = the full matrix K_ij u_j (K_ii = 1)
   // and z_i = sum_j K_ij u_j.
   double* kf = s.kf.data();
@@ -182,14 +223,15 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
       st(kf + (j * n + i) * W, ei::pmul(k, ui));
     }
   }
-  for (Index i = 0; i < n; ++i) {  // row sums in the order j = 0, 1, ..., n - 1
+  for (Index i = 0; i < n; ++i) {  // row sums in the order j = 0, 1, ..., n - 1; nn = 1 / z
     Packet zi = bc(0.0);
     for (Index j = 0; j < n; ++j) zi = ei::padd(zi, ld(kf + (i * n + j) * W));
     st(s.z.data() + i * W, zi);
+    st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
   Index k0 = 0;
-  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, kf, s.z.data(), a);
-  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, kf, s.z.data(), a);
+  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, kf, s.nn.data(), a);
+  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, kf, s.nn.data(), a);
   if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
     alignas(64) double hm[W];
     st(hm, hmax);
@@ -213,18 +255,15 @@ void batch_project_tangent(const double* x, double* a, Index n, Index d) {
 }
 
 void batch_normalize_rows(double* x, Index n, Index d) {
+  double* sq = scratch(n).nn.data();
+  squared_norms(x, n, d, sq);
   for (Index i = 0; i < n; ++i) {
-    Packet s = bc(0.0);
-    for (Index k = 0; k < d; ++k) {
-      const Packet v = ld(x + (i * d + k) * W);
-      s = ei::pmadd(v, v, s);
-    }
-    const Packet r = ei::psqrt(s);
-    // Zero rows stay as they are (divide by 1 there).
-    const Packet div = ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0));
+    const Packet r = ei::psqrt(ld(sq + i * W));
+    // Zero rows stay as they are (scale 1 there). One division per row, then products.
+    const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
     for (Index k = 0; k < d; ++k) {
       double* px = x + (i * d + k) * W;
-      st(px, ei::pdiv(ld(px), div));
+      st(px, ei::pmul(ld(px), inv));
     }
   }
 }
@@ -234,14 +273,11 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   const double* x = in.x;
   Scratch& s = scratch(n);
   const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  double* e = s.e.data();
+  gram(x, n, d, e, s.dd.data());
   Packet dmax = bc(-std::numeric_limits<double>::infinity());
   for (Index i = 0; i < n; ++i) {
-    Packet di = bc(0.0);
-    for (Index k = 0; k < d; ++k) {
-      const Packet v = ld(x + (i * d + k) * W);
-      di = ei::pmadd(v, v, di);
-    }
-    st(s.dd.data() + i * W, di);
+    const Packet di = ld(s.dd.data() + i * W);
     st(s.hb.data() + i * W, ei::pmul(half, di));
     dmax = ei::pmax(dmax, di);
   }
@@ -252,8 +288,6 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
        detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
     st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
   }
-  double* e = s.e.data();
-  gram(x, n, d, e);
   const Packet thr = bc(1.0 - delta), one = bc(1.0);
   Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),
          linked = bc(0.0);

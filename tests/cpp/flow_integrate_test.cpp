@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "attnflow/flow/flow.hpp"
 #include "attnflow/measure/sample.hpp"
@@ -103,6 +106,42 @@ TEST(Integrate, RetractionAppliedAfterEachStep) {
   advance(ode, x, st, 1.0, o);
   EXPECT_NEAR(x.norm(), 1.0, 1e-15);
   EXPECT_EQ(st.steps, 10);
+}
+
+// A step that leaves an inf or a NaN anywhere in the state (here the last entry of a state
+// with an odd number of entries, then one in the middle) stops the integration naming the step.
+TEST(Integrate, NonFiniteStateStopsWithTheStep) {
+  for (const double bad : {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()}) {
+    for (const Index where : {Index{14}, Index{7}}) {
+      Ode ode{[&](double t, const Matrix& x, Matrix& dx) {
+                dx.setZero();
+                if (t >= 0.25) dx(where / x.cols(), where % x.cols()) = bad;
+              },
+              nullptr};
+      Matrix x = Matrix::Ones(5, 3);
+      IntegratorState st;
+      IntegratorOptions o;
+      o.method = Method::euler;
+      o.dt = 0.1;
+      try {
+        advance(ode, x, st, 1.0, o);
+        ADD_FAILURE() << "no error for " << bad << " at entry " << where;
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("state is not finite after step 4 (t = 0.4)"), std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  // The largest finite values and subnormals are finite.
+  Ode big{[](double, const Matrix&, Matrix& dx) { dx.setZero(); }, nullptr};
+  Matrix x(1, 3);
+  x << std::numeric_limits<double>::max(), -std::numeric_limits<double>::max(),
+      std::numeric_limits<double>::denorm_min();
+  IntegratorState st;
+  IntegratorOptions o;
+  o.method = Method::euler;
+  EXPECT_NO_THROW(advance(big, x, st, 0.1, o));
 }
 
 // A flow case: SA on S^2 (n = 8, beta = 2) with the sphere retraction after every step.
