@@ -141,10 +141,30 @@ void gram_block(const double* x, Index n, Index d, Index k0, double* e, double* 
   }
 }
 
-void gram(const double* x, Index n, Index d, double* e, double* dd) {
+// Calls block.template operator()<K>(k0) for the coordinate blocks [k0, k0 + K) covering
+// [0, d): blocks of KC, then the remaining 1 to KC - 1 coordinates as one block (one pass
+// over the pair buffers instead of one per coordinate; for d < KC the only pass). Every
+// accumulation runs over the coordinates in ascending order either way.
+template <class Block>
+void for_coordinate_blocks(Index d, Block&& block) {
   Index k0 = 0;
-  for (; k0 + KC <= d; k0 += KC) gram_block<KC>(x, n, d, k0, e, dd, k0 == 0);
-  for (; k0 < d; ++k0) gram_block<1>(x, n, d, k0, e, dd, k0 == 0);
+  for (; k0 + KC <= d; k0 += KC) block.template operator()<KC>(k0);
+  switch (d - k0) {
+    case 0: break;
+    case 1: block.template operator()<1>(k0); break;
+    case 2: block.template operator()<2>(k0); break;
+    case 3: block.template operator()<3>(k0); break;
+    case 4: block.template operator()<4>(k0); break;
+    case 5: block.template operator()<5>(k0); break;
+    case 6: block.template operator()<6>(k0); break;
+    case 7: block.template operator()<7>(k0); break;
+    default: break;
+  }
+}
+static_assert(KC == 8, "for_coordinate_blocks lists the remainders 1 to KC - 1");
+
+void gram(const double* x, Index n, Index d, double* e, double* dd) {
+  for_coordinate_blocks(d, [&]<int K>(Index k0) { gram_block<K>(x, n, d, k0, e, dd, k0 == 0); });
 }
 
 // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
@@ -229,9 +249,7 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
     st(s.z.data() + i * W, zi);
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
-  Index k0 = 0;
-  for (; k0 + KC <= d; k0 += KC) average_block<KC>(x, n, d, k0, kf, s.nn.data(), a);
-  for (; k0 < d; ++k0) average_block<1>(x, n, d, k0, kf, s.nn.data(), a);
+  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), a); });
   if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
     alignas(64) double hm[W];
     st(hm, hmax);
