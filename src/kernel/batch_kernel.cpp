@@ -208,29 +208,51 @@ void average_block(const double* x, Index n, Index d, Index k0, const double* kf
   }
 }
 
-}  // namespace
-
-Index batch_width() { return W; }
-
-void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
-  const Index n = in.n, d = in.d;
-  const double* x = in.x;
-  Scratch& s = scratch(n);
-  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
-  double* e = s.e.data();
-  gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
-  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+// The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
+// buffers (e and kf, which no longer fit in L1 beside the state and cost more to write than
+// the arithmetic): for i < j, <x_i, x_j>, K_ij, then c_ij = K_ij u_j joins row i's sums (in
+// registers) and c_ji = K_ij u_i row j's (in a and z, in memory). Row i thus receives its
+// terms in ascending j, each formed by the same operations as in the two-pass form: the
+// result is the same bits. hb_i = beta D_i / 2; z_i = sum_j c_ij is left in z.
+template <int K>
+void fused_average(const double* x, Index n, Packet beta, const double* hb, const double* u, double* a,
+                   double* z) {
   for (Index i = 0; i < n; ++i) {
-    const Packet di = ld(s.dd.data() + i * W);
-    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
-    dmax = ei::pmax(dmax, di);
+    st(z + i * W, bc(0.0));
+    for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, bc(0.0));
   }
-  const Packet hmax = ei::pmul(half, dmax);
-  for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
-    st(s.u.data() + j * W,
-       detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
-  // K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}; kf = the full matrix K_ij u_j (K_ii = 1)
-  // and z_i = sum_j K_ij u_j.
+  for (Index i = 0; i < n; ++i) {
+    Packet xi[K], ai[K];
+    for (int q = 0; q < K; ++q) {
+      xi[q] = ld(x + (i * K + q) * W);
+      ai[q] = ld(a + (i * K + q) * W);  // the terms j < i
+    }
+    const Packet ui = ld(u + i * W), hi = ld(hb + i * W);
+    Packet zi = ei::padd(ld(z + i * W), ui);  // c_ii = u_i (K_ii = 1)
+    for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(ui, xi[q], ai[q]);
+    for (Index j = i + 1; j < n; ++j) {
+      Packet xj[K];
+      for (int q = 0; q < K; ++q) xj[q] = ld(x + (j * K + q) * W);
+      Packet g = bc(0.0);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xj[q], g);
+      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
+      const Packet cij = ei::pmul(k, ld(u + j * W)), cji = ei::pmul(k, ui);
+      zi = ei::padd(zi, cij);
+      for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(cij, xj[q], ai[q]);
+      st(z + j * W, ei::padd(ld(z + j * W), cji));
+      for (int q = 0; q < K; ++q) st(a + (j * K + q) * W, ei::pmadd(cji, xi[q], ld(a + (j * K + q) * W)));
+    }
+    st(z + i * W, zi);
+    const Packet rz = ei::pdiv(bc(1.0), zi);
+    for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, ei::pmul(ai[q], rz));
+  }
+}
+
+// d > KC: the Gram entries are in e (gram()); K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2},
+// kf = the full matrix K_ij u_j (K_ii = 1) and z_i = sum_j K_ij u_j, then the weighted sums
+// with the coordinate block outermost.
+void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s, double* a) {
+  const double* e = s.e.data();
   double* kf = s.kf.data();
   for (Index i = 0; i < n; ++i) st(kf + (i * n + i) * W, ld(s.u.data() + i * W));
   for (Index i = 0; i + 1 < n; ++i) {
@@ -250,6 +272,40 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
   for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), a); });
+}
+
+}  // namespace
+
+Index batch_width() { return W; }
+
+void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
+  const Index n = in.n, d = in.d;
+  const double* x = in.x;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  double* e = s.e.data();
+  const bool fused = d <= KC;
+  if (fused)
+    squared_norms(x, n, d, s.dd.data());  // D_i = |x_i|^2
+  else
+    gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    const Packet di = ld(s.dd.data() + i * W);
+    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
+    dmax = ei::pmax(dmax, di);
+  }
+  const Packet hmax = ei::pmul(half, dmax);
+  for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
+    st(s.u.data() + j * W,
+       detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
+  if (fused) {
+    for_coordinate_blocks(d, [&]<int K>(Index) {
+      fused_average<K>(x, n, beta, s.hb.data(), s.u.data(), a, s.z.data());
+    });
+  } else {
+    two_pass_average(x, n, d, beta, s, a);
+  }
   if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
     alignas(64) double hm[W];
     st(hm, hmax);
@@ -292,7 +348,13 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   Scratch& s = scratch(n);
   const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
   double* e = s.e.data();
-  gram(x, n, d, e, s.dd.data());
+  // d <= KC: each <x_i, x_j> is formed where it is used (the same ascending sum as gram()'s),
+  // not stored in e first (see fused_average).
+  const bool inline_gram = d <= KC;
+  if (inline_gram)
+    squared_norms(x, n, d, s.dd.data());
+  else
+    gram(x, n, d, e, s.dd.data());
   Packet dmax = bc(-std::numeric_limits<double>::infinity());
   for (Index i = 0; i < n; ++i) {
     const Packet di = ld(s.dd.data() + i * W);
@@ -316,8 +378,16 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
     const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
     Packet row = bc(0.0);
     const double* er = e + tri(i, i + 1, n) * W;
+    const double* xi = x + i * d * W;
     for (Index j = i + 1; j < n; ++j) {
-      const Packet g = ld(er + (j - i - 1) * W);
+      Packet g;
+      if (inline_gram) {
+        const double* xj = x + j * d * W;
+        g = bc(0.0);
+        for (Index k = 0; k < d; ++k) g = ei::pmadd(ld(xi + k * W), ld(xj + k * W), g);
+      } else {
+        g = ld(er + (j - i - 1) * W);
+      }
       const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
       row = ei::pmadd(k, ld(s.u.data() + j * W), row);
       minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
