@@ -82,65 +82,6 @@ Scratch& scratch(Index n) {
   return s;
 }
 
-// Adds x_i's coordinates [k0, k0 + K), held in registers, to dd_i = |x_i|^2.
-template <int K>
-inline void add_square(const Packet (&a)[K], double* dd, bool first) {
-  Packet g = first ? bc(0.0) : ld(dd);
-  for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], a[q], g);
-  st(dd, g);
-}
-
-// e[tri(i, j)] = <x_i, x_j> for i < j and dd_i = |x_i|^2 over coordinates [k0, k0 + K),
-// accumulated over the coordinate blocks (first: start from 0), coordinates ascending: dd_i
-// is squared_norms()'s sum, from the rows already in registers. Two rows at a time share each
-// x_j load.
-template <int K>
-void gram_block(const double* x, Index n, Index d, Index k0, double* e, double* dd, bool first) {
-  Index i = 0;
-  for (; i + 2 < n; i += 2) {
-    Packet a[K], b[K];
-    for (int q = 0; q < K; ++q) {
-      a[q] = ld(x + (i * d + k0 + q) * W);
-      b[q] = ld(x + ((i + 1) * d + k0 + q) * W);
-    }
-    add_square(a, dd + i * W, first);
-    add_square(b, dd + (i + 1) * W, first);
-    double* ra = e + tri(i, i + 1, n) * W;      // row i from j = i + 1
-    double* rb = e + tri(i + 1, i + 2, n) * W;  // row i + 1 from j = i + 2
-    {  // (i, i + 1)
-      const double* xj = x + ((i + 1) * d + k0) * W;
-      Packet g = first ? bc(0.0) : ld(ra);
-      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
-      st(ra, g);
-    }
-    for (Index j = i + 2; j < n; ++j) {
-      const double* xj = x + (j * d + k0) * W;
-      double* pa = ra + (j - i - 1) * W;
-      double* pb = rb + (j - i - 2) * W;
-      Packet ga = first ? bc(0.0) : ld(pa), gb = first ? bc(0.0) : ld(pb);
-      for (int q = 0; q < K; ++q) {
-        const Packet v = ld(xj + q * W);
-        ga = ei::pmadd(a[q], v, ga);
-        gb = ei::pmadd(b[q], v, gb);
-      }
-      st(pa, ga);
-      st(pb, gb);
-    }
-  }
-  for (; i < n; ++i) {
-    Packet a[K];
-    for (int q = 0; q < K; ++q) a[q] = ld(x + (i * d + k0 + q) * W);
-    add_square(a, dd + i * W, first);
-    double* ra = e + tri(i, i + 1, n) * W;
-    for (Index j = i + 1; j < n; ++j) {
-      const double* xj = x + (j * d + k0) * W;
-      Packet g = first ? bc(0.0) : ld(ra + (j - i - 1) * W);
-      for (int q = 0; q < K; ++q) g = ei::pmadd(a[q], ld(xj + q * W), g);
-      st(ra + (j - i - 1) * W, g);
-    }
-  }
-}
-
 // Calls block.template operator()<K>(k0) for the coordinate blocks [k0, k0 + K) covering
 // [0, d): blocks of KC, then the remaining 1 to KC - 1 coordinates as one block (one pass
 // over the pair buffers instead of one per coordinate; for d < KC the only pass). Every
@@ -163,8 +104,44 @@ void for_coordinate_blocks(Index d, Block&& block) {
 }
 static_assert(KC == 8, "for_coordinate_blocks lists the remainders 1 to KC - 1");
 
+// e[tri(i, j)] = <x_i, x_j> for i < j and dd_i = |x_i|^2, each summed over the coordinates in
+// ascending order from 0 (the order squared_norms() and the fused passes use). Tiles of
+// 4 x 4 pairs keep their 16 sums in registers over all d coordinates: per coordinate 8 loads
+// feed 16 FMAs, and each sum is stored once (a tile on the diagonal also gives dd; its lower
+// half is computed and dropped). Pairs with a row beyond the last whole tile go one by one.
 void gram(const double* x, Index n, Index d, double* e, double* dd) {
-  for_coordinate_blocks(d, [&]<int K>(Index k0) { gram_block<K>(x, n, d, k0, e, dd, k0 == 0); });
+  constexpr Index T = 4;
+  const Index nb = n / T * T;
+  for (Index i0 = 0; i0 < nb; i0 += T) {
+    for (Index j0 = i0; j0 < nb; j0 += T) {
+      Packet acc[T][T];
+      for (Index r = 0; r < T; ++r)
+        for (Index c = 0; c < T; ++c) acc[r][c] = bc(0.0);
+      const double* xi = x + i0 * d * W;
+      const double* xj = x + j0 * d * W;
+      for (Index k = 0; k < d; ++k) {
+        Packet vi[T], vj[T];
+        for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * d + k) * W);
+        for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * d + k) * W);
+        for (Index r = 0; r < T; ++r)
+          for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
+      }
+      for (Index r = 0; r < T; ++r)
+        for (Index c = 0; c < T; ++c) {
+          const Index i = i0 + r, j = j0 + c;
+          if (i < j)
+            st(e + tri(i, j, n) * W, acc[r][c]);
+          else if (i == j)
+            st(dd + i * W, acc[r][c]);
+        }
+    }
+  }
+  for (Index j = nb; j < n; ++j)  // the pairs (i, j), i <= j, of the rows after the tiles
+    for (Index i = 0; i <= j; ++i) {
+      Packet g = bc(0.0);
+      for (Index k = 0; k < d; ++k) g = ei::pmadd(ld(x + (i * d + k) * W), ld(x + (j * d + k) * W), g);
+      st(i < j ? e + tri(i, j, n) * W : dd + i * W, g);
+    }
 }
 
 // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
