@@ -225,26 +225,41 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
   }
 }
 
-// d > KC: the Gram entries are in e (gram()); K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2},
-// kf = the full matrix K_ij u_j (K_ii = 1) and z_i = sum_j K_ij u_j, then the weighted sums
-// with the coordinate block outermost.
+// d > KC: the Gram entries are in e (gram()). K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}
+// replaces them in place (one exponential per unordered pair); then kf, the full matrix
+// c_ij = K_ij u_j (c_ii = u_i), is written row by row (K_ij for j < i read from the triangle:
+// strided reads instead of strided stores), z_i = sum_j c_ij summed in ascending j on the way,
+// and the weighted sums run with the coordinate block outermost.
 void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s, double* a) {
-  const double* e = s.e.data();
+  double* e = s.e.data();
   double* kf = s.kf.data();
-  for (Index i = 0; i < n; ++i) st(kf + (i * n + i) * W, ld(s.u.data() + i * W));
+  const double* hb = s.hb.data();
+  const double* u = s.u.data();
   for (Index i = 0; i + 1 < n; ++i) {
-    const Packet hi = ld(s.hb.data() + i * W), ui = ld(s.u.data() + i * W);
-    const double* row = e + tri(i, i + 1, n) * W;
+    const Packet hi = ld(hb + i * W);
+    double* row = e + tri(i, i + 1, n) * W;
     for (Index j = i + 1; j < n; ++j) {
-      const Packet arg = ei::psub(ei::pmul(beta, ld(row + (j - i - 1) * W)), ei::padd(hi, ld(s.hb.data() + j * W)));
-      const Packet k = detail::simd_exp(arg);
-      st(kf + (i * n + j) * W, ei::pmul(k, ld(s.u.data() + j * W)));
-      st(kf + (j * n + i) * W, ei::pmul(k, ui));
+      double* p = row + (j - i - 1) * W;
+      st(p, detail::simd_exp(ei::psub(ei::pmul(beta, ld(p)), ei::padd(hi, ld(hb + j * W)))));
     }
   }
-  for (Index i = 0; i < n; ++i) {  // row sums in the order j = 0, 1, ..., n - 1; nn = 1 / z
+  for (Index i = 0; i < n; ++i) {
+    double* ci = kf + i * n * W;
     Packet zi = bc(0.0);
-    for (Index j = 0; j < n; ++j) zi = ei::padd(zi, ld(kf + (i * n + j) * W));
+    for (Index j = 0; j < i; ++j) {
+      const Packet c = ei::pmul(ld(e + tri(j, i, n) * W), ld(u + j * W));
+      st(ci + j * W, c);
+      zi = ei::padd(zi, c);
+    }
+    const Packet cii = ld(u + i * W);
+    st(ci + i * W, cii);
+    zi = ei::padd(zi, cii);
+    const double* row = e + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      const Packet c = ei::pmul(ld(row + (j - i - 1) * W), ld(u + j * W));
+      st(ci + j * W, c);
+      zi = ei::padd(zi, c);
+    }
     st(s.z.data() + i * W, zi);
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
