@@ -17,7 +17,7 @@ otherwise idle cores. Rounds alternate the sides (the machine's speed drifts); m
 rounds.
 
 Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
-         [--systems 256] [--steps 20] [--rounds 3] [--full-steps 30] [--no-torch]
+         [--systems 256] [--steps 20] [--rounds 3] [--full-steps 300] [--no-torch]
 Prints a markdown table and writes bench/results/ensemble.json.
 """
 import argparse
@@ -130,7 +130,7 @@ def main():
     ap.add_argument("--systems", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--full-steps", type=int, default=30)
+    ap.add_argument("--full-steps", type=int, default=300)  # one whole beta: start-up amortized as in the real run
     ap.add_argument("--no-torch", action="store_true")
     a = ap.parse_args()
     build = Path(a.build)
