@@ -198,8 +198,11 @@ class LaneBlock {
                },
                [this](Matrix& x) { batch_normalize_rows(x.data(), n_, d_); },
                [this](double, double h, Matrix& x) {
-                 average(x, a_);
-                 x += h * a_;
+                 // Per thread, kept between blocks and calls: a block's average is as large as
+                 // its state (64 KB at n = d = 32), too large to allocate at every observation.
+                 thread_local Matrix a;
+                 average(x, a);
+                 x += h * a;
                  batch_normalize_rows(x.data(), n_, d_);
                }};
   }
@@ -225,7 +228,6 @@ class LaneBlock {
   bool usa_ = false;
   std::vector<const FlowOptions*> lane_;
   std::vector<double> beta_, log_w_, lse_;
-  Matrix a_;
 };
 
 bool same_grid(const IntegratorState& a, const IntegratorState& b) {
@@ -270,6 +272,24 @@ struct LaneClusters {
   }
 };
 
+constexpr double kBatchMaxBeta = 1e300;
+
+// Every system SA or USA with one identity head, no noise, the same n and d, and a beta the
+// batch kernel's symmetric form takes (batchable() adds the method and batch_n).
+bool lanes_compatible(const std::vector<Flow>& flows) {
+  const Index n = flows[0].n(), d = flows[0].d();
+  for (const Flow& f : flows) {
+    const FlowOptions& o = f.options();
+    if (f.n() != n || f.d() != d || f.noisy() || !identity_head(o)) return false;
+    if (o.kind != FieldKind::sa && o.kind != FieldKind::usa) return false;
+    // The batch kernel's symmetric form needs K_ij = e^{-beta |x_i - x_j|^2 / 2} <= 1 (beta >= 0)
+    // and beta |x|^2 far from overflow; other betas take the per-system path, whose kernel falls
+    // back to its general max-shifted reduction.
+    if (!(o.beta >= 0.0 && o.beta <= kBatchMaxBeta)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
@@ -287,33 +307,23 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
     log_w_.push_back(log_weights(flows_.back().options().weights));
   }
+  lanes_compatible_ = lanes_compatible(flows_);
+  plain_sphere_ = true;
+  for (const Flow& f : flows_)
+    plain_sphere_ = plain_sphere_ && f.options().scheme.scheme == Scheme::none && f.options().sphere;
 }
 
-namespace {
-constexpr double kBatchMaxBeta = 1e300;
-}  // namespace
 
 bool Ensemble::batchable() const {
   if (integrator_.method == Method::dopri5) return false;
-  const Index n = flows_[0].n(), d = flows_[0].d();
-  if (n < 2 || n > batch_n) return false;
-  for (const Flow& f : flows_) {
-    const FlowOptions& o = f.options();
-    if (f.n() != n || f.d() != d || f.noisy() || !identity_head(o)) return false;
-    if (o.kind != FieldKind::sa && o.kind != FieldKind::usa) return false;
-    // The batch kernel's symmetric form needs K_ij = e^{-beta |x_i - x_j|^2 / 2} <= 1 (beta >= 0)
-    // and beta |x|^2 far from overflow; other betas take the per-system path, whose kernel falls
-    // back to its general max-shifted reduction.
-    if (!(o.beta >= 0.0 && o.beta <= kBatchMaxBeta)) return false;
-  }
-  return true;
+  const Index n = flows_[0].n();
+  return lanes_compatible_ && n >= 2 && n <= batch_n;
 }
 
 void Ensemble::advance_batched(double t_end) {
   const Index w = batch_width(), n = flows_[0].n();
   const Index blocks = (size() + w - 1) / w;
-  bool plain_sphere = true;
-  for (const Flow& f : flows_) plain_sphere = plain_sphere && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+  const bool plain_sphere = plain_sphere_;
   if (plain_sphere) {
     lanes_.resize(static_cast<std::size_t>(blocks));
     states_stale_ = true;  // from here on the lanes hold the state
@@ -373,11 +383,13 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
     const Index s0 = b * w, m = std::min(w, size() - s0);
-    std::vector<double> xl;
+    // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
+    thread_local std::vector<double> xl, beta, log_w, wt, le, mc, cl, order, dir;
     const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
     if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
-    std::vector<double> beta(static_cast<std::size_t>(w)), log_w(static_cast<std::size_t>(n * w)),
-        wt(static_cast<std::size_t>(n * w));
+    beta.resize(static_cast<std::size_t>(w));
+    log_w.resize(static_cast<std::size_t>(n * w));
+    wt.resize(static_cast<std::size_t>(n * w));
     for (Index l = 0; l < w; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       if (!in_lanes) {
@@ -394,8 +406,7 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
     }
     // The lanes matrix (n d, W) of the block is the kernel's layout already.
     const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
-    std::vector<double> le(static_cast<std::size_t>(w)), mc(le.size()), cl(le.size()), order(le.size()),
-        dir(le.size());
+    for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
     LaneClusters lc(clusters ? w : 0, n);
     BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data(), nullptr, nullptr};
     if (clusters) {
@@ -434,9 +445,7 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
   options.validate();
   if (batched && batchable() && (options.pair_limit == 0 || flows_[0].n() <= options.pair_limit) &&
       options.sphere) {
-    bool plain = true;  // positions = state: the plain flow on the sphere
-    for (const Flow& f : flows_) plain = plain && f.options().scheme.scheme == Scheme::none && f.options().sphere;
-    if (plain) return observe_batched(options, clusters);
+    if (plain_sphere_) return observe_batched(options, clusters);  // positions = state
   }
   sync();  // before the threads: positions() must not refresh states_ concurrently
   std::vector<Observables> out(static_cast<size_t>(size()));

@@ -413,12 +413,12 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   // Order |sum_i w_i x_i| and mean direction |sum_i w_i x_i / |x_i||^2 (w_i = e^{log w_i}).
   if (out.order || out.mean_dir) {
     alignas(64) double o2[W] = {}, m2[W] = {};
-    std::vector<double> wv(static_cast<std::size_t>(n * W));
-    for (Index i = 0; i < n * W; ++i) wv[static_cast<std::size_t>(i)] = in.w ? in.w[i] : std::exp(in.log_w[i]);
+    double* wv = s.kf.data();  // n W weights (the pair buffer is free in this pass)
+    for (Index i = 0; i < n * W; ++i) wv[i] = in.w ? in.w[i] : std::exp(in.log_w[i]);
     for (Index k = 0; k < d; ++k) {
       Packet so1 = bc(0.0), sm1 = bc(0.0);
       for (Index i = 0; i < n; ++i) {
-        const Packet wx = ei::pmul(ld(wv.data() + i * W), ld(x + (i * d + k) * W));
+        const Packet wx = ei::pmul(ld(wv + i * W), ld(x + (i * d + k) * W));
         so1 = ei::padd(so1, wx);
         sm1 = ei::pmadd(wx, ld(s.z.data() + i * W), sm1);
       }

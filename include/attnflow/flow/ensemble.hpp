@@ -71,6 +71,10 @@ class Ensemble {
   std::vector<FlowState> flow_states_;
   std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
   IntegratorOptions integrator_;
+  // Properties of the systems' options, which never change after construction (computed
+  // once: each advance() and observe() asks, and the loop over thousands of systems showed).
+  bool lanes_compatible_ = false;  // batchable() but for the method and batch_n
+  bool plain_sphere_ = false;      // every system: scheme none on the sphere
 
   void advance_batched(double t_end);
   std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
