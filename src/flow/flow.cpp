@@ -201,7 +201,7 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
       lse.resize(x.rows());
       out.resize(x.rows(), vals.cols());
       lse_reduce_symmetric({v.data(), log_w_.data(), vals.data(), x.rows(), v.cols(), vals.cols(),
-                            options_.beta},
+                            options_.beta, options_.comm},
                            ReduceOutput{lse.data(), out.data()});
     } else {
       lse_reduce(u, v, log_w_, vals, lse, out);

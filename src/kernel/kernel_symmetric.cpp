@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/base/parallel.hpp"
@@ -155,8 +156,11 @@ std::pair<Index, Index> round_pair(Index slots, Index round, Index i) {
 
 // The whole reduction in one parallel region: packing, the diagonal round, the off-diagonal
 // rounds, the outputs. amax = M = max_j (c_j + beta |y_j|^2 / 2).
+// Only the tiles [own.first, own.first + own.count) are wanted (all of them without a
+// Collective): their diagonal blocks and every block that touches them run, in the same
+// rounds; their rows are written.
 template <int K, int P>
-void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const ReduceOutput& out) {
+void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const ReduceOutput& out, Range own) {
   const Index tiles = pk.npad / pk.tile, tile = pk.tile;
   const Index slots = tiles + (tiles % 2);  // an odd count gets a bye
   const Index ld = pk.ld, p1 = in.p + 1;
@@ -182,18 +186,21 @@ void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const Re
       pk.h[j] = ((in.col ? in.col[j] : 0.0) - amax) * kLog2e;
       for (Index t = 0; t < in.p; ++t) pk.wt[t * ld + j] = in.vals[j * in.p + t];
     }
+    const auto owned = [&](Index t) { return t >= own.first && t < own.first + own.count; };
 #pragma omp for schedule(static)
-    for (Index ti = 0; ti < tiles; ++ti) block<K, P, true>(pk, ti * tile, ti * tile, pk.acc);
+    for (Index ti = 0; ti < tiles; ++ti)
+      if (owned(ti)) block<K, P, true>(pk, ti * tile, ti * tile, pk.acc);
     for (Index round = 0; round + 1 < slots; ++round) {
 #pragma omp for schedule(static)
       for (Index i = 0; i < slots / 2; ++i) {
         const auto [a, b] = round_pair(slots, round, i);
-        if (a >= tiles || b >= tiles) continue;
+        if (a >= tiles || b >= tiles || !(owned(a) || owned(b))) continue;
         block<K, P, false>(pk, a * tile, b * tile, pk.acc);
       }
     }
+    const Index row_end = std::min(in.n, (own.first + own.count) * tile);
 #pragma omp for schedule(static)
-    for (Index i = 0; i < in.n; ++i) {
+    for (Index i = own.first * tile; i < row_end; ++i) {
       const double sum = pk.acc[i];
       if (out.lse) out.lse[i] = amax - ((in.col ? in.col[i] : 0.0) - amax) + std::log(sum);
       if (out.out)
@@ -204,14 +211,35 @@ void run(const SymmetricReduceInput& in, const Packed& pk, double amax, const Re
 
 template <int K>
 void dispatch_p(const SymmetricReduceInput& in, const Packed& pk, double amax,
-                const ReduceOutput& out) {
+                const ReduceOutput& out, Range own) {
   switch (pk.p) {
-    case 0: return run<K, 0>(in, pk, amax, out);
-    case 1: return run<K, 1>(in, pk, amax, out);
-    case 2: return run<K, 2>(in, pk, amax, out);
-    case 3: return run<K, 3>(in, pk, amax, out);
-    case 4: return run<K, 4>(in, pk, amax, out);
-    default: return run<K, -1>(in, pk, amax, out);
+    case 0: return run<K, 0>(in, pk, amax, out, own);
+    case 1: return run<K, 1>(in, pk, amax, out, own);
+    case 2: return run<K, 2>(in, pk, amax, out, own);
+    case 3: return run<K, 3>(in, pk, amax, out, own);
+    case 4: return run<K, 4>(in, pk, amax, out, own);
+    default: return run<K, -1>(in, pk, amax, out, own);
+  }
+}
+
+// The rows of every process's tiles, from each process's own rows of lse and out into the
+// whole arrays on every process (rank order = row order).
+void gather_rows(const Collective& comm, const SymmetricReduceInput& in, Index tiles, Index tile,
+                 const ReduceOutput& out) {
+  std::vector<Range> parts;
+  for (int r = 0; r < comm.size(); ++r) {
+    const Range t = block_range(tiles, comm.size(), r);
+    const Index first = std::min(in.n, t.first * tile);
+    parts.push_back({first, std::min(in.n, (t.first + t.count) * tile) - first});
+  }
+  const Range mine = parts[static_cast<std::size_t>(comm.rank())];
+  if (out.lse) {
+    const std::vector<double> all = allgather_rows(comm, parts, out.lse + mine.first);
+    std::copy(all.begin(), all.end(), out.lse);
+  }
+  if (out.out && in.p > 0) {
+    const std::vector<double> all = allgather_rows(comm, parts, out.out + mine.first * in.p, in.p);
+    std::copy(all.begin(), all.end(), out.out);
   }
 }
 
@@ -277,13 +305,17 @@ void detail::lse_reduce_symmetric_cpu(const SymmetricReduceInput& in, const Redu
   pk.wt = pk.yt + in.k * ld;
   pk.acc = pk.wt + in.p * ld;
   pk.h = pk.acc + p1 * ld;
+  const Index tiles = pk.npad / pk.tile;
+  const bool split = in.comm && in.comm->size() > 1;
+  const Range own = split ? block_range(tiles, in.comm->size(), in.comm->rank()) : Range{0, tiles};
   switch (in.k) {
-    case 1: return dispatch_p<1>(in, pk, amax, out);
-    case 2: return dispatch_p<2>(in, pk, amax, out);
-    case 3: return dispatch_p<3>(in, pk, amax, out);
-    case 4: return dispatch_p<4>(in, pk, amax, out);
-    default: return dispatch_p<-1>(in, pk, amax, out);
+    case 1: dispatch_p<1>(in, pk, amax, out, own); break;
+    case 2: dispatch_p<2>(in, pk, amax, out, own); break;
+    case 3: dispatch_p<3>(in, pk, amax, out, own); break;
+    case 4: dispatch_p<4>(in, pk, amax, out, own); break;
+    default: dispatch_p<-1>(in, pk, amax, out, own); break;
   }
+  if (split) gather_rows(*in.comm, in, tiles, pk.tile, out);
 }
 
 }  // namespace attnflow

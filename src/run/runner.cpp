@@ -115,11 +115,14 @@ struct Cursor {
 };
 
 // Systems [first, first + count) (all by default): a distributed run's part.
-Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1) {
+// Systems [first, first + count) (count < 0: all). `comm`: the processes that advance these
+// systems together, splitting each field's kernel pass (FlowOptions::comm).
+Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, const Collective* comm = nullptr) {
   std::vector<FlowOptions> flows;
   std::vector<Matrix> x0;
   for (Index k = first; k < (count < 0 ? cfg.systems : first + count); ++k) {
     flows.push_back(detail::flow_options(cfg, k));
+    flows.back().comm = comm;
     x0.push_back(initial_positions(cfg, k));
   }
   Ensemble e(std::move(flows), x0, cfg.integrator);
@@ -434,9 +437,13 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     return res;
   }
   apply_compute(cfg.device, cfg.precision);  // [compute] on every rank (may throw: agreed below)
-  const Range mine = block_range(cfg.systems, comm.size(), comm.rank());
+  // Several systems: contiguous blocks of them per rank. One system: every rank advances it,
+  // its field's kernel pass split by rows across the ranks (FlowOptions::comm, identical state
+  // on every rank after each evaluation); rank 0 alone observes it.
+  const bool split_field = cfg.systems == 1;
+  const Range mine = split_field ? Range{0, 1} : block_range(cfg.systems, comm.size(), comm.rank());
   std::optional<Ensemble> local, all;
-  if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count));
+  if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count, split_field ? &comm : nullptr));
   if (writer) all.emplace(make_ensemble(cfg));
   Cursor c;
   if (decision == 2) {
@@ -477,8 +484,10 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     std::string record;
     if (local) {
       local->advance(t);
-      const std::vector<Observables> obs = local->observe(detail::observe_options(cfg), cfg.clusters);
-      for (Index i = 0; i < local->size(); ++i) encode_system(record, *local, i, obs[static_cast<std::size_t>(i)]);
+      if (!split_field || writer) {
+        const std::vector<Observables> obs = local->observe(detail::observe_options(cfg), cfg.clusters);
+        for (Index i = 0; i < local->size(); ++i) encode_system(record, *local, i, obs[static_cast<std::size_t>(i)]);
+      }
     }
     const std::vector<std::string> records = comm.gather(record);
     const int sig = static_cast<int>(comm.max(stop_signal()));  // every rank stops at the same observation

@@ -7,10 +7,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <vector>
 
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
+#include "thread_collective.hpp"
 
 namespace attnflow {
 namespace {
@@ -149,6 +152,46 @@ TEST(KernelSymmetric, RejectsMissingValues) {
         lse_reduce_symmetric({y.data(), nullptr, nullptr, 4, 2, 3, 1.0}, ReduceOutput{lse.data()});
       },
       "p = 3 (vals null)"));
+}
+
+// Split across P in-process ranks (SymmetricReduceInput::comm): every rank gets the whole lse
+// and out of one process, bit for bit. n = 100 (one tile: every rank but one owns none), 300
+// (two tiles, the second short), 700 (three), 1100 (five: an odd count, a bye per round); a
+// zero weight (-inf offset) takes the fallback, which computes everything on every rank.
+TEST(KernelSymmetric, SplitAcrossRanksEqualsOneProcessBitForBit) {
+  Rng rng(21);
+  set_num_threads(1);  // the ranks are threads here
+  for (const Index n : {Index{100}, Index{300}, Index{700}, Index{1100}}) {
+    for (const bool zero_weight : {false, true}) {
+      const Matrix y = sphere_points(n, 3, rng), vals = random_matrix(n, 3, rng);
+      Vector col = random_matrix(n, 1, rng).col(0) * 0.5;
+      if (zero_weight) col[n / 2] = -std::numeric_limits<double>::infinity();
+      const Result one = symmetric(y, col, vals, 3.0);
+      for (const int p : {2, 3, 4}) {
+        test::Shared shared(p);
+        std::vector<Result> got(static_cast<std::size_t>(p));
+        std::vector<std::thread> ranks;
+        for (int r = 0; r < p; ++r)
+          ranks.emplace_back([&, r] {
+            test::ThreadCollective comm(shared, r);
+            Result& g = got[static_cast<std::size_t>(r)];
+            g.lse.setConstant(n, std::numeric_limits<double>::quiet_NaN());
+            g.out.setConstant(n, 3, std::numeric_limits<double>::quiet_NaN());
+            lse_reduce_symmetric({y.data(), col.data(), vals.data(), n, 3, 3, 3.0, &comm},
+                                 ReduceOutput{g.lse.data(), g.out.data()});
+          });
+        for (auto& t : ranks) t.join();
+        for (int r = 0; r < p; ++r) {
+          const Result& g = got[static_cast<std::size_t>(r)];
+          EXPECT_EQ(std::memcmp(g.lse.data(), one.lse.data(), sizeof(double) * n), 0)
+              << "n = " << n << ", " << p << " ranks, rank " << r << (zero_weight ? ", fallback" : "");
+          EXPECT_EQ(std::memcmp(g.out.data(), one.out.data(), sizeof(double) * n * 3), 0)
+              << "n = " << n << ", " << p << " ranks, rank " << r << (zero_weight ? ", fallback" : "");
+        }
+      }
+    }
+  }
+  set_num_threads(0);
 }
 
 }  // namespace

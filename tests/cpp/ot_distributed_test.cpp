@@ -4,21 +4,22 @@
 // The same over MPI is tests/mpi/run_mpi_tests.py.
 #include <gtest/gtest.h>
 
-#include <barrier>
 #include <cstring>
-#include <mutex>
 #include <thread>
 
 #include "attnflow/base/collective.hpp"
 #include "attnflow/ot/ot.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
+#include "thread_collective.hpp"
 
 namespace attnflow {
 namespace {
 
 using test::random_matrix;
 using test::random_weights;
+using test::Shared;
+using test::ThreadCollective;
 
 bool same_bits(const Vector& a, const Vector& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
@@ -74,38 +75,6 @@ TEST(OtDistributed, GibbsRowsEqualThoseRowsOfTheWholePass) {
     }
   }
 }
-
-// P threads acting as ranks: gathers go through a shared slot per rank and a barrier.
-struct Shared {
-  explicit Shared(int p) : size(p), sync(p), slots(static_cast<std::size_t>(p)) {}
-  int size;
-  std::barrier<> sync;
-  std::vector<std::vector<double>> slots;
-};
-
-class ThreadCollective final : public Collective {
- public:
-  ThreadCollective(Shared& s, int rank) : s_(s), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return s_.size; }
-  void check() const override { s_.sync.arrive_and_wait(); }
-  std::vector<double> allgatherv(const double* mine, const std::vector<Index>& counts) const override {
-    s_.slots[static_cast<std::size_t>(rank_)].assign(mine, mine + counts[static_cast<std::size_t>(rank_)]);
-    s_.sync.arrive_and_wait();
-    std::vector<double> all;
-    for (const auto& part : s_.slots) all.insert(all.end(), part.begin(), part.end());
-    s_.sync.arrive_and_wait();  // nobody overwrites a slot before every rank has read it
-    return all;
-  }
-  std::vector<std::string> gather(const std::string&) const override { return {}; }
-  std::string broadcast(const std::string& s) const override { return s; }
-  long max(long v) const override { return v; }
-  long sum(long v) const override { return v; }
-
- private:
-  Shared& s_;
-  int rank_;
-};
 
 TEST(OtDistributed, SolveOnRanksEqualsOneProcessBitForBit) {
   Rng rng(8);

@@ -148,6 +148,28 @@ snapshots = true
 """
 
 
+# One system larger than the batched path's n (so the per-system field and its symmetric
+# kernel pass run), split across the ranks.
+ONE_SYSTEM = """
+[measure]
+n = 700
+d = 3
+seed = 5
+[model]
+kind = "{kind}"
+beta = 2.0
+[integrate]
+method = "rk4"
+dt = 0.05
+t_end = 0.5
+[observe]
+every = 0.1
+[output]
+checkpoint_every = 2
+snapshots = true
+"""
+
+
 def sweep_points(root):
     return sorted(str(p.relative_to(root)) for p in Path(root).glob("points/*/*")
                   if p.name in ("observables.csv", "final.npy"))
@@ -193,6 +215,29 @@ def group_ensemble(tmp):
                 for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
                     assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
             check(f"run ensemble ({method}) -np {ranks} threads {threads} equals one process", t)
+    # One large system: every rank advances it, the field's kernel pass split by row tiles
+    # (n = 700: three tiles of 256 rows; 2 ranks own 2 + 1 tiles, 3 ranks one each). SA and
+    # USA (the normalizer enters the field), rk4 (four evaluations a step), snapshots and
+    # checkpoints.
+    for kind in ("sa", "usa"):
+        cfg = tmp / f"one_{kind}.toml"
+        cfg.write_text(ONE_SYSTEM.format(kind=kind))
+        ref = tmp / f"one_ref_{kind}"
+        run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
+        names = ["observables.csv", "final.npy", "config.toml"] + \
+            sorted(str(p.relative_to(ref)) for p in Path(ref).glob("snapshots/*.npy"))
+        for ranks, threads in ((2, 1), (3, 2)):
+            def t(ranks=ranks, threads=threads, cfg=cfg, ref=ref, names=names, kind=kind):
+                out = tmp / f"one_{kind}_p{ranks}t{threads}"
+                r = run(["run", cfg, "--out", out, "--no-plots"], ranks, threads)
+                same_files(ref, out, names, f"run (one system, {kind}) -np {ranks}")
+                import json
+                a = json.loads((ref / "summary.json").read_text())
+                b = json.loads((out / "summary.json").read_text())
+                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
+                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+                assert r.stdout.count("wrote ") == 1, f"rank 0 alone prints: {r.stdout}"
+            check(f"run one system ({kind}, field split) -np {ranks} threads {threads} equals one process", t)
     # More ranks than systems: some ranks own none.
     cfg = tmp / "two.toml"
     cfg.write_text(ENSEMBLE.format(method="euler").replace("systems = 7", "systems = 2"))

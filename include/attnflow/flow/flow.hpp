@@ -19,6 +19,8 @@
 
 namespace attnflow {
 
+class Collective;  // collective.hpp
+
 // Which velocity field (docs/math.md section 5; "vlasov" is section 4's sum_j w_j F(x, x_j)).
 //   sa        P_x sum_h sum_j softmax_j(beta <Q_h x, K_h x_j> + log w_j) W_h V_h x_j
 //   usa       P_x sum_h sum_j w_j exp(beta <Q_h x, K_h x_j>) W_h V_h x_j
@@ -90,6 +92,11 @@ struct FlowOptions {
   // e^{usa_log_shift}) so that e^{beta} > 1e308 can still be simulated, e.g. shift = beta.
   double usa_log_shift = 0.0;
   VlasovOptions vlasov;
+  // Several processes advancing the same system together (collective.hpp; null = this one
+  // alone): the attention average with Q = K (SA, USA) splits its kernel pass by rows across
+  // them (lse_reduce_symmetric), every other part runs in full on each. Every process holds
+  // the whole state and gets the whole field, bit-identical to one process.
+  const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field, "flow: beta = nan, must be finite".
   void validate(Index n, Index d) const;

@@ -18,6 +18,8 @@
 
 namespace attnflow {
 
+class Collective;  // collective.hpp
+
 struct ReduceInput {
   const double* u = nullptr;     // (n, k) row-major, queries (already scaled, e.g. by beta)
   const double* v = nullptr;     // (m, k) row-major, keys
@@ -46,12 +48,20 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
 // (kernel_symmetric.cpp). Falls back to lse_reduce when symmetric_fast_path() is false:
 // beta < 0, k or p > 16, or log-weights c_j + beta |y_j|^2 / 2 spread over more than 300 or
 // not finite (zero weights). Deterministic on any thread count; O(n (k + p)) memory.
+// With `comm` (several processes, collective.hpp), every process passes the same input and
+// gets the whole lse and out, bit-identical to one process: the tiles of rows are split in
+// contiguous parts, each process runs the blocks of pairs that touch its tiles (in the
+// single-process order, so each of its rows receives the same terms in the same order), and
+// the rows are gathered. A block between two processes' tiles runs on both: each process
+// evaluates about 2/P - 1/P^2 of the exponentials. The fallback and a GPU device compute
+// everything on every process (the same result on each).
 struct SymmetricReduceInput {
   const double* y = nullptr;     // (n, k) row-major, the points (queries = beta y, keys = y)
   const double* col = nullptr;   // (n) column offsets; null = 0
   const double* vals = nullptr;  // (n, p) row-major; null when p = 0
   Index n = 0, k = 0, p = 0;
   double beta = 1.0;
+  const Collective* comm = nullptr;  // null (or one process): everything here
 };
 void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out);
 bool symmetric_fast_path(const SymmetricReduceInput& in);
