@@ -54,6 +54,10 @@ void run_ot(OtArgs args) {
   req.sinkhorn.on_iteration = [&progress](int it, double eps, double err) {
     progress.update(it, fmt::format("iteration {}, eps {:.3g}, marginal error {:.3g}", it, eps, err));
   };
+  // mpirun: the network simplex is not distributed, and the dense plan comes from the gathered
+  // potentials; rank 0 alone computes either (the others would repeat it, and hold the plan).
+  if (!is_writer() && req.exact) return;
+  if (!is_writer()) req.plan = false;
   const OtReport r = solve_ot(mu, nu, req);
   const nlohmann::json report = ot_report_json(r, ATTNFLOW_VERSION);
 

@@ -288,6 +288,20 @@ def group_ot(tmp):
                 assert a[k] == b[k], f"report.json {k}: {a[k]!r} != {b[k]!r}"
             assert not list(tmp.glob(f"p{ranks}t{threads}.tmp.*")), "a staging directory was left"
         check(f"ot -np {ranks} threads {threads} equals one process", t)
+    # The dense plan (entropic, from the gathered potentials) and the exact solve: rank 0 alone
+    # computes them; the files equal one process's.
+    xs, ys = clouds(tmp, 60, 45, 2, 3)
+    for name, extra in (("plan", ["--eps", "0.05", "--tol", "1e-8", "--plan"]), ("exact", ["--exact", "--plan"])):
+        a = ["ot", "--x", xs, "--y", ys] + extra
+        run(a + ["--out", tmp / f"{name}_ref"])
+        files = ["f.npy", "g.npy", "plan.npy"]
+
+        def t(a=a, name=name, files=files):
+            out = tmp / f"{name}_p3"
+            r = run(a + ["--out", out], 3, 1)
+            same_files(tmp / f"{name}_ref", out, files, f"ot ({name}) -np 3")
+            assert r.stdout.count("ot (") == 1, f"rank 0 alone prints: {r.stdout}"
+        check(f"ot ({name}) -np 3 equals one process", t)
 
 
 def group_resume(tmp):
