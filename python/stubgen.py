@@ -50,6 +50,7 @@ def fix_type(t):
     t = re.sub(r"\bobject\b", "Any", t)
     t = re.sub(r"\bfunction\b", "Callable[..., Any]", t)
     t = t.replace("capsule", "Any")
+    t = re.sub(r"\b(float|int)\[\d+\]", r"\1", t)  # pybind11's std::array: List[float[11]]
     return t
 
 

@@ -167,6 +167,7 @@ class LaneBlock {
       : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()) {
     beta_.resize(static_cast<std::size_t>(w_));
     log_w_.resize(static_cast<std::size_t>(n_ * w_));
+    lane_.reserve(static_cast<std::size_t>(w_));
     for (Index l = 0; l < w_; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       lane_.push_back(&flows[s].options());
@@ -524,7 +525,7 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
   }
   for (auto& v : values) v.reserve(per_system.size());
   for (const Observables& o : per_system) {
-    const std::vector<double> v = observable_values(o);
+    const std::array<double, kObservableCount> v = observable_array(o);
     for (size_t k = 0; k < names.size(); ++k) {
       if ((pair_based[k] && !o.pairs_computed) || !std::isfinite(v[k])) continue;
       if (cluster_count[k] && o.clusters < 0) continue;  // not asked for

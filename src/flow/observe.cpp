@@ -163,10 +163,15 @@ std::vector<std::string> observable_names() {
           "radius_mean", "radius_min",     "radius_max"};
 }
 
-std::vector<double> observable_values(const Observables& o) {
+std::array<double, kObservableCount> observable_array(const Observables& o) {
   const double largest = o.cluster_sizes.empty() ? -1.0 : static_cast<double>(o.cluster_sizes[0]);
   return {o.log_energy, o.energy, o.mean_cosine, o.min_cosine, static_cast<double>(o.clusters),
           largest, o.clustered_pairs, o.order, o.radius_mean, o.radius_min, o.radius_max};
+}
+
+std::vector<double> observable_values(const Observables& o) {
+  const std::array<double, kObservableCount> a = observable_array(o);
+  return {a.begin(), a.end()};
 }
 
 }  // namespace attnflow

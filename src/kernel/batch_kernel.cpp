@@ -198,27 +198,71 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
     st(z + i * W, bc(0.0));
     for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, bc(0.0));
   }
-  for (Index i = 0; i < n; ++i) {
-    Packet xi[K], ai[K];
+  // Two rows at a time (i, b = i + 1): the rows j > b get both rows' terms in one visit, in
+  // ascending order (i's, then b's) as one row at a time would give them; row b gets its term
+  // from i before its diagonal, as it would from memory.
+  Index i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const Index b = i + 1;
+    Packet xi[K], xb[K], ai[K], ab[K];
     for (int q = 0; q < K; ++q) {
       xi[q] = ld(x + (i * K + q) * W);
+      xb[q] = ld(x + (b * K + q) * W);
       ai[q] = ld(a + (i * K + q) * W);  // the terms j < i
+      ab[q] = ld(a + (b * K + q) * W);
     }
-    const Packet ui = ld(u + i * W), hi = ld(hb + i * W);
+    const Packet ui = ld(u + i * W), hi = ld(hb + i * W), ub = ld(u + b * W), hbb = ld(hb + b * W);
     Packet zi = ei::padd(ld(z + i * W), ui);  // c_ii = u_i (K_ii = 1)
     for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(ui, xi[q], ai[q]);
-    for (Index j = i + 1; j < n; ++j) {
+    Packet zb = ld(z + b * W);
+    {  // the pair (i, b)
+      Packet g = bc(0.0);
+      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xb[q], g);
+      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, hbb)));
+      const Packet cib = ei::pmul(k, ub), cbi = ei::pmul(k, ui);
+      zi = ei::padd(zi, cib);
+      for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(cib, xb[q], ai[q]);
+      zb = ei::padd(zb, cbi);
+      for (int q = 0; q < K; ++q) ab[q] = ei::pmadd(cbi, xi[q], ab[q]);
+    }
+    zb = ei::padd(zb, ub);  // c_bb
+    for (int q = 0; q < K; ++q) ab[q] = ei::pmadd(ub, xb[q], ab[q]);
+    for (Index j = b + 1; j < n; ++j) {
       Packet xj[K];
       for (int q = 0; q < K; ++q) xj[q] = ld(x + (j * K + q) * W);
-      Packet g = bc(0.0);
-      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xj[q], g);
-      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
-      const Packet cij = ei::pmul(k, ld(u + j * W)), cji = ei::pmul(k, ui);
+      Packet gi = bc(0.0), gb = bc(0.0);
+      for (int q = 0; q < K; ++q) {
+        gi = ei::pmadd(xi[q], xj[q], gi);
+        gb = ei::pmadd(xb[q], xj[q], gb);
+      }
+      const Packet hj = ld(hb + j * W), uj = ld(u + j * W);
+      const Packet ki = detail::simd_exp(ei::psub(ei::pmul(beta, gi), ei::padd(hi, hj)));
+      const Packet kb = detail::simd_exp(ei::psub(ei::pmul(beta, gb), ei::padd(hbb, hj)));
+      const Packet cij = ei::pmul(ki, uj), cji = ei::pmul(ki, ui), cbj = ei::pmul(kb, uj), cjb = ei::pmul(kb, ub);
       zi = ei::padd(zi, cij);
-      for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(cij, xj[q], ai[q]);
-      st(z + j * W, ei::padd(ld(z + j * W), cji));
-      for (int q = 0; q < K; ++q) st(a + (j * K + q) * W, ei::pmadd(cji, xi[q], ld(a + (j * K + q) * W)));
+      zb = ei::padd(zb, cbj);
+      for (int q = 0; q < K; ++q) {
+        ai[q] = ei::pmadd(cij, xj[q], ai[q]);
+        ab[q] = ei::pmadd(cbj, xj[q], ab[q]);
+      }
+      st(z + j * W, ei::padd(ei::padd(ld(z + j * W), cji), cjb));
+      for (int q = 0; q < K; ++q) {
+        double* pj = a + (j * K + q) * W;
+        st(pj, ei::pmadd(cjb, xb[q], ei::pmadd(cji, xi[q], ld(pj))));
+      }
     }
+    st(z + i * W, zi);
+    st(z + b * W, zb);
+    const Packet rzi = ei::pdiv(bc(1.0), zi), rzb = ei::pdiv(bc(1.0), zb);
+    for (int q = 0; q < K; ++q) {
+      st(a + (i * K + q) * W, ei::pmul(ai[q], rzi));
+      st(a + (b * K + q) * W, ei::pmul(ab[q], rzb));
+    }
+  }
+  if (i < n) {  // the last row: its terms j < i are all in memory
+    Packet ai[K];
+    for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(ld(u + i * W), ld(x + (i * K + q) * W), ld(a + (i * K + q) * W));
+    const Packet zi = ei::padd(ld(z + i * W), ld(u + i * W));
     st(z + i * W, zi);
     const Packet rz = ei::pdiv(bc(1.0), zi);
     for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, ei::pmul(ai[q], rz));

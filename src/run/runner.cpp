@@ -206,7 +206,8 @@ std::vector<ObservationRow> observe_rows(const RunConfig& cfg, const Ensemble& e
                                          std::vector<Observables>* all = nullptr) {
   std::vector<Observables> obs = e.observe(detail::observe_options(cfg), cfg.clusters);
   std::vector<ObservationRow> rows;
-  for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_values(obs[static_cast<std::size_t>(k)])});
+  rows.reserve(static_cast<std::size_t>(e.size()));
+  for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_array(obs[static_cast<std::size_t>(k)])});
   if (all) *all = std::move(obs);
   return rows;
 }
@@ -376,12 +377,9 @@ struct RecordReader {
   }
 };
 
-constexpr std::size_t kObservableCount = 11;  // observable_names(): checked in encode_system
 
 void encode_system(std::string& b, const Ensemble& e, Index k, const Observables& o) {
-  const std::vector<double> v = observable_values(o);
-  if (v.size() != kObservableCount)
-    throw std::logic_error("run: the distributed record knows 11 observables; update runner.cpp");
+  const std::array<double, kObservableCount> v = observable_array(o);
   put(b, v.data(), v.size());
   const char pairs = o.pairs_computed ? 1 : 0;
   put(b, &pairs, 1);
@@ -401,7 +399,7 @@ void encode_system(std::string& b, const Ensemble& e, Index k, const Observables
 
 // The observables as summarize() and observable_values() read them (largest_cluster as the
 // only cluster size, which is all they use).
-Observables observables_from(const std::vector<double>& v, bool pairs, double t) {
+Observables observables_from(const std::array<double, kObservableCount>& v, bool pairs, double t) {
   Observables o;
   o.t = t;
   o.log_energy = v[0];
@@ -498,7 +496,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
       for (const std::string& part : records) {
         RecordReader r{part};
         while (r.pos < part.size()) {
-          std::vector<double> v(kObservableCount);
+          std::array<double, kObservableCount> v;
           r.get(v.data(), v.size());
           const bool pairs = r.get<char>() != 0;
           const FlowState fs = r.get<FlowState>();

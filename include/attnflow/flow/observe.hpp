@@ -8,6 +8,8 @@
 // the thetas'. The radii |x_i| are reported separately (radius_mean, radius_min, radius_max).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,7 +68,11 @@ double log_energy(const Matrix& x, const Vector& w, double beta);
 // Scalar observables by name, in a fixed order (CSV columns, ensemble statistics):
 // log_energy, energy, mean_cosine, min_cosine, clusters, largest_cluster, clustered_pairs, order,
 // radius_mean, radius_min, radius_max.
+constexpr std::size_t kObservableCount = 11;
 std::vector<std::string> observable_names();
+// The values in that order; the array form allocates nothing (ensemble statistics read it for
+// thousands of systems at every observation).
+std::array<double, kObservableCount> observable_array(const Observables& o);
 std::vector<double> observable_values(const Observables& o);
 
 }  // namespace attnflow

@@ -15,6 +15,7 @@
 // Everything is a pure function of the config: bit-identical on any thread count.
 #pragma once
 
+#include <array>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -32,7 +33,9 @@ class Collective;
 struct ObservationRow {
   double t = 0.0;
   Index system = 0;
-  std::vector<double> values;  // in the order of observable_names() (observe.hpp)
+  // In the order of observable_names() (observe.hpp); fixed size: an ensemble makes one row
+  // per system at every observation, and a vector each was an allocation each.
+  std::array<double, kObservableCount> values{};
 };
 
 struct RunOptions {
