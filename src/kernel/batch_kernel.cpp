@@ -1,7 +1,10 @@
 // Small-system batch kernels (batch_kernel.hpp): W systems in the lanes of one SIMD vector.
-// Two passes over the unordered pairs: (1) Gram entries <x_i, x_j>, i < j, then one
-// exponential each (the symmetric form), into a triangular buffer; (2) the weighted sums
-// sum_j K_ij u_j x_j with the query row's coordinates in registers, KC at a time.
+// The attention average, d <= KC: one pass over the unordered pairs (Gram entry, one
+// exponential, both rows' sums), no pair buffer. d > KC: (1) the Gram entries <x_i, x_j>,
+// i < j, in register tiles, then one exponential each (the symmetric form) in the triangular
+// buffer; (2) the weighted sums sum_j K_ij u_j x_j with the query row's coordinates in
+// registers, KC at a time. Every sum runs in the same order in both forms (coordinates
+// ascending, then j ascending for row i): they give the same bits.
 #include "attnflow/kernel/batch_kernel.hpp"
 
 #include <algorithm>
