@@ -410,39 +410,47 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
   const Packet thr = bc(1.0 - delta), one = bc(1.0);
   Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),
          linked = bc(0.0);
-  for (Index i = 0; i < n; ++i) {
-    const Packet vi = ld(s.u.data() + i * W);
-    diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
-    if (i + 1 == n) break;
-    const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
-    Packet row = bc(0.0);
-    const double* er = e + tri(i, i + 1, n) * W;
-    const double* xi = x + i * d * W;
-    for (Index j = i + 1; j < n; ++j) {
-      Packet g;
-      if (inline_gram) {
-        const double* xj = x + j * d * W;
-        g = bc(0.0);
-        for (Index k = 0; k < d; ++k) g = ei::pmadd(ld(xi + k * W), ld(xj + k * W), g);
-      } else {
-        g = ld(er + (j - i - 1) * W);
+  // K = d for d <= KC (row i's coordinates in registers, <x_i, x_j> formed here), K = 0 for
+  // the Gram entries of e.
+  const auto pairs = [&]<int K>() {
+    for (Index i = 0; i < n; ++i) {
+      const Packet vi = ld(s.u.data() + i * W);
+      diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
+      if (i + 1 == n) break;
+      const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
+      Packet row = bc(0.0);
+      const double* er = e + tri(i, i + 1, n) * W;
+      Packet xi[K > 0 ? K : 1];
+      for (int q = 0; q < K; ++q) xi[q] = ld(x + (i * K + q) * W);
+      for (Index j = i + 1; j < n; ++j) {
+        Packet g;
+        if constexpr (K > 0) {
+          g = bc(0.0);
+          for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(x + (j * K + q) * W), g);
+        } else {
+          g = ld(er + (j - i - 1) * W);
+        }
+        const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
+        row = ei::pmadd(k, ld(s.u.data() + j * W), row);
+        minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
+        const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
+        linked = ei::padd(linked, ei::pand(close, one));
+        if (out.on_link) {
+          alignas(64) double m[W];
+          st(m, ei::pand(close, one));
+          unsigned mask = 0;
+          for (Index l = 0; l < W; ++l)
+            if (m[l] != 0.0) mask |= 1u << l;
+          if (mask) out.on_link(out.ctx, i, j, mask);
+        }
       }
-      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
-      row = ei::pmadd(k, ld(s.u.data() + j * W), row);
-      minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
-      const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
-      linked = ei::padd(linked, ei::pand(close, one));
-      if (out.on_link) {
-        alignas(64) double m[W];
-        st(m, ei::pand(close, one));
-        unsigned mask = 0;
-        for (Index l = 0; l < W; ++l)
-          if (m[l] != 0.0) mask |= 1u << l;
-        if (mask) out.on_link(out.ctx, i, j, mask);
-      }
+      sum_off = ei::pmadd(vi, row, sum_off);
     }
-    sum_off = ei::pmadd(vi, row, sum_off);
-  }
+  };
+  if (inline_gram)
+    for_coordinate_blocks(d, [&]<int K>(Index) { pairs.template operator()<K>(); });
+  else
+    pairs.template operator()<0>();
   // sum_ij v_i v_j K_ij = diag + 2 sum_{i<j}; log E = beta D* + log(that) - log(2 beta).
   alignas(64) double so[W], dg[W], hm[W], mc[W], lk[W];
   st(so, sum_off);
