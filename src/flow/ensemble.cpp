@@ -322,47 +322,58 @@ bool Ensemble::batchable() const {
 }
 
 void Ensemble::advance_batched(double t_end) {
-  const Index w = batch_width(), n = flows_[0].n();
+  const Index blocks = prepare_blocks();
+  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { advance_block(b, t_end); });
+}
+
+// The batched path's storage before the blocks advance: the lanes on the sphere (from then on
+// they hold the state), per-system states otherwise. Returns the block count.
+Index Ensemble::prepare_blocks() {
+  const Index w = batch_width();
   const Index blocks = (size() + w - 1) / w;
-  const bool plain_sphere = plain_sphere_;
-  if (plain_sphere) {
+  if (plain_sphere_) {
     lanes_.resize(static_cast<std::size_t>(blocks));
-    states_stale_ = true;  // from here on the lanes hold the state
+    states_stale_ = true;
   } else {
     sync();
   }
-  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
-    const Index s0 = b * w, m = std::min(w, size() - s0);
-    bool same = true;  // one integrator state per block: the systems must share the time grid
-    for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
-    if (!same) {
-      Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
-      if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
-        LaneBlock(flows_, log_w_, s0, m).scatter(x, s0, m, states_);
-        x.resize(0, 0);
-      }
-      for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
-      if (plain_sphere) LaneBlock(flows_, log_w_, s0, m).gather(states_, s0, m, x);
-      return;
+  return blocks;
+}
+
+// Block b (systems b W .. b W + W - 1) advanced to t_end on the batched path.
+void Ensemble::advance_block(Index b, double t_end) {
+  const Index w = batch_width(), n = flows_[0].n();
+  const bool plain_sphere = plain_sphere_;
+  const Index s0 = b * w, m = std::min(w, size() - s0);
+  bool same = true;  // one integrator state per block: the systems must share the time grid
+  for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
+  if (!same) {
+    Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
+    if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
+      LaneBlock(flows_, log_w_, s0, m).scatter(x, s0, m, states_);
+      x.resize(0, 0);
     }
-    IntegratorState st = flow_states_[s0].integrator;
-    if (plain_sphere) {  // the state stays in lanes between steps and between calls
-      LaneBlock block(flows_, log_w_, s0, m);
-      Matrix& x = lanes_[static_cast<std::size_t>(b)];
-      if (x.size() == 0) block.gather(states_, s0, m, x);
-      attnflow::advance(block.ode(), x, st, t_end, integrator_);
-      for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
-      return;
-    }
-    Block block(flows_, log_w_, s0, m);
-    Matrix x(w * n, states_[s0].cols());
-    for (Index l = 0; l < w; ++l) x.middleRows(l * n, n) = states_[s0 + (l < m ? l : 0)];
+    for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
+    if (plain_sphere) LaneBlock(flows_, log_w_, s0, m).gather(states_, s0, m, x);
+    return;
+  }
+  IntegratorState st = flow_states_[s0].integrator;
+  if (plain_sphere) {  // the state stays in lanes between steps and between calls
+    LaneBlock block(flows_, log_w_, s0, m);
+    Matrix& x = lanes_[static_cast<std::size_t>(b)];
+    if (x.size() == 0) block.gather(states_, s0, m, x);
     attnflow::advance(block.ode(), x, st, t_end, integrator_);
-    for (Index l = 0; l < m; ++l) {
-      states_[s0 + l] = x.middleRows(l * n, n);
-      flow_states_[s0 + l].integrator = st;
-    }
-  });
+    for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
+    return;
+  }
+  Block block(flows_, log_w_, s0, m);
+  Matrix x(w * n, states_[s0].cols());
+  for (Index l = 0; l < w; ++l) x.middleRows(l * n, n) = states_[s0 + (l < m ? l : 0)];
+  attnflow::advance(block.ode(), x, st, t_end, integrator_);
+  for (Index l = 0; l < m; ++l) {
+    states_[s0 + l] = x.middleRows(l * n, n);
+    flow_states_[s0 + l].integrator = st;
+  }
 }
 
 void Ensemble::advance(double t_end) {
@@ -378,76 +389,100 @@ void Ensemble::advance(double t_end) {
 }
 
 std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options, bool clusters) const {
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
+  const Index w = batch_width();
   const Index blocks = (size() + w - 1) / w;
   std::vector<Observables> out(static_cast<std::size_t>(size()));
+  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { observe_block(b, options, clusters, out); });
+  return out;
+}
+
+// The observables of block b's systems into out[s] (the batched path, plain flow on the sphere).
+void Ensemble::observe_block(Index b, const ObserveOptions& options, bool clusters,
+                             std::vector<Observables>& out) const {
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
-  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
-    const Index s0 = b * w, m = std::min(w, size() - s0);
-    // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
-    thread_local std::vector<double> xl, beta, log_w, wt, le, mc, cl, order, dir;
-    const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
-    if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
-    beta.resize(static_cast<std::size_t>(w));
-    log_w.resize(static_cast<std::size_t>(n * w));
-    wt.resize(static_cast<std::size_t>(n * w));
-    for (Index l = 0; l < w; ++l) {
-      const Index s = s0 + (l < m ? l : 0);
-      if (!in_lanes) {
-        const Matrix& st = states_[s];
-        for (Index i = 0; i < n; ++i)
-          for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>((i * d + k) * w + l)] = st(i, k);
-      }
-      const FlowOptions& fo = flows_[s].options();
-      beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
-      for (Index i = 0; i < n; ++i) {
-        log_w[static_cast<std::size_t>(i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
-        wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
-      }
+  const Index s0 = b * w, m = std::min(w, size() - s0);
+  // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
+  thread_local std::vector<double> xl, beta, log_w, wt, le, mc, cl, order, dir;
+  const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+  if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
+  beta.resize(static_cast<std::size_t>(w));
+  log_w.resize(static_cast<std::size_t>(n * w));
+  wt.resize(static_cast<std::size_t>(n * w));
+  for (Index l = 0; l < w; ++l) {
+    const Index s = s0 + (l < m ? l : 0);
+    if (!in_lanes) {
+      const Matrix& st = states_[s];
+      for (Index i = 0; i < n; ++i)
+        for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>((i * d + k) * w + l)] = st(i, k);
     }
-    // The lanes matrix (n d, W) of the block is the kernel's layout already.
-    const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
-    for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
-    LaneClusters lc(clusters ? w : 0, n);
-    BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data(), nullptr, nullptr};
+    const FlowOptions& fo = flows_[s].options();
+    beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
+    for (Index i = 0; i < n; ++i) {
+      log_w[static_cast<std::size_t>(i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
+      wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
+    }
+  }
+  // The lanes matrix (n d, W) of the block is the kernel's layout already.
+  const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
+  for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
+  LaneClusters lc(clusters ? w : 0, n);
+  BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data(), nullptr, nullptr};
+  if (clusters) {
+    po.on_link = &LaneClusters::link;
+    po.ctx = &lc;
+  }
+  batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
+  for (Index l = 0; l < m; ++l) {
+    const Index s = s0 + l;
+    const std::size_t k = static_cast<std::size_t>(l);
+    Observables& ob = out[static_cast<std::size_t>(s)];
+    ob.t = flow_states_[s].integrator.t;
+    if (!std::isfinite(le[k]))
+      throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
+                                           le[k], s));
+    ob.log_energy = le[k];
+    ob.energy = std::exp(le[k]);
+    const double w2 = flows_[s].options().weights.squaredNorm();
+    ob.mean_cosine = 1.0 - w2 > 0.0 ? (dir[k] - w2) / (1.0 - w2) : 1.0;
+    ob.order = order[k];
+    ob.pairs_computed = true;
+    ob.min_cosine = mc[k];
+    ob.clustered_pairs = cl[k] / pairs;
     if (clusters) {
-      po.on_link = &LaneClusters::link;
-      po.ctx = &lc;
+      ob.cluster_sizes = lc.sizes(l);
+      ob.clusters = static_cast<Index>(ob.cluster_sizes.size());
+    } else {
+      ob.clusters = -1;
     }
-    batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
-    for (Index l = 0; l < m; ++l) {
-      const Index s = s0 + l;
-      const std::size_t k = static_cast<std::size_t>(l);
-      Observables& ob = out[static_cast<std::size_t>(s)];
-      ob.t = flow_states_[s].integrator.t;
-      if (!std::isfinite(le[k]))
-        throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
-                                             le[k], s));
-      ob.log_energy = le[k];
-      ob.energy = std::exp(le[k]);
-      const double w2 = flows_[s].options().weights.squaredNorm();
-      ob.mean_cosine = 1.0 - w2 > 0.0 ? (dir[k] - w2) / (1.0 - w2) : 1.0;
-      ob.order = order[k];
-      ob.pairs_computed = true;
-      ob.min_cosine = mc[k];
-      ob.clustered_pairs = cl[k] / pairs;
-      if (clusters) {
-        ob.cluster_sizes = lc.sizes(l);
-        ob.clusters = static_cast<Index>(ob.cluster_sizes.size());
-      } else {
-        ob.clusters = -1;
-      }
-    }
+  }
+}
+
+bool Ensemble::observes_batched(const ObserveOptions& options) const {
+  return batched && batchable() && (options.pair_limit == 0 || flows_[0].n() <= options.pair_limit) &&
+         options.sphere && plain_sphere_;
+}
+
+std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOptions& options, bool clusters) {
+  options.validate();
+  if (!(observes_batched(options) && integrator_.method != Method::dopri5)) {
+    advance(t_end);
+    return observe(options, clusters);
+  }
+  // Each block observed right after its steps, while its state is still in cache (the same
+  // operations as advance() then observe(), block by block).
+  const Index blocks = prepare_blocks();
+  std::vector<Observables> out(static_cast<std::size_t>(size()));
+  for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) {
+    advance_block(b, t_end);
+    observe_block(b, options, clusters, out);
   });
   return out;
 }
 
 std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {
   options.validate();
-  if (batched && batchable() && (options.pair_limit == 0 || flows_[0].n() <= options.pair_limit) &&
-      options.sphere) {
-    if (plain_sphere_) return observe_batched(options, clusters);  // positions = state
-  }
+  if (observes_batched(options)) return observe_batched(options, clusters);  // positions = state
   sync();  // before the threads: positions() must not refresh states_ concurrently
   std::vector<Observables> out(static_cast<size_t>(size()));
   Index largest = 0;

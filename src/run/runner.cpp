@@ -202,9 +202,11 @@ class EnsembleCsv {
   std::FILE* f_ = nullptr;
 };
 
-std::vector<ObservationRow> observe_rows(const RunConfig& cfg, const Ensemble& e, double t,
-                                         std::vector<Observables>* all = nullptr) {
-  std::vector<Observables> obs = e.observe(detail::observe_options(cfg), cfg.clusters);
+// Advances to t and observes (Ensemble::advance_observe): the rows, and the observables in
+// `all` when asked.
+std::vector<ObservationRow> advance_observe_rows(const RunConfig& cfg, Ensemble& e, double t,
+                                                 std::vector<Observables>* all = nullptr) {
+  std::vector<Observables> obs = e.advance_observe(t, detail::observe_options(cfg), cfg.clusters);
   std::vector<ObservationRow> rows;
   rows.reserve(static_cast<std::size_t>(e.size()));
   for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_array(obs[static_cast<std::size_t>(k)])});
@@ -310,8 +312,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   std::vector<std::string> warnings;
   for (std::int64_t k = c.next_obs; k <= last; ++k) {
     const double t = observation_time(cfg, k);
-    e.advance(t);
-    rows = observe_rows(cfg, e, t, ens ? &all : nullptr);
+    rows = advance_observe_rows(cfg, e, t, ens ? &all : nullptr);
     if (warnings.empty()) {
       if (std::string w = energy_overflow_warning(rows); !w.empty()) {
         warnings.push_back(w);
@@ -480,12 +481,11 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
   for (std::int64_t k = c.next_obs; k <= last; ++k) {
     const double t = observation_time(cfg, k);
     std::string record;
-    if (local) {
+    if (local && split_field && !writer) {
       local->advance(t);
-      if (!split_field || writer) {
-        const std::vector<Observables> obs = local->observe(detail::observe_options(cfg), cfg.clusters);
-        for (Index i = 0; i < local->size(); ++i) encode_system(record, *local, i, obs[static_cast<std::size_t>(i)]);
-      }
+    } else if (local) {
+      const std::vector<Observables> obs = local->advance_observe(t, detail::observe_options(cfg), cfg.clusters);
+      for (Index i = 0; i < local->size(); ++i) encode_system(record, *local, i, obs[static_cast<std::size_t>(i)]);
     }
     const std::vector<std::string> records = comm.gather(record);
     const int sig = static_cast<int>(comm.max(stop_signal()));  // every rank stops at the same observation

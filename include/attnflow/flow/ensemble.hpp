@@ -33,6 +33,10 @@ class Ensemble {
   // flow on the sphere (scheme none) every pair observable comes from one fused lane pass
   // (batch_pair_observables): energy, min cosine and clustered pairs for W systems at once.
   std::vector<Observables> observe(const ObserveOptions& options, bool clusters = true) const;
+  // advance(t_end), then observe(options, clusters): the same results. On the batched path on
+  // the sphere each block of systems is observed right after its steps, while its state is in
+  // cache (an ensemble's states together exceed the core's caches).
+  std::vector<Observables> advance_observe(double t_end, const ObserveOptions& options, bool clusters = true);
 
   // The batched small-system path (batch_kernel.hpp), used by advance() and observe() when
   // `batched` is set and batchable() holds: W = batch_width() systems of the same (n, d)
@@ -77,7 +81,11 @@ class Ensemble {
   bool plain_sphere_ = false;      // every system: scheme none on the sphere
 
   void advance_batched(double t_end);
+  Index prepare_blocks();
+  void advance_block(Index b, double t_end);
+  bool observes_batched(const ObserveOptions& options) const;
   std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
+  void observe_block(Index b, const ObserveOptions& options, bool clusters, std::vector<Observables>& out) const;
 };
 
 // Mean and quantiles of one observable across systems.
