@@ -305,6 +305,10 @@ void bind_ensemble(py::module_& m) {
            py::arg("flows"), py::arg("initial_points"), py::arg("integrator"))
       .def("advance", &Ensemble::advance, py::arg("t_end"), release_gil())
       .def("observe", &Ensemble::observe, py::arg("options"), py::arg("clusters") = true, release_gil())
+      .def("advance_observe", &Ensemble::advance_observe, py::arg("t_end"), py::arg("options"),
+           py::arg("clusters") = true, release_gil(),
+           "advance(t_end) then observe(options, clusters), the same results; the batched path "
+           "observes each block right after its steps, while its state is in cache")
       .def("batchable", &Ensemble::batchable)
       .def_readwrite("batched", &Ensemble::batched)
       .def_readwrite("batch_n", &Ensemble::batch_n)
