@@ -75,20 +75,7 @@ AttentionResult attention(const Measure& queries, const Measure& keys,
                                              keys.weights(), options.sinkhorn, status, comm);
     Vector lse;
     Matrix out;
-    if (!comm) {
-      lse_reduce(u, v, col, hv, lse, out);
-    } else {
-      // This rank's query rows (kernel_row_parts: equal to those rows of one pass), then all.
-      const std::vector<Range> parts = kernel_row_parts(u.rows(), comm->size());
-      const Range r = parts[static_cast<std::size_t>(comm->rank())];
-      Vector my_lse;
-      Matrix my_out(0, hv.cols());
-      if (r.count > 0) lse_reduce(u.middleRows(r.first, r.count), v, col, hv, my_lse, my_out);
-      const std::vector<double> all_lse = allgather_rows(*comm, parts, my_lse.data());
-      const std::vector<double> all_out = allgather_rows(*comm, parts, my_out.data(), hv.cols());
-      lse = Eigen::Map<const Vector>(all_lse.data(), u.rows());
-      out = Eigen::Map<const Matrix>(all_out.data(), u.rows(), hv.cols());
-    }
+    lse_reduce(u, v, col, hv, lse, out, comm);  // with comm: query rows across the processes
     if (hd.normalization == Normalization::none) {
       // Unnormalized: sum_j b_j k_ij v_j = exp(lse_i) * (softmax average).
       for (Index i = 0; i < out.rows(); ++i) out.row(i) *= std::exp(lse[i]);

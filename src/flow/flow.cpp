@@ -189,13 +189,13 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
     if (options_.kind == FieldKind::sinkhorn) {
       NormalizationStatus status;
       const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
-                                               options_.weights, options_.sinkhorn, status);
+                                               options_.weights, options_.sinkhorn, status, options_.comm);
       diag_.sinkhorn_marginal_error = status.marginal_error;
       if (!status.converged) {
         ++diag_.sinkhorn_not_converged;
         diag_.message = status.message;
       }
-      lse_reduce(u, v, col, vals, lse, out);
+      lse_reduce(u, v, col, vals, lse, out, options_.comm);
     } else if (symmetric) {
       // Q = K: the affinity is symmetric, one exponential serves (i, j) and (j, i).
       lse.resize(x.rows());
@@ -204,7 +204,7 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
                             options_.beta, options_.comm},
                            ReduceOutput{lse.data(), out.data()});
     } else {
-      lse_reduce(u, v, log_w_, vals, lse, out);
+      lse_reduce(u, v, log_w_, vals, lse, out, options_.comm);
     }
     if (options_.kind == FieldKind::usa) {
       // Unnormalized: sum_j w_j e^{s_ij} V x_j = exp(lse_i) * (softmax average).

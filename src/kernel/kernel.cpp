@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
@@ -314,6 +315,21 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
   ReduceInput in{up, vp, col.size() ? col.data() : nullptr, valsp,
                  u.rows(), v.rows(), u.cols(), vals.cols()};
   lse_reduce(in, ReduceOutput{lse.data(), out.size() ? out.data() : nullptr});
+}
+
+void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col, const MatrixRef& vals,
+                Vector& lse, Matrix& out, const Collective* comm) {
+  if (!comm || comm->size() == 1) return lse_reduce(u, v, col, vals, lse, out);
+  // This process's query rows (kernel_row_parts: equal to those rows of one pass), then all.
+  const std::vector<Range> parts = kernel_row_parts(u.rows(), comm->size());
+  const Range r = parts[static_cast<std::size_t>(comm->rank())];
+  Vector my_lse;
+  Matrix my_out(0, vals.cols());
+  if (r.count > 0) lse_reduce(u.middleRows(r.first, r.count), v, col, vals, my_lse, my_out);
+  const std::vector<double> all_lse = allgather_rows(*comm, parts, my_lse.data());
+  const std::vector<double> all_out = allgather_rows(*comm, parts, my_out.data(), vals.cols());
+  lse = Eigen::Map<const Vector>(all_lse.data(), u.rows());
+  out = Eigen::Map<const Matrix>(all_out.data(), u.rows(), vals.cols());
 }
 
 void exp_inplace(double* x, Index size) {

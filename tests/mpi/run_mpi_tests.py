@@ -158,7 +158,7 @@ seed = 5
 [model]
 kind = "{kind}"
 beta = 2.0
-[integrate]
+{heads}[integrate]
 method = "rk4"
 dt = 0.05
 t_end = 0.5
@@ -215,13 +215,14 @@ def group_ensemble(tmp):
                 for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
                     assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
             check(f"run ensemble ({method}) -np {ranks} threads {threads} equals one process", t)
-    # One large system: every rank advances it, the field's kernel pass split by row tiles
-    # (n = 700: three tiles of 256 rows; 2 ranks own 2 + 1 tiles, 3 ranks one each). SA and
-    # USA (the normalizer enters the field), rk4 (four evaluations a step), snapshots and
-    # checkpoints.
-    for kind in ("sa", "usa"):
+    # One large system: every rank advances it, the field's kernel pass split across them
+    # (n = 700). SA and USA with Q = K: the symmetric pass by row tiles (three tiles of 256
+    # rows; 2 ranks own 2 + 1 tiles, 3 ranks one each). Sinkhorn with two random heads: the
+    # Sinkhorn half-steps and the general pass by query rows. rk4 (four evaluations a step),
+    # snapshots and checkpoints.
+    for kind, heads in (("sa", ""), ("usa", ""), ("sinkhorn", 'heads = 2\nqkv = "gaussian"\nqkv_seed = 3\n')):
         cfg = tmp / f"one_{kind}.toml"
-        cfg.write_text(ONE_SYSTEM.format(kind=kind))
+        cfg.write_text(ONE_SYSTEM.format(kind=kind, heads=heads))
         ref = tmp / f"one_ref_{kind}"
         run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
         names = ["observables.csv", "final.npy", "config.toml"] + \

@@ -93,9 +93,10 @@ struct FlowOptions {
   double usa_log_shift = 0.0;
   VlasovOptions vlasov;
   // Several processes advancing the same system together (collective.hpp; null = this one
-  // alone): the attention average with Q = K (SA, USA) splits its kernel pass by rows across
-  // them (lse_reduce_symmetric), every other part runs in full on each. Every process holds
-  // the whole state and gets the whole field, bit-identical to one process.
+  // alone): the attention fields (SA, USA, Sinkhorn, any heads) split their kernel passes
+  // across them (lse_reduce_symmetric by row tiles where Q = K, lse_reduce by query rows
+  // otherwise, the Sinkhorn half-steps by rows); every other part runs in full on each. Every
+  // process holds the whole state and gets the whole field, bit-identical to one process.
   const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field, "flow: beta = nan, must be finite".

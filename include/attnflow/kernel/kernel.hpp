@@ -41,6 +41,12 @@ void lse_reduce(const ReduceInput& in, const ReduceOutput& out);
 // columns. col may be empty (zero offsets); vals may have zero columns.
 void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
                 const MatrixRef& vals, Vector& lse, Matrix& out);
+// The same with `comm` (several processes, collective.hpp; null or one: as above): every
+// process passes the same input; each reduces its part of the query rows (kernel_row_parts,
+// cut at multiples of 256 so that each part equals those rows of one pass), then the rows are
+// gathered: lse and out complete on every process, bit-identical to one process.
+void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
+                const MatrixRef& vals, Vector& lse, Matrix& out, const Collective* comm);
 
 // The same reduction when queries and keys are the same points up to a factor beta >= 0:
 // s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives
