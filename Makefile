@@ -12,7 +12,7 @@ CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 
-.PHONY: all deps configure build demo test bench install sanitize fuzz clean
+.PHONY: all deps configure build demo test bench install sanitize fuzz fuzz-build clean
 
 all: build
 
@@ -55,9 +55,13 @@ sanitize: deps
 # each for 5 s, and its CTest entries fuzz_replay_* replay the corpus with the normal build.
 fuzz:
 	@scripts/install-deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The fuzz targets alone (packages already installed): `make fuzz` and scripts/test.sh.
+fuzz-build:
 	cmake --preset fuzz
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_npy fuzz_config fuzz_model fuzz_checkpoint
-	fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-debug $(FUZZ_BUILD)

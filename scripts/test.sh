@@ -16,8 +16,8 @@ cd "$root"
 mkdir -p "$fuzz_build"
 fuzz_log="$fuzz_build/build.log"
 # setsid: its own process group, so that stopping it stops its compilers too.
-setsid -w nice -n 19 bash -c "cmake --preset fuzz && cmake --build '$fuzz_build' -j '$jobs' \
-  --target fuzz_npy fuzz_config fuzz_model fuzz_checkpoint" > "$fuzz_log" 2>&1 &
+setsid -w nice -n 19 make --no-print-directory fuzz-build FUZZ_BUILD="$fuzz_build" JOBS="$jobs" \
+  > "$fuzz_log" 2>&1 &
 fuzz_pid=$!
 trap 'kill -- -"$fuzz_pid" 2>/dev/null || true' EXIT INT TERM
 
