@@ -114,8 +114,7 @@ struct Cursor {
   std::uint64_t csv_bytes = 0;
 };
 
-// Systems [first, first + count) (all by default): a distributed run's part.
-// Systems [first, first + count) (count < 0: all). `comm`: the processes that advance these
+// Systems [first, first + count) (count < 0: all): a distributed run's part. `comm`: the processes that advance these
 // systems together, splitting each field's kernel pass (FlowOptions::comm).
 Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, const Collective* comm = nullptr) {
   std::vector<FlowOptions> flows;
@@ -377,7 +376,6 @@ struct RecordReader {
     return v;
   }
 };
-
 
 void encode_system(std::string& b, const Ensemble& e, Index k, const Observables& o) {
   const std::array<double, kObservableCount> v = observable_array(o);
