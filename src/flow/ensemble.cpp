@@ -176,12 +176,16 @@ class LaneBlock {
       for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = log_w[static_cast<std::size_t>(s)][i];
     }
   }
+  // The pair kernel at the block's current points (batch_attention_average's input), for
+  // the first average only: the integrators evaluate the field first at the current state.
+  void use_pair_kernel(const double* kernel) { kernel_ = kernel; }
   // The unprojected average of x (lanes) into a (lanes), USA scaled.
   void average(const Matrix& x, Matrix& a) {
     a.resize(x.rows(), x.cols());
     lse_.resize(static_cast<std::size_t>(n_ * w_));
-    batch_attention_average({x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, a.data(),
+    batch_attention_average({x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_, kernel_}, a.data(),
                             usa_ ? lse_.data() : nullptr);
+    kernel_ = nullptr;
     if (!usa_) return;
     for (Index l = 0; l < w_; ++l) {
       const FlowOptions& o = *lane_[l];
@@ -227,6 +231,7 @@ class LaneBlock {
  private:
   Index w_, n_, d_;
   bool usa_ = false;
+  const double* kernel_ = nullptr;
   std::vector<const FlowOptions*> lane_;
   std::vector<double> beta_, log_w_, lse_;
 };
@@ -333,6 +338,8 @@ Index Ensemble::prepare_blocks() {
   const Index blocks = (size() + w - 1) / w;
   if (plain_sphere_) {
     lanes_.resize(static_cast<std::size_t>(blocks));
+    pair_kernel_.resize(static_cast<std::size_t>(blocks));
+    pair_kernel_valid_.resize(static_cast<std::size_t>(blocks), 0);
     states_stale_ = true;
   } else {
     sync();
@@ -345,6 +352,12 @@ void Ensemble::advance_block(Index b, double t_end) {
   const Index w = batch_width(), n = flows_[0].n();
   const bool plain_sphere = plain_sphere_;
   const Index s0 = b * w, m = std::min(w, size() - s0);
+  // The block's kept pair kernel serves the first field evaluation of the steps below at most.
+  const double* kept = nullptr;
+  if (plain_sphere && pair_kernel_valid_[static_cast<std::size_t>(b)]) {
+    kept = pair_kernel_[static_cast<std::size_t>(b)].data();
+    pair_kernel_valid_[static_cast<std::size_t>(b)] = 0;
+  }
   bool same = true;  // one integrator state per block: the systems must share the time grid
   for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
   if (!same) {
@@ -362,6 +375,7 @@ void Ensemble::advance_block(Index b, double t_end) {
     LaneBlock block(flows_, log_w_, s0, m);
     Matrix& x = lanes_[static_cast<std::size_t>(b)];
     if (x.size() == 0) block.gather(states_, s0, m, x);
+    if (kept) block.use_pair_kernel(kept);
     attnflow::advance(block.ode(), x, st, t_end, integrator_);
     for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
     return;
@@ -380,6 +394,7 @@ void Ensemble::advance(double t_end) {
   if (batched && batchable()) return advance_batched(t_end);
   sync();
   lanes_.clear();
+  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
   const bool parallel = num_threads() > 1 && size() >= num_threads() && largest <= parallel_n;
@@ -427,12 +442,21 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
   const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
   for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
   LaneClusters lc(clusters ? w : 0, n);
-  BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data(), nullptr, nullptr};
+  BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data()};
+  // The kernel for the block's next step when its betas are the field's (every beta > 0).
+  bool keep_kernel = in_lanes && d > batch_pair_kernel_min_d();
+  for (Index l = 0; l < m; ++l) keep_kernel = keep_kernel && flows_[s0 + l].options().beta > 0.0;
+  if (keep_kernel) {
+    auto& k = pair_kernel_[static_cast<std::size_t>(b)];
+    k.resize(static_cast<std::size_t>(batch_pair_kernel_size(n)));
+    po.kernel = k.data();
+  }
   if (clusters) {
     po.on_link = &LaneClusters::link;
     po.ctx = &lc;
   }
   batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
+  if (keep_kernel) pair_kernel_valid_[static_cast<std::size_t>(b)] = 1;
   for (Index l = 0; l < m; ++l) {
     const Index s = s0 + l;
     const std::size_t k = static_cast<std::size_t>(l);
@@ -516,6 +540,7 @@ void Ensemble::sync() const {
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
   sync();
   lanes_.clear();  // the lanes are gathered again from states_ at the next advance
+  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())

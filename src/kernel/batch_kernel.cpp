@@ -61,8 +61,11 @@ void squared_norms(const double* x, Index n, Index d, double* out) {
   }
 }
 
+// Buffers aligned to the vector size (a 64-byte packet loaded from a 16-byte aligned address
+// spans two cache lines).
+using AlignedBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
 struct Scratch {
-  std::vector<double> e, kf, dd, hb, u, z, nn;
+  AlignedBuffer e, kf, dd, hb, u, z, nn;
   void size(Index n) {
     const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
     if (e.size() < pairs) e.resize(pairs);
@@ -147,45 +150,44 @@ void gram(const double* x, Index n, Index d, double* e, double* dd) {
     }
 }
 
+// Keeps v in a register: without it the compiler folds each use of a loaded x_j coordinate
+// into its FMAs as a memory operand, one load per row of the tile instead of one.
+inline void in_register(Packet& v) { asm("" : "+v"(v)); }
+
+// Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K): per j, R
+// coefficients and K coordinates loaded for R K FMAs.
+template <int R, int K>
+void average_rows(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a,
+                  Index i) {
+  Packet p[R][K];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < K; ++q) p[r][q] = bc(0.0);
+  for (Index j = 0; j < n; ++j) {
+    const double* xj = x + (j * d + k0) * W;
+    Packet c[R];
+    for (int r = 0; r < R; ++r) c[r] = ld(kf + ((i + r) * n + j) * W);
+    for (int q = 0; q < K; ++q) {
+      Packet v = ld(xj + q * W);
+      in_register(v);
+      for (int r = 0; r < R; ++r) p[r][q] = ei::pmadd(c[r], v, p[r][q]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const Packet z = ld(rz + (i + r) * W);
+    for (int q = 0; q < K; ++q) st(a + ((i + r) * d + k0 + q) * W, ei::pmul(p[r][q], z));
+  }
+}
+
 // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
 // symmetric matrix K_ij u_j, diagonal u_i), rz_i = 1 / z_i (one division per row instead of
-// one per coordinate). Two rows at a time share each x_j load; the coordinate block is the
-// outer loop, so its slice of x stays in L1.
+// one per coordinate). Three rows at a time share each x_j load (24 sums, 3 coefficients and
+// one coordinate in registers); the coordinate block is the outer loop, so its slice of x
+// stays in L1. Each sum runs over j ascending whatever the tile.
 template <int K>
 void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a) {
   Index i = 0;
-  for (; i + 1 < n; i += 2) {
-    Packet p[K], r[K];
-    for (int q = 0; q < K; ++q) p[q] = r[q] = bc(0.0);
-    const double* ca = kf + (i * n) * W;
-    const double* cb = kf + ((i + 1) * n) * W;
-    for (Index j = 0; j < n; ++j) {
-      const double* xj = x + (j * d + k0) * W;
-      const Packet c0 = ld(ca + j * W), c1 = ld(cb + j * W);
-      for (int q = 0; q < K; ++q) {
-        const Packet v = ld(xj + q * W);
-        p[q] = ei::pmadd(c0, v, p[q]);
-        r[q] = ei::pmadd(c1, v, r[q]);
-      }
-    }
-    const Packet za = ld(rz + i * W), zb = ld(rz + (i + 1) * W);
-    for (int q = 0; q < K; ++q) {
-      st(a + (i * d + k0 + q) * W, ei::pmul(p[q], za));
-      st(a + ((i + 1) * d + k0 + q) * W, ei::pmul(r[q], zb));
-    }
-  }
-  for (; i < n; ++i) {
-    Packet p[K];
-    for (int q = 0; q < K; ++q) p[q] = bc(0.0);
-    const double* ca = kf + (i * n) * W;
-    for (Index j = 0; j < n; ++j) {
-      const double* xj = x + (j * d + k0) * W;
-      const Packet c0 = ld(ca + j * W);
-      for (int q = 0; q < K; ++q) p[q] = ei::pmadd(c0, ld(xj + q * W), p[q]);
-    }
-    const Packet za = ld(rz + i * W);
-    for (int q = 0; q < K; ++q) st(a + (i * d + k0 + q) * W, ei::pmul(p[q], za));
-  }
+  for (; i + 3 <= n; i += 3) average_rows<3, K>(x, n, d, k0, kf, rz, a, i);
+  for (; i < n; ++i) average_rows<1, K>(x, n, d, k0, kf, rz, a, i);
 }
 
 // The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
@@ -277,19 +279,21 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
 // c_ij = K_ij u_j (c_ii = u_i), is written row by row (K_ij for j < i read from the triangle:
 // strided reads instead of strided stores), z_i = sum_j c_ij summed in ascending j on the way,
 // and the weighted sums run with the coordinate block outermost.
-void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s, double* a) {
-  double* e = s.e.data();
+// A cached kernel (BatchAttentionInput::kernel) holds the K_ij already: no exponentials.
+void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s, const double* cached,
+                      double* a) {
   double* kf = s.kf.data();
   const double* hb = s.hb.data();
   const double* u = s.u.data();
-  for (Index i = 0; i + 1 < n; ++i) {
+  for (Index i = 0; i + 1 < n && !cached; ++i) {
     const Packet hi = ld(hb + i * W);
-    double* row = e + tri(i, i + 1, n) * W;
+    double* row = s.e.data() + tri(i, i + 1, n) * W;
     for (Index j = i + 1; j < n; ++j) {
       double* p = row + (j - i - 1) * W;
       st(p, detail::simd_exp(ei::psub(ei::pmul(beta, ld(p)), ei::padd(hi, ld(hb + j * W)))));
     }
   }
+  const double* e = cached ? cached : s.e.data();
   for (Index i = 0; i < n; ++i) {
     double* ci = kf + i * n * W;
     Packet zi = bc(0.0);
@@ -316,6 +320,8 @@ void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s
 }  // namespace
 
 Index batch_width() { return W; }
+Index batch_pair_kernel_size(Index n) { return (n * (n - 1) / 2 + n) * W; }
+Index batch_pair_kernel_min_d() { return KC; }
 
 void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
   const Index n = in.n, d = in.d;
@@ -324,8 +330,11 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
   const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
   double* e = s.e.data();
   const bool fused = d <= KC;
+  const double* cached = fused ? nullptr : in.kernel;
   if (fused)
     squared_norms(x, n, d, s.dd.data());  // D_i = |x_i|^2
+  else if (cached)
+    std::copy_n(cached + n * (n - 1) / 2 * W, n * W, s.dd.data());
   else
     gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
   Packet dmax = bc(-std::numeric_limits<double>::infinity());
@@ -343,7 +352,7 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
       fused_average<K>(x, n, beta, s.hb.data(), s.u.data(), a, s.z.data());
     });
   } else {
-    two_pass_average(x, n, d, beta, s, a);
+    two_pass_average(x, n, d, beta, s, cached, a);
   }
   if (lse) {  // log sum_j w_j e^{beta <x_i, x_j>} = beta (D_i + D*) / 2 + log z_i
     alignas(64) double hm[W];
@@ -407,6 +416,8 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
        detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
     st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
   }
+  double* kernel_out = inline_gram ? nullptr : out.kernel;
+  if (kernel_out) std::copy_n(s.dd.data(), n * W, kernel_out + n * (n - 1) / 2 * W);
   const Packet thr = bc(1.0 - delta), one = bc(1.0);
   Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),
          linked = bc(0.0);
@@ -431,6 +442,7 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
           g = ld(er + (j - i - 1) * W);
         }
         const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
+        if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
         row = ei::pmadd(k, ld(s.u.data() + j * W), row);
         minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
         const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta

@@ -72,6 +72,11 @@ class Ensemble {
   mutable std::vector<Matrix> lanes_;
   mutable bool states_stale_ = false;
   void sync() const;
+  // The pair kernel of each block's last observation (BatchPairObservables::kernel), valid
+  // until the block moves: the next step's first field evaluation is at the observed points,
+  // with the same betas, and takes it instead of a second Gram pass and its exponentials.
+  mutable std::vector<std::vector<double, Eigen::aligned_allocator<double>>> pair_kernel_;
+  mutable std::vector<char> pair_kernel_valid_;
   std::vector<FlowState> flow_states_;
   std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
   IntegratorOptions integrator_;
