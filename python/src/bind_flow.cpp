@@ -318,6 +318,13 @@ void bind_ensemble(py::module_& m) {
       .def("flow_state", &Ensemble::flow_state, py::arg("s"))
       .def("positions", &Ensemble::positions, py::arg("s"))
       .def("set_state", &Ensemble::set_state, py::arg("s"), py::arg("state"), py::arg("flow_state"))
+      .def("saved_state", &Ensemble::saved_state, py::arg("s"),
+           "what continues system s bit for bit: its state, or on the reduced path (d > n) its "
+           "coordinates and basis [C | B], (n, n + d), the points being C B")
+      .def("restore_state", &Ensemble::restore_state, py::arg("s"), py::arg("saved"), py::arg("flow_state"))
+      .def_readwrite("reduce_span", &Ensemble::reduce_span,
+                     "d > n on the batched path: advance coordinates in a basis of the points' span")
+      .def("reduces_span", &Ensemble::reduces_span)
       .def_readwrite("parallel_n", &Ensemble::parallel_n);
   py::class_<ObservableStats>(m, "ObservableStats")
       .def_readonly("name", &ObservableStats::name)

@@ -10,6 +10,8 @@
 
 #include <numeric>
 
+#include <Eigen/QR>
+
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/measure/measure.hpp"
@@ -163,8 +165,9 @@ class Block {
 // no transposition happens between steps.
 class LaneBlock {
  public:
-  LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
-      : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()) {
+  // d: the lanes' dimension (the points' d, or n for coordinates in a basis of their span).
+  LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m, Index d)
+      : w_(batch_width()), n_(flows[s0].n()), d_(d) {
     beta_.resize(static_cast<std::size_t>(w_));
     log_w_.resize(static_cast<std::size_t>(n_ * w_));
     lane_.reserve(static_cast<std::size_t>(w_));
@@ -211,23 +214,6 @@ class LaneBlock {
                  batch_normalize_rows(x.data(), n_, d_);
                }};
   }
-  // Rows of system states (n, d) to and from the lanes matrix.
-  void gather(const std::vector<Matrix>& states, Index s0, Index m, Matrix& x) const {
-    x.resize(n_ * d_, w_);
-    for (Index l = 0; l < w_; ++l) {
-      const Matrix& st = states[static_cast<std::size_t>(s0 + (l < m ? l : 0))];
-      for (Index i = 0; i < n_; ++i)
-        for (Index k = 0; k < d_; ++k) x(i * d_ + k, l) = st(i, k);
-    }
-  }
-  void scatter(const Matrix& x, Index s0, Index m, std::vector<Matrix>& states) const {
-    for (Index l = 0; l < m; ++l) {
-      Matrix& st = states[static_cast<std::size_t>(s0 + l)];
-      for (Index i = 0; i < n_; ++i)
-        for (Index k = 0; k < d_; ++k) st(i, k) = x(i * d_ + k, l);
-    }
-  }
-
  private:
   Index w_, n_, d_;
   bool usa_ = false;
@@ -337,12 +323,25 @@ Index Ensemble::prepare_blocks() {
   const Index w = batch_width();
   const Index blocks = (size() + w - 1) / w;
   if (plain_sphere_) {
+    const Index lanes_d = reduces_span() ? flows_[0].n() : flows_[0].d();
+    if (lanes_d != lanes_d_) {  // reduce_span changed: start from the points
+      sync();
+      lanes_.clear();
+      lanes_d_ = lanes_d;
+    }
+    if (lanes_d_ == flows_[0].d()) {
+      coords_.clear();  // the points (states_) are the state
+    } else {
+      coords_.resize(static_cast<std::size_t>(size()));
+      bases_.resize(static_cast<std::size_t>(size()));
+    }
     lanes_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_valid_.resize(static_cast<std::size_t>(blocks), 0);
     states_stale_ = true;
   } else {
     sync();
+    coords_.clear();
   }
   return blocks;
 }
@@ -363,18 +362,19 @@ void Ensemble::advance_block(Index b, double t_end) {
   if (!same) {
     Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
     if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
-      LaneBlock(flows_, log_w_, s0, m).scatter(x, s0, m, states_);
+      scatter_block(b, x);
       x.resize(0, 0);
     }
+    for (Index s = s0; s < s0 + m && !coords_.empty(); ++s) coords_[s].resize(0, 0);  // the points move
     for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
-    if (plain_sphere) LaneBlock(flows_, log_w_, s0, m).gather(states_, s0, m, x);
+    if (plain_sphere) gather_block(b, x);
     return;
   }
   IntegratorState st = flow_states_[s0].integrator;
   if (plain_sphere) {  // the state stays in lanes between steps and between calls
-    LaneBlock block(flows_, log_w_, s0, m);
+    LaneBlock block(flows_, log_w_, s0, m, lanes_d_);
     Matrix& x = lanes_[static_cast<std::size_t>(b)];
-    if (x.size() == 0) block.gather(states_, s0, m, x);
+    if (x.size() == 0) gather_block(b, x);
     if (kept) block.use_pair_kernel(kept);
     attnflow::advance(block.ode(), x, st, t_end, integrator_);
     for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
@@ -394,6 +394,7 @@ void Ensemble::advance(double t_end) {
   if (batched && batchable()) return advance_batched(t_end);
   sync();
   lanes_.clear();
+  coords_.clear();
   pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
   Index largest = 0;
   for (const Flow& f : flows_) largest = std::max(largest, f.n());
@@ -406,6 +407,9 @@ void Ensemble::advance(double t_end) {
 std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options, bool clusters) const {
   const Index w = batch_width();
   const Index blocks = (size() + w - 1) / w;
+  bool all_lanes = static_cast<Index>(lanes_.size()) == blocks;
+  for (const Matrix& x : lanes_) all_lanes = all_lanes && x.size() != 0;
+  if (!all_lanes) sync();  // before the threads: blocks outside the lanes read states_
   std::vector<Observables> out(static_cast<std::size_t>(size()));
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { observe_block(b, options, clusters, out); });
   return out;
@@ -414,12 +418,14 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
 // The observables of block b's systems into out[s] (the batched path, plain flow on the sphere).
 void Ensemble::observe_block(Index b, const ObserveOptions& options, bool clusters,
                              std::vector<Observables>& out) const {
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
+  const Index w = batch_width(), n = flows_[0].n();
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   const Index s0 = b * w, m = std::min(w, size() - s0);
   // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
   thread_local std::vector<double> xl, beta, log_w, wt, le, mc, cl, order, dir;
   const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+  // Every observable is a function of inner products and norms: coordinates serve as points.
+  const Index d = in_lanes ? lanes_d_ : flows_[0].d();  // not in lanes: states_ is current
   if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
   beta.resize(static_cast<std::size_t>(w));
   log_w.resize(static_cast<std::size_t>(n * w));
@@ -528,19 +534,98 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
 
 void Ensemble::sync() const {
   if (!states_stale_) return;
-  const Index w = batch_width();
-  for (std::size_t b = 0; b < lanes_.size(); ++b) {
-    if (lanes_[b].size() == 0) continue;
-    const Index s0 = static_cast<Index>(b) * w, m = std::min(w, size() - s0);
-    LaneBlock(flows_, log_w_, s0, m).scatter(lanes_[b], s0, m, states_);
-  }
+  for (std::size_t b = 0; b < lanes_.size(); ++b)
+    if (lanes_[b].size() != 0) scatter_block(static_cast<Index>(b), lanes_[b]);
+  for (std::size_t s = 0; s < coords_.size(); ++s)  // restored coordinates not yet in lanes
+    if (coords_[s].size() != 0) states_[s] = coords_[s] * bases_[s];
   states_stale_ = false;
+}
+
+bool Ensemble::reduces_span() const {
+  return reduce_span && batched && batchable() && plain_sphere_ && flows_[0].d() > flows_[0].n();
+}
+
+// Block b's systems into the lanes layout x (n lanes_d_, W): their points, or with
+// lanes_d_ = n < d their coordinates, from coords_ (restored) or from a new basis of the
+// points' span (Householder QR of X^T = Q R: X = R^T Q^T, coordinates R^T, basis Q^T).
+void Ensemble::gather_block(Index b, Matrix& x) {
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
+  const Index s0 = b * w, m = std::min(w, size() - s0);
+  const bool reduced = dl != d;  // coords_ and bases_ have one entry per system (prepare_blocks)
+  x.resize(n * dl, w);
+  for (Index l = 0; l < w; ++l) {
+    const Index s = s0 + (l < m ? l : 0);
+    if (reduced && coords_[s].size() == 0) {
+      const Eigen::HouseholderQR<Matrix> qr(states_[s].transpose());
+      bases_[s] = (qr.householderQ() * Matrix::Identity(d, n)).transpose();
+      coords_[s] = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>().transpose();
+    }
+    const Matrix& c = reduced ? coords_[s] : states_[s];
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < dl; ++k) x(i * dl + k, l) = c(i, k);
+  }
+  if (reduced)  // the lanes hold them from now on
+    for (Index l = 0; l < m; ++l) coords_[s0 + l].resize(0, 0);
+}
+
+// The lanes x of block b back to the systems' points (states_): coordinates times basis.
+void Ensemble::scatter_block(Index b, const Matrix& x) const {
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
+  const Index s0 = b * w, m = std::min(w, size() - s0);
+  Matrix c(n, dl);
+  for (Index l = 0; l < m; ++l) {
+    Matrix& st = states_[static_cast<std::size_t>(s0 + l)];
+    Matrix& out = dl == d ? st : c;
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < dl; ++k) out(i, k) = x(i * dl + k, l);
+    if (dl != d) st = c * bases_[static_cast<std::size_t>(s0 + l)];
+  }
+}
+
+Matrix Ensemble::saved_state(Index s) const {
+  require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), b = s / w;
+  const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+  const bool has_coords = static_cast<Index>(coords_.size()) > s && coords_[s].size() != 0;
+  if (!(in_lanes && lanes_d_ != d) && !has_coords) return state(s);
+  Matrix out(n, n + d);
+  if (in_lanes) {
+    const Matrix& x = lanes_[static_cast<std::size_t>(b)];
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < n; ++k) out(i, k) = x(i * n + k, s - b * w);
+  } else {
+    out.leftCols(n) = coords_[s];
+  }
+  out.rightCols(d) = bases_[s];
+  return out;
+}
+
+void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) {
+  require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
+  const Flow& f = flows_[s];
+  const Index n = f.n(), d = f.d();
+  if (saved.cols() == f.state_cols() || !(plain_sphere_ && d > n)) return set_state(s, saved, st);
+  if (saved.rows() != n || saved.cols() != n + d)
+    throw std::invalid_argument(fmt::format("{}: saved state of system {} has shape ({}, {}), must be ({}, {}) "
+                                            "or coordinates and basis ({}, {})",
+                                            kEnsembleCtx, s, saved.rows(), saved.cols(), n, f.state_cols(), n, n + d));
+  require_finite(kEnsembleCtx, "saved state", saved);
+  sync();
+  lanes_.clear();
+  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
+  coords_.resize(static_cast<std::size_t>(size()));
+  bases_.resize(static_cast<std::size_t>(size()));
+  coords_[s] = saved.leftCols(n);
+  bases_[s] = saved.rightCols(d);
+  flow_states_[s] = st;
+  states_stale_ = true;  // the points C B are formed when asked for (sync)
 }
 
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
   sync();
   lanes_.clear();  // the lanes are gathered again from states_ at the next advance
   pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
+  if (static_cast<Index>(coords_.size()) > s) coords_[s].resize(0, 0);  // the points are the state
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())

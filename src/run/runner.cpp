@@ -135,7 +135,7 @@ Checkpoint make_checkpoint(const Ensemble& e, const Cursor& c, const std::string
   ck.observation = c.next_obs;
   ck.csv_bytes = c.csv_bytes;
   for (Index k = 0; k < e.size(); ++k) {
-    ck.states.push_back(e.state(k));
+    ck.states.push_back(e.saved_state(k));
     ck.flow.push_back(e.flow_state(k));
   }
   return ck;
@@ -145,7 +145,7 @@ Cursor restore(Ensemble& e, const Checkpoint& ck) {
   require(static_cast<Index>(ck.states.size()) == e.size(), "run: checkpoint", "systems", ck.states.size(),
           fmt::format("{} (measure.systems)", e.size()));
   for (Index k = 0; k < e.size(); ++k)
-    e.set_state(k, ck.states[static_cast<std::size_t>(k)], ck.flow[static_cast<std::size_t>(k)]);
+    e.restore_state(k, ck.states[static_cast<std::size_t>(k)], ck.flow[static_cast<std::size_t>(k)]);
   return {ck.observation, ck.csv_bytes};
 }
 
@@ -390,7 +390,7 @@ void encode_system(std::string& b, const Ensemble& e, Index k, const Observables
   const std::uint64_t len = d.message.size();
   put(b, &len, 1);
   put(b, d.message.data(), len);
-  const Matrix& x = e.state(k);
+  const Matrix x = e.saved_state(k);  // continues bit for bit on rank 0 (checkpoints)
   const Index shape[2] = {x.rows(), x.cols()};
   put(b, shape, 2);
   put(b, x.data(), static_cast<std::size_t>(x.size()));
@@ -454,7 +454,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     require(static_cast<Index>(ck.states.size()) == cfg.systems, "run: checkpoint", "systems", ck.states.size(),
             fmt::format("{} (measure.systems)", cfg.systems));
     for (Index i = 0; i < mine.count; ++i)
-      local->set_state(i, ck.states[static_cast<std::size_t>(mine.first + i)],
+      local->restore_state(i, ck.states[static_cast<std::size_t>(mine.first + i)],
                        ck.flow[static_cast<std::size_t>(mine.first + i)]);
   }
   comm.check();  // every rank has its systems (or one failed, and every rank stops)
@@ -508,7 +508,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
           r.get(shape, 2);
           Matrix x(shape[0], shape[1]);
           r.get(x.data(), static_cast<std::size_t>(x.size()));
-          all->set_state(s, std::move(x), fs);
+          all->restore_state(s, x, fs);
           rows.push_back({t, s, v});
           obs.push_back(observables_from(v, pairs, t));
           ++s;

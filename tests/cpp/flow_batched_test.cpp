@@ -83,8 +83,13 @@ TEST(FlowBatched, EqualsPerSystemPath) {
 }
 
 TEST(FlowBatched, BitIdenticalOnOneTwoThreeThreads) {
-  for (const Scheme scheme : {Scheme::none, Scheme::pre_ln}) {
-    const Systems s = systems(FieldKind::sa, scheme, 21, 10, 4);
+  struct Case {
+    Scheme scheme;
+    Index d;  // 14 > n = 10: the reduced path (coordinates), with the kept pair kernel
+  };
+  for (const Case c : {Case{Scheme::none, 4}, Case{Scheme::pre_ln, 4}, Case{Scheme::none, 14}}) {
+    const Scheme scheme = c.scheme;
+    const Systems s = systems(FieldKind::sa, scheme, 21, 10, c.d);
     std::vector<Ensemble> runs;
     std::vector<std::vector<Observables>> obs;
     for (const int threads : {1, 2, 3}) {
@@ -115,6 +120,95 @@ TEST(FlowBatched, SetStateContinuesBitForBit) {
   a.advance(2.0);
   b.advance(2.0);
   for (Index k = 0; k < a.size(); ++k) EXPECT_TRUE(bit_equal(a.state(k), b.state(k))) << k;
+}
+
+// d > n: the reduced path (coordinates in a basis of the points' span) equals the points path
+// (reduce_span = false) and the per-system path to 1e-12, observables included. One system
+// starts with two equal tokens (a span of dimension n - 1).
+TEST(FlowBatched, ReducedSpanEqualsThePointsPath) {
+  ObserveOptions oo;
+  oo.delta = 1e-2;
+  for (const FieldKind kind : {FieldKind::sa, FieldKind::usa}) {
+    Systems s = systems(kind, Scheme::none, 11, 6, 20);
+    s.x0[2].row(1) = s.x0[2].row(0);
+    for (const Method m : {Method::euler, Method::residual, Method::rk4}) {
+      Ensemble a = make(s, m, true), b = make(s, m, true), c = make(s, m, false);
+      b.reduce_span = false;
+      EXPECT_TRUE(a.reduces_span());
+      EXPECT_FALSE(b.reduces_span());
+      EXPECT_FALSE(c.reduces_span());
+      for (const double t : {0.35, 1.5}) {
+        a.advance(t);
+        b.advance(t);
+        c.advance(t);
+      }
+      const std::vector<Observables> oa = a.observe(oo), ob = b.observe(oo);
+      for (Index k = 0; k < a.size(); ++k) {
+        const std::string what = to_string(kind) + " " + to_string(m) + " system " + std::to_string(k);
+        EXPECT_LT((a.state(k) - b.state(k)).norm() / b.state(k).norm(), 1e-12) << what;
+        EXPECT_LT((a.state(k) - c.state(k)).norm() / c.state(k).norm(), 1e-12) << what;
+        EXPECT_EQ(a.saved_state(k).cols(), 6 + 20) << what;  // coordinates and basis
+        EXPECT_EQ(b.saved_state(k).cols(), 20) << what;      // the points
+        const std::vector<double> va = observable_values(oa[static_cast<std::size_t>(k)]),
+                                  vb = observable_values(ob[static_cast<std::size_t>(k)]);
+        ASSERT_EQ(va.size(), vb.size());
+        for (std::size_t j = 0; j < va.size(); ++j)
+          EXPECT_NEAR(va[j], vb[j], 1e-12 * std::max(1.0, std::abs(vb[j]))) << what << " observable " << j;
+      }
+      EXPECT_GT((a.state(0) - s.x0[0]).norm(), 1e-3);  // it moved
+    }
+  }
+}
+
+// saved_state() on the reduced path (coordinates C and basis B, points C B) and
+// restore_state() continue bit for bit, as a checkpoint's resume does.
+TEST(FlowBatched, ReducedSpanSavedStateContinuesBitForBit) {
+  const Systems s = systems(FieldKind::sa, Scheme::none, 11, 6, 20);
+  Ensemble a = make(s, Method::residual, true), b = make(s, Method::residual, true);
+  a.advance(1.0);
+  b.advance(0.3);  // b holds other coordinates, in lanes, before they are replaced
+  for (Index k = 0; k < a.size(); ++k) {
+    const Matrix saved = a.saved_state(k);
+    ASSERT_EQ(saved.rows(), 6);
+    ASSERT_EQ(saved.cols(), 26);
+    const Matrix points = Matrix(saved.leftCols(6)) * Matrix(saved.rightCols(20));
+    EXPECT_LT((points - a.state(k)).norm(), 1e-14) << k;
+    const Matrix basis = saved.rightCols(20);
+    EXPECT_LT((basis * basis.transpose() - Matrix::Identity(6, 6)).norm(), 1e-14) << k;  // orthonormal rows
+    b.restore_state(k, saved, a.flow_state(k));
+  }
+  a.advance(2.0);
+  b.advance(2.0);
+  for (Index k = 0; k < a.size(); ++k) {
+    EXPECT_TRUE(bit_equal(a.state(k), b.state(k))) << k;
+    EXPECT_TRUE(bit_equal(a.saved_state(k), b.saved_state(k))) << k;
+  }
+  EXPECT_THROW(b.restore_state(0, Matrix::Zero(6, 7), a.flow_state(0)), std::invalid_argument);
+}
+
+// An observation keeps its pair kernel for the block's next step (d > 8): the steps give the
+// bits of steps without observations (SA and USA, residual and rk4, times on and off the grid),
+// and a step that follows a step (no observation between) computes its own.
+TEST(FlowBatched, ObservedPairKernelServesTheNextStepBitForBit) {
+  ObserveOptions oo;
+  oo.delta = 1e-2;
+  for (const FieldKind kind : {FieldKind::sa, FieldKind::usa})
+    for (const Method m : {Method::residual, Method::rk4}) {
+      const Systems s = systems(kind, Scheme::none, 11, 16, 12);  // d = 12 < n: the points path
+      Ensemble a = make(s, m, true), b = make(s, m, true);
+      int call = 0;
+      for (const double t : {0.0, 0.1, 0.35, 0.6, 1.0, 1.4, 2.0}) {
+        if (++call % 3 == 0) {  // a step after a step: no kernel kept for it
+          a.advance(t);
+        } else {
+          (void)a.advance_observe(t, oo);
+          (void)a.observe(oo, false);
+        }
+        b.advance(t);
+      }
+      for (Index k = 0; k < a.size(); ++k)
+        EXPECT_TRUE(bit_equal(a.state(k), b.state(k))) << to_string(kind) << " " << to_string(m) << " system " << k;
+    }
 }
 
 // A system's result does not depend on its block (lane position, neighbours).

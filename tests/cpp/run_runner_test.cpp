@@ -231,6 +231,11 @@ TEST(Runner, ResumeEqualsUninterruptedForBatchedEnsembleSummaries) {
       "[measure]\nn = 12\nd = 4\nsystems = 11\n[model]\nbeta = 3.0\n[integrate]\nmethod = \"residual\"\n"
       "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.25\nper_system = false\n[output]\ncheckpoint_every = 2\n",
       "batched_summaries");
+  // d > n: the checkpoint holds coordinates and bases (Ensemble::saved_state).
+  check_resume(
+      "[measure]\nn = 6\nd = 20\nsystems = 11\n[model]\nbeta = 3.0\n[integrate]\nmethod = \"residual\"\n"
+      "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.25\nper_system = false\n[output]\ncheckpoint_every = 2\n",
+      "batched_reduced");
 }
 
 // ensemble.csv: per time, count / mean / stderr / quantiles of every column of the

@@ -239,6 +239,15 @@ def group_ensemble(tmp):
                     assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
                 assert r.stdout.count("wrote ") == 1, f"rank 0 alone prints: {r.stdout}"
             check(f"run one system ({kind}, field split) -np {ranks} threads {threads} equals one process", t)
+    # d > n: each rank advances coordinates in a basis of each system's span (the batched
+    # path's reduction); rank 0 gathers coordinates and bases, forms the points and checkpoints.
+    cfg = tmp / "e_reduced.toml"
+    cfg.write_text(ENSEMBLE.format(method="euler").replace("d = 3", "d = 20"))
+    ref = tmp / "ref_reduced"
+    run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
+    check("run ensemble (d > n, reduced) -np 3 threads 2 equals one process",
+          lambda: (run(["run", cfg, "--out", tmp / "reduced_p3", "--no-plots"], 3, 2),
+                   same_files(ref, tmp / "reduced_p3", ensemble_outputs(ref), "run (reduced) -np 3")))
     # More ranks than systems: some ranks own none.
     cfg = tmp / "two.toml"
     cfg.write_text(ENSEMBLE.format(method="euler").replace("systems = 7", "systems = 2"))
@@ -333,6 +342,20 @@ def group_resume(tmp):
         same_files(tmp / "eref", out, ensemble_outputs(tmp / "eref"), "resumed run")
         assert not (out / "checkpoint.bin").exists()
     check("ensemble run stopped under mpirun -np 3, resumed with -np 2, equals one process", run_resume)
+
+    reduced = tmp / "e_reduced.toml"
+    reduced.write_text(ENSEMBLE.format(method="euler").replace("d = 3", "d = 20"))
+    run(["run", reduced, "--out", tmp / "rref", "--no-plots", "--quiet"])
+
+    def reduced_resume():  # the checkpoint holds coordinates and bases (d > n)
+        out = tmp / "rcut"
+        r = run(["run", reduced, "--out", out, "--no-plots"], 2, 1, {"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "1"},
+                expect=1)
+        assert r.returncode == 3 and (out / "checkpoint.bin").exists(), r.stderr
+        run(["run", reduced, "--out", out, "--no-plots", "--resume"], 3, 1)
+        same_files(tmp / "rref", out, ensemble_outputs(tmp / "rref"), "resumed run (reduced)")
+    check("ensemble run with d > n stopped under mpirun -np 2, resumed with -np 3, equals one process",
+          reduced_resume)
 
     def killed_resume():
         # A real kill: SIGKILL to every rank once the first checkpoint exists; then --resume.

@@ -121,6 +121,40 @@ def test_ensemble_advance_observe_equals_advance_then_observe():
             assert ra[s].min_cosine == rb[s].min_cosine and ra[s].t == rb[s].t == t
 
 
+def test_ensemble_reduced_span_from_python():
+    """d > n on the batched path: coordinates in a basis of the points' span. Equal to the
+    points path (reduce_span = False) to 1e-12; saved_state is [C | B] with C B the points and
+    B orthonormal rows; restore_state continues bit for bit."""
+    n, d = 5, 24
+    opts = []
+    for k in range(9):
+        o = attnflow.FlowOptions()
+        o.beta = 1.0 + 0.5 * k
+        opts.append(o)
+    pts = [attnflow.sample_sphere(n, d, attnflow.Rng(k)) for k in range(9)]
+    integ = attnflow.IntegratorOptions("rk4", 0.1)
+    a, b, c = (attnflow.Ensemble(opts, pts, integ) for _ in range(3))
+    a.batched = b.batched = c.batched = True
+    b.reduce_span = False
+    assert a.reduces_span() and not b.reduces_span()
+    a.advance(1.0)
+    b.advance(1.0)
+    c.advance(0.2)
+    for s in range(9):
+        x = a.state(s)
+        assert np.linalg.norm(x - b.state(s)) <= 1e-12 * np.linalg.norm(b.state(s))
+        saved = a.saved_state(s)
+        assert saved.shape == (n, n + d)
+        coords, basis = saved[:, :n], saved[:, n:]
+        assert np.abs(coords @ basis - x).max() < 1e-14
+        assert np.abs(basis @ basis.T - np.eye(n)).max() < 1e-14
+        c.restore_state(s, saved, a.flow_state(s))
+    a.advance(2.0)
+    c.advance(2.0)
+    for s in range(9):
+        assert np.array_equal(a.state(s), c.state(s))
+
+
 @pytest.mark.parametrize("call, text", [
     (lambda: attnflow.FieldKind("saa"), 'flow: kind = "saa", must be one of sa, usa'),
     (lambda: attnflow.Flow(_opts(beta=float("nan")), 4, 3), "flow: beta = nan, must be finite"),

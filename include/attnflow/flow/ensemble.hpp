@@ -58,8 +58,25 @@ class Ensemble {
   }
   const FlowState& flow_state(Index s) const { return flow_states_[s]; }
   Matrix positions(Index s) const { return flows_[s].positions(state(s)); }
-  // For resuming from a checkpoint: replaces system s's state and FlowState.
+  // Replaces system s's state (n, state columns) and FlowState.
   void set_state(Index s, Matrix state, const FlowState& st);
+
+  // What a checkpoint (or another process) keeps of system s to continue it bit for bit:
+  // its state (n, state columns), or on the reduced batched path (reduces_span()) its
+  // coordinates and basis [C | B] (n, n + d), the points being C B. restore_state() takes
+  // either and continues exactly where saved_state() left off.
+  Matrix saved_state(Index s) const;
+  void restore_state(Index s, const Matrix& saved, const FlowState& st);
+
+  // The batched path on the sphere with more dimensions than tokens (d > n) advances each
+  // system in an n-dimensional coordinate system: the flow never leaves the span of the
+  // initial points (every velocity is a combination of the points), so with an orthonormal
+  // basis B (n, d) of that span (Householder QR, rows of B orthonormal) and X = C B, the
+  // steps on C are the steps on X (inner products and norms are the same), at the cost of
+  // d = n. Results equal the unreduced path to rounding (another summation order).
+  // reduce_span = false keeps the points in d dimensions.
+  bool reduce_span = true;
+  bool reduces_span() const;
 
   Index parallel_n = 4096;  // systems this small run one per thread
 
@@ -70,6 +87,12 @@ class Ensemble {
   // access (sync), so per-system storage costs no transposition per observation.
   mutable std::vector<Matrix> states_;
   mutable std::vector<Matrix> lanes_;
+  // reduces_span(): per system the basis B (n, d) of its lanes' coordinates, and coordinates
+  // C (n, n) restored from a saved state and not yet gathered into lanes.
+  mutable std::vector<Matrix> bases_, coords_;
+  Index lanes_d_ = 0;  // the lanes' dimension: d, or n when reduces_span()
+  void gather_block(Index b, Matrix& x);
+  void scatter_block(Index b, const Matrix& x) const;
   mutable bool states_stale_ = false;
   void sync() const;
   // The pair kernel of each block's last observation (BatchPairObservables::kernel), valid

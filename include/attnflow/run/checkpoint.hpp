@@ -32,7 +32,8 @@ struct Checkpoint {
   std::int64_t observation = 0;   // index of the next observation to make
   std::uint64_t csv_bytes = 0;    // observables.csv is truncated to this length on resume
   std::vector<FlowState> flow;  // per system: integrator state and noise stream
-  std::vector<Matrix> states;   // per system, the flow state (n, c)
+  std::vector<Matrix> states;   // per system, Ensemble::saved_state(): the flow state (n, c), or
+                                // coordinates and basis (n, n + d) on the reduced batched path
 };
 
 // Writes atomically (a reader never sees half a checkpoint).
