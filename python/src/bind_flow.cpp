@@ -301,7 +301,7 @@ void bind_observe(py::module_& m) {
 
 void bind_ensemble(py::module_& m) {
   py::class_<Ensemble>(m, "Ensemble", "many independent flows advanced together")
-      .def(py::init<std::vector<FlowOptions>, const std::vector<Matrix>&, IntegratorOptions>(),
+      .def(py::init<std::vector<FlowOptions>, std::vector<Matrix>, IntegratorOptions>(),
            py::arg("flows"), py::arg("initial_points"), py::arg("integrator"))
       .def("advance", &Ensemble::advance, py::arg("t_end"), release_gil())
       .def("observe", &Ensemble::observe, py::arg("options"), py::arg("clusters") = true, release_gil())

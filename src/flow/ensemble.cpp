@@ -210,8 +210,7 @@ class LaneBlock {
                  // its state (64 KB at n = d = 32), too large to allocate at every observation.
                  thread_local Matrix a;
                  average(x, a);
-                 x += h * a;
-                 batch_normalize_rows(x.data(), n_, d_);
+                 batch_residual_layer(x.data(), a.data(), h, n_, d_);
                }};
   }
  private:
@@ -221,6 +220,20 @@ class LaneBlock {
   std::vector<const FlowOptions*> lane_;
   std::vector<double> beta_, log_w_, lse_;
 };
+
+// The points C B of coordinates c (n, r; row i at c + i * stride) in the basis B (r, d):
+// x_ik = sum_j c_ij B_jk, j ascending. The one place that forms them (scatter, restored
+// coordinates, positions), so the points have the same bits on every path.
+Matrix combine(const double* c, Index stride, const Matrix& basis, Index n) {
+  const Index r = basis.rows(), d = basis.cols();
+  Matrix x = Matrix::Zero(n, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < r; ++j) {
+      const double cij = c[i * stride + j];
+      for (Index k = 0; k < d; ++k) x(i, k) += cij * basis(j, k);
+    }
+  return x;
+}
 
 bool same_grid(const IntegratorState& a, const IntegratorState& b) {
   return a.t == b.t && a.grid_origin == b.grid_origin && a.grid_steps == b.grid_steps;
@@ -284,7 +297,7 @@ bool lanes_compatible(const std::vector<Flow>& flows) {
 
 }  // namespace
 
-Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
+Ensemble::Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_points,
                    IntegratorOptions integrator)
     : integrator_(integrator) {
   require(!flows.empty(), kEnsembleCtx, "systems", flows.size(), ">= 1");
@@ -293,9 +306,10 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& in
   integrator_.validate();
   flows_.reserve(flows.size());  // Flow::ode() refers to the Flow: never reallocate after this
   for (size_t s = 0; s < flows.size(); ++s) {
-    const Matrix& p = initial_points[s];
+    Matrix& p = initial_points[s];
     flows_.emplace_back(std::move(flows[s]), p.rows(), p.cols());
     states_.push_back(flows_.back().initial_state(p));
+    p = Matrix();  // one copy of the points at a time (2048 systems of 32 x 128 hold 67 MB)
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
     log_w_.push_back(log_weights(flows_.back().options().weights));
   }
@@ -537,7 +551,7 @@ void Ensemble::sync() const {
   for (std::size_t b = 0; b < lanes_.size(); ++b)
     if (lanes_[b].size() != 0) scatter_block(static_cast<Index>(b), lanes_[b]);
   for (std::size_t s = 0; s < coords_.size(); ++s)  // restored coordinates not yet in lanes
-    if (coords_[s].size() != 0) states_[s] = coords_[s] * bases_[s];
+    if (coords_[s].size() != 0) states_[s] = combine(coords_[s].data(), coords_[s].cols(), bases_[s], coords_[s].rows());
   states_stale_ = false;
 }
 
@@ -564,8 +578,11 @@ void Ensemble::gather_block(Index b, Matrix& x) {
     for (Index i = 0; i < n; ++i)
       for (Index k = 0; k < dl; ++k) x(i * dl + k, l) = c(i, k);
   }
-  if (reduced)  // the lanes hold them from now on
-    for (Index l = 0; l < m; ++l) coords_[s0 + l].resize(0, 0);
+  if (reduced)  // the lanes hold them from now on; the points are formed again when asked for
+    for (Index l = 0; l < m; ++l) {
+      coords_[s0 + l].resize(0, 0);
+      states_[s0 + l].resize(0, 0);
+    }
 }
 
 // The lanes x of block b back to the systems' points (states_): coordinates times basis.
@@ -575,11 +592,21 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
   Matrix c(n, dl);
   for (Index l = 0; l < m; ++l) {
     Matrix& st = states_[static_cast<std::size_t>(s0 + l)];
+    if (dl == d) st.resize(n, d);
     Matrix& out = dl == d ? st : c;
     for (Index i = 0; i < n; ++i)
       for (Index k = 0; k < dl; ++k) out(i, k) = x(i * dl + k, l);
-    if (dl != d) st = c * bases_[static_cast<std::size_t>(s0 + l)];
+    if (dl != d) st = combine(c.data(), dl, bases_[static_cast<std::size_t>(s0 + l)], n);
   }
+}
+
+Matrix Ensemble::positions(Index s) const {
+  const Index n = flows_[0].n(), d = flows_[0].d();
+  if (states_stale_ && plain_sphere_ && lanes_d_ != d && !lanes_.empty()) {  // C B, as scatter_block forms it
+    const Matrix saved = saved_state(s);
+    if (saved.cols() == n + d) return combine(saved.data(), n + d, bases_[static_cast<std::size_t>(s)], n);
+  }
+  return flows_[s].positions(state(s));
 }
 
 Matrix Ensemble::saved_state(Index s) const {

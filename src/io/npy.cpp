@@ -172,13 +172,9 @@ Vector read_npy_vector(const std::string& path) {
   return Eigen::Map<const Vector>(a.data.data(), a.shape[0]);
 }
 
-std::string npy_bytes(const double* data, const std::vector<Index>& shape) {
+std::string npy_header(const std::vector<Index>& shape) {
   std::string dims;
-  Index count = 1;
-  for (Index s : shape) {
-    dims += fmt::format("{}, ", s);
-    count *= s;
-  }
+  for (Index s : shape) dims += fmt::format("{}, ", s);
   if (shape.size() > 1) dims.resize(dims.size() - 2);
   std::string header = fmt::format("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}", dims);
   // Pad with spaces so that magic + len + header + '\n' is a multiple of 64 bytes.
@@ -191,6 +187,13 @@ std::string npy_bytes(const double* data, const std::vector<Index>& shape) {
   out.push_back(static_cast<char>(header.size() & 0xff));
   out.push_back(static_cast<char>((header.size() >> 8) & 0xff));
   out += header;
+  return out;
+}
+
+std::string npy_bytes(const double* data, const std::vector<Index>& shape) {
+  Index count = 1;
+  for (Index s : shape) count *= s;
+  std::string out = npy_header(shape);
   out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(count) * 8);
   return out;
 }

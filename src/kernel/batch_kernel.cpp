@@ -65,12 +65,14 @@ void squared_norms(const double* x, Index n, Index d, double* out) {
 // spans two cache lines).
 using AlignedBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
 struct Scratch {
-  AlignedBuffer e, kf, dd, hb, u, z, nn;
+  AlignedBuffer e, kf, dd, hb, u, z, nn, xs;
   void size(Index n) {
     const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
     if (e.size() < pairs) e.resize(pairs);
     const auto full = static_cast<std::size_t>(n * n * W);
     if (kf.size() < full) kf.resize(full);
+    const auto slice = static_cast<std::size_t>(n * KC * W);
+    if (xs.size() < slice) xs.resize(slice);
     const auto per = static_cast<std::size_t>(n * W);
     if (dd.size() < per) {
       dd.resize(per);
@@ -154,16 +156,17 @@ void gram(const double* x, Index n, Index d, double* e, double* dd) {
 // into its FMAs as a memory operand, one load per row of the tile instead of one.
 inline void in_register(Packet& v) { asm("" : "+v"(v)); }
 
-// Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K): per j, R
-// coefficients and K coordinates loaded for R K FMAs.
+// Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), the x_j's
+// coordinates packed (xs: K W doubles per j): per j, R coefficients and K coordinates loaded
+// for R K FMAs.
 template <int R, int K>
-void average_rows(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a,
+void average_rows(const double* xs, Index n, Index d, Index k0, const double* kf, const double* rz, double* a,
                   Index i) {
   Packet p[R][K];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < K; ++q) p[r][q] = bc(0.0);
   for (Index j = 0; j < n; ++j) {
-    const double* xj = x + (j * d + k0) * W;
+    const double* xj = xs + j * K * W;
     Packet c[R];
     for (int r = 0; r < R; ++r) c[r] = ld(kf + ((i + r) * n + j) * W);
     for (int q = 0; q < K; ++q) {
@@ -180,14 +183,21 @@ void average_rows(const double* x, Index n, Index d, Index k0, const double* kf,
 
 // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
 // symmetric matrix K_ij u_j, diagonal u_i), rz_i = 1 / z_i (one division per row instead of
-// one per coordinate). Three rows at a time share each x_j load (24 sums, 3 coefficients and
-// one coordinate in registers); the coordinate block is the outer loop, so its slice of x
-// stays in L1. Each sum runs over j ascending whatever the tile.
+// one per coordinate). The block's slice of x is first copied to xs, contiguous (n K W
+// doubles): in x its rows lie d W doubles apart, 2 KB at d = 32, and so many lines at one
+// power-of-two stride fall in a few sets of the L1 cache and evict each other. Three rows at
+// a time share each x_j load (24 sums, 3 coefficients and one coordinate in registers); the
+// coordinate block is the outer loop, so xs stays in L1. Each sum runs over j ascending
+// whatever the tile.
 template <int K>
-void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a) {
+void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* xs,
+                   double* a) {
+  for (Index j = 0; j < n; ++j)
+    for (int q = 0; q < K; ++q) st(xs + (j * K + q) * W, ld(x + (j * d + k0 + q) * W));
   Index i = 0;
-  for (; i + 3 <= n; i += 3) average_rows<3, K>(x, n, d, k0, kf, rz, a, i);
-  for (; i < n; ++i) average_rows<1, K>(x, n, d, k0, kf, rz, a, i);
+  for (; i + 3 <= n; i += 3) average_rows<3, K>(xs, n, d, k0, kf, rz, a, i);
+  if (i + 2 == n) average_rows<2, K>(xs, n, d, k0, kf, rz, a, i);
+  if (i + 1 == n) average_rows<1, K>(xs, n, d, k0, kf, rz, a, i);
 }
 
 // The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
@@ -314,7 +324,7 @@ void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s
     st(s.z.data() + i * W, zi);
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
-  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), a); });
+  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), s.xs.data(), a); });
 }
 
 }  // namespace
@@ -390,6 +400,23 @@ void batch_normalize_rows(double* x, Index n, Index d) {
   }
 }
 
+void batch_residual_layer(double* x, const double* a, double h, Index n, Index d) {
+  const Packet hp = bc(h);
+  for (Index i = 0; i < n; ++i) {
+    double* xi = x + i * d * W;
+    const double* ai = a + i * d * W;
+    Packet ss = bc(0.0);
+    for (Index k = 0; k < d; ++k) {  // the row stays in L1 for the scaling below
+      const Packet y = ei::pmadd(hp, ld(ai + k * W), ld(xi + k * W));
+      st(xi + k * W, y);
+      ss = ei::pmadd(y, y, ss);
+    }
+    const Packet r = ei::psqrt(ss);
+    const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
+    for (Index k = 0; k < d; ++k) st(xi + k * W, ei::pmul(ld(xi + k * W), inv));
+  }
+}
+
 void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out) {
   const Index n = in.n, d = in.d;
   const double* x = in.x;
@@ -423,12 +450,17 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
          linked = bc(0.0);
   // K = d for d <= KC (row i's coordinates in registers, <x_i, x_j> formed here), K = 0 for
   // the Gram entries of e.
+  // Local pointers: the scratch vectors' data pointers would be reloaded after every store.
+  const double* const u = s.u.data();
+  const double* const hb = s.hb.data();
+  const double* const rn = s.z.data();
+  const auto on_link = out.on_link;
   const auto pairs = [&]<int K>() {
     for (Index i = 0; i < n; ++i) {
-      const Packet vi = ld(s.u.data() + i * W);
+      const Packet vi = ld(u + i * W);
       diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
       if (i + 1 == n) break;
-      const Packet hi = ld(s.hb.data() + i * W), ri = ld(s.z.data() + i * W);
+      const Packet hi = ld(hb + i * W), ri = ld(rn + i * W);
       Packet row = bc(0.0);
       const double* er = e + tri(i, i + 1, n) * W;
       Packet xi[K > 0 ? K : 1];
@@ -441,19 +473,19 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
         } else {
           g = ld(er + (j - i - 1) * W);
         }
-        const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(s.hb.data() + j * W))));
+        const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
         if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
-        row = ei::pmadd(k, ld(s.u.data() + j * W), row);
-        minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(s.z.data() + j * W)));
+        row = ei::pmadd(k, ld(u + j * W), row);
+        minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(rn + j * W)));
         const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
         linked = ei::padd(linked, ei::pand(close, one));
-        if (out.on_link) {
+        if (on_link) {
           alignas(64) double m[W];
           st(m, ei::pand(close, one));
           unsigned mask = 0;
           for (Index l = 0; l < W; ++l)
             if (m[l] != 0.0) mask |= 1u << l;
-          if (mask) out.on_link(out.ctx, i, j, mask);
+          if (mask) on_link(out.ctx, i, j, mask);
         }
       }
       sum_off = ei::pmadd(vi, row, sum_off);

@@ -76,15 +76,19 @@ void to_sphere(Matrix& x) {
 // Positions of all systems: (n, d) for one system, (systems, n, d) for an ensemble.
 void write_positions(const std::string& path, const Ensemble& e) {
   if (e.size() == 1) return write_npy(path, e.positions(0));
-  std::vector<double> data;
-  Index n = 0, d = 0;
+  // The file's bytes built in place, one system at a time (one copy of the positions).
+  Matrix x = e.positions(0);
+  const Index n = x.rows(), d = x.cols();
+  std::string bytes = npy_header({e.size(), n, d});
+  bytes.reserve(bytes.size() + static_cast<std::size_t>(e.size() * n * d) * sizeof(double));
   for (Index k = 0; k < e.size(); ++k) {
-    const Matrix x = e.positions(k);
-    n = x.rows();
-    d = x.cols();
-    data.insert(data.end(), x.data(), x.data() + x.size());
+    if (k > 0) x = e.positions(k);
+    if (x.rows() != n || x.cols() != d)
+      throw std::logic_error(fmt::format("run: positions of system {} are ({}, {}), not ({}, {})", k, x.rows(),
+                                         x.cols(), n, d));
+    bytes.append(reinterpret_cast<const char*>(x.data()), static_cast<std::size_t>(x.size()) * sizeof(double));
   }
-  write_npy(path, data.data(), {e.size(), n, d});
+  write_file_atomic(path, bytes);
 }
 
 // The files of a run directory (runner.hpp), the names the job writes.
@@ -124,7 +128,7 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
     flows.back().comm = comm;
     x0.push_back(initial_positions(cfg, k));
   }
-  Ensemble e(std::move(flows), x0, cfg.integrator);
+  Ensemble e(std::move(flows), std::move(x0), cfg.integrator);
   e.batched = cfg.batched;
   return e;
 }

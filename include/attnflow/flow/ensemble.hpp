@@ -19,8 +19,7 @@ class Ensemble {
   // One flow per system with its initial points (n_s, d_s); systems may differ in every
   // option (beta, kind, size). Throws naming "ensemble: systems" when the lists differ in
   // length or are empty.
-  Ensemble(std::vector<FlowOptions> flows, const std::vector<Matrix>& initial_points,
-           IntegratorOptions integrator);
+  Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_points, IntegratorOptions integrator);
 
   // Advances every system to t_end. Systems run in parallel (one thread each) when there are
   // at least as many systems as threads and each has at most parallel_n tokens; otherwise
@@ -57,7 +56,9 @@ class Ensemble {
     return states_[s];
   }
   const FlowState& flow_state(Index s) const { return flow_states_[s]; }
-  Matrix positions(Index s) const { return flows_[s].positions(state(s)); }
+  // The points of system s (on the reduced path formed from its coordinates without
+  // refreshing every system's state: the same bits as state(s)).
+  Matrix positions(Index s) const;
   // Replaces system s's state (n, state columns) and FlowState.
   void set_state(Index s, Matrix state, const FlowState& st);
 

@@ -28,6 +28,9 @@ void write_npy(const std::string& path, const Matrix& a);
 void write_npy(const std::string& path, const Vector& a);
 // Serializes to bytes (header + data), for writers that bundle arrays.
 std::string npy_bytes(const double* data, const std::vector<Index>& shape);
+// The header alone (magic, version, padded dictionary) of float64 C-order data of this shape:
+// a writer appends the shape's 8-byte values after it.
+std::string npy_header(const std::vector<Index>& shape);
 NpyArray parse_npy(const std::string& bytes, const std::string& name);
 
 }  // namespace attnflow

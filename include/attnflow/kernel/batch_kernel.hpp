@@ -60,6 +60,10 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
 // x_i <- x_i / |x_i| for |x_i| > 0 (the sphere retraction; zero rows stay).
 void batch_project_tangent(const double* x, double* a, Index n, Index d);
 void batch_normalize_rows(double* x, Index n, Index d);
+// The residual layer on the sphere in one pass per row: x_i <- y_i / |y_i|, y_i = x_i + h a_i
+// (zero rows stay): the update, batch_normalize_rows' squared norm (coordinates ascending) and
+// the scaling while the row is in L1.
+void batch_residual_layer(double* x, const double* a, double h, Index n, Index d);
 
 struct BatchPairObservables {
   double* log_energy = nullptr;  // per lane: log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>})
