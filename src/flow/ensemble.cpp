@@ -339,8 +339,9 @@ Index Ensemble::prepare_blocks() {
   if (plain_sphere_) {
     const Index lanes_d = reduces_span() ? flows_[0].n() : flows_[0].d();
     if (lanes_d != lanes_d_) {  // reduce_span changed: start from the points
-      sync();
+      sync();  // restored coordinates stay (for the reduced path) or are dropped below
       lanes_.clear();
+      pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
       lanes_d_ = lanes_d;
     }
     if (lanes_d_ == flows_[0].d()) {
@@ -379,7 +380,11 @@ void Ensemble::advance_block(Index b, double t_end) {
       scatter_block(b, x);
       x.resize(0, 0);
     }
-    for (Index s = s0; s < s0 + m && !coords_.empty(); ++s) coords_[s].resize(0, 0);  // the points move
+    for (Index s = s0; s < s0 + m && !coords_.empty(); ++s)  // restored coordinates: their points move
+      if (coords_[s].size() != 0) {
+        states_[s] = combine(coords_[s].data(), coords_[s].cols(), bases_[s], coords_[s].rows());
+        coords_[s].resize(0, 0);
+      }
     for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
     if (plain_sphere) gather_block(b, x);
     return;
@@ -627,6 +632,29 @@ Matrix Ensemble::saved_state(Index s) const {
   return out;
 }
 
+// Back to per-system storage before one system is replaced: coordinates in lanes move to
+// coords_ as they are (the other systems continue bit for bit), points in lanes to states_.
+void Ensemble::release_lanes() {
+  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
+  if (lanes_d_ != d && !lanes_.empty()) {
+    for (std::size_t b = 0; b < lanes_.size(); ++b) {
+      const Matrix& x = lanes_[b];
+      if (x.size() == 0) continue;
+      const Index s0 = static_cast<Index>(b) * w, m = std::min(w, size() - s0);
+      for (Index l = 0; l < m; ++l) {
+        Matrix& c = coords_[static_cast<std::size_t>(s0 + l)];
+        c.resize(n, n);
+        for (Index i = 0; i < n; ++i)
+          for (Index k = 0; k < n; ++k) c(i, k) = x(i * n + k, l);
+      }
+    }
+  } else {
+    sync();
+  }
+  lanes_.clear();
+  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
+}
+
 void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) {
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
@@ -637,9 +665,7 @@ void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) 
                                             "or coordinates and basis ({}, {})",
                                             kEnsembleCtx, s, saved.rows(), saved.cols(), n, f.state_cols(), n, n + d));
   require_finite(kEnsembleCtx, "saved state", saved);
-  sync();
-  lanes_.clear();
-  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
+  release_lanes();
   coords_.resize(static_cast<std::size_t>(size()));
   bases_.resize(static_cast<std::size_t>(size()));
   coords_[s] = saved.leftCols(n);
@@ -649,16 +675,14 @@ void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) 
 }
 
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
-  sync();
-  lanes_.clear();  // the lanes are gathered again from states_ at the next advance
-  pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
-  if (static_cast<Index>(coords_.size()) > s) coords_[s].resize(0, 0);  // the points are the state
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())
     throw std::invalid_argument(fmt::format("{}: state of system {} has shape ({}, {}), must be ({}, {})",
                                             kEnsembleCtx, s, state.rows(), state.cols(), f.n(), f.state_cols()));
   require_finite(kEnsembleCtx, "state", state);
+  release_lanes();  // the lanes are gathered again at the next advance
+  if (static_cast<Index>(coords_.size()) > s) coords_[s].resize(0, 0);  // the points are the state
   states_[s] = std::move(state);
   flow_states_[s] = st;
 }

@@ -184,6 +184,19 @@ TEST(FlowBatched, ReducedSpanSavedStateContinuesBitForBit) {
     EXPECT_TRUE(bit_equal(a.saved_state(k), b.saved_state(k))) << k;
   }
   EXPECT_THROW(b.restore_state(0, Matrix::Zero(6, 7), a.flow_state(0)), std::invalid_argument);
+  // Replacing one system (its points: a new basis) leaves the others' coordinates as they are.
+  Ensemble c = make(s, Method::residual, true);
+  c.advance(2.0);
+  c.set_state(3, c.state(3), c.flow_state(3));
+  a.advance(2.5);
+  c.advance(2.5);
+  for (Index k = 0; k < a.size(); ++k) {
+    if (k == 3) {
+      EXPECT_LT((a.state(k) - c.state(k)).norm(), 1e-12);
+    } else {
+      EXPECT_TRUE(bit_equal(a.state(k), c.state(k))) << k;
+    }
+  }
 }
 
 // An observation keeps its pair kernel for the block's next step (d > 8): the steps give the

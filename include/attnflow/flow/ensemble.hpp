@@ -94,6 +94,7 @@ class Ensemble {
   Index lanes_d_ = 0;  // the lanes' dimension: d, or n when reduces_span()
   void gather_block(Index b, Matrix& x);
   void scatter_block(Index b, const Matrix& x) const;
+  void release_lanes();
   mutable bool states_stale_ = false;
   void sync() const;
   // The pair kernel of each block's last observation (BatchPairObservables::kernel), valid
