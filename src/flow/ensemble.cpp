@@ -57,7 +57,7 @@ void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& l
   lanes.resize(static_cast<std::size_t>(n * d * w));
   for (Index l = 0; l < w; ++l)
     for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>((i * d + k) * w + l)] = x(l * n + i, k);
+      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = x(l * n + i, k);
 }
 
 // A block of up to W systems s0 .. s0 + m - 1 as one integrator state (W n, cols): lane l
@@ -93,14 +93,14 @@ class Block {
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
         const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
-        for (Index k = 0; k < d_; ++k) al_[static_cast<std::size_t>((i * d_ + k) * w_ + l)] *= f;
+        for (Index k = 0; k < d_; ++k) al_[static_cast<std::size_t>(batch_entry(i, k, n_, d_) * w_ + l)] *= f;
       }
     }
   }
   Matrix lane_average(Index l) const {
     Matrix a(n_, d_);
     for (Index i = 0; i < n_; ++i)
-      for (Index k = 0; k < d_; ++k) a(i, k) = al_[static_cast<std::size_t>((i * d_ + k) * w_ + l)];
+      for (Index k = 0; k < d_; ++k) a(i, k) = al_[static_cast<std::size_t>(batch_entry(i, k, n_, d_) * w_ + l)];
     return a;
   }
 
@@ -195,7 +195,7 @@ class LaneBlock {
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
         const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
-        for (Index k = 0; k < d_; ++k) a(i * d_ + k, l) *= f;
+        for (Index k = 0; k < d_; ++k) a(batch_entry(i, k, n_, d_), l) *= f;
       }
     }
   }
@@ -454,7 +454,7 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
     if (!in_lanes) {
       const Matrix& st = states_[s];
       for (Index i = 0; i < n; ++i)
-        for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>((i * d + k) * w + l)] = st(i, k);
+        for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = st(i, k);
     }
     const FlowOptions& fo = flows_[s].options();
     beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
@@ -581,7 +581,7 @@ void Ensemble::gather_block(Index b, Matrix& x) {
     }
     const Matrix& c = reduced ? coords_[s] : states_[s];
     for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < dl; ++k) x(i * dl + k, l) = c(i, k);
+      for (Index k = 0; k < dl; ++k) x(batch_entry(i, k, n, dl), l) = c(i, k);
   }
   if (reduced)  // the lanes hold them from now on; the points are formed again when asked for
     for (Index l = 0; l < m; ++l) {
@@ -600,7 +600,7 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
     if (dl == d) st.resize(n, d);
     Matrix& out = dl == d ? st : c;
     for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < dl; ++k) out(i, k) = x(i * dl + k, l);
+      for (Index k = 0; k < dl; ++k) out(i, k) = x(batch_entry(i, k, n, dl), l);
     if (dl != d) st = combine(c.data(), dl, bases_[static_cast<std::size_t>(s0 + l)], n);
   }
 }
@@ -624,7 +624,7 @@ Matrix Ensemble::saved_state(Index s) const {
   if (in_lanes) {
     const Matrix& x = lanes_[static_cast<std::size_t>(b)];
     for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < n; ++k) out(i, k) = x(i * n + k, s - b * w);
+      for (Index k = 0; k < n; ++k) out(i, k) = x(batch_entry(i, k, n, n), s - b * w);
   } else {
     out.leftCols(n) = coords_[s];
   }
@@ -645,7 +645,7 @@ void Ensemble::release_lanes() {
         Matrix& c = coords_[static_cast<std::size_t>(s0 + l)];
         c.resize(n, n);
         for (Index i = 0; i < n; ++i)
-          for (Index k = 0; k < n; ++k) c(i, k) = x(i * n + k, l);
+          for (Index k = 0; k < n; ++k) c(i, k) = x(batch_entry(i, k, n, n), l);
       }
     }
   } else {

@@ -21,7 +21,7 @@ namespace {
 using detail::Packet;
 namespace ei = Eigen::internal;
 constexpr Index W = detail::kPacketSize;
-constexpr Index KC = 8;  // coordinates per register block
+constexpr Index KC = kBatchCoordinateBlock;  // coordinates per register block and layout block
 
 inline Packet ld(const double* p) { return ei::ploadu<Packet>(p); }
 inline void st(double* p, const Packet& v) { ei::pstoreu(p, v); }
@@ -30,21 +30,34 @@ inline Packet bc(double v) { return ei::pset1<Packet>(v); }
 // Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
 inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
 
+// Calls f(k, offset) for the coordinates k = 0 .. d - 1 of row i in ascending order, offset the
+// entry's position in the lanes layout (times W); the coordinate blocks' width is known per block.
+template <class F>
+inline void for_row(Index i, Index n, Index d, F&& f) {
+  for (Index k0 = 0; k0 < d; k0 += KC) {
+    const Index width = std::min(KC, d - k0), base = k0 * n + i * width;
+    for (Index q = 0; q < width; ++q) f(k0 + q, (base + q) * W);
+  }
+}
+
 // out[i] = |x_i|^2 = sum_k x_ik^2 (k ascending) for every row. Four rows at a time: four
 // independent FMA chains instead of one whose latency bounds the loop; each row's sum is
 // formed in the same order as one row at a time.
 void squared_norms(const double* x, Index n, Index d, double* out) {
   Index i = 0;
   for (; i + 4 <= n; i += 4) {
-    const double* x0 = x + i * d * W;
     Packet s0 = bc(0.0), s1 = bc(0.0), s2 = bc(0.0), s3 = bc(0.0);
-    for (Index k = 0; k < d; ++k) {
-      const Packet v0 = ld(x0 + k * W), v1 = ld(x0 + (d + k) * W), v2 = ld(x0 + (2 * d + k) * W),
-                   v3 = ld(x0 + (3 * d + k) * W);
-      s0 = ei::pmadd(v0, v0, s0);
-      s1 = ei::pmadd(v1, v1, s1);
-      s2 = ei::pmadd(v2, v2, s2);
-      s3 = ei::pmadd(v3, v3, s3);
+    for (Index k0 = 0; k0 < d; k0 += KC) {
+      const Index width = std::min(KC, d - k0);
+      const double* x0 = x + (k0 * n + i * width) * W;
+      for (Index q = 0; q < width; ++q) {
+        const Packet v0 = ld(x0 + q * W), v1 = ld(x0 + (width + q) * W), v2 = ld(x0 + (2 * width + q) * W),
+                     v3 = ld(x0 + (3 * width + q) * W);
+        s0 = ei::pmadd(v0, v0, s0);
+        s1 = ei::pmadd(v1, v1, s1);
+        s2 = ei::pmadd(v2, v2, s2);
+        s3 = ei::pmadd(v3, v3, s3);
+      }
     }
     st(out + i * W, s0);
     st(out + (i + 1) * W, s1);
@@ -53,10 +66,10 @@ void squared_norms(const double* x, Index n, Index d, double* out) {
   }
   for (; i < n; ++i) {
     Packet si = bc(0.0);
-    for (Index k = 0; k < d; ++k) {
-      const Packet v = ld(x + (i * d + k) * W);
+    for_row(i, n, d, [&](Index, Index o) {
+      const Packet v = ld(x + o);
       si = ei::pmadd(v, v, si);
-    }
+    });
     st(out + i * W, si);
   }
 }
@@ -65,14 +78,12 @@ void squared_norms(const double* x, Index n, Index d, double* out) {
 // spans two cache lines).
 using AlignedBuffer = std::vector<double, Eigen::aligned_allocator<double>>;
 struct Scratch {
-  AlignedBuffer e, kf, dd, hb, u, z, nn, xs;
+  AlignedBuffer e, kf, dd, hb, u, z, nn;
   void size(Index n) {
     const auto pairs = static_cast<std::size_t>(std::max<Index>(n * (n - 1) / 2, 1) * W);
     if (e.size() < pairs) e.resize(pairs);
     const auto full = static_cast<std::size_t>(n * n * W);
     if (kf.size() < full) kf.resize(full);
-    const auto slice = static_cast<std::size_t>(n * KC * W);
-    if (xs.size() < slice) xs.resize(slice);
     const auto per = static_cast<std::size_t>(n * W);
     if (dd.size() < per) {
       dd.resize(per);
@@ -125,14 +136,17 @@ void gram(const double* x, Index n, Index d, double* e, double* dd) {
       Packet acc[T][T];
       for (Index r = 0; r < T; ++r)
         for (Index c = 0; c < T; ++c) acc[r][c] = bc(0.0);
-      const double* xi = x + i0 * d * W;
-      const double* xj = x + j0 * d * W;
-      for (Index k = 0; k < d; ++k) {
-        Packet vi[T], vj[T];
-        for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * d + k) * W);
-        for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * d + k) * W);
-        for (Index r = 0; r < T; ++r)
-          for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
+      for (Index k0 = 0; k0 < d; k0 += KC) {
+        const Index width = std::min(KC, d - k0);
+        const double* xi = x + (k0 * n + i0 * width) * W;
+        const double* xj = x + (k0 * n + j0 * width) * W;
+        for (Index q = 0; q < width; ++q) {
+          Packet vi[T], vj[T];
+          for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * width + q) * W);
+          for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * width + q) * W);
+          for (Index r = 0; r < T; ++r)
+            for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
+        }
       }
       for (Index r = 0; r < T; ++r)
         for (Index c = 0; c < T; ++c) {
@@ -147,7 +161,8 @@ void gram(const double* x, Index n, Index d, double* e, double* dd) {
   for (Index j = nb; j < n; ++j)  // the pairs (i, j), i <= j, of the rows after the tiles
     for (Index i = 0; i <= j; ++i) {
       Packet g = bc(0.0);
-      for (Index k = 0; k < d; ++k) g = ei::pmadd(ld(x + (i * d + k) * W), ld(x + (j * d + k) * W), g);
+      for (Index k = 0; k < d; ++k)
+        g = ei::pmadd(ld(x + batch_entry(i, k, n, d) * W), ld(x + batch_entry(j, k, n, d) * W), g);
       st(i < j ? e + tri(i, j, n) * W : dd + i * W, g);
     }
 }
@@ -156,9 +171,9 @@ void gram(const double* x, Index n, Index d, double* e, double* dd) {
 // into its FMAs as a memory operand, one load per row of the tile instead of one.
 inline void in_register(Packet& v) { asm("" : "+v"(v)); }
 
-// Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), the x_j's
-// coordinates packed (xs: K W doubles per j): per j, R coefficients and K coordinates loaded
-// for R K FMAs.
+// Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), xs the
+// coordinate block's slice (K W doubles per j): per j, R coefficients and K coordinates
+// loaded for R K FMAs.
 template <int R, int K>
 void average_rows(const double* xs, Index n, Index d, Index k0, const double* kf, const double* rz, double* a,
                   Index i) {
@@ -177,23 +192,20 @@ void average_rows(const double* xs, Index n, Index d, Index k0, const double* kf
   }
   for (int r = 0; r < R; ++r) {
     const Packet z = ld(rz + (i + r) * W);
-    for (int q = 0; q < K; ++q) st(a + ((i + r) * d + k0 + q) * W, ei::pmul(p[r][q], z));
+    for (int q = 0; q < K; ++q) st(a + (k0 * n + (i + r) * K + q) * W, ei::pmul(p[r][q], z));
   }
 }
 
 // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
 // symmetric matrix K_ij u_j, diagonal u_i), rz_i = 1 / z_i (one division per row instead of
-// one per coordinate). The block's slice of x is first copied to xs, contiguous (n K W
-// doubles): in x its rows lie d W doubles apart, 2 KB at d = 32, and so many lines at one
-// power-of-two stride fall in a few sets of the L1 cache and evict each other. Three rows at
-// a time share each x_j load (24 sums, 3 coefficients and one coordinate in registers); the
-// coordinate block is the outer loop, so xs stays in L1. Each sum runs over j ascending
-// whatever the tile.
+// one per coordinate). The block's slice of x is contiguous in the lanes layout (n K W
+// doubles; rows d W doubles apart, 2 KB at d = 32, would put the lines of a slice in a few
+// L1 sets). Three rows at a time share each x_j load (24 sums, 3 coefficients and one
+// coordinate in registers); the coordinate block is the outer loop, so the slice stays in L1.
+// Each sum runs over j ascending whatever the tile.
 template <int K>
-void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* xs,
-                   double* a) {
-  for (Index j = 0; j < n; ++j)
-    for (int q = 0; q < K; ++q) st(xs + (j * K + q) * W, ld(x + (j * d + k0 + q) * W));
+void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a) {
+  const double* xs = x + k0 * n * W;
   Index i = 0;
   for (; i + 3 <= n; i += 3) average_rows<3, K>(xs, n, d, k0, kf, rz, a, i);
   if (i + 2 == n) average_rows<2, K>(xs, n, d, k0, kf, rz, a, i);
@@ -324,7 +336,7 @@ void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s
     st(s.z.data() + i * W, zi);
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
-  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), s.xs.data(), a); });
+  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), a); });
 }
 
 }  // namespace
@@ -378,11 +390,8 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
 void batch_project_tangent(const double* x, double* a, Index n, Index d) {
   for (Index i = 0; i < n; ++i) {
     Packet dot = bc(0.0);
-    for (Index k = 0; k < d; ++k) dot = ei::pmadd(ld(x + (i * d + k) * W), ld(a + (i * d + k) * W), dot);
-    for (Index k = 0; k < d; ++k) {
-      double* pa = a + (i * d + k) * W;
-      st(pa, ei::psub(ld(pa), ei::pmul(dot, ld(x + (i * d + k) * W))));
-    }
+    for_row(i, n, d, [&](Index, Index o) { dot = ei::pmadd(ld(x + o), ld(a + o), dot); });
+    for_row(i, n, d, [&](Index, Index o) { st(a + o, ei::psub(ld(a + o), ei::pmul(dot, ld(x + o)))); });
   }
 }
 
@@ -393,27 +402,22 @@ void batch_normalize_rows(double* x, Index n, Index d) {
     const Packet r = ei::psqrt(ld(sq + i * W));
     // Zero rows stay as they are (scale 1 there). One division per row, then products.
     const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
-    for (Index k = 0; k < d; ++k) {
-      double* px = x + (i * d + k) * W;
-      st(px, ei::pmul(ld(px), inv));
-    }
+    for_row(i, n, d, [&](Index, Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
   }
 }
 
 void batch_residual_layer(double* x, const double* a, double h, Index n, Index d) {
   const Packet hp = bc(h);
   for (Index i = 0; i < n; ++i) {
-    double* xi = x + i * d * W;
-    const double* ai = a + i * d * W;
     Packet ss = bc(0.0);
-    for (Index k = 0; k < d; ++k) {  // the row stays in L1 for the scaling below
-      const Packet y = ei::pmadd(hp, ld(ai + k * W), ld(xi + k * W));
-      st(xi + k * W, y);
+    for_row(i, n, d, [&](Index, Index o) {  // the row stays in L1 for the scaling below
+      const Packet y = ei::pmadd(hp, ld(a + o), ld(x + o));
+      st(x + o, y);
       ss = ei::pmadd(y, y, ss);
-    }
+    });
     const Packet r = ei::psqrt(ss);
     const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
-    for (Index k = 0; k < d; ++k) st(xi + k * W, ei::pmul(ld(xi + k * W), inv));
+    for_row(i, n, d, [&](Index, Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
   }
 }
 
@@ -517,7 +521,7 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
     for (Index k = 0; k < d; ++k) {
       Packet so1 = bc(0.0), sm1 = bc(0.0);
       for (Index i = 0; i < n; ++i) {
-        const Packet wx = ei::pmul(ld(wv + i * W), ld(x + (i * d + k) * W));
+        const Packet wx = ei::pmul(ld(wv + i * W), ld(x + batch_entry(i, k, n, d) * W));
         so1 = ei::padd(so1, wx);
         sm1 = ei::pmadd(wx, ld(s.z.data() + i * W), sm1);
       }

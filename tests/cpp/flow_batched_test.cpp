@@ -329,9 +329,9 @@ TEST(FlowBatched, AdvanceObserveEqualsAdvanceThenObserve) {
   set_num_threads(0);
 }
 
-// The lane kernel against a dense formula: weights (one zero), radii that differ, and lse.
-TEST(FlowBatched, KernelMatchesDenseFormula) {
-  const Index w = batch_width(), n = 7, d = 3;
+// batch_attention_average of W random systems (n = 7) against the dense formula.
+void check_kernel_against_dense(Index d) {
+  const Index w = batch_width(), n = 7;
   std::vector<Matrix> xs;
   std::vector<double> lanes(static_cast<std::size_t>(n * d * w)), log_w(static_cast<std::size_t>(n * w)),
       beta(static_cast<std::size_t>(w));
@@ -341,7 +341,7 @@ TEST(FlowBatched, KernelMatchesDenseFormula) {
     xs.push_back(x);
     beta[static_cast<std::size_t>(l)] = 0.3 + static_cast<double>(l);
     for (Index i = 0; i < n; ++i) {
-      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>((i * d + k) * w + l)] = x(i, k);
+      for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = x(i, k);
       log_w[static_cast<std::size_t>(i * w + l)] = i == 2 ? -INFINITY : std::log((1.0 + i) / 28.0);
     }
   }
@@ -362,10 +362,17 @@ TEST(FlowBatched, KernelMatchesDenseFormula) {
       s /= z;
       EXPECT_NEAR(lse[static_cast<std::size_t>(i * w + l)], std::log(z), 1e-12 * std::max(1.0, std::abs(std::log(z))));
       for (Index k = 0; k < d; ++k)
-        EXPECT_NEAR(a[static_cast<std::size_t>((i * d + k) * w + l)], s[k], 1e-12 * std::max(1.0, std::abs(s[k])))
-            << l << " " << i << " " << k;
+        EXPECT_NEAR(a[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)], s[k], 1e-12 * std::max(1.0, std::abs(s[k])))
+            << "d " << d << " lane " << l << " " << i << " " << k;
     }
   }
+}
+
+// The lane kernel against a dense formula: weights (one zero), radii that differ, and lse;
+// d = 3 (one pass over the pairs), 13 and 20 (the two-pass form; coordinate blocks of 8 and a
+// shorter last one in the lanes layout).
+TEST(FlowBatched, KernelMatchesDenseFormula) {
+  for (const Index d : {3, 13, 20}) check_kernel_against_dense(d);
 }
 
 }  // namespace

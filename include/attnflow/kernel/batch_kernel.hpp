@@ -4,9 +4,12 @@
 // d (no horizontal sums, no tail loops). Used by Ensemble (ensemble.hpp) for the attention
 // average of SA / USA with one identity head and for the fused ensemble observables.
 //
-// Layout "lanes": entry (i, k) of system l at data[(i * d + k) * W + l]; per-token scalars at
-// [i * W + l]; per-system scalars at [l]. Lanes never interact: a system's result does not
-// depend on which lane or block it is in, nor on the thread count.
+// Layout "lanes": entry (i, k) of system l at data[batch_entry(i, k, n, d) * W + l]: the
+// coordinates in blocks of kBatchCoordinateBlock (8; the last block shorter), each block's
+// rows contiguous, so a block of coordinates of all n tokens is one contiguous slice (for
+// d <= 8, simply (i * d + k)). Per-token scalars at [i * W + l]; per-system scalars at [l].
+// Lanes never interact: a system's result does not depend on which lane or block it is in,
+// nor on the thread count.
 //
 // The symmetric form (Q = K): with D_i = |x_i|^2 and D* = max_i D_i (per lane),
 //   w_j e^{beta <x_i, x_j>} = K_ij u_j e^{beta (D_i + D*) / 2},
@@ -31,6 +34,15 @@ inline double log_two_beta(double beta) {
 
 // Systems per SIMD vector (lanes): 8 with AVX-512, 4 with AVX2, 2 otherwise.
 Index batch_width();
+
+constexpr Index kBatchCoordinateBlock = 8;
+// The entry of (i, k) among the n d of one lane (the layout above): block b = k / 8 starts at
+// 8 b n and holds its rows of width min(8, d - 8 b) one after the other.
+inline Index batch_entry(Index i, Index k, Index n, Index d) {
+  const Index k0 = k / kBatchCoordinateBlock * kBatchCoordinateBlock;
+  const Index width = d - k0 < kBatchCoordinateBlock ? d - k0 : kBatchCoordinateBlock;
+  return k0 * n + i * width + (k - k0);
+}
 
 struct BatchAttentionInput {
   const double* x = nullptr;      // (n, d) per lane: the points (theta under a scheme)
