@@ -469,7 +469,7 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
   LaneClusters lc(clusters ? w : 0, n);
   BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data()};
   // The kernel for the block's next step when its betas are the field's (every beta > 0).
-  bool keep_kernel = in_lanes && d > batch_pair_kernel_min_d();
+  bool keep_kernel = in_lanes;
   for (Index l = 0; l < m; ++l) keep_kernel = keep_kernel && flows_[s0 + l].options().beta > 0.0;
   if (keep_kernel) {
     auto& k = pair_kernel_[static_cast<std::size_t>(b)];

@@ -217,10 +217,11 @@ void average_block(const double* x, Index n, Index d, Index k0, const double* kf
 // the arithmetic): for i < j, <x_i, x_j>, K_ij, then c_ij = K_ij u_j joins row i's sums (in
 // registers) and c_ji = K_ij u_i row j's (in a and z, in memory). Row i thus receives its
 // terms in ascending j, each formed by the same operations as in the two-pass form: the
-// result is the same bits. hb_i = beta D_i / 2; z_i = sum_j c_ij is left in z.
-template <int K>
-void fused_average(const double* x, Index n, Packet beta, const double* hb, const double* u, double* a,
-                   double* z) {
+// result is the same bits. hb_i = beta D_i / 2; z_i = sum_j c_ij is left in z. With a kept
+// pair kernel kc (BatchAttentionInput::kernel) K_ij is loaded instead of formed: the same values.
+template <int K, bool Kept>
+void fused_average(const double* x, Index n, Packet beta, const double* hb, const double* u, const double* kc,
+                   double* a, double* z) {
   for (Index i = 0; i < n; ++i) {
     st(z + i * W, bc(0.0));
     for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, bc(0.0));
@@ -243,9 +244,14 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
     for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(ui, xi[q], ai[q]);
     Packet zb = ld(z + b * W);
     {  // the pair (i, b)
-      Packet g = bc(0.0);
-      for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xb[q], g);
-      const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, hbb)));
+      Packet k;
+      if constexpr (Kept) {
+        k = ld(kc + tri(i, b, n) * W);
+      } else {
+        Packet g = bc(0.0);
+        for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xb[q], g);
+        k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, hbb)));
+      }
       const Packet cib = ei::pmul(k, ub), cbi = ei::pmul(k, ui);
       zi = ei::padd(zi, cib);
       for (int q = 0; q < K; ++q) ai[q] = ei::pmadd(cib, xb[q], ai[q]);
@@ -257,14 +263,21 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
     for (Index j = b + 1; j < n; ++j) {
       Packet xj[K];
       for (int q = 0; q < K; ++q) xj[q] = ld(x + (j * K + q) * W);
-      Packet gi = bc(0.0), gb = bc(0.0);
-      for (int q = 0; q < K; ++q) {
-        gi = ei::pmadd(xi[q], xj[q], gi);
-        gb = ei::pmadd(xb[q], xj[q], gb);
+      const Packet uj = ld(u + j * W);
+      Packet ki, kb;
+      if constexpr (Kept) {
+        ki = ld(kc + tri(i, j, n) * W);
+        kb = ld(kc + tri(b, j, n) * W);
+      } else {
+        Packet gi = bc(0.0), gb = bc(0.0);
+        for (int q = 0; q < K; ++q) {
+          gi = ei::pmadd(xi[q], xj[q], gi);
+          gb = ei::pmadd(xb[q], xj[q], gb);
+        }
+        const Packet hj = ld(hb + j * W);
+        ki = detail::simd_exp(ei::psub(ei::pmul(beta, gi), ei::padd(hi, hj)));
+        kb = detail::simd_exp(ei::psub(ei::pmul(beta, gb), ei::padd(hbb, hj)));
       }
-      const Packet hj = ld(hb + j * W), uj = ld(u + j * W);
-      const Packet ki = detail::simd_exp(ei::psub(ei::pmul(beta, gi), ei::padd(hi, hj)));
-      const Packet kb = detail::simd_exp(ei::psub(ei::pmul(beta, gb), ei::padd(hbb, hj)));
       const Packet cij = ei::pmul(ki, uj), cji = ei::pmul(ki, ui), cbj = ei::pmul(kb, uj), cjb = ei::pmul(kb, ub);
       zi = ei::padd(zi, cij);
       zb = ei::padd(zb, cbj);
@@ -343,7 +356,6 @@ void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s
 
 Index batch_width() { return W; }
 Index batch_pair_kernel_size(Index n) { return (n * (n - 1) / 2 + n) * W; }
-Index batch_pair_kernel_min_d() { return KC; }
 
 void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse) {
   const Index n = in.n, d = in.d;
@@ -352,11 +364,11 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
   const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
   double* e = s.e.data();
   const bool fused = d <= KC;
-  const double* cached = fused ? nullptr : in.kernel;
-  if (fused)
-    squared_norms(x, n, d, s.dd.data());  // D_i = |x_i|^2
-  else if (cached)
+  const double* cached = in.kernel;
+  if (cached)
     std::copy_n(cached + n * (n - 1) / 2 * W, n * W, s.dd.data());
+  else if (fused)
+    squared_norms(x, n, d, s.dd.data());  // D_i = |x_i|^2
   else
     gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
   Packet dmax = bc(-std::numeric_limits<double>::infinity());
@@ -371,7 +383,10 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
        detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
   if (fused) {
     for_coordinate_blocks(d, [&]<int K>(Index) {
-      fused_average<K>(x, n, beta, s.hb.data(), s.u.data(), a, s.z.data());
+      if (cached)
+        fused_average<K, true>(x, n, beta, s.hb.data(), s.u.data(), cached, a, s.z.data());
+      else
+        fused_average<K, false>(x, n, beta, s.hb.data(), s.u.data(), nullptr, a, s.z.data());
     });
   } else {
     two_pass_average(x, n, d, beta, s, cached, a);
@@ -447,7 +462,7 @@ void batch_pair_observables(const BatchAttentionInput& in, double delta, const B
        detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
     st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
   }
-  double* kernel_out = inline_gram ? nullptr : out.kernel;
+  double* kernel_out = out.kernel;
   if (kernel_out) std::copy_n(s.dd.data(), n * W, kernel_out + n * (n - 1) / 2 * W);
   const Packet thr = bc(1.0 - delta), one = bc(1.0);
   Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<double>::infinity()),

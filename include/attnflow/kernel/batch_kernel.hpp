@@ -50,18 +50,15 @@ struct BatchAttentionInput {
   const double* beta = nullptr;   // per lane
   const double* w = nullptr;      // (n) per lane: the weights (observables; null: e^{log_w})
   Index n = 0, d = 0;
-  // Optional, d > batch_pair_kernel_min_d() only: the pair kernel at these points and betas
-  // from batch_pair_observables (BatchPairObservables::kernel). batch_attention_average then
-  // skips its Gram pass and exponentials: the same values, so the same bits.
+  // Optional: the pair kernel at these points and betas from batch_pair_observables
+  // (BatchPairObservables::kernel). batch_attention_average then skips its Gram pass (or the
+  // Gram entries of its one pass, d <= 8) and exponentials: the same values, so the same bits.
   const double* kernel = nullptr;
 };
 
 // Doubles of a pair-kernel buffer: K_ij for i < j (the row-by-row upper triangle), then
 // D_i = |x_i|^2, W lanes each.
 Index batch_pair_kernel_size(Index n);
-// The pair kernel is kept for d above this (below it, the average forms each Gram entry where
-// it is used and keeps no pair buffer).
-Index batch_pair_kernel_min_d();
 
 // a (n, d) per lane: the softmax average sum_j softmax_j(beta <x_i, x_j> + log w_j) x_j,
 // and lse (n) per lane: log sum_j w_j e^{beta <x_i, x_j>} (callers scale a by e^{lse - shift}
@@ -83,7 +80,7 @@ struct BatchPairObservables {
   double* clustered = nullptr;   // per lane: number of pairs i < j with <x_i, x_j> > 1 - delta
   double* order = nullptr;       // per lane: |sum_i w_i x_i|
   double* mean_dir = nullptr;    // per lane: |sum_i w_i x_i / |x_i||^2
-  // Optional, d > batch_pair_kernel_min_d() only: receives the pair kernel
+  // Optional: receives the pair kernel
   // K_ij = e^{beta (<x_i, x_j> - (D_i + D_j) / 2)} and D_i (batch_pair_kernel_size(n)
   // doubles), which batch_attention_average at the same points and betas takes as its input.
   double* kernel = nullptr;
