@@ -60,6 +60,31 @@ void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& l
       for (Index k = 0; k < d; ++k) lanes[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = x(l * n + i, k);
 }
 
+// The Sinkhorn field's average for a block whose systems are all of kind sinkhorn with one
+// control (lanes_compatible): batch_sinkhorn_average, then each real lane's (l < m)
+// normalization counted in its flow's diagnostics, as the per-system field counts it.
+void sinkhorn_lanes(const BatchAttentionInput& in, const std::vector<const Flow*>& lanes, Index m, double* a) {
+  const SinkhornControl& c = lanes[0]->options().sinkhorn;
+  const std::size_t w = static_cast<std::size_t>(batch_width());
+  thread_local std::vector<double> err;
+  thread_local std::vector<int> its;
+  thread_local std::vector<unsigned char> conv;
+  err.resize(w);
+  its.resize(w);
+  conv.resize(w);
+  batch_sinkhorn_average(in, {c.iterations, c.tol, c.max_iterations}, a, {err.data(), its.data(), conv.data()});
+  for (Index l = 0; l < m; ++l) {
+    const std::size_t k = static_cast<std::size_t>(l);
+    SinkhornStatus st;
+    st.iterations = its[k];
+    st.marginal_error = err[k];
+    st.converged = conv[k] != 0;
+    if (!st.converged)
+      st.message = sinkhorn_not_converged_message("sinkhorn normalization", st.iterations, st.marginal_error, c.tol);
+    lanes[k]->record_sinkhorn(st);
+  }
+}
+
 // A block of up to W systems s0 .. s0 + m - 1 as one integrator state (W n, cols): lane l
 // holds rows [l n, (l + 1) n); lanes m .. W - 1 repeat system s0 (their results are dropped).
 // Fields, layers and retractions are the per-system ones (Flow, scheme.hpp) except the
@@ -67,7 +92,8 @@ void to_lanes(const Matrix& x, Index n, Index d, Index w, std::vector<double>& l
 class Block {
  public:
   Block(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m)
-      : w_(batch_width()), n_(flows[s0].n()), d_(flows[s0].d()), cols_(flows[s0].state_cols()) {
+      : w_(batch_width()), m_(m), n_(flows[s0].n()), d_(flows[s0].d()), cols_(flows[s0].state_cols()),
+        sinkhorn_(flows[s0].options().kind == FieldKind::sinkhorn) {
     for (Index l = 0; l < w_; ++l) lane_.push_back(&flows[s0 + (l < m ? l : 0)]);
     beta_.resize(static_cast<std::size_t>(w_));
     log_w_.resize(static_cast<std::size_t>(n_ * w_));
@@ -85,6 +111,7 @@ class Block {
     to_lanes(x, n_, d_, w_, xl_);
     al_.resize(xl_.size());
     lse_.resize(static_cast<std::size_t>(n_ * w_));
+    if (sinkhorn_) return sinkhorn_lanes({xl_.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, lane_, m_, al_.data());
     batch_attention_average({xl_.data(), log_w_.data(), beta_.data(), nullptr, n_, d_}, al_.data(),
                             usa_ ? lse_.data() : nullptr);
     if (!usa_) return;
@@ -153,7 +180,8 @@ class Block {
   }
 
  private:
-  Index w_, n_, d_, cols_;
+  Index w_, m_, n_, d_, cols_;
+  bool sinkhorn_;
   bool usa_ = false;
   std::vector<const Flow*> lane_;
   std::vector<double> beta_, log_w_, xl_, al_, lse_;
@@ -167,13 +195,13 @@ class LaneBlock {
  public:
   // d: the lanes' dimension (the points' d, or n for coordinates in a basis of their span).
   LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m, Index d)
-      : w_(batch_width()), n_(flows[s0].n()), d_(d) {
+      : w_(batch_width()), m_(m), n_(flows[s0].n()), d_(d), sinkhorn_(flows[s0].options().kind == FieldKind::sinkhorn) {
     beta_.resize(static_cast<std::size_t>(w_));
     log_w_.resize(static_cast<std::size_t>(n_ * w_));
     lane_.reserve(static_cast<std::size_t>(w_));
     for (Index l = 0; l < w_; ++l) {
       const Index s = s0 + (l < m ? l : 0);
-      lane_.push_back(&flows[s].options());
+      lane_.push_back(&flows[s]);
       beta_[static_cast<std::size_t>(l)] = flows[s].options().beta;
       usa_ = usa_ || flows[s].options().kind == FieldKind::usa;
       for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = log_w[static_cast<std::size_t>(s)][i];
@@ -186,12 +214,13 @@ class LaneBlock {
   void average(const Matrix& x, Matrix& a) {
     a.resize(x.rows(), x.cols());
     lse_.resize(static_cast<std::size_t>(n_ * w_));
-    batch_attention_average({x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_, kernel_}, a.data(),
-                            usa_ ? lse_.data() : nullptr);
+    const BatchAttentionInput in{x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_, kernel_};
     kernel_ = nullptr;
+    if (sinkhorn_) return sinkhorn_lanes(in, lane_, m_, a.data());
+    batch_attention_average(in, a.data(), usa_ ? lse_.data() : nullptr);
     if (!usa_) return;
     for (Index l = 0; l < w_; ++l) {
-      const FlowOptions& o = *lane_[l];
+      const FlowOptions& o = lane_[l]->options();
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
         const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
@@ -214,10 +243,11 @@ class LaneBlock {
                }};
   }
  private:
-  Index w_, n_, d_;
+  Index w_, m_, n_, d_;
+  bool sinkhorn_;
   bool usa_ = false;
   const double* kernel_ = nullptr;
-  std::vector<const FlowOptions*> lane_;
+  std::vector<const Flow*> lane_;
   std::vector<double> beta_, log_w_, lse_;
 };
 
@@ -286,7 +316,14 @@ bool lanes_compatible(const std::vector<Flow>& flows) {
   for (const Flow& f : flows) {
     const FlowOptions& o = f.options();
     if (f.n() != n || f.d() != d || f.noisy() || !identity_head(o)) return false;
-    if (o.kind != FieldKind::sa && o.kind != FieldKind::usa) return false;
+    // SA and USA mix freely; Sinkhorn systems go together, with one normalization control.
+    const bool softmax = o.kind == FieldKind::sa || o.kind == FieldKind::usa;
+    const bool sinkhorn = o.kind == FieldKind::sinkhorn;
+    const FlowOptions& o0 = flows[0].options();
+    if (!(softmax || sinkhorn) || sinkhorn != (o0.kind == FieldKind::sinkhorn)) return false;
+    if (sinkhorn && (o.sinkhorn.iterations != o0.sinkhorn.iterations || o.sinkhorn.tol != o0.sinkhorn.tol ||
+                     o.sinkhorn.max_iterations != o0.sinkhorn.max_iterations))
+      return false;
     // The batch kernel's symmetric form needs K_ij = e^{-beta |x_i - x_j|^2 / 2} <= 1 (beta >= 0)
     // and beta |x|^2 far from overflow; other betas take the per-system path, whose kernel falls
     // back to its general max-shifted reduction.

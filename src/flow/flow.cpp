@@ -174,6 +174,14 @@ Index Flow::state_cols() const {
 bool Flow::noisy() const { return options_.kappa > 0.0 && std::isfinite(options_.kappa); }
 
 // A_i = sum_h sum_j P^h_ij W_h V_h x_j (sa, usa, sinkhorn; empty W_h: identity); x, a (n, d).
+void Flow::record_sinkhorn(const SinkhornStatus& status) const {
+  diag_.sinkhorn_marginal_error = status.marginal_error;
+  if (!status.converged) {
+    ++diag_.sinkhorn_not_converged;
+    diag_.message = status.message;
+  }
+}
+
 void Flow::attention_average(const Matrix& x, Matrix& a) const {
   const std::vector<Head> one(1);
   const std::vector<Head>& heads = options_.heads.empty() ? one : options_.heads;
@@ -190,11 +198,7 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
       NormalizationStatus status;
       const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
                                                options_.weights, options_.sinkhorn, status, options_.comm);
-      diag_.sinkhorn_marginal_error = status.marginal_error;
-      if (!status.converged) {
-        ++diag_.sinkhorn_not_converged;
-        diag_.message = status.message;
-      }
+      record_sinkhorn(status);
       lse_reduce(u, v, col, vals, lse, out, options_.comm);
     } else if (symmetric) {
       // Q = K: the affinity is symmetric, one exponential serves (i, j) and (j, i).

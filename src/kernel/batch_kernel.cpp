@@ -175,8 +175,7 @@ inline void in_register(Packet& v) { asm("" : "+v"(v)); }
 // coordinate block's slice (K W doubles per j): per j, R coefficients and K coordinates
 // loaded for R K FMAs.
 template <int R, int K>
-void average_rows(const double* xs, Index n, Index d, Index k0, const double* kf, const double* rz, double* a,
-                  Index i) {
+void average_rows(const double* xs, Index n, Index k0, const double* kf, const double* rz, double* a, Index i) {
   Packet p[R][K];
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < K; ++q) p[r][q] = bc(0.0);
@@ -204,12 +203,12 @@ void average_rows(const double* xs, Index n, Index d, Index k0, const double* kf
 // coordinate in registers); the coordinate block is the outer loop, so the slice stays in L1.
 // Each sum runs over j ascending whatever the tile.
 template <int K>
-void average_block(const double* x, Index n, Index d, Index k0, const double* kf, const double* rz, double* a) {
+void average_block(const double* x, Index n, Index k0, const double* kf, const double* rz, double* a) {
   const double* xs = x + k0 * n * W;
   Index i = 0;
-  for (; i + 3 <= n; i += 3) average_rows<3, K>(xs, n, d, k0, kf, rz, a, i);
-  if (i + 2 == n) average_rows<2, K>(xs, n, d, k0, kf, rz, a, i);
-  if (i + 1 == n) average_rows<1, K>(xs, n, d, k0, kf, rz, a, i);
+  for (; i + 3 <= n; i += 3) average_rows<3, K>(xs, n, k0, kf, rz, a, i);
+  if (i + 2 == n) average_rows<2, K>(xs, n, k0, kf, rz, a, i);
+  if (i + 1 == n) average_rows<1, K>(xs, n, k0, kf, rz, a, i);
 }
 
 // The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
@@ -309,6 +308,20 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
   }
 }
 
+// The Gram entries in s.e (gram()) replaced in place by K_ij = e^{beta <x_i, x_j> - hb_i - hb_j},
+// hb_i = beta D_i / 2 in s.hb: one exponential per unordered pair.
+void exponentiate_pairs(Index n, Packet beta, Scratch& s) {
+  const double* hb = s.hb.data();
+  for (Index i = 0; i + 1 < n; ++i) {
+    const Packet hi = ld(hb + i * W);
+    double* row = s.e.data() + tri(i, i + 1, n) * W;
+    for (Index j = i + 1; j < n; ++j) {
+      double* p = row + (j - i - 1) * W;
+      st(p, detail::simd_exp(ei::psub(ei::pmul(beta, ld(p)), ei::padd(hi, ld(hb + j * W)))));
+    }
+  }
+}
+
 // d > KC: the Gram entries are in e (gram()). K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}
 // replaces them in place (one exponential per unordered pair); then kf, the full matrix
 // c_ij = K_ij u_j (c_ii = u_i), is written row by row (K_ij for j < i read from the triangle:
@@ -318,16 +331,8 @@ void fused_average(const double* x, Index n, Packet beta, const double* hb, cons
 void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s, const double* cached,
                       double* a) {
   double* kf = s.kf.data();
-  const double* hb = s.hb.data();
   const double* u = s.u.data();
-  for (Index i = 0; i + 1 < n && !cached; ++i) {
-    const Packet hi = ld(hb + i * W);
-    double* row = s.e.data() + tri(i, i + 1, n) * W;
-    for (Index j = i + 1; j < n; ++j) {
-      double* p = row + (j - i - 1) * W;
-      st(p, detail::simd_exp(ei::psub(ei::pmul(beta, ld(p)), ei::padd(hi, ld(hb + j * W)))));
-    }
-  }
+  if (!cached) exponentiate_pairs(n, beta, s);
   const double* e = cached ? cached : s.e.data();
   for (Index i = 0; i < n; ++i) {
     double* ci = kf + i * n * W;
@@ -349,7 +354,63 @@ void two_pass_average(const double* x, Index n, Index d, Packet beta, Scratch& s
     st(s.z.data() + i * W, zi);
     st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
   }
-  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, d, k0, kf, s.nn.data(), a); });
+  for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, k0, kf, s.nn.data(), a); });
+}
+
+// hb_i = beta D_i / 2 from s.dd (D_i = |x_i|^2); returns beta D* / 2, D* = max_i D_i.
+Packet half_norms(Index n, Packet half, Scratch& s) {
+  Packet dmax = bc(-std::numeric_limits<double>::infinity());
+  for (Index i = 0; i < n; ++i) {
+    const Packet di = ld(s.dd.data() + i * W);
+    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
+    dmax = ei::pmax(dmax, di);
+  }
+  return ei::pmul(half, dmax);
+}
+
+// y_i = sum_j kf[i n + j] v_j (j ascending) for every row, four rows at a time (independent
+// FMA chains; each row's sum in the same order as alone).
+void symmetric_matvec(const double* kf, const double* v, Index n, double* y) {
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    Packet y0 = bc(0.0), y1 = bc(0.0), y2 = bc(0.0), y3 = bc(0.0);
+    const double* k0 = kf + i * n * W;
+    for (Index j = 0; j < n; ++j) {
+      const Packet vj = ld(v + j * W);
+      y0 = ei::pmadd(ld(k0 + j * W), vj, y0);
+      y1 = ei::pmadd(ld(k0 + (n + j) * W), vj, y1);
+      y2 = ei::pmadd(ld(k0 + (2 * n + j) * W), vj, y2);
+      y3 = ei::pmadd(ld(k0 + (3 * n + j) * W), vj, y3);
+    }
+    st(y + i * W, y0);
+    st(y + (i + 1) * W, y1);
+    st(y + (i + 2) * W, y2);
+    st(y + (i + 3) * W, y3);
+  }
+  for (; i < n; ++i) {
+    Packet yi = bc(0.0);
+    for (Index j = 0; j < n; ++j) yi = ei::pmadd(ld(kf + (i * n + j) * W), ld(v + j * W), yi);
+    st(y + i * W, yi);
+  }
+}
+
+// out_i = w_i / y_i, 0 where w_i = 0 (a Sinkhorn scaling update), only in the lanes of `keep`
+// (all-ones lanes update; the others keep out_i).
+void scaling_update(const double* w, const double* y, Index n, Packet keep, double* out) {
+  const Packet zero = bc(0.0);
+  for (Index i = 0; i < n; ++i) {
+    const Packet wi = ld(w + i * W);
+    const Packet q = ei::pselect(ei::pcmp_eq(wi, zero), zero, ei::pdiv(wi, ld(y + i * W)));
+    st(out + i * W, ei::pselect(keep, q, ld(out + i * W)));
+  }
+}
+
+// The column violation sum_j |v_j y_j - w_j| per lane (v_j y_j the column sum of the plan, y = K u).
+Packet column_violation(const double* w, const double* v, const double* y, Index n) {
+  Packet err = bc(0.0);
+  for (Index j = 0; j < n; ++j)
+    err = ei::padd(err, ei::pabs(ei::psub(ei::pmul(ld(v + j * W), ld(y + j * W)), ld(w + j * W))));
+  return err;
 }
 
 }  // namespace
@@ -371,13 +432,7 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
     squared_norms(x, n, d, s.dd.data());  // D_i = |x_i|^2
   else
     gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
-  Packet dmax = bc(-std::numeric_limits<double>::infinity());
-  for (Index i = 0; i < n; ++i) {
-    const Packet di = ld(s.dd.data() + i * W);
-    st(s.hb.data() + i * W, ei::pmul(half, di));  // beta D_i / 2
-    dmax = ei::pmax(dmax, di);
-  }
-  const Packet hmax = ei::pmul(half, dmax);
+  const Packet hmax = half_norms(n, half, s);
   for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
     st(s.u.data() + j * W,
        detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
@@ -400,6 +455,92 @@ void batch_attention_average(const BatchAttentionInput& in, double* a, double* l
         lse[p] = s.hb[p] + hm[l] + std::log(s.z[p]);
       }
   }
+}
+
+void batch_sinkhorn_average(const BatchAttentionInput& in, const BatchSinkhornControl& control, double* a,
+                            const BatchSinkhornStatus& status) {
+  const Index n = in.n, d = in.d;
+  Scratch& s = scratch(n);
+  const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
+  // K_ij = e^{beta <x_i, x_j> - hb_i - hb_j} <= 1 in the triangle (kept by an observation, or
+  // formed here), hb_i = beta D_i / 2.
+  const double* k = in.kernel;
+  if (k) {
+    std::copy_n(k + n * (n - 1) / 2 * W, n * W, s.dd.data());
+  } else {
+    gram(in.x, n, d, s.e.data(), s.dd.data());
+  }
+  const Packet hmax = half_norms(n, half, s);
+  if (!k) {
+    exponentiate_pairs(n, beta, s);
+    k = s.e.data();
+  }
+  // The full symmetric matrix (diagonal 1) for the scaling updates, and the weights w_i.
+  double* kf = s.kf.data();
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < n; ++j)
+      st(kf + (i * n + j) * W, i == j ? bc(1.0) : ld(k + (i < j ? tri(i, j, n) : tri(j, i, n)) * W));
+  thread_local AlignedBuffer w, v, u, y;
+  for (auto* b : {&w, &v, &u, &y}) b->resize(static_cast<std::size_t>(n * W));
+  for (Index i = 0; i < n * W; ++i) w[static_cast<std::size_t>(i)] = in.w ? in.w[i] : std::exp(in.log_w[i]);
+  // With s_ij = beta <x_i, x_j> = log K_ij + c_i + c_j + beta D*, c_i = hb_i - beta D* / 2 <= 0,
+  // the potentials of docs/math.md section 1.3 are scalings: v_j = b_j e^{g_j + c_j},
+  // u_i = a_i e^{f_i + c_i + beta D*} (a = b = w). g = 0: v_j = w_j e^{c_j}. The f-update is
+  // u = w / (K v), the g-update v = w / (K u), and the column violation measured before a
+  // g-update is sum_j |v_j (K u)_j - w_j|.
+  for (Index j = 0; j < n; ++j)
+    st(v.data() + j * W, ei::pmul(ld(w.data() + j * W), detail::simd_exp(ei::psub(ld(s.hb.data() + j * W), hmax))));
+  const Packet all = ei::pcmp_eq(bc(0.0), bc(0.0));
+  const bool fixed = control.iterations > 0;
+  const int max_it = fixed ? control.iterations : control.max_iterations;
+  alignas(64) double err[W], done[W];
+  int its[W];
+  for (Index l = 0; l < W; ++l) {
+    err[l] = std::numeric_limits<double>::quiet_NaN();
+    done[l] = 0.0;
+    its[l] = 0;
+  }
+  Packet active = all;
+  for (int it = 1; it <= max_it; ++it) {
+    if (it >= 2) {
+      symmetric_matvec(kf, u.data(), n, y.data());
+      st(err, column_violation(w.data(), v.data(), y.data(), n));
+      if (!fixed) {
+        for (Index l = 0; l < W; ++l)
+          if (done[l] == 0.0 && err[l] <= control.tol) done[l] = 1.0;  // converged: stops here
+        active = ei::pcmp_eq(ld(done), bc(0.0));
+      }
+      scaling_update(w.data(), y.data(), n, active, v.data());
+    }
+    symmetric_matvec(kf, v.data(), n, y.data());
+    scaling_update(w.data(), y.data(), n, active, u.data());
+    bool any = false;
+    for (Index l = 0; l < W; ++l)
+      if (done[l] == 0.0) {
+        its[l] = it;
+        any = true;
+      }
+    if (!any) break;
+  }
+  // Lanes that did not stop at tol (a fixed count, or max_iterations reached): the violation
+  // of the plan they return.
+  bool final_check = false;
+  for (Index l = 0; l < W; ++l) final_check = final_check || done[l] == 0.0;
+  if (final_check) {
+    symmetric_matvec(kf, u.data(), n, y.data());
+    alignas(64) double last[W];
+    st(last, column_violation(w.data(), v.data(), y.data(), n));
+    for (Index l = 0; l < W; ++l)
+      if (done[l] == 0.0) err[l] = last[l];
+  }
+  for (Index l = 0; l < W; ++l) {
+    status.marginal_error[l] = err[l];
+    status.iterations[l] = its[l];
+    status.converged[l] = fixed || done[l] != 0.0 || err[l] <= control.tol;
+  }
+  // The attention weights P_ij = K_ij v_j / sum_l K_il v_l: the softmax average with u = v.
+  std::copy_n(v.data(), n * W, s.u.data());
+  two_pass_average(in.x, n, d, beta, s, k, a);
 }
 
 void batch_project_tangent(const double* x, double* a, Index n, Index d) {

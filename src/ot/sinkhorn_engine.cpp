@@ -56,6 +56,12 @@ double violation(const Vector& w, const Vector& p, const Vector& p_new, double e
 
 }  // namespace
 
+std::string sinkhorn_not_converged_message(std::string_view context, int iterations, double marginal_error,
+                                           double tol) {
+  return fmt::format("{}: not converged after {} iterations (marginal error {:.3g} > tol {:.3g})", context,
+                     iterations, marginal_error, tol);
+}
+
 SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, const Vector& b,
                           const SinkhornControl& control, const SinkhornLoop& loop,
                           const Vector* g0) {
@@ -154,8 +160,7 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
   if (!measured) st.marginal_error = nan;
   if (!stopped) st.converged = fixed || (measured && st.marginal_error <= control.tol);
   if (!st.converged && st.message.empty())
-    st.message = fmt::format("{}: not converged after {} iterations (marginal error {:.3g} > tol {:.3g})",
-                             loop.context, st.iterations, st.marginal_error, control.tol);
+    st.message = sinkhorn_not_converged_message(loop.context, st.iterations, st.marginal_error, control.tol);
   return run;
 }
 

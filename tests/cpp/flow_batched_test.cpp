@@ -86,10 +86,12 @@ TEST(FlowBatched, BitIdenticalOnOneTwoThreeThreads) {
   struct Case {
     Scheme scheme;
     Index d;  // 14 > n = 10: the reduced path (coordinates), with the kept pair kernel
+    FieldKind kind;
   };
-  for (const Case c : {Case{Scheme::none, 4}, Case{Scheme::pre_ln, 4}, Case{Scheme::none, 14}}) {
+  for (const Case c : {Case{Scheme::none, 4, FieldKind::sa}, Case{Scheme::pre_ln, 4, FieldKind::sa},
+                       Case{Scheme::none, 14, FieldKind::sa}, Case{Scheme::none, 6, FieldKind::sinkhorn}}) {
     const Scheme scheme = c.scheme;
-    const Systems s = systems(FieldKind::sa, scheme, 21, 10, c.d);
+    const Systems s = systems(c.kind, scheme, 21, 10, c.d);  // Sinkhorn: to tol, lanes stop apart
     std::vector<Ensemble> runs;
     std::vector<std::vector<Observables>> obs;
     for (const int threads : {1, 2, 3}) {
@@ -239,18 +241,70 @@ TEST(FlowBatched, SystemIndependentOfItsBlock) {
   EXPECT_TRUE(bit_equal(a.state(9), b.state(0)));
 }
 
-TEST(FlowBatched, SinkhornAndOtherFieldsTakeThePerSystemPath) {
-  Systems s = systems(FieldKind::sinkhorn, Scheme::none, 4);
-  for (auto& f : s.flows) f.sinkhorn.iterations = 5;
-  Ensemble a = make(s, Method::residual, true), b = make(s, Method::residual, false);
-  EXPECT_FALSE(a.batchable());
-  a.advance(0.5);
-  b.advance(0.5);
-  for (Index k = 0; k < a.size(); ++k) EXPECT_TRUE(bit_equal(a.state(k), b.state(k)));
+// Sinkhorn systems on the batched path (the normalization in its scaling form on the pair
+// kernel, lanes stopping on their own) against the per-system log-domain normalization: states
+// to 1e-12, the diagnostics (last marginal error, misses) as the per-system flows count them.
+// A fixed count (the Sinkformer convention), to tol, and max_iterations too small for tol;
+// plain flow and a scheme; d < n and d > n (the reduced path).
+TEST(FlowBatched, SinkhornEqualsPerSystemPath) {
+  struct Case {
+    int iterations, max_iterations;
+    double tol;
+    Scheme scheme;
+    Index d;
+  };
+  for (const Case c : {Case{3, 10000, 1e-9, Scheme::none, 5}, Case{0, 10000, 1e-11, Scheme::none, 5},
+                       Case{0, 2, 1e-14, Scheme::none, 5}, Case{0, 10000, 1e-10, Scheme::pre_ln, 4},
+                       Case{5, 10000, 1e-9, Scheme::none, 20}}) {
+    Systems s = systems(FieldKind::sinkhorn, c.scheme, 11, 12, c.d);
+    for (auto& f : s.flows) {
+      f.sinkhorn.iterations = c.iterations;
+      f.sinkhorn.max_iterations = c.max_iterations;
+      f.sinkhorn.tol = c.tol;
+    }
+    for (const Method m : {Method::euler, Method::rk4}) {
+      Ensemble a = make(s, m, true), b = make(s, m, false);
+      ASSERT_TRUE(a.batchable());
+      EXPECT_EQ(a.reduces_span(), c.d > 12);
+      for (const double t : {0.35, 1.0}) {  // 0.35: off the grid (a shortened step)
+        a.advance(t);
+        b.advance(t);
+      }
+      for (Index k = 0; k < a.size(); ++k) {
+        const std::string what = "iterations " + std::to_string(c.iterations) + " tol " + std::to_string(c.tol) +
+                                 " d " + std::to_string(c.d) + " " + to_string(m) + " system " + std::to_string(k);
+        EXPECT_LT((a.state(k) - b.state(k)).norm() / b.state(k).norm(), 1e-12) << what;
+        const FlowDiagnostics &da = a.flow(k).diagnostics(), &db = b.flow(k).diagnostics();
+        EXPECT_EQ(da.sinkhorn_not_converged, db.sinkhorn_not_converged) << what;
+        EXPECT_NEAR(da.sinkhorn_marginal_error, db.sinkhorn_marginal_error, 1e-13) << what;
+        EXPECT_EQ(da.message, db.message) << what;
+        if (c.max_iterations == 2) {
+          EXPECT_GT(da.sinkhorn_not_converged, 0) << what;
+          EXPECT_NE(da.message.find("not converged after 2 iterations"), std::string::npos) << da.message;
+        } else {
+          EXPECT_EQ(da.sinkhorn_not_converged, 0) << what;
+        }
+      }
+      EXPECT_GT((a.state(0) - b.state(0)).norm() + (a.positions(0) - s.x0[0]).norm(), 1e-3);  // it moved
+    }
+  }
+}
+
+TEST(FlowBatched, OtherFieldsTakeThePerSystemPath) {
   Systems q = systems(FieldKind::sa, Scheme::none, 4);
   q.flows[2].heads = make_heads(1, 5, "gaussian", 1);
   EXPECT_FALSE(make(q, Method::euler, true).batchable());
   EXPECT_FALSE(make(systems(FieldKind::sa, Scheme::none, 4), Method::dopri5, true).batchable());
+  Systems mixed = systems(FieldKind::sinkhorn, Scheme::none, 4);
+  mixed.flows[1].kind = FieldKind::sa;  // Sinkhorn and softmax systems do not share blocks
+  EXPECT_FALSE(make(mixed, Method::euler, true).batchable());
+  Systems controls = systems(FieldKind::sinkhorn, Scheme::none, 4);
+  controls.flows[3].sinkhorn.iterations = 2;  // one normalization control per ensemble
+  EXPECT_FALSE(make(controls, Method::euler, true).batchable());
+  Ensemble a = make(mixed, Method::residual, true), b = make(mixed, Method::residual, false);
+  a.advance(0.5);
+  b.advance(0.5);
+  for (Index k = 0; k < a.size(); ++k) EXPECT_TRUE(bit_equal(a.state(k), b.state(k)));
 }
 
 TEST(FlowBatched, FusedObservablesMatchObserve) {

@@ -43,9 +43,10 @@ class Ensemble {
   // per-system path to about 1e-13 relative (another summation order and exponential) and
   // are bit-identical for any thread count and any block composition.
   bool batched = false;
-  // Every system is SA or USA with one identity head (Q = K = V = I), without noise, of the
-  // same n (2 <= n <= batch_n) and d, and the method is euler, residual or rk4. Sinkhorn and
-  // the other fields take the per-system path (in parallel across systems).
+  // Every system is SA or USA, or every system is Sinkhorn with one normalization control
+  // (iterations, tol, max_iterations), with one identity head (Q = K = V = I), without noise,
+  // of the same n (2 <= n <= batch_n) and d, and the method is euler, residual or rk4. The
+  // other fields take the per-system path (in parallel across systems).
   bool batchable() const;
   Index batch_n = 512;  // largest n of the batched path (its pair buffer is n^2 W / 2 doubles)
 

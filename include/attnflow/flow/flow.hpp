@@ -162,6 +162,10 @@ class Flow {
   Index state_cols() const;
   bool noisy() const;
   const FlowDiagnostics& diagnostics() const { return diag_; }
+  // Counts one Sinkhorn normalization of this flow's field in its diagnostics (the last error;
+  // a miss counted with its message). The field does it itself; an ensemble's batched path,
+  // which normalizes many systems together, reports each system's here.
+  void record_sinkhorn(const SinkhornStatus& status) const;
 
  private:
   void attention_average(const Matrix& x, Matrix& a) const;  // sa/usa/sinkhorn, unprojected

@@ -65,6 +65,25 @@ Index batch_pair_kernel_size(Index n);
 // for USA). Work: n (n - 1) / 2 exponentials and 3 d n (n - 1) / 2 vector FMAs per W systems.
 void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse);
 
+// The Sinkhorn normalization of the same affinity (docs/math.md section 1.3: a = b = the
+// weights, iteration 1 the softmax, then g- and f-updates; the column violation measured
+// before each g-update; a fixed count, or until tol or max_iterations), per lane, in its
+// scaling form on the pair kernel K (matrix-vector products, no exponential per iteration),
+// and a (n, d) per lane the average under its attention weights. Lanes that stop early keep
+// their scalings while the others iterate. Equal to the per-system normalization to rounding.
+struct BatchSinkhornControl {
+  int iterations = 0;  // > 0: exactly this many
+  double tol = 1e-9;
+  int max_iterations = 10000;
+};
+struct BatchSinkhornStatus {  // W entries each
+  double* marginal_error = nullptr;
+  int* iterations = nullptr;
+  unsigned char* converged = nullptr;
+};
+void batch_sinkhorn_average(const BatchAttentionInput& in, const BatchSinkhornControl& control, double* a,
+                            const BatchSinkhornStatus& status);
+
 // In lanes: a_i <- a_i - <x_i, a_i> x_i (the tangent projection, x_i unit), and
 // x_i <- x_i / |x_i| for |x_i| > 0 (the sphere retraction; zero rows stay).
 void batch_project_tangent(const double* x, double* a, Index n, Index d);

@@ -54,6 +54,9 @@ struct SinkhornStatus {
   std::string message;          // why not converged (empty when converged)
 };
 using NormalizationStatus = SinkhornStatus;
+// SinkhornStatus::message of a run that missed tol: "<context>: not converged after ...".
+std::string sinkhorn_not_converged_message(std::string_view context, int iterations, double marginal_error,
+                                           double tol);
 
 // The statuses of many Sinkhorn solves (every head of every layer a model evaluation or a
 // training run went through), so that a miss anywhere reaches the caller's result.
