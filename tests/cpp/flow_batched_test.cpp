@@ -202,14 +202,14 @@ TEST(FlowBatched, ReducedSpanSavedStateContinuesBitForBit) {
 }
 
 // An observation keeps its pair kernel for the block's next step (d = 3: the one-pass average,
-// d = 12: the two-pass form): the steps give the bits of steps without observations (SA and
-// USA, residual and rk4, times on and off the grid), and a step that follows a step (no
-// observation between) computes its own.
+// d = 12: the two-pass form): the steps give the bits of steps without observations (SA, USA
+// and Sinkhorn, residual and rk4, times on and off the grid), and a step that follows a step
+// (no observation between) computes its own.
 TEST(FlowBatched, ObservedPairKernelServesTheNextStepBitForBit) {
   ObserveOptions oo;
   oo.delta = 1e-2;
   for (const Index d : {3, 12})
-    for (const FieldKind kind : {FieldKind::sa, FieldKind::usa})
+    for (const FieldKind kind : {FieldKind::sa, FieldKind::usa, FieldKind::sinkhorn})
       for (const Method m : {Method::residual, Method::rk4}) {
         const Systems s = systems(kind, Scheme::none, 11, 16, d);  // d < n: the points path
         Ensemble a = make(s, m, true), b = make(s, m, true);
