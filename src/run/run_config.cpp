@@ -53,6 +53,7 @@ void read_measure(Config& c, RunConfig& r) {
   require(systems >= 1, ctx, "measure.systems", systems, ">= 1");
   r.systems = systems;
   r.batched = c.get_bool("measure.batched", r.batched);
+  r.reduce_span = c.get_bool("measure.reduce_span", r.reduce_span);
   if (r.init == "equiangular")
     require(r.d >= r.n + 1, ctx, "measure.d", r.d, fmt::format(">= n + 1 = {} for init = \"equiangular\"", r.n + 1));
 }
@@ -222,7 +223,8 @@ rho0 = 0.0                # equiangular: pairwise cosine in [0, 1) (needs d >= n
 file = ""                 # init = "file": .npy of shape (n, d), or (systems, n, d)
 seed = 0                  # seed of the initial measure; system k uses stream k of this seed
 systems = 1               # number of independent systems advanced together (an ensemble)
-batched = true            # ensembles of SA/USA systems: W systems per SIMD vector (false: one by one)
+batched = true            # ensembles of SA/USA (or Sinkhorn) systems: W systems per SIMD vector (false: one by one)
+reduce_span = true        # batched, d > n: each system in coordinates of its points' span (exact; the cost of d = n)
 
 [model]
 kind = "sa"               # sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov

@@ -130,6 +130,7 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
   }
   Ensemble e(std::move(flows), std::move(x0), cfg.integrator);
   e.batched = cfg.batched;
+  e.reduce_span = cfg.reduce_span;
   return e;
 }
 

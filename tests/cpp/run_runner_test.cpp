@@ -238,6 +238,30 @@ TEST(Runner, ResumeEqualsUninterruptedForBatchedEnsembleSummaries) {
       "batched_reduced");
 }
 
+// measure.reduce_span = false keeps the d coordinates on the batched path: the same points to
+// rounding (the reduction is exact in exact arithmetic).
+TEST(Runner, ReduceSpanOffGivesThePointsToRounding) {
+  const std::string head = "[measure]\nn = 6\nd = 20\nsystems = 9\n";
+  const std::string rest =
+      "[model]\nbeta = 3.0\n[integrate]\nmethod = \"rk4\"\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.5\n";
+  const ParsedRun on = parse_run(head + rest), off = parse_run(head + "reduce_span = false\n" + rest);
+  EXPECT_TRUE(on.cfg.reduce_span);
+  EXPECT_FALSE(off.cfg.reduce_span);
+  const std::string a = fresh_dir("span_on"), b = fresh_dir("span_off");
+  ASSERT_TRUE(run_quietly(on, a).finished);
+  ASSERT_TRUE(run_quietly(off, b).finished);
+  const NpyArray xa = read_npy(a + "/final.npy"), xb = read_npy(b + "/final.npy");
+  ASSERT_EQ(xa.shape, (std::vector<Index>{9, 6, 20}));
+  ASSERT_EQ(xb.shape, xa.shape);
+  double diff = 0.0, norm = 0.0;
+  for (std::size_t k = 0; k < xa.data.size(); ++k) {
+    diff = std::max(diff, std::abs(xa.data[k] - xb.data[k]));
+    norm = std::max(norm, std::abs(xb.data[k]));
+  }
+  EXPECT_LT(diff, 1e-12 * norm);
+  EXPECT_GT(diff, 0.0);  // another summation order: the two paths did run
+}
+
 // ensemble.csv: per time, count / mean / stderr / quantiles of every column of the
 // per-system rows, computed here from observables.csv; per_system = false writes the same
 // ensemble.csv and only the header of observables.csv.

@@ -25,6 +25,7 @@ struct RunConfig {
   std::uint64_t seed = 0;
   Index systems = 1;  // independent systems (system k uses Rng stream k of the seed)
   bool batched = true;  // ensembles: the batched small-system path where it applies (ensemble.hpp)
+  bool reduce_span = true;  // batched, d > n: coordinates in the span (Ensemble::reduce_span)
 
   // [model]
   std::string kind = "sa";  // sa | usa | sinkhorn | kuramoto | meanshift | hardmax | vlasov
