@@ -176,8 +176,8 @@ def report(cfg, crossings, seconds):
         f"projection) with dt = {cfg['dt']}, observed every {cfg['every']}. P(t) is the mean over",
         "realizations of the fraction of pairs i != j with <x_i, x_j> > 1 - delta (`results.csv`",
         "also has its standard error). Each d is one `attnflow sweep` over model.beta on the",
-        "batched ensemble path, two points at a time; the points' run times summed per d (the",
-        "2-core machine was shared with other jobs, so these are wall times under load): " +
+        "batched ensemble path, two points at a time on the 2 cores, one kernel thread each; the",
+        "points' run times summed per d (about twice the wall time of the sweep): " +
         ", ".join(f"d = {d}: {seconds[d]:g} s" for d in dims if d in seconds) + ".",
     ]
     if missing:

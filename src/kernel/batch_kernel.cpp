@@ -30,13 +30,13 @@ inline Packet bc(double v) { return ei::pset1<Packet>(v); }
 // Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
 inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
 
-// Calls f(k, offset) for the coordinates k = 0 .. d - 1 of row i in ascending order, offset the
-// entry's position in the lanes layout (times W); the coordinate blocks' width is known per block.
+// Calls f(offset) for the coordinates k = 0 .. d - 1 of row i in ascending order, offset the
+// entry's position in the lanes layout (batch_entry(i, k, n, d) * W), block by block.
 template <class F>
 inline void for_row(Index i, Index n, Index d, F&& f) {
   for (Index k0 = 0; k0 < d; k0 += KC) {
     const Index width = std::min(KC, d - k0), base = k0 * n + i * width;
-    for (Index q = 0; q < width; ++q) f(k0 + q, (base + q) * W);
+    for (Index q = 0; q < width; ++q) f((base + q) * W);
   }
 }
 
@@ -66,7 +66,7 @@ void squared_norms(const double* x, Index n, Index d, double* out) {
   }
   for (; i < n; ++i) {
     Packet si = bc(0.0);
-    for_row(i, n, d, [&](Index, Index o) {
+    for_row(i, n, d, [&](Index o) {
       const Packet v = ld(x + o);
       si = ei::pmadd(v, v, si);
     });
@@ -322,7 +322,8 @@ void exponentiate_pairs(Index n, Packet beta, Scratch& s) {
   }
 }
 
-// d > KC: the Gram entries are in e (gram()). K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}
+// SA / USA with d > KC, and Sinkhorn (with u its column scalings) for every d: the Gram
+// entries are in e (gram()). K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}
 // replaces them in place (one exponential per unordered pair); then kf, the full matrix
 // c_ij = K_ij u_j (c_ii = u_i), is written row by row (K_ij for j < i read from the triangle:
 // strided reads instead of strided stores), z_i = sum_j c_ij summed in ascending j on the way,
@@ -546,8 +547,8 @@ void batch_sinkhorn_average(const BatchAttentionInput& in, const BatchSinkhornCo
 void batch_project_tangent(const double* x, double* a, Index n, Index d) {
   for (Index i = 0; i < n; ++i) {
     Packet dot = bc(0.0);
-    for_row(i, n, d, [&](Index, Index o) { dot = ei::pmadd(ld(x + o), ld(a + o), dot); });
-    for_row(i, n, d, [&](Index, Index o) { st(a + o, ei::psub(ld(a + o), ei::pmul(dot, ld(x + o)))); });
+    for_row(i, n, d, [&](Index o) { dot = ei::pmadd(ld(x + o), ld(a + o), dot); });
+    for_row(i, n, d, [&](Index o) { st(a + o, ei::psub(ld(a + o), ei::pmul(dot, ld(x + o)))); });
   }
 }
 
@@ -558,7 +559,7 @@ void batch_normalize_rows(double* x, Index n, Index d) {
     const Packet r = ei::psqrt(ld(sq + i * W));
     // Zero rows stay as they are (scale 1 there). One division per row, then products.
     const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
-    for_row(i, n, d, [&](Index, Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
+    for_row(i, n, d, [&](Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
   }
 }
 
@@ -566,14 +567,14 @@ void batch_residual_layer(double* x, const double* a, double h, Index n, Index d
   const Packet hp = bc(h);
   for (Index i = 0; i < n; ++i) {
     Packet ss = bc(0.0);
-    for_row(i, n, d, [&](Index, Index o) {  // the row stays in L1 for the scaling below
+    for_row(i, n, d, [&](Index o) {  // the row stays in L1 for the scaling below
       const Packet y = ei::pmadd(hp, ld(a + o), ld(x + o));
       st(x + o, y);
       ss = ei::pmadd(y, y, ss);
     });
     const Packet r = ei::psqrt(ss);
     const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
-    for_row(i, n, d, [&](Index, Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
+    for_row(i, n, d, [&](Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
   }
 }
 
