@@ -2,9 +2,11 @@
 // The attention average, d <= KC: one pass over the unordered pairs (Gram entry, one
 // exponential, both rows' sums), no pair buffer. d > KC: (1) the Gram entries <x_i, x_j>,
 // i < j, in register tiles, then one exponential each (the symmetric form) in the triangular
-// buffer; (2) the weighted sums sum_j K_ij u_j x_j with the query row's coordinates in
-// registers, KC at a time. Every sum runs in the same order in both forms (coordinates
-// ascending, then j ascending for row i): they give the same bits.
+// buffer; (2) the weighted sums sum_j K_ij u_j x_j, three query rows and KC coordinates in
+// registers at a time. Every sum runs in the same order in both forms (coordinates
+// ascending, then j ascending for row i): they give the same bits. A pair kernel kept by an
+// observation replaces the Gram entries and exponentials of either form. The Sinkhorn
+// normalization: its scaling iterations on the pair kernel, then form (2) with the scalings.
 #include "attnflow/kernel/batch_kernel.hpp"
 
 #include <algorithm>
