@@ -642,48 +642,46 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
   }
 }
 
+// System s's coordinates C (n, n) when it is held as coordinates (in reduced lanes, or restored
+// and not yet gathered); an empty matrix when its points are the state.
+Matrix Ensemble::coordinates(Index s) const {
+  const Index w = batch_width(), n = flows_[0].n(), b = s / w;
+  if (static_cast<Index>(coords_.size()) > s && coords_[s].size() != 0) return coords_[s];
+  if (lanes_d_ == flows_[0].d() || b >= static_cast<Index>(lanes_.size())) return Matrix();
+  const Matrix& x = lanes_[static_cast<std::size_t>(b)];
+  if (x.size() == 0) return Matrix();
+  Matrix c(n, n);
+  for (Index i = 0; i < n; ++i)
+    for (Index k = 0; k < n; ++k) c(i, k) = x(batch_entry(i, k, n, n), s - b * w);
+  return c;
+}
+
 Matrix Ensemble::positions(Index s) const {
-  const Index n = flows_[0].n(), d = flows_[0].d();
-  if (states_stale_ && plain_sphere_ && lanes_d_ != d && !lanes_.empty()) {  // C B, as scatter_block forms it
-    const Matrix saved = saved_state(s);
-    if (saved.cols() == n + d) return combine(saved.data(), n + d, bases_[static_cast<std::size_t>(s)], n);
+  if (states_stale_) {  // C B, as scatter_block and sync form it
+    const Matrix c = coordinates(s);
+    if (c.size() != 0) return combine(c.data(), c.cols(), bases_[static_cast<std::size_t>(s)], c.rows());
   }
   return flows_[s].positions(state(s));
 }
 
 Matrix Ensemble::saved_state(Index s) const {
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), b = s / w;
-  const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
-  const bool has_coords = static_cast<Index>(coords_.size()) > s && coords_[s].size() != 0;
-  if (!(in_lanes && lanes_d_ != d) && !has_coords) return state(s);
+  const Matrix c = coordinates(s);
+  if (c.size() == 0) return state(s);
+  const Index n = c.rows(), d = flows_[0].d();
   Matrix out(n, n + d);
-  if (in_lanes) {
-    const Matrix& x = lanes_[static_cast<std::size_t>(b)];
-    for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < n; ++k) out(i, k) = x(batch_entry(i, k, n, n), s - b * w);
-  } else {
-    out.leftCols(n) = coords_[s];
-  }
-  out.rightCols(d) = bases_[s];
+  out.leftCols(n) = c;
+  out.rightCols(d) = bases_[static_cast<std::size_t>(s)];
   return out;
 }
 
 // Back to per-system storage before one system is replaced: coordinates in lanes move to
 // coords_ as they are (the other systems continue bit for bit), points in lanes to states_.
 void Ensemble::release_lanes() {
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d();
-  if (lanes_d_ != d && !lanes_.empty()) {
-    for (std::size_t b = 0; b < lanes_.size(); ++b) {
-      const Matrix& x = lanes_[b];
-      if (x.size() == 0) continue;
-      const Index s0 = static_cast<Index>(b) * w, m = std::min(w, size() - s0);
-      for (Index l = 0; l < m; ++l) {
-        Matrix& c = coords_[static_cast<std::size_t>(s0 + l)];
-        c.resize(n, n);
-        for (Index i = 0; i < n; ++i)
-          for (Index k = 0; k < n; ++k) c(i, k) = x(batch_entry(i, k, n, n), l);
-      }
+  if (lanes_d_ != flows_[0].d() && !lanes_.empty()) {
+    for (Index s = 0; s < size(); ++s) {
+      Matrix c = coordinates(s);  // from the lanes (or already in coords_)
+      if (c.size() != 0) coords_[static_cast<std::size_t>(s)] = std::move(c);
     }
   } else {
     sync();

@@ -96,6 +96,7 @@ class Ensemble {
   void gather_block(Index b, Matrix& x);
   void scatter_block(Index b, const Matrix& x) const;
   void release_lanes();
+  Matrix coordinates(Index s) const;
   mutable bool states_stale_ = false;
   void sync() const;
   // The pair kernel of each block's last observation (BatchPairObservables::kernel), valid
