@@ -7,9 +7,12 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "attnflow/io/atomic_file.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/run/progress.hpp"
 #include "attnflow/io/npy.hpp"
@@ -36,16 +39,73 @@ struct OtArgs {
   }
 };
 
+// How the points are held under mpirun: split (each rank its rows, TransportCost::
+// sqeuclidean_sharded) for an entropic solve without a plan on the CPU from .npy files whose
+// sizes the split takes; otherwise whole on every rank.
+struct Sharding {
+  bool split = false;
+  Index n = 0, m = 0;
+  Range x, y;  // this rank's rows
+};
+
+bool is_npy(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".npy"; }
+
+Sharding sharding(const OtArgs& args, const OtRequest& req) {
+  Sharding s;
+  const Collective* comm = world();
+  if (!comm || comm->size() == 1 || req.exact || req.plan || current_device().device != Device::cpu ||
+      !is_npy(args.x) || !is_npy(args.y))
+    return s;
+  auto rows_dim = [](const std::string& path, const char* option) {
+    try {
+      const std::vector<Index> shape = read_npy_shape(path);
+      if (shape.size() == 2) return std::pair{shape[0], shape[1]};
+      if (shape.size() == 1) return std::pair{shape[0], Index{1}};
+      return std::pair{Index{0}, Index{0}};  // refused by load_matrix, with its message
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+    }
+  };
+  const auto [n, dx] = rows_dim(args.x, "--x");
+  const auto [m, dy] = rows_dim(args.y, "--y");
+  if (dx != dy || !TransportCost::shardable(n, m, dx)) return s;
+  s.split = true;
+  s.n = n;
+  s.m = m;
+  s.x = kernel_row_parts(n, comm->size())[static_cast<std::size_t>(comm->rank())];
+  s.y = kernel_row_parts(m, comm->size())[static_cast<std::size_t>(comm->rank())];
+  return s;
+}
+
+Matrix load_rows(const std::string& path, const char* option, Range rows) {
+  try {
+    return read_npy_rows(path, rows.first, rows.count);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+  }
+}
+
 void run_ot(OtArgs args) {
   OtRequest& req = args.request;
   req.sinkhorn.eps_scaling = !args.no_scaling;
   req.sinkhorn.comm = world();  // mpirun -np P: the rows of every half-step across ranks
   req.validate();  // before reading the files
-  const Matrix x = load_matrix(args.x, "--x"), y = load_matrix(args.y, "--y");
   const Vector a = args.a.empty() ? Vector() : load_vector(args.a, "--a");
   const Vector b = args.b.empty() ? Vector() : load_vector(args.b, "--b");
-  const Measure mu(x, a, "ot: source (--x, --a)"), nu(y, b, "ot: target (--y, --b)");
-  req.check_measures(mu, nu);
+  // mpirun -np P, entropic, no plan, .npy points: each rank reads and holds only its rows.
+  const Sharding shard = sharding(args, req);
+  Matrix x, y;
+  std::optional<Measure> mu, nu;
+  if (shard.split) {
+    x = load_rows(args.x, "--x", shard.x);
+    y = load_rows(args.y, "--y", shard.y);
+  } else {
+    x = load_matrix(args.x, "--x");
+    y = load_matrix(args.y, "--y");
+    mu.emplace(std::move(x), a, "ot: source (--x, --a)");
+    nu.emplace(std::move(y), b, "ot: target (--y, --b)");
+    req.check_measures(*mu, *nu);
+  }
 
   Job job({.kind = "ot", .out_dir = args.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
            .outputs = {"f.npy", "g.npy", "plan.npy", "report.json"}, .noun = "run", .marker = ""});
@@ -58,7 +118,8 @@ void run_ot(OtArgs args) {
   // potentials; rank 0 alone computes either (the others would repeat it, and hold the plan).
   if (!is_writer() && req.exact) return;
   if (!is_writer()) req.plan = false;
-  const OtReport r = solve_ot(mu, nu, req);
+  const OtReport r = shard.split ? solve_ot_sharded(x, y, shard.n, shard.m, a, b, req, *world())
+                                  : solve_ot(*mu, *nu, req);
   const nlohmann::json report = ot_report_json(r, ATTNFLOW_VERSION);
 
   if (!is_writer()) return;  // mpirun: rank 0 writes (the same numbers on every rank)

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "attnflow/base/error.hpp"
 
 #include <cmath>
@@ -27,11 +28,11 @@ std::string echoed_value(std::string_view text, std::size_t max_chars) {
 }
 
 void require_finite(std::string_view context, std::string_view name, const double* data,
-                    Index size, Index cols) {
+                    Index size, Index cols, Index first_row) {
   for (Index k = 0; k < size; ++k) {
     if (!std::isfinite(data[k])) {
       throw std::invalid_argument(fmt::format("{}: {}{} = {}, must be finite", context, name,
-                                              index_text(k, cols), data[k]));
+                                              index_text(k + first_row * std::max<Index>(cols, 1), cols), data[k]));
     }
   }
 }

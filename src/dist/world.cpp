@@ -126,6 +126,11 @@ std::string World::broadcast(const std::string& from_root) const {
   return text;
 }
 
+void World::broadcast(double* data, Index count, int root) const {
+  check();
+  MPI_Bcast(data, as_int(count, "broadcast"), MPI_DOUBLE, root, MPI_COMM_WORLD);
+}
+
 long World::max(long value) const {
   check();
   long out = 0;

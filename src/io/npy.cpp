@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <fstream>
 #include <regex>
+#include <utility>
 #include <stdexcept>
 
 #include "attnflow/io/atomic_file.hpp"
@@ -74,7 +76,20 @@ std::vector<Index> header_shape(const std::string& name, const std::string& head
 
 }  // namespace
 
-NpyArray parse_npy(const std::string& bytes, const std::string& name) {
+namespace {
+
+// What a header says, checked: where the data starts, its element type and count.
+struct NpyLayout {
+  std::string dtype;
+  std::size_t item = 0, offset = 0, count = 0;
+  std::vector<Index> shape;
+};
+
+// The header at the start of `bytes`, for a file of `total` bytes (bytes holds at least the
+// header, or the whole file when it is shorter): the element count is bounded by the bytes
+// present before anything is allocated, so a header claiming (1, 2^61) is an error naming the
+// sizes, not an allocation failure.
+NpyLayout npy_layout(const std::string& bytes, std::size_t total, const std::string& name) {
   if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
     fail(name, "not a .npy file (magic string \\x93NUMPY missing)");
   const int major = static_cast<unsigned char>(bytes[6]);
@@ -95,73 +110,133 @@ NpyArray parse_npy(const std::string& bytes, const std::string& name) {
   const std::string header = bytes.substr(offset, header_len);
   offset += header_len;
 
-  NpyArray arr;
+  NpyLayout l;
+  l.offset = offset;
   const std::string descr = header_value(header, "descr");
   const std::string fortran = header_value(header, "fortran_order");
   if (descr.empty() || fortran.empty())
     fail(name, "malformed header (needs 'descr', 'fortran_order' and 'shape'): " + echoed_value(header));
-  arr.dtype = descr.substr(1, descr.size() - 2);
-  size_t item = 0;
-  if (arr.dtype == "<f8" || arr.dtype == "f8") item = 8;
-  else if (arr.dtype == "<f4" || arr.dtype == "f4") item = 4;
+  l.dtype = descr.substr(1, descr.size() - 2);
+  if (l.dtype == "<f8" || l.dtype == "f8") l.item = 8;
+  else if (l.dtype == "<f4" || l.dtype == "f4") l.item = 4;
   else
     fail(name, fmt::format("dtype = '{}', must be float64 ('<f8') or float32 ('<f4'); convert "
-                           "with a.astype(np.float64)", echoed_value(arr.dtype, 40)));
+                           "with a.astype(np.float64)", echoed_value(l.dtype, 40)));
   if (fortran != "False")
     fail(name, "fortran_order = True, must be C order; save np.ascontiguousarray(a)");
-  arr.shape = header_shape(name, header);
+  l.shape = header_shape(name, header);
 
-  // The element count is bounded by the bytes present before anything is allocated, so a
-  // header claiming (1, 2^61) is an error naming the sizes, not an allocation failure.
-  const size_t have = bytes.size() - offset;
+  const size_t have = total - offset;
   size_t count = 1;
   bool too_big = false;
-  for (const Index dim : arr.shape) {
+  for (const Index dim : l.shape) {
     if (dim == 0) {
       count = 0;
       too_big = false;
       break;
     }
-    if (!too_big && count > have / item / static_cast<size_t>(dim)) too_big = true;
+    if (!too_big && count > have / l.item / static_cast<size_t>(dim)) too_big = true;
     if (!too_big) count *= static_cast<size_t>(dim);
   }
   std::string shape_text;
-  for (const Index dim : arr.shape) shape_text += fmt::format("{}{}", shape_text.empty() ? "" : ", ", dim);
+  for (const Index dim : l.shape) shape_text += fmt::format("{}{}", shape_text.empty() ? "" : ", ", dim);
   if (too_big)
     fail(name, fmt::format("truncated: data has {} bytes, header shape ({}) needs more", have,
                            shape_text));
-  const size_t need = count * item;
+  const size_t need = count * l.item;
   if (have < need)
     fail(name, fmt::format("truncated: data has {} bytes, header shape ({}) needs {}", have,
                            shape_text, need));
-  arr.data.resize(count);
-  if (item == 8) {
-    // need = 0 (a zero dimension): data() may be null, which memcpy must never see (fuzzing).
-    if (need > 0) std::memcpy(arr.data.data(), bytes.data() + offset, need);
+  l.count = count;
+  return l;
+}
+
+// `count` elements of type l.item from `src` into `dst` (float32 widened).
+void decode(const NpyLayout& l, const char* src, std::size_t count, double* dst) {
+  if (count == 0) return;  // dst may be null, which memcpy must never see (fuzzing)
+  if (l.item == 8) {
+    std::memcpy(dst, src, count * 8);
   } else {
     for (size_t i = 0; i < count; ++i) {
       float f;
-      std::memcpy(&f, bytes.data() + offset + 4 * i, 4);
-      arr.data[i] = f;
+      std::memcpy(&f, src + 4 * i, 4);
+      dst[i] = f;
     }
   }
+}
+
+// (rows, cols) of a 2-D array, or of a 1-D array read as (n, 1).
+std::pair<Index, Index> matrix_shape(const std::vector<Index>& shape, const std::string& name) {
+  if (shape.size() == 2) return {shape[0], shape[1]};
+  if (shape.size() == 1) return {shape[0], 1};
+  fail(name, fmt::format("array has {} dimensions, must be 2 (n, d)", shape.size()));
+}
+
+// The file's first bytes up to the end of its header (fewer when the file is shorter), and
+// the file's size.
+std::pair<std::string, std::size_t> read_header(std::ifstream& in, const std::string& path) {
+  in.seekg(0, std::ios::end);
+  const auto total = static_cast<std::size_t>(in.tellg());
+  auto prefix = [&](std::size_t len) {
+    std::string b(std::min(len, total), '\0');
+    in.seekg(0);
+    in.read(b.data(), static_cast<std::streamsize>(b.size()));
+    if (!in) fail(path, "cannot read the header");
+    return b;
+  };
+  std::string b = prefix(12);
+  std::size_t end = 12;
+  if (b.size() >= 10 && b[6] == 1) end = 10 + (static_cast<unsigned char>(b[8]) | (static_cast<unsigned char>(b[9]) << 8));
+  else if (b.size() >= 12 && (b[6] == 2 || b[6] == 3)) {
+    uint32_t len = 0;
+    std::memcpy(&len, b.data() + 8, 4);
+    end = 12 + static_cast<std::size_t>(len);
+  }
+  return {prefix(end), total};
+}
+
+}  // namespace
+
+NpyArray parse_npy(const std::string& bytes, const std::string& name) {
+  const NpyLayout l = npy_layout(bytes, bytes.size(), name);
+  NpyArray arr;
+  arr.dtype = l.dtype;
+  arr.shape = l.shape;
+  arr.data.resize(l.count);
+  decode(l, bytes.data() + l.offset, l.count, arr.data.data());
   return arr;
+}
+
+std::vector<Index> read_npy_shape(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  const auto [header, total] = read_header(in, path);
+  return npy_layout(header, total, path).shape;
+}
+
+Matrix read_npy_rows(const std::string& path, Index first, Index count) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  const auto [header, total] = read_header(in, path);
+  const NpyLayout l = npy_layout(header, total, path);
+  const auto [rows, cols] = matrix_shape(l.shape, path);
+  if (first < 0 || count < 0 || first + count > rows)
+    fail(path, fmt::format("rows [{}, {}) requested, must lie in [0, {})", first, first + count, rows));
+  Matrix m(count, cols);
+  const std::size_t row_bytes = static_cast<std::size_t>(cols) * l.item;
+  std::string bytes(static_cast<std::size_t>(count) * row_bytes, '\0');
+  in.seekg(static_cast<std::streamoff>(l.offset + static_cast<std::size_t>(first) * row_bytes));
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!in) fail(path, fmt::format("cannot read rows [{}, {})", first, first + count));
+  decode(l, bytes.data(), static_cast<std::size_t>(count * cols), m.data());
+  return m;
 }
 
 NpyArray read_npy(const std::string& path) { return parse_npy(read_file(path), path); }
 
 Matrix read_npy_matrix(const std::string& path) {
   NpyArray a = read_npy(path);
-  Index rows = 0, cols = 0;
-  if (a.shape.size() == 2) {
-    rows = a.shape[0];
-    cols = a.shape[1];
-  } else if (a.shape.size() == 1) {
-    rows = a.shape[0];
-    cols = 1;
-  } else {
-    fail(path, fmt::format("array has {} dimensions, must be 2 (n, d)", a.shape.size()));
-  }
+  const auto [rows, cols] = matrix_shape(a.shape, path);
   return Eigen::Map<const Matrix>(a.data.data(), rows, cols);
 }
 

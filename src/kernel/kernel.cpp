@@ -46,6 +46,7 @@ using detail::Packet;
 // Fused path: keys per tile and queries per task. A key tile of vT and valsT (k, p <= 16)
 // is at most 2 * 16 * 256 * 8 B = 64 KB and is reused by all queries of the task.
 constexpr Index kKeyTile = 256;
+static_assert(LseStream::kKeyBlock % kKeyTile == 0, "stream blocks are whole key tiles");
 constexpr Index kQueryBlock = 32;
 
 // GEMM path tile sizes: S is (kGemmQueries, kGemmKeys), 64 KB.
@@ -84,10 +85,7 @@ PackedKeys pack_keys(const ReduceInput& in) {
 }
 
 // Per-query running state of the online softmax (the fused path keeps max in log2 units).
-struct RowState {
-  double max = kNegInf;
-  double sum = 0.0;
-};
+using RowState = LseStream::Row;
 
 // One query row against one key tile [j0, j0 + kKeyTile). K, P > 0 are compile-time sizes,
 // 0 means "runtime size" (k, p). sbuf holds the tile's scores.
@@ -136,48 +134,69 @@ void fused_tile(const double* ui, const PackedKeys& pk, Index j0, Index k_rt, In
   for (Index t = 0; t < p; ++t) acc[t] += ei::predux(pacc[t]);
 }
 
+// Every query of u (n, k) against the packed keys, continuing each query's running state
+// (st, acc: n and n * p entries). Query blocks of kQueryBlock rows go to threads; within a
+// block, tiles outer and queries inner, so that a key tile stays in L1 while every query of
+// the block uses it. Each query sees the tiles in their fixed order, on one thread.
 template <int K, int P>
-void fused_reduce(const ReduceInput& in, const ReduceOutput& out, const PackedKeys& pk) {
-  const Index nblocks = (in.n + kQueryBlock - 1) / kQueryBlock;
+void fused_accumulate(const double* u, Index n, Index k, Index p, const PackedKeys& pk, RowState* st,
+                      double* acc) {
+  const Index nblocks = (n + kQueryBlock - 1) / kQueryBlock;
   const Index ntiles = pk.mpad / kKeyTile;
-  const bool parallel = static_cast<double>(in.n) * static_cast<double>(in.m) >= kMinParallelPairs;
-  ParallelErrors errors;  // the buffers may fail to allocate: never out of the region
+  const bool parallel = static_cast<double>(n) * static_cast<double>(pk.mpad) >= kMinParallelPairs;
+  ParallelErrors errors;  // the buffer may fail to allocate: never out of the region
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
     std::vector<double, Eigen::aligned_allocator<double>> sbuf;
-    std::vector<RowState> st;
-    std::vector<double> acc;
     bool ready = false;
     errors.run(-1, [&] {
       sbuf.resize(kKeyTile);
-      st.resize(kQueryBlock);
-      acc.resize(static_cast<size_t>(kQueryBlock * std::max<Index>(in.p, 1)));
       ready = true;
     });
 #pragma omp for schedule(dynamic, 1)
     for (Index b = 0; b < nblocks; ++b) {
       if (!ready) continue;
       const Index i0 = b * kQueryBlock;
-      const Index rows = std::min(kQueryBlock, in.n - i0);
-      std::fill(st.begin(), st.end(), RowState{});
-      std::fill(acc.begin(), acc.end(), 0.0);
-      // Tiles outer, queries inner: a key tile stays in L1 while every query of the block
-      // uses it. Each query still sees the tiles in the same fixed order.
-      for (Index tile = 0; tile < ntiles; ++tile) {
-        for (Index r = 0; r < rows; ++r) {
-          fused_tile<K, P>(in.u + (i0 + r) * in.k, pk, tile * kKeyTile, in.k, in.p, sbuf.data(),
-                           st[r], acc.data() + r * in.p);
-        }
-      }
-      for (Index r = 0; r < rows; ++r) {
-        const Index i = i0 + r;
-        if (out.lse) out.lse[i] = kLn2 * st[r].max + std::log(st[r].sum);
-        const double inv = 1.0 / st[r].sum;
-        for (Index t = 0; t < in.p && out.out; ++t) out.out[i * in.p + t] = acc[r * in.p + t] * inv;
-      }
+      const Index rows = std::min(kQueryBlock, n - i0);
+      for (Index tile = 0; tile < ntiles; ++tile)
+        for (Index i = i0; i < i0 + rows; ++i)
+          fused_tile<K, P>(u + i * k, pk, tile * kKeyTile, k, p, sbuf.data(), st[i], acc + i * p);
     }
   }
   errors.rethrow();
+}
+
+// lse and out from the running state of n queries.
+void fused_finish(Index n, Index p, const RowState* st, const double* acc, const ReduceOutput& out) {
+  for (Index i = 0; i < n; ++i) {
+    if (out.lse) out.lse[i] = kLn2 * st[i].max + std::log(st[i].sum);
+    const double inv = 1.0 / st[i].sum;
+    for (Index t = 0; t < p && out.out; ++t) out.out[i * p + t] = acc[i * p + t] * inv;
+  }
+}
+
+// k and p as compile-time sizes where they are small (negative: runtime; 0 compiles the
+// value loops away), for fused_accumulate.
+template <int K>
+void dispatch_p(const double* u, Index n, Index k, Index p, const PackedKeys& pk, RowState* st, double* acc) {
+  switch (p) {
+    case 0: return fused_accumulate<K, 0>(u, n, k, p, pk, st, acc);
+    case 1: return fused_accumulate<K, 1>(u, n, k, p, pk, st, acc);
+    case 2: return fused_accumulate<K, 2>(u, n, k, p, pk, st, acc);
+    case 3: return fused_accumulate<K, 3>(u, n, k, p, pk, st, acc);
+    case 4: return fused_accumulate<K, 4>(u, n, k, p, pk, st, acc);
+    default: return fused_accumulate<K, -1>(u, n, k, p, pk, st, acc);
+  }
+}
+
+void fused_dispatch(const double* u, Index n, Index k, Index p, const PackedKeys& pk, RowState* st, double* acc) {
+  switch (k) {
+    case 1: return dispatch_p<1>(u, n, k, p, pk, st, acc);
+    case 2: return dispatch_p<2>(u, n, k, p, pk, st, acc);
+    case 3: return dispatch_p<3>(u, n, k, p, pk, st, acc);
+    case 4: return dispatch_p<4>(u, n, k, p, pk, st, acc);
+    default: return dispatch_p<-1>(u, n, k, p, pk, st, acc);
+  }
 }
 
 void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
@@ -243,18 +262,6 @@ void gemm_reduce(const ReduceInput& in, const ReduceOutput& out) {
   errors.rethrow();
 }
 
-template <int K>
-void dispatch_p(const ReduceInput& in, const ReduceOutput& out, const PackedKeys& pk) {
-  switch (in.p) {
-    case 0: return fused_reduce<K, 0>(in, out, pk);  // P = 0 compiles the loops away
-    case 1: return fused_reduce<K, 1>(in, out, pk);
-    case 2: return fused_reduce<K, 2>(in, out, pk);
-    case 3: return fused_reduce<K, 3>(in, out, pk);
-    case 4: return fused_reduce<K, 4>(in, out, pk);
-    default: return fused_reduce<K, -1>(in, out, pk);
-  }
-}
-
 }  // namespace
 
 // The process-wide device (set_device, kernel_cuda.hpp) decides where every reduction runs.
@@ -274,18 +281,44 @@ void detail::lse_reduce_cpu(const ReduceInput& in, const ReduceOutput& out) {
     throw std::invalid_argument("lse_reduce: vals = null, must be given when p > 0");
   // A handful of queries (one query per prompt in in-context regression) cannot amortize
   // packing the keys: the GEMM path reads them in place, row-major.
-  if (in.k <= kMaxFused && in.p <= kMaxFused && in.n > kMaxDirectQueries) {
-    // Negative template sizes stand for "runtime"; only 0 disables a loop at compile time.
-    const PackedKeys pk = pack_keys(in);
-    switch (in.k) {
-      case 1: return dispatch_p<1>(in, out, pk);
-      case 2: return dispatch_p<2>(in, out, pk);
-      case 3: return dispatch_p<3>(in, out, pk);
-      case 4: return dispatch_p<4>(in, out, pk);
-      default: return dispatch_p<-1>(in, out, pk);
-    }
+  if (LseStream::supports(in.n, in.k, in.p)) {
+    LseStream stream(in.u, in.n, in.k, in.p);
+    stream.add(in.v, in.col, in.vals, in.m);
+    return stream.finish(out);
   }
   gemm_reduce(in, out);
+}
+
+bool LseStream::supports(Index n, Index k, Index p) {
+  return k >= 1 && k <= kMaxFused && p >= 0 && p <= kMaxFused && n > kMaxDirectQueries;
+}
+
+LseStream::LseStream(const double* u, Index n, Index k, Index p) : u_(u), n_(n), k_(k), p_(p) {
+  if (!supports(n, k, p))
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce: streamed keys with n = {}, k = {}, p = {}, must be n >= {}, 1 <= k <= {}, 0 <= p <= {}", n, k,
+        p, kMaxDirectQueries + 1, kMaxFused, kMaxFused));
+  rows_.resize(static_cast<std::size_t>(n));
+  acc_.assign(static_cast<std::size_t>(n * p), 0.0);
+}
+
+void LseStream::add(const double* v, const double* col, const double* vals, Index m) {
+  if (m < 1 || (p_ > 0 && vals == nullptr))
+    throw std::invalid_argument(fmt::format("lse_reduce: a key block of m = {} keys{}, must be m >= 1 with values",
+                                            m, p_ > 0 && vals == nullptr ? " without values" : ""));
+  if (keys_ % kKeyBlock != 0)
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce: a key block after {} keys, must follow a multiple of {} (only the last block may be shorter)",
+        keys_, kKeyBlock));
+  // Negative template sizes stand for "runtime"; only 0 disables a loop at compile time.
+  const PackedKeys pk = pack_keys(ReduceInput{nullptr, v, col, vals, 0, m, k_, p_});
+  fused_dispatch(u_, n_, k_, p_, pk, rows_.data(), acc_.data());
+  keys_ += m;
+}
+
+void LseStream::finish(const ReduceOutput& out) const {
+  if (keys_ == 0) throw std::invalid_argument("lse_reduce: no keys (m = 0), must be m >= 1");
+  fused_finish(n_, p_, rows_.data(), acc_.data(), out);
 }
 
 void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,

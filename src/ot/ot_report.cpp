@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/ot/divergence.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/ot/exact_ot.hpp"
@@ -65,11 +66,11 @@ void solve_exact(const Measure& mu, const Measure& nu, const OtRequest& request,
   if (request.plan) r.plan = e.dense_plan();
 }
 
-void solve_sinkhorn(const Measure& mu, const Measure& nu, const OtRequest& request, OtReport& r) {
+void solve_sinkhorn(const TransportCost& cost, const Vector& a, const Vector& b, const OtRequest& request,
+                    OtReport& r) {
   r.method = "sinkhorn";
-  const TransportCost cost = TransportCost::sqeuclidean(mu.points(), nu.points());
   const SinkhornOptions& opt = request.sinkhorn;
-  const SinkhornResult s = sinkhorn(mu.weights(), nu.weights(), cost, opt);
+  const SinkhornResult s = sinkhorn(a, b, cost, opt);
   r.cost = s.cost;
   r.objective = s.objective;
   r.iterations = s.iterations;
@@ -101,7 +102,43 @@ OtReport solve_ot(const Measure& mu, const Measure& nu, const OtRequest& request
   if (request.exact)
     solve_exact(mu, nu, request, r);
   else
-    solve_sinkhorn(mu, nu, request, r);
+    solve_sinkhorn(TransportCost::sqeuclidean(mu.points(), nu.points()), mu.weights(), nu.weights(), request, r);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
+                          const Vector& b, const OtRequest& request, const Collective& comm) {
+  request.validate();
+  if (request.exact || request.plan)
+    throw std::invalid_argument(fmt::format("{}: {} with points split across processes, must be an entropic solve "
+                                            "without {} (those hold every point)", kOtReportCtx,
+                                            request.exact ? request.names.exact : request.names.plan,
+                                            request.names.plan));
+  if (request.sinkhorn.comm != &comm)
+    throw std::invalid_argument(fmt::format("{}: sinkhorn.comm must be the Collective the points are split across",
+                                            kOtReportCtx));
+  if (x_part.cols() != y_part.cols())
+    throw std::invalid_argument(fmt::format("{}: {} has dimension {} and {} has dimension {}, must be equal",
+                                            kOtReportCtx, request.names.x, x_part.cols(), request.names.y,
+                                            y_part.cols()));
+  OtReport r;
+  r.cost_type = request.cost;
+  r.n = n;
+  r.m = m;
+  r.dim = x_part.cols();
+  r.sharded = comm.size() > 1;
+  // Checked and normalized as Measure does (then normalized again by sinkhorn, as in solve_ot).
+  const std::string source = fmt::format("{}: source ({})", kOtReportCtx, request.names.x);
+  const std::string target = fmt::format("{}: target ({})", kOtReportCtx, request.names.y);
+  const Range mx = kernel_row_parts(n, comm.size())[static_cast<std::size_t>(comm.rank())];
+  const Range my = kernel_row_parts(m, comm.size())[static_cast<std::size_t>(comm.rank())];
+  require_finite(source, "points", x_part, mx.first);
+  require_finite(target, "points", y_part, my.first);
+  const Vector wa = normalized_weights(a, n, source);
+  const Vector wb = normalized_weights(b, m, target);
+  const auto t0 = std::chrono::steady_clock::now();
+  solve_sinkhorn(TransportCost::sqeuclidean_sharded(x_part, y_part, n, m, comm), wa, wb, request, r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

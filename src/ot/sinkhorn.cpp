@@ -151,6 +151,14 @@ SinkhornHalfStep cost_half_steps(const TransportCost& cost, const Vector& loga, 
 const Collective* distributed(const SinkhornOptions& opt) {
   return opt.comm && opt.comm->size() > 1 ? opt.comm : nullptr;
 }
+
+// A cost whose points are split across processes is solved by those processes together.
+void require_cost_processes(const TransportCost& cost, const SinkhornOptions& opt) {
+  if (cost.comm() && cost.comm() != distributed(opt))
+    throw std::invalid_argument(fmt::format(
+        "{}: comm = {}, must be the Collective the cost's points are split across ({} processes)", kSinkhornCtx,
+        opt.comm ? "another Collective" : "null", cost.comm()->size()));
+}
 }  // namespace
 
 void SinkhornOptions::validate() const {
@@ -166,6 +174,7 @@ void SinkhornOptions::validate() const {
 SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportCost& cost,
                         const SinkhornOptions& opt, const Vector* g_init) {
   opt.validate();
+  require_cost_processes(cost, opt);
   SinkhornResult res;
   res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
   res.b = normalized_weights(b_in, cost.cols(), "sinkhorn: b");
@@ -182,6 +191,7 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
 SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
                                   const SinkhornOptions& opt, const Vector* f_init) {
   opt.validate();
+  require_cost_processes(cost, opt);
   if (cost.rows() != cost.cols())
     throw std::invalid_argument(fmt::format(
         "{}: symmetric cost is {} x {}, must be square", kSinkhornCtx, cost.rows(), cost.cols()));

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
@@ -44,6 +45,58 @@ std::string to_string(CostType type) {
   return "?";
 }
 
+namespace {
+// Points are summed in blocks of this many rows (block b: rows [b kSumBlock, (b + 1) kSumBlock)),
+// each block row by row, then the blocks in order: the same sum whether one process holds
+// every point or each holds some blocks (kernel_row_parts cuts at multiples of 256).
+constexpr Index kSumBlock = 256;
+
+// The sums of the blocks of `points`, whose first row is row `first` (a multiple of kSumBlock)
+// of the whole: (blocks, d) row-major.
+std::vector<double> block_sums(const Matrix& points, Index first) {
+  std::vector<double> sums;
+  const Index d = points.cols();
+  for (Index i = 0; i < points.rows(); ++i) {
+    if ((first + i) % kSumBlock == 0 || i == 0) sums.resize(sums.size() + static_cast<std::size_t>(d), 0.0);
+    double* s = sums.data() + sums.size() - d;
+    for (Index t = 0; t < d; ++t) s[t] += points(i, t);
+  }
+  return sums;
+}
+
+Eigen::RowVectorXd sum_blocks(const std::vector<double>& sums, Index d) {
+  Eigen::RowVectorXd total = Eigen::RowVectorXd::Zero(d);
+  for (std::size_t b = 0; b < sums.size(); b += static_cast<std::size_t>(d))
+    for (Index t = 0; t < d; ++t) total[t] += sums[b + static_cast<std::size_t>(t)];
+  return total;
+}
+
+// The factored form of |x - y|^2 for (parts of) x and y centered at `mean`, and the corners
+// of their bounding box (+inf / -inf where both parts are empty).
+struct Factors {
+  Matrix u, v;
+  Vector r, c;
+  Eigen::RowVectorXd lo, hi;
+};
+Factors sqeuclidean_factors(const Matrix& x, const Matrix& y, const Eigen::RowVectorXd& mean) {
+  Factors f;
+  const Matrix xc = x.rowwise() - mean, yc = y.rowwise() - mean;
+  f.u = 2.0 * xc;
+  f.v = yc;
+  f.r = -xc.rowwise().squaredNorm();
+  f.c = -yc.rowwise().squaredNorm();
+  f.lo = Eigen::RowVectorXd::Constant(mean.size(), std::numeric_limits<double>::infinity());
+  f.hi = -f.lo;
+  for (const Matrix* p : {&xc, &yc}) {
+    if (p->rows() == 0) continue;
+    f.lo = f.lo.cwiseMin(p->colwise().minCoeff());
+    f.hi = f.hi.cwiseMax(p->colwise().maxCoeff());
+  }
+  return f;
+}
+
+}  // namespace
+
 TransportCost TransportCost::sqeuclidean(const Matrix& x, const Matrix& y) {
   require_points(x, "x");
   require_points(y, "y");
@@ -54,17 +107,82 @@ TransportCost TransportCost::sqeuclidean(const Matrix& x, const Matrix& y) {
   t.m_ = y.rows();
   // Common mean of all points: |x - y|^2 is translation invariant, and centering keeps
   // |x|^2 + |y|^2 - 2<x, y> from cancelling catastrophically for clouds far from 0.
+  const Index d = x.cols();
   const Eigen::RowVectorXd mean =
-      (x.colwise().sum() + y.colwise().sum()) / static_cast<double>(t.n_ + t.m_);
-  const Matrix xc = x.rowwise() - mean, yc = y.rowwise() - mean;
-  t.u_ = 2.0 * xc;
-  t.v_ = yc;
-  t.r_ = -xc.rowwise().squaredNorm();
-  t.c_ = -yc.rowwise().squaredNorm();
-  const Eigen::RowVectorXd lo = xc.colwise().minCoeff().cwiseMin(yc.colwise().minCoeff());
-  const Eigen::RowVectorXd hi = xc.colwise().maxCoeff().cwiseMax(yc.colwise().maxCoeff());
-  t.scale_ = (hi - lo).squaredNorm();  // squared diameter of the bounding box >= max C
+      (sum_blocks(block_sums(x, 0), d) + sum_blocks(block_sums(y, 0), d)) / static_cast<double>(t.n_ + t.m_);
+  Factors f = sqeuclidean_factors(x, y, mean);
+  t.scale_ = (f.hi - f.lo).squaredNorm();  // squared diameter of the bounding box >= max C
+  t.u_ = std::move(f.u);
+  t.v_ = std::move(f.v);
+  t.r_ = std::move(f.r);
+  t.c_ = std::move(f.c);
   return t;
+}
+
+bool TransportCost::shardable(Index n, Index m, Index d) {
+  return n >= 5 && m >= 5 && LseStream::supports(n, d, d + 1);
+}
+
+TransportCost TransportCost::sqeuclidean_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
+                                                 const Collective& comm) {
+  const Index d = x_part.cols();
+  if (!shardable(n, m, d))
+    throw std::invalid_argument(fmt::format("{}: points split across processes with n = {}, m = {}, d = {}, must "
+                                            "have n, m >= 5 and 1 <= d <= 15", kTransportCostCtx, n, m, d));
+  const int P = comm.size(), rank = comm.rank();
+  const std::vector<Range> xp = kernel_row_parts(n, P), yp = kernel_row_parts(m, P);
+  const Range mx = xp[static_cast<std::size_t>(rank)], my = yp[static_cast<std::size_t>(rank)];
+  if (x_part.rows() != mx.count || y_part.rows() != my.count || y_part.cols() != d)
+    throw std::invalid_argument(fmt::format(
+        "{}: process {} of {} holds x ({}, {}) and y ({}, {}), must hold rows [{}, {}) of x and [{}, {}) of y "
+        "(kernel_row_parts), both of dimension {}", kTransportCostCtx, rank, P, x_part.rows(), x_part.cols(),
+        y_part.rows(), y_part.cols(), mx.first, mx.first + mx.count, my.first, my.first + my.count, d));
+  if (P == 1) return sqeuclidean(x_part, y_part);
+  // Each process checks its own points (the failure agreement reports the lowest failing rank's).
+  require_finite(kTransportCostCtx, "x", x_part, mx.first);
+  require_finite(kTransportCostCtx, "y", y_part, my.first);
+  // Block sums of every process in rank order = the blocks in order.
+  auto counts = [&](const std::vector<Range>& parts) {
+    std::vector<Index> c;
+    for (const Range& r : parts) c.push_back((r.count + kSumBlock - 1) / kSumBlock * d);
+    return c;
+  };
+  const Eigen::RowVectorXd sx = sum_blocks(comm.allgatherv(block_sums(x_part, mx.first).data(), counts(xp)), d);
+  const Eigen::RowVectorXd sy = sum_blocks(comm.allgatherv(block_sums(y_part, my.first).data(), counts(yp)), d);
+  TransportCost t;
+  t.type_ = CostType::sqeuclidean;
+  t.n_ = n;
+  t.m_ = m;
+  Factors f = sqeuclidean_factors(x_part, y_part, (sx + sy) / static_cast<double>(n + m));
+  // Bounding box: every process's corners (-hi, so that one min gathers both), then min and max.
+  std::vector<double> box(static_cast<std::size_t>(2 * d));
+  for (Index j = 0; j < d; ++j) {
+    box[static_cast<std::size_t>(j)] = f.lo[j];
+    box[static_cast<std::size_t>(d + j)] = -f.hi[j];
+  }
+  const std::vector<double> boxes = comm.allgatherv(box.data(), std::vector<Index>(static_cast<std::size_t>(P), 2 * d));
+  Eigen::RowVectorXd lo = Eigen::RowVectorXd::Constant(d, std::numeric_limits<double>::infinity()), hi = -lo;
+  for (std::size_t p = 0; p < static_cast<std::size_t>(P); ++p)
+    for (Index j = 0; j < d; ++j) {
+      lo[j] = std::min(lo[j], boxes[p * static_cast<std::size_t>(2 * d) + static_cast<std::size_t>(j)]);
+      hi[j] = std::max(hi[j], -boxes[p * static_cast<std::size_t>(2 * d) + static_cast<std::size_t>(d + j)]);
+    }
+  t.scale_ = (hi - lo).squaredNorm();
+  t.u_ = std::move(f.u);
+  t.v_ = std::move(f.v);
+  t.r_ = std::move(f.r);
+  t.c_ = std::move(f.c);
+  t.comm_ = &comm;
+  t.x_parts_ = xp;
+  t.y_parts_ = yp;
+  return t;
+}
+
+void TransportCost::require_whole(const char* what) const {
+  if (comm_)
+    throw std::invalid_argument(fmt::format("{}: {} of a cost whose points are split across {} processes, must be "
+                                            "a cost held whole (TransportCost::sqeuclidean)", kTransportCostCtx,
+                                            what, comm_->size()));
 }
 
 TransportCost TransportCost::bilinear(const Matrix& x, const Matrix& y, double beta,
@@ -114,11 +232,13 @@ TransportCost TransportCost::dense(Matrix c) {
 }
 
 double TransportCost::operator()(Index i, Index j) const {
+  require_whole("an entry");
   if (type_ == CostType::dense) return dense_(i, j);
   return -(u_.row(i).dot(v_.row(j)) + r_[i] + c_[j]);
 }
 
 double TransportCost::max_cost() const {
+  require_whole("max_cost");
   if (type_ == CostType::dense) return dense_.maxCoeff();
   double best = -std::numeric_limits<double>::infinity();
 #pragma omp parallel for reduction(max : best) num_threads(num_threads())
@@ -128,6 +248,7 @@ double TransportCost::max_cost() const {
 }
 
 Matrix TransportCost::to_dense(Index max_entries) const {
+  require_whole("the dense matrix");
   if (static_cast<double>(n_) * static_cast<double>(m_) > static_cast<double>(max_entries))
     throw std::invalid_argument(fmt::format(
         "{}: dense cost n * m = {} * {} = {}, must be <= {} (an n x m matrix of doubles)", kTransportCostCtx,
@@ -146,6 +267,7 @@ TransportCost::Gibbs TransportCost::gibbs(bool transpose, const Vector& h, const
     throw std::invalid_argument(fmt::format(
         "{}: gibbs half-step sizes h = {}, logw = {}, must equal {}", kTransportCostCtx, h.size(), logw.size(), len));
   const Index rows = transpose ? m_ : n_;
+  require_whole("a whole half-step (gibbs; use gibbs_rows with this process's rows)");
   return type_ == CostType::dense ? gibbs_dense(transpose, 0, rows, h, logw, eps, want_cost, vals)
                                   : gibbs_factored(transpose, 0, rows, h, logw, eps, want_cost, vals);
 }
@@ -160,6 +282,13 @@ TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Inde
   if (first < 0 || count < 0 || first + count > rows)
     throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}), must lie in [0, {})", kTransportCostCtx, first,
                                             first + count, rows));
+  if (comm_) {
+    const Range mine = (transpose ? y_parts_ : x_parts_)[static_cast<std::size_t>(comm_->rank())];
+    if (first != mine.first || count != mine.count)
+      throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}) of a sharded cost, must be this process's "
+                                              "rows [{}, {})", kTransportCostCtx, first, first + count, mine.first,
+                                              mine.first + mine.count));
+  }
   return type_ == CostType::dense ? gibbs_dense(transpose, first, count, h, logw, eps, want_cost, vals)
                                   : gibbs_factored(transpose, first, count, h, logw, eps, want_cost, vals);
 }
@@ -171,25 +300,25 @@ TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Inde
 TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, Index first, Index count,
                                                    const Vector& h, const Vector& logw, double eps,
                                                    bool want_cost, const Matrix* vals) const {
+  // A sharded cost holds this process's rows only (gibbs_rows checked that they are these).
+  const Index at = comm_ ? 0 : first;
   const Matrix& u_all = transpose ? v_ : u_;
-  const auto u = u_all.middleRows(first, count);
+  const auto u = u_all.middleRows(at, count);
   const Matrix& v = transpose ? u_ : v_;
   const Vector& r_all = transpose ? c_ : r_;
-  const auto r = r_all.segment(first, count);
+  const auto r = r_all.segment(at, count);
   const Vector& c = transpose ? r_ : c_;
   const Index k = u.cols(), p = vals ? vals->cols() : 0;
   const Matrix ue = u / eps;
-  // c_j + h_j first: for sqeuclidean the two nearly cancel at the optimum (g_j ~ |y_j|^2).
-  const Vector col = logw + (c + h) / eps;
-  Matrix kv(v.rows(), (want_cost ? k + 1 : 0) + p);
-  if (want_cost) {
-    kv.leftCols(k) = v;
-    kv.col(k) = c;
-  }
-  if (p) kv.rightCols(p) = *vals;
   Vector lse;
   Matrix out;
-  lse_reduce(ue, v, col, kv, lse, out);
+  if (comm_) {
+    reduce_sharded(transpose, ue, h, logw, eps, want_cost, vals, lse, out);
+  } else {
+    // c_j + h_j first: for sqeuclidean the two nearly cancel at the optimum (g_j ~ |y_j|^2).
+    const Vector col = logw + (c + h) / eps;
+    lse_reduce(ue, v, col, key_values(v, c, want_cost, vals, 0), lse, out);
+  }
   Gibbs res;
   res.softmin = -eps * lse - r;
   if (want_cost) {
@@ -199,6 +328,52 @@ TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, Index first, 
   }
   res.evals = p ? Matrix(out.rightCols(p)) : Matrix(u.rows(), 0);
   return res;
+}
+
+// The values of the expectations, for the keys [first, first + v.rows()): [v_j | c_j | vals_j]
+// (k + 1 + p columns; [vals_j] without want_cost).
+Matrix TransportCost::key_values(const MatrixRef& v, const VectorRef& c, bool want_cost, const Matrix* vals,
+                                 Index first) {
+  const Index k = v.cols(), p = vals ? vals->cols() : 0;
+  Matrix kv(v.rows(), (want_cost ? k + 1 : 0) + p);
+  if (want_cost) {
+    kv.leftCols(k) = v;
+    kv.col(k) = c;
+  }
+  if (p) kv.rightCols(p) = vals->middleRows(first, v.rows());
+  return kv;
+}
+
+// A sharded cost's half-step for this process's rows (queries ue): the other side's points and
+// offsets, block by block from their owners in rank order, streamed through the kernel. Each
+// block's column offsets and values are formed here exactly as gibbs_factored forms them for
+// all keys, and the blocks are whole key tiles (kernel_row_parts), so the result is that of
+// one pass bit for bit.
+void TransportCost::reduce_sharded(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw,
+                                   double eps, bool want_cost, const Matrix* vals, Vector& lse, Matrix& out) const {
+  const Matrix& mine_v = transpose ? u_ : v_;
+  const Vector& mine_c = transpose ? r_ : c_;
+  const std::vector<Range>& parts = transpose ? x_parts_ : y_parts_;
+  const Index k = mine_v.cols(), p = (want_cost ? k + 1 : 0) + (vals ? vals->cols() : 0);
+  const bool queries = ue.rows() > 0;
+  std::optional<LseStream> stream;
+  if (queries) stream.emplace(ue.data(), ue.rows(), k, p);
+  for (std::size_t b = 0; b < parts.size(); ++b) {
+    const Range r = parts[b];
+    if (r.count == 0) continue;
+    const bool owner = static_cast<int>(b) == comm_->rank();
+    Matrix v = owner ? mine_v : Matrix(r.count, k);
+    Vector c = owner ? mine_c : Vector(r.count);
+    comm_->broadcast(v.data(), v.size(), static_cast<int>(b));
+    comm_->broadcast(c.data(), c.size(), static_cast<int>(b));
+    if (!queries) continue;
+    const Vector col = logw.segment(r.first, r.count) + (c + h.segment(r.first, r.count)) / eps;
+    const Matrix kv = key_values(v, c, want_cost, vals, r.first);
+    stream->add(v.data(), col.data(), p ? kv.data() : nullptr, r.count);
+  }
+  lse.resize(ue.rows());
+  out.resize(ue.rows(), p);
+  if (queries) stream->finish(ReduceOutput{lse.data(), p ? out.data() : nullptr});
 }
 
 // Dense costs (small problems): row i of C enters the kernel as column offsets

@@ -5,6 +5,8 @@
 
 #include <cstring>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/io/csv.hpp"
@@ -61,6 +63,34 @@ TEST(Npy, RejectsFortranOrderOtherDtypesAndTruncation) {
   write_file_atomic(p, "not an npy file at all");
   EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(p); }, "not a .npy file"));
   EXPECT_TRUE(test::throws_with([&] { read_npy_matrix(tmp_path("missing.npy")); }, "cannot open"));
+}
+
+// Rows of a file without the rest (each process of a distributed solve reads its part).
+TEST(Npy, ReadsRowsAndShapeAlone) {
+  Rng rng(2);
+  const Matrix a = test::random_matrix(600, 3, rng);
+  const std::string p = tmp_path("rows.npy");
+  write_npy(p, a);
+  EXPECT_EQ(read_npy_shape(p), (std::vector<Index>{600, 3}));
+  for (const auto& [first, count] : std::vector<std::pair<Index, Index>>{{0, 256}, {256, 344}, {599, 1}, {10, 0}}) {
+    const Matrix r = read_npy_rows(p, first, count);
+    ASSERT_EQ(r.rows(), count);
+    ASSERT_EQ(r.cols(), 3);
+    EXPECT_EQ(std::memcmp(r.data(), a.data() + first * 3, sizeof(double) * count * 3), 0);
+  }
+  EXPECT_TRUE(test::throws_with([&] { read_npy_rows(p, 500, 101); }, "rows [500, 601) requested, must lie in [0, 600)"));
+  const float vals[6] = {1.5f, -2.0f, 0.25f, 3.0f, 4.0f, 5.0f};
+  write_file_atomic(p, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
+                                std::string(reinterpret_cast<const char*>(vals), 24)));
+  const Matrix f = read_npy_rows(p, 1, 2);
+  EXPECT_EQ(f(0, 0), 0.25);
+  EXPECT_EQ(f(1, 1), 5.0);
+  // The header and the file's size are checked as read_npy checks them.
+  write_file_atomic(p, make_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", std::string(32, '\0')));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_rows(p, 0, 1); }, "truncated: data has 32 bytes"));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_shape(p); }, "truncated: data has 32 bytes"));
+  write_file_atomic(p, "\x93NUMPY\x01");
+  EXPECT_TRUE(test::throws_with([&] { read_npy_shape(p); }, "not a .npy file"));
 }
 
 TEST(Csv, RoundTripWithHeader) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/base/parallel.hpp"
@@ -139,6 +141,51 @@ TEST(KernelReduce, StridedViewsAreCopied) {
   lse_reduce(big.leftCols(3), keys, Vector(), keys, lse, out);
   const auto ref = dense_lse_reduce(big.leftCols(3), keys, Vector(), keys);
   EXPECT_TRUE(all_close(out, ref.out, 1e-10, 1e-10));
+}
+
+// Keys in blocks (LseStream, as a distributed solve streams them from their owners): equal to
+// one pass over all keys bit for bit, for compile-time and runtime k and p, zero-weight keys,
+// and blocks of 256, 512 and a short last one.
+TEST(KernelReduce, StreamedKeyBlocksEqualOnePassBitForBit) {
+  Rng rng(21);
+  for (const auto& [k, p] : std::vector<std::pair<Index, Index>>{{1, 0}, {2, 3}, {3, 4}, {4, 1}, {5, 2}, {7, 6}, {15, 16}}) {
+    const Index n = 37, m = 1100;
+    const Matrix u = random_matrix(n, k, rng, 2.0), v = random_matrix(m, k, rng), vals = random_matrix(m, p, rng);
+    Vector col = random_matrix(m, 1, rng, 3.0).col(0);
+    col[300] = -std::numeric_limits<double>::infinity();  // a key of weight 0
+    Vector lse;
+    Matrix out;
+    lse_reduce(u, v, col, vals, lse, out);
+    for (const std::vector<Index>& blocks : std::vector<std::vector<Index>>{{256, 844}, {512, 256, 332}, {1024, 76}}) {
+      LseStream stream(u.data(), n, k, p);
+      Index at = 0;
+      for (Index b : blocks) {
+        stream.add(v.data() + at * k, col.data() + at, p ? vals.data() + at * p : nullptr, b);
+        at += b;
+      }
+      ASSERT_EQ(stream.keys(), m);
+      Vector slse(n);
+      Matrix sout(n, p);
+      stream.finish(ReduceOutput{slse.data(), p ? sout.data() : nullptr});
+      EXPECT_EQ(std::memcmp(slse.data(), lse.data(), sizeof(double) * n), 0) << "k " << k << " p " << p;
+      if (p > 0) {  // (memcmp of an empty matrix's null data is undefined: GCC then drops null checks)
+        EXPECT_EQ(std::memcmp(sout.data(), out.data(), sizeof(double) * n * p), 0) << "k " << k << " p " << p;
+      }
+    }
+  }
+}
+
+TEST(KernelReduce, StreamRefusesWhatItCannotMatch) {
+  const Matrix u = Matrix::Zero(8, 2), v = Matrix::Zero(300, 2);
+  EXPECT_FALSE(LseStream::supports(4, 2, 0));   // <= 4 queries: lse_reduce reads keys in place
+  EXPECT_FALSE(LseStream::supports(8, 17, 0));  // k > 16: the GEMM path
+  EXPECT_TRUE(test::throws_with([&] { LseStream(u.data(), 4, 2, 0); }, "must be n >= 5"));
+  LseStream s(u.data(), 8, 2, 0);
+  s.add(v.data(), nullptr, nullptr, 100);  // a short block must be the last one
+  EXPECT_TRUE(test::throws_with([&] { s.add(v.data(), nullptr, nullptr, 100); }, "must follow a multiple of 256"));
+  LseStream empty(u.data(), 8, 2, 0);
+  Vector lse(8);
+  EXPECT_TRUE(test::throws_with([&] { empty.finish(ReduceOutput{lse.data(), nullptr}); }, "no keys"));
 }
 
 TEST(KernelReduce, RejectsBadShapes) {

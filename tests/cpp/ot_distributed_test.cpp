@@ -9,6 +9,7 @@
 
 #include "attnflow/base/collective.hpp"
 #include "attnflow/ot/ot.hpp"
+#include "attnflow/ot/ot_report.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "test_util.hpp"
 #include "thread_collective.hpp"
@@ -22,7 +23,8 @@ using test::Shared;
 using test::ThreadCollective;
 
 bool same_bits(const Vector& a, const Vector& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
+  // (memcmp of an empty vector's null data is undefined behaviour)
+  return a.size() == b.size() && (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0);
 }
 
 TEST(OtDistributed, KernelRowPartsCoverInOrderAtBlockCuts) {
@@ -108,6 +110,113 @@ TEST(OtDistributed, SolveOnRanksEqualsOneProcessBitForBit) {
     }
   }
   set_num_threads(0);
+}
+
+// The points split across ranks (TransportCost::sqeuclidean_sharded): each rank holds its rows
+// only, its half-step rows equal those of the whole cost bit for bit, and so do whole solves.
+template <typename Body>
+void on_ranks(int p, Body body) {
+  Shared shared(p);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < p; ++r)
+    ranks.emplace_back([&, r] {
+      ThreadCollective comm(shared, r);
+      body(comm, r);
+    });
+  for (auto& t : ranks) t.join();
+}
+
+TEST(OtDistributed, ShardedCostRowsEqualTheWholeCostBitForBit) {
+  Rng rng(5);
+  const Matrix x = random_matrix(700, 3, rng, 2.0), y = random_matrix(517, 3, rng);
+  const Vector hx = random_matrix(700, 1, rng).col(0), hy = random_matrix(517, 1, rng).col(0);
+  const Vector lx = random_weights(700, rng).array().log().matrix(), ly = random_weights(517, rng).array().log().matrix();
+  const TransportCost whole = TransportCost::sqeuclidean(x, y);
+  set_num_threads(1);
+  for (int p : {2, 3, 4}) {
+    on_ranks(p, [&](const Collective& comm, int r) {
+      const Range mx = kernel_row_parts(700, p)[static_cast<std::size_t>(r)];
+      const Range my = kernel_row_parts(517, p)[static_cast<std::size_t>(r)];
+      const TransportCost cost = TransportCost::sqeuclidean_sharded(x.middleRows(mx.first, mx.count),
+                                                                     y.middleRows(my.first, my.count), 700, 517, comm);
+      EXPECT_EQ(cost.comm(), &comm);
+      const double scale = cost.scale(), whole_scale = whole.scale();
+      EXPECT_EQ(std::memcmp(&scale, &whole_scale, sizeof(double)), 0) << p << " ranks";
+      for (bool transpose : {false, true}) {
+        const Range mine = transpose ? my : mx;
+        const TransportCost::Gibbs part =
+            cost.gibbs_rows(transpose, mine.first, mine.count, transpose ? hx : hy, transpose ? lx : ly, 0.3, true);
+        const TransportCost::Gibbs ref =
+            whole.gibbs_rows(transpose, mine.first, mine.count, transpose ? hx : hy, transpose ? lx : ly, 0.3, true);
+        EXPECT_TRUE(same_bits(part.softmin, ref.softmin)) << p << " ranks, rank " << r;
+        EXPECT_TRUE(same_bits(part.ecost, ref.ecost)) << p << " ranks, rank " << r;
+      }
+      // No process holds every point: entries and other processes' rows are refused.
+      EXPECT_TRUE(test::throws_with([&] { cost(0, 0); }, "split across"));
+      const Range other = kernel_row_parts(700, p)[static_cast<std::size_t>((r + 1) % p)];
+      if (other.count > 0) {
+        EXPECT_TRUE(test::throws_with([&] { cost.gibbs_rows(false, other.first, other.count, hy, ly, 0.3, false); },
+                                      "must be this process's rows"));
+      }
+    });
+  }
+  set_num_threads(0);
+}
+
+TEST(OtDistributed, ShardedSolveEqualsOneProcessBitForBit) {
+  Rng rng(9);
+  const Matrix x = random_matrix(700, 2, rng), y = random_matrix(261, 2, rng);
+  const Vector a = random_weights(700, rng), b = random_weights(261, rng);
+  OtRequest req;
+  req.sinkhorn.eps = 0.05;
+  req.sinkhorn.tol = 1e-9;
+  set_num_threads(1);
+  const OtReport one = solve_ot(Measure(x, a), Measure(y, b), req);
+  ASSERT_TRUE(one.converged);
+  EXPECT_FALSE(one.sharded);
+  for (int p : {2, 3, 4}) {
+    std::vector<OtReport> res(static_cast<std::size_t>(p));
+    on_ranks(p, [&](const Collective& comm, int r) {
+      const Range mx = kernel_row_parts(700, p)[static_cast<std::size_t>(r)];
+      const Range my = kernel_row_parts(261, p)[static_cast<std::size_t>(r)];
+      OtRequest q = req;
+      q.sinkhorn.comm = &comm;
+      res[static_cast<std::size_t>(r)] =
+          solve_ot_sharded(x.middleRows(mx.first, mx.count), y.middleRows(my.first, my.count), 700, 261, a, b, q, comm);
+    });
+    for (const OtReport& r : res) {
+      EXPECT_TRUE(r.sharded);
+      EXPECT_TRUE(same_bits(r.f, one.f)) << p << " ranks";
+      EXPECT_TRUE(same_bits(r.g, one.g)) << p << " ranks";
+      EXPECT_EQ(r.iterations, one.iterations);
+      EXPECT_EQ(std::memcmp(&r.cost, &one.cost, sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(&r.objective, &one.objective, sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(&r.marginal_error, &one.marginal_error, sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(&r.max_cost_bound, &one.max_cost_bound, sizeof(double)), 0);
+    }
+  }
+  set_num_threads(0);
+}
+
+TEST(OtDistributed, ShardedSolveRefusesWhatNeedsEveryPoint) {
+  Rng rng(4);
+  const Matrix x = random_matrix(20, 2, rng), y = random_matrix(20, 2, rng);
+  EXPECT_FALSE(TransportCost::shardable(4, 20, 2));
+  EXPECT_FALSE(TransportCost::shardable(20, 20, 16));
+  EXPECT_TRUE(TransportCost::shardable(20, 20, 15));
+  on_ranks(2, [&](const Collective& comm, int r) {
+    OtRequest req;
+    req.sinkhorn.eps = 0.1;
+    req.sinkhorn.comm = &comm;
+    req.plan = true;
+    const Matrix xs = r == 0 ? x : Matrix(0, 2), ys = r == 0 ? y : Matrix(0, 2);  // 20 rows: all on rank 0
+    EXPECT_TRUE(test::throws_with([&] { solve_ot_sharded(xs, ys, 20, 20, Vector(), Vector(), req, comm); },
+                                  "plan with points split across processes"));
+    // A rank passing rows that are not its part is refused, naming them.
+    EXPECT_TRUE(test::throws_with(
+        [&] { TransportCost::sqeuclidean_sharded(x, y.topRows(r == 0 ? 20 : 3), 20, 20, comm); },
+        r == 0 ? "process 0 of 2 holds x (20, 2)" : "process 1 of 2 holds x (20, 2)"));
+  });
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
 // P in-process "ranks" (threads) behind a Collective that gathers through shared memory: the
 // library's distributed paths tested without MPI, bit for bit against one process (the same
-// over MPI is tests/mpi/run_mpi_tests.py). Only allgatherv and check are real; the other
+// over MPI is tests/mpi/run_mpi_tests.py). Only allgatherv, the broadcast of doubles and check are real; the other
 // operations answer as a single rank would (the tests here do not use them).
 #pragma once
 
+#include <algorithm>
 #include <barrier>
 #include <string>
 #include <vector>
@@ -33,6 +34,12 @@ class ThreadCollective final : public Collective {
     for (const auto& part : s_.slots) all.insert(all.end(), part.begin(), part.end());
     s_.sync.arrive_and_wait();  // nobody overwrites a slot before every rank has read it
     return all;
+  }
+  void broadcast(double* data, Index count, int root) const override {
+    if (rank_ == root) s_.slots[static_cast<std::size_t>(root)].assign(data, data + count);
+    s_.sync.arrive_and_wait();
+    if (rank_ != root) std::copy_n(s_.slots[static_cast<std::size_t>(root)].data(), count, data);
+    s_.sync.arrive_and_wait();
   }
   std::vector<std::string> gather(const std::string&) const override { return {}; }
   std::string broadcast(const std::string& s) const override { return s; }

@@ -45,6 +45,9 @@ class Collective {
   virtual std::vector<std::string> gather(const std::string& mine) const = 0;
   // Rank 0's bytes on every process.
   virtual std::string broadcast(const std::string& from_root) const = 0;
+  // Process `root`'s `count` doubles into `data` on every process (every process passes the
+  // same count; root's data is unchanged).
+  virtual void broadcast(double* data, Index count, int root) const = 0;
   virtual long max(long value) const = 0;
   virtual long sum(long value) const = 0;
 };

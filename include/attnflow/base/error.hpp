@@ -37,11 +37,12 @@ void require(bool ok, std::string_view context, std::string_view name, const T& 
   if (!ok) throw_invalid(context, name, value, rule);
 }
 
-// Rejects NaN/Inf in an input array, naming the first bad entry.
+// Rejects NaN/Inf in an input array, naming the first bad entry. first_row: the row of the
+// whole array where `data` starts (a process's part of points split across processes).
 void require_finite(std::string_view context, std::string_view name, const double* data,
-                    Index size, Index cols = 1);
-inline void require_finite(std::string_view context, std::string_view name, const Matrix& a) {
-  require_finite(context, name, a.data(), a.size(), a.cols());
+                    Index size, Index cols = 1, Index first_row = 0);
+inline void require_finite(std::string_view context, std::string_view name, const Matrix& a, Index first_row = 0) {
+  require_finite(context, name, a.data(), a.size(), a.cols(), first_row);
 }
 inline void require_finite(std::string_view context, std::string_view name, const Vector& a) {
   require_finite(context, name, a.data(), a.size(), 1);

@@ -29,6 +29,7 @@ class World final : public Collective {
   std::vector<double> allgatherv(const double* mine, const std::vector<Index>& counts) const override;
   std::vector<std::string> gather(const std::string& mine) const override;
   std::string broadcast(const std::string& from_root) const override;
+  void broadcast(double* data, Index count, int root) const override;
   long max(long value) const override;
   long sum(long value) const override;
 

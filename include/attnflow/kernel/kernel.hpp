@@ -14,6 +14,9 @@
 // threads split queries only, so the result is bit-identical for any thread count.
 #pragma once
 
+#include <limits>
+#include <vector>
+
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
@@ -47,6 +50,36 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
 // gathered: lse and out complete on every process, bit-identical to one process.
 void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
                 const MatrixRef& vals, Vector& lse, Matrix& out, const Collective* comm);
+
+// The reduction with the keys in consecutive blocks, for a distributed solve in which each
+// process holds only its part of the keys (TransportCost::sqeuclidean_sharded, ot.hpp): add()
+// each block in key order, then finish(). Every block but the last has a multiple of
+// kKeyBlock keys, so that the blocks' key tiles are those of one pass over all keys: lse and
+// out equal lse_reduce's bit for bit. This is the fused path of lse_reduce (which runs through
+// a single add()), taken when supports(): n >= 5 queries, k and p <= 16. Memory O(n (k + p))
+// for the queries' running state plus one packed block. CPU only (the process-wide device is
+// not consulted).
+class LseStream {
+ public:
+  static constexpr Index kKeyBlock = 256;
+  struct Row {  // a query's running maximum (log2 units) and sum of exponentials
+    double max = -std::numeric_limits<double>::infinity();
+    double sum = 0.0;
+  };
+  static bool supports(Index n, Index k, Index p);
+  // Queries u (n, k) row-major, kept by pointer until finish(); p values per key.
+  LseStream(const double* u, Index n, Index k, Index p);
+  // The next m >= 1 keys: v (m, k), col (m, null = 0), vals (m, p; null when p = 0).
+  void add(const double* v, const double* col, const double* vals, Index m);
+  void finish(const ReduceOutput& out) const;
+  Index keys() const { return keys_; }
+
+ private:
+  const double* u_;
+  Index n_, k_, p_, keys_ = 0;
+  std::vector<Row> rows_;
+  std::vector<double> acc_;
+};
 
 // The same reduction when queries and keys are the same points up to a factor beta >= 0:
 // s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives

@@ -7,14 +7,14 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/ot/sinkhorn.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
-
-class Collective;
 
 enum class CostType { sqeuclidean, bilinear, dense };
 
@@ -38,6 +38,23 @@ class TransportCost {
                                 const Matrix& q = Matrix(), const Matrix& k = Matrix());
   // A dense cost matrix (n, m), for small problems.
   static TransportCost dense(Matrix c);
+  // sqeuclidean with the points split across the processes of `comm` (collective.hpp), for
+  // problems whose points outgrow one machine: this process passes only its parts, the rows
+  // kernel_row_parts(n, P)[rank] of x and kernel_row_parts(m, P)[rank] of y (n, m: the whole
+  // sizes). gibbs_rows then takes this process's part of the rows only and streams the other
+  // side's points from their owners, block by block in rank order (LseStream, kernel.hpp):
+  // every row sees the key tiles of one process's pass, so the results equal sqeuclidean(x, y)'s
+  // bit for bit (the common mean is summed in blocks of 256 points in both). Memory per process:
+  // its parts of the points plus one block of the other side. Requires shardable(n, m, d);
+  // entries, max_cost and to_dense are refused (no process has every point). One process:
+  // sqeuclidean(x, y) itself.
+  static TransportCost sqeuclidean_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
+                                           const Collective& comm);
+  // Whether sqeuclidean_sharded takes these sizes: n, m >= 5 and 1 <= d <= 15 (the kernel's
+  // fused path with the d + 1 values of the expected cost, LseStream::supports).
+  static bool shardable(Index n, Index m, Index d);
+  // The processes holding the points (sqeuclidean_sharded with several); null otherwise.
+  const Collective* comm() const { return comm_; }
 
   CostType type() const { return type_; }
   Index rows() const { return n_; }
@@ -74,6 +91,11 @@ class TransportCost {
                        const Vector& logw, double eps, bool want_cost, const Matrix* vals) const;
   Gibbs gibbs_dense(bool transpose, Index first, Index count, const Vector& h, const Vector& logw,
                     double eps, bool want_cost, const Matrix* vals) const;
+  // gibbs_factored with this process's rows of a sharded cost: the keys come from their owners.
+  void reduce_sharded(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw, double eps,
+                      bool want_cost, const Matrix* vals, Vector& lse, Matrix& out) const;
+  static Matrix key_values(const MatrixRef& v, const VectorRef& c, bool want_cost, const Matrix* vals, Index first);
+  void require_whole(const char* what) const;
 
   CostType type_ = CostType::dense;
   Index n_ = 0, m_ = 0;
@@ -81,6 +103,10 @@ class TransportCost {
   Vector r_, c_;    // (n), (m)
   Matrix dense_;    // (n, m) for CostType::dense
   double scale_ = 0.0;
+  // Sharded (sqeuclidean_sharded): u_, r_ hold this process's rows x_parts_[rank] of x, v_, c_
+  // its rows y_parts_[rank] of y.
+  const Collective* comm_ = nullptr;
+  std::vector<Range> x_parts_, y_parts_;
 };
 
 // Entropic OT options: the engine's stopping rule (tol, max_iterations; `iterations` must stay
@@ -103,7 +129,8 @@ struct SinkhornOptions : SinkhornControl {
   // Several processes (collective.hpp; null = this one alone): each computes its part of the
   // rows (kernel_row_parts) of every half-step and the parts are gathered in rank order, so
   // the potentials, the marginal errors and the result are those of one process bit for bit.
-  // Every process holds the whole cost (the points) and the O(n + m) potentials.
+  // Every process holds the O(n + m) potentials, and the whole cost (the points) unless the
+  // cost is sharded (TransportCost::sqeuclidean_sharded over this same `comm`).
   const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field, e.g. "sinkhorn: eps = -0.1, must be > 0".

@@ -51,6 +51,7 @@ struct OtReport {
   Index n = 0, m = 0, dim = 0;
   double seconds = 0.0;     // wall time of the solve
   bool has_plan = false;
+  bool sharded = false;     // the points were split across processes (solve_ot_sharded)
   Vector f, g;              // potentials in cost units
   Matrix plan;              // (n, m) when has_plan, else empty
 };
@@ -58,5 +59,13 @@ struct OtReport {
 // Validates the request and the measures (in that order), then solves. Throws
 // std::invalid_argument for bad input; non-convergence is reported in the result.
 OtReport solve_ot(const Measure& mu, const Measure& nu, const OtRequest& request);
+// The entropic solve (sqeuclidean, no plan) with the points split across the processes of
+// `comm` (collective.hpp), for problems whose points outgrow one machine: this process passes
+// its parts, rows kernel_row_parts(n, P)[rank] of x and of y (m rows), and the whole weights a
+// (n) and b (m) (empty: uniform). Every process gets the report of solve_ot on the whole points,
+// bit for bit (seconds aside; `sharded` set). request.sinkhorn.comm must be `comm`. Points per
+// process: its parts plus one block of the other side (TransportCost::sqeuclidean_sharded).
+OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
+                          const Vector& b, const OtRequest& request, const Collective& comm);
 
 }  // namespace attnflow
