@@ -361,12 +361,13 @@ void TransportCost::reduce_sharded(bool transpose, const Matrix& ue, const Vecto
   for (std::size_t b = 0; b < parts.size(); ++b) {
     const Range r = parts[b];
     if (r.count == 0) continue;
-    const bool owner = static_cast<int>(b) == comm_->rank();
-    Matrix v = owner ? mine_v : Matrix(r.count, k);
-    Vector c = owner ? mine_c : Vector(r.count);
-    comm_->broadcast(v.data(), v.size(), static_cast<int>(b));
-    comm_->broadcast(c.data(), c.size(), static_cast<int>(b));
+    // The owner's [v | c] rows, in one broadcast.
+    Matrix vc(r.count, k + 1);
+    if (static_cast<int>(b) == comm_->rank()) vc << mine_v, mine_c;
+    comm_->broadcast(vc.data(), vc.size(), static_cast<int>(b));
     if (!queries) continue;
+    const Matrix v = vc.leftCols(k);
+    const Vector c = vc.col(k);
     const Vector col = logw.segment(r.first, r.count) + (c + h.segment(r.first, r.count)) / eps;
     const Matrix kv = key_values(v, c, want_cost, vals, r.first);
     stream->add(v.data(), col.data(), p ? kv.data() : nullptr, r.count);

@@ -294,8 +294,10 @@ def group_ot(tmp):
             import json
             a = json.loads((tmp / "ref/report.json").read_text())
             b = json.loads((out / "report.json").read_text())
-            for k in ("cost", "objective", "iterations", "marginal_error", "converged"):
+            for k in ("cost", "objective", "iterations", "marginal_error", "converged", "max_cost_bound"):
                 assert a[k] == b[k], f"report.json {k}: {a[k]!r} != {b[k]!r}"
+            # Each rank read and held only its rows of the points (one process: all of them).
+            assert b["points_split"] is True and a["points_split"] is False, (a["points_split"], b["points_split"])
             assert not list(tmp.glob(f"p{ranks}t{threads}.tmp.*")), "a staging directory was left"
         check(f"ot -np {ranks} threads {threads} equals one process", t)
     # The dense plan (entropic, from the gathered potentials) and the exact solve: rank 0 alone
@@ -311,6 +313,8 @@ def group_ot(tmp):
             r = run(a + ["--out", out], 3, 1)
             same_files(tmp / f"{name}_ref", out, files, f"ot ({name}) -np 3")
             assert r.stdout.count("ot (") == 1, f"rank 0 alone prints: {r.stdout}"
+            import json
+            assert json.loads((out / "report.json").read_text())["points_split"] is False, "a plan needs every point"
         check(f"ot ({name}) -np 3 equals one process", t)
 
 
