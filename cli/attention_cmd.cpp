@@ -2,10 +2,14 @@
 // clouds read from .npy files; writes out (n, p) float64 .npy.
 #include <fmt/format.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "attnflow/attention/attention.hpp"
+#include "attnflow/base/error.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "commands.hpp"
@@ -23,16 +27,7 @@ struct AttentionArgs {
   int max_iter = SinkhornNormalizationOptions{}.max_iterations;
 };
 
-void run_attention(const AttentionArgs& a) {
-  const Matrix x = load_matrix(a.x, "--x");
-  const Vector wx = a.wx.empty() ? Vector() : load_vector(a.wx, "--wx");
-  const Measure queries(x, wx, "queries (--x, --wx)");
-  const Matrix y = a.y.empty() ? x : load_matrix(a.y, "--y");
-  const Vector wy = a.wy.empty() ? (a.y.empty() ? queries.weights() : Vector()) : load_vector(a.wy, "--wy");
-  const Measure keys(y, wy, "keys (--y, --wy)");
-  std::optional<Matrix> values;
-  if (!a.v.empty()) values = load_matrix(a.v, "--v");
-
+AttentionOptions options(const AttentionArgs& a) {
   AttentionOptions opt;
   opt.beta = a.beta;
   AttentionHead head;
@@ -44,18 +39,113 @@ void run_attention(const AttentionArgs& a) {
   opt.sinkhorn.tol = a.tol;
   opt.sinkhorn.max_iterations = a.max_iter;
   opt.comm = world();  // mpirun -np P: query rows across ranks (cli/distributed.hpp)
+  return opt;
+}
 
-  const AttentionResult res = attention(queries, keys, values, opt);
-  if (is_writer()) write_npy(a.out, res.out);  // mpirun: rank 0 writes
+// The status lines (stderr) and the output's shape (stdout; rank 0 alone prints under mpirun).
+void report(const AttentionArgs& a, const AttentionResult& res, const Matrix& out, const SplitRows* split = nullptr) {
   const NormalizationStatus& st = res.status.front();
-  if (head.normalization == Normalization::sinkhorn) {
+  if (split && is_writer())
+    fmt::print(stderr, "attention: points split across {} processes (each held its rows of the queries and keys)\n",
+               split->comm->size());
+  if (a.normalization == "sinkhorn") {
     fmt::print(stderr, "sinkhorn: {} iterations, marginal error {:.3g}, {}\n", st.iterations,
                st.marginal_error, st.converged ? "converged" : "NOT converged");
   }
   if (res.device != "cpu")
     fmt::print(stderr, "attention: computed on {} ({})\n", res.device,
                precision_name(current_device().precision));
-  fmt::print("wrote {} ({} x {})\n", a.out, res.out.rows(), res.out.cols());
+  fmt::print("wrote {} ({} x {})\n", a.out, out.rows(), out.cols());
+}
+
+bool is_npy(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".npy"; }
+
+// (rows, columns) of a .npy file's array from its header; (0, 0) for what load_matrix refuses.
+std::pair<Index, Index> npy_rows_cols(const std::string& path, const char* option) {
+  try {
+    const std::vector<Index> shape = read_npy_shape(path);
+    if (shape.size() == 2) return {shape[0], shape[1]};
+    if (shape.size() == 1) return {shape[0], 1};
+    return {0, 0};
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+  }
+}
+
+// mpirun -np P on the CPU with .npy points whose sizes the split takes (attention_splittable):
+// each rank reads and holds only its rows of the queries, keys and values.
+std::optional<SplitRows> split_rows(const AttentionArgs& a, const AttentionOptions& opt) {
+  const Collective* comm = world();
+  if (!comm || comm->size() == 1 || current_device().device != Device::cpu || !is_npy(a.x) ||
+      (!a.y.empty() && !is_npy(a.y)) || (!a.v.empty() && !is_npy(a.v)))
+    return std::nullopt;
+  const auto [n, d] = npy_rows_cols(a.x, "--x");
+  const auto [m, dy] = a.y.empty() ? std::pair{n, d} : npy_rows_cols(a.y, "--y");
+  const auto [mv, p] = a.v.empty() ? std::pair{m, dy} : npy_rows_cols(a.v, "--v");
+  if (d != dy || mv != m || !attention_splittable(n, m, opt, d, p)) return std::nullopt;  // the whole path's checks
+  return SplitRows{comm, kernel_row_parts(n, comm->size()), kernel_row_parts(m, comm->size())};
+}
+
+Matrix load_rows(const std::string& path, const char* option, Range rows) {
+  try {
+    return read_npy_rows(path, rows.first, rows.count);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+  }
+}
+
+// Each rank's rows of the output, in rank order, on rank 0 (empty elsewhere).
+Matrix gather_output(const SplitRows& split, const Matrix& mine) {
+  const std::string bytes(reinterpret_cast<const char*>(mine.data()), sizeof(double) * mine.size());
+  const std::vector<std::string> parts = split.comm->gather(bytes);
+  if (!split.comm->writer()) return Matrix();
+  const Index n = split.query_parts.back().first + split.query_parts.back().count;
+  Matrix out(n, mine.cols());
+  std::size_t at = 0;
+  for (const std::string& part : parts) {
+    if (!part.empty()) std::memcpy(reinterpret_cast<char*>(out.data()) + at, part.data(), part.size());
+    at += part.size();
+  }
+  return out;
+}
+
+void run_attention(const AttentionArgs& a) {
+  AttentionOptions opt = options(a);
+  if (const std::optional<SplitRows> split = split_rows(a, opt)) {
+    const Matrix x = load_rows(a.x, "--x", split->queries());
+    const Matrix y = a.y.empty() ? x : load_rows(a.y, "--y", split->keys());
+    const std::optional<Matrix> v =
+        a.v.empty() ? std::nullopt : std::optional<Matrix>(load_rows(a.v, "--v", split->keys()));
+    const Vector wx = a.wx.empty() ? Vector() : load_vector(a.wx, "--wx");
+    const Index n = split->query_parts.back().first + split->query_parts.back().count;
+    // As the whole path: self-attention's keys take the queries' normalized weights.
+    const Vector wy = !a.wy.empty() ? load_vector(a.wy, "--wy")
+                      : a.y.empty() ? normalized_weights(wx, n, "queries (--x, --wx)")
+                                    : Vector();
+    // The whole path's checks and messages (Measure), on this rank's rows and the weights.
+    const Index m = split->key_parts.back().first + split->key_parts.back().count;
+    require_finite("queries (--x, --wx)", "points", x, split->queries().first);
+    require_finite("keys (--y, --wy)", "points", y, split->keys().first);
+    normalized_weights(wx, n, "queries (--x, --wx)");
+    normalized_weights(wy, m, "keys (--y, --wy)");
+    const AttentionResult res = attention_split(x, y, v ? &*v : nullptr, wx, wy, opt, *split);
+    const Matrix out = gather_output(*split, res.out);
+    if (is_writer()) write_npy(a.out, out);
+    report(a, res, out, &*split);
+    return;
+  }
+  const Matrix x = load_matrix(a.x, "--x");
+  const Vector wx = a.wx.empty() ? Vector() : load_vector(a.wx, "--wx");
+  const Measure queries(x, wx, "queries (--x, --wx)");
+  const Matrix y = a.y.empty() ? x : load_matrix(a.y, "--y");
+  const Vector wy = a.wy.empty() ? (a.y.empty() ? queries.weights() : Vector()) : load_vector(a.wy, "--wy");
+  const Measure keys(y, wy, "keys (--y, --wy)");
+  std::optional<Matrix> values;
+  if (!a.v.empty()) values = load_matrix(a.v, "--v");
+
+  const AttentionResult res = attention(queries, keys, values, opt);
+  if (is_writer()) write_npy(a.out, res.out);  // mpirun: rank 0 writes
+  report(a, res, res.out);
 }
 }  // namespace
 

@@ -26,7 +26,7 @@ std::string to_string(Normalization n) {
 Vector normalization_offsets(Normalization normalization, const MatrixRef& u, const MatrixRef& v,
                              const Vector& a, const Vector& b,
                              const SinkhornNormalizationOptions& options,
-                             NormalizationStatus& status, const Collective* comm) {
+                             NormalizationStatus& status, const Collective* comm, const SplitRows* split) {
   status = NormalizationStatus{};
   const Vector logb = log_weights(b);
   if (normalization != Normalization::sinkhorn) return logb;
@@ -38,7 +38,8 @@ Vector normalization_offsets(Normalization normalization, const MatrixRef& u, co
   loop.measure = SinkhornLoop::Measure::columns;
   loop.context = "sinkhorn normalization";
   const SinkhornRun run =
-      sinkhorn_loop(affinity_half_steps(u, v, loga, logb, comm), a, b, options, loop);
+      sinkhorn_loop(split ? affinity_half_steps(u, v, loga, logb, *split) : affinity_half_steps(u, v, loga, logb, comm),
+                    a, b, options, loop);
   status = run.status;
   return logb + run.g;
 }

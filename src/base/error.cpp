@@ -48,11 +48,12 @@ void check_output_finite(std::string_view context, std::string_view name, const 
 }
 
 void require_output_finite(std::string_view context, std::string_view name, const double* data,
-                           Index size, Index cols, std::string_view cause) {
+                           Index size, Index cols, std::string_view cause, Index first_row) {
   for (Index k = 0; k < size; ++k) {
     if (!std::isfinite(data[k])) {
-      throw std::invalid_argument(fmt::format("{}: output {}{} = {} is not finite ({})", context,
-                                              name, index_text(k, cols), data[k], cause));
+      throw std::invalid_argument(fmt::format("{}: output {}{} = {} is not finite ({})", context, name,
+                                              index_text(k + first_row * std::max<Index>(cols, 1), cols), data[k],
+                                              cause));
     }
   }
 }

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -363,6 +364,45 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col, co
   const std::vector<double> all_out = allgather_rows(*comm, parts, my_out.data(), vals.cols());
   lse = Eigen::Map<const Vector>(all_lse.data(), u.rows());
   out = Eigen::Map<const Matrix>(all_out.data(), u.rows(), vals.cols());
+}
+
+void lse_reduce_split_keys(const MatrixRef& u, const Matrix& mine, Index k, Index p,
+                           const std::vector<Range>& key_parts, const KeyBlockForm& form,
+                           const Collective& comm, Vector& lse, Matrix& out) {
+  const Index w = mine.cols();
+  if (w < k || u.cols() != k || static_cast<int>(key_parts.size()) != comm.size() ||
+      mine.rows() != key_parts[static_cast<std::size_t>(comm.rank())].count)
+    throw std::invalid_argument(fmt::format(
+        "lse_reduce: split keys with u ({}, {}), this process's table ({}, {}) and k = {} over {} parts for {} "
+        "processes, must be u (n, k), a table of the rows of this process's part and >= k columns, one part per "
+        "process", u.rows(), u.cols(), mine.rows(), w, k, key_parts.size(), comm.size()));
+  Matrix uc;
+  const double* up = u.data();
+  if (u.rows() > 0 && u.outerStride() != u.cols()) {
+    uc = u;
+    up = uc.data();
+  }
+  std::optional<LseStream> stream;
+  if (u.rows() > 0) stream.emplace(up, u.rows(), k, p);
+  Vector col;
+  Matrix vals, keys;
+  for (std::size_t b = 0; b < key_parts.size(); ++b) {
+    const Range r = key_parts[b];
+    if (r.count == 0) continue;
+    Matrix rows = static_cast<int>(b) == comm.rank() ? mine : Matrix(r.count, w);
+    comm.broadcast(rows.data(), rows.size(), static_cast<int>(b));
+    if (!stream) continue;
+    form(r, rows, col, vals);
+    if (col.size() != r.count || (p > 0 && (vals.rows() != r.count || vals.cols() != p)))
+      throw std::invalid_argument(fmt::format(
+          "lse_reduce: split keys formed {} offsets and values ({}, {}) for {} keys with p = {}, must match",
+          col.size(), vals.rows(), vals.cols(), r.count, p));
+    keys = rows.leftCols(k);
+    stream->add(keys.data(), col.data(), p ? vals.data() : nullptr, r.count);
+  }
+  lse.resize(u.rows());
+  out.resize(u.rows(), p);
+  if (stream) stream->finish(ReduceOutput{lse.data(), p ? out.data() : nullptr});
 }
 
 void exp_inplace(double* x, Index size) {

@@ -165,6 +165,26 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 }
 
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
+                                     const Vector& logb, const SplitRows& split) {
+  // Copies of this process's rows: each is the key table of the other side's half-steps.
+  return [u = Matrix(u), v = Matrix(v), &loga, &logb, split](bool transpose, const Vector& h, double) {
+    const Matrix& q = transpose ? v : u;
+    const Matrix& table = transpose ? u : v;
+    const Vector col_all = (transpose ? loga : logb) + h;
+    const std::vector<Range>& query_parts = transpose ? split.key_parts : split.query_parts;
+    const KeyBlockForm form = [&](Range r, const Matrix&, Vector& col, Matrix&) {
+      col = col_all.segment(r.first, r.count);
+    };
+    Vector lse;
+    Matrix unused;
+    lse_reduce_split_keys(q, table, q.cols(), 0, transpose ? split.query_parts : split.key_parts, form, *split.comm,
+                          lse, unused);
+    const std::vector<double> all = allgather_rows(*split.comm, query_parts, lse.data());
+    return Vector(-Eigen::Map<const Vector>(all.data(), static_cast<Index>(all.size())));
+  };
+}
+
+SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
                                      const Vector& logb, const Collective* comm) {
   // Views of the data, not the references: a Matrix argument binds u to a temporary Ref.
   using View = Eigen::Map<const Matrix, 0, Eigen::OuterStride<>>;

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <optional>
 
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
@@ -344,37 +343,24 @@ Matrix TransportCost::key_values(const MatrixRef& v, const VectorRef& c, bool wa
   return kv;
 }
 
-// A sharded cost's half-step for this process's rows (queries ue): the other side's points and
-// offsets, block by block from their owners in rank order, streamed through the kernel. Each
-// block's column offsets and values are formed here exactly as gibbs_factored forms them for
-// all keys, and the blocks are whole key tiles (kernel_row_parts), so the result is that of
-// one pass bit for bit.
+// A sharded cost's half-step for this process's rows (queries ue): the other side's points
+// and offsets, [v_j | c_j], part by part from their owners in rank order, streamed through the
+// kernel (lse_reduce_split_keys). Each part's column offsets and values are formed exactly as
+// gibbs_factored forms them for all keys, so the result is that of one pass bit for bit.
 void TransportCost::reduce_sharded(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw,
                                    double eps, bool want_cost, const Matrix* vals, Vector& lse, Matrix& out) const {
   const Matrix& mine_v = transpose ? u_ : v_;
   const Vector& mine_c = transpose ? r_ : c_;
-  const std::vector<Range>& parts = transpose ? x_parts_ : y_parts_;
   const Index k = mine_v.cols(), p = (want_cost ? k + 1 : 0) + (vals ? vals->cols() : 0);
-  const bool queries = ue.rows() > 0;
-  std::optional<LseStream> stream;
-  if (queries) stream.emplace(ue.data(), ue.rows(), k, p);
-  for (std::size_t b = 0; b < parts.size(); ++b) {
-    const Range r = parts[b];
-    if (r.count == 0) continue;
-    // The owner's [v | c] rows, in one broadcast.
-    Matrix vc(r.count, k + 1);
-    if (static_cast<int>(b) == comm_->rank()) vc << mine_v, mine_c;
-    comm_->broadcast(vc.data(), vc.size(), static_cast<int>(b));
-    if (!queries) continue;
-    const Matrix v = vc.leftCols(k);
-    const Vector c = vc.col(k);
-    const Vector col = logw.segment(r.first, r.count) + (c + h.segment(r.first, r.count)) / eps;
-    const Matrix kv = key_values(v, c, want_cost, vals, r.first);
-    stream->add(v.data(), col.data(), p ? kv.data() : nullptr, r.count);
-  }
-  lse.resize(ue.rows());
-  out.resize(ue.rows(), p);
-  if (queries) stream->finish(ReduceOutput{lse.data(), p ? out.data() : nullptr});
+  Matrix mine(mine_v.rows(), k + 1);
+  mine << mine_v, mine_c;
+  const KeyBlockForm form = [&](Range r, const Matrix& rows, Vector& col, Matrix& kv) {
+    const Vector c = rows.col(k);
+    // c_j + h_j first: for sqeuclidean the two nearly cancel at the optimum (g_j ~ |y_j|^2).
+    col = logw.segment(r.first, r.count) + (c + h.segment(r.first, r.count)) / eps;
+    kv = key_values(rows.leftCols(k), c, want_cost, vals, r.first);
+  };
+  lse_reduce_split_keys(ue, mine, k, p, transpose ? x_parts_ : y_parts_, form, *comm_, lse, out);
 }
 
 // Dense costs (small problems): row i of C enters the kernel as column offsets

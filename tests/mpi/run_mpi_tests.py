@@ -275,9 +275,30 @@ def group_attention(tmp):
         for ranks, threads in ((2, 1), (3, 2)):
             def t(ranks=ranks, threads=threads, args=args, norm=norm):
                 out = tmp / f"{norm}_p{ranks}t{threads}.npy"
-                run(args + ["--out", out], ranks, threads)
+                r = run(args + ["--out", out], ranks, threads)
                 assert out.read_bytes() == (tmp / f"ref_{norm}.npy").read_bytes(), "out.npy differs"
+                # Each rank read and held only its rows of the points.
+                assert r.stderr.count(f"points split across {ranks} processes") == 1, r.stderr
             check(f"attention ({norm}) -np {ranks} threads {threads} equals one process", t)
+    # Self-attention (keys = queries) with a head's Q and K, and values of their own; a CSV
+    # input keeps the points whole on every rank (the same bytes).
+    rng = np.random.default_rng(5)
+    np.save(tmp / "q.npy", rng.normal(size=(2, 3)))
+    np.save(tmp / "k.npy", rng.normal(size=(2, 3)))
+    np.save(tmp / "v.npy", rng.normal(size=(700, 4)))
+    np.savetxt(tmp / "x.csv", np.load(x), delimiter=",")
+    for name, extra in (("self", ["--x", x, "--q", tmp / "q.npy", "--k", tmp / "k.npy", "--v", tmp / "v.npy",
+                                  "--normalization", "sinkhorn"]),
+                        ("csv", ["--x", tmp / "x.csv", "--y", y, "--normalization", "softmax"])):
+        args = ["attention", "--beta", "0.7"] + extra
+        run(args + ["--out", tmp / f"ref_{name}.npy"])
+
+        def t(args=args, name=name):
+            out = tmp / f"{name}_p3.npy"
+            r = run(args + ["--out", out], 3, 1)
+            assert out.read_bytes() == (tmp / f"ref_{name}.npy").read_bytes(), "out.npy differs"
+            assert ("points split across 3 processes" in r.stderr) == (name != "csv"), r.stderr
+        check(f"attention ({name}) -np 3 equals one process", t)
 
 
 def group_ot(tmp):

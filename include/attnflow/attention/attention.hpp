@@ -13,14 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/attention/head.hpp"
 #include "attnflow/attention/normalization.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
-
-class Collective;
 
 // One head (head.hpp: q, k (d_k, d), v (p_h, p), w (d_out, p_h); empty = identity) with its
 // own normalization: AttentionHead{q, k, v, w, normalization} or {head, normalization}.
@@ -62,6 +61,20 @@ struct AttentionResult {
 // values: (m, p); pass std::nullopt to use the keys' points.
 AttentionResult attention(const Measure& queries, const Measure& keys,
                           const std::optional<Matrix>& values, const AttentionOptions& options);
+
+// attention() with the points split across the processes of split.comm, for problems whose
+// points outgrow one machine: this process passes its rows split.queries() of the queries x and
+// split.keys() of the keys y and of the values (null: the keys' points), and the whole weights
+// a (n) and b (m) (empty: uniform). Every kernel pass reduces this process's query rows against
+// the keys streamed from their owners (lse_reduce_split_keys), the Sinkhorn half-steps too
+// (affinity_half_steps with SplitRows). Returns this process's rows of out and of each head's
+// lse: those rows of attention() on the whole points, bit for bit (the heads' maps multiply
+// blocks of 256 rows in both). Requires attention_splittable; CPU only; options.comm unused.
+AttentionResult attention_split(const Matrix& x, const Matrix& y, const Matrix* values, const Vector& a,
+                                const Vector& b, const AttentionOptions& options, const SplitRows& split);
+// Whether attention_split takes these sizes: n, m >= 5, and the heads' key and value
+// dimensions <= 16 (the kernel's fused path, LseStream::supports).
+bool attention_splittable(Index n, Index m, const AttentionOptions& options, Index d, Index p);
 
 // Self-attention: keys = queries, values = their points.
 AttentionResult self_attention(const Measure& mu, const AttentionOptions& options);

@@ -11,7 +11,6 @@
 
 namespace attnflow {
 
-class Collective;
 
 enum class Normalization { softmax, sinkhorn, none };
 
@@ -28,10 +27,12 @@ std::string to_string(Normalization n);
 // P_ij = exp(s_ij + col_j - lse_i) times exp(lse_i) for `none`.
 //   u (n, k) = beta Q x_i, v (m, k) = K y_j, a (n), b (m) weights.
 // Returns col (m) = log b_j + g_j (g = 0 except for sinkhorn) and fills status. With `comm`
-// (several processes, collective.hpp) the Sinkhorn half-steps are split across them by rows.
+// (several processes, collective.hpp) the Sinkhorn half-steps are split across them by rows;
+// with `split` u and v are this process's rows only (affinity_half_steps with SplitRows).
 Vector normalization_offsets(Normalization normalization, const MatrixRef& u, const MatrixRef& v,
                              const Vector& a, const Vector& b,
                              const SinkhornNormalizationOptions& options,
-                             NormalizationStatus& status, const Collective* comm = nullptr);
+                             NormalizationStatus& status, const Collective* comm = nullptr,
+                             const SplitRows* split = nullptr);
 
 }  // namespace attnflow

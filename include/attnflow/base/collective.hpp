@@ -93,6 +93,15 @@ inline std::vector<Range> kernel_row_parts(Index total, int parts) {
   }
   return r;
 }
+// Points split across processes (each holds only its rows of both sides): `comm`, and the
+// rows of the queries and of the keys each process holds (kernel_row_parts of n and of m).
+struct SplitRows {
+  const Collective* comm = nullptr;
+  std::vector<Range> query_parts, key_parts;
+  Range queries() const { return query_parts[static_cast<std::size_t>(comm->rank())]; }
+  Range keys() const { return key_parts[static_cast<std::size_t>(comm->rank())]; }
+};
+
 // Rows of `width` values per row, split in `parts` (one per rank): this rank's rows `mine`
 // (row-major), the whole array (row-major) on every rank.
 inline std::vector<double> allgather_rows(const Collective& comm, const std::vector<Range>& parts,

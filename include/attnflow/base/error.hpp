@@ -54,8 +54,8 @@ void check_output_finite(std::string_view context, std::string_view name, const 
                          Index size, Index cols, std::string_view likely_cause);
 // The same check as a std::invalid_argument (ValueError in Python), for outputs that can only
 // be non-finite because finite inputs are too large (beta = 1e308, coordinates >= 1e155):
-// `cause` names the real normalization and the input to change.
+// `cause` names the real normalization and the input to change. first_row: as for require_finite.
 void require_output_finite(std::string_view context, std::string_view name, const double* data,
-                           Index size, Index cols, std::string_view cause);
+                           Index size, Index cols, std::string_view cause, Index first_row = 0);
 
 }  // namespace attnflow

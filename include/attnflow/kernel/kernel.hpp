@@ -14,14 +14,14 @@
 // threads split queries only, so the result is bit-identical for any thread count.
 #pragma once
 
+#include <functional>
 #include <limits>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
-
-class Collective;  // collective.hpp
 
 struct ReduceInput {
   const double* u = nullptr;     // (n, k) row-major, queries (already scaled, e.g. by beta)
@@ -80,6 +80,20 @@ class LseStream {
   std::vector<Row> rows_;
   std::vector<double> acc_;
 };
+
+// The reduction for this process's queries u against keys split across the processes of `comm`
+// (each holds only its part of the keys: points that outgrow one machine). Process b holds rows
+// key_parts[b] (kernel_row_parts, collective.hpp) of a table with w >= k columns, `mine`
+// here: the keys in its first k columns, then whatever the caller forms the offsets and values
+// from. The parts go out one at a time in rank order (Collective::broadcast), and form(range,
+// rows, col, vals) turns each into its keys' column offsets (count) and values (count, p).
+// The parts are whole key tiles, so each query row receives its terms in the order of one
+// pass over all keys: lse and out (this process's rows) equal lse_reduce's bit for bit.
+// Requires LseStream::supports(u.rows(), k, p) where u has rows; every process calls it.
+using KeyBlockForm = std::function<void(Range keys, const Matrix& rows, Vector& col, Matrix& vals)>;
+void lse_reduce_split_keys(const MatrixRef& u, const Matrix& mine, Index k, Index p,
+                           const std::vector<Range>& key_parts, const KeyBlockForm& form,
+                           const Collective& comm, Vector& lse, Matrix& out);
 
 // The same reduction when queries and keys are the same points up to a factor beta >= 0:
 // s_ij = beta <y_i, y_j> + c_j (self-attention with Q = K; the SA and USA flows). Gives

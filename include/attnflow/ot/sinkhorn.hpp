@@ -19,11 +19,11 @@
 #include <string_view>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow {
 
-class Collective;
 
 // The largest iteration cap validate() accepts (configs read it as a 64-bit integer first).
 inline constexpr int kMaxSinkhornIterations = 100'000'000;
@@ -142,5 +142,11 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
 // of every half-step and the parts are gathered: the same vectors bit for bit.
 SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
                                      const Vector& logb, const Collective* comm = nullptr);
+// The same with the points split across processes: u and v are this process's rows
+// (split.queries() of u, split.keys() of v); each half-step reduces this process's rows against
+// the other side's points streamed from their owners (lse_reduce_split_keys, kernel.hpp), then
+// gathers the rows. The whole potentials on every process, bit for bit those of one process.
+SinkhornHalfStep affinity_half_steps(const MatrixRef& u, const MatrixRef& v, const Vector& loga,
+                                     const Vector& logb, const SplitRows& split);
 
 }  // namespace attnflow
