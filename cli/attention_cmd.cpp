@@ -58,26 +58,12 @@ void report(const AttentionArgs& a, const AttentionResult& res, const Matrix& ou
   fmt::print("wrote {} ({} x {})\n", a.out, out.rows(), out.cols());
 }
 
-bool is_npy(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".npy"; }
-
-// (rows, columns) of a .npy file's array from its header; (0, 0) for what load_matrix refuses.
-std::pair<Index, Index> npy_rows_cols(const std::string& path, const char* option) {
-  try {
-    const std::vector<Index> shape = read_npy_shape(path);
-    if (shape.size() == 2) return {shape[0], shape[1]};
-    if (shape.size() == 1) return {shape[0], 1};
-    return {0, 0};
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
-  }
-}
-
 // mpirun -np P on the CPU with .npy points whose sizes the split takes (attention_splittable):
 // each rank reads and holds only its rows of the queries, keys and values.
 std::optional<SplitRows> split_rows(const AttentionArgs& a, const AttentionOptions& opt) {
   const Collective* comm = world();
-  if (!comm || comm->size() == 1 || current_device().device != Device::cpu || !is_npy(a.x) ||
-      (!a.y.empty() && !is_npy(a.y)) || (!a.v.empty() && !is_npy(a.v)))
+  if (!comm || comm->size() == 1 || current_device().device != Device::cpu || is_csv(a.x) ||
+      (!a.y.empty() && is_csv(a.y)) || (!a.v.empty() && is_csv(a.v)))
     return std::nullopt;
   const auto [n, d] = npy_rows_cols(a.x, "--x");
   const auto [m, dy] = a.y.empty() ? std::pair{n, d} : npy_rows_cols(a.y, "--y");
@@ -86,20 +72,12 @@ std::optional<SplitRows> split_rows(const AttentionArgs& a, const AttentionOptio
   return SplitRows{comm, kernel_row_parts(n, comm->size()), kernel_row_parts(m, comm->size())};
 }
 
-Matrix load_rows(const std::string& path, const char* option, Range rows) {
-  try {
-    return read_npy_rows(path, rows.first, rows.count);
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
-  }
-}
-
 // Each rank's rows of the output, in rank order, on rank 0 (empty elsewhere).
 Matrix gather_output(const SplitRows& split, const Matrix& mine) {
   const std::string bytes(reinterpret_cast<const char*>(mine.data()), sizeof(double) * mine.size());
   const std::vector<std::string> parts = split.comm->gather(bytes);
   if (!split.comm->writer()) return Matrix();
-  const Index n = split.query_parts.back().first + split.query_parts.back().count;
+  const Index n = split.n();
   Matrix out(n, mine.cols());
   std::size_t at = 0;
   for (const std::string& part : parts) {
@@ -117,13 +95,12 @@ void run_attention(const AttentionArgs& a) {
     const std::optional<Matrix> v =
         a.v.empty() ? std::nullopt : std::optional<Matrix>(load_rows(a.v, "--v", split->keys()));
     const Vector wx = a.wx.empty() ? Vector() : load_vector(a.wx, "--wx");
-    const Index n = split->query_parts.back().first + split->query_parts.back().count;
+    const Index n = split->n(), m = split->m();
     // As the whole path: self-attention's keys take the queries' normalized weights.
     const Vector wy = !a.wy.empty() ? load_vector(a.wy, "--wy")
                       : a.y.empty() ? normalized_weights(wx, n, "queries (--x, --wx)")
                                     : Vector();
     // The whole path's checks and messages (Measure), on this rank's rows and the weights.
-    const Index m = split->key_parts.back().first + split->key_parts.back().count;
     require_finite("queries (--x, --wx)", "points", x, split->queries().first);
     require_finite("keys (--y, --wy)", "points", y, split->keys().first);
     normalized_weights(wx, n, "queries (--x, --wx)");

@@ -10,8 +10,10 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/types.hpp"
 
 namespace attnflow::cli {
@@ -27,6 +29,13 @@ void add_registered_commands(CLI::App& app);
 // (optional header line), anything else as .npy; errors are prefixed with the option name.
 Matrix load_matrix(const std::string& path, const std::string& option);
 Vector load_vector(const std::string& path, const std::string& option);
+// Whether load_matrix reads `path` as CSV (it ends in .csv).
+bool is_csv(const std::string& path);
+// For points split across MPI processes (each reads its rows alone): the (rows, columns) of a
+// .npy file's array from its header ((n, 1) for 1-D, (0, 0) for other shapes, which
+// load_matrix refuses), and rows [first, first + count) of it. Errors name the option.
+std::pair<Index, Index> npy_rows_cols(const std::string& path, const std::string& option);
+Matrix load_rows(const std::string& path, const std::string& option, Range rows);
 // A matrix with >= 1 row and column: for options whose empty value would mean something else
 // (an empty --q was silently the identity).
 Matrix load_nonempty_matrix(const std::string& path, const std::string& option);

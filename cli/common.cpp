@@ -41,9 +41,30 @@ void add_registered_commands(CLI::App& app) {
   for (auto& e : entries) e.add(app);
 }
 
+bool is_csv(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".csv"; }
+
+std::pair<Index, Index> npy_rows_cols(const std::string& path, const std::string& option) {
+  try {
+    const std::vector<Index> shape = read_npy_shape(path);
+    if (shape.size() == 2) return {shape[0], shape[1]};
+    if (shape.size() == 1) return {shape[0], 1};
+    return {0, 0};
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+  }
+}
+
+Matrix load_rows(const std::string& path, const std::string& option, Range rows) {
+  try {
+    return read_npy_rows(path, rows.first, rows.count);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
+  }
+}
+
 Matrix load_matrix(const std::string& path, const std::string& option) {
   try {
-    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") return read_csv(path).values;
+    if (is_csv(path)) return read_csv(path).values;
     return read_npy_matrix(path);
   } catch (const std::exception& e) {
     throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
@@ -61,7 +82,7 @@ Matrix load_nonempty_matrix(const std::string& path, const std::string& option) 
 
 Vector load_vector(const std::string& path, const std::string& option) {
   try {
-    if (path.size() > 4 && path.substr(path.size() - 4) == ".csv") {
+    if (is_csv(path)) {
       const Matrix m = read_csv(path).values;
       if (m.cols() != 1 && m.rows() != 1)
         throw std::invalid_argument(fmt::format("csv has shape ({}, {}), must be one column", m.rows(), m.cols()));

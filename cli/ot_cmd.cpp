@@ -39,50 +39,18 @@ struct OtArgs {
   }
 };
 
-// How the points are held under mpirun: split (each rank its rows, TransportCost::
-// sqeuclidean_sharded) for an entropic solve without a plan on the CPU from .npy files whose
-// sizes the split takes; otherwise whole on every rank.
-struct Sharding {
-  bool split = false;
-  Index n = 0, m = 0;
-  Range x, y;  // this rank's rows
-};
-
-bool is_npy(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".npy"; }
-
-Sharding sharding(const OtArgs& args, const OtRequest& req) {
-  Sharding s;
+// mpirun -np P, an entropic solve without a plan on the CPU, from .npy files whose sizes the
+// split takes (TransportCost::shardable): each rank reads and holds only its rows of x and y.
+// Otherwise (nullopt) every rank holds the whole points.
+std::optional<SplitRows> split_points(const OtArgs& args, const OtRequest& req) {
   const Collective* comm = world();
   if (!comm || comm->size() == 1 || req.exact || req.plan || current_device().device != Device::cpu ||
-      !is_npy(args.x) || !is_npy(args.y))
-    return s;
-  auto rows_dim = [](const std::string& path, const char* option) {
-    try {
-      const std::vector<Index> shape = read_npy_shape(path);
-      if (shape.size() == 2) return std::pair{shape[0], shape[1]};
-      if (shape.size() == 1) return std::pair{shape[0], Index{1}};
-      return std::pair{Index{0}, Index{0}};  // refused by load_matrix, with its message
-    } catch (const std::exception& e) {
-      throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
-    }
-  };
-  const auto [n, dx] = rows_dim(args.x, "--x");
-  const auto [m, dy] = rows_dim(args.y, "--y");
-  if (dx != dy || !TransportCost::shardable(n, m, dx)) return s;
-  s.split = true;
-  s.n = n;
-  s.m = m;
-  s.x = kernel_row_parts(n, comm->size())[static_cast<std::size_t>(comm->rank())];
-  s.y = kernel_row_parts(m, comm->size())[static_cast<std::size_t>(comm->rank())];
-  return s;
-}
-
-Matrix load_rows(const std::string& path, const char* option, Range rows) {
-  try {
-    return read_npy_rows(path, rows.first, rows.count);
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(fmt::format("{} {}: {}", option, path, e.what()));
-  }
+      is_csv(args.x) || is_csv(args.y))
+    return std::nullopt;
+  const auto [n, dx] = npy_rows_cols(args.x, "--x");
+  const auto [m, dy] = npy_rows_cols(args.y, "--y");
+  if (dx != dy || !TransportCost::shardable(n, m, dx)) return std::nullopt;  // the whole path's checks
+  return SplitRows{comm, kernel_row_parts(n, comm->size()), kernel_row_parts(m, comm->size())};
 }
 
 void run_ot(OtArgs args) {
@@ -92,13 +60,12 @@ void run_ot(OtArgs args) {
   req.validate();  // before reading the files
   const Vector a = args.a.empty() ? Vector() : load_vector(args.a, "--a");
   const Vector b = args.b.empty() ? Vector() : load_vector(args.b, "--b");
-  // mpirun -np P, entropic, no plan, .npy points: each rank reads and holds only its rows.
-  const Sharding shard = sharding(args, req);
+  const std::optional<SplitRows> split = split_points(args, req);
   Matrix x, y;
   std::optional<Measure> mu, nu;
-  if (shard.split) {
-    x = load_rows(args.x, "--x", shard.x);
-    y = load_rows(args.y, "--y", shard.y);
+  if (split) {
+    x = load_rows(args.x, "--x", split->queries());
+    y = load_rows(args.y, "--y", split->keys());
   } else {
     x = load_matrix(args.x, "--x");
     y = load_matrix(args.y, "--y");
@@ -118,8 +85,8 @@ void run_ot(OtArgs args) {
   // potentials; rank 0 alone computes either (the others would repeat it, and hold the plan).
   if (!is_writer() && req.exact) return;
   if (!is_writer()) req.plan = false;
-  const OtReport r = shard.split ? solve_ot_sharded(x, y, shard.n, shard.m, a, b, req, *world())
-                                  : solve_ot(*mu, *nu, req);
+  const OtReport r = split ? solve_ot_sharded(x, y, split->n(), split->m(), a, b, req, *world())
+                            : solve_ot(*mu, *nu, req);
   const nlohmann::json report = ot_report_json(r, ATTNFLOW_VERSION);
 
   if (!is_writer()) return;  // mpirun: rank 0 writes (the same numbers on every rank)

@@ -147,8 +147,8 @@ bool attention_splittable(Index n, Index m, const AttentionOptions& options, Ind
 
 AttentionResult attention_split(const Matrix& x, const Matrix& y, const Matrix* values, const Vector& a,
                                 const Vector& b, const AttentionOptions& options, const SplitRows& split) {
-  const Index n = split.query_parts.back().first + split.query_parts.back().count;
-  const Index m = split.key_parts.back().first + split.key_parts.back().count;
+  const Index n = split.n();
+  const Index m = split.m();
   const Range mq = split.queries(), mk = split.keys();
   if (x.rows() != mq.count || y.rows() != mk.count || (values && values->rows() != mk.count))
     throw std::invalid_argument(fmt::format(

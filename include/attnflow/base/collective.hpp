@@ -100,6 +100,8 @@ struct SplitRows {
   std::vector<Range> query_parts, key_parts;
   Range queries() const { return query_parts[static_cast<std::size_t>(comm->rank())]; }
   Range keys() const { return key_parts[static_cast<std::size_t>(comm->rank())]; }
+  Index n() const { return query_parts.back().first + query_parts.back().count; }  // all queries
+  Index m() const { return key_parts.back().first + key_parts.back().count; }      // all keys
 };
 
 // Rows of `width` values per row, split in `parts` (one per rank): this rank's rows `mine`
