@@ -1,8 +1,10 @@
 // attnflow ot: entropic (log-domain Sinkhorn, eps-scaling) or exact (network simplex) optimal
 // transport between two weighted point clouds read from .npy files. Writes DIR/report.json and
 // DIR/summary.json ("kind": "ot"), DIR/f.npy, DIR/g.npy and, with --plan, DIR/plan.npy.
-// Everything is computed first (solve_ot, ot_report.hpp; the report's JSON is ot_report_json),
-// then written as one staged job (job.hpp): a failure leaves no output. Only parses and formats.
+// The solve is solve_ot (ot_report.hpp; the report's JSON is ot_report_json), run as a resumable
+// job by run_ot_job (ot_run.hpp): checkpoint.bin holds the potentials while it runs (every
+// --checkpoint-every seconds, and on SIGINT / SIGTERM), --resume continues from it, and the
+// outputs are written last. Only parses and formats.
 #include <fmt/format.h>
 
 #include <cmath>
@@ -12,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "attnflow/io/atomic_file.hpp"
+#include "attnflow/io/checksum.hpp"
+#include "attnflow/run/ot_run.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/run/job.hpp"
 #include "attnflow/run/progress.hpp"
@@ -30,6 +34,8 @@ struct OtArgs {
   OtRequest request = cli_request();  // defaults from the library (ot_report.hpp, ot.hpp)
   bool no_scaling = false;
   bool quiet = false;
+  bool resume = false;
+  double checkpoint_every = OtRunOptions{}.checkpoint_every;
 
   static OtRequest cli_request() {
     OtRequest r;
@@ -53,6 +59,19 @@ std::optional<SplitRows> split_points(const OtArgs& args, const OtRequest& req) 
   return SplitRows{comm, kernel_row_parts(n, comm->size()), kernel_row_parts(m, comm->size())};
 }
 
+// What a resume must find unchanged: the options that shape the solve and the input files'
+// contents (sizes and hashes; not their paths, not the thread or process count).
+std::string fingerprint(const OtArgs& args) {
+  const OtRequest& r = args.request;
+  const SinkhornOptions& k = r.sinkhorn;
+  std::string text = fmt::format("ot {}, cost {}, eps {:a}, tol {:a}, max-iter {}, eps-scaling {}, scaling {:a}, plan {}\n",
+                                 r.exact ? "exact" : "entropic", r.cost, k.eps, k.tol, k.max_iterations,
+                                 !args.no_scaling, k.scaling, r.plan);
+  for (const auto& [option, path] : {std::pair{"--x", &args.x}, {"--y", &args.y}, {"--a", &args.a}, {"--b", &args.b}})
+    text += fmt::format("{} {}\n", option, path->empty() ? "(none)" : file_fingerprint(*path));
+  return text;
+}
+
 void run_ot(OtArgs args) {
   OtRequest& req = args.request;
   req.sinkhorn.eps_scaling = !args.no_scaling;
@@ -74,29 +93,30 @@ void run_ot(OtArgs args) {
     req.check_measures(*mu, *nu);
   }
 
-  Job job({.kind = "ot", .out_dir = args.out, .version = ATTNFLOW_VERSION, .resumable = false, .resume = false,
-           .outputs = {"f.npy", "g.npy", "plan.npy", "report.json"}, .noun = "run", .marker = ""});
-  // Progress on stderr about every 2 s (large problems take minutes; unknown length).
-  Progress progress = job.progress(Progress::kOpenEnded, args.quiet || !is_writer() ? nullptr : stderr);
-  req.sinkhorn.on_iteration = [&progress](int it, double eps, double err) {
-    progress.update(it, fmt::format("iteration {}, eps {:.3g}, marginal error {:.3g}", it, eps, err));
-  };
   // mpirun: the network simplex is not distributed, and the dense plan comes from the gathered
   // potentials; rank 0 alone computes either (the others would repeat it, and hold the plan).
-  if (!is_writer() && req.exact) return;
-  if (!is_writer()) req.plan = false;
-  const OtReport r = split ? solve_ot_sharded(x, y, split->n(), split->m(), a, b, req, *world())
-                            : solve_ot(*mu, *nu, req);
-  const nlohmann::json report = ot_report_json(r, ATTNFLOW_VERSION);
-
-  if (!is_writer()) return;  // mpirun: rank 0 writes (the same numbers on every rank)
-  job.start();
-  write_npy(job.path("f.npy"), r.f);
-  write_npy(job.path("g.npy"), r.g);
-  if (r.has_plan) write_npy(job.path("plan.npy"), r.plan);
-  write_file_atomic(job.path("report.json"), report.dump(2) + "\n");
-  job.write_summary(report);
-  job.commit();
+  const auto solve = [&](const OtRequest& r) {
+    if (!is_writer() && r.exact) return OtReport{};
+    OtRequest q = r;
+    if (!is_writer()) q.plan = false;
+    return split ? solve_ot_sharded(x, y, split->n(), split->m(), a, b, q, *world()) : solve_ot(*mu, *nu, q);
+  };
+  OtRunOptions opt{.out_dir = args.out, .resume = args.resume, .checkpoint_every = args.checkpoint_every,
+                   .stop_after_checkpoints = stop_after_from_env(), .version = ATTNFLOW_VERSION,
+                   .fingerprint = is_writer() ? fingerprint(args) : std::string(),
+                   .progress = args.quiet || !is_writer() ? nullptr : stderr, .comm = world()};
+  const OtRunSummary s = run_ot_job(solve, req, opt);
+  // Every rank takes the same exit (under mpirun the others' stdout is /dev/null).
+  if (s.already_finished) {
+    fmt::print("{}: already finished (summary.json says so); nothing to do\n", args.out);
+    return;
+  }
+  if (s.interrupted)
+    std::exit(report_stopped("ot", s.signal,
+                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
+                                         s.checkpoints), args.out));
+  if (!is_writer()) return;
+  const OtReport& r = s.report;
   fmt::print("ot ({}): cost {:.10g}, {} iterations, marginal error {:.3g}, {} in {:.2f} s -> {}\n",
              r.method, r.cost, r.iterations, r.marginal_error,
              r.converged ? "converged" : "NOT converged", r.seconds, args.out);
@@ -129,11 +149,21 @@ void add_ot(CLI::App& app) {
   sub->add_option("--scaling", req.sinkhorn.scaling, "eps-scaling factor in (0, 1)")->capture_default_str();
   sub->add_flag("--no-eps-scaling", args->no_scaling, "Start directly at the target eps");
   sub->add_flag("--quiet", args->quiet, "No progress lines on stderr");
+  sub->add_flag("--resume", args->resume,
+                "Continue an interrupted or killed solve from DIR/checkpoint.bin (same inputs and options)");
+  sub->add_option("--checkpoint-every", args->checkpoint_every,
+                  "Seconds between checkpoints of the potentials (0: every iteration; SIGINT / SIGTERM also "
+                  "checkpoint, then stop)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   sub->add_flag("--plan", req.plan, "Also write the dense plan DIR/plan.npy (n * m <= 2.5e7)");
   sub->add_option("--out", args->out, "Output directory (report.json, summary.json, f.npy, g.npy)")
       ->required();
   add_threads_option(*sub);
-  sub->callback([args] { run_ot(*args); });
+  sub->callback([args] {
+    install_stop_handlers();  // SIGINT / SIGTERM: checkpoint at the next iteration, then stop
+    run_ot(*args);
+  });
 }
 
 const Registrar ot_cmd_registrar{"ot", 30, add_ot};

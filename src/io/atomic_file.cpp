@@ -1,3 +1,4 @@
+#include "attnflow/io/checksum.hpp"
 #include "attnflow/io/atomic_file.hpp"
 
 #include <fmt/format.h>
@@ -206,6 +207,21 @@ void ensure_directory(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) throw std::runtime_error(fmt::format("cannot create directory {}: {}", path, ec.message()));
+}
+
+std::string file_fingerprint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  std::string block(1 << 20, '\0');
+  std::uint64_t h = kFnvOffsetBasis, size = 0;
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    h = fnv1a64(block.data(), got, h);
+    size += got;
+  }
+  if (in.bad()) throw std::invalid_argument(fmt::format("cannot read {}", path));
+  return fmt::format("{} bytes, fnv1a64 {:016x}", size, h);
 }
 
 }  // namespace attnflow

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "attnflow/io/checksum.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/model/model.hpp"
 
@@ -17,17 +18,8 @@ constexpr char kMagic[8] = {'A', 'T', 'F', 'M', 'O', 'D', 'E', 'L'};
 // FNV-1a 64 with the standard offset basis 14695981039346656037. Files written before
 // this fix used 1469598103934665603 (a digit short); the reader accepts both, so they stay
 // readable, and every file written now follows the documented standard.
-constexpr std::uint64_t kFnvOffsetBasis = 14695981039346656037ULL;
 constexpr std::uint64_t kLegacyFnvOffsetBasis = 1469598103934665603ULL;
 
-std::uint64_t fnv1a(const char* data, size_t size, std::uint64_t basis = kFnvOffsetBasis) {
-  std::uint64_t h = basis;
-  for (size_t i = 0; i < size; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 class Writer {
  public:
@@ -161,7 +153,7 @@ std::string model_to_bytes(const Model& model) {
   w.put<std::uint32_t>(static_cast<std::uint32_t>(model.dim));
   w.put<std::uint32_t>(static_cast<std::uint32_t>(model.layers.size()));
   for (const Layer& layer : model.layers) write_layer(w, layer);
-  const std::uint64_t sum = fnv1a(w.bytes().data(), w.bytes().size());
+  const std::uint64_t sum = fnv1a64(w.bytes().data(), w.bytes().size());
   w.put<std::uint64_t>(sum);
   return std::move(w.bytes());
 }
@@ -184,7 +176,7 @@ Model model_from_bytes(const std::string& bytes, const std::string& name) {
   std::uint64_t stored;
   std::memcpy(&stored, bytes.data() + body, 8);
   // Checked before parsing, so corrupt sizes never drive allocations.
-  if (fnv1a(bytes.data(), body) != stored && fnv1a(bytes.data(), body, kLegacyFnvOffsetBasis) != stored)
+  if (fnv1a64(bytes.data(), body) != stored && fnv1a64(bytes.data(), body, kLegacyFnvOffsetBasis) != stored)
     throw std::invalid_argument(fmt::format(
         "{}: checksum mismatch (the file is corrupt or was truncated)", name));
   Reader r(bytes, body, name);

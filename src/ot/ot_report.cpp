@@ -82,9 +82,10 @@ void solve_sinkhorn(const TransportCost& cost, const Vector& a, const Vector& b,
   r.eps_scaling = opt.eps_scaling ? opt.scaling : 0.0;
   r.max_cost_bound = cost.scale();
   r.message = s.message;
+  r.interrupted = s.interrupted;
   r.f = s.f;
   r.g = s.g;
-  if (request.plan) r.plan = transport_plan(cost, s);
+  if (request.plan && !s.interrupted) r.plan = transport_plan(cost, s);
 }
 
 }  // namespace

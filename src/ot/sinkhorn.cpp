@@ -79,6 +79,8 @@ SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, b
   loop.symmetric = symmetric;
   loop.stop_if_not_finite = true;
   loop.context = kSinkhornCtx;
+  loop.resume = opt.resume;
+  loop.stop_after = opt.on_checkpoint;
   if (opt.on_iteration) {
     // (iterations so far, eps, error of that plan): stages report NaN; at the target eps the
     // error of iteration k is measured during iteration k + 1.
@@ -179,12 +181,24 @@ SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportC
   res.a = normalized_weights(a_in, cost.rows(), "sinkhorn: a");
   res.b = normalized_weights(b_in, cost.cols(), "sinkhorn: b");
   if (g_init) require_warm_start(*g_init, cost.cols(), "g_init");
+  if (g_init && opt.resume)
+    throw std::invalid_argument("sinkhorn: g_init and resume both given, must be one (a resume point has its own g)");
   const Vector loga = log_weights(res.a), logb = log_weights(res.b);
   const SinkhornLoop loop = ot_loop(opt, cost.scale(), g_init != nullptr, false);
   res.eps = opt.eps;
   res.stages = static_cast<int>(loop.eps.size());
-  finish(res, sinkhorn_loop(cost_half_steps(cost, loga, logb, distributed(opt)), res.a, res.b, opt, loop, g_init),
-         cost, false, distributed(opt));
+  SinkhornRun run =
+      sinkhorn_loop(cost_half_steps(cost, loga, logb, distributed(opt)), res.a, res.b, opt, loop, g_init);
+  if (run.interrupted) {
+    res.interrupted = true;
+    res.iterations = run.status.iterations;
+    res.message = run.status.message;
+    res.marginal_error = std::nan("");
+    res.f = std::move(run.f);
+    res.g = std::move(run.g);
+    return res;
+  }
+  finish(res, std::move(run), cost, false, distributed(opt));
   return res;
 }
 
@@ -192,6 +206,8 @@ SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
                                   const SinkhornOptions& opt, const Vector* f_init) {
   opt.validate();
   require_cost_processes(cost, opt);
+  if (opt.resume || opt.on_checkpoint)
+    throw std::invalid_argument("sinkhorn_symmetric: resume and on_checkpoint are for sinkhorn() only");
   if (cost.rows() != cost.cols())
     throw std::invalid_argument(fmt::format(
         "{}: symmetric cost is {} x {}, must be square", kSinkhornCtx, cost.rows(), cost.cols()));

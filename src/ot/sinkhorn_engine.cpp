@@ -98,6 +98,15 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
     if (loop.observer) loop.observer(SinkhornIterate{it, e, f, g, err});
   };
 
+  if (loop.resume && (loop.symmetric || !rows))
+    throw std::invalid_argument("sinkhorn_loop: resume is for alternating updates with the rows measured");
+  // Offers the iterate to stop_after; true: the run ends here, interrupted.
+  auto interrupt = [&](int it, double e, const Vector& f, const Vector& g, double err) {
+    if (!loop.stop_after || !loop.stop_after(SinkhornIterate{it, e, f, g, err})) return false;
+    run.interrupted = true;
+    return true;
+  };
+
   if (loop.symmetric) {
     Vector& f = run.f;
     f = g0 ? *g0 : Vector::Zero(a.size());
@@ -113,15 +122,28 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
       f = 0.5 * (f + f_alt);
       st.iterations = it;
       observe(it, e, f, f, err);
+      if (interrupt(it, e, f, f, err)) break;
     }
-    if (!stopped && (!fixed || loop.final_check)) measure(f, softmin(false, f, eps));
+    if (!stopped && !run.interrupted && (!fixed || loop.final_check)) measure(f, softmin(false, f, eps));
     run.g = f;
   } else {
     Vector& f = run.f;
     Vector& g = run.g;
     g = g0 ? *g0 : Vector::Zero(b.size());
     bool have_f = false;
-    for (int it = 1; it <= max_it && !stopped; ++it) {
+    int first = 1;
+    if (loop.resume) {
+      if (loop.resume->f.size() != a.size() || loop.resume->g.size() != b.size() || loop.resume->iteration < 1)
+        throw std::invalid_argument(fmt::format(
+            "sinkhorn_loop: resume point of {} iterations with f ({}), g ({}), must be >= 1 with f ({}), g ({})",
+            loop.resume->iteration, loop.resume->f.size(), loop.resume->g.size(), a.size(), b.size()));
+      f = loop.resume->f;
+      g = loop.resume->g;
+      have_f = true;
+      first = loop.resume->iteration + 1;
+      st.iterations = loop.resume->iteration;
+    }
+    for (int it = first; it <= max_it && !stopped; ++it) {
       const double e = loop.eps[static_cast<size_t>(std::min(it, stages) - 1)];
       double err = nan;
       if (rows) {
@@ -151,11 +173,17 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
       }
       st.iterations = it;
       observe(it, e, f, g, err);
+      if (interrupt(it, e, f, g, err)) break;
     }
-    if (!stopped && have_f && (!fixed || loop.final_check)) {
+    if (!stopped && !run.interrupted && have_f && (!fixed || loop.final_check)) {
       if (rows) measure(f, softmin(false, g, eps));
       else measure(g, softmin(true, f, eps));
     }
+  }
+  if (run.interrupted) {
+    st.converged = false;
+    st.message = fmt::format("{}: interrupted after {} iterations", loop.context, st.iterations);
+    return run;
   }
   if (!measured) st.marginal_error = nan;
   if (!stopped) st.converged = fixed || (measured && st.marginal_error <= control.tol);

@@ -1,4 +1,5 @@
 // Checkpoint files: magic, JSON metadata (bit patterns for doubles), then one .npy block.
+#include "attnflow/io/checksum.hpp"
 #include "attnflow/run/checkpoint.hpp"
 
 #include <algorithm>
@@ -76,16 +77,6 @@ nlohmann::json parse_metadata(const CheckpointFile& file, const std::string& pat
 }
 
 constexpr Index kIclRecordValues = 7;
-
-// FNV-1a 64 (standard offset basis and prime) of the bytes: the checkpoint's trailer.
-std::uint64_t fnv1a64(const char* data, std::size_t size) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (std::size_t i = 0; i < size; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 // The metadata's version, or -1 when it cannot be read (corrupt metadata).
 int metadata_version(const std::string& metadata) {
@@ -243,6 +234,41 @@ IclCheckpoint read_icl_checkpoint(const std::string& path) {
   const double* r = v.data() + d * d + 1;
   for (std::size_t k = 0; k < rows; ++k, r += kIclRecordValues)
     c.state.history.push_back({static_cast<long>(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]});
+  return c;
+}
+
+void write_ot_checkpoint(const std::string& path, const OtCheckpoint& c) {
+  const nlohmann::json meta = {{"version", c.version}, {"kind", "ot"},           {"config", c.config},
+                               {"iteration", c.iteration}, {"n", c.f.size()}, {"m", c.g.size()},
+                               {"seconds", bits(c.seconds)}};
+  std::vector<double> data(c.f.data(), c.f.data() + c.f.size());
+  data.insert(data.end(), c.g.data(), c.g.data() + c.g.size());
+  write_checkpoint_file(path, meta.dump(), data.data(), {static_cast<Index>(data.size())});
+}
+
+OtCheckpoint read_ot_checkpoint(const std::string& path) {
+  const CheckpointFile file = read_checkpoint_file(path);
+  OtCheckpoint c;
+  Index n = 0, m = 0;
+  try {
+    const nlohmann::json meta = parse_metadata(file, path, "ot");
+    c.version = integer<int>(meta.at("version"));
+    c.config = meta.at("config").get<std::string>();
+    c.iteration = integer<int>(meta.at("iteration"));
+    c.seconds = from_bits(meta.at("seconds"));
+    n = integer<Index>(meta.at("n"));
+    m = integer<Index>(meta.at("m"));
+  } catch (const nlohmann::json::exception& e) {
+    throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
+  }
+  const std::vector<double>& v = file.data.data;
+  // n and m come from the file: checked against the data present before they size anything.
+  if (file.data.shape.size() != 1 || n < 1 || m < 1 || static_cast<std::size_t>(n) > v.size() ||
+      v.size() - static_cast<std::size_t>(n) != static_cast<std::size_t>(m))
+    throw_message("checkpoint", fmt::format("{}: n = {}, m = {}, must be >= 1 with n + m = the {} data values (1-D)",
+                                            path, n, m, v.size()));
+  c.f = Eigen::Map<const Vector>(v.data(), n);
+  c.g = Eigen::Map<const Vector>(v.data() + n, m);
   return c;
 }
 

@@ -340,6 +340,23 @@ def group_ot(tmp):
 
 
 def group_resume(tmp):
+    # ot: the points split across 3 ranks, stopped after 25 checkpoints (the test hook on rank 0,
+    # agreed by all), resumed on 2 ranks: the potentials of one process.
+    x, y = clouds(tmp, 517, 260, 2, 4)
+    ot_args = ["ot", "--x", x, "--y", y, "--b", tmp / "wy.npy", "--eps", "0.05", "--tol", "1e-8", "--quiet",
+               "--checkpoint-every", "0"]
+    run(ot_args + ["--out", tmp / "ot_ref"])
+
+    def ot_resume():
+        out = tmp / "ot_cut"
+        r = run(ot_args + ["--out", out], 3, 1, {"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "25"}, expect=1)
+        assert r.returncode == 3 and (out / "checkpoint.bin").exists() and not (out / "f.npy").exists(), r.stderr
+        assert r.stdout.count("continue with --resume") == 1, f"reported once: {r.stdout}"
+        run(ot_args + ["--out", out, "--resume"], 2, 1)
+        same_files(tmp / "ot_ref", out, ["f.npy", "g.npy"], "resumed ot")
+        assert not (out / "checkpoint.bin").exists()
+    check("ot stopped under mpirun -np 3, resumed with -np 2, equals one process", ot_resume)
+
     # Sweep: the test hook stops each rank after its first finished point, as if killed.
     cfg = tmp / "s.toml"
     cfg.write_text(SWEEP)

@@ -132,6 +132,12 @@ struct SinkhornOptions : SinkhornControl {
   // Every process holds the O(n + m) potentials, and the whole cost (the points) unless the
   // cost is sharded (TransportCost::sqeuclidean_sharded over this same `comm`).
   const Collective* comm = nullptr;
+  // Checkpoints of long solves (sinkhorn() only; `attnflow ot --resume`): on_checkpoint is
+  // offered the state after every full iteration (iteration, eps, f, g, error) and returns
+  // true to stop there (SinkhornResult::interrupted, no cost pass); resume continues such a
+  // point, giving the result of the uninterrupted solve bit for bit (same problem and options).
+  std::function<bool(const SinkhornIterate&)> on_checkpoint;
+  const SinkhornResumePoint* resume = nullptr;
 
   // Throws std::invalid_argument naming the field, e.g. "sinkhorn: eps = -0.1, must be > 0".
   void validate() const;
@@ -148,6 +154,9 @@ struct SinkhornResult {
   bool converged = false;
   std::string message;          // why not converged (empty when converged)
   Vector a, b;                  // the normalized weights used
+  // on_checkpoint stopped the solve: f, g and iterations are a resume point; cost, objective
+  // and marginal_error are not computed.
+  bool interrupted = false;
 };
 
 // Solves min <C, pi> + eps KL(pi | a (x) b) over Pi(a, b). a (n), b (m) are validated and

@@ -52,6 +52,9 @@ struct OtReport {
   double seconds = 0.0;     // wall time of the solve
   bool has_plan = false;
   bool sharded = false;     // the points were split across processes (solve_ot_sharded)
+  // request.sinkhorn.on_checkpoint stopped the solve: f, g and iterations are a resume point,
+  // the rest is not computed (run_ot_job keeps the checkpoint and writes nothing else).
+  bool interrupted = false;
   Vector f, g;              // potentials in cost units
   Matrix plan;              // (n, m) when has_plan, else empty
 };

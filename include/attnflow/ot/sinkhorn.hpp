@@ -88,6 +88,14 @@ struct SinkhornIterate {
 };
 using SinkhornObserver = std::function<void(const SinkhornIterate&)>;
 
+// Where a solve stands at the end of an iteration: enough to continue it bit for bit (the
+// checkpoints of long entropic OT solves, `attnflow ot --resume`). Alternating updates with
+// the rows measured only (SinkhornLoop::Measure::rows, not symmetric).
+struct SinkhornResumePoint {
+  int iteration = 0;  // full iterations done, eps-scaling stages included
+  Vector f, g;
+};
+
 // How the engine runs a problem, beyond the user's stopping rule.
 struct SinkhornLoop {
   // eps values, the last one the target: one iteration at each earlier value (eps-scaling,
@@ -118,12 +126,18 @@ struct SinkhornLoop {
   bool stop_if_not_finite = false;
   std::string_view context = "sinkhorn";  // prefix of the status message
   SinkhornObserver observer;              // called after every iteration, may be empty
+  // Continue from this point instead of starting (the same problem, schedule and control).
+  const SinkhornResumePoint* resume = nullptr;
+  // Called after every iteration (after the observer); true ends the run there, interrupted
+  // (SinkhornRun::interrupted): that iterate is the point to resume from. May be empty.
+  std::function<bool(const SinkhornIterate&)> stop_after;
 };
 
 struct SinkhornRun {
   Vector f, g;          // the potentials (g = f for the symmetric update)
   Vector mass;          // the measured marginal of the returned plan (empty if never measured)
   SinkhornStatus status;
+  bool interrupted = false;  // stop_after ended it: f, g are a resume point, not a result
 };
 
 // Runs Sinkhorn for marginals a (n), b (m) (weights >= 0; the marginal error is

@@ -8,6 +8,7 @@
 //     generator states, the observation counter and the length of observables.csv; the .npy
 //     block is (systems, n, c) (c = the flow's state columns: d, 1 for Kuramoto angles, d + 1
 //     under a scheme).
+//   `attnflow ot` (OtCheckpoint, "kind": "ot"): the Sinkhorn potentials after an iteration.
 //   `attnflow icl` (IclCheckpoint, "kind": "icl"): the training state (icl.hpp); the .npy
 //     block is 1-D: A row-major (d * d), b, then the history rows (step, time, risk,
 //     risk_infinite, b, a_norm, balance), 7 values each.
@@ -51,6 +52,19 @@ struct IclCheckpoint {
 void write_icl_checkpoint(const std::string& path, const IclCheckpoint& c);
 // Throws like read_checkpoint, and for a checkpoint of another kind.
 IclCheckpoint read_icl_checkpoint(const std::string& path);
+
+// An entropic OT solve (attnflow ot, "kind": "ot"): where the Sinkhorn iterations stand
+// (SinkhornResumePoint); the .npy block is 1-D: f (n) then g (m).
+struct OtCheckpoint {
+  int version = kCheckpointVersion;
+  std::string config;      // the inputs and options (fingerprint): a resume must have the same
+  int iteration = 0;       // full iterations done
+  double seconds = 0.0;    // solve time so far (summed over resumes)
+  Vector f, g;
+};
+void write_ot_checkpoint(const std::string& path, const OtCheckpoint& c);
+// Throws like read_checkpoint, and for a checkpoint of another kind.
+OtCheckpoint read_ot_checkpoint(const std::string& path);
 
 // The shared container, for a new kind: metadata is JSON text, data one float64 array.
 void write_checkpoint_file(const std::string& path, const std::string& metadata, const double* data,
