@@ -7,7 +7,7 @@
 //   staged (resumable = false): files are written into "<out>.tmp.<pid>" next to <out> and
 //     moved into <out> by commit(), after the last one was written. A failure (or a kill)
 //     before commit leaves no file in <out>.
-//   in place (resumable = true: run, icl, sweep): <out> itself holds the in-progress state
+//   in place (resumable = true: run, icl, sweep, ot): <out> itself holds the in-progress state
 //     (checkpoint.bin, the streamed tables), so that a killed job can be resumed; summary.json,
 //     written last, marks it finished. A fresh job that fails removes the files it wrote (and
 //     <out> if it created it); an interrupted or resumed one keeps its state for --resume.
@@ -32,9 +32,9 @@ namespace attnflow {
 // ---- Stop requests ---------------------------------------------------------------------
 // install_stop_handlers() makes SIGINT and SIGTERM request a stop instead of killing the
 // process. Two modes:
-//   checkpoint (run, icl, sweep, demo): the job checks stop_signal() at each safe point, writes
+//   checkpoint (run, icl, sweep, ot, demo): the job checks stop_signal() at each safe point, writes
 //     a checkpoint there and returns interrupted (the CLI prints the command that resumes it).
-//   abandon (ot, fit, apply, largeprompt, attention, theory: nothing to resume): a watcher
+//   abandon (fit, apply, largeprompt, attention, theory: nothing to resume): a watcher
 //     thread removes every output in progress (PendingOutput in atomic_file.hpp: the staged
 //     directory, atomic files' temporaries; a commit in progress finishes first), prints
 //     "<label>: interrupted by SIGINT ..." on stderr and exits with 128 + signal.
