@@ -1,5 +1,5 @@
 // Fuzz target: checkpoint files (read_checkpoint for `run --resume`, read_icl_checkpoint for
-// `icl --resume`). The readers take a path, so each input is written to one scratch file of
+// `icl --resume`, read_ot_checkpoint for `ot --resume`). The readers take a path, so each input is written to one scratch file of
 // this process first. Only std::invalid_argument is an acceptable error.
 #include <unistd.h>
 
@@ -26,6 +26,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     attnflow::read_icl_checkpoint(path);
+  } catch (const std::invalid_argument&) {
+  }
+  try {
+    attnflow::read_ot_checkpoint(path);
   } catch (const std::invalid_argument&) {
   }
   return 0;

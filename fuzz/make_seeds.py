@@ -117,7 +117,15 @@ def checkpoint_seeds(cli):
                     "[eval]\nprompts = 0\n")
         subprocess.run([cli, "icl", icl_cfg, "--out", os.path.join(tmp, "i"), "--quiet"], env=env,
                        capture_output=True)
-        for kind, sub in (("run", "r"), ("icl", "i")):
+        # ot: 6 + 5 points on a line, a checkpoint after the first iteration.
+        for name, values in (("x", [0.0, 0.1, 0.3, 0.5, 0.8, 1.0]), ("y", [0.2, 0.4, 0.5, 0.9, 1.1])):
+            with open(os.path.join(tmp, name + ".npy"), "wb") as f:
+                f.write(npy("{'descr': '<f8', 'fortran_order': False, 'shape': (%d, 1), }" % len(values),
+                            struct.pack("<%dd" % len(values), *values)))
+        subprocess.run([cli, "ot", "--x", os.path.join(tmp, "x.npy"), "--y", os.path.join(tmp, "y.npy"),
+                        "--eps", "0.1", "--checkpoint-every", "0", "--out", os.path.join(tmp, "o"), "--quiet"],
+                       env=env, capture_output=True)
+        for kind, sub in (("run", "r"), ("icl", "i"), ("ot", "o")):
             path = os.path.join(tmp, sub, "checkpoint.bin")
             if not os.path.exists(path):
                 sys.exit("make_seeds: no checkpoint from `attnflow %s` at %s" % (kind, path))

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "attnflow/ot/divergence.hpp"
 #include "attnflow/ot/exact_ot.hpp"
@@ -175,6 +176,62 @@ TEST(OtSinkhorn, BitIdenticalOnOneAndTwoThreads) {
   EXPECT_EQ(r1.iterations, r2.iterations);
   EXPECT_EQ(r1.cost, r2.cost);
   EXPECT_TRUE(r1.f == r2.f && r1.g == r2.g);
+}
+
+// A solve stopped at a checkpoint (on_checkpoint) and continued from it (resume), during the
+// eps-scaling stages and at the target eps, twice in a row: the uninterrupted result bit for
+// bit, and the interrupted one carries no cost pass.
+TEST(OtSinkhorn, ResumedFromACheckpointEqualsUninterruptedBitForBit) {
+  Rng rng(12);
+  const Matrix x = random_matrix(90, 2, rng), y = random_matrix(70, 2, rng);
+  const Vector a = random_weights(90, rng), b = random_weights(70, rng);
+  const TransportCost cost = TransportCost::sqeuclidean(x, y);
+  SinkhornOptions opt;
+  opt.eps = 0.05;
+  opt.tol = 1e-9;
+  const SinkhornResult whole = sinkhorn(a, b, cost, opt);
+  ASSERT_TRUE(whole.converged);
+  ASSERT_GT(whole.stages, 5);
+  auto same = [](const Vector& u, const Vector& v) {
+    return u.size() == v.size() && std::memcmp(u.data(), v.data(), sizeof(double) * u.size()) == 0;
+  };
+  for (int stop : {3, whole.stages + 2}) {
+    SinkhornResumePoint at;
+    SinkhornOptions cut = opt;
+    cut.on_checkpoint = [&](const SinkhornIterate& it) {
+      at = {it.iteration, it.f, it.g};
+      return it.iteration == stop;
+    };
+    const SinkhornResult first = sinkhorn(a, b, cost, cut);
+    ASSERT_TRUE(first.interrupted);
+    EXPECT_FALSE(first.converged);
+    EXPECT_EQ(first.iterations, stop);
+    EXPECT_TRUE(std::isnan(first.marginal_error));
+    // A second stop five iterations later, then the rest.
+    const SinkhornResumePoint from = at;
+    cut.resume = &from;
+    cut.on_checkpoint = [&](const SinkhornIterate& it) {
+      at = {it.iteration, it.f, it.g};
+      return it.iteration == stop + 5;
+    };
+    ASSERT_TRUE(sinkhorn(a, b, cost, cut).interrupted);
+    const SinkhornResumePoint again = at;
+    SinkhornOptions rest = opt;
+    rest.resume = &again;
+    const SinkhornResult r = sinkhorn(a, b, cost, rest);
+    EXPECT_FALSE(r.interrupted);
+    EXPECT_TRUE(same(r.f, whole.f) && same(r.g, whole.g)) << "stopped at " << stop;
+    EXPECT_EQ(r.iterations, whole.iterations);
+    EXPECT_EQ(std::memcmp(&r.cost, &whole.cost, sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(&r.marginal_error, &whole.marginal_error, sizeof(double)), 0);
+  }
+  // A resume point of the wrong sizes, or with a warm start, is refused.
+  const SinkhornResumePoint bad{2, Vector::Zero(3), Vector::Zero(70)};
+  SinkhornOptions wrong = opt;
+  wrong.resume = &bad;
+  EXPECT_TRUE(throws_with([&] { sinkhorn(a, b, cost, wrong); }, "resume point of 2 iterations with f (3)"));
+  const Vector g0 = Vector::Zero(70);
+  EXPECT_TRUE(throws_with([&] { sinkhorn(a, b, cost, wrong, &g0); }, "g_init and resume both given"));
 }
 
 TEST(OtSinkhorn, WarmStartConvergesAtOnceAndStatusReportsFailure) {

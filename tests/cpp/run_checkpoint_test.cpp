@@ -119,6 +119,33 @@ TEST(Checkpoint, AFlippedBitIsRefusedByTheChecksum) {
   EXPECT_ANY_THROW(read_checkpoint(path));
 }
 
+// An OT solve's checkpoint: the potentials bit for bit, and refused as another kind's and
+// with sizes that do not fit its data.
+TEST(Checkpoint, OtRoundTripIsBitExactAndKindsAreKeptApart) {
+  Rng rng(3);
+  OtCheckpoint c;
+  c.config = "ot entropic, eps 0x1.47ae147ae147bp-7\n--x 96 bytes, fnv1a64 0123456789abcdef\n";
+  c.iteration = 123;
+  c.seconds = 1.0 / 3.0;
+  c.f = test::random_matrix(7, 1, rng).col(0);
+  c.g = test::random_matrix(4, 1, rng).col(0);
+  const std::string path = temp_path("ot.bin");
+  write_ot_checkpoint(path, c);
+  const OtCheckpoint r = read_ot_checkpoint(path);
+  EXPECT_EQ(r.config, c.config);
+  EXPECT_EQ(r.iteration, 123);
+  EXPECT_EQ(std::memcmp(&r.seconds, &c.seconds, sizeof(double)), 0);
+  EXPECT_TRUE(test::bit_equal(Matrix(r.f), Matrix(c.f)));
+  EXPECT_TRUE(test::bit_equal(Matrix(r.g), Matrix(c.g)));
+  EXPECT_TRUE(test::throws_with([&] { read_checkpoint(path); }, "ot"));
+  write_checkpoint(path, sample_checkpoint());
+  EXPECT_TRUE(test::throws_with([&] { read_ot_checkpoint(path); }, "run"));
+  // Sizes from the metadata that do not fit the data are refused before they size anything.
+  write_checkpoint_file(path, R"({"version":2,"kind":"ot","config":"","iteration":1,"n":9,"m":4,"seconds":0})",
+                        c.f.data(), {7});
+  EXPECT_TRUE(test::throws_with([&] { read_ot_checkpoint(path); }, "n = 9, m = 4, must be >= 1 with n + m"));
+}
+
 TEST(Progress, FormatsDurations) {
   EXPECT_EQ(Progress::format_seconds(3.21), "3.2s");
   EXPECT_EQ(Progress::format_seconds(65.0), "1m05s");
