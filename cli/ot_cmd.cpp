@@ -46,7 +46,7 @@ struct OtArgs {
 };
 
 // mpirun -np P, an entropic solve without a plan on the CPU, from .npy files whose sizes the
-// split takes (TransportCost::shardable): each rank reads and holds only its rows of x and y.
+// split takes (TransportCost::splittable): each rank reads and holds only its rows of x and y.
 // Otherwise (nullopt) every rank holds the whole points.
 std::optional<SplitRows> split_points(const OtArgs& args, const OtRequest& req) {
   const Collective* comm = world();
@@ -55,7 +55,7 @@ std::optional<SplitRows> split_points(const OtArgs& args, const OtRequest& req) 
     return std::nullopt;
   const auto [n, dx] = npy_rows_cols(args.x, "--x");
   const auto [m, dy] = npy_rows_cols(args.y, "--y");
-  if (dx != dy || !TransportCost::shardable(n, m, dx)) return std::nullopt;  // the whole path's checks
+  if (dx != dy || !TransportCost::splittable(n, m, dx)) return std::nullopt;  // the whole path's checks
   return SplitRows{comm, kernel_row_parts(n, comm->size()), kernel_row_parts(m, comm->size())};
 }
 
@@ -99,7 +99,7 @@ void run_ot(OtArgs args) {
     if (!is_writer() && r.exact) return OtReport{};
     OtRequest q = r;
     if (!is_writer()) q.plan = false;
-    return split ? solve_ot_sharded(x, y, split->n(), split->m(), a, b, q, *world()) : solve_ot(*mu, *nu, q);
+    return split ? solve_ot_split(x, y, split->n(), split->m(), a, b, q, *world()) : solve_ot(*mu, *nu, q);
   };
   OtRunOptions opt{.out_dir = args.out, .resume = args.resume, .checkpoint_every = args.checkpoint_every,
                    .stop_after_checkpoints = stop_after_from_env(), .version = ATTNFLOW_VERSION,

@@ -108,7 +108,7 @@ OtReport solve_ot(const Measure& mu, const Measure& nu, const OtRequest& request
   return r;
 }
 
-OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
+OtReport solve_ot_split(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
                           const Vector& b, const OtRequest& request, const Collective& comm) {
   request.validate();
   if (request.exact || request.plan)
@@ -128,7 +128,7 @@ OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, I
   r.n = n;
   r.m = m;
   r.dim = x_part.cols();
-  r.sharded = comm.size() > 1;
+  r.points_split = comm.size() > 1;
   // Checked and normalized as Measure does (then normalized again by sinkhorn, as in solve_ot).
   const std::string source = fmt::format("{}: source ({})", kOtReportCtx, request.names.x);
   const std::string target = fmt::format("{}: target ({})", kOtReportCtx, request.names.y);
@@ -139,7 +139,7 @@ OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, I
   const Vector wa = normalized_weights(a, n, source);
   const Vector wb = normalized_weights(b, m, target);
   const auto t0 = std::chrono::steady_clock::now();
-  solve_sinkhorn(TransportCost::sqeuclidean_sharded(x_part, y_part, n, m, comm), wa, wb, request, r);
+  solve_sinkhorn(TransportCost::sqeuclidean_split(x_part, y_part, n, m, comm), wa, wb, request, r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

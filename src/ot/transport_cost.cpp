@@ -118,14 +118,14 @@ TransportCost TransportCost::sqeuclidean(const Matrix& x, const Matrix& y) {
   return t;
 }
 
-bool TransportCost::shardable(Index n, Index m, Index d) {
+bool TransportCost::splittable(Index n, Index m, Index d) {
   return n >= 5 && m >= 5 && LseStream::supports(n, d, d + 1);
 }
 
-TransportCost TransportCost::sqeuclidean_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
+TransportCost TransportCost::sqeuclidean_split(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
                                                  const Collective& comm) {
   const Index d = x_part.cols();
-  if (!shardable(n, m, d))
+  if (!splittable(n, m, d))
     throw std::invalid_argument(fmt::format("{}: points split across processes with n = {}, m = {}, d = {}, must "
                                             "have n, m >= 5 and 1 <= d <= 15", kTransportCostCtx, n, m, d));
   const int P = comm.size(), rank = comm.rank();
@@ -284,7 +284,7 @@ TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Inde
   if (comm_) {
     const Range mine = (transpose ? y_parts_ : x_parts_)[static_cast<std::size_t>(comm_->rank())];
     if (first != mine.first || count != mine.count)
-      throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}) of a sharded cost, must be this process's "
+      throw std::invalid_argument(fmt::format("{}: gibbs rows [{}, {}) of a split cost, must be this process's "
                                               "rows [{}, {})", kTransportCostCtx, first, first + count, mine.first,
                                               mine.first + mine.count));
   }
@@ -299,7 +299,7 @@ TransportCost::Gibbs TransportCost::gibbs_rows(bool transpose, Index first, Inde
 TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, Index first, Index count,
                                                    const Vector& h, const Vector& logw, double eps,
                                                    bool want_cost, const Matrix* vals) const {
-  // A sharded cost holds this process's rows only (gibbs_rows checked that they are these).
+  // A split cost holds this process's rows only (gibbs_rows checked that they are these).
   const Index at = comm_ ? 0 : first;
   const Matrix& u_all = transpose ? v_ : u_;
   const auto u = u_all.middleRows(at, count);
@@ -312,7 +312,7 @@ TransportCost::Gibbs TransportCost::gibbs_factored(bool transpose, Index first, 
   Vector lse;
   Matrix out;
   if (comm_) {
-    reduce_sharded(transpose, ue, h, logw, eps, want_cost, vals, lse, out);
+    reduce_split(transpose, ue, h, logw, eps, want_cost, vals, lse, out);
   } else {
     // c_j + h_j first: for sqeuclidean the two nearly cancel at the optimum (g_j ~ |y_j|^2).
     const Vector col = logw + (c + h) / eps;
@@ -343,11 +343,11 @@ Matrix TransportCost::key_values(const MatrixRef& v, const VectorRef& c, bool wa
   return kv;
 }
 
-// A sharded cost's half-step for this process's rows (queries ue): the other side's points
+// A split cost's half-step for this process's rows (queries ue): the other side's points
 // and offsets, [v_j | c_j], part by part from their owners in rank order, streamed through the
 // kernel (lse_reduce_split_keys). Each part's column offsets and values are formed exactly as
 // gibbs_factored forms them for all keys, so the result is that of one pass bit for bit.
-void TransportCost::reduce_sharded(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw,
+void TransportCost::reduce_split(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw,
                                    double eps, bool want_cost, const Matrix* vals, Vector& lse, Matrix& out) const {
   const Matrix& mine_v = transpose ? u_ : v_;
   const Vector& mine_c = transpose ? r_ : c_;

@@ -30,7 +30,7 @@ nlohmann::json ot_report_json(const OtReport& r, std::string_view version) {
   j["dim"] = r.dim;
   j["seconds"] = r.seconds;
   j["plan"] = r.has_plan;
-  j["points_split"] = r.sharded;
+  j["points_split"] = r.points_split;
   return j;
 }
 

@@ -112,7 +112,7 @@ TEST(OtDistributed, SolveOnRanksEqualsOneProcessBitForBit) {
   set_num_threads(0);
 }
 
-// The points split across ranks (TransportCost::sqeuclidean_sharded): each rank holds its rows
+// The points split across ranks (TransportCost::sqeuclidean_split): each rank holds its rows
 // only, its half-step rows equal those of the whole cost bit for bit, and so do whole solves.
 template <typename Body>
 void on_ranks(int p, Body body) {
@@ -126,7 +126,7 @@ void on_ranks(int p, Body body) {
   for (auto& t : ranks) t.join();
 }
 
-TEST(OtDistributed, ShardedCostRowsEqualTheWholeCostBitForBit) {
+TEST(OtDistributed, SplitCostRowsEqualTheWholeCostBitForBit) {
   Rng rng(5);
   const Matrix x = random_matrix(700, 3, rng, 2.0), y = random_matrix(517, 3, rng);
   const Vector hx = random_matrix(700, 1, rng).col(0), hy = random_matrix(517, 1, rng).col(0);
@@ -137,7 +137,7 @@ TEST(OtDistributed, ShardedCostRowsEqualTheWholeCostBitForBit) {
     on_ranks(p, [&](const Collective& comm, int r) {
       const Range mx = kernel_row_parts(700, p)[static_cast<std::size_t>(r)];
       const Range my = kernel_row_parts(517, p)[static_cast<std::size_t>(r)];
-      const TransportCost cost = TransportCost::sqeuclidean_sharded(x.middleRows(mx.first, mx.count),
+      const TransportCost cost = TransportCost::sqeuclidean_split(x.middleRows(mx.first, mx.count),
                                                                      y.middleRows(my.first, my.count), 700, 517, comm);
       EXPECT_EQ(cost.comm(), &comm);
       const double scale = cost.scale(), whole_scale = whole.scale();
@@ -163,7 +163,7 @@ TEST(OtDistributed, ShardedCostRowsEqualTheWholeCostBitForBit) {
   set_num_threads(0);
 }
 
-TEST(OtDistributed, ShardedSolveEqualsOneProcessBitForBit) {
+TEST(OtDistributed, SplitSolveEqualsOneProcessBitForBit) {
   Rng rng(9);
   const Matrix x = random_matrix(700, 2, rng), y = random_matrix(261, 2, rng);
   const Vector a = random_weights(700, rng), b = random_weights(261, rng);
@@ -173,7 +173,7 @@ TEST(OtDistributed, ShardedSolveEqualsOneProcessBitForBit) {
   set_num_threads(1);
   const OtReport one = solve_ot(Measure(x, a), Measure(y, b), req);
   ASSERT_TRUE(one.converged);
-  EXPECT_FALSE(one.sharded);
+  EXPECT_FALSE(one.points_split);
   for (int p : {2, 3, 4}) {
     std::vector<OtReport> res(static_cast<std::size_t>(p));
     on_ranks(p, [&](const Collective& comm, int r) {
@@ -182,10 +182,10 @@ TEST(OtDistributed, ShardedSolveEqualsOneProcessBitForBit) {
       OtRequest q = req;
       q.sinkhorn.comm = &comm;
       res[static_cast<std::size_t>(r)] =
-          solve_ot_sharded(x.middleRows(mx.first, mx.count), y.middleRows(my.first, my.count), 700, 261, a, b, q, comm);
+          solve_ot_split(x.middleRows(mx.first, mx.count), y.middleRows(my.first, my.count), 700, 261, a, b, q, comm);
     });
     for (const OtReport& r : res) {
-      EXPECT_TRUE(r.sharded);
+      EXPECT_TRUE(r.points_split);
       EXPECT_TRUE(same_bits(r.f, one.f)) << p << " ranks";
       EXPECT_TRUE(same_bits(r.g, one.g)) << p << " ranks";
       EXPECT_EQ(r.iterations, one.iterations);
@@ -198,23 +198,23 @@ TEST(OtDistributed, ShardedSolveEqualsOneProcessBitForBit) {
   set_num_threads(0);
 }
 
-TEST(OtDistributed, ShardedSolveRefusesWhatNeedsEveryPoint) {
+TEST(OtDistributed, SplitSolveRefusesWhatNeedsEveryPoint) {
   Rng rng(4);
   const Matrix x = random_matrix(20, 2, rng), y = random_matrix(20, 2, rng);
-  EXPECT_FALSE(TransportCost::shardable(4, 20, 2));
-  EXPECT_FALSE(TransportCost::shardable(20, 20, 16));
-  EXPECT_TRUE(TransportCost::shardable(20, 20, 15));
+  EXPECT_FALSE(TransportCost::splittable(4, 20, 2));
+  EXPECT_FALSE(TransportCost::splittable(20, 20, 16));
+  EXPECT_TRUE(TransportCost::splittable(20, 20, 15));
   on_ranks(2, [&](const Collective& comm, int r) {
     OtRequest req;
     req.sinkhorn.eps = 0.1;
     req.sinkhorn.comm = &comm;
     req.plan = true;
     const Matrix xs = r == 0 ? x : Matrix(0, 2), ys = r == 0 ? y : Matrix(0, 2);  // 20 rows: all on rank 0
-    EXPECT_TRUE(test::throws_with([&] { solve_ot_sharded(xs, ys, 20, 20, Vector(), Vector(), req, comm); },
+    EXPECT_TRUE(test::throws_with([&] { solve_ot_split(xs, ys, 20, 20, Vector(), Vector(), req, comm); },
                                   "plan with points split across processes"));
     // A rank passing rows that are not its part is refused, naming them.
     EXPECT_TRUE(test::throws_with(
-        [&] { TransportCost::sqeuclidean_sharded(x, y.topRows(r == 0 ? 20 : 3), 20, 20, comm); },
+        [&] { TransportCost::sqeuclidean_split(x, y.topRows(r == 0 ? 20 : 3), 20, 20, comm); },
         r == 0 ? "process 0 of 2 holds x (20, 2)" : "process 1 of 2 holds x (20, 2)"));
   });
 }

@@ -26,7 +26,7 @@ Vector read_npy_vector(const std::string& path);
 std::vector<Index> read_npy_shape(const std::string& path);
 // Rows [first, first + count) of a 2-D array (n, d) (a 1-D array: (n, 1)), reading only those
 // rows' bytes: for processes that each hold a part of the points (TransportCost::
-// sqeuclidean_sharded). The header and the file's size are checked as read_npy checks them.
+// sqeuclidean_split). The header and the file's size are checked as read_npy checks them.
 Matrix read_npy_rows(const std::string& path, Index first, Index count);
 
 // Writes float64 C-order data with the given shape (any rank), atomically.

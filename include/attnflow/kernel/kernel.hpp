@@ -52,7 +52,7 @@ void lse_reduce(const MatrixRef& u, const MatrixRef& v, const VectorRef& col,
                 const MatrixRef& vals, Vector& lse, Matrix& out, const Collective* comm);
 
 // The reduction with the keys in consecutive blocks, for a distributed solve in which each
-// process holds only its part of the keys (TransportCost::sqeuclidean_sharded, ot.hpp): add()
+// process holds only its part of the keys (TransportCost::sqeuclidean_split, ot.hpp): add()
 // each block in key order, then finish(). Every block but the last has a multiple of
 // kKeyBlock keys, so that the blocks' key tiles are those of one pass over all keys: lse and
 // out equal lse_reduce's bit for bit. This is the fused path of lse_reduce (which runs through

@@ -45,15 +45,15 @@ class TransportCost {
   // side's points from their owners, block by block in rank order (LseStream, kernel.hpp):
   // every row sees the key tiles of one process's pass, so the results equal sqeuclidean(x, y)'s
   // bit for bit (the common mean is summed in blocks of 256 points in both). Memory per process:
-  // its parts of the points plus one block of the other side. Requires shardable(n, m, d);
+  // its parts of the points plus one block of the other side. Requires splittable(n, m, d);
   // entries, max_cost and to_dense are refused (no process has every point). One process:
   // sqeuclidean(x, y) itself.
-  static TransportCost sqeuclidean_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
+  static TransportCost sqeuclidean_split(const Matrix& x_part, const Matrix& y_part, Index n, Index m,
                                            const Collective& comm);
-  // Whether sqeuclidean_sharded takes these sizes: n, m >= 5 and 1 <= d <= 15 (the kernel's
+  // Whether sqeuclidean_split takes these sizes: n, m >= 5 and 1 <= d <= 15 (the kernel's
   // fused path with the d + 1 values of the expected cost, LseStream::supports).
-  static bool shardable(Index n, Index m, Index d);
-  // The processes holding the points (sqeuclidean_sharded with several); null otherwise.
+  static bool splittable(Index n, Index m, Index d);
+  // The processes holding the points (sqeuclidean_split with several); null otherwise.
   const Collective* comm() const { return comm_; }
 
   CostType type() const { return type_; }
@@ -91,8 +91,8 @@ class TransportCost {
                        const Vector& logw, double eps, bool want_cost, const Matrix* vals) const;
   Gibbs gibbs_dense(bool transpose, Index first, Index count, const Vector& h, const Vector& logw,
                     double eps, bool want_cost, const Matrix* vals) const;
-  // gibbs_factored with this process's rows of a sharded cost: the keys come from their owners.
-  void reduce_sharded(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw, double eps,
+  // gibbs_factored with this process's rows of a split cost: the keys come from their owners.
+  void reduce_split(bool transpose, const Matrix& ue, const Vector& h, const Vector& logw, double eps,
                       bool want_cost, const Matrix* vals, Vector& lse, Matrix& out) const;
   static Matrix key_values(const MatrixRef& v, const VectorRef& c, bool want_cost, const Matrix* vals, Index first);
   void require_whole(const char* what) const;
@@ -103,7 +103,7 @@ class TransportCost {
   Vector r_, c_;    // (n), (m)
   Matrix dense_;    // (n, m) for CostType::dense
   double scale_ = 0.0;
-  // Sharded (sqeuclidean_sharded): u_, r_ hold this process's rows x_parts_[rank] of x, v_, c_
+  // Sharded (sqeuclidean_split): u_, r_ hold this process's rows x_parts_[rank] of x, v_, c_
   // its rows y_parts_[rank] of y.
   const Collective* comm_ = nullptr;
   std::vector<Range> x_parts_, y_parts_;
@@ -130,7 +130,7 @@ struct SinkhornOptions : SinkhornControl {
   // rows (kernel_row_parts) of every half-step and the parts are gathered in rank order, so
   // the potentials, the marginal errors and the result are those of one process bit for bit.
   // Every process holds the O(n + m) potentials, and the whole cost (the points) unless the
-  // cost is sharded (TransportCost::sqeuclidean_sharded over this same `comm`).
+  // cost's points are split (TransportCost::sqeuclidean_split over this same `comm`).
   const Collective* comm = nullptr;
   // Checkpoints of long solves (sinkhorn() only; `attnflow ot --resume`): on_checkpoint is
   // offered the state after every full iteration (iteration, eps, f, g, error) and returns

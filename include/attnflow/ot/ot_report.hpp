@@ -51,7 +51,7 @@ struct OtReport {
   Index n = 0, m = 0, dim = 0;
   double seconds = 0.0;     // wall time of the solve
   bool has_plan = false;
-  bool sharded = false;     // the points were split across processes (solve_ot_sharded)
+  bool points_split = false;    // the points were split across processes (solve_ot_split)
   // request.sinkhorn.on_checkpoint stopped the solve: f, g and iterations are a resume point,
   // the rest is not computed (run_ot_job keeps the checkpoint and writes nothing else).
   bool interrupted = false;
@@ -66,9 +66,9 @@ OtReport solve_ot(const Measure& mu, const Measure& nu, const OtRequest& request
 // `comm` (collective.hpp), for problems whose points outgrow one machine: this process passes
 // its parts, rows kernel_row_parts(n, P)[rank] of x and of y (m rows), and the whole weights a
 // (n) and b (m) (empty: uniform). Every process gets the report of solve_ot on the whole points,
-// bit for bit (seconds aside; `sharded` set). request.sinkhorn.comm must be `comm`. Points per
-// process: its parts plus one block of the other side (TransportCost::sqeuclidean_sharded).
-OtReport solve_ot_sharded(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
+// bit for bit (seconds aside; `points_split` set). request.sinkhorn.comm must be `comm`. Points per
+// process: its parts plus one block of the other side (TransportCost::sqeuclidean_split).
+OtReport solve_ot_split(const Matrix& x_part, const Matrix& y_part, Index n, Index m, const Vector& a,
                           const Vector& b, const OtRequest& request, const Collective& comm);
 
 }  // namespace attnflow
