@@ -9,6 +9,7 @@ each group (cmake/mpi.cmake) with ATTNFLOW_CLI = the CLI and MPIEXEC = mpirun. E
 runs under a timeout: a hang fails the test instead of blocking the suite."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -356,6 +357,32 @@ def group_resume(tmp):
         same_files(tmp / "ot_ref", out, ["f.npy", "g.npy"], "resumed ot")
         assert not (out / "checkpoint.bin").exists()
     check("ot stopped under mpirun -np 3, resumed with -np 2, equals one process", ot_resume)
+
+    def ot_sigterm():
+        # SIGTERM to mpirun once a checkpoint exists: every rank stops at the same iteration with
+        # a checkpoint, rank 0 prints the resume command once; resumed on 3 ranks.
+        rng = np.random.default_rng(6)
+        for side in ("sx", "sy"):
+            np.save(tmp / f"{side}.npy", rng.uniform(size=(3000, 2)))
+        args = ["ot", "--x", tmp / "sx.npy", "--y", tmp / "sy.npy", "--eps", "0.005", "--quiet",
+                "--checkpoint-every", "0"]
+        out = tmp / "ot_term"
+        cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + [CLI] + [str(a) for a in args] + ["--out", str(out)]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(1))
+        import time
+        t0 = time.time()
+        while not (out / "checkpoint.bin").exists() and time.time() - t0 < 60 and p.poll() is None:
+            time.sleep(0.02)
+        assert p.poll() is None, "the solve finished before the signal: make it slower"
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=TIMEOUT)
+        assert p.returncode != 0 and stdout.count("interrupted by SIGTERM") == 1, (stdout, stderr)
+        assert (out / "checkpoint.bin").exists() and not (out / "f.npy").exists()
+        run(args + ["--out", tmp / "ot_term_ref"])
+        run(args + ["--out", out, "--resume"], 3, 1)
+        same_files(tmp / "ot_term_ref", out, ["f.npy", "g.npy"], "ot stopped by SIGTERM and resumed")
+    check("ot under mpirun -np 2 stopped by SIGTERM (checkpoint), resumed with -np 3, equals one process",
+          ot_sigterm)
 
     # Sweep: the test hook stops each rank after its first finished point, as if killed.
     cfg = tmp / "s.toml"
