@@ -64,10 +64,12 @@ std::optional<SplitRows> split_points(const OtArgs& args, const OtRequest& req) 
 std::string fingerprint(const OtArgs& args) {
   const OtRequest& r = args.request;
   const SinkhornOptions& k = r.sinkhorn;
-  std::string text = fmt::format("ot {}, cost {}, eps {:a}, tol {:a}, max-iter {}, eps-scaling {}, scaling {:a}, plan {}\n",
-                                 r.exact ? "exact" : "entropic", r.cost, k.eps, k.tol, k.max_iterations,
-                                 !args.no_scaling, k.scaling, r.plan);
-  for (const auto& [option, path] : {std::pair{"--x", &args.x}, {"--y", &args.y}, {"--a", &args.a}, {"--b", &args.b}})
+  std::string text = fmt::format(
+      "ot {}, cost {}, eps {:a}, tol {:a}, max-iter {}, eps-scaling {}, scaling {:a}, plan {}\n",
+      r.exact ? "exact" : "entropic", r.cost, k.eps, k.tol, k.max_iterations, !args.no_scaling, k.scaling, r.plan);
+  const std::pair<const char*, const std::string*> files[] = {
+      {"--x", &args.x}, {"--y", &args.y}, {"--a", &args.a}, {"--b", &args.b}};
+  for (const auto& [option, path] : files)
     text += fmt::format("{} {}\n", option, path->empty() ? "(none)" : file_fingerprint(*path));
   return text;
 }

@@ -1,6 +1,6 @@
 // Fuzz target: checkpoint files (read_checkpoint for `run --resume`, read_icl_checkpoint for
-// `icl --resume`, read_ot_checkpoint for `ot --resume`). The readers take a path, so each input is written to one scratch file of
-// this process first. Only std::invalid_argument is an acceptable error.
+// `icl --resume`, read_ot_checkpoint for `ot --resume`). The readers take a path, so each input
+// is written to one scratch file of this process first. Only std::invalid_argument is an acceptable error.
 #include <unistd.h>
 
 #include <cstddef>

@@ -186,7 +186,8 @@ std::pair<std::string, std::size_t> read_header(std::ifstream& in, const std::st
   };
   std::string b = prefix(12);
   std::size_t end = 12;
-  if (b.size() >= 10 && b[6] == 1) end = 10 + (static_cast<unsigned char>(b[8]) | (static_cast<unsigned char>(b[9]) << 8));
+  const auto byte = [&](std::size_t i) { return static_cast<std::size_t>(static_cast<unsigned char>(b[i])); };
+  if (b.size() >= 10 && b[6] == 1) end = 10 + (byte(8) | (byte(9) << 8));
   else if (b.size() >= 12 && (b[6] == 2 || b[6] == 3)) {
     uint32_t len = 0;
     std::memcpy(&len, b.data() + 8, 4);

@@ -53,7 +53,8 @@ TEST(AttentionSplit, RowsEqualTheWholePointsBitForBit) {
           const Matrix mine_vals = vals.middleRows(k.first, k.count);
           const AttentionResult res = attention_split(x.middleRows(q.first, q.count), y.middleRows(k.first, k.count),
                                                       &mine_vals, a, b, cases[c], split);
-          EXPECT_TRUE(same_bits(res.out, whole.out.middleRows(q.first, q.count))) << "case " << c << ", " << p << " ranks";
+          EXPECT_TRUE(same_bits(res.out, whole.out.middleRows(q.first, q.count)))
+              << "case " << c << ", " << p << " ranks";
           ASSERT_EQ(res.lse.size(), whole.lse.size());
           for (std::size_t h = 0; h < res.lse.size(); ++h) {
             EXPECT_TRUE(same_bits(res.lse[h], whole.lse[h].segment(q.first, q.count))) << "case " << c << " head " << h;

@@ -78,7 +78,8 @@ TEST(Npy, ReadsRowsAndShapeAlone) {
     ASSERT_EQ(r.cols(), 3);
     EXPECT_EQ(std::memcmp(r.data(), a.data() + first * 3, sizeof(double) * count * 3), 0);
   }
-  EXPECT_TRUE(test::throws_with([&] { read_npy_rows(p, 500, 101); }, "rows [500, 601) requested, must lie in [0, 600)"));
+  EXPECT_TRUE(test::throws_with([&] { read_npy_rows(p, 500, 101); },
+                                "rows [500, 601) requested, must lie in [0, 600)"));
   const float vals[6] = {1.5f, -2.0f, 0.25f, 3.0f, 4.0f, 5.0f};
   write_file_atomic(p, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
                                 std::string(reinterpret_cast<const char*>(vals), 24)));

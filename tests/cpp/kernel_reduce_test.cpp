@@ -148,7 +148,8 @@ TEST(KernelReduce, StridedViewsAreCopied) {
 // and blocks of 256, 512 and a short last one.
 TEST(KernelReduce, StreamedKeyBlocksEqualOnePassBitForBit) {
   Rng rng(21);
-  for (const auto& [k, p] : std::vector<std::pair<Index, Index>>{{1, 0}, {2, 3}, {3, 4}, {4, 1}, {5, 2}, {7, 6}, {15, 16}}) {
+  const std::vector<std::pair<Index, Index>> sizes = {{1, 0}, {2, 3}, {3, 4}, {4, 1}, {5, 2}, {7, 6}, {15, 16}};
+  for (const auto& [k, p] : sizes) {
     const Index n = 37, m = 1100;
     const Matrix u = random_matrix(n, k, rng, 2.0), v = random_matrix(m, k, rng), vals = random_matrix(m, p, rng);
     Vector col = random_matrix(m, 1, rng, 3.0).col(0);

@@ -130,7 +130,8 @@ TEST(OtDistributed, SplitCostRowsEqualTheWholeCostBitForBit) {
   Rng rng(5);
   const Matrix x = random_matrix(700, 3, rng, 2.0), y = random_matrix(517, 3, rng);
   const Vector hx = random_matrix(700, 1, rng).col(0), hy = random_matrix(517, 1, rng).col(0);
-  const Vector lx = random_weights(700, rng).array().log().matrix(), ly = random_weights(517, rng).array().log().matrix();
+  const Vector lx = random_weights(700, rng).array().log().matrix();
+  const Vector ly = random_weights(517, rng).array().log().matrix();
   const TransportCost whole = TransportCost::sqeuclidean(x, y);
   set_num_threads(1);
   for (int p : {2, 3, 4}) {
