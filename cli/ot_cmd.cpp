@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 
 #include "attnflow/io/atomic_file.hpp"
-#include "attnflow/io/checksum.hpp"
 #include "attnflow/run/ot_run.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/run/job.hpp"

@@ -1,4 +1,3 @@
-#include "attnflow/io/checksum.hpp"
 #include "attnflow/io/atomic_file.hpp"
 
 #include <fmt/format.h>
@@ -19,6 +18,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "attnflow/base/checksum.hpp"
 
 namespace attnflow {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "attnflow/io/checksum.hpp"
+#include "attnflow/base/checksum.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/model/model.hpp"
 

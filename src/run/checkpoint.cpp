@@ -1,5 +1,4 @@
 // Checkpoint files: magic, JSON metadata (bit patterns for doubles), then one .npy block.
-#include "attnflow/io/checksum.hpp"
 #include "attnflow/run/checkpoint.hpp"
 
 #include <algorithm>
@@ -7,6 +6,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "attnflow/base/checksum.hpp"
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/io/npy.hpp"

@@ -18,6 +18,10 @@ namespace attnflow {
 // so that tests can interrupt a command while its output is half written.
 void write_file_atomic(const std::string& path, std::string_view content);
 std::string read_file(const std::string& path);
+// The file's size and FNV-1a 64 hash (base/checksum.hpp), as "<size> bytes, fnv1a64 <hex>",
+// read in blocks (never held whole): what a resumable job records of its inputs. Throws
+// std::invalid_argument naming the file if it cannot be read.
+std::string file_fingerprint(const std::string& path);
 // Creates a directory (and parents) if missing; throws with the path on failure.
 void ensure_directory(const std::string& path);
 

@@ -1,10 +1,9 @@
-// FNV-1a 64: the checksum of model files and checkpoints (their trailers), and the
-// fingerprint of a job's input files (a resume must read the same inputs).
+// FNV-1a 64: the checksum of model files and checkpoints (their trailers), and of the input
+// files a resumable job fingerprints (io/atomic_file.hpp's file_fingerprint).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 namespace attnflow {
 
@@ -19,9 +18,5 @@ inline std::uint64_t fnv1a64(const char* data, std::size_t size, std::uint64_t b
   }
   return h;
 }
-
-// The file's size and hash, as "<size> bytes, fnv1a64 <hex>", read in blocks (the file is
-// never held whole). Throws std::invalid_argument naming the file if it cannot be read.
-std::string file_fingerprint(const std::string& path);
 
 }  // namespace attnflow
