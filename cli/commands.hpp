@@ -61,5 +61,10 @@ std::string resume_command();
 // `signal` is 0: `hook_text` says how) with the command that resumes it; returns the exit
 // status: 128 + signal (130 SIGINT, 143 SIGTERM), or 3 for the hook.
 int report_stopped(const std::string& command, int signal, const std::string& hook_text, const std::string& out);
+// The endings a resumable job (icl, ot) has before its results: found finished by --resume
+// (prints so and returns true: nothing more to do) or stopped at a checkpoint (report_stopped,
+// then exits with its status). False: the job finished now.
+bool ended_early(const std::string& command, bool already_finished, bool interrupted, int signal, long checkpoints,
+                 const std::string& out);
 
 }  // namespace attnflow::cli

@@ -194,6 +194,19 @@ int report_stopped(const std::string& command, int signal, const std::string& ho
   return 128 + signal;  // the shell's convention: 130 for SIGINT, 143 for SIGTERM
 }
 
+bool ended_early(const std::string& command, bool already_finished, bool interrupted, int signal, long checkpoints,
+                 const std::string& out) {
+  if (already_finished) {
+    fmt::print("{}: already finished (summary.json says so); nothing to do\n", out);
+    return true;
+  }
+  if (interrupted)
+    std::exit(report_stopped(command, signal,
+                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
+                                         checkpoints), out));
+  return false;
+}
+
 long stop_after_from_env() {
   const char* v = std::getenv("ATTNFLOW_STOP_AFTER_CHECKPOINTS");
   return v && *v ? std::strtol(v, nullptr, 10) : 0;

@@ -41,14 +41,7 @@ void run_icl_cmd(const IclArgs& a) {
   opt.version = ATTNFLOW_VERSION;
   opt.quiet = a.quiet;
   const IclRunSummary s = run_icl_job(rc, cfg.resolved(), opt);
-  if (s.already_finished) {
-    fmt::print("{}: already finished (summary.json says so); nothing to do\n", a.out);
-    return;
-  }
-  if (s.interrupted)
-    std::exit(report_stopped("icl", s.signal,
-                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
-                                         s.checkpoints), a.out));
+  if (ended_early("icl", s.already_finished, s.interrupted, s.signal, s.checkpoints, a.out)) return;
   fmt::print("{}wrote {} (config.toml, risk.csv, final.json, summary.json)\n", s.text, a.out);
   // Divergence is an error (exit status 1) naming the step; the directory keeps the finite part.
   if (!s.finite) throw std::runtime_error(fmt::format("{} (see {}/summary.json)", s.message, a.out));

@@ -108,14 +108,7 @@ void run_ot(OtArgs args) {
                    .progress = args.quiet || !is_writer() ? nullptr : stderr, .comm = world()};
   const OtRunSummary s = run_ot_job(solve, req, opt);
   // Every rank takes the same exit (under mpirun the others' stdout is /dev/null).
-  if (s.already_finished) {
-    fmt::print("{}: already finished (summary.json says so); nothing to do\n", args.out);
-    return;
-  }
-  if (s.interrupted)
-    std::exit(report_stopped("ot", s.signal,
-                             fmt::format("stopped after {} checkpoint(s) (ATTNFLOW_STOP_AFTER_CHECKPOINTS)",
-                                         s.checkpoints), args.out));
+  if (ended_early("ot", s.already_finished, s.interrupted, s.signal, s.checkpoints, args.out)) return;
   if (!is_writer()) return;
   const OtReport& r = s.report;
   fmt::print("ot ({}): cost {:.10g}, {} iterations, marginal error {:.3g}, {} in {:.2f} s -> {}\n",
