@@ -43,7 +43,8 @@ struct AttentionOptions {
   SinkhornNormalizationOptions sinkhorn;                 // used by sinkhorn heads
   // Several processes (collective.hpp; null = this one alone): each computes its part of the
   // query rows of every kernel pass (and of the Sinkhorn half-steps), gathered in rank order:
-  // the result is one process's bit for bit. Every process holds all points.
+  // the result is one process's bit for bit. Every process holds all points here
+  // (attention_split below holds each process's rows only).
   const Collective* comm = nullptr;
 
   // Throws std::invalid_argument naming the field (e.g. "attention: beta = nan, must be finite").
