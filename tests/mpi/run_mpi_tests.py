@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,6 @@ def kill_session(proc):
     """SIGKILL to every process of mpirun's session (started with start_new_session): mpirun puts
     each rank in a process group of its own, so killing mpirun's group would leave the ranks
     running (and writing) for a while. Waits until none is left, as after a node's loss."""
-    import time
 
     def members():
         return [pid for pid in session_pids(proc.pid) if proc_state(pid) not in ("Z", None)]
@@ -369,7 +369,6 @@ def group_resume(tmp):
         out = tmp / "ot_term"
         cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + [CLI] + [str(a) for a in args] + ["--out", str(out)]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(1))
-        import time
         t0 = time.time()
         while not (out / "checkpoint.bin").exists() and time.time() - t0 < 60 and p.poll() is None:
             time.sleep(0.02)
@@ -435,7 +434,6 @@ def group_resume(tmp):
         cmd = [MPIEXEC, "-np", "2"] + MPI_FLAGS + [CLI, "run", str(cfg2), "--out", str(out), "--no-plots"]
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_for(1),
                              start_new_session=True)
-        import time
         t0 = time.time()
         while not (out / "checkpoint.bin").exists() and time.time() - t0 < 60 and p.poll() is None:
             time.sleep(0.05)
@@ -450,7 +448,6 @@ def group_resume(tmp):
     def killed_sweep():
         # SIGKILL to every rank once two points have finished; --resume skips the finished points
         # and continues the half-done ones from their checkpoints.
-        import time
         slow = tmp / "slow_sweep.toml"
         slow.write_text(SWEEP.replace("t_end = 1.0", "t_end = 150.0").replace("checkpoint_every = 1", "checkpoint_every = 20"))
         run(["sweep", slow, "--out", tmp / "slow_ref", "--no-plots", "--quiet", "--jobs", "1"])
@@ -474,8 +471,6 @@ def group_resume(tmp):
         # left are stale all the same, and --resume must take the directory as its own. This test
         # process becomes the ranks' subreaper and leaves them unreaped until the resume is done.
         import ctypes
-        import signal
-        import time
         libc = ctypes.CDLL(None, use_errno=True)
         assert libc.prctl(36, 1, 0, 0, 0) == 0, "PR_SET_CHILD_SUBREAPER"
         try:
