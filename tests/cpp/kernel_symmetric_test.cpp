@@ -4,9 +4,12 @@
 // R^d, offsets, beta up to 1000; the fallbacks; thread-count independence.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -190,6 +193,95 @@ TEST(KernelSymmetric, SplitAcrossRanksEqualsOneProcessBitForBit) {
         }
       }
     }
+  }
+  set_num_threads(0);
+}
+
+// Points split across P in-process ranks (lse_reduce_symmetric_split): each rank holds only its
+// rows and gets their lse and out, bit for bit those of one process. n = 33068 (65 tiles of
+// 512, the last short: the single pass runs in waves); 2 and 3 ranks; with and without values;
+// a zero weight takes the fallback (keys streamed through lse_reduce_split_keys). The single
+// pass itself is checked on sampled rows against the general kernel (lse_reduce).
+TEST(KernelSymmetric, PointsSplitAcrossRanksEqualBitForBitAndTheWavesMatchTheGeneralKernel) {
+  Rng rng(22);
+  set_num_threads(1);  // the ranks are threads here
+  const Index n = 33068;
+  EXPECT_TRUE(symmetric_splittable(n, 3, 3));
+  EXPECT_FALSE(symmetric_splittable(32768 - 512, 3, 3));
+  const Matrix y = sphere_points(n, 3, rng), vals3 = random_matrix(n, 3, rng);
+  Vector col = random_matrix(n, 1, rng).col(0) * 0.5;
+  struct Case {
+    Index p;
+    bool zero_weight;
+    int ranks;
+  };
+  for (const Case c : {Case{3, false, 2}, Case{0, false, 3}, Case{3, true, 3}}) {
+    Vector cc = col;
+    if (c.zero_weight) cc[n / 3] = -std::numeric_limits<double>::infinity();
+    const Matrix vals = vals3.leftCols(c.p);
+    const Result one = symmetric(y, cc, vals, 3.0);
+    if (!c.zero_weight) {  // sampled rows against the general kernel
+      std::vector<Index> rows;
+      for (Index i = 0; i < n; i += 997) rows.push_back(i);
+      rows.push_back(n - 1);
+      Matrix u(static_cast<Index>(rows.size()), 3);
+      for (std::size_t r = 0; r < rows.size(); ++r) u.row(static_cast<Index>(r)) = 3.0 * y.row(rows[r]);
+      Vector lse;
+      Matrix out;
+      lse_reduce(u, y, cc, c.p ? vals3 : Matrix(n, 0), lse, out);
+      for (std::size_t r = 0; r < rows.size(); ++r) {
+        EXPECT_NEAR(one.lse[rows[r]], lse[static_cast<Index>(r)], 1e-12 * std::abs(lse[static_cast<Index>(r)]))
+            << "row " << rows[r];
+        for (Index t = 0; t < c.p; ++t)
+          EXPECT_NEAR(one.out(rows[r], t), out(static_cast<Index>(r), t), 1e-12) << "row " << rows[r];
+      }
+    }
+    const std::vector<Range> parts = symmetric_row_parts(n, c.ranks);
+    test::Shared shared(c.ranks);
+    std::vector<Result> got(static_cast<std::size_t>(c.ranks));
+    std::vector<std::thread> ranks;
+    for (int r = 0; r < c.ranks; ++r)
+      ranks.emplace_back([&, r] {
+        test::ThreadCollective comm(shared, r);
+        const Range mine = parts[static_cast<std::size_t>(r)];
+        EXPECT_EQ(mine.first % 512, 0);
+        Result& g = got[static_cast<std::size_t>(r)];
+        g.lse.setConstant(mine.count, std::numeric_limits<double>::quiet_NaN());
+        g.out.setConstant(mine.count, c.p, std::numeric_limits<double>::quiet_NaN());
+        const Matrix ym = y.middleRows(mine.first, mine.count), vm = vals.middleRows(mine.first, mine.count);
+        const Vector cm = cc.segment(mine.first, mine.count);
+        lse_reduce_symmetric_split({ym.data(), cm.data(), c.p ? vm.data() : nullptr, mine.count, 3, c.p, 3.0},
+                                   parts, comm, ReduceOutput{g.lse.data(), c.p ? g.out.data() : nullptr});
+      });
+    for (auto& t : ranks) t.join();
+    for (int r = 0; r < c.ranks; ++r) {
+      const Range mine = parts[static_cast<std::size_t>(r)];
+      const Result& g = got[static_cast<std::size_t>(r)];
+      const std::string what = fmt::format("{} ranks, rank {}, p = {}{}", c.ranks, r, c.p, c.zero_weight ? ", fallback" : "");
+      EXPECT_EQ(std::memcmp(g.lse.data(), one.lse.data() + mine.first, sizeof(double) * mine.count), 0) << what;
+      if (c.p)
+        EXPECT_EQ(std::memcmp(g.out.data(), one.out.data() + mine.first * c.p, sizeof(double) * mine.count * c.p), 0)
+            << what;
+    }
+  }
+  // Parts that are not whole tiles, or rows that are not this process's part, are refused.
+  {
+    test::Shared shared(2);
+    test::ThreadCollective comm(shared, 0);
+    Vector lse(n);
+    EXPECT_TRUE(test::throws_with(
+        [&] {
+          lse_reduce_symmetric_split({y.data(), nullptr, nullptr, 1000, 3, 0, 1.0}, {Range{0, 1000}, Range{1000, n - 1000}},
+                                     comm, ReduceOutput{lse.data()});
+        },
+        "must be the parts of symmetric_row_parts"));
+    const std::vector<Range> parts = symmetric_row_parts(n, 2);
+    EXPECT_TRUE(test::throws_with(
+        [&] {
+          lse_reduce_symmetric_split({y.data(), nullptr, nullptr, parts[0].count - 1, 3, 0, 1.0}, parts, comm,
+                                     ReduceOutput{lse.data()});
+        },
+        "must be the parts of symmetric_row_parts"));
   }
   set_num_threads(0);
 }

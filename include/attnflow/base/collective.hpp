@@ -57,6 +57,7 @@ class Collective {
 // the single-process pass); parts differ by at most one `align` unit. Ascending with part.
 struct Range {
   Index first = 0, count = 0;
+  friend bool operator==(const Range&, const Range&) = default;
 };
 inline Range block_range(Index total, int parts, int part, Index align = 1) {
   const Index units = (total + align - 1) / align;

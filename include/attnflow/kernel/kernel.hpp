@@ -119,6 +119,23 @@ struct SymmetricReduceInput {
 void lse_reduce_symmetric(const SymmetricReduceInput& in, const ReduceOutput& out);
 bool symmetric_fast_path(const SymmetricReduceInput& in);
 
+// The symmetric reduction with the points split across the processes of `comm` (points that
+// outgrow one machine; `attnflow run --split-points`): each process passes only its rows of y,
+// col and vals (in.n = its count; in.comm unused) and gets lse and out for those rows, equal
+// to lse_reduce_symmetric's bit for bit. The parts are symmetric_row_parts(n, processes):
+// whole tiles of the single pass. The tiles go out one at a time in tile order
+// (Collective::broadcast), and each process runs every block of the others' tiles with its
+// own, which is the order in which each of its rows receives its terms in one process: from
+// 64 tiles on (symmetric_splittable; n >= 32768) the single pass runs its blocks
+// in waves that give every row its terms in tile order. Each process evaluates about n^2 / P
+// exponentials (the symmetry saves a factor 2 only within a process): 2 processes take about
+// the time of one. The fallback of lse_reduce_symmetric (weights spread too far, beta < 0) is
+// taken here as lse_reduce_split_keys. Memory O(n (k + p) / P) plus one tile. CPU only.
+std::vector<Range> symmetric_row_parts(Index n, int parts);
+bool symmetric_splittable(Index n, Index k, Index p);
+void lse_reduce_symmetric_split(const SymmetricReduceInput& in, const std::vector<Range>& parts,
+                                const Collective& comm, const ReduceOutput& out);
+
 // Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
 // exposed for the exp-throughput benchmark that defines the kernel's speed limit.
 void exp_inplace(double* x, Index size);
