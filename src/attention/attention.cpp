@@ -49,20 +49,6 @@ void AttentionOptions::validate(Index d_query, Index d_key, Index p) const {
 
 namespace {
 
-// A head's map applied to blocks of kMapBlock rows, each block its own product: a row's result
-// then depends only on its block, which is the same whether a process holds every row or the
-// rows of its part (kernel_row_parts cuts at multiples of 256).
-constexpr Index kMapBlock = 256;
-Matrix apply_map_rows(const Matrix& x, const Matrix& m) {
-  if (m.size() == 0) return x;
-  Matrix out(x.rows(), m.rows());
-  for (Index i = 0; i < x.rows(); i += kMapBlock) {
-    const Index c = std::min(kMapBlock, x.rows() - i);
-    out.middleRows(i, c).noalias() = x.middleRows(i, c) * m.transpose();
-  }
-  return out;
-}
-
 std::vector<AttentionHead> effective_heads(const AttentionOptions& options) {
   std::vector<AttentionHead> heads = options.heads;
   if (heads.empty()) heads.push_back(AttentionHead{{}, {}, {}, {}, options.normalization});

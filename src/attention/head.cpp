@@ -1,12 +1,26 @@
-// The one shape check of an attention head (head.hpp).
+// An attention head: its shape check and its map in blocks of rows (head.hpp).
 #include "attnflow/attention/head.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "attnflow/base/error.hpp"
 
 namespace attnflow {
+
+// Blocks of 256 rows: the multiple of 256 at which kernel_row_parts and symmetric_row_parts cut.
+constexpr Index kMapBlock = 256;
+
+Matrix apply_map_rows(const Matrix& x, const Matrix& m) {
+  if (m.size() == 0) return x;
+  Matrix out(x.rows(), m.rows());
+  for (Index i = 0; i < x.rows(); i += kMapBlock) {
+    const Index c = std::min(kMapBlock, x.rows() - i);
+    out.middleRows(i, c).noalias() = x.middleRows(i, c) * m.transpose();
+  }
+  return out;
+}
 
 namespace {
 

@@ -172,9 +172,9 @@ void Flow::plain_field(double, const Matrix& x, Matrix& dx, bool project) const 
 }
 
 void Flow::check_shape(const Matrix& state) const {
-  if (state.rows() != n_ || state.cols() != state_cols())
+  if (state.rows() != rows_ || state.cols() != state_cols())
     throw std::invalid_argument(fmt::format("{}: state has shape ({}, {}), must be ({}, {})", kFieldsCtx,
-                                            state.rows(), state.cols(), n_, state_cols()));
+                                            state.rows(), state.cols(), rows_, state_cols()));
 }
 
 void Flow::layer(double t, double h, Matrix& state) const {
@@ -218,20 +218,20 @@ Ode Flow::ode() const {
 }
 
 Matrix Flow::initial_state(const Matrix& points) const {
-  if (points.rows() != n_ || points.cols() != d_)
+  if (points.rows() != rows_ || points.cols() != d_)
     throw std::invalid_argument(fmt::format("{}: initial points have shape ({}, {}), must be ({}, {})",
-                                            kFieldsCtx, points.rows(), points.cols(), n_, d_));
+                                            kFieldsCtx, points.rows(), points.cols(), rows_, d_));
   require_finite(kFieldsCtx, "initial points", points);
   if (options_.scheme.scheme != Scheme::none) return scheme_state(points);
   if (options_.sphere) {
-    for (Index i = 0; i < n_; ++i)
+    for (Index i = 0; i < rows_; ++i)
       if (points.row(i).norm() == 0.0)
         throw std::invalid_argument(fmt::format(
-            "{}: initial points row {} is zero, must be non-zero on the sphere", kFieldsCtx, i));
+            "{}: initial points row {} is zero, must be non-zero on the sphere", kFieldsCtx, first_ + i));
   }
   if (options_.kind == FieldKind::kuramoto) {
-    Matrix theta(n_, 1);
-    for (Index i = 0; i < n_; ++i) theta(i, 0) = std::atan2(points(i, 1), points(i, 0));
+    Matrix theta(rows_, 1);
+    for (Index i = 0; i < rows_; ++i) theta(i, 0) = std::atan2(points(i, 1), points(i, 0));
     return theta;
   }
   Matrix x = points;

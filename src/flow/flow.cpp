@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "attnflow/base/collective.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/kernel.hpp"
 #include "attnflow/measure/measure.hpp"
@@ -159,10 +160,38 @@ void FlowOptions::validate(Index n, Index d) const {
   }
 }
 
-Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d) {
+std::string flow_split_refusal(const FlowOptions& o, Index n, Index d, int processes) {
+  if (o.kind != FieldKind::sa && o.kind != FieldKind::usa)
+    return fmt::format("model.kind = \"{}\", must be sa or usa", to_string(o.kind));
+  if (o.kappa > 0.0 && std::isfinite(o.kappa)) return fmt::format("model.kappa = {}, must be 0 (no noise)", o.kappa);
+  const std::vector<Head> one(1);
+  for (const Head& h : o.heads.empty() ? one : o.heads) {
+    const Index k = h.k.size() ? h.k.rows() : d, p = h.v.size() ? h.v.rows() : d;
+    if (k > 16 || p > 16)
+      return fmt::format("a head's key dimension {} and value dimension {}, must be <= 16", k, p);
+  }
+  const Index tiles = (n + 511) / 512;
+  if (!symmetric_splittable(n, 1, 0) || tiles < 2 * static_cast<Index>(processes))
+    return fmt::format("measure.n = {}, must be >= 32768 and >= 1024 per process ({} processes)", n, processes);
+  return "";
+}
+
+Flow::Flow(FlowOptions options, Index n, Index d) : options_(std::move(options)), n_(n), d_(d), rows_(n) {
   options_.validate(n, d);
   options_.weights = normalized_weights(options_.weights, n, kFlowCtx);
   log_w_ = log_weights(options_.weights);
+  if (const SplitRows* sp = options_.split) {
+    const int p = sp->comm ? sp->comm->size() : 0;
+    if (!sp->comm || options_.comm || sp->query_parts != symmetric_row_parts(n, p) || sp->key_parts != sp->query_parts)
+      throw std::invalid_argument(fmt::format(
+          "{}: split tokens over {} parts, must be symmetric_row_parts(n = {}, processes) for queries and keys, "
+          "without comm", kFlowCtx, sp->query_parts.size(), n));
+    if (const std::string why = flow_split_refusal(options_, n, d, p); !why.empty())
+      throw std::invalid_argument(fmt::format("{}: the tokens cannot be split across processes: {}", kFlowCtx, why));
+    first_ = sp->queries().first;
+    rows_ = sp->queries().count;
+    log_w_ = Vector(log_w_.segment(first_, rows_));
+  }
 }
 
 Index Flow::state_cols() const {
@@ -190,11 +219,30 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
   Matrix out;
   for (const Head& h : heads) {
     // s_ij = <u_i, v_j> + col_j with beta folded into the queries u.
-    const Matrix v = apply_map(x, h.k);
-    const Matrix vals = apply_map(x, h.v);
+    const Matrix v = apply_map_rows(x, h.k);
+    const Matrix vals = apply_map_rows(x, h.v);
     const bool symmetric = options_.kind != FieldKind::sinkhorn && same_matrix(h.q, h.k);
-    const Matrix u = symmetric ? Matrix() : Matrix(options_.beta * apply_map(x, h.q));
-    if (options_.kind == FieldKind::sinkhorn) {
+    const Matrix u = symmetric ? Matrix() : Matrix(options_.beta * apply_map_rows(x, h.q));
+    if (const SplitRows* sp = options_.split) {
+      // This process's rows; the others' stream through the kernel (sa, usa).
+      lse.resize(x.rows());
+      out.resize(x.rows(), vals.cols());
+      if (symmetric) {
+        lse_reduce_symmetric_split({v.data(), log_w_.data(), vals.data(), x.rows(), v.cols(), vals.cols(),
+                                    options_.beta},
+                                   sp->key_parts, *sp->comm, ReduceOutput{lse.data(), out.data()});
+      } else {
+        const Index k = v.cols(), p = vals.cols();
+        Matrix table(x.rows(), k + 1 + p);
+        table << v, log_w_, vals;
+        lse_reduce_split_keys(u, table, k, p, sp->key_parts,
+                              [&](Range, const Matrix& rows, Vector& col, Matrix& vv) {
+                                col = rows.col(k);
+                                vv = rows.middleCols(k + 1, p);
+                              },
+                              *sp->comm, lse, out);
+      }
+    } else if (options_.kind == FieldKind::sinkhorn) {
       NormalizationStatus status;
       const Vector col = normalization_offsets(Normalization::sinkhorn, u, v, options_.weights,
                                                options_.weights, options_.sinkhorn, status, options_.comm);
@@ -212,10 +260,10 @@ void Flow::attention_average(const Matrix& x, Matrix& a) const {
     }
     if (options_.kind == FieldKind::usa) {
       // Unnormalized: sum_j w_j e^{s_ij} V x_j = exp(lse_i) * (softmax average).
-      for (Index i = 0; i < out.rows(); ++i) out.row(i) *= usa_scale(options_, i, lse[i]);
+      for (Index i = 0; i < out.rows(); ++i) out.row(i) *= usa_scale(options_, first_ + i, lse[i]);
     }
     if (h.w.size() == 0) a += out;
-    else a.noalias() += out * h.w.transpose();
+    else a += apply_map_rows(out, h.w);
   }
 }
 

@@ -33,6 +33,11 @@ inline Matrix apply_map(const Matrix& x, const Matrix& m) {
   if (m.size() == 0) return x;
   return x * m.transpose();
 }
+// The same product in blocks of 256 rows, each block its own product: a row's result then
+// depends only on its block, the same whether a process holds every row or the rows of its
+// part of points split across processes (parts cut at multiples of 256). The paths that can
+// split their points (attention, flows) map with this one in every case.
+Matrix apply_map_rows(const Matrix& x, const Matrix& m);
 
 // What a user of heads requires of their shapes. -1 = free (set by the head's own matrices).
 struct HeadShape {

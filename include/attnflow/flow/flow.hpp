@@ -20,6 +20,7 @@
 namespace attnflow {
 
 class Collective;  // collective.hpp
+struct SplitRows;  // collective.hpp
 
 // Which velocity field (docs/math.md section 5; "vlasov" is section 4's sum_j w_j F(x, x_j)).
 //   sa        P_x sum_h sum_j softmax_j(beta <Q_h x, K_h x_j> + log w_j) W_h V_h x_j
@@ -98,10 +99,24 @@ struct FlowOptions {
   // otherwise, the Sinkhorn half-steps by rows); every other part runs in full on each. Every
   // process holds the whole state and gets the whole field, bit-identical to one process.
   const Collective* comm = nullptr;
+  // The tokens split across processes (`attnflow run --split-points`; null = every process, or
+  // this one alone, holds them all): this process holds only rows split->queries() of the
+  // state, and its field evaluations stream the others' rows through the kernel
+  // (lse_reduce_symmetric_split where Q = K, lse_reduce_split_keys otherwise), the field of its
+  // rows equal bit for bit to those rows of one process's field. query_parts = key_parts =
+  // symmetric_row_parts(n, processes). Only where flow_splittable() holds. Excludes `comm`.
+  const SplitRows* split = nullptr;
 
   // Throws std::invalid_argument naming the field, "flow: beta = nan, must be finite".
   void validate(Index n, Index d) const;
 };
+
+// Whether a flow of n tokens in dimension d can split its tokens across `processes`
+// (FlowOptions::split); otherwise the reason, naming the option, for an error message
+// ("" when it can): kinds sa and usa, no noise, every head's key and value dimensions <= 16,
+// and n >= 32768 with at least two tiles of the kernel per process (the single pass's order is
+// the split one's from 64 tiles of 512 on: symmetric_splittable).
+std::string flow_split_refusal(const FlowOptions& options, Index n, Index d, int processes);
 
 // The USA field's factor for token `token` whose softmax log-normalizer is `lse`:
 // exp(lse - o.usa_log_shift), or std::runtime_error naming the token when it overflows a
@@ -128,6 +143,7 @@ struct FlowDiagnostics {
 // normalization scheme; initial_state() and positions() convert from and to points (n, d).
 class Flow {
  public:
+  // With options.split the state holds only this process's rows (rows()), n the tokens in all.
   Flow(FlowOptions options, Index n, Index d);
 
   // dstate/dt at (t, state) into dxdt (sized like state). One kernel pass per head. Not for
@@ -159,6 +175,8 @@ class Flow {
   const FlowOptions& options() const { return options_; }
   Index n() const { return n_; }
   Index d() const { return d_; }
+  Index rows() const { return rows_; }    // rows of the state held here (n unless split)
+  Index first_row() const { return first_; }  // the first one's token index
   Index state_cols() const;
   bool noisy() const;
   const FlowDiagnostics& diagnostics() const { return diag_; }
@@ -174,7 +192,8 @@ class Flow {
 
   FlowOptions options_;
   Index n_, d_;
-  Vector log_w_;
+  Index first_ = 0, rows_ = 0;  // the rows held here
+  Vector log_w_;                // of the rows held here
   mutable FlowDiagnostics diag_;
 };
 
