@@ -21,7 +21,7 @@ namespace {
 struct RunArgs {
   std::string config, out;
   std::vector<std::string> sets;
-  bool resume = false, print_default = false, no_plots = false, quiet = false;
+  bool resume = false, print_default = false, no_plots = false, quiet = false, split_points = false;
 };
 
 // Ensembles larger than this print one line of ranges at the end instead of a line per system.
@@ -70,6 +70,7 @@ void run_run(const RunArgs& a) {
   opt.stop_after_checkpoints = stop_after_from_env();
   opt.version = ATTNFLOW_VERSION;
   opt.comm = world();  // mpirun -np P: systems across ranks (cli/distributed.hpp)
+  opt.split_points = a.split_points && opt.comm && opt.comm->size() > 1;
   if (a.quiet) opt.progress = nullptr;
   const RunResult r = run_experiment(rc, cfg.resolved(), opt);
   print_result(r, opt.out_dir);
@@ -92,6 +93,9 @@ void add_run(CLI::App& app) {
   sub->add_flag("--print-default-config", a->print_default, "Print the full default config with comments");
   sub->add_flag("--no-plots", a->no_plots, "Do not call python3 -m attnflow.plot at the end");
   sub->add_flag("--quiet", a->quiet, "No progress lines on stderr");
+  sub->add_flag("--split-points", a->split_points,
+                "Under mpirun, one system (sa or usa, n >= 32768): each rank holds only its rows of the tokens "
+                "(docs/usage/mpi.md); without mpirun it changes nothing");
   add_threads_option(*sub);
   sub->callback([a] {
     install_stop_handlers();  // SIGINT / SIGTERM: checkpoint at the next observation, then stop

@@ -33,7 +33,7 @@ if(ATTNFLOW_HAVE_MPI)
     enable_testing()
     # One CTest entry per group of checks; each runs mpirun itself (tests/mpi/run_mpi_tests.py),
     # with the Debian Python (NumPy) like the pytest entries of tests/CMakeLists.txt.
-    foreach(group sweep ensemble attention ot resume failure)
+    foreach(group sweep ensemble attention ot resume failure split)
       add_test(NAME mpi.${group}
         COMMAND /usr/bin/python3 ${attnflow_root}/tests/mpi/run_mpi_tests.py ${group})
       set_tests_properties(mpi.${group} PROPERTIES TIMEOUT 300 ENVIRONMENT

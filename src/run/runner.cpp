@@ -24,6 +24,7 @@
 #include "attnflow/io/npy.hpp"
 #include "attnflow/run/progress.hpp"
 #include "attnflow/measure/sample.hpp"
+#include "attnflow/kernel/kernel.hpp"
 #include "observables_csv.hpp"
 #include "run_model.hpp"
 
@@ -345,7 +346,9 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     return res;
   }
   write_positions(job.path("final.npy"), e);
-  job.write_summary(summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings));
+  nlohmann::json summary = summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings);
+  summary["points_split"] = false;
+  job.write_summary(summary);
   job.commit();  // summary.json now marks the run finished; checkpoint.bin goes
   if (!rows.empty()) progress.finish(status_text(cfg, rows));
   res.finished = true;
@@ -421,6 +424,33 @@ Observables observables_from(const std::array<double, kObservableCount>& v, bool
   return o;
 }
 
+// One system with its tokens split across the ranks (RunOptions::split_points): this rank's
+// Flow over its rows of the state. Not movable: the Flow refers to `rows`.
+struct SplitSystem {
+  SplitRows rows;
+  std::optional<Flow> flow;
+  Matrix state;  // this rank's rows
+  FlowState fs;
+
+  SplitSystem(const RunConfig& cfg, const Collective& comm) {
+    FlowOptions o = detail::flow_options(cfg, 0);
+    if (current_device().device != Device::cpu)  // after apply_compute: [compute] or --device
+      throw_message("run", "--split-points runs on the CPU: compute.device (or --device) must be cpu");
+    if (const std::string why = flow_split_refusal(o, cfg.n, cfg.d, comm.size()); !why.empty())
+      throw_message("run", fmt::format("--split-points: the tokens cannot be split across {} processes: {}",
+                                       comm.size(), why));
+    const std::vector<Range> parts = symmetric_row_parts(cfg.n, comm.size());
+    rows = SplitRows{&comm, parts, parts};
+    o.split = &rows;
+    flow.emplace(std::move(o), cfg.n, cfg.d);
+    // Every rank forms the initial points and keeps its rows (the sampler draws them in order).
+    state = flow->initial_state(initial_positions(cfg, 0).middleRows(rows.queries().first, rows.queries().count));
+    fs = flow->initial_flow_state(0.0);
+  }
+  SplitSystem(const SplitSystem&) = delete;
+  SplitSystem& operator=(const SplitSystem&) = delete;
+};
+
 RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, const RunOptions& opt,
                           const Collective& comm) {
   const auto start = std::chrono::steady_clock::now();
@@ -443,10 +473,17 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
   // its field's kernel pass split by rows across the ranks (FlowOptions::comm, identical state
   // on every rank after each evaluation); rank 0 alone observes it.
   const bool split_field = cfg.systems == 1;
+  if (opt.split_points && !split_field)
+    throw_invalid("run", "measure.systems", cfg.systems, "1 with --split-points (ensembles split their systems)");
   const Range mine = split_field ? Range{0, 1} : block_range(cfg.systems, comm.size(), comm.rank());
   std::optional<Ensemble> local, all;
-  if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count, split_field ? &comm : nullptr));
+  std::unique_ptr<SplitSystem> split;
+  if (opt.split_points) split = std::make_unique<SplitSystem>(cfg, comm);
+  else if (mine.count > 0) local.emplace(make_ensemble(cfg, mine.first, mine.count, split_field ? &comm : nullptr));
   if (writer) all.emplace(make_ensemble(cfg));
+  res.points_split = split != nullptr;
+  if (split && writer && opt.progress)
+    fmt::print(opt.progress, "{}: tokens split across {} processes\n", opt.label, comm.size());
   Cursor c;
   if (decision == 2) {
     const Checkpoint ck = read_checkpoint(opt.out_dir + "/checkpoint.bin");
@@ -458,9 +495,18 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     }
     require(static_cast<Index>(ck.states.size()) == cfg.systems, "run: checkpoint", "systems", ck.states.size(),
             fmt::format("{} (measure.systems)", cfg.systems));
-    for (Index i = 0; i < mine.count; ++i)
-      local->restore_state(i, ck.states[static_cast<std::size_t>(mine.first + i)],
-                       ck.flow[static_cast<std::size_t>(mine.first + i)]);
+    if (split) {
+      const Range q = split->rows.queries();
+      const Matrix& whole = ck.states[0];
+      require(whole.rows() == cfg.n && whole.cols() == split->state.cols(), "run: checkpoint", "state rows",
+              whole.rows(), fmt::format("{} (measure.n)", cfg.n));
+      split->state = whole.middleRows(q.first, q.count);
+      split->fs = ck.flow[0];
+    } else {
+      for (Index i = 0; i < mine.count; ++i)
+        local->restore_state(i, ck.states[static_cast<std::size_t>(mine.first + i)],
+                             ck.flow[static_cast<std::size_t>(mine.first + i)]);
+    }
   }
   comm.check();  // every rank has its systems (or one failed, and every rank stops)
 
@@ -484,7 +530,10 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
   for (std::int64_t k = c.next_obs; k <= last; ++k) {
     const double t = observation_time(cfg, k);
     std::string record;
-    if (local && split_field && !writer) {
+    if (split) {  // this rank's rows of the state, gathered on rank 0 in rank (= row) order
+      split->flow->advance(split->state, split->fs, t, cfg.integrator);
+      put(record, split->state.data(), static_cast<std::size_t>(split->state.size()));
+    } else if (local && split_field && !writer) {
       local->advance(t);
     } else if (local) {
       const std::vector<Observables> obs = local->advance_observe(t, detail::observe_options(cfg), cfg.clusters);
@@ -496,7 +545,25 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
       rows.clear();
       std::vector<Observables> obs;
       Index s = 0;
-      for (const std::string& part : records) {
+      if (split) {
+        Matrix whole(cfg.n, split->state.cols());
+        Index row = 0;
+        for (const std::string& part : records) {
+          RecordReader r{part};
+          const Index count = static_cast<Index>(part.size() / (sizeof(double) * static_cast<std::size_t>(whole.cols())));
+          if (row + count > whole.rows()) throw std::runtime_error("run: gathered more rows than measure.n");
+          r.get(whole.data() + row * whole.cols(), static_cast<std::size_t>(count * whole.cols()));
+          row += count;
+        }
+        if (row != cfg.n) throw std::runtime_error(fmt::format("run: gathered {} rows, expected {}", row, cfg.n));
+        all->restore_state(0, whole, split->fs);
+        obs = all->observe(detail::observe_options(cfg), cfg.clusters);
+        rows.push_back({t, 0, observable_array(obs[0])});
+        diags[0] = split->flow->diagnostics();
+        s = 1;
+      }
+      const std::vector<std::string> none;
+      for (const std::string& part : split ? none : records) {
         RecordReader r{part};
         while (r.pos < part.size()) {
           std::array<double, kObservableCount> v;
@@ -556,7 +623,9 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     return res;
   }
   write_positions(job->path("final.npy"), *all);
-  job->write_summary(summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings));
+  nlohmann::json summary = summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings);
+  summary["points_split"] = res.points_split;
+  job->write_summary(summary);
   job->commit();
   if (!rows.empty()) progress->finish(status_text(cfg, rows));
   res.finished = true;

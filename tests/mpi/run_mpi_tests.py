@@ -4,7 +4,7 @@ for byte with a single-process run (the reference: no MPI launcher, so MPI is ne
 for 2 ranks and 3 ranks (oversubscribed) at 1 or 2 OpenMP threads per rank; a killed MPI job
 resumed; bad input on one rank reported once, on rank 0, with a non-zero exit and no hang.
 
-Usage: run_mpi_tests.py GROUP  (sweep, ensemble, attention, ot, resume, failure). CTest runs
+Usage: run_mpi_tests.py GROUP  (sweep, ensemble, attention, ot, resume, failure, split). CTest runs
 each group (cmake/mpi.cmake) with ATTNFLOW_CLI = the CLI and MPIEXEC = mpirun. Every mpirun
 runs under a timeout: a hang fails the test instead of blocking the suite."""
 import os
@@ -569,10 +569,85 @@ def group_failure(tmp):
     check("a command that does not distribute is refused once under mpirun -np 2", not_distributed)
 
 
+SPLIT = """
+[measure]
+n = 33000
+d = 3
+seed = 7
+[model]
+kind = "{kind}"
+beta = 3.0
+{heads}[integrate]
+method = "{method}"
+dt = 0.05
+t_end = 0.1
+[observe]
+every = 0.05
+[output]
+checkpoint_every = 1
+snapshots = true
+"""
+
+
+def group_split(tmp):
+    """run --split-points: one system of n = 33000 (65 tiles of 512) whose tokens are split across
+    the ranks, each holding only its rows: SA with Q = K (the symmetric reduction streamed tile by
+    tile) under rk4, USA with two random heads under euler; stopped on 3 ranks and resumed on 2;
+    what cannot split is refused once, naming the option."""
+    import json
+    for kind, heads, method in (("sa", "", "rk4"), ("usa", 'heads = 2\nqkv = "gaussian"\nqkv_seed = 3\n', "euler")):
+        cfg = tmp / f"split_{kind}.toml"
+        cfg.write_text(SPLIT.format(kind=kind, heads=heads, method=method))
+        ref = tmp / f"split_ref_{kind}"
+        run(["run", cfg, "--out", ref, "--no-plots", "--quiet"], threads=2)
+        names = ["observables.csv", "final.npy", "config.toml"] + \
+            sorted(str(p.relative_to(ref)) for p in Path(ref).glob("snapshots/*.npy"))
+        assert len(names) == 6, names
+        for ranks, threads in ((2, 1), (3, 1)):
+            def t(ranks=ranks, threads=threads, cfg=cfg, ref=ref, names=names, kind=kind):
+                out = tmp / f"split_{kind}_p{ranks}"
+                r = run(["run", cfg, "--out", out, "--no-plots", "--split-points"], ranks, threads)
+                same_files(ref, out, names, f"run --split-points ({kind}) -np {ranks}")
+                a = json.loads((ref / "summary.json").read_text())
+                b = json.loads((out / "summary.json").read_text())
+                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
+                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+                assert a["points_split"] is False and b["points_split"] is True, (a["points_split"], b["points_split"])
+                assert f"tokens split across {ranks} processes" in r.stderr, r.stderr
+            check(f"run --split-points ({kind}) -np {ranks} equals one process", t)
+
+    def resumed():
+        cfg, out = tmp / "split_sa.toml", tmp / "split_cut"
+        r = run(["run", cfg, "--out", out, "--no-plots", "--split-points"], 3, 1,
+                {"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "1"}, expect=1)
+        assert r.returncode == 3 and (out / "checkpoint.bin").exists() and not (out / "final.npy").exists(), r.stderr
+        run(["run", cfg, "--out", out, "--no-plots", "--split-points", "--resume"], 2, 1)
+        ref = tmp / "split_ref_sa"
+        same_files(ref, out, ["observables.csv", "final.npy"] +
+                   sorted(str(p.relative_to(ref)) for p in ref.glob("snapshots/*.npy")), "resumed split run")
+    check("run --split-points stopped on 3 ranks, resumed on 2, equals one process", resumed)
+
+    def refused(name, text, expect):
+        cfg = tmp / f"refuse_{name}.toml"
+        cfg.write_text(text)
+        r = run(["run", cfg, "--out", tmp / f"refused_{name}", "--no-plots", "--split-points"], 2, 1, expect=1)
+        errors = [l for l in r.stderr.splitlines() if l.startswith("attnflow: error:")]
+        assert len(errors) == 1 and expect in errors[0], r.stderr
+        assert not (tmp / f"refused_{name}").exists()
+    small = SPLIT.format(kind="sa", heads="", method="euler").replace("n = 33000", "n = 2000")
+    check("run --split-points with n = 2000 is refused once, naming measure.n",
+          lambda: refused("small", small, "measure.n = 2000, must be >= 32768"))
+    check("run --split-points with a Sinkhorn field is refused once, naming model.kind",
+          lambda: refused("sinkhorn", SPLIT.format(kind="sinkhorn", heads="", method="euler"),
+                          'model.kind = "sinkhorn", must be sa or usa'))
+    check("run --split-points with an ensemble is refused once, naming measure.systems",
+          lambda: refused("ensemble", small.replace("n = 2000", "n = 2000\nsystems = 3"), "measure.systems = 3"))
+
+
 def main():
     group = sys.argv[1] if len(sys.argv) > 1 else ""
     groups = {"sweep": group_sweep, "ensemble": group_ensemble, "attention": group_attention, "ot": group_ot,
-              "resume": group_resume, "failure": group_failure}
+              "resume": group_resume, "failure": group_failure, "split": group_split}
     if group not in groups:
         print(f"usage: run_mpi_tests.py {{{','.join(groups)}}}", file=sys.stderr)
         return 2

@@ -56,6 +56,12 @@ struct RunOptions {
   // the returned rows and states are rank 0's only. The ranks read the config and, on a
   // resume, out_dir/checkpoint.bin themselves (a shared file system across machines).
   const Collective* comm = nullptr;
+  // With comm and one system (`attnflow run --split-points`): each process holds only its rows
+  // of the state (FlowOptions::split), instead of the whole state with the kernel passes split.
+  // Rank 0 gathers the rows at each observation to observe and write them (the same files, bit
+  // for bit). Refused, naming the option, where flow_split_refusal() refuses, for an ensemble
+  // and for another device than the CPU.
+  bool split_points = false;
 };
 
 struct RunResult {
@@ -69,6 +75,7 @@ struct RunResult {
   std::vector<ObservationRow> last;     // last observation of each system
   double seconds = 0.0;
   std::string device = "cpu";  // where the kernel's reductions ran (summary.json "device")
+  bool points_split = false;   // the tokens were split across processes (summary.json "points_split")
 };
 
 // Column names of observables.csv: t, system, then observable_names() of observe.hpp
