@@ -434,6 +434,8 @@ struct SplitSystem {
 
   SplitSystem(const RunConfig& cfg, const Collective& comm) {
     FlowOptions o = detail::flow_options(cfg, 0);
+    if (cfg.integrator.method == Method::dopri5)  // its step control needs the whole error
+      throw_invalid("run", "integrate.method", "\"dopri5\"", "euler, residual or rk4 with --split-points");
     if (current_device().device != Device::cpu)  // after apply_compute: [compute] or --device
       throw_message("run", "--split-points runs on the CPU: compute.device (or --device) must be cpu");
     if (const std::string why = flow_split_refusal(o, cfg.n, cfg.d, comm.size()); !why.empty())

@@ -640,6 +640,9 @@ def group_split(tmp):
     check("run --split-points with a Sinkhorn field is refused once, naming model.kind",
           lambda: refused("sinkhorn", SPLIT.format(kind="sinkhorn", heads="", method="euler"),
                           'model.kind = "sinkhorn", must be sa or usa'))
+    check("run --split-points with dopri5 is refused once, naming integrate.method",
+          lambda: refused("dopri5", SPLIT.format(kind="sa", heads="", method="dopri5"),
+                          'integrate.method = "dopri5", must be euler, residual or rk4'))
     check("run --split-points with an ensemble is refused once, naming measure.systems",
           lambda: refused("ensemble", small.replace("n = 2000", "n = 2000\nsystems = 3"), "measure.systems = 3"))
 
