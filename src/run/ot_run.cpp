@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -54,7 +55,9 @@ OtRunSummary run_ot_job(const std::function<OtReport(const OtRequest&)>& solve, 
       writer ? job->progress(Progress::kOpenEnded, opt.progress) : Progress(Progress::kOpenEnded, "ot", nullptr);
   SinkhornOptions& sk = request.sinkhorn;
   sk.on_iteration = [&progress](int it, double eps, double err) {
-    progress.update(it, fmt::format("iteration {}, eps {:.3g}, marginal error {:.3g}", it, eps, err));
+    // NaN: not measured in this iteration (eps-scaling stages and the first iteration).
+    progress.update(it, std::isnan(err) ? fmt::format("iteration {}, eps {:.3g}, marginal error not measured yet", it, eps)
+                                        : fmt::format("iteration {}, eps {:.3g}, marginal error {:.3g}", it, eps, err));
   };
   sk.resume = from ? &*from : nullptr;
   const auto t0 = Clock::now();

@@ -62,6 +62,9 @@ def test_sinkhorn_report_potentials_and_plan(run_cli, data):
     # The plan is a_i b_j exp((f_i + g_j - C_ij) / eps) (potentials in cost units).
     rebuilt = data["a"][:, None] * data["b"][None, :] * np.exp((fpot[:, None] + gpot[None, :] - c) / eps)
     np.testing.assert_allclose(rebuilt, plan, rtol=1e-9, atol=0)
+    # Progress: an iteration whose marginal error is not measured (eps scaling) says so, never "nan".
+    assert "ot: iteration 1, eps " in r.stderr and "marginal error not measured yet" in r.stderr, r.stderr
+    assert "nan" not in r.stderr.lower(), r.stderr
 
 
 def test_exact_matches_brute_force(run_cli, tmp_path):
