@@ -19,11 +19,6 @@ namespace {
 using test::random_matrix;
 using test::random_weights;
 
-bool same_bits(const Matrix& a, const Matrix& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0);
-}
-
 TEST(AttentionSplit, RowsEqualTheWholePointsBitForBit) {
   Rng rng(11);
   const Index n = 700, m = 517;
@@ -53,11 +48,11 @@ TEST(AttentionSplit, RowsEqualTheWholePointsBitForBit) {
           const Matrix mine_vals = vals.middleRows(k.first, k.count);
           const AttentionResult res = attention_split(x.middleRows(q.first, q.count), y.middleRows(k.first, k.count),
                                                       &mine_vals, a, b, cases[c], split);
-          EXPECT_TRUE(same_bits(res.out, whole.out.middleRows(q.first, q.count)))
+          EXPECT_TRUE(test::bit_equal(res.out, whole.out.middleRows(q.first, q.count)))
               << "case " << c << ", " << p << " ranks";
           ASSERT_EQ(res.lse.size(), whole.lse.size());
           for (std::size_t h = 0; h < res.lse.size(); ++h) {
-            EXPECT_TRUE(same_bits(res.lse[h], whole.lse[h].segment(q.first, q.count))) << "case " << c << " head " << h;
+            EXPECT_TRUE(test::bit_equal(res.lse[h], whole.lse[h].segment(q.first, q.count))) << "case " << c << " head " << h;
             EXPECT_EQ(res.status[h].iterations, whole.status[h].iterations);
             EXPECT_EQ(std::memcmp(&res.status[h].marginal_error, &whole.status[h].marginal_error, sizeof(double)), 0);
           }

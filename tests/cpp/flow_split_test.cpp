@@ -21,11 +21,6 @@ namespace {
 
 using test::random_matrix;
 
-bool same_bits(const Matrix& a, const Matrix& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0);
-}
-
 TEST(FlowSplit, RowsOfTheFieldAndOfRk4StepsEqualOneProcessBitForBit) {
   Rng rng(31);
   const Index n = 33068, d = 3;  // 65 tiles of 512, the last short
@@ -66,15 +61,15 @@ TEST(FlowSplit, RowsOfTheFieldAndOfRk4StepsEqualOneProcessBitForBit) {
         const Range q = split.queries();
         ASSERT_EQ(mine.rows(), q.count);
         const Matrix s = mine.initial_state(x0.middleRows(q.first, q.count));
-        EXPECT_TRUE(same_bits(s, s0.middleRows(q.first, q.count))) << "case " << c;
+        EXPECT_TRUE(test::bit_equal(s, s0.middleRows(q.first, q.count))) << "case " << c;
         Matrix f(s.rows(), s.cols());
         mine.field(0.0, s, f);
-        EXPECT_TRUE(same_bits(f, field.middleRows(q.first, q.count))) << "case " << c << ", rank " << r;
+        EXPECT_TRUE(test::bit_equal(f, field.middleRows(q.first, q.count))) << "case " << c << ", rank " << r;
         if (c == 0) {
           Matrix sx = s;
           FlowState fs = mine.initial_flow_state();
           mine.advance(sx, fs, 0.05, rk4);
-          EXPECT_TRUE(same_bits(sx, stepped.middleRows(q.first, q.count))) << "case " << c << ", rank " << r;
+          EXPECT_TRUE(test::bit_equal(sx, stepped.middleRows(q.first, q.count))) << "case " << c << ", rank " << r;
           EXPECT_EQ(fs.integrator.steps, st.integrator.steps);
         }
       });

@@ -22,11 +22,6 @@ using test::random_weights;
 using test::Shared;
 using test::ThreadCollective;
 
-bool same_bits(const Vector& a, const Vector& b) {
-  // (memcmp of an empty vector's null data is undefined behaviour)
-  return a.size() == b.size() && (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0);
-}
-
 TEST(OtDistributed, KernelRowPartsCoverInOrderAtBlockCuts) {
   for (Index total : {0, 1, 4, 5, 255, 256, 257, 260, 261, 517, 700, 1000, 4096, 100003}) {
     for (int parts = 1; parts <= 7; ++parts) {
@@ -66,8 +61,8 @@ TEST(OtDistributed, GibbsRowsEqualThoseRowsOfTheWholePass) {
         for (const Range& r : kernel_row_parts(rows, parts)) {
           if (r.count == 0) continue;
           const TransportCost::Gibbs part = cost.gibbs_rows(transpose, r.first, r.count, h, lw, 0.3, true, v);
-          EXPECT_TRUE(same_bits(part.softmin, whole.softmin.segment(r.first, r.count)));
-          EXPECT_TRUE(same_bits(part.ecost, whole.ecost.segment(r.first, r.count)));
+          EXPECT_TRUE(test::bit_equal(part.softmin, whole.softmin.segment(r.first, r.count)));
+          EXPECT_TRUE(test::bit_equal(part.ecost, whole.ecost.segment(r.first, r.count)));
           if (v) {
             const Matrix rows_of_whole = whole.evals.middleRows(r.first, r.count);
             EXPECT_EQ(std::memcmp(part.evals.data(), rows_of_whole.data(), sizeof(double) * part.evals.size()), 0);
@@ -102,8 +97,8 @@ TEST(OtDistributed, SolveOnRanksEqualsOneProcessBitForBit) {
       });
     for (auto& t : ranks) t.join();
     for (const SinkhornResult& r : res) {
-      EXPECT_TRUE(same_bits(r.f, one.f)) << p << " ranks";
-      EXPECT_TRUE(same_bits(r.g, one.g)) << p << " ranks";
+      EXPECT_TRUE(test::bit_equal(r.f, one.f)) << p << " ranks";
+      EXPECT_TRUE(test::bit_equal(r.g, one.g)) << p << " ranks";
       EXPECT_EQ(r.iterations, one.iterations);
       EXPECT_EQ(std::memcmp(&r.cost, &one.cost, sizeof(double)), 0);
       EXPECT_EQ(std::memcmp(&r.marginal_error, &one.marginal_error, sizeof(double)), 0);
@@ -149,8 +144,8 @@ TEST(OtDistributed, SplitCostRowsEqualTheWholeCostBitForBit) {
             cost.gibbs_rows(transpose, mine.first, mine.count, transpose ? hx : hy, transpose ? lx : ly, 0.3, true);
         const TransportCost::Gibbs ref =
             whole.gibbs_rows(transpose, mine.first, mine.count, transpose ? hx : hy, transpose ? lx : ly, 0.3, true);
-        EXPECT_TRUE(same_bits(part.softmin, ref.softmin)) << p << " ranks, rank " << r;
-        EXPECT_TRUE(same_bits(part.ecost, ref.ecost)) << p << " ranks, rank " << r;
+        EXPECT_TRUE(test::bit_equal(part.softmin, ref.softmin)) << p << " ranks, rank " << r;
+        EXPECT_TRUE(test::bit_equal(part.ecost, ref.ecost)) << p << " ranks, rank " << r;
       }
       // No process holds every point: entries and other processes' rows are refused.
       EXPECT_TRUE(test::throws_with([&] { cost(0, 0); }, "split across"));
@@ -187,8 +182,8 @@ TEST(OtDistributed, SplitSolveEqualsOneProcessBitForBit) {
     });
     for (const OtReport& r : res) {
       EXPECT_TRUE(r.points_split);
-      EXPECT_TRUE(same_bits(r.f, one.f)) << p << " ranks";
-      EXPECT_TRUE(same_bits(r.g, one.g)) << p << " ranks";
+      EXPECT_TRUE(test::bit_equal(r.f, one.f)) << p << " ranks";
+      EXPECT_TRUE(test::bit_equal(r.g, one.g)) << p << " ranks";
       EXPECT_EQ(r.iterations, one.iterations);
       EXPECT_EQ(std::memcmp(&r.cost, &one.cost, sizeof(double)), 0);
       EXPECT_EQ(std::memcmp(&r.objective, &one.objective, sizeof(double)), 0);

@@ -89,10 +89,15 @@ template <typename F>
   return ::testing::AssertionFailure() << "did not throw (expected \"" << text << "\")";
 }
 
-// Bit-for-bit equality: same shape and the same bytes.
+// Bit-for-bit equality: same shape and the same bytes (memcmp of an empty array's null data
+// would be undefined behaviour, hence the size test).
 inline bool bit_equal(const Matrix& a, const Matrix& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0;
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0);
+}
+inline bool bit_equal(const Vector& a, const Vector& b) {
+  return a.size() == b.size() &&
+         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0);
 }
 inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) == 0; }
 
