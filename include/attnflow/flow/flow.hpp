@@ -104,7 +104,7 @@ struct FlowOptions {
   // state, and its field evaluations stream the others' rows through the kernel
   // (lse_reduce_symmetric_split where Q = K, lse_reduce_split_keys otherwise), the field of its
   // rows equal bit for bit to those rows of one process's field. query_parts = key_parts =
-  // symmetric_row_parts(n, processes). Only where flow_splittable() holds. Excludes `comm`.
+  // symmetric_row_parts(n, processes). Only where flow_split_refusal() is empty; not with `comm`.
   const SplitRows* split = nullptr;
 
   // Throws std::invalid_argument naming the field, "flow: beta = nan, must be finite".
