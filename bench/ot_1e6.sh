@@ -10,7 +10,10 @@
 #
 # DIR receives x.npy, y.npy (16 MB each), out/ (f.npy, g.npy, report.json) and one log per
 # segment, log.<date>, with each rank's elapsed time and peak RSS (/usr/bin/time -v). The solve
-# runs niced (it takes hours on a few cores): other work on the machine keeps its speed.
+# runs niced (it takes hours on a few cores): other work on the machine keeps its speed. Under
+# Linux's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled = 1) nice counts only
+# within a session: started in a session of its own (setsid), the job also needs its group
+# niced, `echo 19 > /proc/$PID/autogroup`, or it takes half the machine from the others.
 set -euo pipefail
 dir=${1:?usage: bench/ot_1e6.sh DIR [ranks] [threads]}
 ranks=${2:-2}
