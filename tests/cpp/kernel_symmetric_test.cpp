@@ -200,8 +200,9 @@ TEST(KernelSymmetric, SplitAcrossRanksEqualsOneProcessBitForBit) {
 // Points split across P in-process ranks (lse_reduce_symmetric_split): each rank holds only its
 // rows and gets their lse and out, bit for bit those of one process. n = 33068 (65 tiles of
 // 512, the last short: the single pass runs in waves); 2 and 3 ranks; with and without values;
-// a zero weight takes the fallback (keys streamed through lse_reduce_split_keys). The single
-// pass itself is checked on sampled rows against the general kernel (lse_reduce).
+// a zero weight takes the fallback (keys streamed through lse_reduce_split_keys); the whole
+// points on 2 ranks (the waves' blocks split by tiles). The single pass itself is checked on
+// sampled rows against the general kernel (lse_reduce).
 TEST(KernelSymmetric, PointsSplitAcrossRanksEqualBitForBitAndTheWavesMatchTheGeneralKernel) {
   Rng rng(22);
   set_num_threads(1);  // the ranks are threads here
@@ -234,6 +235,25 @@ TEST(KernelSymmetric, PointsSplitAcrossRanksEqualBitForBitAndTheWavesMatchTheGen
             << "row " << rows[r];
         for (Index t = 0; t < c.p; ++t)
           EXPECT_NEAR(one.out(rows[r], t), out(static_cast<Index>(r), t), 1e-12) << "row " << rows[r];
+      }
+    }
+    if (c.p == 3 && !c.zero_weight) {  // the whole points on every rank (SymmetricReduceInput::comm), in waves
+      test::Shared whole(2);
+      std::vector<Result> got(2);
+      std::vector<std::thread> ranks;
+      for (int r = 0; r < 2; ++r)
+        ranks.emplace_back([&, r] {
+          test::ThreadCollective comm(whole, r);
+          Result& g = got[static_cast<std::size_t>(r)];
+          g.lse.resize(n);
+          g.out.resize(n, 3);
+          lse_reduce_symmetric({y.data(), cc.data(), vals.data(), n, 3, 3, 3.0, &comm},
+                               ReduceOutput{g.lse.data(), g.out.data()});
+        });
+      for (auto& t : ranks) t.join();
+      for (const Result& g : got) {
+        EXPECT_TRUE(test::bit_equal(g.lse, one.lse)) << "whole points on 2 ranks";
+        EXPECT_TRUE(test::bit_equal(g.out, one.out)) << "whole points on 2 ranks";
       }
     }
     const std::vector<Range> parts = symmetric_row_parts(n, c.ranks);
