@@ -10,7 +10,8 @@
 //     entropic OT between uniform measures on x and y, cost |x - y|^2, log-domain Sinkhorn
 //     half-steps f <- |x|^2 - eps lse_j(<x_i, 2 y_j / eps> + (g_j - |y_j|^2) / eps + log b_j)
 //     (and g likewise), stopped when the L1 row-marginal error sum_i a_i |exp((f_i - f'_i) /
-//     eps) - 1| (read off each f half-step) is below tol. Times the whole solve.
+//     eps) - 1| (read off each f half-step) is below tol. Times the whole solve, and prints
+//     "ITER iteration=I error=E seconds=S" after each f half-step (flushed).
 // Each prints one line "RESULT key=value ...".
 #include <cuda_runtime.h>
 
@@ -208,6 +209,10 @@ int sinkhorn(const std::map<std::string, std::string>& a) {
     cd::check(cudaMemcpy(term_h.data(), term, sizeof(T) * n, cudaMemcpyDeviceToHost), "D2H");
     err = 0;
     for (const T t : term_h) err += static_cast<double>(t);  // fixed order
+    // Progress (read by cuda_compare.py when a long solve is stopped by its time limit).
+    std::printf("ITER iteration=%d error=%.6g seconds=%.6g\n", it, err,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::fflush(stdout);
     if (err < tol || it >= max_iter) break;
     half(y, x, colx);  // g from f
     after_half_step<T><<<blocks, threads>>>(n, static_cast<T>(eps), log_w, w, lse, y2, g, coly,

@@ -11,8 +11,10 @@ Rows (inputs made here with a fixed seed and handed to both sides as raw float64
       marginal (read off each f half-step, the same rule on both sides): attnflow (GPU
       half-steps, fp64 and fp32) vs PyTorch online log-domain Sinkhorn (row chunks of
       torch.logsumexp, the n x m matrix never whole).
-  Sinkhorn n = m = 1e6 fp32: attnflow only (PyTorch takes about an hour): --big-iter
-      iterations (default 10), timed per iteration, killed after --big-seconds (0: skipped).
+  Sinkhorn n = m = 1e6 fp32: attnflow only (PyTorch takes about an hour): solved to the same
+      tolerance, at most --big-iter iterations (default 200), stopped after --big-seconds or at
+      the --deadline (0: skipped); a stopped solve reports its iterations, error and time per
+      iteration so far (cuda_bench's ITER lines).
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
 of the dual value <f, a> + <g, b> against PyTorch fp64. attnflow's "identical" = a repeated
 run gave bit-identical output.
@@ -49,17 +51,25 @@ def timed(fn, reps):
     return statistics.median(ts)
 
 
+def parse_kv(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
 def run_bench(bench, *args, timeout=None):
+    """The RESULT line's keys; on a timeout {"timeout": "1"} plus the last ITER line's keys."""
     cmd = [bench, *map(str, args)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"timeout": "1"}
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout or b""
+        out = out.decode(errors="replace") if isinstance(out, bytes) else out
+        iters = [l for l in out.splitlines() if l.startswith("ITER ")]
+        return {"timeout": "1", **(parse_kv(iters[-1]) if iters else {})}
     if p.returncode != 0:
         print(f"FAILED: {' '.join(cmd)}\n{p.stdout}{p.stderr}", file=sys.stderr)
         return {"failed": "1"}
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    return dict(kv.split("=", 1) for kv in line.split()[1:])
+    return parse_kv(line)
 
 
 def dense_attention(x):
@@ -115,15 +125,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path of the cuda_bench program")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")
-    ap.add_argument("--big-seconds", type=float, default=60.0,
+    ap.add_argument("--big-seconds", type=float, default=300.0,
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
+    ap.add_argument("--deadline", type=float, default=0.0,
+                    help="seconds from the start by which this script ends (0: none); the 1e6 "
+                         "solve gets what is left")
     ap.add_argument("--torch-max-iter", type=int, default=100)
-    ap.add_argument("--big-iter", type=int, default=10,
-                    help="iterations of the n = 1e6 fp32 Sinkhorn (timed per iteration)")
+    ap.add_argument("--big-iter", type=int, default=200,
+                    help="most iterations of the n = 1e6 fp32 Sinkhorn")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     ap.add_argument("--torch-device", default="cuda",
                     help="PyTorch's device (cpu only for a dry run of this script)")
     args = ap.parse_args()
+    t_begin = time.perf_counter()
     dev = torch.device(args.torch_device)
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu (dry run)"
     n_att, n_big, n_ot = (2048, 8192, 1000) if args.quick else (16384, 131072, 100000)
@@ -223,17 +237,25 @@ def main():
         x6 = torch.rand(n6, 3, dtype=torch.float64, generator=gen)
         y6 = torch.rand(n6, 3, dtype=torch.float64, generator=gen)
         p6x, p6y = raw(x6, f"{tmp}/x6.bin"), raw(y6, f"{tmp}/y6.bin")
+        limit = args.big_seconds
+        if args.deadline > 0:
+            limit = min(limit, args.deadline - (time.perf_counter() - t_begin) - 5)
+        limit = max(limit, 20.0)
         r = run_bench(args.bench, "sinkhorn", "--n", n6, "--k", 3, "--prec", "f32", "--x", p6x,
                       "--y", p6y, "--eps", eps, "--tol", tol, "--max-iter", args.big_iter,
-                      timeout=args.big_seconds)
+                      timeout=limit)
+        work = f"Sinkhorn n=m={n6} f32 tol {tol:g}"
         if "seconds" in r:
-            its = max(int(r["iterations"]), 1)
-            row(f"Sinkhorn n=m={n6} f32, {its} iterations", "attnflow", float(r["seconds"]), "-",
-                None, "", f"{float(r['seconds']) / its:.3g} s per iteration, err "
-                f"{float(r['error']):.2e} (to 1e-6: about 60 iterations at 1e5)")
+            its = max(int(r.get("iterations", r.get("iteration", "0"))), 1)
+            status = ("solved" if r.get("converged") == "1" else
+                      f"stopped by the {limit:.0f} s limit" if "timeout" in r else
+                      f"not converged in {its} iterations")
+            row(work, "attnflow", float(r["seconds"]), "-", None, "",
+                f"{status}: {its} iterations, {float(r['seconds']) / its:.3g} s per iteration, "
+                f"err {float(r['error']):.2e}")
         else:
-            row(f"Sinkhorn n=m={n6} f32", "attnflow", None, "-", None, "",
-                f"not finished within {args.big_seconds:g} s" if "timeout" in r else "FAILED")
+            row(work, "attnflow", None, "-", None, "",
+                f"no iteration within {limit:.0f} s" if "timeout" in r else "FAILED")
 
     print("\n" + table())
 

@@ -99,7 +99,7 @@ left=$((560 - (SECONDS - t_start)))
 [ $left -lt 60 ] && left=60
 echo "benchmarks get at most $left s"
 PYTHONUNBUFFERED=1 timeout $left python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
-  --out "$out/table.md" "${quick[@]}" >"$out/bench.log" 2>&1
+  --out "$out/table.md" --deadline $((left - 10)) "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"
 [ $rc -ne 0 ] && [ -f "$out/table.md" ] && { echo "(table so far)"; cat "$out/table.md"; }

@@ -25,6 +25,7 @@ def main():
         print(f"RESULT kind=attention n={n} k={k} prec={a['prec']} "
               f"seconds={time.perf_counter() - t0:.6g} chunks=1 identical=1")
     else:
+        print("ITER iteration=0 error=1 seconds=1")
         print(f"RESULT kind=sinkhorn n={n} k={k} prec={a['prec']} seconds=1 iterations=0 "
               f"error=1 dual=1 converged=0")
 
