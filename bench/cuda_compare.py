@@ -1,6 +1,7 @@
 """attnflow's CUDA reduction vs PyTorch on the same GPU, one table.
 
-    python3 bench/cuda_compare.py --bench build-gpu/cuda_bench [--quick] [--big-seconds 60]
+    python3 bench/cuda_compare.py --bench build-gpu/cuda_bench \
+        [--library-bench build-gpu/cuda_library_bench] [--quick] [--deadline S]
 
 Rows (inputs made here with a fixed seed and handed to both sides as raw float64 files):
   attention n = 16384, d = 3: out_i = sum_j softmax_j(<x_i, x_j>) x_j, x ~ N(0, I_3).
@@ -15,6 +16,8 @@ Rows (inputs made here with a fixed seed and handed to both sides as raw float64
       tolerance, at most --big-iter iterations (default 200), stopped after --big-seconds or at
       the --deadline (0: skipped); a stopped solve reports its iterations, error and time per
       iteration so far (cuda_bench's ITER lines).
+With --library-bench, rows "API" time the public calls (attnflow::attention, attnflow::sinkhorn
+after set_device(cuda)) on the same inputs: host copies at every reduction included.
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
 of the dual value <f, a> + <g, b> against PyTorch fp64. attnflow's "identical" = a repeated
 run gave bit-identical output.
@@ -124,6 +127,8 @@ def torch_sinkhorn(x, y, eps, tol, max_iter, chunk):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path of the cuda_bench program")
+    ap.add_argument("--library-bench", default=None,
+                    help="path of cuda_library_bench (rows timing the public API)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")
     ap.add_argument("--big-seconds", type=float, default=300.0,
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
@@ -187,6 +192,14 @@ def main():
         err = float((out - ref).abs().max()) / scale
         row(f"attention n={n_att} d=3 {prec}", "attnflow", float(r["seconds"]), tname, tt,
             f"{err:.2e}", f"identical={r['identical']} chunks={r['chunks']}")
+    if args.library_bench:
+        for prec, tt, tname in (("f64", t64, "dense fp64"), ("f32", ts32, "SDPA fp32")):
+            r = run_bench(args.library_bench, "attention", "--n", n_att, "--prec", prec, "--input", px,
+                          "--reps", 10)
+            row(f"attention n={n_att} d=3 {prec}, API", "attnflow::attention",
+                float(r["seconds"]) if "seconds" in r else None, tname, tt, "",
+                f"device={r.get('device', '?')} identical={r.get('identical', '?')}"
+                if "seconds" in r else "FAILED")
     row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "dense fp32", t32, "", "")
     row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "SDPA fp32", ts32, f"{e_sdpa:.2e}", "")
 
@@ -196,14 +209,18 @@ def main():
     xbg = xb.to(dev)
     tc = timed(lambda: chunked_attention(xbg), 3)
     refb = chunked_attention(xbg)
-    tsb = timed(lambda: sdpa(xbg.float()), 3)
+    try:  # SDPA in fp32 at d = 3 falls back to the math kernel, which materializes n x n
+        tsb = timed(lambda: sdpa(xbg.float()), 3)
+    except torch.OutOfMemoryError:
+        tsb = None
+        torch.cuda.empty_cache()
     r = run_bench(args.bench, "attention", "--n", n_big, "--k", 3, "--prec", "f64", "--input", pb,
                   "--dump", f"{tmp}/outb.bin", "--reps", 5)
     if "seconds" in r:
         out = torch.from_numpy(np.fromfile(f"{tmp}/outb.bin").reshape(n_big, 3)).to(dev)
         err = float((out - refb).abs().max()) / float(xb.abs().max())
         row(f"attention n={n_big} d=3 f64", "attnflow", float(r["seconds"]), "chunked fp64", tc,
-            f"{err:.2e}", f"identical={r['identical']}; SDPA fp32 {tsb:.4g} s")
+            f"{err:.2e}", f"identical={r['identical']}; SDPA fp32 " + (f"{tsb:.4g} s" if tsb else "out of memory"))
     else:
         row(f"attention n={n_big} d=3 f64", "attnflow", None, "chunked fp64", tc, "", "FAILED")
     del refb, xbg
@@ -213,7 +230,7 @@ def main():
     ys = torch.rand(n_ot, 3, dtype=torch.float64, generator=gen)
     pxs, pys = raw(xs, f"{tmp}/x.bin"), raw(ys, f"{tmp}/y.bin")
     chunk = max(1, (1 << 28) // n_ot)
-    duals = {}
+    duals, torch_t = {}, {}
     for prec, dtype in (("f64", torch.float64), ("f32", torch.float32)):
         xd, yd = xs.to(dev, dtype), ys.to(dev, dtype)
         sync()
@@ -221,6 +238,7 @@ def main():
         it, err, dual = torch_sinkhorn(xd, yd, eps, tol, args.torch_max_iter, chunk)
         tt = time.perf_counter() - t0
         duals[prec] = dual
+        torch_t[prec] = tt
         r = run_bench(args.bench, "sinkhorn", "--n", n_ot, "--k", 3, "--prec", prec, "--x", pxs,
                       "--y", pys, "--eps", eps, "--tol", tol, "--max-iter", args.torch_max_iter)
         if "seconds" not in r:
@@ -230,6 +248,20 @@ def main():
         row(f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}", "attnflow", float(r["seconds"]),
             f"online {prec}", tt, f"{rel:.2e}",
             f"iters {r['iterations']} / torch {it}; err {float(r['error']):.2e} / torch {err:.2e}")
+
+    if args.library_bench:
+        for prec, scaling in (("f64", 0), ("f32", 0), ("f64", 1)):
+            r = run_bench(args.library_bench, "sinkhorn", "--n", n_ot, "--prec", prec, "--x", pxs,
+                          "--y", pys, "--eps", eps, "--tol", tol, "--scaling", scaling,
+                          "--max-iter", args.torch_max_iter)
+            work = f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}, API" + (", eps-scaling" if scaling else "")
+            if "seconds" not in r:
+                row(work, "attnflow::sinkhorn", None, f"online {prec}", torch_t[prec], "", "FAILED")
+                continue
+            rel = abs(float(r["dual"]) - duals["f64"]) / abs(duals["f64"])
+            row(work, "attnflow::sinkhorn", float(r["seconds"]), f"online {prec}", torch_t[prec],
+                f"{rel:.2e}", f"iters {r['iterations']}; err {float(r['error']):.2e}; "
+                f"converged={r['converged']}")
 
     # Sinkhorn, n = m = 1e6, fp32, attnflow only.
     if args.big_seconds > 0 and not args.quick:

@@ -5,7 +5,8 @@
 #   unchanged (device = cuda then fails with a clear error, src/kernel/device.cpp).
 # Targets when built: attnflow_cuda (linked into attnflow_kernel, which then defines
 # ATTNFLOW_HAVE_CUDA for device.cpp), cuda_tests (GPU vs CPU, determinism, bad input) and
-# cuda_bench (bench/cuda_bench.cu, driven by bench/cuda_compare.py).
+# cuda_bench (bench/cuda_bench.cu) and cuda_library_bench (bench/cuda_library_bench.cpp: the
+# public API after set_device(cuda)), both driven by bench/cuda_compare.py.
 get_filename_component(attnflow_root ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
 set(ATTNFLOW_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when a CUDA compiler is found), ON or OFF")
 set_property(CACHE ATTNFLOW_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -81,5 +82,8 @@ if(ATTNFLOW_HAVE_CUDA)
   if(ATTNFLOW_BUILD_BENCH)
     add_executable(cuda_bench ${attnflow_root}/bench/cuda_bench.cu)
     target_link_libraries(cuda_bench PRIVATE attnflow_cuda)
+    # The public API (attention, sinkhorn) after set_device(cuda): host copies included.
+    add_executable(cuda_library_bench ${attnflow_root}/bench/cuda_library_bench.cpp)
+    target_link_libraries(cuda_library_bench PRIVATE attnflow_flow)
   endif()
 endif()

@@ -13,6 +13,8 @@
 #   GPU_CHECK_QUICK=1   small benchmark sizes (smoke test of the script)
 #   GPU_CHECK_JOBS=N    build jobs (default: all cores)
 #   GPU_CHECK_ARCH=90   CUDA architectures (default 90: H100 / H200)
+#   GPU_CHECK_DEADLINE=S  end by S seconds (default 560; the benchmarks get what is left)
+#   GPU_CHECK_BIG_SECONDS=S  time limit of the n = 1e6 fp32 Sinkhorn row (default 300; 0 skips it)
 # Device-tool call (docs/usage/gpu.md): command "bash scripts/gpu-check.sh", carry [".gpu-deps"].
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -94,12 +96,13 @@ done
 phase "benchmarks (attnflow CUDA vs PyTorch)"
 quick=()
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && quick=(--quick)
-# Whatever the steps before took, end by 560 s (the device call's limit is 600).
-left=$((560 - (SECONDS - t_start)))
+# Whatever the steps before took, end by the deadline (the device call's limit is 600).
+left=$((${GPU_CHECK_DEADLINE:-560} - (SECONDS - t_start)))
 [ $left -lt 60 ] && left=60
 echo "benchmarks get at most $left s"
 PYTHONUNBUFFERED=1 timeout $left python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
-  --out "$out/table.md" --deadline $((left - 10)) "${quick[@]}" >"$out/bench.log" 2>&1
+  --library-bench "$build/cuda_library_bench" --out "$out/table.md" --deadline $((left - 10)) \
+  --big-seconds "${GPU_CHECK_BIG_SECONDS:-300}" "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"
 [ $rc -ne 0 ] && [ -f "$out/table.md" ] && { echo "(table so far)"; cat "$out/table.md"; }
