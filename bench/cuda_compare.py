@@ -16,6 +16,11 @@ Rows (inputs made here with a fixed seed and handed to both sides as raw float64
       tolerance, at most --big-iter iterations (default 200), stopped after --big-seconds or at
       the --deadline (0: skipped); a stopped solve reports its iterations, error and time per
       iteration so far (cuda_bench's ITER lines).
+With --ensemble-bench, the published phase diagram per d (90 betas x 2048 systems x 300 residual
+steps of n = 32, observed every step): attnflow's batched ensemble on the GPU
+(build-gpu/cuda_ensemble_bench, every beta) vs the published step batched over systems in
+PyTorch on the same card (bench/ensemble_compare.py's torch_run, timed on --torch-betas betas and
+scaled to 90).
 With --library-bench, rows "API" time the public calls (attnflow::attention, attnflow::sinkhorn
 after set_device(cuda)) on the same inputs: host copies at every reduction included.
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
@@ -124,11 +129,49 @@ def torch_sinkhorn(x, y, eps, tol, max_iter, chunk):
     return it, err, dual
 
 
+def phase_rows(args, dev, row):
+    """The published phase diagram per d: attnflow's GPU ensemble (all betas) vs the published
+    step in PyTorch (timed on a few betas, scaled to all)."""
+    saved = dict(os.environ)  # ensemble_compare sets thread variables for its own CPU runs
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import ensemble_compare as ec
+    os.environ.clear()
+    os.environ.update(saved)
+    betas, systems, steps = (2, 256, 20) if args.quick else (90, 2048, 300)
+    for d in args.phase_dims:
+        extra = ["--device", "cpu"] if dev.type == "cpu" else []  # a dry run without a GPU
+        r = run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
+                      *extra)
+        ts = []
+        for k in range(max(1, min(args.torch_betas, betas))):
+            x = torch.randn(systems, ec.N, d, dtype=torch.float64, device=dev,
+                            generator=torch.Generator(device=dev).manual_seed(k))
+            x = x / x.norm(dim=-1, keepdim=True)
+            sync()
+            t0 = time.perf_counter()
+            ec.torch_run(torch, x, steps)
+            sync()
+            ts.append(time.perf_counter() - t0)
+        torch_t = statistics.median(ts) * betas
+        work = f"phase diagram d={d} ({betas} betas x {systems} x {steps} steps)"
+        if "seconds" not in r:
+            row(work, "attnflow ensemble", None, "published step", torch_t, "", "FAILED")
+            continue
+        row(work, "attnflow ensemble", float(r["seconds"]), "published step", torch_t, "",
+            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; PyTorch timed on {len(ts)} betas; "
+            f"p(t_end) {r['p_end']}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path of the cuda_bench program")
     ap.add_argument("--library-bench", default=None,
                     help="path of cuda_library_bench (rows timing the public API)")
+    ap.add_argument("--ensemble-bench", default=None,
+                    help="path of cuda_ensemble_bench (the phase-diagram rows)")
+    ap.add_argument("--phase-dims", type=int, nargs="+", default=[2, 8, 32, 128])
+    ap.add_argument("--torch-betas", type=int, default=3,
+                    help="betas of the published PyTorch step timed per d (scaled to 90)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")
     ap.add_argument("--big-seconds", type=float, default=300.0,
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
@@ -262,6 +305,9 @@ def main():
             row(work, "attnflow::sinkhorn", float(r["seconds"]), f"online {prec}", torch_t[prec],
                 f"{rel:.2e}", f"iters {r['iterations']}; err {float(r['error']):.2e}; "
                 f"converged={r['converged']}")
+
+    if args.ensemble_bench:
+        phase_rows(args, dev, row)
 
     # Sinkhorn, n = m = 1e6, fp32, attnflow only.
     if args.big_seconds > 0 and not args.quick:

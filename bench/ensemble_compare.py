@@ -74,7 +74,7 @@ def numpy_run(x, steps):
 
 
 def torch_run(torch, x, steps):
-    off = ~torch.eye(x.shape[1], dtype=torch.bool)
+    off = ~torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
     p = []
     for _ in range(steps):
         a = torch.softmax(BETA * (x @ x.transpose(1, 2)), dim=-1)

@@ -5,8 +5,9 @@
 #   unchanged (device = cuda then fails with a clear error, src/kernel/device.cpp).
 # Targets when built: attnflow_cuda (linked into attnflow_kernel, which then defines
 # ATTNFLOW_HAVE_CUDA for device.cpp), cuda_tests (GPU vs CPU, determinism, bad input) and
-# cuda_bench (bench/cuda_bench.cu) and cuda_library_bench (bench/cuda_library_bench.cpp: the
-# public API after set_device(cuda)), both driven by bench/cuda_compare.py.
+# cuda_bench (bench/cuda_bench.cu), cuda_library_bench (bench/cuda_library_bench.cpp: the
+# public API after set_device(cuda)) and cuda_ensemble_bench (the phase diagram on the batched
+# ensemble's GPU path), all driven by bench/cuda_compare.py.
 get_filename_component(attnflow_root ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
 set(ATTNFLOW_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (when a CUDA compiler is found), ON or OFF")
 set_property(CACHE ATTNFLOW_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -33,7 +34,7 @@ if(ATTNFLOW_HAVE_CUDA)
   # C++17 for CUDA (CMake < 3.27 knows no C++20 flag for nvcc; the .cu files need 17).
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
-  add_library(attnflow_cuda STATIC ${attnflow_root}/src/cuda/kernel_cuda.cu)
+  add_library(attnflow_cuda STATIC ${attnflow_root}/src/cuda/kernel_cuda.cu ${attnflow_root}/src/cuda/batch_cuda.cu)
   target_include_directories(attnflow_cuda PUBLIC $<BUILD_INTERFACE:${attnflow_root}/src/cuda>)
   # No fast math: the float64 path must agree with the CPU to 1e-12.
   target_compile_options(attnflow_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3>)
@@ -85,5 +86,8 @@ if(ATTNFLOW_HAVE_CUDA)
     # The public API (attention, sinkhorn) after set_device(cuda): host copies included.
     add_executable(cuda_library_bench ${attnflow_root}/bench/cuda_library_bench.cpp)
     target_link_libraries(cuda_library_bench PRIVATE attnflow_flow)
+    # The published phase diagram (one d) on the batched ensemble's GPU path.
+    add_executable(cuda_ensemble_bench ${attnflow_root}/bench/cuda_ensemble_bench.cpp)
+    target_link_libraries(cuda_ensemble_bench PRIVATE attnflow_flow)
   endif()
 endif()

@@ -101,7 +101,8 @@ left=$((${GPU_CHECK_DEADLINE:-560} - (SECONDS - t_start)))
 [ $left -lt 60 ] && left=60
 echo "benchmarks get at most $left s"
 PYTHONUNBUFFERED=1 timeout $left python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
-  --library-bench "$build/cuda_library_bench" --out "$out/table.md" --deadline $((left - 10)) \
+  --library-bench "$build/cuda_library_bench" --ensemble-bench "$build/cuda_ensemble_bench" \
+  --out "$out/table.md" --deadline $((left - 10)) \
   --big-seconds "${GPU_CHECK_BIG_SECONDS:-300}" "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"

@@ -19,4 +19,26 @@ void reduce_host(const double* u, const double* v, const double* col, const doub
                  std::int64_t n, std::int64_t m, std::int64_t k, std::int64_t p, double uscale,
                  double* lse, double* out, bool single);
 
+// The batched ensemble's GPU path (src/cuda/batch_cuda.cu, batch_step.cuh): many systems of n
+// tokens in d dimensions on the sphere, resident on the GPU. Per-system arrays are
+// system-major; states are (systems, n, d) row-major. method: batch_step::Method's values.
+struct BatchSpec {
+  std::int64_t systems = 0, n = 0, d = 0;
+  const double* beta = nullptr;           // (systems)
+  const unsigned char* usa = nullptr;     // (systems) 1: USA, 0: SA
+  const double* usa_shift = nullptr;      // (systems)
+  const double* log_w = nullptr;          // (systems, n)
+  const double* w = nullptr;              // (systems, n)
+};
+// "" when the GPU takes this shape and method (shared memory per block), else why not.
+std::string batch_refusal(std::int64_t n, std::int64_t d, int method);
+void* batch_create(const BatchSpec& spec, const double* states);
+void batch_destroy(void* handle);
+// Runs the steps h[0 .. steps) on every system. Returns 0, or the status of the first failing
+// system (batch_step::kNonFinite | kUsaOverflow) with that system and the step in *system, *step.
+int batch_advance(void* handle, const double* h, int steps, int method, std::int64_t* system, int* step);
+void batch_download(const void* handle, double* states);
+// Per system 5 values (batch_step::observe) into out (systems, 5); beta (systems) the energy's.
+void batch_observe(void* handle, const double* beta, double delta, double* out);
+
 }  // namespace attnflow::cuda_detail

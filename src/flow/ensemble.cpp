@@ -12,7 +12,9 @@
 
 #include <Eigen/QR>
 
+#include "attnflow/kernel/batch_cuda.hpp"
 #include "attnflow/kernel/batch_kernel.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/base/error.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/base/parallel.hpp"
@@ -356,6 +358,122 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_p
     plain_sphere_ = plain_sphere_ && f.options().scheme.scheme == Scheme::none && f.options().sphere;
 }
 
+Ensemble::~Ensemble() = default;
+Ensemble::Ensemble(Ensemble&&) noexcept = default;
+Ensemble& Ensemble::operator=(Ensemble&&) noexcept = default;
+
+namespace {
+BatchStepMethod step_method(Method m) {
+  return m == Method::euler ? BatchStepMethod::euler
+                            : m == Method::residual ? BatchStepMethod::residual : BatchStepMethod::rk4;
+}
+}  // namespace
+
+std::string Ensemble::gpu_refusal() const {
+  if (current_device().device != Device::cuda && !gpu_emulation) return "";
+  if (!(batched && batchable())) return "the systems do not take the batched path (Ensemble::batchable)";
+  if (!plain_sphere_) return "a scheme other than none, or a flow off the sphere";
+  if (flows_[0].options().kind == FieldKind::sinkhorn) return "Sinkhorn fields";
+  if (gpu_emulation) return "";
+  if (!gpu_refusal_) gpu_refusal_ = batch_cuda_refusal(flows_[0].n(), flows_[0].d(), step_method(integrator_.method));
+  return *gpu_refusal_;
+}
+
+bool Ensemble::runs_on_gpu() const {
+  return (current_device().device == Device::cuda || gpu_emulation) && batched && batchable() &&
+         gpu_refusal().empty();
+}
+
+// Every system's state to the GPU (from the CPU lanes, restored coordinates or states_).
+void Ensemble::advance_gpu(double t_end) {
+  if (!gpu_) {
+    release_lanes();
+    sync();  // restored or reduced coordinates become points
+    coords_.clear();
+    const Index n = flows_[0].n(), d = flows_[0].d();
+    BatchCudaSystems sys;
+    sys.n = n;
+    sys.d = d;
+    std::vector<double> states;
+    states.reserve(static_cast<std::size_t>(size() * n * d));
+    for (Index s = 0; s < size(); ++s) {
+      const FlowOptions& o = flows_[s].options();
+      sys.beta.push_back(o.beta);
+      sys.usa.push_back(o.kind == FieldKind::usa ? 1 : 0);
+      sys.usa_shift.push_back(o.usa_log_shift);
+      for (Index i = 0; i < n; ++i) {
+        sys.log_w.push_back(log_w_[static_cast<std::size_t>(s)][i]);
+        sys.w.push_back(o.weights[i]);
+      }
+      const Matrix& x = states_[static_cast<std::size_t>(s)];
+      states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, d)
+    }
+    gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
+  }
+  IntegratorState st = flow_states_[0].integrator;
+  const long steps_before = st.steps;
+  std::vector<double> h, t0;
+  fixed_steps(st, t_end, integrator_, [&](double t, double step) {
+    t0.push_back(t);
+    h.push_back(step);
+  });
+  if (!h.empty()) {
+    const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method));
+    if (f.system >= 0) {
+      const std::size_t k = static_cast<std::size_t>(f.step);
+      gpu_.reset();  // the states are not a point of the flow any more
+      states_stale_ = false;
+      if (f.usa_overflow)
+        throw std::runtime_error(fmt::format(
+            "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
+            "usa_log_shift > 709.78 (beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+            f.system, steps_before + f.step + 1, t0[k] + h[k], flows_[f.system].options().beta));
+      throw std::runtime_error(fmt::format(
+          "integrate: state is not finite after step {} (t = {}, system {}): the field overflowed or the step "
+          "dt is too large for this beta",
+          steps_before + f.step + 1, t0[k] + h[k], f.system));
+    }
+  }
+  for (FlowState& fs : flow_states_) fs.integrator = st;
+  states_stale_ = true;  // the GPU holds the state; sync() downloads it
+}
+
+std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
+  const Index n = flows_[0].n();
+  const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
+  std::vector<double> beta(static_cast<std::size_t>(size())), v;
+  for (Index s = 0; s < size(); ++s) {
+    const FlowOptions& fo = flows_[s].options();
+    beta[static_cast<std::size_t>(s)] = fo.beta > 0.0 ? fo.beta : options.beta;
+  }
+  gpu_->observe(beta, options.delta, v);
+  std::vector<Observables> out(static_cast<std::size_t>(size()));
+  for (Index s = 0; s < size(); ++s) {
+    const double* r = v.data() + 5 * s;
+    Observables& ob = out[static_cast<std::size_t>(s)];
+    ob.t = flow_states_[s].integrator.t;
+    if (!std::isfinite(r[0]))
+      throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
+                                           r[0], s));
+    ob.log_energy = r[0];
+    ob.energy = std::exp(r[0]);
+    const double w2 = flows_[s].options().weights.squaredNorm();
+    ob.mean_cosine = 1.0 - w2 > 0.0 ? (r[4] - w2) / (1.0 - w2) : 1.0;
+    ob.order = r[3];
+    ob.pairs_computed = true;
+    ob.min_cosine = r[1];
+    ob.clustered_pairs = r[2] / pairs;
+    ob.clusters = -1;
+  }
+  return out;
+}
+
+void Ensemble::drop_gpu() const {
+  if (!gpu_) return;
+  sync();
+  gpu_.reset();
+}
+
 
 bool Ensemble::batchable() const {
   if (integrator_.method == Method::dopri5) return false;
@@ -447,6 +565,12 @@ void Ensemble::advance_block(Index b, double t_end) {
 }
 
 void Ensemble::advance(double t_end) {
+  if (runs_on_gpu()) {
+    bool same = true;  // one time grid (the GPU runs one schedule for all systems)
+    for (const FlowState& fs : flow_states_) same = same && same_grid(fs.integrator, flow_states_[0].integrator);
+    if (same) return advance_gpu(t_end);
+  }
+  drop_gpu();
   if (batched && batchable()) return advance_batched(t_end);
   sync();
   lanes_.clear();
@@ -551,7 +675,7 @@ bool Ensemble::observes_batched(const ObserveOptions& options) const {
 
 std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOptions& options, bool clusters) {
   options.validate();
-  if (!(observes_batched(options) && integrator_.method != Method::dopri5)) {
+  if (runs_on_gpu() || !(observes_batched(options) && integrator_.method != Method::dopri5)) {
     advance(t_end);
     return observe(options, clusters);
   }
@@ -568,6 +692,7 @@ std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOp
 
 std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {
   options.validate();
+  if (gpu_ && !clusters && observes_batched(options)) return observe_gpu(options);
   if (observes_batched(options)) return observe_batched(options, clusters);  // positions = state
   sync();  // before the threads: positions() must not refresh states_ concurrently
   std::vector<Observables> out(static_cast<size_t>(size()));
@@ -590,6 +715,18 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
 
 void Ensemble::sync() const {
   if (!states_stale_) return;
+  if (gpu_) {  // the GPU holds every system's state (no lanes, no coordinates)
+    const Index n = flows_[0].n(), d = flows_[0].d();
+    std::vector<double> all;
+    gpu_->download(all);
+    for (Index s = 0; s < size(); ++s) {
+      Matrix& x = states_[static_cast<std::size_t>(s)];
+      x.resize(n, d);
+      std::copy_n(all.data() + s * n * d, n * d, x.data());
+    }
+    states_stale_ = false;
+    return;
+  }
   for (std::size_t b = 0; b < lanes_.size(); ++b)
     if (lanes_[b].size() != 0) scatter_block(static_cast<Index>(b), lanes_[b]);
   for (std::size_t s = 0; s < coords_.size(); ++s)  // restored coordinates not yet in lanes
@@ -678,6 +815,7 @@ Matrix Ensemble::saved_state(Index s) const {
 // Back to per-system storage before one system is replaced: coordinates in lanes move to
 // coords_ as they are (the other systems continue bit for bit), points in lanes to states_.
 void Ensemble::release_lanes() {
+  drop_gpu();
   if (lanes_d_ != flows_[0].d() && !lanes_.empty()) {
     for (Index s = 0; s < size(); ++s) {
       Matrix c = coordinates(s);  // from the lanes (or already in coords_)

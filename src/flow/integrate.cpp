@@ -128,32 +128,43 @@ void fixed_step(const Ode& ode, Matrix& x, double t, double h, Method method) {
   retract(ode, x);
 }
 
+void fixed_steps(IntegratorState& st, double t_end, const IntegratorOptions& o,
+                 const std::function<void(double t, double h)>& step) {
+  require(o.method != Method::dopri5, "integrate", "method", to_string(o.method), "euler, residual or rk4 (fixed steps)");
+  require(t_end >= st.t, "integrate", "t_end", t_end, fmt::format(">= current time {}", st.t));
+  const double eps_t = kArrivalSlack * o.dt;
+  const int evals = o.method == Method::rk4 ? 4 : 1;
+  while (t_end - st.t > eps_t) {
+    if (st.steps >= o.max_steps)
+      throw std::runtime_error(fmt::format("integrate: max_steps = {} reached at t = {}", o.max_steps, st.t));
+    const double t = st.grid_origin + static_cast<double>(st.grid_steps) * o.dt;
+    const double next = st.grid_origin + static_cast<double>(st.grid_steps + 1) * o.dt;
+    double h = o.dt;
+    if (next <= t_end + eps_t) {  // a full grid step (landing on t_end within round-off)
+      ++st.grid_steps;
+      st.t = std::abs(next - t_end) <= eps_t ? t_end : next;
+    } else {  // t_end is off the grid: a shortened step, and a new grid from t_end
+      h = t_end - t;
+      st.grid_origin = t_end;
+      st.grid_steps = 0;
+      st.t = t_end;
+    }
+    ++st.steps;
+    st.evaluations += evals;
+    step(t, h);
+  }
+}
+
 void advance(const Ode& ode, Matrix& x, IntegratorState& st, double t_end,
              const IntegratorOptions& o) {
   o.validate();
   require(t_end >= st.t, "integrate", "t_end", t_end, fmt::format(">= current time {}", st.t));
   const double eps_t = kArrivalSlack * o.dt;
   if (o.method != Method::dopri5) {
-    const int evals = o.method == Method::rk4 ? 4 : 1;
-    while (t_end - st.t > eps_t) {
-      if (st.steps >= o.max_steps)
-        throw std::runtime_error(fmt::format("integrate: max_steps = {} reached at t = {}", o.max_steps, st.t));
-      const double t = st.grid_origin + static_cast<double>(st.grid_steps) * o.dt;
-      const double next = st.grid_origin + static_cast<double>(st.grid_steps + 1) * o.dt;
-      if (next <= t_end + eps_t) {  // a full grid step (landing on t_end within round-off)
-        fixed_step(ode, x, t, o.dt, o.method);
-        ++st.grid_steps;
-        st.t = std::abs(next - t_end) <= eps_t ? t_end : next;
-      } else {  // t_end is off the grid: a shortened step, and a new grid from t_end
-        fixed_step(ode, x, t, t_end - t, o.method);
-        st.grid_origin = t_end;
-        st.grid_steps = 0;
-        st.t = t_end;
-      }
-      ++st.steps;
-      st.evaluations += evals;
+    fixed_steps(st, t_end, o, [&](double t, double h) {
+      fixed_step(ode, x, t, h, o.method);
       check_state(x, st);
-    }
+    });
     return;
   }
   Matrix k[7];

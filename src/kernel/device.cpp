@@ -59,7 +59,8 @@ DeviceSetting current_device() {
 
 std::string device_fallback(bool batched_ensemble) {
   if (current_device().device == Device::cpu || !batched_ensemble) return "";
-  return "the batched ensemble kernel has no GPU version: the ensemble ran on the CPU "
+  return "the batched ensemble ran on the CPU: its GPU path takes SA / USA systems on the sphere (scheme "
+         "none) with euler, residual or rk4 steps and shapes that fit a block's shared memory "
          "(measure.batched = false runs each system through the GPU reduction)";
 }
 

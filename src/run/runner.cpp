@@ -281,7 +281,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
             {"every", cfg.every}, {"batched", e.batched && e.batchable()},
-            {"device_fallback", device_fallback(e.batched && e.batchable())},
+            {"device_fallback", device_fallback(e.batched && e.batchable() && !e.runs_on_gpu())},
             {"per_system_rows", cfg.per_system || cfg.systems == 1},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
             {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},

@@ -1,6 +1,7 @@
 // The process-wide device (set_device, kernel_cuda.hpp) followed end to end on a GPU:
 // attention (softmax, none, sinkhorn), entropic OT (Sinkhorn), a flow and ensembles (per
-// system on the GPU; the batched ensemble kernel on the CPU, device_fallback() saying so)
+// system through the GPU reduction; batched SA / USA systems on the GPU path of batch_cuda.hpp;
+// batched Sinkhorn systems on the CPU, device_fallback() saying so)
 // against the same calls on the CPU, within the documented tolerances (docs/usage/gpu.md):
 // float64 relative 1e-12 on one reduction, 1e-9 after a fixed number of Sinkhorn iterations
 // or a flow's steps (1e-5 where a solve to tolerance stops one iteration apart), float32 1e-4. GPU runs repeat bit for bit. Needs a CUDA device: built where CMake finds a
@@ -135,7 +136,7 @@ TEST_F(DeviceWiring, FlowFollowsTheDevice) {
   }
 }
 
-TEST_F(DeviceWiring, EnsemblesPerSystemOnTheGpuBatchedOnTheCpu) {
+TEST_F(DeviceWiring, EnsemblesPerSystemAndBatchedOnTheGpu) {
   std::vector<FlowOptions> flows;
   std::vector<Matrix> x0;
   for (int k = 0; k < 8; ++k) {
@@ -154,19 +155,111 @@ TEST_F(DeviceWiring, EnsemblesPerSystemOnTheGpuBatchedOnTheCpu) {
       e.advance(1.0);
       std::vector<Matrix> out;
       for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
-      const bool fell_back = batched && e.batchable() && !device_fallback(true).empty();
-      return std::make_pair(out, fell_back);
+      return std::make_pair(out, e.runs_on_gpu());
     });
     EXPECT_FALSE(r.cpu.second);
-    EXPECT_EQ(r.gpu.second, batched);
+    EXPECT_EQ(r.gpu.second, batched);  // the batched systems on the GPU path (batch_cuda.hpp)
     for (size_t k = 0; k < r.cpu.first.size(); ++k) {
-      if (batched)  // the batched kernel has no GPU version: the CPU's bits
-        EXPECT_TRUE(bit_equal(r.gpu.first[k], r.cpu.first[k])) << "system " << k;
-      else
-        EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << "system " << k;
+      EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << "system " << k;
       EXPECT_TRUE(bit_equal(r.gpu.first[k], r.again.first[k])) << "system " << k;
     }
   }
+}
+
+// The batched ensemble's GPU path against its CPU path: SA and USA systems, every fixed-step
+// method, d below, at and above the CPU lanes' coordinate block (and d > n, which the CPU
+// reduces to the span), observed on the way as a run does (advance_observe), then states.
+TEST_F(DeviceWiring, BatchedEnsembleOnTheGpuMatchesTheCpu) {
+  struct Case {
+    Index n, d;
+    Method method;
+  };
+  for (const Case& c : {Case{32, 3, Method::residual}, Case{32, 32, Method::residual}, Case{16, 12, Method::rk4},
+                        Case{12, 40, Method::euler}}) {
+    SCOPED_TRACE(::testing::Message() << "n = " << c.n << ", d = " << c.d << ", " << to_string(c.method));
+    std::vector<FlowOptions> flows;
+    std::vector<Matrix> x0;
+    for (int k = 0; k < 37; ++k) {  // not a multiple of the CPU's lane width
+      FlowOptions o;
+      o.kind = k % 3 == 2 ? FieldKind::usa : FieldKind::sa;
+      o.beta = 0.5 + 0.25 * k;
+      o.usa_log_shift = o.kind == FieldKind::usa ? o.beta : 0.0;
+      flows.push_back(o);
+      x0.push_back(cloud(c.n, c.d, 100 + k).points());
+    }
+    IntegratorOptions io;
+    io.method = c.method;
+    io.dt = 0.1;
+    ObserveOptions oo;
+    oo.delta = 0.05;
+    using Run = std::pair<std::vector<Matrix>, std::vector<Observables>>;
+    const auto r = on_both([&] {
+      Ensemble e(flows, x0, io);
+      e.batched = true;
+      std::vector<Observables> obs;
+      for (double t : {0.3, 1.0, 2.25}) {
+        const std::vector<Observables> o = e.advance_observe(t, oo, false);
+        obs.insert(obs.end(), o.begin(), o.end());
+      }
+      std::vector<Matrix> out;
+      for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
+      EXPECT_EQ(e.runs_on_gpu(), current_device().device == Device::cuda) << e.gpu_refusal();
+      return Run{out, obs};
+    });
+    for (size_t k = 0; k < r.cpu.first.size(); ++k) {
+      EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << "system " << k;
+      EXPECT_TRUE(bit_equal(r.gpu.first[k], r.again.first[k])) << "system " << k;
+    }
+    ASSERT_EQ(r.gpu.second.size(), r.cpu.second.size());
+    for (size_t k = 0; k < r.cpu.second.size(); ++k) {
+      const Observables &g = r.gpu.second[k], &q = r.cpu.second[k], &a = r.again.second[k];
+      EXPECT_EQ(g.t, q.t);
+      EXPECT_NEAR(g.log_energy, q.log_energy, 1e-9 * (1.0 + std::abs(q.log_energy))) << k;
+      EXPECT_NEAR(g.min_cosine, q.min_cosine, 1e-9) << k;
+      EXPECT_NEAR(g.order, q.order, 1e-9) << k;
+      EXPECT_NEAR(g.mean_cosine, q.mean_cosine, 1e-9) << k;
+      // A pair within rounding of the threshold may count on one side only.
+      EXPECT_NEAR(g.clustered_pairs, q.clustered_pairs, 1.0 / (0.5 * c.n * (c.n - 1)) + 1e-15) << k;
+      EXPECT_EQ(g.clusters, -1);
+      EXPECT_EQ(0, std::memcmp(&g.log_energy, &a.log_energy, sizeof(double)));
+      EXPECT_EQ(g.clustered_pairs, a.clustered_pairs);
+    }
+  }
+}
+
+// Cluster counts come from the states on the CPU; Sinkhorn systems stay on the CPU's batched
+// path (the summary's device_fallback says so), with the CPU's bits.
+TEST_F(DeviceWiring, BatchedEnsembleClustersAndSinkhornFallBack) {
+  std::vector<FlowOptions> flows(9);
+  std::vector<Matrix> x0;
+  for (int k = 0; k < 9; ++k) {
+    flows[k].beta = 2.0 + k;
+    x0.push_back(cloud(20, 3, 200 + k).points());
+  }
+  IntegratorOptions io;
+  io.method = Method::residual;
+  io.dt = 0.1;
+  const auto r = on_both([&] {
+    Ensemble e(flows, x0, io);
+    e.batched = true;
+    return e.advance_observe(3.0, ObserveOptions{}, true);
+  });
+  for (size_t k = 0; k < r.cpu.size(); ++k) EXPECT_EQ(r.gpu[k].cluster_sizes, r.cpu[k].cluster_sizes) << k;
+  for (FlowOptions& o : flows) {
+    o.kind = FieldKind::sinkhorn;
+    o.sinkhorn.iterations = 5;
+  }
+  const auto s = on_both([&] {
+    Ensemble e(flows, x0, io);
+    e.batched = true;
+    e.advance(1.0);
+    std::vector<Matrix> out;
+    for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
+    return std::make_pair(out, e.runs_on_gpu() ? std::string("gpu") : device_fallback(true));
+  });
+  EXPECT_FALSE(s.gpu.second.empty());
+  EXPECT_NE(s.gpu.second, "gpu");
+  for (size_t k = 0; k < s.cpu.first.size(); ++k) EXPECT_TRUE(bit_equal(s.gpu.first[k], s.cpu.first[k])) << k;
 }
 
 }  // namespace

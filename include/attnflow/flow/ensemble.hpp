@@ -4,6 +4,8 @@
 // fixed tiles, so results are bit-identical whatever the thread count.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,12 +16,17 @@
 
 namespace attnflow {
 
+class BatchCuda;
+
 class Ensemble {
  public:
   // One flow per system with its initial points (n_s, d_s); systems may differ in every
   // option (beta, kind, size). Throws naming "ensemble: systems" when the lists differ in
   // length or are empty.
   Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_points, IntegratorOptions integrator);
+  ~Ensemble();
+  Ensemble(Ensemble&&) noexcept;
+  Ensemble& operator=(Ensemble&&) noexcept;
 
   // Advances every system to t_end. Systems run in parallel (one thread each) when there are
   // at least as many systems as threads and each has at most parallel_n tokens; otherwise
@@ -49,6 +56,19 @@ class Ensemble {
   // other fields take the per-system path (in parallel across systems).
   bool batchable() const;
   Index batch_n = 512;  // largest n of the batched path (its pair buffer is n^2 W / 2 doubles)
+
+  // The batched path on the GPU (batch_cuda.hpp): with the device cuda (set_device), batched and
+  // batchable() SA / USA systems on the sphere (scheme none) with euler, residual or rk4 steps
+  // stay on the GPU between calls, advance there, and are observed there when no cluster
+  // counts are asked for (those are counted on the CPU from the downloaded states). Results
+  // agree with the CPU path to rounding and repeat bit for bit. Sinkhorn systems, schemes and
+  // shapes the GPU refuses (gpu_refusal()) take the CPU's batched path.
+  bool runs_on_gpu() const;
+  // Why the GPU path does not take these systems ("" when it does or the device is the CPU).
+  std::string gpu_refusal() const;
+  // Tests: the GPU path with its block algorithm run on the host (BatchCuda's emulation),
+  // whatever the device and the build, so the CPU build tests the GPU path's bookkeeping.
+  bool gpu_emulation = false;
 
   Index size() const { return static_cast<Index>(flows_.size()); }
   const Flow& flow(Index s) const { return flows_[s]; }
@@ -118,6 +138,13 @@ class Ensemble {
   bool observes_batched(const ObserveOptions& options) const;
   std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
   void observe_block(Index b, const ObserveOptions& options, bool clusters, std::vector<Observables>& out) const;
+  // The GPU path: gpu_ holds every system's state while it is set (states_ is then refreshed
+  // from it by sync()); released (after a sync) when the CPU path or a new state takes over.
+  mutable std::unique_ptr<BatchCuda> gpu_;
+  mutable std::optional<std::string> gpu_refusal_;  // batch_cuda_refusal, asked once
+  void advance_gpu(double t_end);
+  std::vector<Observables> observe_gpu(const ObserveOptions& options) const;
+  void drop_gpu() const;
 };
 
 // Mean and quantiles of one observable across systems.

@@ -73,6 +73,13 @@ inline constexpr double kArrivalSlack = 1e-9;
 void advance(const Ode& ode, Matrix& x, IntegratorState& state, double t_end,
              const IntegratorOptions& options);
 
+// The fixed-grid steps advance() takes from state.t to t_end (method euler, residual or rk4; not
+// dopri5): for each, state is updated as advance() updates it (grid, t, steps, evaluations),
+// then step(t, h) is called with the step's start time and size. advance() runs its steps
+// through this, and so can engines that take the steps elsewhere (the GPU ensemble) on the same grid.
+void fixed_steps(IntegratorState& state, double t_end, const IntegratorOptions& options,
+                 const std::function<void(double t, double h)>& step);
+
 // One step of size h from (t, x) with a fixed-step method (euler, residual or rk4), retraction
 // included.
 void fixed_step(const Ode& ode, Matrix& x, double t, double h, Method method);

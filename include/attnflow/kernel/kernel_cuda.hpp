@@ -40,7 +40,8 @@ const char* precision_name(Precision precision);
 // set_device checks first (require_device): cuda in a build without the backend or on a machine
 // without a usable GPU throws and leaves the setting unchanged. The CLI's --device, the configs'
 // compute.device and Python's set_device() / device= set it. The batched small-system ensemble
-// kernel (batch_kernel.hpp) has no GPU version: it stays on the CPU (device_fallback()).
+// has its own GPU path (batch_cuda.hpp) for SA / USA systems on the sphere; its other cases stay
+// on the CPU (device_fallback()).
 struct DeviceSetting {
   Device device = Device::cpu;
   Precision precision = Precision::float64;
@@ -48,7 +49,8 @@ struct DeviceSetting {
 void set_device(Device device, Precision precision = Precision::float64);
 DeviceSetting current_device();
 // What a run on the current device computes elsewhere, for summaries: "" on the CPU; with cuda
-// and the batched ensemble path in use, the sentence saying that it ran on the CPU.
+// and the batched ensemble's CPU path in use (Ensemble::runs_on_gpu() false), the sentence saying
+// that it ran on the CPU.
 std::string device_fallback(bool batched_ensemble);
 
 // True when this build has the CUDA backend and a CUDA device is present.

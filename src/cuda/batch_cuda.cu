@@ -1,0 +1,266 @@
+// The batched ensemble's GPU path (host_api.hpp's batch_*): one thread block per system, the
+// block algorithm of batch_step.cuh on the GPU. The states stay on the GPU between calls.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "batch_step.cuh"
+#include "host_api.hpp"
+#include "reduce.cuh"
+
+namespace attnflow::cuda_detail {
+
+namespace {
+
+namespace bs = batch_step;
+
+constexpr int kBatchThreads = 128;
+
+// batch_step's Block on the GPU: a phase is every thread's share, then a barrier.
+struct DeviceBlock {
+  template <class F>
+  __device__ void run(F f) {
+    f(static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x));
+    __syncthreads();
+  }
+  __device__ void flag_or(int* p, int v) { atomicOr(p, v); }
+  __device__ int read(const int* p) { return *static_cast<const volatile int*>(p); }
+};
+
+struct Params {
+  int n = 0, d = 0;
+  const double* beta = nullptr;
+  const unsigned char* usa = nullptr;
+  const double* usa_shift = nullptr;
+  const double* log_w = nullptr;
+  const double* w = nullptr;
+  double* states = nullptr;
+};
+
+__device__ bs::System system_of(const Params& p, std::int64_t s) {
+  bs::System sys;
+  sys.n = p.n;
+  sys.d = p.d;
+  sys.beta = p.beta[s];
+  sys.usa = p.usa[s] != 0;
+  sys.usa_shift = p.usa_shift[s];
+  sys.log_w = p.log_w + s * p.n;
+  sys.w = p.w + s * p.n;
+  return sys;
+}
+
+// The block's system state from global into shared memory (rows stride(d) apart).
+__device__ void load_state(const Params& p, std::int64_t s, double* x) {
+  const int n = p.n, d = p.d, ds = bs::stride(d);
+  const double* st = p.states + s * n * d;
+  for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
+    const int i = idx / d, k = idx - i * d;
+    x[i * ds + k] = st[idx];
+  }
+}
+
+__global__ void __launch_bounds__(kBatchThreads)
+advance_kernel(Params p, const double* __restrict__ h, int steps, int method, int* __restrict__ status,
+               int* __restrict__ failed, unsigned long long* __restrict__ first_failure) {
+  extern __shared__ __align__(16) double smem[];
+  __shared__ int flag;
+  const std::int64_t s = blockIdx.x;
+  const bs::Method m = static_cast<bs::Method>(method);
+  if (threadIdx.x == 0) flag = 0;
+  const bs::System sys = system_of(p, s);
+  const bs::Shared sh = bs::carve(smem, &flag, p.n, p.d, m);
+  load_state(p, s, sh.x);
+  __syncthreads();
+  DeviceBlock b;
+  int at = -1;
+  const int code = bs::advance(b, sys, sh, h, steps, m, &at);
+  const int n = p.n, d = p.d, ds = bs::stride(d);
+  double* st = p.states + s * n * d;
+  for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
+    const int i = idx / d, k = idx - i * d;
+    st[idx] = sh.x[i * ds + k];
+  }
+  if (threadIdx.x == 0) {
+    status[s] = code;
+    failed[s] = at;
+    if (code != 0) atomicMin(first_failure, static_cast<unsigned long long>(s));
+  }
+}
+
+__global__ void __launch_bounds__(kBatchThreads)
+observe_kernel(Params p, const double* __restrict__ beta, const double* __restrict__ log_two_beta, double delta,
+               double* __restrict__ out) {
+  extern __shared__ __align__(16) double smem[];
+  __shared__ int flag;
+  const std::int64_t s = blockIdx.x;
+  if (threadIdx.x == 0) flag = 0;
+  const bs::System sys = system_of(p, s);
+  const bs::Shared sh = bs::carve(smem, &flag, p.n, p.d, bs::Method::residual);
+  load_state(p, s, sh.x);
+  __syncthreads();
+  DeviceBlock b;
+  bs::observe(b, sys, sh, beta[s], log_two_beta[s], delta, out + 5 * s);
+}
+
+template <typename T>
+T* upload(const T* src, std::size_t count, const char* what) {
+  T* dst = nullptr;
+  check(cudaMalloc(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
+  if (count) check(cudaMemcpy(dst, src, sizeof(T) * count, cudaMemcpyHostToDevice), what);
+  return dst;
+}
+
+template <typename T>
+T* alloc(std::size_t count, const char* what) {
+  T* dst = nullptr;
+  check(cudaMalloc(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
+  return dst;
+}
+
+std::size_t shared_bytes(std::int64_t n, std::int64_t d, bs::Method m) {
+  return sizeof(double) * bs::shared_doubles(static_cast<int>(n), static_cast<int>(d), m);
+}
+
+int max_shared_bytes() {
+  int v = 0;
+  check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0), "cudaDeviceGetAttribute");
+  return v - static_cast<int>(sizeof(int)) - 64;  // the static flag and some slack
+}
+
+struct Batch {
+  std::int64_t systems = 0, n = 0, d = 0;
+  Params p;
+  int* status = nullptr;
+  int* failed = nullptr;
+  unsigned long long* first_failure = nullptr;  // the lowest failing system (or ~0)
+  std::vector<double> obs_beta_host;            // the betas last uploaded for observe
+  double* h = nullptr;
+  std::size_t h_size = 0;
+  double* obs_beta = nullptr;
+  double* obs_ltb = nullptr;
+  double* obs = nullptr;
+  std::vector<void*> owned;
+  ~Batch() {
+    for (void* q : owned) cudaFree(q);
+  }
+};
+
+}  // namespace
+
+std::string batch_refusal(std::int64_t n, std::int64_t d, int method) {
+  if (n < 2 || d < 1) return "n = " + std::to_string(n) + ", d = " + std::to_string(d) + " (needs n >= 2, d >= 1)";
+  std::string reason;
+  if (!device_usable(&reason)) return "no usable CUDA device (" + reason + ")";
+  const std::size_t need = shared_bytes(n, d, static_cast<bs::Method>(method));
+  const int have = max_shared_bytes();
+  if (need > static_cast<std::size_t>(have))
+    return "n = " + std::to_string(n) + ", d = " + std::to_string(d) + " needs " + std::to_string(need) +
+           " bytes of shared memory per system, the GPU has " + std::to_string(have);
+  return "";
+}
+
+void* batch_create(const BatchSpec& spec, const double* states) {
+  auto* b = new Batch;
+  try {
+    b->systems = spec.systems;
+    b->n = spec.n;
+    b->d = spec.d;
+    const auto S = static_cast<std::size_t>(spec.systems), N = static_cast<std::size_t>(spec.n),
+               D = static_cast<std::size_t>(spec.d);
+    auto keep = [&](auto* q) {  // freed with the batch
+      b->owned.push_back(q);
+      return q;
+    };
+    b->p.n = static_cast<int>(spec.n);
+    b->p.d = static_cast<int>(spec.d);
+    b->p.beta = keep(upload(spec.beta, S, "cudaMalloc (batch beta)"));
+    b->p.usa = keep(upload(spec.usa, S, "cudaMalloc (batch usa)"));
+    b->p.usa_shift = keep(upload(spec.usa_shift, S, "cudaMalloc (batch usa shift)"));
+    b->p.log_w = keep(upload(spec.log_w, S * N, "cudaMalloc (batch log weights)"));
+    b->p.w = keep(upload(spec.w, S * N, "cudaMalloc (batch weights)"));
+    b->p.states = keep(upload(states, S * N * D, "cudaMalloc (batch states)"));
+    b->status = keep(alloc<int>(S, "cudaMalloc (batch status)"));
+    b->failed = keep(alloc<int>(S, "cudaMalloc (batch status)"));
+    b->first_failure = keep(alloc<unsigned long long>(1, "cudaMalloc (batch status)"));
+    b->obs_beta = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
+    b->obs_ltb = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
+    b->obs = keep(alloc<double>(5 * S, "cudaMalloc (batch observe)"));
+  } catch (...) {
+    delete b;
+    throw;
+  }
+  return b;
+}
+
+void batch_destroy(void* handle) { delete static_cast<Batch*>(handle); }
+
+int batch_advance(void* handle, const double* h, int steps, int method, std::int64_t* system, int* step) {
+  auto* b = static_cast<Batch*>(handle);
+  *system = -1;
+  *step = -1;
+  if (steps <= 0 || b->systems == 0) return 0;
+  const auto m = static_cast<bs::Method>(method);
+  if (static_cast<std::size_t>(steps) > b->h_size) {
+    if (b->h) {
+      check(cudaFree(b->h), "cudaFree");
+      b->owned.erase(std::find(b->owned.begin(), b->owned.end(), static_cast<void*>(b->h)));
+    }
+    b->h = nullptr;
+    check(cudaMalloc(&b->h, sizeof(double) * static_cast<std::size_t>(steps)), "cudaMalloc (batch steps)");
+    b->owned.push_back(b->h);
+    b->h_size = static_cast<std::size_t>(steps);
+  }
+  check(cudaMemcpy(b->h, h, sizeof(double) * static_cast<std::size_t>(steps), cudaMemcpyHostToDevice),
+        "cudaMemcpy (batch steps)");
+  const std::size_t smem = shared_bytes(b->n, b->d, m);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "cudaFuncSetAttribute");
+  check(cudaMemset(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemset (batch status)");
+  advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(b->p, b->h, steps, method, b->status,
+                                                                               b->failed, b->first_failure);
+  check(cudaGetLastError(), "advance_kernel launch");
+  unsigned long long first = 0;
+  check(cudaMemcpy(&first, b->first_failure, sizeof first, cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
+  if (first >= static_cast<unsigned long long>(b->systems)) return 0;
+  int status = 0, failed = -1;
+  check(cudaMemcpy(&status, b->status + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
+  check(cudaMemcpy(&failed, b->failed + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
+  *system = static_cast<std::int64_t>(first);
+  *step = failed;
+  return status;
+}
+
+void batch_download(const void* handle, double* states) {
+  const auto* b = static_cast<const Batch*>(handle);
+  const std::size_t count = static_cast<std::size_t>(b->systems * b->n * b->d);
+  if (count) check(cudaMemcpy(states, b->p.states, sizeof(double) * count, cudaMemcpyDeviceToHost), "cudaMemcpy (batch states)");
+}
+
+void batch_observe(void* handle, const double* beta, double delta, double* out) {
+  auto* b = static_cast<Batch*>(handle);
+  const auto S = static_cast<std::size_t>(b->systems);
+  if (S == 0) return;
+  if (b->obs_beta_host.size() != S || !std::equal(beta, beta + S, b->obs_beta_host.begin())) {
+    std::vector<double> ltb(S);
+    for (std::size_t s = 0; s < S; ++s)  // log(2 beta) without overflowing 2 beta (batch_kernel.hpp)
+      ltb[s] = std::isfinite(2.0 * beta[s]) ? std::log(2.0 * beta[s]) : std::log(2.0) + std::log(beta[s]);
+    check(cudaMemcpy(b->obs_beta, beta, sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
+    check(cudaMemcpy(b->obs_ltb, ltb.data(), sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
+    b->obs_beta_host.assign(beta, beta + S);
+  }
+  const std::size_t smem = shared_bytes(b->n, b->d, bs::Method::residual);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(observe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "cudaFuncSetAttribute");
+  observe_kernel<<<static_cast<unsigned>(S), kBatchThreads, smem>>>(b->p, b->obs_beta, b->obs_ltb, delta, b->obs);
+  check(cudaGetLastError(), "observe_kernel launch");
+  check(cudaMemcpy(out, b->obs, sizeof(double) * 5 * S, cudaMemcpyDeviceToHost), "cudaMemcpy (batch observe)");
+}
+
+}  // namespace attnflow::cuda_detail

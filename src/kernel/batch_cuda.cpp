@@ -1,0 +1,172 @@
+// BatchCuda (batch_cuda.hpp): forwards to the CUDA backend (src/cuda/batch_cuda.cu) when it is
+// compiled in (ATTNFLOW_HAVE_CUDA, cmake/cuda.cmake); refuses otherwise.
+#include "attnflow/kernel/batch_cuda.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "attnflow/base/error.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"
+#include "cuda/batch_step.cuh"
+#ifdef ATTNFLOW_HAVE_CUDA
+#include "host_api.hpp"
+#endif
+
+namespace attnflow {
+
+namespace {
+
+namespace bs = batch_step;
+
+// What the GPU kernels of src/cuda/batch_cuda.cu do for block s, on the host: the system's
+// state into a block's shared-memory layout, the block algorithm, and back.
+struct HostSystem {
+  bs::System sys;
+  std::vector<double> smem;
+  int flag = 0;
+  bs::Shared sh;
+  HostSystem(const BatchCudaSystems& b, Index s, bs::Method m) {
+    sys.n = static_cast<int>(b.n);
+    sys.d = static_cast<int>(b.d);
+    sys.beta = b.beta[static_cast<std::size_t>(s)];
+    sys.usa = b.usa[static_cast<std::size_t>(s)] != 0;
+    sys.usa_shift = b.usa_shift[static_cast<std::size_t>(s)];
+    sys.log_w = b.log_w.data() + s * b.n;
+    sys.w = b.w.data() + s * b.n;
+    smem.assign(bs::shared_doubles(sys.n, sys.d, m), 0.0);
+    sh = bs::carve(smem.data(), &flag, sys.n, sys.d, m);
+  }
+  void load(const double* x) {
+    for (int i = 0; i < sys.n; ++i)
+      for (int k = 0; k < sys.d; ++k) sh.x[i * bs::stride(sys.d) + k] = x[i * sys.d + k];
+  }
+  void store(double* x) const {
+    for (int i = 0; i < sys.n; ++i)
+      for (int k = 0; k < sys.d; ++k) x[i * sys.d + k] = sh.x[i * bs::stride(sys.d) + k];
+  }
+};
+
+double log_two_beta_of(double beta) {
+  return std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
+}
+
+}  // namespace
+
+std::string batch_cuda_refusal(Index n, Index d, BatchStepMethod method) {
+#ifdef ATTNFLOW_HAVE_CUDA
+  return cuda_detail::batch_refusal(n, d, static_cast<int>(method));
+#else
+  (void)n;
+  (void)d;
+  (void)method;
+  return no_cuda_backend_message();
+#endif
+}
+
+BatchCuda::BatchCuda(const BatchCudaSystems& sys, const std::vector<double>& states, bool emulate)
+    : systems_(static_cast<Index>(sys.beta.size())), n_(sys.n), d_(sys.d), emulate_(emulate) {
+  const auto S = static_cast<std::size_t>(systems_), N = static_cast<std::size_t>(n_);
+  if (sys.usa.size() != S || sys.usa_shift.size() != S || sys.log_w.size() != S * N || sys.w.size() != S * N ||
+      states.size() != S * N * static_cast<std::size_t>(d_))
+    throw std::invalid_argument("BatchCuda: the per-system arrays and the states must hold systems = " +
+                                std::to_string(systems_) + " entries (times n = " + std::to_string(n_) +
+                                ", d = " + std::to_string(d_) + ")");
+  if (emulate_) {
+    host_ = sys;
+    states_ = states;
+    return;
+  }
+#ifdef ATTNFLOW_HAVE_CUDA
+  cuda_detail::BatchSpec spec;
+  spec.systems = systems_;
+  spec.n = n_;
+  spec.d = d_;
+  spec.beta = sys.beta.data();
+  spec.usa = sys.usa.data();
+  spec.usa_shift = sys.usa_shift.data();
+  spec.log_w = sys.log_w.data();
+  spec.w = sys.w.data();
+  handle_ = cuda_detail::batch_create(spec, states.data());
+#else
+  throw std::invalid_argument(no_cuda_backend_message());
+#endif
+}
+
+BatchCuda::~BatchCuda() {
+#ifdef ATTNFLOW_HAVE_CUDA
+  if (handle_ && !emulate_) cuda_detail::batch_destroy(handle_);
+#endif
+}
+
+BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method) {
+  Failure f;
+  if (emulate_) {
+    const auto m = static_cast<bs::Method>(method);
+    for (Index s = 0; s < systems_ && !h.empty(); ++s) {
+      HostSystem hs(host_, s, m);
+      double* x = states_.data() + s * n_ * d_;
+      hs.load(x);
+      bs::HostBlock b;
+      int at = -1;
+      const int status = bs::advance(b, hs.sys, hs.sh, h.data(), static_cast<int>(h.size()), m, &at);
+      hs.store(x);
+      if (status != 0 && f.system < 0) {
+        f.system = s;
+        f.step = at;
+        f.non_finite = (status & bs::kNonFinite) != 0;
+        f.usa_overflow = (status & bs::kUsaOverflow) != 0;
+      }
+    }
+    return f;
+  }
+#ifdef ATTNFLOW_HAVE_CUDA
+  std::int64_t system = -1;
+  int step = -1;
+  const int status =
+      cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method), &system, &step);
+  if (status != 0) {
+    f.system = static_cast<Index>(system);
+    f.step = step;
+    f.non_finite = (status & 1) != 0;
+    f.usa_overflow = (status & 2) != 0;
+  }
+#else
+  (void)h;
+  (void)method;
+#endif
+  return f;
+}
+
+void BatchCuda::download(std::vector<double>& states) const {
+  states.resize(static_cast<std::size_t>(systems_ * n_ * d_));
+  if (emulate_) {
+    states = states_;
+    return;
+  }
+#ifdef ATTNFLOW_HAVE_CUDA
+  cuda_detail::batch_download(handle_, states.data());
+#endif
+}
+
+void BatchCuda::observe(const std::vector<double>& beta, double delta, std::vector<double>& out) const {
+  if (beta.size() != static_cast<std::size_t>(systems_))
+    throw std::invalid_argument("BatchCuda::observe: beta must hold one value per system");
+  out.resize(static_cast<std::size_t>(5 * systems_));
+  if (emulate_) {
+    for (Index s = 0; s < systems_; ++s) {
+      HostSystem hs(host_, s, bs::Method::residual);
+      hs.load(states_.data() + s * n_ * d_);
+      bs::HostBlock b;
+      const double bt = beta[static_cast<std::size_t>(s)];
+      bs::observe(b, hs.sys, hs.sh, bt, log_two_beta_of(bt), delta, out.data() + 5 * s);
+    }
+    return;
+  }
+#ifdef ATTNFLOW_HAVE_CUDA
+  cuda_detail::batch_observe(handle_, beta.data(), delta, out.data());
+#else
+  (void)delta;
+#endif
+}
+
+}  // namespace attnflow

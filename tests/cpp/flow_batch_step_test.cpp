@@ -1,0 +1,240 @@
+// The GPU path of the batched ensemble (src/cuda/batch_step.cuh, one system per thread block)
+// run on the host: each phase's threads one after the other (HostBlock), in several orders
+// and partitions, against the CPU ensemble (Ensemble, batched and per system). This is the
+// arithmetic the GPU runs; tests/cuda/device_wiring_test.cpp checks the GPU itself.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../../src/cuda/batch_step.cuh"
+#include "attnflow/flow/ensemble.hpp"
+#include "attnflow/flow/flow.hpp"
+#include "attnflow/measure/measure.hpp"
+#include "attnflow/measure/sample.hpp"
+#include "test_util.hpp"
+
+namespace attnflow {
+namespace {
+
+namespace bs = batch_step;
+
+using HostBlock = bs::HostBlock;  // a phase's threads one after the other, either order
+
+struct Emulated {
+  Matrix x;
+  double obs[5] = {};
+  int status = 0, failed = -1;
+};
+
+// One system through the block algorithm: the steps h, then the pair observables.
+Emulated emulate(const FlowOptions& o, const Matrix& x0, const std::vector<double>& h, bs::Method m, HostBlock b,
+                 double obs_beta, double delta) {
+  const int n = static_cast<int>(x0.rows()), d = static_cast<int>(x0.cols());
+  const Vector lw = log_weights(o.weights);
+  bs::System sys;
+  sys.n = n;
+  sys.d = d;
+  sys.beta = o.beta;
+  sys.usa = o.kind == FieldKind::usa;
+  sys.usa_shift = o.usa_log_shift;
+  sys.log_w = lw.data();
+  sys.w = o.weights.data();
+  std::vector<double> smem(bs::shared_doubles(n, d, m), std::nan(""));  // uninitialized: NaN
+  int flag = 0;
+  const bs::Shared sh = bs::carve(smem.data(), &flag, n, d, m);
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < d; ++k) sh.x[i * bs::stride(d) + k] = x0(i, k);
+  Emulated e;
+  e.status = bs::advance(b, sys, sh, h.data(), static_cast<int>(h.size()), m, &e.failed);
+  e.x.resize(n, d);
+  for (int i = 0; i < n; ++i)
+    for (int k = 0; k < d; ++k) e.x(i, k) = sh.x[i * bs::stride(d) + k];
+  const double ltb = std::isfinite(2.0 * obs_beta) ? std::log(2.0 * obs_beta) : std::log(2.0) + std::log(obs_beta);
+  bs::observe(b, sys, sh, obs_beta, ltb, delta, e.obs);
+  return e;
+}
+
+double rel(const Matrix& a, const Matrix& b) { return (a - b).cwiseAbs().maxCoeff() / b.cwiseAbs().maxCoeff(); }
+
+struct Case {
+  Index n, d;
+  Method method;
+};
+
+bs::Method to_step(Method m) {
+  return m == Method::euler ? bs::Method::euler : m == Method::residual ? bs::Method::residual : bs::Method::rk4;
+}
+
+// SA and USA systems with several betas and uneven weights (one of them 0), integrated to
+// t = 1.2 in steps of 0.1 (and a last shortened step), then observed.
+TEST(FlowBatchStep, HostEmulationOfTheGpuBlockMatchesTheCpuEnsemble) {
+  for (const Case& c : {Case{7, 3, Method::euler}, Case{7, 3, Method::residual}, Case{7, 3, Method::rk4},
+                        Case{9, 12, Method::rk4}, Case{6, 10, Method::residual}, Case{32, 32, Method::residual}}) {
+    SCOPED_TRACE(::testing::Message() << "n = " << c.n << ", d = " << c.d << ", method " << to_string(c.method));
+    std::vector<FlowOptions> flows;
+    std::vector<Matrix> x0;
+    for (int s = 0; s < 5; ++s) {
+      FlowOptions o;
+      o.kind = s % 2 == 0 ? FieldKind::sa : FieldKind::usa;
+      o.beta = 0.5 + 1.5 * s;
+      o.usa_log_shift = o.kind == FieldKind::usa ? o.beta : 0.0;
+      Vector w = Vector::Ones(c.n);
+      for (Index i = 0; i < c.n; ++i) w[i] += 0.3 * static_cast<double>(i % 3);
+      if (s == 3) w[1] = 0.0;
+      o.weights = w / w.sum();
+      flows.push_back(o);
+      Rng rng(7, static_cast<std::uint64_t>(s));
+      x0.push_back(sample_sphere(c.n, c.d, rng));
+    }
+    IntegratorOptions io;
+    io.method = c.method;
+    io.dt = 0.1;
+    ObserveOptions oo;
+    oo.delta = 0.05;
+    Ensemble cpu(flows, x0, io);
+    cpu.batched = true;
+    ASSERT_TRUE(cpu.batchable());
+    cpu.advance(1.25);
+    const std::vector<Observables> ob = cpu.observe(oo, false);
+    std::vector<double> h(12, 0.1);
+    h.push_back(1.25 - (0.0 + 12 * 0.1));  // the schedule of advance(): 12 grid steps, then 0.05
+    for (Index s = 0; s < cpu.size(); ++s) {
+      const FlowOptions& fo = cpu.flow(s).options();
+      const Emulated e = emulate(fo, x0[s], h, to_step(c.method), HostBlock{64, false}, fo.beta, oo.delta);
+      EXPECT_EQ(e.status, 0);
+      EXPECT_LE(rel(e.x, cpu.state(s)), 1e-12) << "system " << s;
+      const double pairs = 0.5 * static_cast<double>(c.n) * static_cast<double>(c.n - 1);
+      EXPECT_NEAR(e.obs[0], ob[s].log_energy, 1e-12 * (1.0 + std::abs(ob[s].log_energy)));
+      EXPECT_NEAR(e.obs[1], ob[s].min_cosine, 1e-12);
+      EXPECT_EQ(e.obs[2] / pairs, ob[s].clustered_pairs);
+      EXPECT_NEAR(e.obs[3], ob[s].order, 1e-12);
+      const double w2 = fo.weights.squaredNorm();
+      EXPECT_NEAR((e.obs[4] - w2) / (1.0 - w2), ob[s].mean_cosine, 1e-12);
+      // Any partition of the block's work and any order of its threads: the same bits.
+      for (const HostBlock b : {HostBlock{1, false}, HostBlock{7, true}, HostBlock{128, true}}) {
+        const Emulated f = emulate(fo, x0[s], h, to_step(c.method), b, fo.beta, oo.delta);
+        EXPECT_TRUE(test::bit_equal(f.x, e.x));
+        EXPECT_EQ(0, std::memcmp(f.obs, e.obs, sizeof e.obs));
+      }
+    }
+  }
+}
+
+// Status: a USA scale beyond e^709.78 is reported (the CPU path throws there), and a state
+// that stops being finite is reported with the step after which it happened.
+TEST(FlowBatchStep, HostEmulationReportsOverflowAndNonFiniteStates) {
+  FlowOptions o;
+  o.kind = FieldKind::usa;
+  o.beta = 800.0;  // lse about beta on the sphere: e^{800} overflows without a shift
+  o.weights = Vector::Constant(4, 0.25);
+  Rng rng(3, 0);
+  const Matrix x0 = sample_sphere(4, 3, rng);
+  const Emulated e = emulate(o, x0, {0.1, 0.1}, bs::Method::euler, HostBlock{32, false}, o.beta, 1e-3);
+  EXPECT_TRUE(e.status & bs::kUsaOverflow);
+  EXPECT_EQ(e.failed, 0);
+  FlowOptions sa;
+  sa.beta = 1.0;
+  sa.weights = Vector::Constant(4, 0.25);
+  Matrix bad = x0;
+  bad(2, 1) = std::nan("");
+  const Emulated f = emulate(sa, bad, {0.1, 0.1, 0.1}, bs::Method::residual, HostBlock{32, false}, 1.0, 1e-3);
+  EXPECT_TRUE(f.status & bs::kNonFinite);
+  EXPECT_EQ(f.failed, 0);
+}
+
+// The ensemble's GPU path with its blocks emulated on the host (Ensemble::gpu_emulation):
+// advance_observe, states, a replaced state, cluster counts (from the downloaded states), a
+// saved and restored ensemble (bit for bit the uninterrupted one), d > n (which the CPU
+// reduces to the span) and a USA overflow, against the CPU's batched path.
+TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) {
+  for (const Index d : {Index{3}, Index{14}}) {
+    SCOPED_TRACE(::testing::Message() << "d = " << d);
+    const Index n = 10;
+    std::vector<FlowOptions> flows;
+    std::vector<Matrix> x0;
+    for (int s = 0; s < 11; ++s) {
+      FlowOptions o;
+      o.kind = s % 4 == 1 ? FieldKind::usa : FieldKind::sa;
+      o.beta = 1.0 + 0.7 * s;
+      o.usa_log_shift = o.kind == FieldKind::usa ? o.beta : 0.0;
+      flows.push_back(o);
+      Rng rng(11, static_cast<std::uint64_t>(s));
+      x0.push_back(sample_sphere(n, d, rng));
+    }
+    IntegratorOptions io;
+    io.method = Method::rk4;
+    io.dt = 0.1;
+    ObserveOptions oo;
+    oo.delta = 0.02;
+    Ensemble cpu(flows, x0, io), emu(flows, x0, io);
+    cpu.batched = emu.batched = true;
+    emu.gpu_emulation = true;
+    EXPECT_FALSE(cpu.runs_on_gpu());
+    EXPECT_TRUE(emu.runs_on_gpu()) << emu.gpu_refusal();
+    for (double t : {0.3, 1.05}) {
+      const auto a = cpu.advance_observe(t, oo, false), b = emu.advance_observe(t, oo, false);
+      for (Index s = 0; s < cpu.size(); ++s) {
+        EXPECT_EQ(b[s].t, a[s].t);
+        EXPECT_NEAR(b[s].log_energy, a[s].log_energy, 1e-12 * (1.0 + std::abs(a[s].log_energy)));
+        EXPECT_NEAR(b[s].min_cosine, a[s].min_cosine, 1e-12);
+        EXPECT_EQ(b[s].clustered_pairs, a[s].clustered_pairs);
+        EXPECT_NEAR(b[s].order, a[s].order, 1e-12);
+        EXPECT_EQ(b[s].clusters, -1);
+      }
+    }
+    for (Index s = 0; s < cpu.size(); ++s) {
+      EXPECT_LE(rel(emu.state(s), cpu.state(s)), 1e-12);
+      EXPECT_TRUE(test::bit_equal(emu.positions(s), emu.state(s)));
+      EXPECT_TRUE(test::bit_equal(emu.saved_state(s), emu.state(s)));  // the points, never coordinates
+      EXPECT_EQ(emu.flow_state(s).integrator.steps, cpu.flow_state(s).integrator.steps);
+    }
+    // A replaced state: the GPU copy is dropped and uploaded again at the next advance.
+    Rng rng(99, 0);
+    const Matrix fresh = sample_sphere(n, d, rng);
+    cpu.set_state(4, fresh, cpu.flow_state(4));
+    emu.set_state(4, fresh, emu.flow_state(4));
+    cpu.advance(2.0);
+    emu.advance(2.0);
+    for (Index s = 0; s < cpu.size(); ++s) EXPECT_LE(rel(emu.state(s), cpu.state(s)), 1e-12) << "system " << s;
+    // Cluster counts: from the states on the CPU.
+    const auto ca = cpu.observe(oo, true), cb = emu.observe(oo, true);
+    for (Index s = 0; s < cpu.size(); ++s) EXPECT_EQ(cb[s].cluster_sizes, ca[s].cluster_sizes);
+    // Saved and restored into a new ensemble: it continues bit for bit.
+    Ensemble resumed(flows, x0, io);
+    resumed.batched = true;
+    resumed.gpu_emulation = true;
+    for (Index s = 0; s < emu.size(); ++s) resumed.restore_state(s, emu.saved_state(s), emu.flow_state(s));
+    emu.advance(2.6);
+    resumed.advance(2.6);
+    for (Index s = 0; s < emu.size(); ++s) EXPECT_TRUE(test::bit_equal(resumed.state(s), emu.state(s)));
+    // The CPU's saved state (coordinates and basis where it reduces the span) restores too.
+    Ensemble from_cpu(flows, x0, io);
+    from_cpu.batched = true;
+    from_cpu.gpu_emulation = true;
+    for (Index s = 0; s < cpu.size(); ++s) from_cpu.restore_state(s, cpu.saved_state(s), cpu.flow_state(s));
+    cpu.advance(2.6);
+    from_cpu.advance(2.6);
+    for (Index s = 0; s < cpu.size(); ++s) EXPECT_LE(rel(from_cpu.state(s), cpu.state(s)), 1e-12);
+  }
+  // A USA scale beyond e^709.78 stops both paths with the same kind of error.
+  FlowOptions o;
+  o.kind = FieldKind::usa;
+  o.beta = 800.0;
+  Rng rng(5, 0);
+  for (bool emulate : {false, true}) {
+    Ensemble e({o, o}, {sample_sphere(6, 3, rng), sample_sphere(6, 3, rng)}, IntegratorOptions{});
+    e.batched = true;
+    e.gpu_emulation = emulate;
+    try {
+      e.advance(0.05);
+      ADD_FAILURE() << "no overflow reported";
+    } catch (const std::runtime_error& err) {
+      EXPECT_NE(std::string(err.what()).find("usa field overflows"), std::string::npos) << err.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attnflow
