@@ -50,11 +50,11 @@ struct System {
 ATTNFLOW_HD inline int stride(int d) { return d + 1; }
 
 // Doubles of shared memory one block uses: the point matrices (x, a; rk4 also the stage point
-// and the sum of the stages), the n x n score matrix and 4 n per-row scalars.
+// and the sum of the stages), the n x n score matrix and 5 n per-row scalars.
 ATTNFLOW_HD inline std::size_t shared_doubles(int n, int d, Method m) {
   const std::size_t nd = static_cast<std::size_t>(n) * static_cast<std::size_t>(stride(d));
   const std::size_t mats = m == Method::rk4 ? 4 : 2;
-  return mats * nd + static_cast<std::size_t>(n) * static_cast<std::size_t>(n) + 4 * static_cast<std::size_t>(n);
+  return mats * nd + static_cast<std::size_t>(n) * static_cast<std::size_t>(n) + 5 * static_cast<std::size_t>(n);
 }
 
 ATTNFLOW_HD inline bool finite(double v) { return v - v == 0.0; }  // false for inf and NaN
@@ -83,6 +83,7 @@ struct Shared {
   double* lse;  // (n) log row sums
   double* r0;   // (n) per-row scratch
   double* r1;   // (n) per-row scratch
+  double* r2;   // (n) per-row scratch
   int* flag;    // status (or'ed), read by every thread after a phase
 };
 
@@ -100,6 +101,7 @@ ATTNFLOW_HD inline Shared carve(double* base, int* flag, int n, int d, Method m)
   sh.lse = rest + n;
   sh.r0 = rest + 2 * n;
   sh.r1 = rest + 3 * n;
+  sh.r2 = rest + 4 * n;
   sh.flag = flag;
   return sh;
 }
@@ -128,23 +130,29 @@ template <class Block>
 ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const double* p, double* a, bool project) {
   const int n = sys.n, d = sys.d, ds = stride(d);
   gram(b, sys, p, sh.s);
-  b.run([&](int tid, int nt) {  // row i: weights e^{s_ij - m_i} in place, 1 / z_i and lse_i
+  // Row i's softmax weights e^{s_ij - m_i} in place (s_ij = beta <p_i, p_j> + log w_j, m_i its
+  // maximum), 1 / z_i and lse_i: the entries' phases use every thread, the rows' one thread a row.
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) sh.s[idx] = sys.beta * sh.s[idx] + sys.log_w[idx % n];
+  });
+  b.run([&](int tid, int nt) {
     for (int i = tid; i < n; i += nt) {
-      double* si = sh.s + i * n;
+      const double* si = sh.s + i * n;
       double m = -INFINITY;
-      for (int j = 0; j < n; ++j) {
-        const double v = sys.beta * si[j] + sys.log_w[j];
-        si[j] = v;
-        m = v > m ? v : m;
-      }
+      for (int j = 0; j < n; ++j) m = si[j] > m ? si[j] : m;
+      sh.lse[i] = m;
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) sh.s[idx] = exp(sh.s[idx] - sh.lse[idx / n]);
+  });
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      const double* si = sh.s + i * n;
       double z = 0.0;
-      for (int j = 0; j < n; ++j) {
-        const double e = exp(si[j] - m);
-        si[j] = e;
-        z += e;
-      }
+      for (int j = 0; j < n; ++j) z += si[j];
       sh.rz[i] = 1.0 / z;
-      sh.lse[i] = m + log(z);
+      sh.lse[i] += log(z);
     }
   });
   b.run([&](int tid, int nt) {  // a_ik = (sum_j e_ij p_jk) / z_i
@@ -275,17 +283,9 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
                          double delta, double* out) {
   const int n = sys.n, d = sys.d, ds = stride(d);
   gram(b, sys, sh.x, sh.s);
-  b.run([&](int tid, int nt) {  // row i: its energy terms (max-shifted), min cosine, links
+  b.run([&](int tid, int nt) {  // row i: |x_i|, min cosine and links over j > i
     for (int i = tid; i < n; i += nt) {
       const double* si = sh.s + i * n;
-      double m = -INFINITY;
-      for (int j = 0; j < n; ++j) {
-        const double v = beta * si[j] + sys.log_w[i] + sys.log_w[j];
-        m = v > m ? v : m;
-      }
-      double z = 0.0;  // a row of weight 0 (m = -inf) adds nothing
-      if (m > -INFINITY)
-        for (int j = 0; j < n; ++j) z += exp(beta * si[j] + sys.log_w[i] + sys.log_w[j] - m);
       double minc = INFINITY, links = 0.0;
       const double ri = sqrt(si[i]);
       for (int j = i + 1; j < n; ++j) {
@@ -293,8 +293,7 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
         minc = c < minc ? c : minc;
         if (si[j] > 1.0 - delta) links += 1.0;
       }
-      sh.rz[i] = m;  // free in this pass
-      sh.lse[i] = z;
+      sh.rz[i] = ri;
       sh.r0[i] = minc;
       sh.r1[i] = links;
     }
@@ -305,19 +304,49 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
       for (int i = 0; i < n; ++i) {
         const double wx = sys.w[i] * sh.x[i * ds + k];
         o += wx;
-        md += wx / sqrt(sh.s[i * n + i]);
+        md += wx / sh.rz[i];
       }
       sh.a[k] = o;  // the field buffer is free in this pass
       sh.a[ds + k] = md;
     }
   });
+  // The energy terms beta <x_i, x_j> + log w_i + log w_j, row i's maximum m_i, e^{term - m_i}
+  // (0 in a row of weight 0, m_i = -inf) and their row sums z_i.
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) {
+      const int i = idx / n, j = idx - i * n;
+      sh.s[idx] = beta * sh.s[idx] + sys.log_w[i] + sys.log_w[j];
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      const double* si = sh.s + i * n;
+      double m = -INFINITY;
+      for (int j = 0; j < n; ++j) m = si[j] > m ? si[j] : m;
+      sh.lse[i] = m;
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) {
+      const double m = sh.lse[idx / n];
+      sh.s[idx] = m > -INFINITY ? exp(sh.s[idx] - m) : 0.0;
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      const double* si = sh.s + i * n;
+      double z = 0.0;
+      for (int j = 0; j < n; ++j) z += si[j];
+      sh.r2[i] = z;
+    }
+  });
   b.run([&](int tid, int) {
     if (tid != 0) return;
     double m = -INFINITY;
-    for (int i = 0; i < n; ++i) m = sh.rz[i] > m ? sh.rz[i] : m;
+    for (int i = 0; i < n; ++i) m = sh.lse[i] > m ? sh.lse[i] : m;
     double z = 0.0, minc = INFINITY, links = 0.0;
     for (int i = 0; i < n; ++i) {
-      if (sh.lse[i] > 0.0) z += sh.lse[i] * exp(sh.rz[i] - m);
+      if (sh.r2[i] > 0.0) z += sh.r2[i] * exp(sh.lse[i] - m);
       minc = sh.r0[i] < minc ? sh.r0[i] : minc;
       links += sh.r1[i];
     }
