@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.hpp"
 #include "reduce.cuh"
 
 namespace cd = attnflow::cuda_detail;
@@ -34,21 +35,12 @@ namespace cd = attnflow::cuda_detail;
 namespace {
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> a;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    if (key.rfind("--", 0) != 0) throw std::invalid_argument("cuda_bench: bad argument " + key);
-    a[key.substr(2)] = argv[i + 1];
-  }
-  return a;
+  return attnflow::bench::parse_args(argc, argv, 2, "cuda_bench");
 }
 
 std::string get(const std::map<std::string, std::string>& a, const std::string& key,
                 const std::string& fallback = "") {
-  auto it = a.find(key);
-  if (it != a.end()) return it->second;
-  if (fallback.empty()) throw std::invalid_argument("cuda_bench: --" + key + " is required");
-  return fallback;
+  return attnflow::bench::arg(a, key, fallback, "cuda_bench");
 }
 
 std::vector<double> read_raw(const std::string& path, std::size_t count) {

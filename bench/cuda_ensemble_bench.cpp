@@ -19,31 +19,21 @@
 #include "attnflow/flow/ensemble.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/measure/sample.hpp"
+#include "bench_args.hpp"
 
 namespace {
 
 using namespace attnflow;
 
-std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key.rfind("--", 0) != 0) throw std::invalid_argument("cuda_ensemble_bench: bad argument " + key);
-    a[key.substr(2)] = argv[i + 1];
-  }
-  return a;
-}
-
 std::string get(const std::map<std::string, std::string>& a, const std::string& key, const std::string& fallback) {
-  const auto it = a.find(key);
-  return it != a.end() ? it->second : fallback;
+  return attnflow::bench::arg(a, key, fallback, "cuda_ensemble_bench");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    const auto a = parse(argc, argv);
+    const auto a = attnflow::bench::parse_args(argc, argv, 1, "cuda_ensemble_bench");
     const Index d = std::stoll(get(a, "d", "32")), systems = std::stoll(get(a, "systems", "2048"));
     const int betas = std::stoi(get(a, "betas", "90")), steps = std::stoi(get(a, "steps", "300"));
     const Index n = 32;

@@ -28,6 +28,7 @@
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/ot/ot.hpp"
+#include "bench_args.hpp"
 
 namespace {
 
@@ -36,20 +37,11 @@ using attnflow::Matrix;
 using Clock = std::chrono::steady_clock;
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> a;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    if (key.rfind("--", 0) != 0) throw std::invalid_argument("cuda_library_bench: bad argument " + key);
-    a[key.substr(2)] = argv[i + 1];
-  }
-  return a;
+  return attnflow::bench::parse_args(argc, argv, 2, "cuda_library_bench");
 }
 
 std::string get(const std::map<std::string, std::string>& a, const std::string& key, const std::string& fallback = "") {
-  const auto it = a.find(key);
-  if (it != a.end()) return it->second;
-  if (fallback.empty()) throw std::invalid_argument("cuda_library_bench: --" + key + " is required");
-  return fallback;
+  return attnflow::bench::arg(a, key, fallback, "cuda_library_bench");
 }
 
 Matrix read_points(const std::string& path, Index n) {

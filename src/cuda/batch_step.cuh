@@ -124,6 +124,35 @@ ATTNFLOW_HD void gram(Block& b, const System& sys, const double* p, double* s) {
   });
 }
 
+// Rows of the n x n matrix s: m_i = max_j s_ij into m, s_ij <- e^{s_ij - m_i} (0 in a row whose
+// maximum is -inf) and z_i = sum_j s_ij (j ascending) into z. The entries' phase uses every
+// thread, the rows' one thread a row.
+template <class Block>
+ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      const double* si = s + i * n;
+      double mi = -INFINITY;
+      for (int j = 0; j < n; ++j) mi = si[j] > mi ? si[j] : mi;
+      m[i] = mi;
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) {
+      const double mi = m[idx / n];
+      s[idx] = mi > -INFINITY ? exp(s[idx] - mi) : 0.0;
+    }
+  });
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      const double* si = s + i * n;
+      double zi = 0.0;
+      for (int j = 0; j < n; ++j) zi += si[j];
+      z[i] = zi;
+    }
+  });
+}
+
 // a_i = sum_j softmax_j(beta <p_i, p_j> + log w_j) p_j (USA: times e^{lse_i - shift}); with
 // project, minus <p_i, a_i> p_i (the tangent projection at p_i).
 template <class Block>
@@ -131,28 +160,15 @@ ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const doub
   const int n = sys.n, d = sys.d, ds = stride(d);
   gram(b, sys, p, sh.s);
   // Row i's softmax weights e^{s_ij - m_i} in place (s_ij = beta <p_i, p_j> + log w_j, m_i its
-  // maximum), 1 / z_i and lse_i: the entries' phases use every thread, the rows' one thread a row.
+  // maximum), 1 / z_i and lse_i = m_i + log z_i.
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) sh.s[idx] = sys.beta * sh.s[idx] + sys.log_w[idx % n];
   });
+  exp_rows(b, n, sh.s, sh.lse, sh.r2);
   b.run([&](int tid, int nt) {
     for (int i = tid; i < n; i += nt) {
-      const double* si = sh.s + i * n;
-      double m = -INFINITY;
-      for (int j = 0; j < n; ++j) m = si[j] > m ? si[j] : m;
-      sh.lse[i] = m;
-    }
-  });
-  b.run([&](int tid, int nt) {
-    for (int idx = tid; idx < n * n; idx += nt) sh.s[idx] = exp(sh.s[idx] - sh.lse[idx / n]);
-  });
-  b.run([&](int tid, int nt) {
-    for (int i = tid; i < n; i += nt) {
-      const double* si = sh.s + i * n;
-      double z = 0.0;
-      for (int j = 0; j < n; ++j) z += si[j];
-      sh.rz[i] = 1.0 / z;
-      sh.lse[i] += log(z);
+      sh.rz[i] = 1.0 / sh.r2[i];
+      sh.lse[i] += log(sh.r2[i]);
     }
   });
   b.run([&](int tid, int nt) {  // a_ik = (sum_j e_ij p_jk) / z_i
@@ -318,28 +334,7 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
       sh.s[idx] = beta * sh.s[idx] + sys.log_w[i] + sys.log_w[j];
     }
   });
-  b.run([&](int tid, int nt) {
-    for (int i = tid; i < n; i += nt) {
-      const double* si = sh.s + i * n;
-      double m = -INFINITY;
-      for (int j = 0; j < n; ++j) m = si[j] > m ? si[j] : m;
-      sh.lse[i] = m;
-    }
-  });
-  b.run([&](int tid, int nt) {
-    for (int idx = tid; idx < n * n; idx += nt) {
-      const double m = sh.lse[idx / n];
-      sh.s[idx] = m > -INFINITY ? exp(sh.s[idx] - m) : 0.0;
-    }
-  });
-  b.run([&](int tid, int nt) {
-    for (int i = tid; i < n; i += nt) {
-      const double* si = sh.s + i * n;
-      double z = 0.0;
-      for (int j = 0; j < n; ++j) z += si[j];
-      sh.r2[i] = z;
-    }
-  });
+  exp_rows(b, n, sh.s, sh.lse, sh.r2);
   b.run([&](int tid, int) {
     if (tid != 0) return;
     double m = -INFINITY;

@@ -63,6 +63,15 @@ struct Case {
   Method method;
 };
 
+// An SA or a USA system at beta (USA shifted by beta, so that e^{lse} stays representable).
+FlowOptions sa_or_usa(bool usa, double beta) {
+  FlowOptions o;
+  o.kind = usa ? FieldKind::usa : FieldKind::sa;
+  o.beta = beta;
+  o.usa_log_shift = usa ? beta : 0.0;
+  return o;
+}
+
 bs::Method to_step(Method m) {
   return m == Method::euler ? bs::Method::euler : m == Method::residual ? bs::Method::residual : bs::Method::rk4;
 }
@@ -76,10 +85,7 @@ TEST(FlowBatchStep, HostEmulationOfTheGpuBlockMatchesTheCpuEnsemble) {
     std::vector<FlowOptions> flows;
     std::vector<Matrix> x0;
     for (int s = 0; s < 5; ++s) {
-      FlowOptions o;
-      o.kind = s % 2 == 0 ? FieldKind::sa : FieldKind::usa;
-      o.beta = 0.5 + 1.5 * s;
-      o.usa_log_shift = o.kind == FieldKind::usa ? o.beta : 0.0;
+      FlowOptions o = sa_or_usa(s % 2 == 1, 0.5 + 1.5 * s);
       Vector w = Vector::Ones(c.n);
       for (Index i = 0; i < c.n; ++i) w[i] += 0.3 * static_cast<double>(i % 3);
       if (s == 3) w[1] = 0.0;
@@ -155,11 +161,7 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
     std::vector<FlowOptions> flows;
     std::vector<Matrix> x0;
     for (int s = 0; s < 11; ++s) {
-      FlowOptions o;
-      o.kind = s % 4 == 1 ? FieldKind::usa : FieldKind::sa;
-      o.beta = 1.0 + 0.7 * s;
-      o.usa_log_shift = o.kind == FieldKind::usa ? o.beta : 0.0;
-      flows.push_back(o);
+      flows.push_back(sa_or_usa(s % 4 == 1, 1.0 + 0.7 * s));
       Rng rng(11, static_cast<std::uint64_t>(s));
       x0.push_back(sample_sphere(n, d, rng));
     }
