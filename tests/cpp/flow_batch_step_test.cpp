@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../../src/cuda/batch_step.cuh"
@@ -203,19 +204,23 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
     // Cluster counts: from the states on the CPU.
     const auto ca = cpu.observe(oo, true), cb = emu.observe(oo, true);
     for (Index s = 0; s < cpu.size(); ++s) EXPECT_EQ(cb[s].cluster_sizes, ca[s].cluster_sizes);
+    // A new ensemble on the emulated GPU path restored from src's saved states.
+    const auto restored_from = [&](const Ensemble& src) {
+      auto e = std::make_unique<Ensemble>(flows, x0, io);
+      e->batched = true;
+      e->gpu_emulation = true;
+      for (Index s = 0; s < src.size(); ++s) e->restore_state(s, src.saved_state(s), src.flow_state(s));
+      return e;
+    };
     // Saved and restored into a new ensemble: it continues bit for bit.
-    Ensemble resumed(flows, x0, io);
-    resumed.batched = true;
-    resumed.gpu_emulation = true;
-    for (Index s = 0; s < emu.size(); ++s) resumed.restore_state(s, emu.saved_state(s), emu.flow_state(s));
+    const auto resumed_owner = restored_from(emu);
+    Ensemble& resumed = *resumed_owner;
     emu.advance(2.6);
     resumed.advance(2.6);
     for (Index s = 0; s < emu.size(); ++s) EXPECT_TRUE(test::bit_equal(resumed.state(s), emu.state(s)));
     // The CPU's saved state (coordinates and basis where it reduces the span) restores too.
-    Ensemble from_cpu(flows, x0, io);
-    from_cpu.batched = true;
-    from_cpu.gpu_emulation = true;
-    for (Index s = 0; s < cpu.size(); ++s) from_cpu.restore_state(s, cpu.saved_state(s), cpu.flow_state(s));
+    const auto from_cpu_owner = restored_from(cpu);
+    Ensemble& from_cpu = *from_cpu_owner;
     cpu.advance(2.6);
     from_cpu.advance(2.6);
     for (Index s = 0; s < cpu.size(); ++s) EXPECT_LE(rel(from_cpu.state(s), cpu.state(s)), 1e-12);

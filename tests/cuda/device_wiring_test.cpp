@@ -38,6 +38,12 @@ bool bit_equal(const Matrix& a, const Matrix& b) {
          std::memcmp(a.data(), b.data(), sizeof(double) * a.size()) == 0;
 }
 
+std::vector<Matrix> states_of(const Ensemble& e) {
+  std::vector<Matrix> out;
+  for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
+  return out;
+}
+
 template <typename T>
 struct Both {
   T cpu, gpu, again;  // on the CPU, on the GPU, on the GPU again
@@ -153,9 +159,7 @@ TEST_F(DeviceWiring, EnsemblesPerSystemAndBatchedOnTheGpu) {
       Ensemble e(flows, x0, io);
       e.batched = batched;
       e.advance(1.0);
-      std::vector<Matrix> out;
-      for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
-      return std::make_pair(out, e.runs_on_gpu());
+      return std::make_pair(states_of(e), e.runs_on_gpu());
     });
     EXPECT_FALSE(r.cpu.second);
     EXPECT_EQ(r.gpu.second, batched);  // the batched systems on the GPU path (batch_cuda.hpp)
@@ -201,10 +205,8 @@ TEST_F(DeviceWiring, BatchedEnsembleOnTheGpuMatchesTheCpu) {
         const std::vector<Observables> o = e.advance_observe(t, oo, false);
         obs.insert(obs.end(), o.begin(), o.end());
       }
-      std::vector<Matrix> out;
-      for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
       EXPECT_EQ(e.runs_on_gpu(), current_device().device == Device::cuda) << e.gpu_refusal();
-      return Run{out, obs};
+      return Run{states_of(e), obs};
     });
     for (size_t k = 0; k < r.cpu.first.size(); ++k) {
       EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << "system " << k;
@@ -253,9 +255,7 @@ TEST_F(DeviceWiring, BatchedEnsembleClustersAndSinkhornFallBack) {
     Ensemble e(flows, x0, io);
     e.batched = true;
     e.advance(1.0);
-    std::vector<Matrix> out;
-    for (Index k = 0; k < e.size(); ++k) out.push_back(e.state(k));
-    return std::make_pair(out, e.runs_on_gpu() ? std::string("gpu") : device_fallback(true));
+    return std::make_pair(states_of(e), e.runs_on_gpu() ? std::string("gpu") : device_fallback(true));
   });
   EXPECT_FALSE(s.gpu.second.empty());
   EXPECT_NE(s.gpu.second, "gpu");
