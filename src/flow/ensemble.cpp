@@ -421,8 +421,8 @@ void Ensemble::advance_gpu(double t_end) {
     const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method));
     if (f.system >= 0) {
       const std::size_t k = static_cast<std::size_t>(f.step);
-      gpu_.reset();  // the states are not a point of the flow any more
-      states_stale_ = false;
+      states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
+      drop_gpu();
       if (f.usa_overflow)
         throw std::runtime_error(fmt::format(
             "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
