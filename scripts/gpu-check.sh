@@ -77,7 +77,7 @@ grep -E "^\[  (FAILED|PASSED)|float32 relative error|Failure|needs a CUDA|error:
 tail -3 "$out/cuda_wiring_tests.log"
 if [ $rc -ne 0 ]; then echo "gpu-check: cuda_wiring_tests FAILED (rc $rc)"; status=1; fi
 
-phase "compute-sanitizer (memcheck, racecheck) on small cuda_tests"
+phase "compute-sanitizer (memcheck, racecheck) on small cuda_tests and the batched ensemble"
 san="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 small='Cuda.ZeroWeightKeysAreIgnored:Cuda.LseOnlyAndOutOnly:Cuda.BadInputIsRejected'
 : >"$out/sanitizer.log"
@@ -86,6 +86,12 @@ for tool in memcheck racecheck; do
     timeout 60 "$san" --tool "$tool" --error-exitcode 3 "$build/cuda_tests" --gtest_filter="$small" \
       >>"$out/sanitizer.log" 2>&1
     rc=$?
+    # The batched ensemble's block algorithm (phases between barriers: racecheck sees a phase
+    # that reads what another thread writes in the same phase).
+    timeout 60 "$san" --tool "$tool" --error-exitcode 3 "$build/cuda_wiring_tests" \
+      --gtest_filter='DeviceWiring.BatchedEnsembleSmallForSanitizers' >>"$out/sanitizer.log" 2>&1
+    rc2=$?
+    [ $rc -eq 0 ] && rc=$rc2
     echo "compute-sanitizer $tool: rc $rc"
     if [ $rc -ne 0 ]; then status=1; grep -E "ERROR SUMMARY|Invalid|Race|hazard" "$out/sanitizer.log" | head -10; fi
   else

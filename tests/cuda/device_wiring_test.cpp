@@ -229,6 +229,32 @@ TEST_F(DeviceWiring, BatchedEnsembleOnTheGpuMatchesTheCpu) {
   }
 }
 
+// A small batched ensemble on the GPU path (rk4, USA and SA, zero weight), small enough for
+// compute-sanitizer's memcheck and racecheck in scripts/gpu-check.sh.
+TEST_F(DeviceWiring, BatchedEnsembleSmallForSanitizers) {
+  std::vector<FlowOptions> flows(3);
+  std::vector<Matrix> x0;
+  for (int k = 0; k < 3; ++k) {
+    flows[k].beta = 1.5 + k;
+    flows[k].kind = k == 1 ? FieldKind::usa : FieldKind::sa;
+    flows[k].usa_log_shift = k == 1 ? flows[k].beta : 0.0;
+    x0.push_back(cloud(5, 3, 300 + k).points());
+  }
+  flows[2].weights = Vector::Ones(5);
+  flows[2].weights[3] = 0.0;
+  IntegratorOptions io;
+  io.method = Method::rk4;
+  io.dt = 0.1;
+  const auto r = on_both([&] {
+    Ensemble e(flows, x0, io);
+    e.batched = true;
+    const std::vector<Observables> o = e.advance_observe(0.2, ObserveOptions{}, false);
+    return std::make_pair(states_of(e), o[2].log_energy);
+  });
+  for (size_t k = 0; k < r.cpu.first.size(); ++k) EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << k;
+  EXPECT_NEAR(r.gpu.second, r.cpu.second, 1e-9 * (1.0 + std::abs(r.cpu.second)));
+}
+
 // Cluster counts come from the states on the CPU; Sinkhorn systems stay on the CPU's batched
 // path (the summary's device_fallback says so), with the CPU's bits.
 TEST_F(DeviceWiring, BatchedEnsembleClustersAndSinkhornFallBack) {
