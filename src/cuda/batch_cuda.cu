@@ -66,7 +66,9 @@ __device__ void load_state(const Params& p, std::int64_t s, double* x) {
 
 __global__ void __launch_bounds__(kBatchThreads)
 advance_kernel(Params p, const double* __restrict__ h, int steps, int method, int* __restrict__ status,
-               int* __restrict__ failed, unsigned long long* __restrict__ first_failure) {
+               int* __restrict__ failed, unsigned long long* __restrict__ first_failure,
+               const double* __restrict__ obs_beta, const double* __restrict__ obs_ltb, double delta,
+               double* __restrict__ obs_out) {
   extern __shared__ __align__(16) double smem[];
   __shared__ int flag;
   const std::int64_t s = blockIdx.x;
@@ -90,6 +92,8 @@ advance_kernel(Params p, const double* __restrict__ h, int steps, int method, in
     failed[s] = at;
     if (code != 0) atomicMin(first_failure, static_cast<unsigned long long>(s));
   }
+  // The observables at the points reached (the same for every thread: code is the block's).
+  if (obs_out && code == 0) bs::observe(b, sys, sh, obs_beta[s], obs_ltb[s], delta, obs_out + 5 * s);
 }
 
 __global__ void __launch_bounds__(kBatchThreads)
@@ -199,11 +203,33 @@ void* batch_create(const BatchSpec& spec, const double* states) {
 
 void batch_destroy(void* handle) { delete static_cast<Batch*>(handle); }
 
-int batch_advance(void* handle, const double* h, int steps, int method, std::int64_t* system, int* step) {
+namespace {
+
+// The observation betas and log(2 beta) on the GPU (uploaded again only when they change).
+void set_obs_beta(Batch* b, const double* beta) {
+  const auto S = static_cast<std::size_t>(b->systems);
+  if (b->obs_beta_host.size() == S && std::equal(beta, beta + S, b->obs_beta_host.begin())) return;
+  std::vector<double> ltb(S);
+  for (std::size_t s = 0; s < S; ++s)  // log(2 beta) without overflowing 2 beta (batch_kernel.hpp)
+    ltb[s] = std::isfinite(2.0 * beta[s]) ? std::log(2.0 * beta[s]) : std::log(2.0) + std::log(beta[s]);
+  check(cudaMemcpy(b->obs_beta, beta, sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
+  check(cudaMemcpy(b->obs_ltb, ltb.data(), sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
+  b->obs_beta_host.assign(beta, beta + S);
+}
+
+}  // namespace
+
+int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta, double delta,
+                  double* obs_out, std::int64_t* system, int* step) {
   auto* b = static_cast<Batch*>(handle);
   *system = -1;
   *step = -1;
-  if (steps <= 0 || b->systems == 0) return 0;
+  if (b->systems == 0) return 0;
+  if (steps <= 0) {
+    if (obs_out) batch_observe(handle, obs_beta, delta, obs_out);
+    return 0;
+  }
+  if (obs_out) set_obs_beta(b, obs_beta);
   const auto m = static_cast<bs::Method>(method);
   if (static_cast<std::size_t>(steps) > b->h_size) {
     if (b->h) {
@@ -222,12 +248,19 @@ int batch_advance(void* handle, const double* h, int steps, int method, std::int
     check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute");
   check(cudaMemset(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemset (batch status)");
-  advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(b->p, b->h, steps, method, b->status,
-                                                                               b->failed, b->first_failure);
+  advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(
+      b->p, b->h, steps, method, b->status, b->failed, b->first_failure, b->obs_beta, b->obs_ltb, delta,
+      obs_out ? b->obs : nullptr);
   check(cudaGetLastError(), "advance_kernel launch");
   unsigned long long first = 0;
   check(cudaMemcpy(&first, b->first_failure, sizeof first, cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
-  if (first >= static_cast<unsigned long long>(b->systems)) return 0;
+  if (first >= static_cast<unsigned long long>(b->systems)) {
+    if (obs_out)
+      check(cudaMemcpy(obs_out, b->obs, sizeof(double) * 5 * static_cast<std::size_t>(b->systems),
+                       cudaMemcpyDeviceToHost),
+            "cudaMemcpy (batch observe)");
+    return 0;
+  }
   int status = 0, failed = -1;
   check(cudaMemcpy(&status, b->status + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
   check(cudaMemcpy(&failed, b->failed + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
@@ -246,14 +279,7 @@ void batch_observe(void* handle, const double* beta, double delta, double* out) 
   auto* b = static_cast<Batch*>(handle);
   const auto S = static_cast<std::size_t>(b->systems);
   if (S == 0) return;
-  if (b->obs_beta_host.size() != S || !std::equal(beta, beta + S, b->obs_beta_host.begin())) {
-    std::vector<double> ltb(S);
-    for (std::size_t s = 0; s < S; ++s)  // log(2 beta) without overflowing 2 beta (batch_kernel.hpp)
-      ltb[s] = std::isfinite(2.0 * beta[s]) ? std::log(2.0 * beta[s]) : std::log(2.0) + std::log(beta[s]);
-    check(cudaMemcpy(b->obs_beta, beta, sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
-    check(cudaMemcpy(b->obs_ltb, ltb.data(), sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
-    b->obs_beta_host.assign(beta, beta + S);
-  }
+  set_obs_beta(b, beta);
   const std::size_t smem = shared_bytes(b->n, b->d, bs::Method::residual);
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(observe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),

@@ -385,7 +385,7 @@ bool Ensemble::runs_on_gpu() const {
 }
 
 // Every system's state to the GPU (from the CPU lanes, restored coordinates or states_).
-void Ensemble::advance_gpu(double t_end) {
+void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<Observables>* out) {
   if (!gpu_) {
     release_lanes();
     sync();  // restored or reduced coordinates become points
@@ -417,8 +417,11 @@ void Ensemble::advance_gpu(double t_end) {
     t0.push_back(t);
     h.push_back(step);
   });
-  if (!h.empty()) {
-    const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method));
+  std::vector<double> beta, v;
+  if (obs) beta = observation_betas(*obs);
+  if (!h.empty() || obs) {
+    const BatchCuda::Failure f =
+        gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr, obs ? obs->delta : 0.0, obs ? &v : nullptr);
     if (f.system >= 0) {
       const std::size_t k = static_cast<std::size_t>(f.step);
       states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
@@ -435,18 +438,30 @@ void Ensemble::advance_gpu(double t_end) {
     }
   }
   for (FlowState& fs : flow_states_) fs.integrator = st;
-  states_stale_ = true;  // the GPU holds the state; sync() downloads it
+  if (!h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
+  if (obs) *out = gpu_observables(v);
 }
 
-std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
-  const Index n = flows_[0].n();
-  const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
-  std::vector<double> beta(static_cast<std::size_t>(size())), v;
+// Each system's energy beta: its own, or the observation's where it has none (beta = 0).
+std::vector<double> Ensemble::observation_betas(const ObserveOptions& options) const {
+  std::vector<double> beta(static_cast<std::size_t>(size()));
   for (Index s = 0; s < size(); ++s) {
     const FlowOptions& fo = flows_[s].options();
     beta[static_cast<std::size_t>(s)] = fo.beta > 0.0 ? fo.beta : options.beta;
   }
-  gpu_->observe(beta, options.delta, v);
+  return beta;
+}
+
+std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
+  std::vector<double> v;
+  gpu_->observe(observation_betas(options), options.delta, v);
+  return gpu_observables(v);
+}
+
+// BatchCuda's 5 values per system as Observables (as observe_block fills them).
+std::vector<Observables> Ensemble::gpu_observables(const std::vector<double>& v) const {
+  const Index n = flows_[0].n();
+  const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   std::vector<Observables> out(static_cast<std::size_t>(size()));
   for (Index s = 0; s < size(); ++s) {
     const double* r = v.data() + 5 * s;
@@ -466,6 +481,13 @@ std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) co
     ob.clusters = -1;
   }
   return out;
+}
+
+// Whether every system is on the same time grid (the GPU runs one schedule for all).
+bool Ensemble::one_grid() const {
+  for (const FlowState& fs : flow_states_)
+    if (!same_grid(fs.integrator, flow_states_[0].integrator)) return false;
+  return true;
 }
 
 void Ensemble::drop_gpu() const {
@@ -565,11 +587,7 @@ void Ensemble::advance_block(Index b, double t_end) {
 }
 
 void Ensemble::advance(double t_end) {
-  if (runs_on_gpu()) {
-    bool same = true;  // one time grid (the GPU runs one schedule for all systems)
-    for (const FlowState& fs : flow_states_) same = same && same_grid(fs.integrator, flow_states_[0].integrator);
-    if (same) return advance_gpu(t_end);
-  }
+  if (runs_on_gpu() && one_grid()) return advance_gpu(t_end);
   drop_gpu();
   if (batched && batchable()) return advance_batched(t_end);
   sync();
@@ -675,6 +693,11 @@ bool Ensemble::observes_batched(const ObserveOptions& options) const {
 
 std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOptions& options, bool clusters) {
   options.validate();
+  if (runs_on_gpu() && one_grid() && !clusters && observes_batched(options)) {
+    std::vector<Observables> out;  // steps and observables in one pass on the GPU
+    advance_gpu(t_end, &options, &out);
+    return out;
+  }
   if (runs_on_gpu() || !(observes_batched(options) && integrator_.method != Method::dopri5)) {
     advance(t_end);
     return observe(options, clusters);

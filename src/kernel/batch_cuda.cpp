@@ -98,17 +98,21 @@ BatchCuda::~BatchCuda() {
 #endif
 }
 
-BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method) {
+BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method,
+                                     const std::vector<double>* obs_beta, double delta, std::vector<double>* obs_out) {
   Failure f;
+  if (obs_out && (!obs_beta || obs_beta->size() != static_cast<std::size_t>(systems_)))
+    throw std::invalid_argument("BatchCuda::advance: obs_beta must hold one value per system");
   if (emulate_) {
     const auto m = static_cast<bs::Method>(method);
-    for (Index s = 0; s < systems_ && !h.empty(); ++s) {
+    std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0);
+    for (Index s = 0; s < systems_; ++s) {
       HostSystem hs(host_, s, m);
       double* x = states_.data() + s * n_ * d_;
       hs.load(x);
       bs::HostBlock b;
       int at = -1;
-      const int status = bs::advance(b, hs.sys, hs.sh, h.data(), static_cast<int>(h.size()), m, &at);
+      const int status = h.empty() ? 0 : bs::advance(b, hs.sys, hs.sh, h.data(), static_cast<int>(h.size()), m, &at);
       hs.store(x);
       if (status != 0 && f.system < 0) {
         f.system = s;
@@ -116,14 +120,22 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
         f.non_finite = (status & bs::kNonFinite) != 0;
         f.usa_overflow = (status & bs::kUsaOverflow) != 0;
       }
+      if (obs_out && status == 0) {
+        const double bt = (*obs_beta)[static_cast<std::size_t>(s)];
+        bs::observe(b, hs.sys, hs.sh, bt, log_two_beta_of(bt), delta, obs.data() + 5 * s);
+      }
     }
+    if (obs_out && f.system < 0) *obs_out = std::move(obs);
     return f;
   }
 #ifdef ATTNFLOW_HAVE_CUDA
   std::int64_t system = -1;
   int step = -1;
-  const int status =
-      cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method), &system, &step);
+  std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0);
+  const int status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
+                                                obs_out ? obs_beta->data() : nullptr, delta,
+                                                obs_out ? obs.data() : nullptr, &system, &step);
+  if (obs_out && status == 0) *obs_out = std::move(obs);
   if (status != 0) {
     f.system = static_cast<Index>(system);
     f.step = step;

@@ -142,9 +142,13 @@ class Ensemble {
   // from it by sync()); released (after a sync) when the CPU path or a new state takes over.
   mutable std::unique_ptr<BatchCuda> gpu_;
   mutable std::optional<std::string> gpu_refusal_;  // batch_cuda_refusal, asked once
-  void advance_gpu(double t_end);
+  // To t_end on the GPU; with obs, also the observables there (same pass) into *out.
+  void advance_gpu(double t_end, const ObserveOptions* obs = nullptr, std::vector<Observables>* out = nullptr);
   std::vector<Observables> observe_gpu(const ObserveOptions& options) const;
+  std::vector<double> observation_betas(const ObserveOptions& options) const;
+  std::vector<Observables> gpu_observables(const std::vector<double>& v) const;
   void drop_gpu() const;
+  bool one_grid() const;
 };
 
 // Mean and quantiles of one observable across systems.

@@ -50,8 +50,11 @@ class BatchCuda {
     int step = -1;      // the step (index into h) after which it failed
     bool non_finite = false, usa_overflow = false;
   };
-  // Every system takes the steps h[0 ..) of this method (retraction included).
-  Failure advance(const std::vector<double>& h, BatchStepMethod method);
+  // Every system takes the steps h[0 ..) of this method (retraction included). With obs_out,
+  // then observe(*obs_beta, delta, *obs_out) at the points reached, in the same pass over the
+  // systems (obs_out is left alone when a system fails).
+  Failure advance(const std::vector<double>& h, BatchStepMethod method, const std::vector<double>* obs_beta = nullptr,
+                  double delta = 0.0, std::vector<double>* obs_out = nullptr);
   // The states (systems, n, d).
   void download(std::vector<double>& states) const;
   // Per system 5 values into out (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
