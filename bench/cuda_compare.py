@@ -173,6 +173,9 @@ def main():
     ap.add_argument("--torch-betas", type=int, default=3,
                     help="betas of the published PyTorch step timed per d (scaled to 90)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")
+    ap.add_argument("--sections", default="attention,sinkhorn,phase,big",
+                    help="rows to run, comma-separated: attention, sinkhorn (1e5, with the API rows), "
+                         "phase (the phase diagram), big (Sinkhorn 1e6)")
     ap.add_argument("--big-seconds", type=float, default=300.0,
                     help="time limit of the n = 1e6 fp32 Sinkhorn (0: skip)")
     ap.add_argument("--deadline", type=float, default=0.0,
@@ -185,6 +188,7 @@ def main():
     ap.add_argument("--torch-device", default="cuda",
                     help="PyTorch's device (cpu only for a dry run of this script)")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     t_begin = time.perf_counter()
     dev = torch.device(args.torch_device)
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu (dry run)"
@@ -214,103 +218,105 @@ def main():
             with open(args.out, "w") as fh:
                 fh.write(table() + "\n")
 
-    # Attention, n = 16384.
-    x = torch.randn(n_att, 3, dtype=torch.float64, generator=gen)
-    px = raw(x, f"{tmp}/att.bin")
-    xg = x.to(dev)
-    ref = dense_attention(xg)
-    scale = float(x.abs().max())
-    t64 = timed(lambda: dense_attention(xg), 10)
-    xg32 = xg.float()
-    t32 = timed(lambda: dense_attention(xg32), 10)
-    ts32 = timed(lambda: sdpa(xg32), 10)
-    e_sdpa = float((sdpa(xg32).double() - ref).abs().max()) / scale
-    for prec, tt, tname in (("f64", t64, "dense fp64"), ("f32", ts32, "SDPA fp32")):
-        r = run_bench(args.bench, "attention", "--n", n_att, "--k", 3, "--prec", prec, "--input", px,
-                      "--dump", f"{tmp}/out_{prec}.bin", "--reps", 10)
-        if "seconds" not in r:
-            row(f"attention n={n_att} d=3 {prec}", "attnflow", None, tname, tt, "", "FAILED")
-            continue
-        out = torch.from_numpy(np.fromfile(f"{tmp}/out_{prec}.bin").reshape(n_att, 3)).to(dev)
-        err = float((out - ref).abs().max()) / scale
-        row(f"attention n={n_att} d=3 {prec}", "attnflow", float(r["seconds"]), tname, tt,
-            f"{err:.2e}", f"identical={r['identical']} chunks={r['chunks']}")
-    if args.library_bench:
+    if "attention" in sections:
+        # Attention, n = 16384.
+        x = torch.randn(n_att, 3, dtype=torch.float64, generator=gen)
+        px = raw(x, f"{tmp}/att.bin")
+        xg = x.to(dev)
+        ref = dense_attention(xg)
+        scale = float(x.abs().max())
+        t64 = timed(lambda: dense_attention(xg), 10)
+        xg32 = xg.float()
+        t32 = timed(lambda: dense_attention(xg32), 10)
+        ts32 = timed(lambda: sdpa(xg32), 10)
+        e_sdpa = float((sdpa(xg32).double() - ref).abs().max()) / scale
         for prec, tt, tname in (("f64", t64, "dense fp64"), ("f32", ts32, "SDPA fp32")):
-            r = run_bench(args.library_bench, "attention", "--n", n_att, "--prec", prec, "--input", px,
-                          "--reps", 10)
-            row(f"attention n={n_att} d=3 {prec}, API", "attnflow::attention",
-                float(r["seconds"]) if "seconds" in r else None, tname, tt, "",
-                f"device={r.get('device', '?')} identical={r.get('identical', '?')}"
-                if "seconds" in r else "FAILED")
-    row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "dense fp32", t32, "", "")
-    row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "SDPA fp32", ts32, f"{e_sdpa:.2e}", "")
-
-    # Attention, n = 131072, fp64.
-    xb = torch.randn(n_big, 3, dtype=torch.float64, generator=gen)
-    pb = raw(xb, f"{tmp}/attb.bin")
-    xbg = xb.to(dev)
-    tc = timed(lambda: chunked_attention(xbg), 3)
-    refb = chunked_attention(xbg)
-    try:  # SDPA in fp32 at d = 3 falls back to the math kernel, which materializes n x n
-        tsb = timed(lambda: sdpa(xbg.float()), 3)
-    except torch.OutOfMemoryError:
-        tsb = None
-        torch.cuda.empty_cache()
-    r = run_bench(args.bench, "attention", "--n", n_big, "--k", 3, "--prec", "f64", "--input", pb,
-                  "--dump", f"{tmp}/outb.bin", "--reps", 5)
-    if "seconds" in r:
-        out = torch.from_numpy(np.fromfile(f"{tmp}/outb.bin").reshape(n_big, 3)).to(dev)
-        err = float((out - refb).abs().max()) / float(xb.abs().max())
-        row(f"attention n={n_big} d=3 f64", "attnflow", float(r["seconds"]), "chunked fp64", tc,
-            f"{err:.2e}", f"identical={r['identical']}; SDPA fp32 " + (f"{tsb:.4g} s" if tsb else "out of memory"))
-    else:
-        row(f"attention n={n_big} d=3 f64", "attnflow", None, "chunked fp64", tc, "", "FAILED")
-    del refb, xbg
-
-    # Sinkhorn, n = m = 1e5.
-    xs = torch.rand(n_ot, 3, dtype=torch.float64, generator=gen)
-    ys = torch.rand(n_ot, 3, dtype=torch.float64, generator=gen)
-    pxs, pys = raw(xs, f"{tmp}/x.bin"), raw(ys, f"{tmp}/y.bin")
-    chunk = max(1, (1 << 28) // n_ot)
-    duals, torch_t = {}, {}
-    for prec, dtype in (("f64", torch.float64), ("f32", torch.float32)):
-        xd, yd = xs.to(dev, dtype), ys.to(dev, dtype)
-        sync()
-        t0 = time.perf_counter()
-        it, err, dual = torch_sinkhorn(xd, yd, eps, tol, args.torch_max_iter, chunk)
-        tt = time.perf_counter() - t0
-        duals[prec] = dual
-        torch_t[prec] = tt
-        r = run_bench(args.bench, "sinkhorn", "--n", n_ot, "--k", 3, "--prec", prec, "--x", pxs,
-                      "--y", pys, "--eps", eps, "--tol", tol, "--max-iter", args.torch_max_iter)
-        if "seconds" not in r:
-            row(f"Sinkhorn n=m={n_ot} {prec}", "attnflow", None, "online", tt, "", "FAILED")
-            continue
-        rel = abs(float(r["dual"]) - duals["f64"]) / abs(duals["f64"])
-        row(f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}", "attnflow", float(r["seconds"]),
-            f"online {prec}", tt, f"{rel:.2e}",
-            f"iters {r['iterations']} / torch {it}; err {float(r['error']):.2e} / torch {err:.2e}")
-
-    if args.library_bench:
-        for prec, scaling in (("f64", 0), ("f32", 0), ("f64", 1)):
-            r = run_bench(args.library_bench, "sinkhorn", "--n", n_ot, "--prec", prec, "--x", pxs,
-                          "--y", pys, "--eps", eps, "--tol", tol, "--scaling", scaling,
-                          "--max-iter", args.torch_max_iter)
-            work = f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}, API" + (", eps-scaling" if scaling else "")
+            r = run_bench(args.bench, "attention", "--n", n_att, "--k", 3, "--prec", prec, "--input", px,
+                          "--dump", f"{tmp}/out_{prec}.bin", "--reps", 10)
             if "seconds" not in r:
-                row(work, "attnflow::sinkhorn", None, f"online {prec}", torch_t[prec], "", "FAILED")
+                row(f"attention n={n_att} d=3 {prec}", "attnflow", None, tname, tt, "", "FAILED")
+                continue
+            out = torch.from_numpy(np.fromfile(f"{tmp}/out_{prec}.bin").reshape(n_att, 3)).to(dev)
+            err = float((out - ref).abs().max()) / scale
+            row(f"attention n={n_att} d=3 {prec}", "attnflow", float(r["seconds"]), tname, tt,
+                f"{err:.2e}", f"identical={r['identical']} chunks={r['chunks']}")
+        if args.library_bench:
+            for prec, tt, tname in (("f64", t64, "dense fp64"), ("f32", ts32, "SDPA fp32")):
+                r = run_bench(args.library_bench, "attention", "--n", n_att, "--prec", prec, "--input", px,
+                              "--reps", 10)
+                row(f"attention n={n_att} d=3 {prec}, API", "attnflow::attention",
+                    float(r["seconds"]) if "seconds" in r else None, tname, tt, "",
+                    f"device={r.get('device', '?')} identical={r.get('identical', '?')}"
+                    if "seconds" in r else "FAILED")
+        row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "dense fp32", t32, "", "")
+        row(f"attention n={n_att} d=3 fp32 (ref)", "-", None, "SDPA fp32", ts32, f"{e_sdpa:.2e}", "")
+
+        # Attention, n = 131072, fp64.
+        xb = torch.randn(n_big, 3, dtype=torch.float64, generator=gen)
+        pb = raw(xb, f"{tmp}/attb.bin")
+        xbg = xb.to(dev)
+        tc = timed(lambda: chunked_attention(xbg), 3)
+        refb = chunked_attention(xbg)
+        try:  # SDPA in fp32 at d = 3 falls back to the math kernel, which materializes n x n
+            tsb = timed(lambda: sdpa(xbg.float()), 3)
+        except torch.OutOfMemoryError:
+            tsb = None
+            torch.cuda.empty_cache()
+        r = run_bench(args.bench, "attention", "--n", n_big, "--k", 3, "--prec", "f64", "--input", pb,
+                      "--dump", f"{tmp}/outb.bin", "--reps", 5)
+        if "seconds" in r:
+            out = torch.from_numpy(np.fromfile(f"{tmp}/outb.bin").reshape(n_big, 3)).to(dev)
+            err = float((out - refb).abs().max()) / float(xb.abs().max())
+            row(f"attention n={n_big} d=3 f64", "attnflow", float(r["seconds"]), "chunked fp64", tc,
+                f"{err:.2e}", f"identical={r['identical']}; SDPA fp32 " + (f"{tsb:.4g} s" if tsb else "out of memory"))
+        else:
+            row(f"attention n={n_big} d=3 f64", "attnflow", None, "chunked fp64", tc, "", "FAILED")
+        del refb, xbg
+
+    if "sinkhorn" in sections:
+        # Sinkhorn, n = m = 1e5.
+        xs = torch.rand(n_ot, 3, dtype=torch.float64, generator=gen)
+        ys = torch.rand(n_ot, 3, dtype=torch.float64, generator=gen)
+        pxs, pys = raw(xs, f"{tmp}/x.bin"), raw(ys, f"{tmp}/y.bin")
+        chunk = max(1, (1 << 28) // n_ot)
+        duals, torch_t = {}, {}
+        for prec, dtype in (("f64", torch.float64), ("f32", torch.float32)):
+            xd, yd = xs.to(dev, dtype), ys.to(dev, dtype)
+            sync()
+            t0 = time.perf_counter()
+            it, err, dual = torch_sinkhorn(xd, yd, eps, tol, args.torch_max_iter, chunk)
+            tt = time.perf_counter() - t0
+            duals[prec] = dual
+            torch_t[prec] = tt
+            r = run_bench(args.bench, "sinkhorn", "--n", n_ot, "--k", 3, "--prec", prec, "--x", pxs,
+                          "--y", pys, "--eps", eps, "--tol", tol, "--max-iter", args.torch_max_iter)
+            if "seconds" not in r:
+                row(f"Sinkhorn n=m={n_ot} {prec}", "attnflow", None, "online", tt, "", "FAILED")
                 continue
             rel = abs(float(r["dual"]) - duals["f64"]) / abs(duals["f64"])
-            row(work, "attnflow::sinkhorn", float(r["seconds"]), f"online {prec}", torch_t[prec],
-                f"{rel:.2e}", f"iters {r['iterations']}; err {float(r['error']):.2e}; "
-                f"converged={r['converged']}")
+            row(f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}", "attnflow", float(r["seconds"]),
+                f"online {prec}", tt, f"{rel:.2e}",
+                f"iters {r['iterations']} / torch {it}; err {float(r['error']):.2e} / torch {err:.2e}")
 
-    if args.ensemble_bench:
+        if args.library_bench:
+            for prec, scaling in (("f64", 0), ("f32", 0), ("f64", 1)):
+                r = run_bench(args.library_bench, "sinkhorn", "--n", n_ot, "--prec", prec, "--x", pxs,
+                              "--y", pys, "--eps", eps, "--tol", tol, "--scaling", scaling,
+                              "--max-iter", args.torch_max_iter)
+                work = f"Sinkhorn n=m={n_ot} {prec} tol {tol:g}, API" + (", eps-scaling" if scaling else "")
+                if "seconds" not in r:
+                    row(work, "attnflow::sinkhorn", None, f"online {prec}", torch_t[prec], "", "FAILED")
+                    continue
+                rel = abs(float(r["dual"]) - duals["f64"]) / abs(duals["f64"])
+                row(work, "attnflow::sinkhorn", float(r["seconds"]), f"online {prec}", torch_t[prec],
+                    f"{rel:.2e}", f"iters {r['iterations']}; err {float(r['error']):.2e}; "
+                    f"converged={r['converged']}")
+
+    if args.ensemble_bench and "phase" in sections:
         phase_rows(args, dev, row)
 
     # Sinkhorn, n = m = 1e6, fp32, attnflow only.
-    if args.big_seconds > 0 and not args.quick:
+    if args.big_seconds > 0 and not args.quick and "big" in sections:
         n6 = 1000000
         x6 = torch.rand(n6, 3, dtype=torch.float64, generator=gen)
         y6 = torch.rand(n6, 3, dtype=torch.float64, generator=gen)

@@ -15,6 +15,8 @@
 #   GPU_CHECK_ARCH=90   CUDA architectures (default 90: H100 / H200)
 #   GPU_CHECK_DEADLINE=S  end by S seconds (default 560; the benchmarks get what is left)
 #   GPU_CHECK_BIG_SECONDS=S  time limit of the n = 1e6 fp32 Sinkhorn row (default 300; 0 skips it)
+#   GPU_CHECK_SECTIONS=...   benchmark rows (default attention,sinkhorn,phase,big; e.g. "phase"
+#                            for a quick re-check of the batched ensemble after a fix)
 # Device-tool call (docs/usage/gpu.md): command "bash scripts/gpu-check.sh", carry [".gpu-deps"].
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -109,7 +111,8 @@ echo "benchmarks get at most $left s"
 PYTHONUNBUFFERED=1 timeout $left python3 bench/cuda_compare.py --bench "$build/cuda_bench" \
   --library-bench "$build/cuda_library_bench" --ensemble-bench "$build/cuda_ensemble_bench" \
   --out "$out/table.md" --deadline $((left - 10)) \
-  --big-seconds "${GPU_CHECK_BIG_SECONDS:-300}" "${quick[@]}" >"$out/bench.log" 2>&1
+  --big-seconds "${GPU_CHECK_BIG_SECONDS:-300}" --sections "${GPU_CHECK_SECTIONS:-attention,sinkhorn,phase,big}" \
+  "${quick[@]}" >"$out/bench.log" 2>&1
 rc=$?
 cat "$out/bench.log"
 [ $rc -ne 0 ] && [ -f "$out/table.md" ] && { echo "(table so far)"; cat "$out/table.md"; }
