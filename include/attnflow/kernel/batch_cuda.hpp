@@ -12,7 +12,6 @@
 // host, one system after the other (for tests of the callers; slow).
 #pragma once
 
-#include <memory>
 #include <string>
 #include <vector>
 
