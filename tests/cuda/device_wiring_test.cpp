@@ -44,6 +44,16 @@ std::vector<Matrix> states_of(const Ensemble& e) {
   return out;
 }
 
+// An ensemble on the batched path, steps of 0.1 with method m.
+Ensemble batched_ensemble(const std::vector<FlowOptions>& flows, const std::vector<Matrix>& x0, Method m) {
+  IntegratorOptions io;
+  io.method = m;
+  io.dt = 0.1;
+  Ensemble e(flows, x0, io);
+  e.batched = true;
+  return e;
+}
+
 template <typename T>
 struct Both {
   T cpu, gpu, again;  // on the CPU, on the GPU, on the GPU again
@@ -242,12 +252,8 @@ TEST_F(DeviceWiring, BatchedEnsembleSmallForSanitizers) {
   }
   flows[2].weights = Vector::Ones(5);
   flows[2].weights[3] = 0.0;
-  IntegratorOptions io;
-  io.method = Method::rk4;
-  io.dt = 0.1;
   const auto r = on_both([&] {
-    Ensemble e(flows, x0, io);
-    e.batched = true;
+    Ensemble e = batched_ensemble(flows, x0, Method::rk4);
     const std::vector<Observables> o = e.advance_observe(0.2, ObserveOptions{}, false);
     return std::make_pair(states_of(e), o[2].log_energy);
   });
@@ -264,12 +270,8 @@ TEST_F(DeviceWiring, BatchedEnsembleClustersAndSinkhornFallBack) {
     flows[k].beta = 2.0 + k;
     x0.push_back(cloud(20, 3, 200 + k).points());
   }
-  IntegratorOptions io;
-  io.method = Method::residual;
-  io.dt = 0.1;
   const auto r = on_both([&] {
-    Ensemble e(flows, x0, io);
-    e.batched = true;
+    Ensemble e = batched_ensemble(flows, x0, Method::residual);
     return e.advance_observe(3.0, ObserveOptions{}, true);
   });
   for (size_t k = 0; k < r.cpu.size(); ++k) EXPECT_EQ(r.gpu[k].cluster_sizes, r.cpu[k].cluster_sizes) << k;
@@ -278,8 +280,7 @@ TEST_F(DeviceWiring, BatchedEnsembleClustersAndSinkhornFallBack) {
     o.sinkhorn.iterations = 5;
   }
   const auto s = on_both([&] {
-    Ensemble e(flows, x0, io);
-    e.batched = true;
+    Ensemble e = batched_ensemble(flows, x0, Method::residual);
     e.advance(1.0);
     return std::make_pair(states_of(e), e.runs_on_gpu() ? std::string("gpu") : device_fallback(true));
   });
