@@ -20,7 +20,8 @@ With --ensemble-bench, the published phase diagram per d (90 betas x 2048 system
 steps of n = 32, observed every step): attnflow's batched ensemble on the GPU
 (build-gpu/cuda_ensemble_bench, every beta) vs the published step batched over systems in
 PyTorch on the same card (bench/ensemble_compare.py's torch_run, timed on --torch-betas betas and
-scaled to 90).
+scaled to 90); attnflow once with an ensemble per beta (as a sweep's points run) and once with
+all betas' systems in one ensemble.
 With --library-bench, rows "API" time the public calls (attnflow::attention, attnflow::sinkhorn
 after set_device(cuda)) on the same inputs: host copies at every reduction included.
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
@@ -160,6 +161,12 @@ def phase_rows(args, dev, row):
         row(work, "attnflow ensemble", float(r["seconds"]), "published step", torch_t, "",
             f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; PyTorch timed on {len(ts)} betas; "
             f"p(t_end) {r['p_end']}")
+        # All betas' systems in one ensemble (one launch per step): the same curve.
+        r1 = run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
+                       "--together", 1, *extra)
+        row(work + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
+            "published step", torch_t, "",
+            f"gpu={r1['gpu']}; p(t_end) {r1['p_end']}" if "seconds" in r1 else "FAILED")
 
 
 def main():

@@ -6,6 +6,7 @@
 // Driven by bench/cuda_compare.py, beside the published step in PyTorch on the same card.
 //
 //   cuda_ensemble_bench --d D [--betas 90] [--systems 2048] [--steps 300] [--device cuda|cpu]
+//                       [--together 0|1]
 //
 // Prints "RESULT d=D betas=B seconds=S per_beta=S gpu=0|1 p_end=<mean clustered fraction at
 // t_end, first / middle / last beta>".
@@ -44,37 +45,46 @@ int main(int argc, char** argv) {
     io.dt = dt;
     ObserveOptions oo;
     oo.delta = 1e-3;
-    std::vector<double> p_end;
+    // --together 1: all betas' systems in one ensemble (one launch per step for the whole d),
+    // instead of one ensemble per beta as a sweep's points run.
+    const bool together = get(a, "together", "0") == "1";
+    std::vector<double> p_end(static_cast<std::size_t>(betas), 0.0);
     bool gpu = true;
     const auto t0 = std::chrono::steady_clock::now();
-    for (int b = 0; b < betas; ++b) {
-      const double beta = 0.1 * (b + 1);
-      std::vector<FlowOptions> flows(static_cast<std::size_t>(systems));
+    const int groups = together ? 1 : betas, per_group = together ? betas : 1;
+    for (int g = 0; g < groups; ++g) {
+      std::vector<FlowOptions> flows;
       std::vector<Matrix> x0;
-      x0.reserve(static_cast<std::size_t>(systems));
-      for (Index s = 0; s < systems; ++s) {
-        flows[static_cast<std::size_t>(s)].beta = beta;
-        Rng rng(static_cast<std::uint64_t>(1000 + b), static_cast<std::uint64_t>(s));
-        x0.push_back(sample_sphere(n, d, rng));
-      }
+      flows.reserve(static_cast<std::size_t>(systems * per_group));
+      x0.reserve(static_cast<std::size_t>(systems * per_group));
+      for (int b = g * per_group; b < (g + 1) * per_group; ++b)
+        for (Index s = 0; s < systems; ++s) {
+          flows.emplace_back();
+          flows.back().beta = 0.1 * (b + 1);
+          Rng rng(static_cast<std::uint64_t>(1000 + b), static_cast<std::uint64_t>(s));
+          x0.push_back(sample_sphere(n, d, rng));
+        }
       Ensemble e(std::move(flows), std::move(x0), io);
       e.batched = true;
       gpu = gpu && e.runs_on_gpu();
-      double p = 0.0;
       for (int k = 1; k <= steps; ++k) {
         const std::vector<Observables> obs = e.advance_observe(k * dt, oo, false);
-        // The phase diagram's curve: the mean clustered-pair fraction (systems in order). A
-        // run's full per-time summaries (summarize) add about 0.1 ms per step of 2048 systems.
-        p = 0.0;
-        for (const Observables& o : obs) p += o.clustered_pairs;
-        p /= static_cast<double>(obs.size());
+        // The phase diagram's curve: each beta's mean clustered-pair fraction (systems in
+        // order). A run's full per-time summaries (summarize) add about 0.1 ms per step of
+        // 2048 systems.
+        for (int j = 0; j < per_group; ++j) {
+          double p = 0.0;
+          for (Index s = 0; s < systems; ++s) p += obs[static_cast<std::size_t>(j * systems + s)].clustered_pairs;
+          p_end[static_cast<std::size_t>(g * per_group + j)] = p / static_cast<double>(systems);
+        }
       }
-      p_end.push_back(p);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("RESULT d=%lld betas=%d systems=%lld steps=%d seconds=%.6g per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
-                static_cast<long long>(d), betas, static_cast<long long>(systems), steps, seconds, seconds / betas,
-                gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
+    std::printf(
+        "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d seconds=%.6g per_beta=%.6g gpu=%d "
+        "p_end=%.6g/%.6g/%.6g\n",
+        static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, seconds,
+        seconds / betas, gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
