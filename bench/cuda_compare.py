@@ -159,14 +159,16 @@ def phase_rows(args, dev, row):
             row(work, "attnflow ensemble", None, "published step", torch_t, "", "FAILED")
             continue
         row(work, "attnflow ensemble", float(r["seconds"]), "published step", torch_t, "",
-            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; PyTorch timed on {len(ts)} betas; "
+            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta, of it setup {float(r['setup']):.3g} s in all; "
+            f"PyTorch timed on {len(ts)} betas; "
             f"p(t_end) {r['p_end']}")
         # All betas' systems in one ensemble (one launch per step): the same curve.
         r1 = run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
                        "--together", 1, *extra)
         row(work + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
             "published step", torch_t, "",
-            f"gpu={r1['gpu']}; p(t_end) {r1['p_end']}" if "seconds" in r1 else "FAILED")
+            f"gpu={r1['gpu']}; setup {float(r1['setup']):.3g} s; p(t_end) {r1['p_end']}" if "seconds" in r1
+            else "FAILED")
 
 
 def main():
