@@ -267,6 +267,15 @@ Matrix combine(const double* c, Index stride, const Matrix& basis, Index n) {
   return x;
 }
 
+// Coordinates C (n, n) and an orthonormal basis B (n, d) of the span of the points x (n, d),
+// x = C B (Householder QR of x^T = Q R: x = R^T Q^T, coordinates R^T, basis Q^T).
+void span_coordinates(const Matrix& x, Matrix& c, Matrix& basis) {
+  const Index n = x.rows(), d = x.cols();
+  const Eigen::HouseholderQR<Matrix> qr(x.transpose());
+  basis = (qr.householderQ() * Matrix::Identity(d, n)).transpose();
+  c = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>().transpose();
+}
+
 bool same_grid(const IntegratorState& a, const IntegratorState& b) {
   return a.t == b.t && a.grid_origin == b.grid_origin && a.grid_steps == b.grid_steps;
 }
@@ -375,8 +384,10 @@ std::string Ensemble::gpu_refusal() const {
   if (!plain_sphere_) return "a scheme other than none, or a flow off the sphere";
   if (flows_[0].options().kind == FieldKind::sinkhorn) return "Sinkhorn fields";
   if (gpu_emulation) return "";
-  if (!gpu_refusal_) gpu_refusal_ = batch_cuda_refusal(flows_[0].n(), flows_[0].d(), step_method(integrator_.method));
-  return *gpu_refusal_;
+  const Index dg = reduces_span() ? flows_[0].n() : flows_[0].d();  // the GPU's dimension
+  if (!gpu_refusal_ || gpu_refusal_->first != dg)
+    gpu_refusal_ = std::make_pair(dg, batch_cuda_refusal(flows_[0].n(), dg, step_method(integrator_.method)));
+  return gpu_refusal_->second;
 }
 
 bool Ensemble::runs_on_gpu() const {
@@ -386,16 +397,27 @@ bool Ensemble::runs_on_gpu() const {
 
 // Every system's state to the GPU (from the CPU lanes, restored coordinates or states_).
 void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<Observables>* out) {
+  const bool reduce = reduces_span();
+  if (gpu_ && gpu_reduced_ != reduce) drop_gpu();  // reduce_span changed: upload again
   if (!gpu_) {
-    release_lanes();
-    sync();  // restored or reduced coordinates become points
-    coords_.clear();
-    const Index n = flows_[0].n(), d = flows_[0].d();
+    release_lanes();  // every system's state in states_ (points) or coords_ (coordinates)
+    const Index n = flows_[0].n(), d = flows_[0].d(), dg = reduce ? n : d;
+    if (reduce) {  // coordinates in an orthonormal basis of each system's span, as the CPU lanes
+      coords_.resize(static_cast<std::size_t>(size()));
+      bases_.resize(static_cast<std::size_t>(size()));
+      for_systems(size(), num_threads() > 1, [&](Index s) {
+        if (coords_[s].size() == 0) span_coordinates(states_[s], coords_[s], bases_[s]);
+      });
+    } else {
+      sync();  // restored coordinates become points
+      coords_.clear();
+    }
+    gpu_reduced_ = reduce;
     BatchCudaSystems sys;
     sys.n = n;
-    sys.d = d;
+    sys.d = dg;
     std::vector<double> states;
-    states.reserve(static_cast<std::size_t>(size() * n * d));
+    states.reserve(static_cast<std::size_t>(size() * n * dg));
     for (Index s = 0; s < size(); ++s) {
       const FlowOptions& o = flows_[s].options();
       sys.beta.push_back(o.beta);
@@ -405,10 +427,11 @@ void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<
         sys.log_w.push_back(log_w_[static_cast<std::size_t>(s)][i]);
         sys.w.push_back(o.weights[i]);
       }
-      const Matrix& x = states_[static_cast<std::size_t>(s)];
-      states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, d)
+      const Matrix& x = reduce ? coords_[static_cast<std::size_t>(s)] : states_[static_cast<std::size_t>(s)];
+      states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, dg)
     }
     gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
+    states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
   }
   IntegratorState st = flow_states_[0].integrator;
   const long steps_before = st.steps;
@@ -738,14 +761,16 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
 
 void Ensemble::sync() const {
   if (!states_stale_) return;
-  if (gpu_) {  // the GPU holds every system's state (no lanes, no coordinates)
-    const Index n = flows_[0].n(), d = flows_[0].d();
+  if (gpu_) {  // the GPU holds every system's state: points, or coordinates (gpu_reduced_)
+    const Index n = flows_[0].n(), dg = gpu_reduced_ ? n : flows_[0].d();
     std::vector<double> all;
     gpu_->download(all);
     for (Index s = 0; s < size(); ++s) {
-      Matrix& x = states_[static_cast<std::size_t>(s)];
-      x.resize(n, d);
-      std::copy_n(all.data() + s * n * d, n * d, x.data());
+      Matrix& x = gpu_reduced_ ? coords_[static_cast<std::size_t>(s)] : states_[static_cast<std::size_t>(s)];
+      x.resize(n, dg);
+      std::copy_n(all.data() + s * n * dg, n * dg, x.data());
+      if (gpu_reduced_)  // C B, as scatter_block forms the points
+        states_[static_cast<std::size_t>(s)] = combine(x.data(), n, bases_[static_cast<std::size_t>(s)], n);
     }
     states_stale_ = false;
     return;
@@ -771,11 +796,7 @@ void Ensemble::gather_block(Index b, Matrix& x) {
   x.resize(n * dl, w);
   for (Index l = 0; l < w; ++l) {
     const Index s = s0 + (l < m ? l : 0);
-    if (reduced && coords_[s].size() == 0) {
-      const Eigen::HouseholderQR<Matrix> qr(states_[s].transpose());
-      bases_[s] = (qr.householderQ() * Matrix::Identity(d, n)).transpose();
-      coords_[s] = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>().transpose();
-    }
+    if (reduced && coords_[s].size() == 0) span_coordinates(states_[s], coords_[s], bases_[s]);
     const Matrix& c = reduced ? coords_[s] : states_[s];
     for (Index i = 0; i < n; ++i)
       for (Index k = 0; k < dl; ++k) x(batch_entry(i, k, n, dl), l) = c(i, k);
@@ -805,6 +826,7 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
 // System s's coordinates C (n, n) when it is held as coordinates (in reduced lanes, or restored
 // and not yet gathered); an empty matrix when its points are the state.
 Matrix Ensemble::coordinates(Index s) const {
+  if (gpu_) sync();  // the GPU's coordinates into coords_ (reduced), or its points
   const Index w = batch_width(), n = flows_[0].n(), b = s / w;
   if (static_cast<Index>(coords_.size()) > s && coords_[s].size() != 0) return coords_[s];
   if (lanes_d_ == flows_[0].d() || b >= static_cast<Index>(lanes_.size())) return Matrix();

@@ -190,7 +190,15 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
     for (Index s = 0; s < cpu.size(); ++s) {
       EXPECT_LE(rel(emu.state(s), cpu.state(s)), 1e-12);
       EXPECT_TRUE(test::bit_equal(emu.positions(s), emu.state(s)));
-      EXPECT_TRUE(test::bit_equal(emu.saved_state(s), emu.state(s)));  // the points, never coordinates
+      // Saved: the points, or where d > n the coordinates and basis [C | B] of the span (as the
+      // CPU path saves them), C B being the points.
+      const Matrix saved = emu.saved_state(s);
+      if (d > n) {
+        ASSERT_EQ(saved.cols(), n + d);
+        EXPECT_LE(rel(saved.leftCols(n) * saved.rightCols(d), emu.state(s)), 1e-14);
+      } else {
+        EXPECT_TRUE(test::bit_equal(saved, emu.state(s)));
+      }
       EXPECT_EQ(emu.flow_state(s).integrator.steps, cpu.flow_state(s).integrator.steps);
     }
     // A replaced state: the GPU copy is dropped and uploaded again at the next advance.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attnflow/flow/flow.hpp"
@@ -141,7 +142,8 @@ class Ensemble {
   // The GPU path: gpu_ holds every system's state while it is set (states_ is then refreshed
   // from it by sync()); released (after a sync) when the CPU path or a new state takes over.
   mutable std::unique_ptr<BatchCuda> gpu_;
-  mutable std::optional<std::string> gpu_refusal_;  // batch_cuda_refusal, asked once
+  mutable std::optional<std::pair<Index, std::string>> gpu_refusal_;  // (the GPU's d, batch_cuda_refusal)
+  bool gpu_reduced_ = false;  // the GPU holds coordinates in each system's span (reduces_span())
   // To t_end on the GPU; with obs, also the observables there (same pass) into *out.
   void advance_gpu(double t_end, const ObserveOptions* obs = nullptr, std::vector<Observables>* out = nullptr);
   std::vector<Observables> observe_gpu(const ObserveOptions& options) const;
