@@ -3,7 +3,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -96,33 +95,17 @@ advance_kernel(Params p, const double* __restrict__ h, int steps, int method, in
   if (obs_out && code == 0) bs::observe(b, sys, sh, obs_beta[s], obs_ltb[s], delta, obs_out + 5 * s);
 }
 
-__global__ void __launch_bounds__(kBatchThreads)
-observe_kernel(Params p, const double* __restrict__ beta, const double* __restrict__ log_two_beta, double delta,
-               double* __restrict__ out) {
-  extern __shared__ __align__(16) double smem[];
-  __shared__ int flag;
-  const std::int64_t s = blockIdx.x;
-  if (threadIdx.x == 0) flag = 0;
-  const bs::System sys = system_of(p, s);
-  const bs::Shared sh = bs::carve(smem, &flag, p.n, p.d, bs::Method::residual);
-  load_state(p, s, sh.x);
-  __syncthreads();
-  DeviceBlock b;
-  bs::observe(b, sys, sh, beta[s], log_two_beta[s], delta, out + 5 * s);
-}
-
-template <typename T>
-T* upload(const T* src, std::size_t count, const char* what) {
-  T* dst = nullptr;
-  check(cudaMalloc(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
-  if (count) check(cudaMemcpy(dst, src, sizeof(T) * count, cudaMemcpyHostToDevice), what);
-  return dst;
-}
-
 template <typename T>
 T* alloc(std::size_t count, const char* what) {
   T* dst = nullptr;
   check(cudaMalloc(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
+  return dst;
+}
+
+template <typename T>
+T* upload(const T* src, std::size_t count, const char* what) {
+  T* dst = alloc<T>(count, what);
+  if (count) check(cudaMemcpy(dst, src, sizeof(T) * count, cudaMemcpyHostToDevice), what);
   return dst;
 }
 
@@ -205,31 +188,26 @@ void batch_destroy(void* handle) { delete static_cast<Batch*>(handle); }
 
 namespace {
 
-// The observation betas and log(2 beta) on the GPU (uploaded again only when they change).
-void set_obs_beta(Batch* b, const double* beta) {
+// The observation betas and their log(2 beta) on the GPU (uploaded again only when they change).
+void set_obs_beta(Batch* b, const double* beta, const double* log_two_beta) {
   const auto S = static_cast<std::size_t>(b->systems);
   if (b->obs_beta_host.size() == S && std::equal(beta, beta + S, b->obs_beta_host.begin())) return;
-  std::vector<double> ltb(S);
-  for (std::size_t s = 0; s < S; ++s)  // log(2 beta) without overflowing 2 beta (batch_kernel.hpp)
-    ltb[s] = std::isfinite(2.0 * beta[s]) ? std::log(2.0 * beta[s]) : std::log(2.0) + std::log(beta[s]);
   check(cudaMemcpy(b->obs_beta, beta, sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
-  check(cudaMemcpy(b->obs_ltb, ltb.data(), sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
+  check(cudaMemcpy(b->obs_ltb, log_two_beta, sizeof(double) * S, cudaMemcpyHostToDevice),
+        "cudaMemcpy (batch observe)");
   b->obs_beta_host.assign(beta, beta + S);
 }
 
 }  // namespace
 
-int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta, double delta,
-                  double* obs_out, std::int64_t* system, int* step) {
+int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta,
+                  const double* obs_log_two_beta, double delta, double* obs_out, std::int64_t* system, int* step) {
   auto* b = static_cast<Batch*>(handle);
   *system = -1;
   *step = -1;
-  if (b->systems == 0) return 0;
-  if (steps <= 0) {
-    if (obs_out) batch_observe(handle, obs_beta, delta, obs_out);
-    return 0;
-  }
-  if (obs_out) set_obs_beta(b, obs_beta);
+  steps = std::max(steps, 0);
+  if (b->systems == 0 || (steps == 0 && !obs_out)) return 0;
+  if (obs_out) set_obs_beta(b, obs_beta, obs_log_two_beta);
   const auto m = static_cast<bs::Method>(method);
   if (static_cast<std::size_t>(steps) > b->h_size) {
     if (b->h) {
@@ -241,8 +219,9 @@ int batch_advance(void* handle, const double* h, int steps, int method, const do
     b->owned.push_back(b->h);
     b->h_size = static_cast<std::size_t>(steps);
   }
-  check(cudaMemcpy(b->h, h, sizeof(double) * static_cast<std::size_t>(steps), cudaMemcpyHostToDevice),
-        "cudaMemcpy (batch steps)");
+  if (steps > 0)
+    check(cudaMemcpy(b->h, h, sizeof(double) * static_cast<std::size_t>(steps), cudaMemcpyHostToDevice),
+          "cudaMemcpy (batch steps)");
   const std::size_t smem = shared_bytes(b->n, b->d, m);
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
@@ -273,20 +252,6 @@ void batch_download(const void* handle, double* states) {
   const auto* b = static_cast<const Batch*>(handle);
   const std::size_t count = static_cast<std::size_t>(b->systems * b->n * b->d);
   if (count) check(cudaMemcpy(states, b->p.states, sizeof(double) * count, cudaMemcpyDeviceToHost), "cudaMemcpy (batch states)");
-}
-
-void batch_observe(void* handle, const double* beta, double delta, double* out) {
-  auto* b = static_cast<Batch*>(handle);
-  const auto S = static_cast<std::size_t>(b->systems);
-  if (S == 0) return;
-  set_obs_beta(b, beta);
-  const std::size_t smem = shared_bytes(b->n, b->d, bs::Method::residual);
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(observe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "cudaFuncSetAttribute");
-  observe_kernel<<<static_cast<unsigned>(S), kBatchThreads, smem>>>(b->p, b->obs_beta, b->obs_ltb, delta, b->obs);
-  check(cudaGetLastError(), "observe_kernel launch");
-  check(cudaMemcpy(out, b->obs, sizeof(double) * 5 * S, cudaMemcpyDeviceToHost), "cudaMemcpy (batch observe)");
 }
 
 }  // namespace attnflow::cuda_detail

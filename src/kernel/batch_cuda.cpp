@@ -2,10 +2,10 @@
 // compiled in (ATTNFLOW_HAVE_CUDA, cmake/cuda.cmake); refuses otherwise.
 #include "attnflow/kernel/batch_cuda.hpp"
 
-#include <cmath>
 #include <stdexcept>
 
 #include "attnflow/base/error.hpp"
+#include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "cuda/batch_step.cuh"
 #ifdef ATTNFLOW_HAVE_CUDA
@@ -45,10 +45,6 @@ struct HostSystem {
       for (int k = 0; k < sys.d; ++k) x[i * sys.d + k] = sh.x[i * bs::stride(sys.d) + k];
   }
 };
-
-double log_two_beta_of(double beta) {
-  return std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
-}
 
 }  // namespace
 
@@ -122,7 +118,7 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
       }
       if (obs_out && status == 0) {
         const double bt = (*obs_beta)[static_cast<std::size_t>(s)];
-        bs::observe(b, hs.sys, hs.sh, bt, log_two_beta_of(bt), delta, obs.data() + 5 * s);
+        bs::observe(b, hs.sys, hs.sh, bt, log_two_beta(bt), delta, obs.data() + 5 * s);
       }
     }
     if (obs_out && f.system < 0) *obs_out = std::move(obs);
@@ -131,16 +127,18 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
 #ifdef ATTNFLOW_HAVE_CUDA
   std::int64_t system = -1;
   int step = -1;
-  std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0);
+  std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0), ltb;
+  if (obs_out)
+    for (const double bt : *obs_beta) ltb.push_back(log_two_beta(bt));
   const int status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
-                                                obs_out ? obs_beta->data() : nullptr, delta,
+                                                obs_out ? obs_beta->data() : nullptr, ltb.data(), delta,
                                                 obs_out ? obs.data() : nullptr, &system, &step);
   if (obs_out && status == 0) *obs_out = std::move(obs);
   if (status != 0) {
     f.system = static_cast<Index>(system);
     f.step = step;
-    f.non_finite = (status & 1) != 0;
-    f.usa_overflow = (status & 2) != 0;
+    f.non_finite = (status & bs::kNonFinite) != 0;
+    f.usa_overflow = (status & bs::kUsaOverflow) != 0;
   }
 #else
   (void)h;
@@ -160,25 +158,8 @@ void BatchCuda::download(std::vector<double>& states) const {
 #endif
 }
 
-void BatchCuda::observe(const std::vector<double>& beta, double delta, std::vector<double>& out) const {
-  if (beta.size() != static_cast<std::size_t>(systems_))
-    throw std::invalid_argument("BatchCuda::observe: beta must hold one value per system");
-  out.resize(static_cast<std::size_t>(5 * systems_));
-  if (emulate_) {
-    for (Index s = 0; s < systems_; ++s) {
-      HostSystem hs(host_, s, bs::Method::residual);
-      hs.load(states_.data() + s * n_ * d_);
-      bs::HostBlock b;
-      const double bt = beta[static_cast<std::size_t>(s)];
-      bs::observe(b, hs.sys, hs.sh, bt, log_two_beta_of(bt), delta, out.data() + 5 * s);
-    }
-    return;
-  }
-#ifdef ATTNFLOW_HAVE_CUDA
-  cuda_detail::batch_observe(handle_, beta.data(), delta, out.data());
-#else
-  (void)delta;
-#endif
+void BatchCuda::observe(const std::vector<double>& beta, double delta, std::vector<double>& out) {
+  advance({}, BatchStepMethod::residual, &beta, delta, &out);  // no steps: only the observables
 }
 
 }  // namespace attnflow

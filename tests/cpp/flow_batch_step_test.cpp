@@ -12,6 +12,7 @@
 #include "../../src/cuda/batch_step.cuh"
 #include "attnflow/flow/ensemble.hpp"
 #include "attnflow/flow/flow.hpp"
+#include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/measure/sample.hpp"
 #include "test_util.hpp"
@@ -52,8 +53,7 @@ Emulated emulate(const FlowOptions& o, const Matrix& x0, const std::vector<doubl
   e.x.resize(n, d);
   for (int i = 0; i < n; ++i)
     for (int k = 0; k < d; ++k) e.x(i, k) = sh.x[i * bs::stride(d) + k];
-  const double ltb = std::isfinite(2.0 * obs_beta) ? std::log(2.0 * obs_beta) : std::log(2.0) + std::log(obs_beta);
-  bs::observe(b, sys, sh, obs_beta, ltb, delta, e.obs);
+  bs::observe(b, sys, sh, obs_beta, log_two_beta(obs_beta), delta, e.obs);
   return e;
 }
 

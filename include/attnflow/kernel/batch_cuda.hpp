@@ -59,7 +59,7 @@ class BatchCuda {
   // Per system 5 values into out (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
   // e^{beta <x_i, x_j>}) at beta[s], min cosine over i < j, the pairs i < j with <x_i, x_j> >
   // 1 - delta, |sum_i w_i x_i| and |sum_i w_i x_i / |x_i||^2.
-  void observe(const std::vector<double>& beta, double delta, std::vector<double>& out) const;
+  void observe(const std::vector<double>& beta, double delta, std::vector<double>& out);
 
  private:
   Index systems_ = 0, n_ = 0, d_ = 0;
