@@ -50,8 +50,9 @@ void print_result(const RunResult& r, const std::string& out) {
                r.last.front().t, r.last.size(), text);
   }
   if (r.interrupted) return;  // reported by run_run
-  fmt::print("wrote {} (config.toml, observables.csv, {}final.npy, summary.json{}) in {:.2f} s\n", out,
+  fmt::print("wrote {} (config.toml, observables.csv, {}{}summary.json{}) in {:.2f} s\n", out,
              std::filesystem::exists(out + "/ensemble.csv") ? "ensemble.csv, " : "",
+             std::filesystem::exists(out + "/final.npy") ? "final.npy, " : "",
              std::filesystem::exists(out + "/snapshots") ? ", snapshots/" : "", r.seconds);
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <stdexcept>
@@ -268,11 +270,12 @@ Matrix combine(const double* c, Index stride, const Matrix& basis, Index n) {
 }
 
 // Coordinates C (n, n) and an orthonormal basis B (n, d) of the span of the points x (n, d),
-// x = C B (Householder QR of x^T = Q R: x = R^T Q^T, coordinates R^T, basis Q^T).
+// x = C B (Householder QR of x^T = Q R: x = R^T Q^T, coordinates R^T, basis Q^T). Column-major
+// for the QR: its reflections run down columns (1.6x faster than on row-major storage).
 void span_coordinates(const Matrix& x, Matrix& c, Matrix& basis) {
   const Index n = x.rows(), d = x.cols();
-  const Eigen::HouseholderQR<Matrix> qr(x.transpose());
-  basis = (qr.householderQ() * Matrix::Identity(d, n)).transpose();
+  const Eigen::HouseholderQR<Eigen::MatrixXd> qr(x.transpose());
+  basis = (qr.householderQ() * Eigen::MatrixXd::Identity(d, n)).transpose();
   c = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>().transpose();
 }
 
@@ -371,6 +374,46 @@ Ensemble::~Ensemble() = default;
 Ensemble::Ensemble(Ensemble&&) noexcept = default;
 Ensemble& Ensemble::operator=(Ensemble&&) noexcept = default;
 
+// float32's largest beta: beta |x|^2 and the exponents of the symmetric form stay far from
+// float's overflow (3.4e38).
+constexpr double kSingleMaxBeta = 1e30;
+
+std::string Ensemble::precision_refusal() const {
+  if (!single()) return "";
+  if (!batched) return "the batched path (batched = false)";
+  if (!batchable())
+    return "systems the batched path takes (SA / USA with one identity head, no noise, one n and d, "
+           "2 <= n <= batch_n; euler, residual or rk4)";
+  if (!plain_sphere_) return "the flow on the sphere without a scheme (scheme none, sphere)";
+  if (flows_[0].options().kind == FieldKind::sinkhorn) return "SA or USA (the Sinkhorn field runs in float64 only)";
+  for (const Flow& f : flows_)
+    if (f.options().beta > kSingleMaxBeta) return fmt::format("beta <= {} (beta = {})", kSingleMaxBeta, f.options().beta);
+  return "";
+}
+
+namespace {
+// Every float finite: no exponent field of all ones (infinity, NaN). A branch-free pass that
+// vectorizes (Eigen's allFinite stops per entry and cost as much as the step it checks).
+bool all_finite(const float* p, Index size) {
+  std::uint32_t bad = 0;
+  for (Index i = 0; i < size; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+// Throws naming the rule when the ensemble's precision does not apply to its systems.
+void require_precision(const Ensemble& e) {
+  const std::string refusal = e.precision_refusal();
+  if (!refusal.empty())
+    throw std::invalid_argument(fmt::format("{}: precision = float32 needs {}", kEnsembleCtx, refusal));
+}
+}  // namespace
+
+Index Ensemble::block_width() const { return single() ? batch_lanes<float>() : batch_width(); }
+
 namespace {
 BatchStepMethod step_method(Method m) {
   return m == Method::euler ? BatchStepMethod::euler
@@ -381,6 +424,7 @@ BatchStepMethod step_method(Method m) {
 std::string Ensemble::gpu_refusal() const {
   if (current_device().device != Device::cuda && !gpu_emulation) return "";
   if (!(batched && batchable())) return "the systems do not take the batched path (Ensemble::batchable)";
+  if (single()) return "precision float32 (the GPU path runs in float64; float32 runs on the CPU)";
   if (!plain_sphere_) return "a scheme other than none, or a flow off the sphere";
   if (flows_[0].options().kind == FieldKind::sinkhorn) return "Sinkhorn fields";
   if (gpu_emulation) return "";
@@ -534,15 +578,17 @@ void Ensemble::advance_batched(double t_end) {
 // The batched path's storage before the blocks advance: the lanes on the sphere (from then on
 // they hold the state), per-system states otherwise. Returns the block count.
 Index Ensemble::prepare_blocks() {
-  const Index w = batch_width();
+  require_precision(*this);
+  const Index w = block_width();
   const Index blocks = (size() + w - 1) / w;
   if (plain_sphere_) {
     const Index lanes_d = reduces_span() ? flows_[0].n() : flows_[0].d();
-    if (lanes_d != lanes_d_) {  // reduce_span changed: start from the points
+    if (lanes_d != lanes_d_ || w != lanes_w_) {  // reduce_span or precision changed: start from the points
       sync();  // restored coordinates stay (for the reduced path) or are dropped below
       lanes_.clear();
       pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
       lanes_d_ = lanes_d;
+      lanes_w_ = w;
     }
     if (lanes_d_ == flows_[0].d()) {
       coords_.clear();  // the points (states_) are the state
@@ -552,6 +598,7 @@ Index Ensemble::prepare_blocks() {
     }
     lanes_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_.resize(static_cast<std::size_t>(blocks));
+    pair_kernel_f_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_valid_.resize(static_cast<std::size_t>(blocks), 0);
     states_stale_ = true;
   } else {
@@ -563,22 +610,26 @@ Index Ensemble::prepare_blocks() {
 
 // Block b (systems b W .. b W + W - 1) advanced to t_end on the batched path.
 void Ensemble::advance_block(Index b, double t_end) {
-  const Index w = batch_width(), n = flows_[0].n();
+  const Index w = plain_sphere_ ? lanes_w_ : batch_width(), n = flows_[0].n();
   const bool plain_sphere = plain_sphere_;
   const Index s0 = b * w, m = std::min(w, size() - s0);
   // The block's kept pair kernel serves the first field evaluation of the steps below at most.
   const double* kept = nullptr;
+  const float* kept_f = nullptr;
   if (plain_sphere && pair_kernel_valid_[static_cast<std::size_t>(b)]) {
-    kept = pair_kernel_[static_cast<std::size_t>(b)].data();
+    if (single())
+      kept_f = pair_kernel_f_[static_cast<std::size_t>(b)].data();
+    else
+      kept = pair_kernel_[static_cast<std::size_t>(b)].data();
     pair_kernel_valid_[static_cast<std::size_t>(b)] = 0;
   }
   bool same = true;  // one integrator state per block: the systems must share the time grid
   for (Index l = 1; l < m; ++l) same = same && same_grid(flow_states_[s0].integrator, flow_states_[s0 + l].integrator);
   if (!same) {
-    Matrix& x = plain_sphere ? lanes_[static_cast<std::size_t>(b)] : states_[s0];
-    if (plain_sphere && x.size() != 0) {  // back to per-system storage for this block
-      scatter_block(b, x);
-      x.resize(0, 0);
+    // Back to per-system storage for this block: each system advances alone, in float64.
+    if (plain_sphere && !lanes_[static_cast<std::size_t>(b)].empty()) {
+      scatter_block(b, lanes_[static_cast<std::size_t>(b)]);
+      lanes_[static_cast<std::size_t>(b)].clear();
     }
     for (Index s = s0; s < s0 + m && !coords_.empty(); ++s)  // restored coordinates: their points move
       if (coords_[s].size() != 0) {
@@ -586,16 +637,20 @@ void Ensemble::advance_block(Index b, double t_end) {
         coords_[s].resize(0, 0);
       }
     for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
-    if (plain_sphere) gather_block(b, x);
+    if (plain_sphere) gather_block(b, lanes_[static_cast<std::size_t>(b)]);
     return;
   }
   IntegratorState st = flow_states_[s0].integrator;
   if (plain_sphere) {  // the state stays in lanes between steps and between calls
-    LaneBlock block(flows_, log_w_, s0, m, lanes_d_);
-    Matrix& x = lanes_[static_cast<std::size_t>(b)];
-    if (x.size() == 0) gather_block(b, x);
-    if (kept) block.use_pair_kernel(kept);
-    attnflow::advance(block.ode(), x, st, t_end, integrator_);
+    BlockLanes& lanes = lanes_[static_cast<std::size_t>(b)];
+    if (lanes.empty()) gather_block(b, lanes);
+    if (single()) {
+      advance_single(b, st, t_end, kept_f);
+    } else {
+      LaneBlock block(flows_, log_w_, s0, m, lanes_d_);
+      if (kept) block.use_pair_kernel(kept);
+      attnflow::advance(block.ode(), lanes.x, st, t_end, integrator_);
+    }
     for (Index l = 0; l < m; ++l) flow_states_[s0 + l].integrator = st;
     return;
   }
@@ -609,7 +664,79 @@ void Ensemble::advance_block(Index b, double t_end) {
   }
 }
 
+// Block b's steps in float32 (precision): its lanes' floats advance with the float batch
+// kernels, the integrators' combinations as fixed_step (integrate.cpp) forms them, in float.
+void Ensemble::advance_single(Index b, IntegratorState& st, double t_end, const float* kept) {
+  using FMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Index w = lanes_w_, n = flows_[0].n(), d = lanes_d_;
+  const Index s0 = b * w, m = std::min(w, size() - s0);
+  FMatrix& x = lanes_[static_cast<std::size_t>(b)].xf;
+  // Per thread, kept between blocks and calls (a block's state is 64 KB at n = d = 32).
+  thread_local std::vector<float> beta, log_w, lse;
+  thread_local FMatrix a, k2, k3, k4, y;
+  beta.resize(static_cast<std::size_t>(w));
+  log_w.resize(static_cast<std::size_t>(n * w));
+  lse.resize(static_cast<std::size_t>(n * w));
+  bool usa = false;
+  for (Index l = 0; l < w; ++l) {
+    const Index s = s0 + (l < m ? l : 0);
+    const FlowOptions& o = flows_[s].options();
+    beta[static_cast<std::size_t>(l)] = static_cast<float>(o.beta);
+    usa = usa || o.kind == FieldKind::usa;
+    for (Index i = 0; i < n; ++i)
+      log_w[static_cast<std::size_t>(i * w + l)] = static_cast<float>(log_w_[static_cast<std::size_t>(s)][i]);
+  }
+  // The unprojected average of xs into out (lanes), USA scaled; the kept kernel serves the first.
+  const auto average = [&](const FMatrix& xs, FMatrix& out) {
+    out.resize(xs.rows(), xs.cols());
+    batch_attention_average({xs.data(), log_w.data(), beta.data(), nullptr, n, d, kept}, out.data(),
+                            usa ? lse.data() : nullptr);
+    kept = nullptr;
+    if (!usa) return;
+    for (Index l = 0; l < w; ++l) {
+      const FlowOptions& o = flows_[s0 + (l < m ? l : 0)].options();
+      if (o.kind != FieldKind::usa) continue;
+      for (Index i = 0; i < n; ++i) {
+        const float f = static_cast<float>(usa_scale(o, i, lse[static_cast<std::size_t>(i * w + l)]));
+        for (Index k = 0; k < d; ++k) out(batch_entry(i, k, n, d), l) *= f;
+      }
+    }
+  };
+  const auto field = [&](const FMatrix& xs, FMatrix& out) {
+    average(xs, out);
+    batch_project_tangent(xs.data(), out.data(), n, d);
+  };
+  const Method method = integrator_.method;
+  fixed_steps(st, t_end, integrator_, [&](double, double h) {
+    if (method == Method::residual) {
+      average(x, a);
+      batch_residual_layer(x.data(), a.data(), h, n, d);
+    } else if (method == Method::euler) {
+      field(x, a);
+      x += static_cast<float>(h) * a;
+      batch_normalize_rows(x.data(), n, d);
+    } else {  // rk4
+      const float half = static_cast<float>(0.5 * h);
+      field(x, a);
+      y = x + half * a;
+      field(y, k2);
+      y = x + half * k2;
+      field(y, k3);
+      y = x + static_cast<float>(h) * k3;
+      field(y, k4);
+      x += static_cast<float>(h / 6.0) * (a + 2.0f * k2 + 2.0f * k3 + k4);
+      batch_normalize_rows(x.data(), n, d);
+    }
+    if (!all_finite(x.data(), x.size()))
+      throw std::runtime_error(fmt::format(
+          "integrate: state is not finite after step {} (t = {}, precision float32): the field overflowed or the "
+          "step dt is too large for this beta",
+          st.steps, st.t));
+  });
+}
+
 void Ensemble::advance(double t_end) {
+  require_precision(*this);  // float32 runs only on the batched path on the sphere
   if (runs_on_gpu() && one_grid()) return advance_gpu(t_end);
   drop_gpu();
   if (batched && batchable()) return advance_batched(t_end);
@@ -626,10 +753,10 @@ void Ensemble::advance(double t_end) {
 }
 
 std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options, bool clusters) const {
-  const Index w = batch_width();
+  const Index w = block_width();
   const Index blocks = (size() + w - 1) / w;
-  bool all_lanes = static_cast<Index>(lanes_.size()) == blocks;
-  for (const Matrix& x : lanes_) all_lanes = all_lanes && x.size() != 0;
+  bool all_lanes = static_cast<Index>(lanes_.size()) == blocks && lanes_w_ == w;
+  for (const BlockLanes& x : lanes_) all_lanes = all_lanes && !x.empty();
   if (!all_lanes) sync();  // before the threads: blocks outside the lanes read states_
   std::vector<Observables> out(static_cast<std::size_t>(size()));
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { observe_block(b, options, clusters, out); });
@@ -639,50 +766,61 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
 // The observables of block b's systems into out[s] (the batched path, plain flow on the sphere).
 void Ensemble::observe_block(Index b, const ObserveOptions& options, bool clusters,
                              std::vector<Observables>& out) const {
-  const Index w = batch_width(), n = flows_[0].n();
+  const Index w = block_width(), n = flows_[0].n();
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   const Index s0 = b * w, m = std::min(w, size() - s0);
   // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
-  thread_local std::vector<double> xl, beta, log_w, wt, le, mc, cl, order, dir;
-  const bool in_lanes = b < static_cast<Index>(lanes_.size()) && lanes_[static_cast<std::size_t>(b)].size() != 0;
+  thread_local std::vector<double> le, mc, cl, order, dir;
+  const bool in_lanes = lanes_w_ == w && b < static_cast<Index>(lanes_.size()) &&
+                        !lanes_[static_cast<std::size_t>(b)].empty();
   // Every observable is a function of inner products and norms: coordinates serve as points.
   const Index d = in_lanes ? lanes_d_ : flows_[0].d();  // not in lanes: states_ is current
-  if (!in_lanes) xl.resize(static_cast<std::size_t>(n * d * w));
-  beta.resize(static_cast<std::size_t>(w));
-  log_w.resize(static_cast<std::size_t>(n * w));
-  wt.resize(static_cast<std::size_t>(n * w));
-  for (Index l = 0; l < w; ++l) {
-    const Index s = s0 + (l < m ? l : 0);
-    if (!in_lanes) {
-      const Matrix& st = states_[s];
-      for (Index i = 0; i < n; ++i)
-        for (Index k = 0; k < d; ++k) xl[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = st(i, k);
-    }
-    const FlowOptions& fo = flows_[s].options();
-    beta[static_cast<std::size_t>(l)] = fo.beta > 0.0 ? fo.beta : options.beta;
-    for (Index i = 0; i < n; ++i) {
-      log_w[static_cast<std::size_t>(i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
-      wt[static_cast<std::size_t>(i * w + l)] = fo.weights[i];
-    }
-  }
-  // The lanes matrix (n d, W) of the block is the kernel's layout already.
-  const double* xp = in_lanes ? lanes_[static_cast<std::size_t>(b)].data() : xl.data();
   for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
   LaneClusters lc(clusters ? w : 0, n);
-  BatchPairObservables po{le.data(), mc.data(), cl.data(), order.data(), dir.data()};
   // The kernel for the block's next step when its betas are the field's (every beta > 0).
   bool keep_kernel = in_lanes;
   for (Index l = 0; l < m; ++l) keep_kernel = keep_kernel && flows_[s0 + l].options().beta > 0.0;
-  if (keep_kernel) {
-    auto& k = pair_kernel_[static_cast<std::size_t>(b)];
-    k.resize(static_cast<std::size_t>(batch_pair_kernel_size(n)));
-    po.kernel = k.data();
-  }
-  if (clusters) {
-    po.on_link = &LaneClusters::link;
-    po.ctx = &lc;
-  }
-  batch_pair_observables({xp, log_w.data(), beta.data(), wt.data(), n, d}, options.delta, po);
+  // The pass in the block's precision (float32: the lanes' floats; states_ rounded to float).
+  const auto pass = [&]<class S>(const S* lanes_x, auto* kernel) {
+    thread_local std::vector<S> xl, beta, log_w, wt;
+    if (!lanes_x) xl.resize(static_cast<std::size_t>(n * d * w));
+    beta.resize(static_cast<std::size_t>(w));
+    log_w.resize(static_cast<std::size_t>(n * w));
+    wt.resize(static_cast<std::size_t>(n * w));
+    for (Index l = 0; l < w; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      if (!lanes_x) {
+        const Matrix& st = states_[s];
+        for (Index i = 0; i < n; ++i)
+          for (Index k = 0; k < d; ++k)
+            xl[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = static_cast<S>(st(i, k));
+      }
+      const FlowOptions& fo = flows_[s].options();
+      beta[static_cast<std::size_t>(l)] = static_cast<S>(fo.beta > 0.0 ? fo.beta : options.beta);
+      for (Index i = 0; i < n; ++i) {
+        log_w[static_cast<std::size_t>(i * w + l)] = static_cast<S>(log_w_[static_cast<std::size_t>(s)][i]);
+        wt[static_cast<std::size_t>(i * w + l)] = static_cast<S>(fo.weights[i]);
+      }
+    }
+    BasicBatchPairObservables<S> po{le.data(), mc.data(), cl.data(), order.data(), dir.data()};
+    if (kernel) {
+      kernel->resize(static_cast<std::size_t>(batch_pair_kernel_size<S>(n)));
+      po.kernel = kernel->data();
+    }
+    if (clusters) {
+      po.on_link = &LaneClusters::link;
+      po.ctx = &lc;
+    }
+    // The lanes matrix (n d, W) of the block is the kernel's layout already.
+    batch_pair_observables({lanes_x ? lanes_x : xl.data(), log_w.data(), beta.data(), wt.data(), n, d},
+                           options.delta, po);
+  };
+  const BlockLanes* lanes = in_lanes ? &lanes_[static_cast<std::size_t>(b)] : nullptr;
+  const std::size_t bk = static_cast<std::size_t>(b);
+  if (single())
+    pass(lanes ? lanes->xf.data() : static_cast<const float*>(nullptr), keep_kernel ? &pair_kernel_f_[bk] : nullptr);
+  else
+    pass(lanes ? lanes->x.data() : static_cast<const double*>(nullptr), keep_kernel ? &pair_kernel_[bk] : nullptr);
   if (keep_kernel) pair_kernel_valid_[static_cast<std::size_t>(b)] = 1;
   for (Index l = 0; l < m; ++l) {
     const Index s = s0 + l;
@@ -716,6 +854,7 @@ bool Ensemble::observes_batched(const ObserveOptions& options) const {
 
 std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOptions& options, bool clusters) {
   options.validate();
+  require_precision(*this);
   if (runs_on_gpu() && one_grid() && !clusters && observes_batched(options)) {
     std::vector<Observables> out;  // steps and observables in one pass on the GPU
     advance_gpu(t_end, &options, &out);
@@ -776,7 +915,7 @@ void Ensemble::sync() const {
     return;
   }
   for (std::size_t b = 0; b < lanes_.size(); ++b)
-    if (lanes_[b].size() != 0) scatter_block(static_cast<Index>(b), lanes_[b]);
+    if (!lanes_[b].empty()) scatter_block(static_cast<Index>(b), lanes_[b]);
   for (std::size_t s = 0; s < coords_.size(); ++s)  // restored coordinates not yet in lanes
     if (coords_[s].size() != 0) states_[s] = combine(coords_[s].data(), coords_[s].cols(), bases_[s], coords_[s].rows());
   states_stale_ = false;
@@ -789,10 +928,12 @@ bool Ensemble::reduces_span() const {
 // Block b's systems into the lanes layout x (n lanes_d_, W): their points, or with
 // lanes_d_ = n < d their coordinates, from coords_ (restored) or from a new basis of the
 // points' span (Householder QR of X^T = Q R: X = R^T Q^T, coordinates R^T, basis Q^T).
-void Ensemble::gather_block(Index b, Matrix& x) {
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
+void Ensemble::gather_block(Index b, BlockLanes& lanes) {
+  const Index w = lanes_w_, n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
   const Index s0 = b * w, m = std::min(w, size() - s0);
   const bool reduced = dl != d;  // coords_ and bases_ have one entry per system (prepare_blocks)
+  lanes.clear();
+  Matrix& x = lanes.x;
   x.resize(n * dl, w);
   for (Index l = 0; l < w; ++l) {
     const Index s = s0 + (l < m ? l : 0);
@@ -800,6 +941,10 @@ void Ensemble::gather_block(Index b, Matrix& x) {
     const Matrix& c = reduced ? coords_[s] : states_[s];
     for (Index i = 0; i < n; ++i)
       for (Index k = 0; k < dl; ++k) x(batch_entry(i, k, n, dl), l) = c(i, k);
+  }
+  if (single()) {  // float32: the points (or coordinates) rounded to float once, here
+    lanes.xf = x.cast<float>();
+    x.resize(0, 0);
   }
   if (reduced)  // the lanes hold them from now on; the points are formed again when asked for
     for (Index l = 0; l < m; ++l) {
@@ -809,8 +954,8 @@ void Ensemble::gather_block(Index b, Matrix& x) {
 }
 
 // The lanes x of block b back to the systems' points (states_): coordinates times basis.
-void Ensemble::scatter_block(Index b, const Matrix& x) const {
-  const Index w = batch_width(), n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
+void Ensemble::scatter_block(Index b, const BlockLanes& x) const {
+  const Index w = lanes_w_, n = flows_[0].n(), d = flows_[0].d(), dl = lanes_d_;
   const Index s0 = b * w, m = std::min(w, size() - s0);
   Matrix c(n, dl);
   for (Index l = 0; l < m; ++l) {
@@ -818,7 +963,7 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
     if (dl == d) st.resize(n, d);
     Matrix& out = dl == d ? st : c;
     for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < dl; ++k) out(i, k) = x(batch_entry(i, k, n, dl), l);
+      for (Index k = 0; k < dl; ++k) out(i, k) = x.at(batch_entry(i, k, n, dl), l);
     if (dl != d) st = combine(c.data(), dl, bases_[static_cast<std::size_t>(s0 + l)], n);
   }
 }
@@ -827,14 +972,15 @@ void Ensemble::scatter_block(Index b, const Matrix& x) const {
 // and not yet gathered); an empty matrix when its points are the state.
 Matrix Ensemble::coordinates(Index s) const {
   if (gpu_) sync();  // the GPU's coordinates into coords_ (reduced), or its points
-  const Index w = batch_width(), n = flows_[0].n(), b = s / w;
   if (static_cast<Index>(coords_.size()) > s && coords_[s].size() != 0) return coords_[s];
-  if (lanes_d_ == flows_[0].d() || b >= static_cast<Index>(lanes_.size())) return Matrix();
-  const Matrix& x = lanes_[static_cast<std::size_t>(b)];
-  if (x.size() == 0) return Matrix();
+  if (lanes_d_ == flows_[0].d() || lanes_w_ == 0) return Matrix();
+  const Index w = lanes_w_, n = flows_[0].n(), b = s / w;
+  if (b >= static_cast<Index>(lanes_.size())) return Matrix();
+  const BlockLanes& x = lanes_[static_cast<std::size_t>(b)];
+  if (x.empty()) return Matrix();
   Matrix c(n, n);
   for (Index i = 0; i < n; ++i)
-    for (Index k = 0; k < n; ++k) c(i, k) = x(batch_entry(i, k, n, n), s - b * w);
+    for (Index k = 0; k < n; ++k) c(i, k) = x.at(batch_entry(i, k, n, n), s - b * w);
   return c;
 }
 

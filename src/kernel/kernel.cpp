@@ -412,6 +412,18 @@ void exp_inplace(double* x, Index size) {
   for (; j < size; ++j) x[j] = std::exp(x[j]);
 }
 
+void exp_inplace(float* x, Index size) {
+  using detail::PacketF;
+  constexpr Index kLanes = ei::unpacket_traits<PacketF>::size;
+  Index j = 0;
+  for (; j + kLanes <= size; j += kLanes) ei::pstoreu(x + j, detail::simd_exp(ei::ploadu<PacketF>(x + j)));
+  if (j == size) return;
+  alignas(64) float tail[kLanes] = {};  // the last entries through the same vector code
+  std::copy(x + j, x + size, tail);
+  ei::pstore(tail, detail::simd_exp(ei::pload<PacketF>(tail)));
+  std::copy(tail, tail + (size - j), x + j);
+}
+
 void exp2_inplace(double* x, Index size, bool finite_only) {
   Index j = 0;
   for (; j + kPacket <= size; j += kPacket) {

@@ -149,6 +149,7 @@ void read_observe_output(Config& c, RunConfig& r) {
   r.quantiles = c.get_doubles("observe.quantiles", r.quantiles);
   for (double q : r.quantiles) require(q >= 0.0 && q <= 1.0, ctx, "observe.quantiles", q, "in [0, 1]");
   r.snapshots = c.get_bool("output.snapshots", r.snapshots);
+  r.final_states = c.get_bool("output.final", r.final_states);
   const auto ck = c.get_int("output.checkpoint_every", r.checkpoint_every);
   require(ck >= 0, ctx, "output.checkpoint_every", ck, ">= 0 (0 = no checkpoints)");
   r.checkpoint_every = ck;
@@ -186,15 +187,21 @@ void read_compute(Config& c, std::string& device, std::string& precision) {
   require_one_of(ctx, "compute.device", device, {"", "cpu", "cuda"}, "cpu, cuda (\"\" = --device)");
   precision = c.get_string("compute.precision", precision);
   require_one_of(ctx, "compute.precision", precision, {"", "float64", "float32"}, "float64, float32");
-  if (precision == "float32")
-    require(device == "cuda", ctx, "compute.device", fmt::format("\"{}\"", device),
-            "\"cuda\" with compute.precision = \"float32\" (the CPU kernel is float64)");
+  // float32 on the CPU: the batched ensemble's single-precision path (Ensemble::precision),
+  // which the run checks against its systems (run_precision); the CPU kernel stays float64.
 }
 
 void apply_compute(const std::string& device, const std::string& precision) {
   if (device.empty() && precision.empty()) return;
   const Device d = device.empty() ? current_device().device : parse_device(device, "compute.device");
-  set_device(d, precision == "float32" ? Precision::float32 : Precision::float64);
+  // float32 on the CPU is the ensemble's (run_precision): the process-wide kernel stays float64.
+  const bool f32 = precision == "float32" && d == Device::cuda;
+  set_device(d, f32 ? Precision::float32 : Precision::float64);
+}
+
+Precision run_precision(const RunConfig& cfg) {
+  return cfg.precision == "float32" && current_device().device == Device::cpu ? Precision::float32
+                                                                              : Precision::float64;
 }
 
 RunConfig parse_run_config(Config& config) {
@@ -265,11 +272,12 @@ quantiles = [0.1, 0.5, 0.9]  # ensembles: quantiles per time in ensemble.csv
 
 [output]
 snapshots = true          # write snapshots/snap_KKKKKK.npy at every observation
+final = true              # write final.npy (the final positions; false: only the tables and summary)
 checkpoint_every = 10     # checkpoint every this many observations (0 = never)
 
 [compute]
 device = ""               # "" = the process setting (--device, default cpu) | cpu | cuda (docs/usage/gpu.md)
-precision = ""            # "" = float64 | float64 | float32 (device = "cuda" only)
+precision = ""            # "" = float64 | float64 | float32 (cuda: the kernel; cpu: the batched ensemble on the sphere, SA/USA)
 )";
 }
 

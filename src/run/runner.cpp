@@ -132,6 +132,11 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
   Ensemble e(std::move(flows), std::move(x0), cfg.integrator);
   e.batched = cfg.batched;
   e.reduce_span = cfg.reduce_span;
+  e.precision = run_precision(cfg);
+  const std::string refusal = e.precision_refusal();
+  if (!refusal.empty())
+    throw_invalid("run", "compute.precision", "\"float32\"",
+                  fmt::format("float64 for this run on the CPU: float32 there needs {}", refusal));
   return e;
 }
 
@@ -281,10 +286,12 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
             {"every", cfg.every}, {"batched", e.batched && e.batchable()},
+            {"ensemble_precision", precision_name(e.precision)},
             {"device_fallback", device_fallback(e.batched && e.batchable() && !e.runs_on_gpu())},
             {"per_system_rows", cfg.per_system || cfg.systems == 1},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
             {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
+            {"final_states", cfg.final_states},
             {"seconds", seconds}});
   std::vector<double> times;
   for (std::int64_t k = 0; k < c.next_obs; ++k) times.push_back(observation_time(cfg, k));
@@ -345,7 +352,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     job.keep();
     return res;
   }
-  write_positions(job.path("final.npy"), e);
+  if (cfg.final_states) write_positions(job.path("final.npy"), e);
   nlohmann::json summary = summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings);
   summary["points_split"] = false;
   job.write_summary(summary);
@@ -624,7 +631,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     job->keep();
     return res;
   }
-  write_positions(job->path("final.npy"), *all);
+  if (cfg.final_states) write_positions(job->path("final.npy"), *all);
   nlohmann::json summary = summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings);
   summary["points_split"] = res.points_split;
   job->write_summary(summary);

@@ -219,3 +219,44 @@ def test_demo_prints_clusters_and_energy_and_writes_the_directory(run_cli, tmp_p
     (other / "keep.txt").write_text("x")
     r = run_cli("demo", "--out", other, "--no-plots")
     assert r.returncode != 0 and "not a previous demo's output" in r.stderr and (other / "keep.txt").exists()
+
+
+FLOAT32 = SMALL.replace("n = 20", "n = 12\nsystems = 40").replace('method = "euler"', 'method = "rk4"') \
+    + '[compute]\nprecision = "float32"\n'
+
+
+def test_float32_ensemble_resumed_equals_uninterrupted_and_says_its_precision(run_cli, tmp_path):
+    """compute.precision = float32 on the CPU: the batched ensemble in single precision. Its
+    states are floats, close to float64's; a stopped run resumed on another thread count is
+    byte for byte the uninterrupted one; the summary says float32."""
+    cfg = write(tmp_path, FLOAT32)
+    whole, cut, f64 = tmp_path / "whole", tmp_path / "cut", tmp_path / "f64"
+    assert run_cli("run", cfg, "--out", whole, "--no-plots", "--threads", "1").returncode == 0
+    r = run_cli("run", cfg, "--out", cut, "--no-plots", "--threads", "2",
+                env={"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "2"})
+    assert r.returncode == 3 and "continue with --resume" in r.stdout
+    r = run_cli("run", cfg, "--out", cut, "--resume", "--no-plots", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    same_tree(whole, cut)
+    s = json.loads((whole / "summary.json").read_text())
+    assert s["ensemble_precision"] == "float32" and s["precision"] == "float64" and s["batched"]
+    x32 = np.load(whole / "final.npy")
+    assert np.array_equal(x32.astype(np.float32).astype(np.float64), x32)  # float values
+    r = run_cli("run", write(tmp_path, FLOAT32.replace('"float32"', '"float64"'), "f64.toml"), "--out", f64,
+                "--no-plots")
+    assert r.returncode == 0, r.stderr
+    x64 = np.load(f64 / "final.npy")
+    assert 0 < np.abs(x32 - x64).max() < 2e-6  # float rounding over 20 rk4 steps (measured 3e-7)
+
+
+@pytest.mark.parametrize("override, rule", [
+    ('kind = "sinkhorn"', "SA or USA"),  # replaces kind = "sa"
+    ('method = "dopri5"', "batched path"),
+])
+def test_float32_refused_where_it_cannot_run(run_cli, tmp_path, override, rule):
+    text = FLOAT32.replace('kind = "sa"', override) if "kind" in override else FLOAT32.replace('method = "rk4"', override)
+    out = tmp_path / "o"
+    r = run_cli("run", write(tmp_path, text), "--out", out, "--no-plots")
+    assert r.returncode != 0
+    assert "compute.precision" in r.stderr and "float32" in r.stderr and rule in r.stderr, r.stderr
+    assert not out.exists()

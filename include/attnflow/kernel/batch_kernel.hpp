@@ -32,8 +32,13 @@ inline double log_two_beta(double beta) {
   return std::isfinite(2.0 * beta) ? std::log(2.0 * beta) : std::log(2.0) + std::log(beta);
 }
 
-// Systems per SIMD vector (lanes): 8 with AVX-512, 4 with AVX2, 2 otherwise.
+// Systems per SIMD vector (lanes): 8 with AVX-512, 4 with AVX2, 2 otherwise (batch_width(),
+// the double kernels); the float kernels (the ensemble's float32 precision) have twice as many:
+// batch_lanes<float>() = 16 with AVX-512. Every kernel has a double and a float version, the
+// same algorithm in the same order (the Sinkhorn normalization only in double).
 Index batch_width();
+template <class S>
+Index batch_lanes();
 
 constexpr Index kBatchCoordinateBlock = 8;
 // The entry of (i, k) among the n d of one lane (the layout above): block b = k / 8 starts at
@@ -44,26 +49,31 @@ inline Index batch_entry(Index i, Index k, Index n, Index d) {
   return k0 * n + i * width + (k - k0);
 }
 
-struct BatchAttentionInput {
-  const double* x = nullptr;      // (n, d) per lane: the points (theta under a scheme)
-  const double* log_w = nullptr;  // (n) per lane: log weights (-inf allowed)
-  const double* beta = nullptr;   // per lane
-  const double* w = nullptr;      // (n) per lane: the weights (observables; null: e^{log_w})
+template <class S>
+struct BasicBatchAttentionInput {
+  const S* x = nullptr;      // (n, d) per lane: the points (theta under a scheme)
+  const S* log_w = nullptr;  // (n) per lane: log weights (-inf allowed)
+  const S* beta = nullptr;   // per lane
+  const S* w = nullptr;      // (n) per lane: the weights (observables; null: e^{log_w})
   Index n = 0, d = 0;
   // Optional: the pair kernel at these points and betas from batch_pair_observables
   // (BatchPairObservables::kernel). batch_attention_average then skips its Gram pass (or the
   // Gram entries of its one pass, d <= 8) and exponentials: the same values, so the same bits.
-  const double* kernel = nullptr;
+  const S* kernel = nullptr;
 };
+using BatchAttentionInput = BasicBatchAttentionInput<double>;
+using BatchAttentionInputF = BasicBatchAttentionInput<float>;  // the single-precision path
 
-// Doubles of a pair-kernel buffer: K_ij for i < j (the row-by-row upper triangle), then
-// D_i = |x_i|^2, W lanes each.
+// Entries (of S) of a pair-kernel buffer: K_ij for i < j (the row-by-row upper triangle), then
+// D_i = |x_i|^2, batch_lanes<S>() lanes each.
+template <class S = double>
 Index batch_pair_kernel_size(Index n);
 
 // a (n, d) per lane: the softmax average sum_j softmax_j(beta <x_i, x_j> + log w_j) x_j,
 // and lse (n) per lane: log sum_j w_j e^{beta <x_i, x_j>} (callers scale a by e^{lse - shift}
 // for USA). Work: n (n - 1) / 2 exponentials and 3 d n (n - 1) / 2 vector FMAs per W systems.
 void batch_attention_average(const BatchAttentionInput& in, double* a, double* lse);
+void batch_attention_average(const BatchAttentionInputF& in, float* a, float* lse);
 
 // The Sinkhorn normalization of the same affinity (docs/math.md section 1.3: a = b = the
 // weights, iteration 1 the softmax, then g- and f-updates; the column violation measured
@@ -87,30 +97,37 @@ void batch_sinkhorn_average(const BatchAttentionInput& in, const BatchSinkhornCo
 // In lanes: a_i <- a_i - <x_i, a_i> x_i (the tangent projection, x_i unit), and
 // x_i <- x_i / |x_i| for |x_i| > 0 (the sphere retraction; zero rows stay).
 void batch_project_tangent(const double* x, double* a, Index n, Index d);
+void batch_project_tangent(const float* x, float* a, Index n, Index d);
 void batch_normalize_rows(double* x, Index n, Index d);
+void batch_normalize_rows(float* x, Index n, Index d);
 // The residual layer on the sphere in one pass per row: x_i <- y_i / |y_i|, y_i = x_i + h a_i
 // (zero rows stay): the update, batch_normalize_rows' squared norm (coordinates ascending) and
 // the scaling while the row is in L1.
 void batch_residual_layer(double* x, const double* a, double h, Index n, Index d);
+void batch_residual_layer(float* x, const float* a, double h, Index n, Index d);
 
-struct BatchPairObservables {
+template <class S>
+struct BasicBatchPairObservables {
   double* log_energy = nullptr;  // per lane: log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>})
   double* min_cosine = nullptr;  // per lane: min over i < j of <x_i, x_j> / (|x_i| |x_j|)
   double* clustered = nullptr;   // per lane: number of pairs i < j with <x_i, x_j> > 1 - delta
   double* order = nullptr;       // per lane: |sum_i w_i x_i|
   double* mean_dir = nullptr;    // per lane: |sum_i w_i x_i / |x_i||^2
-  // Optional: receives the pair kernel
-  // K_ij = e^{beta (<x_i, x_j> - (D_i + D_j) / 2)} and D_i (batch_pair_kernel_size(n)
-  // doubles), which batch_attention_average at the same points and betas takes as its input.
-  double* kernel = nullptr;
+  // Optional: receives the pair kernel K_ij = e^{beta (<x_i, x_j> - (D_i + D_j) / 2)} and D_i
+  // (batch_pair_kernel_size<S>(n) entries), which batch_attention_average at the same points
+  // and betas takes as its input.
+  S* kernel = nullptr;
   // Optional: called for each linked pair (i, j) with the lanes' bit mask (cluster counts).
   void (*on_link)(void* ctx, Index i, Index j, unsigned lanes) = nullptr;
   void* ctx = nullptr;
 };
+using BatchPairObservables = BasicBatchPairObservables<double>;
+using BatchPairObservablesF = BasicBatchPairObservables<float>;
 
 // One fused pass over the pairs of W systems: energy, min cosine, clustered pairs (and the
 // O(n d) order parameter and mean direction). Work: n (n - 1) / 2 exponentials and
 // d n (n - 1) / 2 vector FMAs (about a third of a field evaluation).
 void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out);
+void batch_pair_observables(const BatchAttentionInputF& in, double delta, const BatchPairObservablesF& out);
 
 }  // namespace attnflow

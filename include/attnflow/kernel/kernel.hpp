@@ -139,6 +139,9 @@ void lse_reduce_symmetric_split(const SymmetricReduceInput& in, const std::vecto
 // Vectorized exp of a contiguous array in place (the SIMD exponential the kernel uses);
 // exposed for the exp-throughput benchmark that defines the kernel's speed limit.
 void exp_inplace(double* x, Index size);
+// The single-precision exponential of the batch kernels' float path (batch_kernel.hpp), with
+// the same contract: exactly 0 below -87, NaN kept, about 1 ulp of float.
+void exp_inplace(float* x, Index size);
 // 2^x of a contiguous array in place (the base-2 exponential of the symmetric reduction):
 // 0 below 2^-1022, NaN kept; with finite_only (the variant the symmetric reduction uses,
 // for finite x <= 1023 only) results below 2^-1022 are subnormal instead.

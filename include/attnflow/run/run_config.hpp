@@ -10,6 +10,7 @@
 
 #include "attnflow/io/config.hpp"
 #include "attnflow/flow/integrate.hpp"
+#include "attnflow/kernel/kernel_cuda.hpp"  // Precision
 #include "attnflow/ot/sinkhorn.hpp"
 #include "attnflow/base/types.hpp"
 
@@ -64,12 +65,15 @@ struct RunConfig {
 
   // [output]
   bool snapshots = true;
+  bool final_states = true;  // output.final: write final.npy (false: a sweep of large ensembles skips GBs)
   Index checkpoint_every = 10;  // observations between checkpoints; 0 = none
 
   // [compute]: where the kernel's reductions run (kernel_cuda.hpp set_device). "" keeps the
   // process setting (--device / set_device(), default cpu); "cpu" or "cuda" sets it for the run.
   std::string device;
-  std::string precision;  // "" = float64 (or the process setting with device = ""); float32 on cuda
+  // "" = float64 (or the process setting with device = ""); float32: on cuda the kernel's
+  // reductions, on the CPU the batched ensemble on the sphere (Ensemble::precision, run_precision).
+  std::string precision;
 };
 
 // Reads every key of the schema from `config` (recording defaults, so config.resolved() is
@@ -78,6 +82,9 @@ struct RunConfig {
 // absent (keep the process setting). apply_compute() sets the process-wide device from them.
 void read_compute(Config& config, std::string& device, std::string& precision);
 void apply_compute(const std::string& device, const std::string& precision);
+// The ensemble precision of a run after apply_compute: float32 where compute.precision is
+// float32 and the device is the CPU, float64 otherwise (on cuda, float32 is the kernel's).
+Precision run_precision(const RunConfig& cfg);
 
 RunConfig parse_run_config(Config& config);
 
