@@ -1,26 +1,30 @@
 #!/usr/bin/python3
 """Side-by-side benchmark of the published phase-diagram ensemble: attnflow's
 batched ensemble path vs the published step written in PyTorch and in NumPy, batched over
-systems, on the same machine and the same thread count.
+systems, on the same machine and the same thread count, in float64 and in float32 (PyTorch's
+default dtype; attnflow's compute.precision = "float32").
 
 The published setting per dimension d: 90 betas x 2048 systems x 300 residual steps
 x <- normalize(x + dt softmax(beta x x^T) x) (n = 32, dt = 0.1), and the clustered-pair
-fraction observed at every step (every = 0.1). All three sides do exactly that work per
-system-step (PyTorch and NumPy in float64, like attnflow), so the time per system-step
-measured on a slice (--systems systems, --steps steps, one beta) scales to one d:
+fraction observed at every step (every = 0.1). All sides do exactly that work per
+system-step in the precision of the row, so the time per system-step measured on a slice
+(--systems systems, --steps steps, one beta) scales to one d:
     t(one d) = 90 * 2048 * 300 * (time per system-step).
 attnflow is timed as `attnflow run` on a slice of the same shape (2048 systems, --full-steps
 steps; process CPU time: user + sys of the child, so other jobs on a shared machine do not
 count; also wall and peak RSS), the peers in-process on --systems systems x --steps steps
 (CPU time of this process). One d's time is reported as CPU time / threads, i.e. the time on
 otherwise idle cores. Rounds alternate the sides (the machine's speed drifts); medians over
-rounds.
+rounds. --sweep additionally times the real job for each d: one `attnflow sweep` over the 90
+betas (all points, wall clock and peak RSS, output.final = false as the experiment runs it).
 
 Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
-         [--systems 256] [--steps 20] [--rounds 3] [--full-steps 300] [--no-torch]
+         [--precisions float64 float32] [--systems 256] [--steps 20] [--rounds 3]
+         [--full-steps 300] [--no-torch] [--sweep]
 Prints a markdown table and writes bench/results/ensemble.json.
 """
 import argparse
+import csv
 import json
 import os
 import resource
@@ -57,7 +61,8 @@ def cpu_self():
 
 
 def numpy_run(x, steps):
-    """The published step batched over systems, plus the clustered fraction every step."""
+    """The published step batched over systems, plus the clustered fraction every step, in
+    x's dtype."""
     off = ~np.eye(x.shape[1], dtype=bool)
     p = []
     for _ in range(steps):
@@ -105,21 +110,51 @@ quantiles = []
 [output]
 snapshots = false
 checkpoint_every = 0
+final = false
+[compute]
+precision = "{precision}"
 """
 
+SWEEP = RUN.replace("[model]\nbeta = {beta}\n", "[model]\n") + "[sweep]\nmodel.beta = [{betas}]\n"
 
-def attnflow_run(build, tmp, d, systems, steps, tag):
+
+def timed(cmd):
+    """(cpu seconds, wall seconds, peak RSS MB) of a child command."""
+    cmd = ["/usr/bin/time", "-f", "%U %S %e %M"] + cmd
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    user, sys_, wall, rss = r.stderr.strip().splitlines()[-1].split()
+    return float(user) + float(sys_), float(wall), float(rss) / 1024.0
+
+
+def attnflow_run(build, tmp, d, systems, steps, tag, precision):
     """attnflow run of one slice; returns (cpu seconds, wall seconds, peak RSS MB)."""
     cfg = Path(tmp) / f"{tag}.toml"
     cfg.write_text(RUN.format(n=N, d=d, systems=systems, beta=BETA, dt=DT, t_end=round(steps * DT, 10),
-                              delta=DELTA))
+                              delta=DELTA, precision=precision))
     out = Path(tmp) / tag
-    cmd = ["/usr/bin/time", "-f", "%U %S %e %M", str(build / "attnflow"), "run", str(cfg), "--out", str(out),
-           "--no-plots", "--quiet", "--threads", THREADS]
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
-    user, sys_, wall, rss = r.stderr.strip().splitlines()[-1].split()
+    cpu, wall, mb = timed([str(build / "attnflow"), "run", str(cfg), "--out", str(out), "--no-plots", "--quiet",
+                           "--threads", THREADS])
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return float(user) + float(sys_), float(wall), float(rss) / 1024.0
+    return cpu, wall, mb
+
+
+def attnflow_sweep(build, tmp, d, precision):
+    """The real job for one d: `attnflow sweep` over the 90 betas of the published grid."""
+    betas = ", ".join(repr(round(float(b), 10)) for b in np.linspace(0.1, 9.0, 90))
+    cfg = Path(tmp) / f"sweep_d{d}_{precision}.toml"
+    cfg.write_text(SWEEP.format(n=N, d=d, systems=2048, dt=DT, t_end=30.0, delta=DELTA, precision=precision,
+                                betas=betas))
+    out = Path(tmp) / f"sweep_d{d}_{precision}"
+    cpu, wall, mb = timed([str(build / "attnflow"), "sweep", str(cfg), "--out", str(out), "--no-plots", "--quiet",
+                           "--threads", THREADS])
+    return cpu, wall, mb, phase_means(out)
+
+
+def phase_means(out):
+    """The phase diagram a sweep wrote: {(beta, t): mean clustered-pair fraction}."""
+    with open(out / "sweep_ensemble.csv") as f:
+        return {(r["model.beta"], r["t"]): float(r["clustered_pairs"])
+                for r in csv.DictReader(f) if r["statistic"] == "mean"}
 
 
 def main():
@@ -127,57 +162,72 @@ def main():
     ap.add_argument("build", nargs="?", default=str(ROOT / "build"))
     ap.add_argument("--threads", default="2")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32, 128])
+    ap.add_argument("--precisions", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     ap.add_argument("--systems", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full-steps", type=int, default=300)  # one whole beta: start-up amortized as in the real run
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="also time the real 90-beta sweep of each d")
     a = ap.parse_args()
     build = Path(a.build)
     torch = None
     if not a.no_torch:
         import torch  # noqa: F811
         torch.set_num_threads(int(a.threads))
+    threads = int(a.threads)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for d in a.dims:
-            rng = np.random.default_rng(d)
-            x0 = rng.standard_normal((a.systems, N, d))
-            x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
-            per = a.systems * a.steps
-            af, af_wall, npy, tch, rss = [], [], [], [], 0.0
-            for k in range(a.rounds):
-                # attnflow: the full 2048 systems (its start-up would dominate a small slice).
-                cpu, wall, mb = attnflow_run(build, tmp, d, 2048, a.full_steps, f"d{d}_{k}")
-                af.append(cpu / (2048 * a.full_steps))
-                af_wall.append(wall / (2048 * a.full_steps))
-                rss = max(rss, mb)
-                c = cpu_self()
-                numpy_run(x0.copy(), a.steps)
-                npy.append((cpu_self() - c) / per)
-                if torch is not None:
-                    xt = torch.from_numpy(x0.copy())
+            phases = {}
+            for prec in a.precisions:
+                rng = np.random.default_rng(d)
+                x0 = rng.standard_normal((a.systems, N, d))
+                x0 = (x0 / np.linalg.norm(x0, axis=-1, keepdims=True)).astype(prec)
+                per = a.systems * a.steps
+                af, af_wall, npy, tch, rss = [], [], [], [], 0.0
+                for k in range(a.rounds):
+                    # attnflow: the full 2048 systems (its start-up would dominate a small slice).
+                    cpu, wall, mb = attnflow_run(build, tmp, d, 2048, a.full_steps, f"d{d}_{prec}_{k}", prec)
+                    af.append(cpu / (2048 * a.full_steps))
+                    af_wall.append(wall / (2048 * a.full_steps))
+                    rss = max(rss, mb)
                     c = cpu_self()
-                    torch_run(torch, xt, a.steps)
-                    tch.append((cpu_self() - c) / per)
-            med = lambda v: float(np.median(v)) if v else float("nan")
-            row = {"d": d, "attnflow_cpu_s_per_system_step": med(af), "attnflow_wall_s_per_system_step": med(af_wall),
-                   "numpy_cpu_s_per_system_step": med(npy), "torch_cpu_s_per_system_step": med(tch),
-                   "attnflow_peak_rss_mb_2048_systems": rss}
-            # CPU time of the whole job divided by the thread count = its time on idle cores.
-            threads = int(a.threads)
-            for side in ("attnflow", "numpy", "torch"):
-                row[f"{side}_one_d_s"] = row[f"{side}_cpu_s_per_system_step"] * PUBLISHED_SYSTEM_STEPS / threads
-            row["ratio_torch"] = row["torch_one_d_s"] / row["attnflow_one_d_s"]
-            row["ratio_numpy"] = row["numpy_one_d_s"] / row["attnflow_one_d_s"]
-            results.append(row)
-            print(json.dumps(row), flush=True)
-    print(f"\n{a.threads} threads each side; one d = 90 betas x 2048 systems x 300 steps (CPU time / threads)\n")
-    print("| d | attnflow | PyTorch (float64) | NumPy (float64) | PyTorch / attnflow | NumPy / attnflow | attnflow peak RSS (2048 systems) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+                    numpy_run(x0.copy(), a.steps)
+                    npy.append((cpu_self() - c) / per)
+                    if torch is not None:
+                        xt = torch.from_numpy(x0.copy())
+                        c = cpu_self()
+                        torch_run(torch, xt, a.steps)
+                        tch.append((cpu_self() - c) / per)
+                med = lambda v: float(np.median(v)) if v else float("nan")
+                row = {"d": d, "precision": prec, "attnflow_cpu_s_per_system_step": med(af),
+                       "attnflow_wall_s_per_system_step": med(af_wall), "numpy_cpu_s_per_system_step": med(npy),
+                       "torch_cpu_s_per_system_step": med(tch), "attnflow_peak_rss_mb_2048_systems": rss}
+                # CPU time of the whole job divided by the thread count = its time on idle cores.
+                for side in ("attnflow", "numpy", "torch"):
+                    row[f"{side}_one_d_s"] = row[f"{side}_cpu_s_per_system_step"] * PUBLISHED_SYSTEM_STEPS / threads
+                row["ratio_torch"] = row["torch_one_d_s"] / row["attnflow_one_d_s"]
+                row["ratio_numpy"] = row["numpy_one_d_s"] / row["attnflow_one_d_s"]
+                if a.sweep:  # the real job: wall clock of the whole sweep
+                    cpu, wall, mb, phases[prec] = attnflow_sweep(build, tmp, d, prec)
+                    row.update({"sweep_wall_s": wall, "sweep_cpu_s": cpu, "sweep_peak_rss_mb": mb})
+                    if len(phases) == 2:  # float32's phase diagram against float64's, same points
+                        p64, p32 = phases["float64"], phases["float32"]
+                        row["phase_max_abs_diff_float32_float64"] = max(abs(p32[k] - p64[k]) for k in p64)
+                        row["phase_points"] = len(p64)
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    print(f"\n{a.threads} threads each side; one d = 90 betas x 2048 systems x 300 steps (CPU time / threads; "
+          "sweep: the wall clock of `attnflow sweep` over the 90 betas)\n")
+    print("| d | precision | attnflow | attnflow sweep (wall) | PyTorch | NumPy | PyTorch / attnflow | NumPy / attnflow "
+          "| attnflow peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        print(f"| {r['d']} | {r['attnflow_one_d_s']:.0f} s | {r['torch_one_d_s']:.0f} s | {r['numpy_one_d_s']:.0f} s | "
-              f"{r['ratio_torch']:.0f}x | {r['ratio_numpy']:.0f}x | {r['attnflow_peak_rss_mb_2048_systems']:.0f} MB |")
+        sweep = f"{r['sweep_wall_s']:.0f} s" if "sweep_wall_s" in r else "-"
+        rss = max(r["attnflow_peak_rss_mb_2048_systems"], r.get("sweep_peak_rss_mb", 0.0))
+        print(f"| {r['d']} | {r['precision']} | {r['attnflow_one_d_s']:.0f} s | {sweep} | {r['torch_one_d_s']:.0f} s | "
+              f"{r['numpy_one_d_s']:.0f} s | {r['ratio_torch']:.0f}x | {r['ratio_numpy']:.0f}x | {rss:.0f} MB |")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "ensemble.json").write_text(json.dumps({"threads": a.threads, "systems": a.systems, "steps": a.steps,

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ quantiles = []
 [output]
 snapshots = false
 checkpoint_every = 0
+final = false
+[compute]
+precision = "{precision}"
 [sweep]
 model.beta = [{betas}]
 """
@@ -52,15 +56,18 @@ def betas_of(cfg):
 
 def run_dimension(cfg, d, betas, tmp):
     """One sweep over beta for dimension d (resumed if its work folder holds a partial one);
-    returns (beta, t, p, stderr) arrays."""
+    returns (beta, t, p, stderr) arrays and the sweep's wall seconds."""
     text = RUN.format(n=cfg["n"], d=d, seed=cfg["seed"], systems=cfg["systems"],
                       method=cfg["method"], dt=cfg["dt"], t_end=cfg["t_end"], every=cfg["every"],
-                      delta=cfg["delta"], betas=", ".join(repr(b) for b in betas))
+                      delta=cfg["delta"], betas=", ".join(repr(b) for b in betas),
+                      precision=cfg.get("precision", "float64"))
     path = Path(tmp) / f"d{d}.toml"
     write_atomic(path, text)
     out = Path(tmp) / f"d{d}"
     resume = ["--resume"] if (out / "points").exists() else []
+    start = time.monotonic()
     attnflow("sweep", path, "--out", out, "--no-plots", "--quiet", *resume)
+    wall = time.monotonic() - start
     with open(out / "sweep_ensemble.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["statistic"] in ("mean", "stderr")]
     mean = [r for r in rows if r["statistic"] == "mean"]
@@ -69,9 +76,7 @@ def run_dimension(cfg, d, betas, tmp):
     t = np.array([float(r["t"]) for r in mean])
     p = np.array([float(r["clustered_pairs"]) for r in mean])
     s = np.array([float(r["clustered_pairs"]) for r in se])
-    # Time of the points themselves (they ran two at a time), not of a resumed sweep call.
-    point_seconds = sum(json.loads(f.read_text())["seconds"] for f in out.glob("points/*/summary.json"))
-    return beta, t, p, s, point_seconds
+    return beta, t, p, s, wall
 
 
 def equiangular_time(n, beta, delta, t_end):
@@ -136,7 +141,7 @@ def main():
                 for k in range(len(ts)):
                     rows.append([d, b, ts[k], ps[k], se[sel][k]])
                 crossings.append([d, b, first_crossing(ts, ps), curve[i][1]])
-            print(f"d={d}: {len(betas)} betas x {cfg['systems']} systems, points {seconds[d]} s", flush=True)
+            print(f"d={d}: {len(betas)} betas x {cfg['systems']} systems, sweep {seconds[d]} s", flush=True)
     write_table(HERE / NAME / "results.csv", ["d", "beta", "t", "p_clustered", "p_stderr"], rows)
     write_phase_folders(cfg, rows)
     write_table(HERE / NAME / "curve.csv", ["beta", "t_equiangular"], curve)
@@ -145,7 +150,8 @@ def main():
     write_summary(NAME, {"n": cfg["n"], "delta": cfg["delta"], "dims": cfg["dims"],
                          "betas": cfg["betas"], "systems": cfg["systems"], "t_end": cfg["t_end"],
                          "dt": cfg["dt"], "method": cfg["method"], "every": cfg["every"],
-                         "seconds_per_d": {str(d): s for d, s in seconds.items()},
+                         "precision": cfg.get("precision", "float64"),
+                         "sweep_wall_seconds_per_d": {str(d): s for d, s in seconds.items()},
                          "csv": "results.csv", "curve_csv": "curve.csv",
                          "crossing_csv": "crossing.csv"})
     report(cfg, crossings, seconds)
@@ -176,8 +182,9 @@ def report(cfg, crossings, seconds):
         f"projection) with dt = {cfg['dt']}, observed every {cfg['every']}. P(t) is the mean over",
         "realizations of the fraction of pairs i != j with <x_i, x_j> > 1 - delta (`results.csv`",
         "also has its standard error). Each d is one `attnflow sweep` over model.beta on the",
-        "batched ensemble path, two points at a time on the 2 cores, one kernel thread each; the",
-        "points' run times summed per d (about twice the wall time of the sweep): " +
+        f"batched ensemble path in {cfg.get('precision', 'float64')} (config `precision`), two points at a",
+        "time on the 2 cores, one kernel thread each; the wall time of each sweep (a resumed",
+        "sweep counts only its last call): " +
         ", ".join(f"d = {d}: {seconds[d]:g} s" for d in dims if d in seconds) + ".",
     ]
     if missing:

@@ -325,6 +325,13 @@ void bind_ensemble(py::module_& m) {
       .def_readwrite("reduce_span", &Ensemble::reduce_span,
                      "d > n on the batched path: advance coordinates in a basis of the points' span")
       .def("reduces_span", &Ensemble::reduces_span)
+      .def_property(
+          "precision", [](const Ensemble& e) { return std::string(precision_name(e.precision)); },
+          [](Ensemble& e, const std::string& p) { e.precision = parse_precision(p, "Ensemble.precision"); },
+          "\"float64\" (default) or \"float32\": the batched path on the sphere in single precision "
+          "(16 systems per AVX-512 vector; advance() refuses it where precision_refusal() says why)")
+      .def("precision_refusal", &Ensemble::precision_refusal,
+           "why float32 does not apply to these systems (\"\" when it does)")
       .def_readwrite("parallel_n", &Ensemble::parallel_n);
   py::class_<ObservableStats>(m, "ObservableStats")
       .def_readonly("name", &ObservableStats::name)

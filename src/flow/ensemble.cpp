@@ -586,6 +586,7 @@ Index Ensemble::prepare_blocks() {
     if (lanes_d != lanes_d_ || w != lanes_w_) {  // reduce_span or precision changed: start from the points
       sync();  // restored coordinates stay (for the reduced path) or are dropped below
       lanes_.clear();
+      single_params_.clear();
       pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
       lanes_d_ = lanes_d;
       lanes_w_ = w;
@@ -597,6 +598,7 @@ Index Ensemble::prepare_blocks() {
       bases_.resize(static_cast<std::size_t>(size()));
     }
     lanes_.resize(static_cast<std::size_t>(blocks));
+    single_params_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_f_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_valid_.resize(static_cast<std::size_t>(blocks), 0);
@@ -672,24 +674,29 @@ void Ensemble::advance_single(Index b, IntegratorState& st, double t_end, const 
   const Index s0 = b * w, m = std::min(w, size() - s0);
   FMatrix& x = lanes_[static_cast<std::size_t>(b)].xf;
   // Per thread, kept between blocks and calls (a block's state is 64 KB at n = d = 32).
-  thread_local std::vector<float> beta, log_w, lse;
+  thread_local std::vector<float> lse;
   thread_local FMatrix a, k2, k3, k4, y;
-  beta.resize(static_cast<std::size_t>(w));
-  log_w.resize(static_cast<std::size_t>(n * w));
   lse.resize(static_cast<std::size_t>(n * w));
-  bool usa = false;
-  for (Index l = 0; l < w; ++l) {
-    const Index s = s0 + (l < m ? l : 0);
-    const FlowOptions& o = flows_[s].options();
-    beta[static_cast<std::size_t>(l)] = static_cast<float>(o.beta);
-    usa = usa || o.kind == FieldKind::usa;
-    for (Index i = 0; i < n; ++i)
-      log_w[static_cast<std::size_t>(i * w + l)] = static_cast<float>(log_w_[static_cast<std::size_t>(s)][i]);
+  // The block's betas (w) and log weights (n w) as floats, formed at its first step (the
+  // systems' options never change): rebuilding them at every step cost 3% of the run.
+  std::vector<float>& params = single_params_[static_cast<std::size_t>(b)];
+  if (params.empty()) {
+    params.resize(static_cast<std::size_t>(w + n * w));
+    for (Index l = 0; l < w; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      params[static_cast<std::size_t>(l)] = static_cast<float>(flows_[s].options().beta);
+      for (Index i = 0; i < n; ++i)
+        params[static_cast<std::size_t>(w + i * w + l)] = static_cast<float>(log_w_[static_cast<std::size_t>(s)][i]);
+    }
   }
+  const float* beta = params.data();
+  const float* log_w = params.data() + w;
+  bool usa = false;
+  for (Index l = 0; l < m; ++l) usa = usa || flows_[s0 + l].options().kind == FieldKind::usa;
   // The unprojected average of xs into out (lanes), USA scaled; the kept kernel serves the first.
   const auto average = [&](const FMatrix& xs, FMatrix& out) {
     out.resize(xs.rows(), xs.cols());
-    batch_attention_average({xs.data(), log_w.data(), beta.data(), nullptr, n, d, kept}, out.data(),
+    batch_attention_average({xs.data(), log_w, beta, nullptr, n, d, kept}, out.data(),
                             usa ? lse.data() : nullptr);
     kept = nullptr;
     if (!usa) return;

@@ -344,26 +344,28 @@ struct Lanes {
     const S* u = s.u.data();
     if (!cached) exponentiate_pairs(n, beta, s);
     const S* e = cached ? cached : s.e.data();
-    for (Index i = 0; i < n; ++i) {
-      S* ci = kf + i * n * W;
-      Packet zi = bc(0.0);
-      for (Index j = 0; j < i; ++j) {
-        const Packet c = ei::pmul(ld(e + tri(j, i, n) * W), ld(u + j * W));
-        st(ci + j * W, c);
-        zi = ei::padd(zi, c);
+    // Rows R at a time: R independent sums (one row's adds would wait on each other's
+    // latency); each row's sum still runs over j ascending, so the bits are a row's alone.
+    const auto rows = [&]<int R>(Index i) {
+      Packet z[R];
+      for (int r = 0; r < R; ++r) z[r] = bc(0.0);
+      for (Index j = 0; j < n; ++j) {
+        const Packet uj = ld(u + j * W);
+        for (int r = 0; r < R; ++r) {
+          const Index row = i + r;
+          const Packet c = j == row ? uj : ei::pmul(ld(e + (j < row ? tri(j, row, n) : tri(row, j, n)) * W), uj);
+          st(kf + (row * n + j) * W, c);
+          z[r] = ei::padd(z[r], c);
+        }
       }
-      const Packet cii = ld(u + i * W);
-      st(ci + i * W, cii);
-      zi = ei::padd(zi, cii);
-      const S* row = e + tri(i, i + 1, n) * W;
-      for (Index j = i + 1; j < n; ++j) {
-        const Packet c = ei::pmul(ld(row + (j - i - 1) * W), ld(u + j * W));
-        st(ci + j * W, c);
-        zi = ei::padd(zi, c);
+      for (int r = 0; r < R; ++r) {
+        st(s.z.data() + (i + r) * W, z[r]);
+        st(s.nn.data() + (i + r) * W, ei::pdiv(bc(1.0), z[r]));
       }
-      st(s.z.data() + i * W, zi);
-      st(s.nn.data() + i * W, ei::pdiv(bc(1.0), zi));
-    }
+    };
+    Index i = 0;
+    for (; i + 4 <= n; i += 4) rows.template operator()<4>(i);
+    for (; i < n; ++i) rows.template operator()<1>(i);
     for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, k0, kf, s.nn.data(), a); });
   }
 

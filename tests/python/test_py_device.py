@@ -98,10 +98,12 @@ def test_run_config_device_keys(tmp_path, run_cli):
     with pytest.raises(ValueError,
                        match=r'compute.device = "gpu", must be one of cpu, cuda \(\"\" = --device\)'):
         attnflow.parse_run_config(run_config(tmp_path, run_cli, ["compute.device=gpu"]))
-    with pytest.raises(ValueError, match=r'compute.device = "cpu", must be "cuda" with '
-                                         r'compute.precision = "float32"'):
-        attnflow.parse_run_config(run_config(tmp_path, run_cli, ["compute.device=cpu",
-                                                                 "compute.precision=float32"]))
+    # float32 on the CPU: the batched ensemble's single precision (the run checks its systems).
+    rc = attnflow.parse_run_config(run_config(tmp_path, run_cli, ["compute.device=cpu",
+                                                                  "compute.precision=float32"]))
+    assert (rc.device, rc.precision) == ("cpu", "float32")
+    with pytest.raises(ValueError, match=r'compute.precision = "float16", must be one of float64, float32'):
+        attnflow.parse_run_config(run_config(tmp_path, run_cli, ["compute.precision=float16"]))
 
 
 def test_run_experiment_device_cpu_equals_default(tmp_path, run_cli):

@@ -155,6 +155,9 @@ class Ensemble {
   // with the same betas, and takes it instead of a second Gram pass and its exponentials.
   mutable std::vector<std::vector<double, Eigen::aligned_allocator<double>>> pair_kernel_;
   mutable std::vector<std::vector<float, Eigen::aligned_allocator<float>>> pair_kernel_f_;  // float32
+  // float32: per block its lanes' betas and log weights as floats, [beta (W) | log w (n W)],
+  // formed at the block's first step (the systems' options never change).
+  std::vector<std::vector<float>> single_params_;
   mutable std::vector<char> pair_kernel_valid_;
   std::vector<FlowState> flow_states_;
   std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
