@@ -249,6 +249,16 @@ def group_ensemble(tmp):
     check("run ensemble (d > n, reduced) -np 3 threads 2 equals one process",
           lambda: (run(["run", cfg, "--out", tmp / "reduced_p3", "--no-plots"], 3, 2),
                    same_files(ref, tmp / "reduced_p3", ensemble_outputs(ref), "run (reduced) -np 3")))
+    # float32 (compute.precision on the CPU): 37 systems in blocks of 16 lanes, split 13 / 12 /
+    # 12 across the ranks (other blocks, other lane positions), d > n (coordinates), rk4.
+    cfg = tmp / "e_float32.toml"
+    cfg.write_text(ENSEMBLE.format(method="rk4").replace("d = 3", "d = 20").replace("systems = 7", "systems = 37")
+                   + '[compute]\nprecision = "float32"\n')
+    ref = tmp / "ref_float32"
+    run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
+    check("run ensemble (float32, d > n) -np 3 threads 2 equals one process",
+          lambda: (run(["run", cfg, "--out", tmp / "float32_p3", "--no-plots"], 3, 2),
+                   same_files(ref, tmp / "float32_p3", ensemble_outputs(ref), "run (float32) -np 3")))
     # More ranks than systems: some ranks own none.
     cfg = tmp / "two.toml"
     cfg.write_text(ENSEMBLE.format(method="euler").replace("systems = 7", "systems = 2"))
