@@ -44,10 +44,7 @@ Systems systems(FieldKind kind, Index count, Index n, Index d) {
 }
 
 Ensemble make(const Systems& s, Method m, Precision p) {
-  IntegratorOptions io;
-  io.method = m;
-  io.dt = 0.1;
-  Ensemble e(s.flows, s.x0, io);
+  Ensemble e(s.flows, s.x0, IntegratorOptions{.method = m, .dt = 0.1});
   e.batched = true;
   e.precision = p;
   return e;
