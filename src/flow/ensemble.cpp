@@ -884,6 +884,7 @@ std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOp
 
 std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {
   options.validate();
+  require_precision(*this);  // float32 observes in float only where it also steps
   if (gpu_ && !clusters && observes_batched(options)) return observe_gpu(options);
   if (observes_batched(options)) return observe_batched(options, clusters);  // positions = state
   sync();  // before the threads: positions() must not refresh states_ concurrently

@@ -156,13 +156,18 @@ TEST(FlowFloat32, SavedStateAndKeptKernelContinueBitForBit) {
 
 TEST(FlowFloat32, RefusesWhatItCannotRunByName) {
   const auto refused = [](Ensemble e, const std::string& rule) {
-    try {
-      e.advance(0.5);
-      ADD_FAILURE() << "no error for " << rule;
-    } catch (const std::invalid_argument& err) {
-      const std::string msg = err.what();
-      EXPECT_NE(msg.find("precision = float32 needs"), std::string::npos) << msg;
-      EXPECT_NE(msg.find(rule), std::string::npos) << msg;
+    for (const bool step : {true, false}) {  // advance() and observe() alike
+      try {
+        if (step)
+          e.advance(0.5);
+        else
+          (void)e.observe(ObserveOptions());
+        ADD_FAILURE() << "no error for " << rule;
+      } catch (const std::invalid_argument& err) {
+        const std::string msg = err.what();
+        EXPECT_NE(msg.find("precision = float32 needs"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(rule), std::string::npos) << msg;
+      }
     }
   };
   const Systems sa = systems(FieldKind::sa, 5, 6, 3);
