@@ -49,7 +49,9 @@ def main():
     ap.add_argument("--ot-n", type=int, default=4096)
     ap.add_argument("--ot-iters", type=int, default=20)
     a = ap.parse_args()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_"))}
+    # A parent MPI job's identity stays out; MCA settings (a bundle's component path) stay in.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMIX_", "PMI_")) or k.startswith(("OMPI_MCA_", "PMIX_MCA_"))}
     env.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
