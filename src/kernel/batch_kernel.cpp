@@ -38,7 +38,6 @@ struct Lanes {
   static void st(S* p, const Packet& v) { ei::pstoreu(p, v); }
   static Packet bc(double v) { return ei::pset1<Packet>(static_cast<S>(v)); }
 
-
   // Calls f(offset) for the coordinates k = 0 .. d - 1 of row i in ascending order, offset the
   // entry's position in the lanes layout (batch_entry(i, k, n, d) * W), block by block.
   template <class F>
@@ -229,7 +228,7 @@ struct Lanes {
   // pair kernel kc (BatchAttentionInput::kernel) K_ij is loaded instead of formed: the same values.
   template <int K, bool Kept>
   static void fused_average(const S* x, Index n, Packet beta, const S* hb, const S* u, const S* kc,
-                     S* a, S* z) {
+                            S* a, S* z) {
     for (Index i = 0; i < n; ++i) {
       st(z + i * W, bc(0.0));
       for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, bc(0.0));
@@ -339,7 +338,7 @@ struct Lanes {
   // and the weighted sums run with the coordinate block outermost.
   // A cached kernel (BatchAttentionInput::kernel) holds the K_ij already: no exponentials.
   static void two_pass_average(const S* x, Index n, Index d, Packet beta, Scratch& s, const S* cached,
-                        S* a) {
+                               S* a) {
     S* kf = s.kf.data();
     const S* u = s.u.data();
     if (!cached) exponentiate_pairs(n, beta, s);
@@ -466,8 +465,8 @@ struct Lanes {
     }
   }
 
-  static void sinkhorn_average(const BasicBatchAttentionInput<S>& in, const BatchSinkhornControl& control, S* a,
-                              const BatchSinkhornStatus& status) {
+  static void sinkhorn_average(const BasicBatchAttentionInput<S>& in, const BatchSinkhornControl& control,
+                               S* a, const BatchSinkhornStatus& status) {
     const Index n = in.n, d = in.d;
     Scratch& s = scratch(n);
     const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
