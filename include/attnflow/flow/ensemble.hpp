@@ -20,19 +20,6 @@ namespace attnflow {
 
 class BatchCuda;
 
-// One block's state in the lanes layout of batch_kernel.hpp, (n lanes_d, block width): doubles,
-// or floats on the float32 path (one of the two is empty).
-struct BlockLanes {
-  Matrix x;
-  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xf;
-  bool empty() const { return x.size() == 0 && xf.size() == 0; }
-  double at(Index e, Index l) const { return xf.size() != 0 ? static_cast<double>(xf(e, l)) : x(e, l); }
-  void clear() {
-    x.resize(0, 0);
-    xf.resize(0, 0);
-  }
-};
-
 class Ensemble {
  public:
   // One flow per system with its initial points (n_s, d_s); systems may differ in every
@@ -136,6 +123,18 @@ class Ensemble {
   // advance() calls (lanes_, one (n d, W) matrix per block); states_ is refreshed from it on
   // access (sync), so per-system storage costs no transposition per observation.
   mutable std::vector<Matrix> states_;
+  // One block's state in the lanes layout of batch_kernel.hpp, (n lanes_d_, lanes_w_):
+  // doubles, or floats on the float32 path (one of the two is empty).
+  struct BlockLanes {
+    Matrix x;
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xf;
+    bool empty() const { return x.size() == 0 && xf.size() == 0; }
+    double at(Index e, Index l) const { return xf.size() != 0 ? static_cast<double>(xf(e, l)) : x(e, l); }
+    void clear() {
+      x.resize(0, 0);
+      xf.resize(0, 0);
+    }
+  };
   mutable std::vector<BlockLanes> lanes_;
   Index lanes_w_ = 0;  // systems per block of lanes_ (batch_width(), or batch_lanes<float>())
   Index block_width() const;
