@@ -45,6 +45,7 @@ for level in v3 v4; do
     { tail -30 "$tmp/build-$level.log"; exit 1; }
   ldd "$b/attnflow" | grep -q libmpi || { echo "mpi-bundle: $b/attnflow is built without MPI" >&2; exit 1; }
   cp "$b/attnflow" "$dest.new/bin/attnflow-$level"
+  strip --strip-unneeded "$dest.new/bin/attnflow-$level"
 done
 
 cat >"$dest.new/env.sh" <<'ENV'
