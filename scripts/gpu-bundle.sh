@@ -12,20 +12,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.gpu-deps"
 pkgs=(libeigen3-dev libfmt-dev libfmt9 libgtest-dev liblemon-dev)
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-chmod 777 "$tmp"  # apt-get download as root hands the file to user _apt
-(cd "$tmp" && apt-get download "${pkgs[@]}" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
-for p in "${pkgs[@]}"; do
-  ls "$tmp"/"${p}"_*.deb >/dev/null 2>&1 || { echo "gpu-bundle: apt-get download $p failed" >&2; exit 1; }
-done
+. "$root/scripts/deb-extract.sh"
 rm -rf "$dest.new"
-mkdir -p "$dest.new"
-for deb in "$tmp"/*.deb; do
-  dpkg -x "$deb" "$dest.new"
-  basename "$deb" >> "$dest.new/PACKAGES"
-done
-rm -rf "$dest.new/usr/share/doc" "$dest.new/usr/share/doc-base" "$dest.new/usr/share/lintian"
+deb_extract "$dest.new" "${pkgs[@]}"
 rm -rf "$dest"
 mv "$dest.new" "$dest"
 echo "gpu-bundle: $(du -sh "$dest" | cut -f1) in $dest:"

@@ -18,20 +18,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.mpi-deps"
 pkgs=(openmpi-bin openmpi-common libopenmpi3 libhwloc15 libevent-core-2.1-7 libevent-pthreads-2.1-7
       libpmix2 libudev1 libfmt9 libtomlplusplus3 libgomp1)
-tmp="$(mktemp -d)"
+tmp="$(mktemp -d)"  # build logs
 trap 'rm -rf "$tmp"' EXIT
-chmod 777 "$tmp"  # apt-get download as root hands the file to user _apt
-(cd "$tmp" && apt-get download "${pkgs[@]}" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
-for p in "${pkgs[@]}"; do
-  ls "$tmp"/"${p}"_*.deb >/dev/null 2>&1 || { echo "mpi-bundle: apt-get download $p failed" >&2; exit 1; }
-done
+. "$root/scripts/deb-extract.sh"
 rm -rf "$dest.new"
+deb_extract "$dest.new" "${pkgs[@]}"
 mkdir -p "$dest.new/bin"
-for deb in "$tmp"/*.deb; do
-  dpkg -x "$deb" "$dest.new"
-  basename "$deb" >> "$dest.new/PACKAGES"
-done
-rm -rf "$dest.new/usr/share/doc" "$dest.new/usr/share/man" "$dest.new/usr/share/lintian"
 # The launcher names that Debian's alternatives would create.
 for n in mpirun mpiexec; do ln -s "$n.openmpi" "$dest.new/usr/bin/$n"; done
 
@@ -43,7 +35,10 @@ for level in v3 v4; do
     -DATTNFLOW_BUILD_PYTHON=OFF >"$tmp/cmake-$level.log" 2>&1 || { tail -20 "$tmp/cmake-$level.log"; exit 1; }
   cmake --build "$b" --target attnflow -j "$(nproc)" >"$tmp/build-$level.log" 2>&1 ||
     { tail -30 "$tmp/build-$level.log"; exit 1; }
-  ldd "$b/attnflow" | grep -q libmpi || { echo "mpi-bundle: $b/attnflow is built without MPI" >&2; exit 1; }
+  case "$(ldd "$b/attnflow")" in  # (not ldd | grep -q: with pipefail, grep's early exit fails ldd)
+    *libmpi*) ;;
+    *) echo "mpi-bundle: $b/attnflow is built without MPI" >&2; exit 1 ;;
+  esac
   cp "$b/attnflow" "$dest.new/bin/attnflow-$level"
   strip --strip-unneeded "$dest.new/bin/attnflow-$level"
 done
