@@ -365,6 +365,7 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_p
     log_w_.push_back(log_weights(flows_.back().options().weights));
   }
   lanes_compatible_ = lanes_compatible(flows_);
+  for (const Flow& f : flows_) max_beta_ = std::max(max_beta_, f.options().beta);
   plain_sphere_ = true;
   for (const Flow& f : flows_)
     plain_sphere_ = plain_sphere_ && f.options().scheme.scheme == Scheme::none && f.options().sphere;
@@ -386,8 +387,7 @@ std::string Ensemble::precision_refusal() const {
            "2 <= n <= batch_n; euler, residual or rk4)";
   if (!plain_sphere_) return "the flow on the sphere without a scheme (scheme none, sphere)";
   if (flows_[0].options().kind == FieldKind::sinkhorn) return "SA or USA (the Sinkhorn field runs in float64 only)";
-  for (const Flow& f : flows_)
-    if (f.options().beta > kSingleMaxBeta) return fmt::format("beta <= {} (beta = {})", kSingleMaxBeta, f.options().beta);
+  if (max_beta_ > kSingleMaxBeta) return fmt::format("beta <= {} (beta = {})", kSingleMaxBeta, max_beta_);
   return "";
 }
 

@@ -165,6 +165,7 @@ class Ensemble {
   // once: each advance() and observe() asks, and the loop over thousands of systems showed).
   bool lanes_compatible_ = false;  // batchable() but for the method and batch_n
   bool plain_sphere_ = false;      // every system: scheme none on the sphere
+  double max_beta_ = 0.0;          // the largest system beta (precision_refusal, at every step)
 
   void advance_batched(double t_end);
   Index prepare_blocks();
