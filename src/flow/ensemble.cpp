@@ -272,10 +272,12 @@ Matrix combine(const double* c, Index stride, const Matrix& basis, Index n) {
 // Coordinates C (n, n) and an orthonormal basis B (n, d) of the span of the points x (n, d),
 // x = C B (Householder QR of x^T = Q R: x = R^T Q^T, coordinates R^T, basis Q^T). Column-major
 // for the QR: its reflections run down columns (1.6x faster than on row-major storage).
-void span_coordinates(const Matrix& x, Matrix& c, Matrix& basis) {
+// `drop`: free x once the QR holds it (before the basis is formed: its memory serves again).
+void span_coordinates(Matrix& x, Matrix& c, std::shared_ptr<const Matrix>& basis, bool drop = false) {
   const Index n = x.rows(), d = x.cols();
   const Eigen::HouseholderQR<Eigen::MatrixXd> qr(x.transpose());
-  basis = (qr.householderQ() * Eigen::MatrixXd::Identity(d, n)).transpose();
+  if (drop) x = Matrix();
+  basis = std::make_shared<const Matrix>((qr.householderQ() * Eigen::MatrixXd::Identity(d, n)).transpose());
   c = qr.matrixQR().topRows(n).triangularView<Eigen::Upper>().transpose();
 }
 
@@ -364,11 +366,76 @@ Ensemble::Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_p
     flow_states_.push_back(flows_.back().initial_flow_state(0.0));
     log_w_.push_back(log_weights(flows_.back().options().weights));
   }
+  init_properties();
+}
+
+Ensemble::Ensemble(IntegratorOptions integrator) : integrator_(integrator) {}
+
+Ensemble Ensemble::from_span_start(std::vector<FlowOptions> flows, std::shared_ptr<const SpanStart> start,
+                                   IntegratorOptions integrator) {
+  Ensemble e(integrator);
+  e.start_from(std::move(flows), std::move(start));
+  return e;
+}
+
+void Ensemble::start_from(std::vector<FlowOptions> flows, std::shared_ptr<const SpanStart> start) {
+  require(start != nullptr, kEnsembleCtx, "span start", "null", "a SpanStart (Ensemble::span_start)");
+  require(!flows.empty(), kEnsembleCtx, "systems", flows.size(), ">= 1");
+  require(flows.size() == start->coords.size() && flows.size() == start->bases.size(), kEnsembleCtx, "systems",
+          flows.size(), fmt::format("equal to the span start's systems ({} coordinates, {} bases)",
+                                    start->coords.size(), start->bases.size()));
+  integrator_.validate();
+  flows_.reserve(flows.size());  // Flow::ode() refers to the Flow: never reallocate after this
+  for (size_t s = 0; s < flows.size(); ++s) {
+    const Matrix& c = start->coords[s];
+    const Matrix* b = start->bases[s].get();
+    if (b == nullptr || c.rows() != c.cols() || b->rows() != c.rows() || b->cols() <= c.rows())
+      throw std::invalid_argument(fmt::format(
+          "{}: span start of system {} has coordinates ({}, {}) and basis ({}, {}), must be (n, n) and (n, d) "
+          "with d > n", kEnsembleCtx, s, c.rows(), c.cols(), b ? b->rows() : 0, b ? b->cols() : 0));
+    require_finite(kEnsembleCtx, "span start coordinates", c);
+    flows_.emplace_back(std::move(flows[s]), c.rows(), b->cols());
+    const FlowOptions& o = flows_.back().options();
+    if (o.scheme.scheme != Scheme::none || !o.sphere)
+      throw std::invalid_argument(fmt::format("{}: a span start needs flows on the sphere without a scheme "
+                                              "(system {}: the state is the points C B)", kEnsembleCtx, s));
+    states_.emplace_back();  // C B, formed when asked for (sync), as after restore_state
+    flow_states_.push_back(flows_.back().initial_flow_state(0.0));
+    log_w_.push_back(log_weights(o.weights));
+  }
+  init_properties();
+  coords_ = start->coords;
+  bases_ = start->bases;
+  states_stale_ = true;
+}
+
+void Ensemble::init_properties() {
   lanes_compatible_ = lanes_compatible(flows_);
   for (const Flow& f : flows_) max_beta_ = std::max(max_beta_, f.options().beta);
   plain_sphere_ = true;
   for (const Flow& f : flows_)
     plain_sphere_ = plain_sphere_ && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+}
+
+std::shared_ptr<const Ensemble::SpanStart> Ensemble::span_start() {
+  if (!reduces_span())
+    throw std::invalid_argument(fmt::format("{}: span_start needs the reduced batched path (reduces_span(): "
+                                            "batched, reduce_span, batchable systems on the sphere, d > n)",
+                                            kEnsembleCtx));
+  if (!lanes_.empty() || gpu_)
+    throw std::invalid_argument(fmt::format("{}: span_start needs an ensemble not yet advanced or observed on "
+                                            "the batched path", kEnsembleCtx));
+  coords_.resize(static_cast<std::size_t>(size()));
+  bases_.resize(static_cast<std::size_t>(size()));
+  for_systems(size(), num_threads() > 1 && size() > 1, [&](Index s) {
+    if (coords_[s].size() != 0) return;  // restored coordinates (restore_state)
+    span_coordinates(states_[s], coords_[s], bases_[s], true);  // the points are C B from now on, as gather_block leaves them
+  });
+  states_stale_ = true;
+  auto start = std::make_shared<SpanStart>();
+  start->coords = coords_;
+  start->bases = bases_;
+  return start;
 }
 
 Ensemble::~Ensemble() = default;
@@ -584,7 +651,9 @@ Index Ensemble::prepare_blocks() {
   if (plain_sphere_) {
     const Index lanes_d = reduces_span() ? flows_[0].n() : flows_[0].d();
     if (lanes_d != lanes_d_ || w != lanes_w_) {  // reduce_span or precision changed: start from the points
-      sync();  // restored coordinates stay (for the reduced path) or are dropped below
+      // Restored coordinates (or a span start) stay for the reduced path, whose gather takes
+      // them: their points are formed (sync) only for the points path, or to leave the lanes.
+      if (!lanes_.empty() || gpu_ || lanes_d == flows_[0].d()) sync();
       lanes_.clear();
       single_params_.clear();
       pair_kernel_valid_.assign(pair_kernel_valid_.size(), 0);
@@ -635,7 +704,7 @@ void Ensemble::advance_block(Index b, double t_end) {
     }
     for (Index s = s0; s < s0 + m && !coords_.empty(); ++s)  // restored coordinates: their points move
       if (coords_[s].size() != 0) {
-        states_[s] = combine(coords_[s].data(), coords_[s].cols(), bases_[s], coords_[s].rows());
+        states_[s] = combine(coords_[s].data(), coords_[s].cols(), *bases_[s], coords_[s].rows());
         coords_[s].resize(0, 0);
       }
     for (Index s = s0; s < s0 + m; ++s) flows_[s].advance(states_[s], flow_states_[s], t_end, integrator_);
@@ -762,12 +831,26 @@ void Ensemble::advance(double t_end) {
 std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options, bool clusters) const {
   const Index w = block_width();
   const Index blocks = (size() + w - 1) / w;
-  bool all_lanes = static_cast<Index>(lanes_.size()) == blocks && lanes_w_ == w;
-  for (const BlockLanes& x : lanes_) all_lanes = all_lanes && !x.empty();
-  if (!all_lanes) sync();  // before the threads: blocks outside the lanes read states_
+  bool current = true;  // every block in lanes or in coordinates (else states_ must be current)
+  for (Index b = 0; b < blocks; ++b) current = current && (block_in_lanes(b) || block_in_coords(b));
+  if (!current) sync();  // before the threads: blocks outside the lanes read states_
   std::vector<Observables> out(static_cast<std::size_t>(size()));
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { observe_block(b, options, clusters, out); });
   return out;
+}
+
+bool Ensemble::block_in_lanes(Index b) const {
+  return lanes_w_ == block_width() && b < static_cast<Index>(lanes_.size()) &&
+         !lanes_[static_cast<std::size_t>(b)].empty();
+}
+
+// Every system of block b held as coordinates not yet gathered (on the reduced path).
+bool Ensemble::block_in_coords(Index b) const {
+  if (!reduces_span() || block_in_lanes(b)) return false;
+  const Index w = block_width(), s0 = b * w, m = std::min(w, size() - s0);
+  for (Index s = s0; s < s0 + m; ++s)
+    if (static_cast<Index>(coords_.size()) <= s || coords_[static_cast<std::size_t>(s)].size() == 0) return false;
+  return true;
 }
 
 // The observables of block b's systems into out[s] (the batched path, plain flow on the sphere).
@@ -778,10 +861,12 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
   const Index s0 = b * w, m = std::min(w, size() - s0);
   // Per-thread buffers, kept between blocks and calls (an ensemble observes every few steps).
   thread_local std::vector<double> le, mc, cl, order, dir;
-  const bool in_lanes = lanes_w_ == w && b < static_cast<Index>(lanes_.size()) &&
-                        !lanes_[static_cast<std::size_t>(b)].empty();
-  // Every observable is a function of inner products and norms: coordinates serve as points.
-  const Index d = in_lanes ? lanes_d_ : flows_[0].d();  // not in lanes: states_ is current
+  const bool in_lanes = block_in_lanes(b);
+  // Every observable is a function of inner products and norms: coordinates serve as points
+  // (in lanes, or not yet gathered: a span start or restored coordinates, whose points C B
+  // are not formed for this).
+  const bool in_coords = !in_lanes && block_in_coords(b);
+  const Index d = in_lanes ? lanes_d_ : in_coords ? n : flows_[0].d();  // else states_ is current
   for (auto* v : {&le, &mc, &cl, &order, &dir}) v->resize(static_cast<std::size_t>(w));
   LaneClusters lc(clusters ? w : 0, n);
   // The kernel for the block's next step when its betas are the field's (every beta > 0).
@@ -797,7 +882,7 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
     for (Index l = 0; l < w; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       if (!lanes_x) {
-        const Matrix& st = states_[s];
+        const Matrix& st = in_coords ? coords_[static_cast<std::size_t>(s)] : states_[s];
         for (Index i = 0; i < n; ++i)
           for (Index k = 0; k < d; ++k)
             xl[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = static_cast<S>(st(i, k));
@@ -917,7 +1002,7 @@ void Ensemble::sync() const {
       x.resize(n, dg);
       std::copy_n(all.data() + s * n * dg, n * dg, x.data());
       if (gpu_reduced_)  // C B, as scatter_block forms the points
-        states_[static_cast<std::size_t>(s)] = combine(x.data(), n, bases_[static_cast<std::size_t>(s)], n);
+        states_[static_cast<std::size_t>(s)] = combine(x.data(), n, *bases_[static_cast<std::size_t>(s)], n);
     }
     states_stale_ = false;
     return;
@@ -925,7 +1010,7 @@ void Ensemble::sync() const {
   for (std::size_t b = 0; b < lanes_.size(); ++b)
     if (!lanes_[b].empty()) scatter_block(static_cast<Index>(b), lanes_[b]);
   for (std::size_t s = 0; s < coords_.size(); ++s)  // restored coordinates not yet in lanes
-    if (coords_[s].size() != 0) states_[s] = combine(coords_[s].data(), coords_[s].cols(), bases_[s], coords_[s].rows());
+    if (coords_[s].size() != 0) states_[s] = combine(coords_[s].data(), coords_[s].cols(), *bases_[s], coords_[s].rows());
   states_stale_ = false;
 }
 
@@ -972,7 +1057,7 @@ void Ensemble::scatter_block(Index b, const BlockLanes& x) const {
     Matrix& out = dl == d ? st : c;
     for (Index i = 0; i < n; ++i)
       for (Index k = 0; k < dl; ++k) out(i, k) = x.at(batch_entry(i, k, n, dl), l);
-    if (dl != d) st = combine(c.data(), dl, bases_[static_cast<std::size_t>(s0 + l)], n);
+    if (dl != d) st = combine(c.data(), dl, *bases_[static_cast<std::size_t>(s0 + l)], n);
   }
 }
 
@@ -995,7 +1080,7 @@ Matrix Ensemble::coordinates(Index s) const {
 Matrix Ensemble::positions(Index s) const {
   if (states_stale_) {  // C B, as scatter_block and sync form it
     const Matrix c = coordinates(s);
-    if (c.size() != 0) return combine(c.data(), c.cols(), bases_[static_cast<std::size_t>(s)], c.rows());
+    if (c.size() != 0) return combine(c.data(), c.cols(), *bases_[static_cast<std::size_t>(s)], c.rows());
   }
   return flows_[s].positions(state(s));
 }
@@ -1007,7 +1092,7 @@ Matrix Ensemble::saved_state(Index s) const {
   const Index n = c.rows(), d = flows_[0].d();
   Matrix out(n, n + d);
   out.leftCols(n) = c;
-  out.rightCols(d) = bases_[static_cast<std::size_t>(s)];
+  out.rightCols(d) = *bases_[static_cast<std::size_t>(s)];
   return out;
 }
 
@@ -1041,7 +1126,7 @@ void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) 
   coords_.resize(static_cast<std::size_t>(size()));
   bases_.resize(static_cast<std::size_t>(size()));
   coords_[s] = saved.leftCols(n);
-  bases_[s] = saved.rightCols(d);
+  bases_[s] = std::make_shared<const Matrix>(saved.rightCols(d));
   flow_states_[s] = st;
   states_stale_ = true;  // the points C B are formed when asked for (sync)
 }

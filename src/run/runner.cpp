@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "attnflow/run/job.hpp"
 #include "attnflow/io/npy.hpp"
 #include "attnflow/run/progress.hpp"
+#include "attnflow/run/start_cache.hpp"
 #include "attnflow/measure/sample.hpp"
 #include "attnflow/kernel/kernel.hpp"
 #include "observables_csv.hpp"
@@ -119,17 +121,7 @@ struct Cursor {
   std::uint64_t csv_bytes = 0;
 };
 
-// Systems [first, first + count) (count < 0: all): a distributed run's part. `comm`: the processes that advance these
-// systems together, splitting each field's kernel pass (FlowOptions::comm).
-Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, const Collective* comm = nullptr) {
-  std::vector<FlowOptions> flows;
-  std::vector<Matrix> x0;
-  for (Index k = first; k < (count < 0 ? cfg.systems : first + count); ++k) {
-    flows.push_back(detail::flow_options(cfg, k));
-    flows.back().comm = comm;
-    x0.push_back(initial_positions(cfg, k));
-  }
-  Ensemble e(std::move(flows), std::move(x0), cfg.integrator);
+void configure(Ensemble& e, const RunConfig& cfg) {
   e.batched = cfg.batched;
   e.reduce_span = cfg.reduce_span;
   e.precision = run_precision(cfg);
@@ -137,8 +129,70 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
   if (!refusal.empty())
     throw_invalid("run", "compute.precision", "\"float32\"",
                   fmt::format("float64 for this run on the CPU: float32 there needs {}", refusal));
-  return e;
 }
+
+// What determines the initial points of systems [first, end) (initial_positions): the key of
+// their shared start (start_cache.hpp); "" for points read from a file (not shared: the file
+// may change between runs).
+std::string start_key(const RunConfig& cfg, Index first, Index end) {
+  if (cfg.init == "file") return "";
+  return fmt::format("{} n={} d={} rho0={:a} seed={} sphere={} systems=[{}, {})", cfg.init, cfg.n, cfg.d, cfg.rho0,
+                     cfg.seed, cfg.sphere, first, end);
+}
+
+bool plain_sphere(const std::vector<FlowOptions>& flows) {
+  return std::all_of(flows.begin(), flows.end(),
+                     [](const FlowOptions& o) { return o.scheme.scheme == Scheme::none && o.sphere; });
+}
+
+// Systems [first, first + count) (count < 0: all): a distributed run's part. `comm`: the processes that advance these
+// systems together, splitting each field's kernel pass (FlowOptions::comm). On the reduced
+// batched path the systems are held in their span form from the start (Ensemble::span_start).
+// With `starts`, the points (or the span form) another run left there for the same measure,
+// seed and systems are taken instead of sampled, and a run that samples leaves its own: the
+// same state either way.
+Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, const Collective* comm = nullptr,
+                       StartCache* starts = nullptr) {
+  const Index end = count < 0 ? cfg.systems : first + count;
+  std::vector<FlowOptions> flows;
+  for (Index k = first; k < end; ++k) {
+    flows.push_back(detail::flow_options(cfg, k));
+    flows.back().comm = comm;
+  }
+  std::optional<Ensemble> made;
+  const auto build = [&](std::vector<Matrix> x0) {  // the span form, when on the reduced path
+    made.emplace(flows, std::move(x0), cfg.integrator);
+    configure(*made, cfg);
+    return made->reduces_span() && !made->runs_on_gpu() ? made->span_start() : nullptr;
+  };
+  const auto sample = [&] {
+    std::vector<Matrix> x0;
+    for (Index k = first; k < end; ++k) x0.push_back(initial_positions(cfg, k));
+    return x0;
+  };
+  const std::string key = starts ? start_key(cfg, first, end) : "";
+  if (key.empty()) {
+    build(sample());
+    return std::move(*made);
+  }
+  const StartCache::Start st = starts->find_or_make(key, [&] {
+    std::vector<Matrix> x0 = sample();
+    StartCache::Start s;
+    // d <= n: a copy of the points (small; the span form is never taken). d > n: the span form.
+    if (cfg.d <= cfg.n) s.points = std::make_shared<const std::vector<Matrix>>(x0);
+    s.span = build(std::move(x0));
+    return s;
+  });
+  if (made) return std::move(*made);  // this call sampled
+  if (st.span && plain_sphere(flows)) {
+    Ensemble e = Ensemble::from_span_start(flows, st.span, cfg.integrator);
+    configure(e, cfg);
+    if (e.reduces_span()) return e;  // else another batching or method than the sampling run's
+  }
+  build(st.points ? *st.points : sample());
+  return std::move(*made);
+}
+
 
 Checkpoint make_checkpoint(const Ensemble& e, const Cursor& c, const std::string& config) {
   Checkpoint ck;
@@ -653,7 +707,7 @@ RunResult run_experiment(const RunConfig& cfg, const std::string& resolved, cons
     return res;
   }
   apply_compute(cfg.device, cfg.precision);  // [compute]: the process-wide device (may throw)
-  Ensemble e = make_ensemble(cfg);  // validates the flow options: may throw, nothing created yet
+  Ensemble e = make_ensemble(cfg, 0, -1, nullptr, opt.starts);  // validates the flow options: may throw, nothing created yet
   Cursor c;
   if (job.has_checkpoint()) {
     const Checkpoint ck = read_checkpoint(job.checkpoint());

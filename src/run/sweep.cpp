@@ -19,6 +19,7 @@
 #include "attnflow/base/parallel.hpp"
 #include "attnflow/run/progress.hpp"
 #include "attnflow/run/runner.hpp"
+#include "attnflow/run/start_cache.hpp"
 #include "attnflow/run/sweep.hpp"
 
 namespace attnflow {
@@ -140,6 +141,7 @@ struct Shared {
   std::atomic<bool> stop{false};
   std::mutex mu;
   std::exception_ptr error;
+  StartCache starts;
 };
 
 // Runs points todo[next...] until none is left, the stop hook fires, or a point fails.
@@ -154,6 +156,7 @@ void worker(const std::vector<Point*>& todo, const SweepOptions& opt, Shared& sh
     ro.resume = true;  // a half-done point continues (from its checkpoint, if any)
     ro.progress = nullptr;
     ro.version = opt.version;
+    ro.starts = &sh.starts;  // points that share their measure and seed share their start
     const bool kill = opt.stop_after_points > 0 && sh.finished >= opt.stop_after_points;
     if (kill) ro.stop_after_checkpoints = 1;
     try {

@@ -201,6 +201,81 @@ TEST(FlowBatched, ReducedSpanSavedStateContinuesBitForBit) {
   }
 }
 
+// span_start(): an ensemble started from another's span form (a sweep's points sharing their
+// start) follows the ensemble that formed it bit for bit, with other betas too, in float64
+// and float32, and both follow an ensemble that never formed one (the lazy QR at the first
+// advance); the bases are shared, not copied. What does not fit is refused by name.
+TEST(FlowBatched, SpanStartSharedBitForBit) {
+  ObserveOptions oo;
+  oo.delta = 1e-2;
+  const Systems s = systems(FieldKind::sa, Scheme::none, 11, 6, 20);
+  Systems other = s;  // the same points, other betas (the next point of a sweep over beta)
+  for (auto& o : other.flows) o.beta *= 1.5;
+  for (const Precision p : {Precision::float64, Precision::float32}) {
+    Ensemble a = make(s, Method::residual, true), lazy = make(s, Method::residual, true);
+    Ensemble next_lazy = make(other, Method::residual, true);
+    a.precision = lazy.precision = next_lazy.precision = p;
+    const auto start = a.span_start();
+    ASSERT_EQ(start->coords.size(), 11u);
+    EXPECT_LT((start->coords[4] * *start->bases[4] - s.x0[4]).norm(), 1e-14);
+    EXPECT_TRUE(bit_equal(a.span_start()->coords[4], start->coords[4]));  // again before advancing: the same
+    Ensemble b = Ensemble::from_span_start(s.flows, start, IntegratorOptions{.method = Method::residual, .dt = 0.1});
+    Ensemble next = Ensemble::from_span_start(other.flows, start, IntegratorOptions{.method = Method::residual, .dt = 0.1});
+    b.batched = next.batched = true;
+    b.precision = next.precision = p;
+    EXPECT_TRUE(b.reduces_span());
+    EXPECT_EQ(b.saved_state(4).cols(), 26);
+    EXPECT_TRUE(bit_equal(b.saved_state(4), a.saved_state(4)));
+    for (const double t : {0.0, 0.35, 1.5}) {
+      for (Ensemble* e : {&a, &lazy, &b, &next, &next_lazy}) e->advance(t);
+      const auto oa = a.observe(oo), ol = lazy.observe(oo), ob = b.observe(oo);
+      const auto on = next.observe(oo), onl = next_lazy.observe(oo);
+      for (Index k = 0; k < a.size(); ++k) {
+        const std::string what = std::string(p == Precision::float32 ? "float32" : "float64") + " t " +
+                                 std::to_string(t) + " system " + std::to_string(k);
+        EXPECT_TRUE(bit_equal(a.state(k), b.state(k))) << what;
+        EXPECT_TRUE(bit_equal(a.state(k), lazy.state(k))) << what;
+        EXPECT_TRUE(bit_equal(next.state(k), next_lazy.state(k))) << what;
+        EXPECT_TRUE(bit_equal(a.saved_state(k), b.saved_state(k))) << what;
+        EXPECT_EQ(observable_values(oa[k]), observable_values(ob[k])) << what;
+        EXPECT_EQ(observable_values(oa[k]), observable_values(ol[k])) << what;
+        EXPECT_EQ(observable_values(on[k]), observable_values(onl[k])) << what;
+      }
+    }
+    EXPECT_GT((next.state(0) - a.state(0)).norm(), 1e-6);  // another beta: another flow
+  }
+  // The bases are shared: one copy for every ensemble started from the start.
+  Ensemble a = make(s, Method::residual, true);
+  const auto start = a.span_start();
+  Ensemble b = Ensemble::from_span_start(s.flows, start, IntegratorOptions{.method = Method::residual, .dt = 0.1});
+  EXPECT_EQ(start.use_count(), 1);
+  EXPECT_GE(start->bases[0].use_count(), 3);  // a, b and the start
+  // Refusals, named.
+  Ensemble points = make(s, Method::residual, true);
+  points.reduce_span = false;
+  EXPECT_THROW(points.span_start(), std::invalid_argument);
+  Ensemble advanced = make(s, Method::residual, true);
+  advanced.advance(0.2);
+  try {
+    advanced.span_start();
+    ADD_FAILURE() << "span_start after an advance";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("not yet advanced"), std::string::npos) << e.what();
+  }
+  std::vector<FlowOptions> fewer(s.flows.begin(), s.flows.begin() + 5);
+  try {
+    Ensemble::from_span_start(fewer, start, IntegratorOptions{.method = Method::residual, .dt = 0.1});
+    ADD_FAILURE() << "5 flows for 11 systems";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("systems = 5"), std::string::npos) << e.what();
+  }
+  Systems schemed = systems(FieldKind::sa, Scheme::pre_ln, 11, 6, 20);
+  EXPECT_THROW(Ensemble::from_span_start(schemed.flows, start, IntegratorOptions{.method = Method::residual, .dt = 0.1}),
+               std::invalid_argument);
+  EXPECT_THROW(Ensemble::from_span_start(s.flows, nullptr, IntegratorOptions{.method = Method::residual, .dt = 0.1}),
+               std::invalid_argument);
+}
+
 // An observation keeps its pair kernel for the block's next step (d = 3: the one-pass average,
 // d = 12: the two-pass form): the steps give the bits of steps without observations (SA, USA
 // and Sinkhorn, residual and rk4, times on and off the grid), and a step that follows a step

@@ -26,6 +26,27 @@ class Ensemble {
   // option (beta, kind, size). Throws naming "ensemble: systems" when the lists differ in
   // length or are empty.
   Ensemble(std::vector<FlowOptions> flows, std::vector<Matrix> initial_points, IntegratorOptions integrator);
+
+  // The reduced path's start (reduces_span()): per system the coordinates C (n, n) and an
+  // orthonormal basis B (n, d) of the span of its initial points on the sphere, X = C B.
+  // Formed once by span_start(), it is shared read-only by the ensembles that start from the
+  // same points (the points of a sweep over beta share the measure and the seed): those skip
+  // the sampling and the QR of every system, and hold one basis for all.
+  struct SpanStart {
+    std::vector<Matrix> coords;                        // C (n, n) per system
+    std::vector<std::shared_ptr<const Matrix>> bases;  // B (n, d) per system, rows orthonormal
+  };
+  // Systems starting from the points C B of `start` (one flow per system, on the sphere
+  // without a scheme, of n = C's size and d = B's columns): the same state, bit for bit, as
+  // the ensemble that formed `start` had after span_start(). Throws naming the argument when
+  // the lists differ in length, a shape does not fit or a flow is not on the plain sphere.
+  static Ensemble from_span_start(std::vector<FlowOptions> flows, std::shared_ptr<const SpanStart> start,
+                                  IntegratorOptions integrator);
+  // Every system's span form, formed now (in parallel over systems) if not yet: the state is
+  // then held as C B (what gather would form at the first advance or observation: the
+  // results do not change), and the returned start shares this ensemble's bases. Needs
+  // reduces_span() and an ensemble not yet advanced or observed; throws naming the rule.
+  std::shared_ptr<const SpanStart> span_start();
   ~Ensemble();
   Ensemble(Ensemble&&) noexcept;
   Ensemble& operator=(Ensemble&&) noexcept;
@@ -140,10 +161,17 @@ class Ensemble {
   Index block_width() const;
   bool single() const { return precision == Precision::float32; }
   // reduces_span(): per system the basis B (n, d) of its lanes' coordinates, and coordinates
-  // C (n, n) restored from a saved state and not yet gathered into lanes.
-  mutable std::vector<Matrix> bases_, coords_;
+  // C (n, n) not yet gathered into lanes (restored from a saved state, or a span start).
+  // A basis is never modified: it is shared with a SpanStart and the ensembles started from it.
+  mutable std::vector<std::shared_ptr<const Matrix>> bases_;
+  mutable std::vector<Matrix> coords_;
+  void init_properties();  // lanes_compatible_, max_beta_, plain_sphere_ from the flows
+  explicit Ensemble(IntegratorOptions integrator);  // from_span_start: then start_from
+  void start_from(std::vector<FlowOptions> flows, std::shared_ptr<const SpanStart> start);
   Index lanes_d_ = 0;  // the lanes' dimension: d, or n when reduces_span()
   void gather_block(Index b, BlockLanes& x);
+  bool block_in_lanes(Index b) const;   // block b's state is in lanes_
+  bool block_in_coords(Index b) const;  // every system of block b in coords_ (not gathered)
   void scatter_block(Index b, const BlockLanes& x) const;
   void release_lanes();
   Matrix coordinates(Index s) const;

@@ -28,6 +28,7 @@
 namespace attnflow {
 
 class Collective;
+class StartCache;
 
 // One observation of one system (the columns of observables.csv after t and system).
 struct ObservationRow {
@@ -62,6 +63,11 @@ struct RunOptions {
   // for bit). Refused, naming the option, where flow_split_refusal() refuses, for an ensemble
   // and for another device than the CPU.
   bool split_points = false;
+  // The sweep's shared starts (start_cache.hpp; null: none): the systems start from the
+  // points (or, on the reduced path, the span form) another run left there for the same
+  // measure, seed and systems, or sample them and leave them there. The outputs are the same,
+  // byte for byte, with or without.
+  StartCache* starts = nullptr;
 };
 
 struct RunResult {
