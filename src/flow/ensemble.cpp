@@ -18,6 +18,7 @@
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
 #include "attnflow/base/error.hpp"
+#include "attnflow/base/finite.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/base/parallel.hpp"
 #include "attnflow/flow/scheme.hpp"
@@ -459,18 +460,6 @@ std::string Ensemble::precision_refusal() const {
 }
 
 namespace {
-// Every float finite: no exponent field of all ones (infinity, NaN). A branch-free pass that
-// vectorizes (Eigen's allFinite stops per entry and cost as much as the step it checks).
-bool all_finite(const float* p, Index size) {
-  std::uint32_t bad = 0;
-  for (Index i = 0; i < size; ++i) {
-    std::uint32_t bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
-}
-
 // Throws naming the rule when the ensemble's precision does not apply to its systems.
 void require_precision(const Ensemble& e) {
   const std::string refusal = e.precision_refusal();

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "attnflow/base/error.hpp"
+#include "attnflow/base/finite.hpp"
 
 namespace attnflow {
 
@@ -39,24 +40,10 @@ void IntegratorOptions::validate() const {
 
 namespace {
 
-// A double is inf or NaN exactly when its exponent bits are all ones. Integer tests OR-ed
-// together vectorize (floating-point sums would have to keep their order), so this costs a
-// small fraction of a field evaluation even for an ensemble's many small systems.
-bool all_finite(const Matrix& x) {
-  constexpr std::uint64_t kExponent = 0x7ff0000000000000ULL;
-  const double* p = x.data();
-  const Index size = x.size();
-  std::uint64_t bad = 0;
-  for (Index i = 0; i < size; ++i) {
-    std::uint64_t bits;
-    std::memcpy(&bits, p + i, sizeof bits);
-    bad |= static_cast<std::uint64_t>((bits & kExponent) == kExponent);
-  }
-  return bad == 0;
-}
-
+// all_finite (base/finite.hpp) costs a small fraction of a field evaluation even for an
+// ensemble's many small systems.
 void check_state(const Matrix& x, const IntegratorState& st) {
-  if (!all_finite(x))
+  if (!all_finite(x.data(), x.size()))
     throw std::runtime_error(fmt::format(
         "integrate: state is not finite after step {} (t = {}): the field overflowed or the "
         "step dt is too large for this beta",
