@@ -1087,6 +1087,7 @@ Matrix Ensemble::saved_state(Index s) const {
 
 // Back to per-system storage before one system is replaced: coordinates in lanes move to
 // coords_ as they are (the other systems continue bit for bit), points in lanes to states_.
+// Coordinates not in lanes (restored, a span start) stay: their points are formed when asked.
 void Ensemble::release_lanes() {
   drop_gpu();
   if (lanes_d_ != flows_[0].d() && !lanes_.empty()) {
@@ -1094,7 +1095,7 @@ void Ensemble::release_lanes() {
       Matrix c = coordinates(s);  // from the lanes (or already in coords_)
       if (c.size() != 0) coords_[static_cast<std::size_t>(s)] = std::move(c);
     }
-  } else {
+  } else if (!lanes_.empty()) {
     sync();
   }
   lanes_.clear();

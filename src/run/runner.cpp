@@ -163,7 +163,7 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
   const auto build = [&](std::vector<Matrix> x0) {  // the span form, when on the reduced path
     made.emplace(flows, std::move(x0), cfg.integrator);
     configure(*made, cfg);
-    return made->reduces_span() && !made->runs_on_gpu() ? made->span_start() : nullptr;
+    return made->reduces_span() ? made->span_start() : nullptr;
   };
   const auto sample = [&] {
     std::vector<Matrix> x0;

@@ -244,6 +244,25 @@ TEST(FlowBatched, SpanStartSharedBitForBit) {
     }
     EXPECT_GT((next.state(0) - a.state(0)).norm(), 1e-6);  // another beta: another flow
   }
+  // The GPU path (its blocks emulated on the host) takes a span start as it takes restored
+  // coordinates: the same bits as an ensemble that forms its span there itself.
+  {
+    const IntegratorOptions io{.method = Method::rk4, .dt = 0.1};
+    Ensemble src = make(s, Method::rk4, true);
+    Ensemble own = make(s, Method::rk4, true);
+    Ensemble shared = Ensemble::from_span_start(s.flows, src.span_start(), io);
+    shared.batched = true;
+    own.gpu_emulation = shared.gpu_emulation = true;
+    ASSERT_TRUE(shared.runs_on_gpu()) << shared.gpu_refusal();
+    for (const double t : {0.0, 0.3, 1.2}) {
+      const auto oo_own = own.advance_observe(t, oo, false), oo_shared = shared.advance_observe(t, oo, false);
+      for (Index k = 0; k < own.size(); ++k) {
+        EXPECT_TRUE(bit_equal(own.state(k), shared.state(k))) << "gpu emulation t " << t << " system " << k;
+        EXPECT_TRUE(bit_equal(own.saved_state(k), shared.saved_state(k))) << "gpu emulation system " << k;
+        EXPECT_EQ(observable_values(oo_own[k]), observable_values(oo_shared[k])) << "gpu emulation " << k;
+      }
+    }
+  }
   // The bases are shared: one copy for every ensemble started from the start.
   Ensemble a = make(s, Method::residual, true);
   const auto start = a.span_start();
