@@ -193,7 +193,6 @@ Ensemble make_ensemble(const RunConfig& cfg, Index first = 0, Index count = -1, 
   return std::move(*made);
 }
 
-
 Checkpoint make_checkpoint(const Ensemble& e, const Cursor& c, const std::string& config) {
   Checkpoint ck;
   ck.config = config;
