@@ -397,7 +397,7 @@ void Ensemble::start_from(std::vector<FlowOptions> flows, std::shared_ptr<const 
     require_finite(kEnsembleCtx, "span start coordinates", c);
     flows_.emplace_back(std::move(flows[s]), c.rows(), b->cols());
     const FlowOptions& o = flows_.back().options();
-    if (o.scheme.scheme != Scheme::none || !o.sphere)
+    if (!plain_sphere(o))
       throw std::invalid_argument(fmt::format("{}: a span start needs flows on the sphere without a scheme "
                                               "(system {}: the state is the points C B)", kEnsembleCtx, s));
     states_.emplace_back();  // C B, formed when asked for (sync), as after restore_state
@@ -415,7 +415,7 @@ void Ensemble::init_properties() {
   for (const Flow& f : flows_) max_beta_ = std::max(max_beta_, f.options().beta);
   plain_sphere_ = true;
   for (const Flow& f : flows_)
-    plain_sphere_ = plain_sphere_ && f.options().scheme.scheme == Scheme::none && f.options().sphere;
+    plain_sphere_ = plain_sphere_ && plain_sphere(f.options());
 }
 
 std::shared_ptr<const Ensemble::SpanStart> Ensemble::span_start() {

@@ -141,8 +141,7 @@ std::string start_key(const RunConfig& cfg, Index first, Index end) {
 }
 
 bool plain_sphere(const std::vector<FlowOptions>& flows) {
-  return std::all_of(flows.begin(), flows.end(),
-                     [](const FlowOptions& o) { return o.scheme.scheme == Scheme::none && o.sphere; });
+  return std::all_of(flows.begin(), flows.end(), [](const FlowOptions& o) { return attnflow::plain_sphere(o); });
 }
 
 // Systems [first, first + count) (count < 0: all): a distributed run's part. `comm`: the processes that advance these

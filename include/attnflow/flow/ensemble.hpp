@@ -20,6 +20,10 @@ namespace attnflow {
 
 class BatchCuda;
 
+// A flow on the sphere without a normalization scheme: its state is its points (the batched
+// path's plain sphere, and what a span start needs).
+inline bool plain_sphere(const FlowOptions& o) { return o.scheme.scheme == Scheme::none && o.sphere; }
+
 class Ensemble {
  public:
   // One flow per system with its initial points (n_s, d_s); systems may differ in every
