@@ -9,11 +9,12 @@ set -euo pipefail
 BUILD_PKGS=(g++ cmake make pkg-config ccache libeigen3-dev libcli11-dev libtomlplusplus-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev liblemon-dev pybind11-dev
   python3-dev python3-numpy python3-matplotlib python3-pytest
-  python3-torch python3-pandas python3-setuptools python3-wheel python3-pip python3-venv
+  python3-torch python3-pandas python3-setuptools python3-wheel python3-pip python3-venv python3-build
   python3-pot nodejs chromium ffmpeg libopenmpi-dev openmpi-bin)
 # ccache: the build compiles through it (CMakeLists.txt, ATTNFLOW_CCACHE), so the pip-install
 # test's second build of the library, and rebuilds, reuse the objects; python3-torch: attnflow.torch (autograd Functions) is tested in `make test`; python3-pandas:
 # results' to_pandas(); setuptools/wheel/pip/venv: `pip install .` and its venv test;
+# python3-build: `python3 -m build --wheel`, the offline wheel of that test;
 # python3-pot: the OT tests' peer reference; nodejs (npm ci below), chromium, ffmpeg:
 # attnflow view, its browser tests, attnflow animate. libopenmpi-dev, openmpi-bin: the MPI layer
 # (mpirun -np P attnflow sweep|run|attention|ot, docs/usage/mpi.md) and its tests in make test.
