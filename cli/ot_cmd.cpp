@@ -66,6 +66,7 @@ std::string fingerprint(const OtArgs& args) {
   std::string text = fmt::format(
       "ot {}, cost {}, eps {:a}, tol {:a}, max-iter {}, eps-scaling {}, scaling {:a}, plan {}\n",
       r.exact ? "exact" : "entropic", r.cost, k.eps, k.tol, k.max_iterations, !args.no_scaling, k.scaling, r.plan);
+  if (k.overrelax != 1.0) text += fmt::format("overrelax {:a}\n", k.overrelax);  // plain: as before it existed
   const std::pair<const char*, const std::string*> files[] = {
       {"--x", &args.x}, {"--y", &args.y}, {"--a", &args.a}, {"--b", &args.b}};
   for (const auto& [option, path] : files)
@@ -142,6 +143,10 @@ void add_ot(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--scaling", req.sinkhorn.scaling, "eps-scaling factor in (0, 1)")->capture_default_str();
   sub->add_flag("--no-eps-scaling", args->no_scaling, "Start directly at the target eps");
+  sub->add_option("--overrelax", req.sinkhorn.overrelax,
+                  "Over-relaxation omega in (0, 2) at the target eps: 1 = plain Sinkhorn; 1.5-1.7 takes about "
+                  "3x fewer iterations when eps is about 0.01 of the max cost (docs/math.md section 3.3)")
+      ->capture_default_str();
   sub->add_flag("--quiet", args->quiet, "No progress lines on stderr");
   sub->add_flag("--resume", args->resume,
                 "Continue an interrupted or killed solve from DIR/checkpoint.bin (same inputs and options)");

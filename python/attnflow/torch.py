@@ -166,28 +166,30 @@ class _OtFn(torch.autograd.Function):
         return (*out, None, None)
 
 
-def _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start):
+def _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax):
     return dict(eps=eps, tol=tol, max_iterations=max_iterations, eps_scaling=eps_scaling,
-                scaling=scaling, eps_start=eps_start)
+                scaling=scaling, eps_start=eps_start, overrelax=overrelax)
 
 
 def ot_cost(x, y, a=None, b=None, eps=None, tol=1e-6, *, max_iterations=10000,
-            eps_scaling=True, scaling=0.8, eps_start=0.0):
+            eps_scaling=True, scaling=0.8, eps_start=0.0, overrelax=1.0):
     """OT_eps(mu, nu) = min <C, pi> + eps KL(pi | a x b), C_ij = |x_i - y_j|^2, as a 0-d
     tensor (= attnflow.sinkhorn(x, y, a, b, eps=eps).objective, bit for bit). Gradients with
     respect to x, y, a, b by the envelope theorem: dx_i = 2 a_i (x_i - T(x_i)), da = f, ...
     (attnflow/ot/ot_gradient.hpp). A solve that does not converge warns (RuntimeWarning)."""
     return _OtFn.apply(x, y, a, b, _ext.ot_cost_gradient,
-                       _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start))
+                       _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start,
+                                   overrelax))
 
 
 def sinkhorn_divergence(x, y, a=None, b=None, eps=None, tol=1e-6, *, max_iterations=10000,
-                        eps_scaling=True, scaling=0.8, eps_start=0.0):
+                        eps_scaling=True, scaling=0.8, eps_start=0.0, overrelax=1.0):
     """The debiased Sinkhorn divergence OT(mu, nu) - OT(mu, mu)/2 - OT(nu, nu)/2 as a 0-d
     tensor (= attnflow.sinkhorn_divergence(x, y, a, b, eps=eps).value, bit for bit), with
     envelope-theorem gradients with respect to x, y, a, b."""
     return _OtFn.apply(x, y, a, b, _ext.sinkhorn_divergence_gradient,
-                       _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start))
+                       _ot_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start,
+                                   overrelax))
 
 
 class MeasureAttention(nn.Module):

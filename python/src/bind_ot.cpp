@@ -10,7 +10,8 @@ namespace attnflow::py_bind {
 namespace {
 
 SinkhornOptions make_options(const py::object& eps, double tol, int max_iterations,
-                             bool eps_scaling, double scaling, double eps_start) {
+                             bool eps_scaling, double scaling, double eps_start,
+                             double overrelax) {
   if (eps.is_none())
     throw std::invalid_argument(
         "sinkhorn: eps = None, must be > 0 (in cost units; no default because it depends on "
@@ -22,6 +23,7 @@ SinkhornOptions make_options(const py::object& eps, double tol, int max_iteratio
   o.eps_scaling = eps_scaling;
   o.scaling = scaling;
   o.eps_start = eps_start;
+  o.overrelax = overrelax;
   return o;
 }
 
@@ -43,11 +45,11 @@ bool is_pot_call(const py::object& x, const py::object& y, const py::object& a) 
 SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py::object& cost,
                             const py::object& reg, const py::object& eps, double tol,
                             int max_iterations, bool eps_scaling, double scaling,
-                            double eps_start) {
+                            double eps_start, double overrelax) {
   if (!reg.is_none() && !eps.is_none())
     throw std::invalid_argument("sinkhorn: reg (4th argument) and eps both given, must give one");
   const SinkhornOptions o = make_options(reg.is_none() ? eps : reg, tol, max_iterations,
-                                         eps_scaling, scaling, eps_start);
+                                         eps_scaling, scaling, eps_start, overrelax);
   const Vector a = vector_or_empty(wa, "a"), b = vector_or_empty(wb, "b");
   const TransportCost c = TransportCost::dense(matrix_or_empty(cost, "M"));
   py::gil_scoped_release release;
@@ -59,7 +61,9 @@ SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py
   py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),   \
   py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                         \
   py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                               \
-  py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
+  py::arg("scaling") = SinkhornOptions{}.scaling,                                       \
+  py::arg("eps_start") = SinkhornOptions{}.eps_start,                                   \
+  py::arg("overrelax") = SinkhornOptions{}.overrelax
 
 void bind_ot_types(py::module_& m) {
   py::enum_<CostType> ct(m, "CostType", "sqeuclidean | bilinear | dense");
@@ -103,6 +107,7 @@ void bind_results(py::module_& m) {
       .def_readwrite("eps_scaling", &SinkhornOptions::eps_scaling)
       .def_readwrite("scaling", &SinkhornOptions::scaling)
       .def_readwrite("eps_start", &SinkhornOptions::eps_start)
+      .def_readwrite("overrelax", &SinkhornOptions::overrelax)
       .def_property(
           "on_iteration",
           [](const SinkhornOptions& o) { return static_cast<bool>(o.on_iteration); },
@@ -186,16 +191,16 @@ void bind_sinkhorn(py::module_& m) {
       "sinkhorn",
       [](const py::object& x, const py::object& y, const py::object& a, const py::object& b,
          const py::object& eps_arg, double tol, int max_iterations, bool eps_scaling,
-         double scaling, double eps_start, const py::object& reg) {
+         double scaling, double eps_start, double overrelax, const py::object& reg) {
         // reg= is POT's keyword for eps.
         if (!reg.is_none() && !eps_arg.is_none())
           throw std::invalid_argument("sinkhorn: reg and eps both given, must give one");
         const py::object eps = reg.is_none() ? eps_arg : reg;
         if (is_pot_call(x, y, a))
           return pot_sinkhorn(x, y, a, b, eps, tol, max_iterations, eps_scaling, scaling,
-                              eps_start);
+                              eps_start, overrelax);
         const SinkhornOptions o =
-            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
+            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
         const Measure mu(points_arg(x, "sinkhorn", "x"), vector_or_empty(a, "a"),
                          "sinkhorn: mu (x, a)");
         const Measure nu(points_arg(y, "sinkhorn", "y"), vector_or_empty(b, "b"),
@@ -221,9 +226,9 @@ void bind_sinkhorn(py::module_& m) {
       "sinkhorn_divergence",
       [](const py::object& x, const py::object& y, const py::object& a, const py::object& b,
          const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
-         double eps_start) {
+         double eps_start, double overrelax) {
         const SinkhornOptions o =
-            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start);
+            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
         const Measure mu(points_arg(x, "sinkhorn_divergence", "x"), vector_or_empty(a, "a"),
                          "sinkhorn_divergence: mu (x, a)");
         const Measure nu(points_arg(y, "sinkhorn_divergence", "y"), vector_or_empty(b, "b"),

@@ -12,7 +12,8 @@ using GradientFn = OtGradient (*)(const Measure&, const Measure&, const Sinkhorn
 
 py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRef& y,
               const py::object& a, const py::object& b, const py::object& eps, double tol,
-              int max_iterations, bool eps_scaling, double scaling, double eps_start) {
+              int max_iterations, bool eps_scaling, double scaling, double eps_start,
+              double overrelax) {
   if (eps.is_none())
     throw std::invalid_argument(std::string(ctx) +
                                 ": eps = None, must be > 0 (in cost units; no default because "
@@ -24,6 +25,7 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
   o.eps_scaling = eps_scaling;
   o.scaling = scaling;
   o.eps_start = eps_start;
+  o.overrelax = overrelax;
   const Vector wa = vector_or_empty(a, "a"), wb = vector_or_empty(b, "b");
   const Measure mu(Matrix(x), wa, std::string(ctx) + ": mu (x, a)");
   const Measure nu(Matrix(y), wb, std::string(ctx) + ": nu (y, b)");
@@ -50,16 +52,18 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
       py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),    \
       py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                          \
       py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                                \
-      py::arg("scaling") = SinkhornOptions{}.scaling, py::arg("eps_start") = SinkhornOptions{}.eps_start
+      py::arg("scaling") = SinkhornOptions{}.scaling,                                        \
+      py::arg("eps_start") = SinkhornOptions{}.eps_start,                                    \
+      py::arg("overrelax") = SinkhornOptions{}.overrelax
 
 const Registrar bind_ot_gradient_registrar(11, [](py::module_& m) {
   m.def(
       "ot_cost_gradient",
       [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
          const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
-         double eps_start) {
+         double eps_start, double overrelax) {
         return call(&ot_cost_gradient, "ot_cost_gradient", x, y, a, b, eps, tol, max_iterations,
-                    eps_scaling, scaling, eps_start);
+                    eps_scaling, scaling, eps_start, overrelax);
       },
       OT_GRADIENT_ARGS,
       "OT_eps(mu, nu) for |x - y|^2 (= sinkhorn(x, y, a, b, eps=...).objective) and its "
@@ -69,9 +73,9 @@ const Registrar bind_ot_gradient_registrar(11, [](py::module_& m) {
       "sinkhorn_divergence_gradient",
       [](const MatrixRef& x, const MatrixRef& y, const py::object& a, const py::object& b,
          const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
-         double eps_start) {
+         double eps_start, double overrelax) {
         return call(&sinkhorn_divergence_gradient, "sinkhorn_divergence_gradient", x, y, a, b,
-                    eps, tol, max_iterations, eps_scaling, scaling, eps_start);
+                    eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
       },
       OT_GRADIENT_ARGS,
       "The Sinkhorn divergence (= sinkhorn_divergence(...).value) and its envelope-theorem "

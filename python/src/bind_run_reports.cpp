@@ -27,6 +27,7 @@ void bind_ot_report(py::module_& m) {
       .def_readonly("eps", &OtReport::eps)
       .def_readonly("tol", &OtReport::tol)
       .def_readonly("eps_scaling", &OtReport::eps_scaling)
+      .def_readonly("overrelax", &OtReport::overrelax)
       .def_readonly("max_cost_bound", &OtReport::max_cost_bound)
       .def_readonly("p", &OtReport::p)
       .def_readonly("wasserstein", &OtReport::wasserstein)
@@ -46,7 +47,8 @@ void bind_ot_report(py::module_& m) {
   m.def(
       "solve_ot",
       [](const Measure& mu, const Measure& nu, double eps, bool exact, const std::string& cost,
-         bool plan, double tol, int max_iterations, bool eps_scaling, double scaling) {
+         bool plan, double tol, int max_iterations, bool eps_scaling, double scaling,
+         double overrelax) {
         OtRequest r;
         r.sinkhorn.eps = eps;
         r.exact = exact;
@@ -56,6 +58,7 @@ void bind_ot_report(py::module_& m) {
         r.sinkhorn.max_iterations = max_iterations;
         r.sinkhorn.eps_scaling = eps_scaling;
         r.sinkhorn.scaling = scaling;
+        r.sinkhorn.overrelax = overrelax;
         py::gil_scoped_release release;
         return solve_ot(mu, nu, r);
       },
@@ -63,6 +66,7 @@ void bind_ot_report(py::module_& m) {
       py::arg("exact") = d.exact, py::arg("cost") = d.cost, py::arg("plan") = d.plan,
       py::arg("tol") = d.sinkhorn.tol, py::arg("max_iterations") = d.sinkhorn.max_iterations,
       py::arg("eps_scaling") = d.sinkhorn.eps_scaling, py::arg("scaling") = d.sinkhorn.scaling,
+      py::arg("overrelax") = d.sinkhorn.overrelax,
       "`attnflow ot` as a function: entropic (eps > 0) or exact (exact=True) OT with its report");
 }
 

@@ -23,16 +23,18 @@ DivergenceSolves sinkhorn_divergence_solves(const Measure& mu, const Measure& nu
                                             const SinkhornOptions& options) {
   // The self-terms are symmetric problems: the averaged update converges where alternating
   // updates stall under eps-scaling. When nu is mu itself, so is the cross term (and S = 0
-  // exactly).
+  // exactly). Over-relaxation is the cross term's (sinkhorn()): the averaged update has none.
+  SinkhornOptions self = options;
+  self.overrelax = 1.0;
   DivergenceSolves s;
   s.xx = sinkhorn_symmetric(mu.weights(), TransportCost::sqeuclidean(mu.points(), mu.points()),
-                            options);
+                            self);
   const bool same = mu.size() == nu.size() && mu.dim() == nu.dim() &&
                     mu.points() == nu.points() && mu.weights() == nu.weights();
   s.xy = same ? s.xx : sinkhorn(mu, nu, options);
   s.yy = same ? s.xx
               : sinkhorn_symmetric(nu.weights(), TransportCost::sqeuclidean(nu.points(), nu.points()),
-                                   options);
+                                   self);
   return s;
 }
 

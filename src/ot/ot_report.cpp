@@ -80,6 +80,7 @@ void solve_sinkhorn(const TransportCost& cost, const Vector& a, const Vector& b,
   r.eps = s.eps;
   r.tol = opt.tol;
   r.eps_scaling = opt.eps_scaling ? opt.scaling : 0.0;
+  r.overrelax = opt.overrelax;
   r.max_cost_bound = cost.scale();
   r.message = s.message;
   r.interrupted = s.interrupted;

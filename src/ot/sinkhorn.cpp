@@ -79,6 +79,7 @@ SinkhornLoop ot_loop(const SinkhornOptions& opt, double cost_scale, bool warm, b
   loop.symmetric = symmetric;
   loop.stop_if_not_finite = true;
   loop.context = kSinkhornCtx;
+  loop.omega = opt.overrelax;
   loop.resume = opt.resume;
   loop.stop_after = opt.on_checkpoint;
   if (opt.on_iteration) {
@@ -171,6 +172,8 @@ void SinkhornOptions::validate() const {
   require(scaling > 0.0 && scaling < 1.0, kSinkhornCtx, "scaling", scaling, "in (0, 1)");
   require(eps_start >= 0.0 && std::isfinite(eps_start), kSinkhornCtx, "eps_start", eps_start,
           ">= 0 (0 = the cost scale)");
+  require(overrelax > 0.0 && overrelax < 2.0, kSinkhornCtx, "overrelax", overrelax,
+          "in (0, 2) (1 = plain Sinkhorn)");
 }
 
 SinkhornResult sinkhorn(const Vector& a_in, const Vector& b_in, const TransportCost& cost,
@@ -208,6 +211,8 @@ SinkhornResult sinkhorn_symmetric(const Vector& a_in, const TransportCost& cost,
   require_cost_processes(cost, opt);
   if (opt.resume || opt.on_checkpoint)
     throw std::invalid_argument("sinkhorn_symmetric: resume and on_checkpoint are for sinkhorn() only");
+  require(opt.overrelax == 1.0, "sinkhorn_symmetric", "overrelax", opt.overrelax,
+          "1 (the symmetric update is averaged; over-relaxation is for sinkhorn())");
   if (cost.rows() != cost.cols())
     throw std::invalid_argument(fmt::format(
         "{}: symmetric cost is {} x {}, must be square", kSinkhornCtx, cost.rows(), cost.cols()));

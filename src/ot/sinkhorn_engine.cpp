@@ -94,15 +94,19 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
     }
     return false;
   };
-  auto observe = [&](int it, double e, const Vector& f, const Vector& g, double err) {
-    if (loop.observer) loop.observer(SinkhornIterate{it, e, f, g, err});
+  auto observe = [&](int it, double e, const Vector& f, const Vector& g, double err, bool relaxed = false) {
+    if (loop.observer) loop.observer(SinkhornIterate{it, e, f, g, err, relaxed});
   };
 
   if (loop.resume && (loop.symmetric || !rows))
     throw std::invalid_argument("sinkhorn_loop: resume is for alternating updates with the rows measured");
+  const double omega = loop.omega;
+  if (omega != 1.0 && (loop.symmetric || !rows))
+    throw std::invalid_argument(fmt::format(
+        "sinkhorn_loop: omega = {}, must be 1 unless the updates alternate with the rows measured", omega));
   // Offers the iterate to stop_after; true: the run ends here, interrupted.
-  auto interrupt = [&](int it, double e, const Vector& f, const Vector& g, double err) {
-    if (!loop.stop_after || !loop.stop_after(SinkhornIterate{it, e, f, g, err})) return false;
+  auto interrupt = [&](int it, double e, const Vector& f, const Vector& g, double err, bool relaxed = false) {
+    if (!loop.stop_after || !loop.stop_after(SinkhornIterate{it, e, f, g, err, relaxed})) return false;
     run.interrupted = true;
     return true;
   };
@@ -131,6 +135,7 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
     Vector& g = run.g;
     g = g0 ? *g0 : Vector::Zero(b.size());
     bool have_f = false;
+    bool relaxed = false;  // g is over-relaxed: the columns of (f, g) are not exact
     int first = 1;
     if (loop.resume) {
       if (loop.resume->f.size() != a.size() || loop.resume->g.size() != b.size() || loop.resume->iteration < 1)
@@ -139,6 +144,7 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
             loop.resume->iteration, loop.resume->f.size(), loop.resume->g.size(), a.size(), b.size()));
       f = loop.resume->f;
       g = loop.resume->g;
+      relaxed = loop.resume->relaxed;
       have_f = true;
       first = loop.resume->iteration + 1;
       st.iterations = loop.resume->iteration;
@@ -147,16 +153,26 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
       const double e = loop.eps[static_cast<size_t>(std::min(it, stages) - 1)];
       double err = nan;
       if (rows) {
-        // F (measured from the second target iteration on), then G.
+        // F (measured from the second target iteration on), then G; over-relaxed from the
+        // first measured iteration on, except one whose rows are within tol after a relaxed g.
         Vector f_new = softmin(false, g, e);
+        bool relax = false;
         if (have_f && it > stages) {
           stopped = measure(f, f_new);
           err = st.marginal_error;
+          if (stopped && relaxed && st.converged) stopped = false;  // columns inexact: one plain iteration
+          else relax = omega != 1.0;
           if (stopped) break;
         }
-        f = std::move(f_new);
+        if (relax) {
+          f = (1.0 - omega) * f + omega * f_new;
+          g = (1.0 - omega) * g + omega * softmin(true, f, e);
+        } else {
+          f = std::move(f_new);
+          g = softmin(true, f, e);
+        }
         have_f = true;
-        g = softmin(true, f, e);
+        relaxed = relax;
       } else {
         // G (measured; none in iteration 1), then F.
         if (have_f) {
@@ -172,10 +188,11 @@ SinkhornRun sinkhorn_loop(const SinkhornHalfStep& softmin, const Vector& a, cons
         have_f = true;
       }
       st.iterations = it;
-      observe(it, e, f, g, err);
-      if (interrupt(it, e, f, g, err)) break;
+      observe(it, e, f, g, err, relaxed);
+      if (interrupt(it, e, f, g, err, relaxed)) break;
     }
     if (!stopped && !run.interrupted && have_f && (!fixed || loop.final_check)) {
+      if (relaxed) g = softmin(true, f, eps);  // exact columns for the plan returned
       if (rows) measure(f, softmin(false, g, eps));
       else measure(g, softmin(true, f, eps));
     }

@@ -240,7 +240,7 @@ IclCheckpoint read_icl_checkpoint(const std::string& path) {
 void write_ot_checkpoint(const std::string& path, const OtCheckpoint& c) {
   const nlohmann::json meta = {{"version", c.version}, {"kind", "ot"},           {"config", c.config},
                                {"iteration", c.iteration}, {"n", c.f.size()}, {"m", c.g.size()},
-                               {"seconds", bits(c.seconds)}};
+                               {"seconds", bits(c.seconds)}, {"relaxed", c.relaxed}};
   std::vector<double> data(c.f.data(), c.f.data() + c.f.size());
   data.insert(data.end(), c.g.data(), c.g.data() + c.g.size());
   write_checkpoint_file(path, meta.dump(), data.data(), {static_cast<Index>(data.size())});
@@ -258,6 +258,7 @@ OtCheckpoint read_ot_checkpoint(const std::string& path) {
     c.seconds = from_bits(meta.at("seconds"));
     n = integer<Index>(meta.at("n"));
     m = integer<Index>(meta.at("m"));
+    c.relaxed = meta.value("relaxed", false);  // written since over-relaxation (plain solves before)
   } catch (const nlohmann::json::exception& e) {
     throw_message("checkpoint", fmt::format("{}: bad metadata: {}", path, e.what()));
   }

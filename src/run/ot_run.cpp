@@ -45,7 +45,7 @@ OtRunSummary run_ot_job(const std::function<OtReport(const OtRequest&)>& solve, 
     // Every process reads it (across machines the directory is on a shared file system).
     OtCheckpoint ck = read_ot_checkpoint(opt.out_dir + "/checkpoint.bin");
     if (writer) job->require_same_config(ck.config, opt.fingerprint);
-    from = SinkhornResumePoint{ck.iteration, std::move(ck.f), std::move(ck.g)};
+    from = SinkhornResumePoint{ck.iteration, std::move(ck.f), std::move(ck.g), ck.relaxed};
     seconds_before = ck.seconds;
   }
   if (comm) comm->check();  // every process is ready (or one failed, and every one stops)
@@ -70,7 +70,7 @@ OtRunSummary run_ot_job(const std::function<OtReport(const OtRequest&)>& solve, 
     bool stop = sig != 0;
     if (writer && write) {
       const double seconds = seconds_before + std::chrono::duration<double>(now - t0).count();
-      write_ot_checkpoint(job->checkpoint(), {kCheckpointVersion, opt.fingerprint, it.iteration, seconds, it.f, it.g});
+      write_ot_checkpoint(job->checkpoint(), {kCheckpointVersion, opt.fingerprint, it.iteration, seconds, it.f, it.g, it.relaxed});
       ++s.checkpoints;
       stop = stop || (opt.stop_after_checkpoints > 0 && s.checkpoints >= opt.stop_after_checkpoints);
     }

@@ -19,7 +19,7 @@ nlohmann::json ot_report_json(const OtReport& r, std::string_view version) {
     j = {{"method", "sinkhorn"}, {"cost", r.cost}, {"objective", r.objective},
          {"iterations", r.iterations}, {"stages", r.stages},
          {"marginal_error", r.marginal_error}, {"converged", r.converged}, {"eps", r.eps},
-         {"tol", r.tol}, {"eps_scaling", r.eps_scaling},
+         {"tol", r.tol}, {"eps_scaling", r.eps_scaling}, {"overrelax", r.overrelax},
          {"max_cost_bound", r.max_cost_bound}, {"message", r.message}};
   }
   // Not converging is reported in "converged"; the job itself finished.

@@ -332,6 +332,22 @@ def group_ot(tmp):
             assert b["points_split"] is True and a["points_split"] is False, (a["points_split"], b["points_split"])
             assert not list(tmp.glob(f"p{ranks}t{threads}.tmp.*")), "a staging directory was left"
         check(f"ot -np {ranks} threads {threads} equals one process", t)
+    # Over-relaxed (docs/math.md section 3.3): the relaxed updates of the gathered potentials are
+    # the same on every rank; -np 3 equals one process.
+    sor = args + ["--overrelax", "1.6"]
+    run(sor + ["--out", tmp / "sor_ref"])
+
+    def t_sor():
+        import json
+        out = tmp / "sor_p3"
+        run(sor + ["--out", out], 3, 1)
+        same_files(tmp / "sor_ref", out, ["f.npy", "g.npy"], "ot --overrelax 1.6 -np 3")
+        a = json.loads((tmp / "sor_ref/report.json").read_text())
+        b = json.loads((out / "report.json").read_text())
+        for k in ("cost", "iterations", "marginal_error", "converged", "overrelax"):
+            assert a[k] == b[k], f"report.json {k}: {a[k]!r} != {b[k]!r}"
+        assert b["overrelax"] == 1.6 and b["converged"] is True
+    check("ot --overrelax 1.6 -np 3 equals one process", t_sor)
     # The dense plan (entropic, from the gathered potentials) and the exact solve: rank 0 alone
     # computes them; the files equal one process's.
     xs, ys = clouds(tmp, 60, 45, 2, 3)

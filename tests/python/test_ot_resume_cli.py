@@ -95,6 +95,33 @@ def test_sigkilled_solve_resumed_equals_uninterrupted(cli, run_cli, clouds, tmp_
     assert_same_results(whole, cut)
 
 
+def test_overrelaxed_solve_resumed_at_relaxed_and_plain_iterations_equals_uninterrupted(run_cli, clouds, tmp_path):
+    # The checkpoint records whether its g is over-relaxed (docs/math.md section 3.3): stops at a
+    # relaxed iteration and at the plain one before the end resume to the same bytes.
+    args = small(clouds) + ["--overrelax", "1.6"]
+    whole = tmp_path / "whole"
+    assert run_cli("ot", *args, "--out", whole).returncode == 0
+    report = json.loads((whole / "report.json").read_text())
+    plain = tmp_path / "plain"
+    assert run_cli("ot", *small(clouds), "--out", plain).returncode == 0
+    assert report["overrelax"] == 1.6 and report["converged"] is True
+    assert report["iterations"] < json.loads((plain / "report.json").read_text())["iterations"]
+    for k in (report["stages"] + 2, report["iterations"]):
+        cut = tmp_path / f"cut{k}"
+        r = run_cli("ot", *args, "--out", cut, env={"ATTNFLOW_STOP_AFTER_CHECKPOINTS": str(k)})
+        assert r.returncode == 3, r.stderr
+        r = run_cli("ot", *args, "--out", cut, "--resume", "--threads", "1")
+        assert r.returncode == 0, r.stderr
+        assert_same_results(whole, cut)
+    # Another omega is another solve: its resume is refused.
+    cut = tmp_path / "other"
+    assert run_cli("ot", *args, "--out", cut, env={"ATTNFLOW_STOP_AFTER_CHECKPOINTS": "3"}).returncode == 3
+    r = run_cli("ot", *small(clouds), "--overrelax", "1.5", "--out", cut, "--resume")
+    assert r.returncode != 0 and "--resume: the configuration differs" in r.stderr, r.stderr
+    r = run_cli("ot", *small(clouds), "--overrelax", "2", "--out", tmp_path / "bad")
+    assert r.returncode != 0 and "overrelax = 2, must be in (0, 2)" in r.stderr, r.stderr
+
+
 def test_resume_with_other_inputs_or_options_is_refused(run_cli, clouds, tmp_path):
     out = tmp_path / "cut"
     args = small(clouds)

@@ -173,6 +173,21 @@ def test_ot_gradcheck_and_bitwise_values(small, fn):
     assert value == ref  # bit for bit
 
 
+def test_overrelaxed_ot_cost_gradient_equals_plain(small):
+    # The same fixed point (docs/math.md section 3.3): values and envelope gradients agree to tol.
+    d = small
+    y = t(d["y"], grad=False)
+    vals, grads = [], []
+    for omega in (1.0, 1.6):
+        xr = t(d["x"])
+        v = aft.ot_cost(xr, y, eps=0.05, tol=1e-12, overrelax=omega)
+        v.backward()
+        vals.append(v.item())
+        grads.append(xr.grad.numpy())
+    np.testing.assert_allclose(vals[1], vals[0], rtol=1e-10)
+    np.testing.assert_allclose(grads[1], grads[0], atol=1e-9)
+
+
 def test_float32_cuda_and_bad_arguments_are_refused(small):
     x32 = torch.tensor(small["x"], dtype=torch.float32)
     with pytest.raises(TypeError, match=r"x: dtype = torch.float32, must be torch.float64 .*x\.double\(\)"):

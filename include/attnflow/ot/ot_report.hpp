@@ -44,6 +44,7 @@ struct OtReport {
   double eps = 0.0;         // the target eps (exact: 0)
   double tol = 0.0;         // Sinkhorn only
   double eps_scaling = 0.0; // the scaling factor used, 0 without eps-scaling (Sinkhorn only)
+  double overrelax = 0.0;   // SinkhornOptions::overrelax used (Sinkhorn only; 1 = plain)
   double max_cost_bound = 0.0;  // the cost scale max C bound (Sinkhorn only)
   int p = 0;                // exact: 2 for sqeuclidean (W2), 1 for euclidean (W1); 0 otherwise
   double wasserstein = 0.0; // exact: W_p

@@ -61,6 +61,7 @@ struct OtCheckpoint {
   int iteration = 0;       // full iterations done
   double seconds = 0.0;    // solve time so far (summed over resumes)
   Vector f, g;
+  bool relaxed = false;    // g over-relaxed (SinkhornIterate::relaxed); absent in the file = false
 };
 void write_ot_checkpoint(const std::string& path, const OtCheckpoint& c);
 // Throws like read_checkpoint, and for a checkpoint of another kind.
