@@ -7,12 +7,16 @@
 //     softmax self-attention of the points x (n, 3) (raw float64, row-major), beta = 1:
 //     median of R calls (after a warm-up), and whether a repeat is bit-identical.
 //   cuda_library_bench sinkhorn --n N --prec f64|f32 --x x.bin --y y.bin --eps E --tol T
-//                               [--scaling 0|1] [--max-iter I]
+//                               [--dim D] [--scaling 0|1] [--factor F] [--overrelax W] [--max-iter I]
 //   --device cpu runs the same calls on the CPU (a dry run; float64 only).
-//     attnflow::sinkhorn between uniform measures on x and y (n, 3), cost |x - y|^2, to the
-//     L1 marginal tolerance T, with or without eps-scaling (default 0: the fixed-eps iteration
-//     that PyTorch's online loop runs). Times the whole call, cost pass included.
+//     attnflow::sinkhorn between uniform measures on x and y (n, D; default D = 3), cost
+//     |x - y|^2, to the L1 marginal tolerance T, with or without eps-scaling (default 0: the
+//     fixed-eps iteration that PyTorch's online loop runs; F its factor), over-relaxed by W
+//     (default 1, plain). Times the whole call, cost pass included, and reports the process's
+//     peak RSS.
 // Each prints one line "RESULT key=value ...".
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,14 +48,14 @@ std::string get(const std::map<std::string, std::string>& a, const std::string& 
   return attnflow::bench::arg(a, key, fallback, "cuda_library_bench");
 }
 
-Matrix read_points(const std::string& path, Index n) {
-  Matrix x(n, 3);
-  std::vector<double> raw(static_cast<std::size_t>(n * 3));
+Matrix read_points(const std::string& path, Index n, Index dim = 3) {
+  Matrix x(n, dim);
+  std::vector<double> raw(static_cast<std::size_t>(n * dim));
   std::ifstream f(path, std::ios::binary);
   f.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(raw.size() * sizeof(double)));
   if (!f) throw std::runtime_error("cuda_library_bench: cannot read " + std::to_string(raw.size()) + " doubles from " + path);
   for (Index i = 0; i < n; ++i)
-    for (Index k = 0; k < 3; ++k) x(i, k) = raw[static_cast<std::size_t>(i * 3 + k)];
+    for (Index k = 0; k < dim; ++k) x(i, k) = raw[static_cast<std::size_t>(i * dim + k)];
   return x;
 }
 
@@ -80,21 +84,27 @@ int attention_bench(const std::map<std::string, std::string>& a) {
 
 int sinkhorn_bench(const std::map<std::string, std::string>& a) {
   const Index n = std::stoll(get(a, "n"));
-  const attnflow::Measure x(read_points(get(a, "x"), n)), y(read_points(get(a, "y"), n));
+  const Index dim = std::stoll(get(a, "dim", "3"));
+  const attnflow::Measure x(read_points(get(a, "x"), n, dim)), y(read_points(get(a, "y"), n, dim));
   attnflow::SinkhornOptions o;
   o.eps = std::stod(get(a, "eps"));
   o.tol = std::stod(get(a, "tol"));
   o.eps_scaling = get(a, "scaling", "0") == "1";
+  o.scaling = std::stod(get(a, "factor", std::to_string(o.scaling)));
+  o.overrelax = std::stod(get(a, "overrelax", "1"));
   o.max_iterations = std::stoi(get(a, "max-iter", "10000"));
   const auto t0 = Clock::now();
   const attnflow::SinkhornResult r = attnflow::sinkhorn(x, y, o);
   const double seconds = seconds_since(t0);
   // The dual value <f, a> + <g, b> (cuda_compare.py's error column compares it).
   const double dual = r.f.dot(r.a) + r.g.dot(r.b);
-  std::printf("RESULT kind=sinkhorn n=%lld scaling=%d seconds=%.6g iterations=%d error=%.6g dual=%.15g "
-              "cost=%.15g converged=%d\n",
-              static_cast<long long>(n), o.eps_scaling ? 1 : 0, seconds, r.iterations, r.marginal_error, dual, r.cost,
-              r.converged ? 1 : 0);
+  rusage use{};
+  getrusage(RUSAGE_SELF, &use);
+  std::printf("RESULT kind=sinkhorn n=%lld dim=%lld scaling=%d factor=%g overrelax=%g seconds=%.6g iterations=%d "
+              "stages=%d error=%.6g dual=%.15g cost=%.15g converged=%d peak_rss_mb=%.1f\n",
+              static_cast<long long>(n), static_cast<long long>(dim), o.eps_scaling ? 1 : 0, o.scaling, o.overrelax,
+              seconds, r.iterations, r.stages, r.marginal_error, dual, r.cost, r.converged ? 1 : 0,
+              static_cast<double>(use.ru_maxrss) / 1024.0);
   return 0;
 }
 
