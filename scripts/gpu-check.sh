@@ -15,6 +15,7 @@
 #   GPU_CHECK_ARCH=90   CUDA architectures (default 90: H100 / H200)
 #   GPU_CHECK_DEADLINE=S  end by S seconds (default 560; the benchmarks get what is left)
 #   GPU_CHECK_BIG_SECONDS=S  time limit of the n = 1e6 fp32 Sinkhorn row (default 300; 0 skips it)
+#   GPU_CHECK_BUILD_ONLY=1   stop after the build (scripts/ot1e6-gpu.sh builds through this)
 #   GPU_CHECK_SECTIONS=...   benchmark rows (default attention,sinkhorn,phase,big; e.g. "phase"
 #                            for a quick re-check of the batched ensemble after a fix)
 # Device-tool call (docs/usage/gpu.md): command "bash scripts/gpu-check.sh", carry [".gpu-deps"].
@@ -60,6 +61,7 @@ if ! cmake -S scripts/gpu-check -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Relea
   exit 1
 fi
 grep -E "gpu-check:|CUDA backend" "$out/build.log" || true
+[ "${GPU_CHECK_BUILD_ONLY:-0}" = 1 ] && exit 0
 export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$jobs}"
 

@@ -8,7 +8,7 @@
 #
 # Device-tool call: command "bash scripts/ot1e6-gpu.sh", carry [".gpu-deps"], timeout 590. It
 # reuses build-gpu/ when scripts/gpu-check.sh built it on the same warm machine; otherwise it
-# builds cuda_library_bench alone (about 2 minutes). OT1E6_N=N solves N points instead
+# runs that script's build step alone (about 2 minutes). OT1E6_N=N solves N points instead
 # (a smoke test), OT1E6_DEVICE=cpu runs the same call on the CPU (float64; no GPU needed),
 # OT1E6_SECONDS=S caps the solve (default 480), PYTHON the interpreter with NumPy (python3).
 set -uo pipefail
@@ -24,20 +24,9 @@ phase() { echo; echo "=== $* ($((SECONDS - t_start)) s)"; }
 
 bench="$build/cuda_library_bench"
 if [ ! -x "$bench" ]; then
-  phase "build cuda_library_bench"
-  if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
-  deps="$root/.gpu-deps"
-  [ -f "$deps/PACKAGES" ] || { echo "ot1e6-gpu: $deps missing: run scripts/gpu-bundle.sh and carry .gpu-deps"; exit 2; }
-  gen=()
-  command -v ninja >/dev/null && gen=(-G Ninja)
-  if ! cmake -S scripts/gpu-check -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-      -DCMAKE_PREFIX_PATH="$deps/usr" -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" \
-      -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 >"$out/build.log" 2>&1 ||
-     ! cmake --build "$build" -j "$(nproc)" --target cuda_library_bench >>"$out/build.log" 2>&1; then
-    tail -30 "$out/build.log"
-    echo "ot1e6-gpu: BUILD FAILED (log: build.log)"
-    exit 1
-  fi
+  phase "build (scripts/gpu-check.sh's, then stop)"
+  GPU_CHECK_BUILD_ONLY=1 OUT="$out" bash scripts/gpu-check.sh || { echo "ot1e6-gpu: build failed"; exit 1; }
+  bench="$root/build-gpu/cuda_library_bench"
 fi
 [ -d "$root/.gpu-deps" ] && export LD_LIBRARY_PATH="$root/.gpu-deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
