@@ -77,6 +77,26 @@ Vector vector_or_empty(const py::object& obj, const char* name);
 [[noreturn]] void throw_shape(const char* ctx, Index rows, Index cols);
 
 }  // namespace attnflow::py_bind
+namespace attnflow {
+struct SinkhornOptions;
+}  // namespace attnflow
+namespace attnflow::py_bind {
+
+// SinkhornOptions (ot.hpp) from the keyword arguments every OT binding takes
+// (SINKHORN_OPTION_ARGS); ctx names the call in the error for eps = None.
+SinkhornOptions sinkhorn_options(const char* ctx, const py::object& eps, double tol, int max_iterations,
+                                 bool eps_scaling, double scaling, double eps_start, double overrelax);
+
+// Those keyword arguments, with the library's defaults (ot.hpp, sinkhorn.hpp), never restated.
+#define SINKHORN_OPTION_ARGS                                                            \
+  py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),   \
+  py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                         \
+  py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                               \
+  py::arg("scaling") = SinkhornOptions{}.scaling,                                       \
+  py::arg("eps_start") = SinkhornOptions{}.eps_start,                                   \
+  py::arg("overrelax") = SinkhornOptions{}.overrelax
+
+}  // namespace attnflow::py_bind
 
 namespace attnflow::py_bind {
 

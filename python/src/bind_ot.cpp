@@ -7,15 +7,13 @@
 
 namespace attnflow::py_bind {
 
-namespace {
-
-SinkhornOptions make_options(const py::object& eps, double tol, int max_iterations,
-                             bool eps_scaling, double scaling, double eps_start,
-                             double overrelax) {
+// bind.hpp: shared by every OT binding (and bind_ot_gradient.cpp).
+SinkhornOptions sinkhorn_options(const char* ctx, const py::object& eps, double tol, int max_iterations,
+                                 bool eps_scaling, double scaling, double eps_start, double overrelax) {
   if (eps.is_none())
-    throw std::invalid_argument(
-        "sinkhorn: eps = None, must be > 0 (in cost units; no default because it depends on "
-        "the cost scale)");
+    throw std::invalid_argument(std::string(ctx) +
+                                ": eps = None, must be > 0 (in cost units; no default because it depends on "
+                                "the cost scale)");
   SinkhornOptions o;
   o.eps = eps.cast<double>();
   o.tol = tol;
@@ -26,6 +24,8 @@ SinkhornOptions make_options(const py::object& eps, double tol, int max_iteratio
   o.overrelax = overrelax;
   return o;
 }
+
+namespace {
 
 // POT's call shape sinkhorn(a, b, M, reg): two weight vectors (1-D, or empty for uniform) and
 // an (n, m) cost matrix in the places of x, y, a (reg in b's place or as eps=).
@@ -48,22 +48,13 @@ SinkhornResult pot_sinkhorn(const py::object& wa, const py::object& wb, const py
                             double eps_start, double overrelax) {
   if (!reg.is_none() && !eps.is_none())
     throw std::invalid_argument("sinkhorn: reg (4th argument) and eps both given, must give one");
-  const SinkhornOptions o = make_options(reg.is_none() ? eps : reg, tol, max_iterations,
-                                         eps_scaling, scaling, eps_start, overrelax);
+  const SinkhornOptions o = sinkhorn_options("sinkhorn", reg.is_none() ? eps : reg, tol, max_iterations,
+                                             eps_scaling, scaling, eps_start, overrelax);
   const Vector a = vector_or_empty(wa, "a"), b = vector_or_empty(wb, "b");
   const TransportCost c = TransportCost::dense(matrix_or_empty(cost, "M"));
   py::gil_scoped_release release;
   return sinkhorn(a, b, c, o);
 }
-
-// Defaults from the library's SinkhornOptions (ot.hpp, sinkhorn.hpp), never restated here.
-#define SINKHORN_OPTION_ARGS                                                            \
-  py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),   \
-  py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                         \
-  py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                               \
-  py::arg("scaling") = SinkhornOptions{}.scaling,                                       \
-  py::arg("eps_start") = SinkhornOptions{}.eps_start,                                   \
-  py::arg("overrelax") = SinkhornOptions{}.overrelax
 
 void bind_ot_types(py::module_& m) {
   py::enum_<CostType> ct(m, "CostType", "sqeuclidean | bilinear | dense");
@@ -200,7 +191,7 @@ void bind_sinkhorn(py::module_& m) {
           return pot_sinkhorn(x, y, a, b, eps, tol, max_iterations, eps_scaling, scaling,
                               eps_start, overrelax);
         const SinkhornOptions o =
-            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
+            sinkhorn_options("sinkhorn", eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
         const Measure mu(points_arg(x, "sinkhorn", "x"), vector_or_empty(a, "a"),
                          "sinkhorn: mu (x, a)");
         const Measure nu(points_arg(y, "sinkhorn", "y"), vector_or_empty(b, "b"),
@@ -228,7 +219,7 @@ void bind_sinkhorn(py::module_& m) {
          const py::object& eps, double tol, int max_iterations, bool eps_scaling, double scaling,
          double eps_start, double overrelax) {
         const SinkhornOptions o =
-            make_options(eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
+            sinkhorn_options("sinkhorn", eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
         const Measure mu(points_arg(x, "sinkhorn_divergence", "x"), vector_or_empty(a, "a"),
                          "sinkhorn_divergence: mu (x, a)");
         const Measure nu(points_arg(y, "sinkhorn_divergence", "y"), vector_or_empty(b, "b"),

@@ -14,18 +14,8 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
               const py::object& a, const py::object& b, const py::object& eps, double tol,
               int max_iterations, bool eps_scaling, double scaling, double eps_start,
               double overrelax) {
-  if (eps.is_none())
-    throw std::invalid_argument(std::string(ctx) +
-                                ": eps = None, must be > 0 (in cost units; no default because "
-                                "it depends on the cost scale)");
-  SinkhornOptions o;
-  o.eps = eps.cast<double>();
-  o.tol = tol;
-  o.max_iterations = max_iterations;
-  o.eps_scaling = eps_scaling;
-  o.scaling = scaling;
-  o.eps_start = eps_start;
-  o.overrelax = overrelax;
+  const SinkhornOptions o =
+      sinkhorn_options(ctx, eps, tol, max_iterations, eps_scaling, scaling, eps_start, overrelax);
   const Vector wa = vector_or_empty(a, "a"), wb = vector_or_empty(b, "b");
   const Measure mu(Matrix(x), wa, std::string(ctx) + ": mu (x, a)");
   const Measure nu(Matrix(y), wb, std::string(ctx) + ": nu (y, b)");
@@ -47,14 +37,8 @@ py::dict call(GradientFn fn, const char* ctx, const MatrixRef& x, const MatrixRe
   return d;
 }
 
-#define OT_GRADIENT_ARGS                                                                     \
-  py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(),          \
-      py::arg("eps") = py::none(), py::arg("tol") = SinkhornOptions{}.tol, py::kw_only(),    \
-      py::arg("max_iterations") = SinkhornOptions{}.max_iterations,                          \
-      py::arg("eps_scaling") = SinkhornOptions{}.eps_scaling,                                \
-      py::arg("scaling") = SinkhornOptions{}.scaling,                                        \
-      py::arg("eps_start") = SinkhornOptions{}.eps_start,                                    \
-      py::arg("overrelax") = SinkhornOptions{}.overrelax
+#define OT_GRADIENT_ARGS \
+  py::arg("x"), py::arg("y"), py::arg("a") = py::none(), py::arg("b") = py::none(), SINKHORN_OPTION_ARGS
 
 const Registrar bind_ot_gradient_registrar(11, [](py::module_& m) {
   m.def(
