@@ -94,6 +94,11 @@ int sinkhorn_bench(const std::map<std::string, std::string>& a) {
   o.overrelax = std::stod(get(a, "overrelax", "1"));
   o.max_iterations = std::stoi(get(a, "max-iter", "10000"));
   const auto t0 = Clock::now();
+  // One line per iteration (a solve stopped by a time limit still shows its trace).
+  o.on_iteration = [&t0](int it, double eps, double err) {
+    std::printf("ITER iteration=%d eps=%g error=%.6g seconds=%.3f\n", it, eps, err, seconds_since(t0));
+    std::fflush(stdout);
+  };
   const attnflow::SinkhornResult r = attnflow::sinkhorn(x, y, o);
   const double seconds = seconds_since(t0);
   // The dual value <f, a> + <g, b> (cuda_compare.py's error column compares it).
