@@ -132,17 +132,27 @@ def torch_sinkhorn(x, y, eps, tol, max_iter, chunk):
 
 def phase_rows(args, dev, row):
     """The published phase diagram per d: attnflow's GPU ensemble (all betas) vs the published
-    step in PyTorch (timed on a few betas, scaled to all)."""
+    step in PyTorch (timed on a few betas, scaled to all). The like-for-like rows (an ensemble
+    per beta, observed every step) come first for every d; then the steps observed once, and
+    all betas in one ensemble."""
     saved = dict(os.environ)  # ensemble_compare sets thread variables for its own CPU runs
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import ensemble_compare as ec
     os.environ.clear()
     os.environ.update(saved)
     betas, systems, steps = (2, 256, 20) if args.quick else (90, 2048, 300)
+    extra = ["--device", "cpu"] if dev.type == "cpu" else []  # a dry run without a GPU
+    torch_t = {}
+
+    def work(d):
+        return f"phase diagram d={d} ({betas} betas x {systems} x {steps} steps)"
+
+    def ensemble(d, *more):
+        return run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
+                         *more, *extra)
+
     for d in args.phase_dims:
-        extra = ["--device", "cpu"] if dev.type == "cpu" else []  # a dry run without a GPU
-        r = run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
-                      *extra)
+        r = ensemble(d)
         ts = []
         for k in range(max(1, min(args.torch_betas, betas))):
             x = torch.randn(systems, ec.N, d, dtype=torch.float64, device=dev,
@@ -153,20 +163,27 @@ def phase_rows(args, dev, row):
             ec.torch_run(torch, x, steps)
             sync()
             ts.append(time.perf_counter() - t0)
-        torch_t = statistics.median(ts) * betas
-        work = f"phase diagram d={d} ({betas} betas x {systems} x {steps} steps)"
+        torch_t[d] = statistics.median(ts) * betas
         if "seconds" not in r:
-            row(work, "attnflow ensemble", None, "published step", torch_t, "", "FAILED")
+            row(work(d), "attnflow ensemble", None, "published step", torch_t[d], "", "FAILED")
             continue
-        row(work, "attnflow ensemble", float(r["seconds"]), "published step", torch_t, "",
+        row(work(d), "attnflow ensemble", float(r["seconds"]), "published step", torch_t[d], "",
             f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta, of it setup {float(r['setup']):.3g} s in all; "
             f"PyTorch timed on {len(ts)} betas; "
             f"p(t_end) {r['p_end']}")
+    for d in args.phase_dims:
+        # The steps alone, one launch per beta (observed once, at t_end): the GPU's stepping
+        # without the per-observation round trips.
+        r2 = ensemble(d, "--observe-every", steps)
+        row(work(d) + ", observed at t_end only", "attnflow ensemble",
+            float(r2["seconds"]) if "seconds" in r2 else None, "published step", torch_t[d], "",
+            f"gpu={r2['gpu']}; setup {float(r2['setup']):.3g} s (not like for like: PyTorch observes every step)"
+            if "seconds" in r2 else "FAILED")
+    for d in args.phase_dims:
         # All betas' systems in one ensemble (one launch per step): the same curve.
-        r1 = run_bench(args.ensemble_bench, "--d", d, "--betas", betas, "--systems", systems, "--steps", steps,
-                       "--together", 1, *extra)
-        row(work + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
-            "published step", torch_t, "",
+        r1 = ensemble(d, "--together", 1)
+        row(work(d) + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
+            "published step", torch_t[d], "",
             f"gpu={r1['gpu']}; setup {float(r1['setup']):.3g} s; p(t_end) {r1['p_end']}" if "seconds" in r1
             else "FAILED")
 

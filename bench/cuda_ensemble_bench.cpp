@@ -4,9 +4,11 @@
 // residual steps of dt = 0.1, observed every step (the clustered-pair fraction at delta 1e-3,
 // with the energy, min cosine and order of the same pass) and its ensemble mean formed per time.
 // Driven by bench/cuda_compare.py, beside the published step in PyTorch on the same card.
+// --observe-every K observes every K steps instead (K = steps: the steps alone in one launch per
+// ensemble, which separates the GPU's stepping from the per-observation round trips).
 //
 //   cuda_ensemble_bench --d D [--betas 90] [--systems 2048] [--steps 300] [--device cuda|cpu]
-//                       [--together 0|1]
+//                       [--together 0|1] [--observe-every K]
 //
 // Prints "RESULT d=D betas=B ... seconds=S setup=S per_beta=S gpu=0|1 p_end=<mean clustered
 // fraction at t_end, first / middle / last beta>": seconds is the whole job, setup the part of it
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
     // --together 1: all betas' systems in one ensemble (one launch per step for the whole d),
     // instead of one ensemble per beta as a sweep's points run.
     const bool together = get(a, "together", "0") == "1";
+    const int every = std::stoi(get(a, "observe-every", "1"));
+    if (every < 1) throw std::invalid_argument("cuda_ensemble_bench: --observe-every must be >= 1");
     std::vector<double> p_end(static_cast<std::size_t>(betas), 0.0);
     bool gpu = true;
     const auto t0 = std::chrono::steady_clock::now();
@@ -71,7 +75,7 @@ int main(int argc, char** argv) {
       setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
       e.batched = true;
       gpu = gpu && e.runs_on_gpu();
-      for (int k = 1; k <= steps; ++k) {
+      for (int k = every; k <= steps; k += every) {
         const std::vector<Observables> obs = e.advance_observe(k * dt, oo, false);
         // The phase diagram's curve: each beta's mean clustered-pair fraction (systems in
         // order). A run's full per-time summaries (summarize) add about 0.1 ms per step of
@@ -85,9 +89,9 @@ int main(int argc, char** argv) {
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
-        "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d seconds=%.6g setup=%.6g per_beta=%.6g gpu=%d "
-        "p_end=%.6g/%.6g/%.6g\n",
-        static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, seconds, setup,
+        "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d observe_every=%d seconds=%.6g setup=%.6g "
+        "per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
+        static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, every, seconds, setup,
         seconds / betas, gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
     return 0;
   } catch (const std::exception& e) {

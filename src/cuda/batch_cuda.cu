@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -128,14 +129,27 @@ struct Batch {
   std::vector<double> obs_beta_host;            // the betas last uploaded for observe
   double* h = nullptr;
   std::size_t h_size = 0;
+  std::vector<double> h_host;                   // the steps last uploaded (a run repeats them)
   double* obs_beta = nullptr;
   double* obs_ltb = nullptr;
   double* obs = nullptr;
-  std::vector<void*> owned;
+  // Page-locked host copies of first_failure and obs: both come back by asynchronous copies
+  // after the launch, with one synchronization per call.
+  unsigned long long* first_host = nullptr;
+  double* obs_host = nullptr;
+  std::vector<void*> owned, owned_host;
   ~Batch() {
     for (void* q : owned) cudaFree(q);
+    for (void* q : owned_host) cudaFreeHost(q);
   }
 };
+
+template <typename T>
+T* alloc_host(std::size_t count, const char* what) {
+  void* dst = nullptr;
+  check(cudaMallocHost(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
+  return static_cast<T*>(dst);
+}
 
 }  // namespace
 
@@ -177,6 +191,10 @@ void* batch_create(const BatchSpec& spec, const double* states) {
     b->obs_beta = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
     b->obs_ltb = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
     b->obs = keep(alloc<double>(5 * S, "cudaMalloc (batch observe)"));
+    b->first_host = alloc_host<unsigned long long>(1, "cudaMallocHost (batch status)");
+    b->owned_host.push_back(b->first_host);
+    b->obs_host = alloc_host<double>(5 * S, "cudaMallocHost (batch observe)");
+    b->owned_host.push_back(b->obs_host);
   } catch (...) {
     delete b;
     throw;
@@ -219,25 +237,33 @@ int batch_advance(void* handle, const double* h, int steps, int method, const do
     b->owned.push_back(b->h);
     b->h_size = static_cast<std::size_t>(steps);
   }
-  if (steps > 0)
+  // A run observed every step sends the same one step each call: upload only what changed.
+  const bool same_steps =
+      b->h_host.size() == static_cast<std::size_t>(steps) && std::equal(h, h + steps, b->h_host.begin());
+  if (steps > 0 && !same_steps) {
     check(cudaMemcpy(b->h, h, sizeof(double) * static_cast<std::size_t>(steps), cudaMemcpyHostToDevice),
           "cudaMemcpy (batch steps)");
+    b->h_host.assign(h, h + steps);
+  }
   const std::size_t smem = shared_bytes(b->n, b->d, m);
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute");
-  check(cudaMemset(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemset (batch status)");
+  const std::size_t obs_bytes = sizeof(double) * 5 * static_cast<std::size_t>(b->systems);
+  check(cudaMemsetAsync(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemsetAsync (batch status)");
   advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(
       b->p, b->h, steps, method, b->status, b->failed, b->first_failure, b->obs_beta, b->obs_ltb, delta,
       obs_out ? b->obs : nullptr);
   check(cudaGetLastError(), "advance_kernel launch");
-  unsigned long long first = 0;
-  check(cudaMemcpy(&first, b->first_failure, sizeof first, cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
+  // The status and the observables back in one round trip (the launch's stream, in order).
+  check(cudaMemcpyAsync(b->first_host, b->first_failure, sizeof(unsigned long long), cudaMemcpyDeviceToHost),
+        "cudaMemcpyAsync (batch status)");
+  if (obs_out)
+    check(cudaMemcpyAsync(b->obs_host, b->obs, obs_bytes, cudaMemcpyDeviceToHost), "cudaMemcpyAsync (batch observe)");
+  check(cudaStreamSynchronize(nullptr), "advance_kernel");
+  const unsigned long long first = *b->first_host;
   if (first >= static_cast<unsigned long long>(b->systems)) {
-    if (obs_out)
-      check(cudaMemcpy(obs_out, b->obs, sizeof(double) * 5 * static_cast<std::size_t>(b->systems),
-                       cudaMemcpyDeviceToHost),
-            "cudaMemcpy (batch observe)");
+    if (obs_out) std::memcpy(obs_out, b->obs_host, obs_bytes);
     return 0;
   }
   int status = 0, failed = -1;

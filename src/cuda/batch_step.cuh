@@ -335,13 +335,22 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
     }
   });
   exp_rows(b, n, sh.s, sh.lse, sh.r2);
+  // Row i's share z_i e^{m_i - m} of the total (m the largest m_i, found by every thread in the
+  // same order; 0 for a row of weight 0), one thread a row; |x_i| (rz) is no longer needed.
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) {
+      double m = -INFINITY;
+      for (int j = 0; j < n; ++j) m = sh.lse[j] > m ? sh.lse[j] : m;
+      sh.rz[i] = sh.r2[i] > 0.0 ? sh.r2[i] * exp(sh.lse[i] - m) : 0.0;
+    }
+  });
   b.run([&](int tid, int) {
     if (tid != 0) return;
     double m = -INFINITY;
     for (int i = 0; i < n; ++i) m = sh.lse[i] > m ? sh.lse[i] : m;
     double z = 0.0, minc = INFINITY, links = 0.0;
-    for (int i = 0; i < n; ++i) {
-      if (sh.r2[i] > 0.0) z += sh.r2[i] * exp(sh.lse[i] - m);
+    for (int i = 0; i < n; ++i) {  // the shares summed in row order (adding 0 changes nothing)
+      z += sh.rz[i];
       minc = sh.r0[i] < minc ? sh.r0[i] : minc;
       links += sh.r1[i];
     }

@@ -531,6 +531,8 @@ void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<
       states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, dg)
     }
     gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
+    gpu_w2_.resize(static_cast<std::size_t>(size()));
+    for (Index s = 0; s < size(); ++s) gpu_w2_[static_cast<std::size_t>(s)] = flows_[s].options().weights.squaredNorm();
     states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
   }
   IntegratorState st = flow_states_[0].integrator;
@@ -540,11 +542,11 @@ void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<
     t0.push_back(t);
     h.push_back(step);
   });
-  std::vector<double> beta, v;
+  std::vector<double> beta;
   if (obs) beta = observation_betas(*obs);
   if (!h.empty() || obs) {
-    const BatchCuda::Failure f =
-        gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr, obs ? obs->delta : 0.0, obs ? &v : nullptr);
+    const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr,
+                                               obs ? obs->delta : 0.0, obs ? &gpu_obs_ : nullptr);
     if (f.system >= 0) {
       const std::size_t k = static_cast<std::size_t>(f.step);
       states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
@@ -562,7 +564,7 @@ void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<
   }
   for (FlowState& fs : flow_states_) fs.integrator = st;
   if (!h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
-  if (obs) *out = gpu_observables(v);
+  if (obs) *out = gpu_observables(gpu_obs_);
 }
 
 // Each system's energy beta: its own, or the observation's where it has none (beta = 0).
@@ -576,26 +578,30 @@ std::vector<double> Ensemble::observation_betas(const ObserveOptions& options) c
 }
 
 std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
-  std::vector<double> v;
-  gpu_->observe(observation_betas(options), options.delta, v);
-  return gpu_observables(v);
+  gpu_->observe(observation_betas(options), options.delta, gpu_obs_);
+  return gpu_observables(gpu_obs_);
 }
 
 // BatchCuda's 5 values per system as Observables (as observe_block fills them).
+// Called once per observation of every system (each step, in a run observed every step): the
+// checks first, then the fill, across threads for large ensembles.
 std::vector<Observables> Ensemble::gpu_observables(const std::vector<double>& v) const {
   const Index n = flows_[0].n();
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
+  for (Index s = 0; s < size(); ++s)
+    if (!std::isfinite(v[static_cast<std::size_t>(5 * s)]))
+      throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
+                                           v[static_cast<std::size_t>(5 * s)], s));
   std::vector<Observables> out(static_cast<std::size_t>(size()));
+  const bool parallel = num_threads() > 1 && size() >= 16384;
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
   for (Index s = 0; s < size(); ++s) {
     const double* r = v.data() + 5 * s;
     Observables& ob = out[static_cast<std::size_t>(s)];
     ob.t = flow_states_[s].integrator.t;
-    if (!std::isfinite(r[0]))
-      throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
-                                           r[0], s));
     ob.log_energy = r[0];
     ob.energy = std::exp(r[0]);
-    const double w2 = flows_[s].options().weights.squaredNorm();
+    const double w2 = gpu_w2_[static_cast<std::size_t>(s)];
     ob.mean_cosine = 1.0 - w2 > 0.0 ? (r[4] - w2) / (1.0 - w2) : 1.0;
     ob.order = r[3];
     ob.pairs_computed = true;

@@ -127,13 +127,25 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
 #ifdef ATTNFLOW_HAVE_CUDA
   std::int64_t system = -1;
   int step = -1;
-  std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0), ltb;
-  if (obs_out)
-    for (const double bt : *obs_beta) ltb.push_back(log_two_beta(bt));
+  // log(2 beta) again only when the betas change (a run observes at the same betas each time).
+  if (obs_out && *obs_beta != obs_beta_) {
+    obs_beta_ = *obs_beta;
+    obs_ltb_.resize(obs_beta_.size());
+    for (std::size_t s = 0; s < obs_beta_.size(); ++s) obs_ltb_[s] = log_two_beta(obs_beta_[s]);
+  }
+  // The values go straight into obs_out when it has their size (a caller's buffer reused from
+  // call to call); batch_advance writes them only when no system fails.
+  const std::size_t count = static_cast<std::size_t>(5 * systems_);
+  std::vector<double> obs;
+  double* dst = nullptr;
+  if (obs_out) {
+    if (obs_out->size() != count) obs.resize(count);
+    dst = obs_out->size() == count ? obs_out->data() : obs.data();
+  }
   const int status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
-                                                obs_out ? obs_beta->data() : nullptr, ltb.data(), delta,
-                                                obs_out ? obs.data() : nullptr, &system, &step);
-  if (obs_out && status == 0) *obs_out = std::move(obs);
+                                                obs_out ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, dst,
+                                                &system, &step);
+  if (obs_out && status == 0 && dst == obs.data()) *obs_out = std::move(obs);
   if (status != 0) {
     f.system = static_cast<Index>(system);
     f.step = step;

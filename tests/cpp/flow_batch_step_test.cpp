@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../../src/cuda/batch_step.cuh"
+#include "attnflow/base/parallel.hpp"
 #include "attnflow/flow/ensemble.hpp"
 #include "attnflow/flow/flow.hpp"
 #include "attnflow/kernel/batch_kernel.hpp"
@@ -163,6 +164,10 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
     std::vector<Matrix> x0;
     for (int s = 0; s < 11; ++s) {
       flows.push_back(sa_or_usa(s % 4 == 1, 1.0 + 0.7 * s));
+      if (s % 3 == 2) {  // uneven weights (mean_cosine's |w|^2)
+        flows.back().weights = Vector::LinSpaced(n, 1.0, 2.0);
+        flows.back().weights /= flows.back().weights.sum();
+      }
       Rng rng(11, static_cast<std::uint64_t>(s));
       x0.push_back(sample_sphere(n, d, rng));
     }
@@ -181,6 +186,8 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
       for (Index s = 0; s < cpu.size(); ++s) {
         EXPECT_EQ(b[s].t, a[s].t);
         EXPECT_NEAR(b[s].log_energy, a[s].log_energy, 1e-12 * (1.0 + std::abs(a[s].log_energy)));
+        EXPECT_NEAR(b[s].energy, a[s].energy, 1e-12 * a[s].energy);
+        EXPECT_NEAR(b[s].mean_cosine, a[s].mean_cosine, 1e-12);
         EXPECT_NEAR(b[s].min_cosine, a[s].min_cosine, 1e-12);
         EXPECT_EQ(b[s].clustered_pairs, a[s].clustered_pairs);
         EXPECT_NEAR(b[s].order, a[s].order, 1e-12);
@@ -247,6 +254,63 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
       ADD_FAILURE() << "no overflow reported";
     } catch (const std::runtime_error& err) {
       EXPECT_NE(std::string(err.what()).find("usa field overflows"), std::string::npos) << err.what();
+    }
+  }
+}
+
+// An ensemble large enough that the GPU path forms its observables across threads: the same
+// values on 1 and 2 threads, equal to the CPU ensemble's, and again equal at the next step
+// (the observation betas, steps and buffers kept from call to call).
+TEST(FlowBatchStep, LargeEnsembleObservablesOnTheGpuPathAcrossThreads) {
+  const Index n = 3, d = 2, systems = 20000;  // above gpu_observables' threshold of 16384
+  std::vector<FlowOptions> flows;
+  std::vector<Matrix> x0;
+  for (Index s = 0; s < systems; ++s) {
+    flows.push_back(sa_or_usa(false, 0.5 + 0.001 * static_cast<double>(s % 997)));
+    if (s % 5 == 0) flows.back().weights = Vector::LinSpaced(n, 0.2, 0.5);
+    Rng rng(21, static_cast<std::uint64_t>(s));
+    x0.push_back(sample_sphere(n, d, rng));
+  }
+  IntegratorOptions io;
+  io.method = Method::residual;
+  io.dt = 0.1;
+  ObserveOptions oo;
+  oo.delta = 0.05;
+  Ensemble cpu(flows, x0, io);
+  cpu.batched = true;
+  std::vector<std::vector<Observables>> emu_obs;
+  for (const int threads : {1, 2}) {
+    set_num_threads(threads);
+    Ensemble emu(flows, x0, io);
+    emu.batched = true;
+    emu.gpu_emulation = true;
+    ASSERT_TRUE(emu.runs_on_gpu()) << emu.gpu_refusal();
+    for (double t : {0.1, 0.2}) {
+      const auto b = emu.advance_observe(t, oo, false);
+      if (threads == 1) emu_obs.push_back(b);
+      const auto& a = emu_obs[static_cast<std::size_t>(t > 0.15)];
+      for (Index s = 0; s < systems; ++s) {
+        const auto& x = b[static_cast<std::size_t>(s)];
+        const auto& y = a[static_cast<std::size_t>(s)];
+        ASSERT_EQ(std::memcmp(&x.log_energy, &y.log_energy, sizeof(double)), 0) << "system " << s;
+        ASSERT_EQ(std::memcmp(&x.mean_cosine, &y.mean_cosine, sizeof(double)), 0) << "system " << s;
+        ASSERT_EQ(x.clustered_pairs, y.clustered_pairs) << "system " << s;
+        ASSERT_EQ(x.t, t);
+      }
+    }
+  }
+  set_num_threads(0);
+  for (double t : {0.1, 0.2}) {
+    const auto a = cpu.advance_observe(t, oo, false);
+    const auto& b = emu_obs[static_cast<std::size_t>(t > 0.15)];
+    for (Index s = 0; s < systems; s += 7) {
+      const auto& x = b[static_cast<std::size_t>(s)];
+      const auto& y = a[static_cast<std::size_t>(s)];
+      ASSERT_NEAR(x.log_energy, y.log_energy, 1e-12 * (1.0 + std::abs(y.log_energy))) << "system " << s;
+      ASSERT_NEAR(x.energy, y.energy, 1e-12 * y.energy) << "system " << s;
+      ASSERT_NEAR(x.mean_cosine, y.mean_cosine, 1e-12) << "system " << s;
+      ASSERT_NEAR(x.order, y.order, 1e-12) << "system " << s;
+      ASSERT_EQ(x.clustered_pairs, y.clustered_pairs) << "system " << s;
     }
   }
 }

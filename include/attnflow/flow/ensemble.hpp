@@ -211,6 +211,8 @@ class Ensemble {
   mutable std::unique_ptr<BatchCuda> gpu_;
   mutable std::optional<std::pair<Index, std::string>> gpu_refusal_;  // (the GPU's d, batch_cuda_refusal)
   bool gpu_reduced_ = false;  // the GPU holds coordinates in each system's span (reduces_span())
+  std::vector<double> gpu_w2_;            // per system |w|^2 (mean_cosine), set with gpu_
+  mutable std::vector<double> gpu_obs_;   // the GPU's observables, reused from call to call
   // To t_end on the GPU; with obs, also the observables there (same pass) into *out.
   void advance_gpu(double t_end, const ObserveOptions* obs = nullptr, std::vector<Observables>* out = nullptr);
   std::vector<Observables> observe_gpu(const ObserveOptions& options) const;

@@ -67,6 +67,7 @@ class BatchCuda {
   void* handle_ = nullptr;
   BatchCudaSystems host_;         // emulation: the systems
   std::vector<double> states_;    // emulation: the states
+  std::vector<double> obs_beta_, obs_ltb_;  // the observation betas last used, and log(2 beta)
 };
 
 }  // namespace attnflow
