@@ -7,15 +7,27 @@
 #   3. scripts/mpi-device-check.sh: MPI on the machine's 16 cores (only when .mpi-deps is there),
 #      at sizes that fit what is left (attention n = 65536, OT n = m = 8192).
 # Device-tool call: command "bash scripts/device-window.sh", carry [".gpu-deps", ".mpi-deps"],
-# timeout_s 600. Each step's output goes to $OUT/<step>.txt and the screen.
+# timeout_s 600. Each step's output goes to the screen and to <step>.txt. The device tool brings
+# back only a few files from $OUT (on 2026-11-27 eight of fifteen came back, the 10^6 result
+# not among them), so the steps write into a scratch folder, and $OUT receives
+# device-window.tgz (every log and table), the steps' <step>.txt and their tables.
 #   WINDOW_SECONDS   the whole run (default 585)
 #   WINDOW_MPI       seconds kept for step 3 (default 80; 0 skips it)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-out="${OUT:-$root/device-window-out}"
-mkdir -p "$out"
+final="${OUT:-$root/device-window-out}"
+mkdir -p "$final"
+out="$(mktemp -d)"
 export OUT="$out"
+pack() {  # everything into one archive, and the few files one reads first beside it
+  tar czf "$final/device-window.tgz" -C "$out" . 2>/dev/null
+  for f in gpu-check.txt ot1e6-gpu.txt mpi-check.txt table.md mpi_scaling.md; do
+    [ -f "$out/$f" ] && cp "$out/$f" "$final/$f"
+  done
+  rm -rf "$out"
+}
+trap pack EXIT
 total="${WINDOW_SECONDS:-585}"
 mpi_keep="${WINDOW_MPI:-80}"
 [ -f .mpi-deps/env.sh ] || mpi_keep=0

@@ -38,9 +38,13 @@ ot=(ot --x "$tmp/ox.npy" --y "$tmp/oy.npy" --eps 0.01 --no-eps-scaling --tol 1e-
 "$ATTNFLOW_CLI" "${ot[@]}" --out "$tmp/ot1" >/dev/null
 for p in $identity; do
   mpirun -np "$p" "${flags[@]}" "$ATTNFLOW_CLI" attention --x "$tmp/x.npy" --out "$tmp/a$p.npy" --threads 1 >/dev/null
-  cmp "$tmp/a1.npy" "$tmp/a$p.npy" && echo "attention -np $p: identical"
+  # (cmp in an if: under set -e a failing cmp in an && list would pass unnoticed)
+  if cmp "$tmp/a1.npy" "$tmp/a$p.npy"; then echo "attention -np $p: identical"; else echo "attention -np $p: DIFFERENT"; exit 1; fi
   mpirun -np "$p" "${flags[@]}" "$ATTNFLOW_CLI" "${ot[@]}" --out "$tmp/ot$p" >/dev/null
-  for f in f.npy g.npy; do cmp "$tmp/ot1/$f" "$tmp/ot$p/$f"; done && echo "ot -np $p: identical potentials"
+  for f in f.npy g.npy; do
+    if ! cmp "$tmp/ot1/$f" "$tmp/ot$p/$f"; then echo "ot -np $p: $f DIFFERENT"; exit 1; fi
+  done
+  echo "ot -np $p: identical potentials"
 done
 echo "== strong scaling"
 PYTHONUNBUFFERED=1 "${PYTHON:-python3}" bench/mpi_scaling.py "$ATTNFLOW_CLI" --ranks "${MPI_CHECK_RANKS:-1,2,4,8,16}" --repeat 2 \

@@ -48,13 +48,18 @@ struct System {
 // Rows of d doubles stored d + 1 apart: an odd stride puts the rows' k-th entries in different
 // shared-memory banks.
 ATTNFLOW_HD inline int stride(int d) { return d + 1; }
+// The n x n score matrix likewise, rows n + 1 apart: in the row phases (one thread a row, j
+// ascending) thread i reads entry (i, j), and with rows n apart (n = 32) every thread of a warp
+// would hit the same bank.
+ATTNFLOW_HD inline int score_stride(int n) { return n + 1; }
 
 // Doubles of shared memory one block uses: the point matrices (x, a; rk4 also the stage point
 // and the sum of the stages), the n x n score matrix and 5 n per-row scalars.
 ATTNFLOW_HD inline std::size_t shared_doubles(int n, int d, Method m) {
   const std::size_t nd = static_cast<std::size_t>(n) * static_cast<std::size_t>(stride(d));
   const std::size_t mats = m == Method::rk4 ? 4 : 2;
-  return mats * nd + static_cast<std::size_t>(n) * static_cast<std::size_t>(n) + 5 * static_cast<std::size_t>(n);
+  return mats * nd + static_cast<std::size_t>(n) * static_cast<std::size_t>(score_stride(n)) +
+         5 * static_cast<std::size_t>(n);
 }
 
 ATTNFLOW_HD inline bool finite(double v) { return v - v == 0.0; }  // false for inf and NaN
@@ -78,7 +83,7 @@ struct Shared {
   double* a;    // (n, stride) the field / average
   double* xs;   // rk4: the stage point
   double* acc;  // rk4: k1 + 2 k2 + 2 k3 + k4
-  double* s;    // (n, n) scores / weights
+  double* s;    // (n, score_stride) scores / weights
   double* rz;   // (n) 1 / row sums
   double* lse;  // (n) log row sums
   double* r0;   // (n) per-row scratch
@@ -96,7 +101,7 @@ ATTNFLOW_HD inline Shared carve(double* base, int* flag, int n, int d, Method m)
   sh.acc = m == Method::rk4 ? base + 3 * nd : nullptr;
   double* rest = base + (m == Method::rk4 ? 4 : 2) * nd;
   sh.s = rest;
-  rest += static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
+  rest += static_cast<std::size_t>(n) * static_cast<std::size_t>(score_stride(n));
   sh.rz = rest;
   sh.lse = rest + n;
   sh.r0 = rest + 2 * n;
@@ -109,7 +114,7 @@ ATTNFLOW_HD inline Shared carve(double* base, int* flag, int n, int d, Method m)
 // S_ij = <p_i, p_j> (k ascending) for i <= j, written to both (i, j) and (j, i).
 template <class Block>
 ATTNFLOW_HD void gram(Block& b, const System& sys, const double* p, double* s) {
-  const int n = sys.n, d = sys.d, ds = stride(d);
+  const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) {
       const int i = idx / n, j = idx - i * n;
@@ -118,8 +123,8 @@ ATTNFLOW_HD void gram(Block& b, const System& sys, const double* p, double* s) {
       const double* pj = p + j * ds;
       double g = 0.0;
       for (int k = 0; k < d; ++k) g = fma(pi[k], pj[k], g);
-      s[i * n + j] = g;
-      s[j * n + i] = g;
+      s[i * ss + j] = g;
+      s[j * ss + i] = g;
     }
   });
 }
@@ -129,9 +134,10 @@ ATTNFLOW_HD void gram(Block& b, const System& sys, const double* p, double* s) {
 // thread, the rows' one thread a row.
 template <class Block>
 ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
+  const int ss = score_stride(n);
   b.run([&](int tid, int nt) {
     for (int i = tid; i < n; i += nt) {
-      const double* si = s + i * n;
+      const double* si = s + i * ss;
       double mi = -INFINITY;
       for (int j = 0; j < n; ++j) mi = si[j] > mi ? si[j] : mi;
       m[i] = mi;
@@ -139,13 +145,14 @@ ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
   });
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) {
-      const double mi = m[idx / n];
-      s[idx] = mi > -INFINITY ? exp(s[idx] - mi) : 0.0;
+      const int i = idx / n, e = i * ss + (idx - i * n);
+      const double mi = m[i];
+      s[e] = mi > -INFINITY ? exp(s[e] - mi) : 0.0;
     }
   });
   b.run([&](int tid, int nt) {
     for (int i = tid; i < n; i += nt) {
-      const double* si = s + i * n;
+      const double* si = s + i * ss;
       double zi = 0.0;
       for (int j = 0; j < n; ++j) zi += si[j];
       z[i] = zi;
@@ -157,12 +164,15 @@ ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
 // project, minus <p_i, a_i> p_i (the tangent projection at p_i).
 template <class Block>
 ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const double* p, double* a, bool project) {
-  const int n = sys.n, d = sys.d, ds = stride(d);
+  const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
   gram(b, sys, p, sh.s);
   // Row i's softmax weights e^{s_ij - m_i} in place (s_ij = beta <p_i, p_j> + log w_j, m_i its
   // maximum), 1 / z_i and lse_i = m_i + log z_i.
   b.run([&](int tid, int nt) {
-    for (int idx = tid; idx < n * n; idx += nt) sh.s[idx] = sys.beta * sh.s[idx] + sys.log_w[idx % n];
+    for (int idx = tid; idx < n * n; idx += nt) {
+      const int i = idx / n, j = idx - i * n;
+      sh.s[i * ss + j] = sys.beta * sh.s[i * ss + j] + sys.log_w[j];
+    }
   });
   exp_rows(b, n, sh.s, sh.lse, sh.r2);
   b.run([&](int tid, int nt) {
@@ -174,7 +184,7 @@ ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const doub
   b.run([&](int tid, int nt) {  // a_ik = (sum_j e_ij p_jk) / z_i
     for (int idx = tid; idx < n * d; idx += nt) {
       const int i = idx / d, k = idx - i * d;
-      const double* si = sh.s + i * n;
+      const double* si = sh.s + i * ss;
       double acc = 0.0;
       for (int j = 0; j < n; ++j) acc = fma(si[j], p[j * ds + k], acc);
       double v = acc * sh.rz[i];
@@ -297,15 +307,15 @@ ATTNFLOW_HD int advance(Block& b, const System& sys, const Shared& sh, const dou
 template <class Block>
 ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double beta, double log_two_beta,
                          double delta, double* out) {
-  const int n = sys.n, d = sys.d, ds = stride(d);
+  const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
   gram(b, sys, sh.x, sh.s);
   b.run([&](int tid, int nt) {  // row i: |x_i|, min cosine and links over j > i
     for (int i = tid; i < n; i += nt) {
-      const double* si = sh.s + i * n;
+      const double* si = sh.s + i * ss;
       double minc = INFINITY, links = 0.0;
       const double ri = sqrt(si[i]);
       for (int j = i + 1; j < n; ++j) {
-        const double c = si[j] / (ri * sqrt(sh.s[j * n + j]));
+        const double c = si[j] / (ri * sqrt(sh.s[j * ss + j]));
         minc = c < minc ? c : minc;
         if (si[j] > 1.0 - delta) links += 1.0;
       }
@@ -331,7 +341,7 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) {
       const int i = idx / n, j = idx - i * n;
-      sh.s[idx] = beta * sh.s[idx] + sys.log_w[i] + sys.log_w[j];
+      sh.s[i * ss + j] = beta * sh.s[i * ss + j] + sys.log_w[i] + sys.log_w[j];
     }
   });
   exp_rows(b, n, sh.s, sh.lse, sh.r2);
