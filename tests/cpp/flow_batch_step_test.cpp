@@ -74,6 +74,12 @@ FlowOptions sa_or_usa(bool usa, double beta) {
   return o;
 }
 
+// Weights rising linearly from 1 to 2, normalized (mean_cosine then depends on |w|^2).
+Vector uneven_weights(Index n) {
+  const Vector w = Vector::LinSpaced(n, 1.0, 2.0);
+  return w / w.sum();
+}
+
 bs::Method to_step(Method m) {
   return m == Method::euler ? bs::Method::euler : m == Method::residual ? bs::Method::residual : bs::Method::rk4;
 }
@@ -164,10 +170,7 @@ TEST(FlowBatchStep, EnsembleGpuPathInEmulationKeepsTheCpuResultsAndBookkeeping) 
     std::vector<Matrix> x0;
     for (int s = 0; s < 11; ++s) {
       flows.push_back(sa_or_usa(s % 4 == 1, 1.0 + 0.7 * s));
-      if (s % 3 == 2) {  // uneven weights (mean_cosine's |w|^2)
-        flows.back().weights = Vector::LinSpaced(n, 1.0, 2.0);
-        flows.back().weights /= flows.back().weights.sum();
-      }
+      if (s % 3 == 2) flows.back().weights = uneven_weights(n);
       Rng rng(11, static_cast<std::uint64_t>(s));
       x0.push_back(sample_sphere(n, d, rng));
     }
@@ -267,7 +270,7 @@ TEST(FlowBatchStep, LargeEnsembleObservablesOnTheGpuPathAcrossThreads) {
   std::vector<Matrix> x0;
   for (Index s = 0; s < systems; ++s) {
     flows.push_back(sa_or_usa(false, 0.5 + 0.001 * static_cast<double>(s % 997)));
-    if (s % 5 == 0) flows.back().weights = Vector::LinSpaced(n, 0.2, 0.5);
+    if (s % 5 == 0) flows.back().weights = uneven_weights(n);
     Rng rng(21, static_cast<std::uint64_t>(s));
     x0.push_back(sample_sphere(n, d, rng));
   }
