@@ -532,7 +532,8 @@ void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<
     }
     gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
     gpu_w2_.resize(static_cast<std::size_t>(size()));
-    for (Index s = 0; s < size(); ++s) gpu_w2_[static_cast<std::size_t>(s)] = flows_[s].options().weights.squaredNorm();
+    for (Index s = 0; s < size(); ++s)
+      gpu_w2_[static_cast<std::size_t>(s)] = flows_[s].options().weights.squaredNorm();
     states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
   }
   IntegratorState st = flow_states_[0].integrator;
