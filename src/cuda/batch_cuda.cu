@@ -126,7 +126,6 @@ struct Batch {
   int* status = nullptr;
   int* failed = nullptr;
   unsigned long long* first_failure = nullptr;  // the lowest failing system (or ~0)
-  std::vector<double> obs_beta_host;            // the betas last uploaded for observe
   double* h = nullptr;
   std::size_t h_size = 0;
   std::vector<double> h_host;                   // the steps last uploaded (a run repeats them)
@@ -206,14 +205,13 @@ void batch_destroy(void* handle) { delete static_cast<Batch*>(handle); }
 
 namespace {
 
-// The observation betas and their log(2 beta) on the GPU (uploaded again only when they change).
+// The observation betas and their log(2 beta) to the GPU (the caller sends them only when they
+// change: host_api.hpp).
 void set_obs_beta(Batch* b, const double* beta, const double* log_two_beta) {
   const auto S = static_cast<std::size_t>(b->systems);
-  if (b->obs_beta_host.size() == S && std::equal(beta, beta + S, b->obs_beta_host.begin())) return;
   check(cudaMemcpy(b->obs_beta, beta, sizeof(double) * S, cudaMemcpyHostToDevice), "cudaMemcpy (batch observe)");
   check(cudaMemcpy(b->obs_ltb, log_two_beta, sizeof(double) * S, cudaMemcpyHostToDevice),
         "cudaMemcpy (batch observe)");
-  b->obs_beta_host.assign(beta, beta + S);
 }
 
 }  // namespace
@@ -225,7 +223,7 @@ int batch_advance(void* handle, const double* h, int steps, int method, const do
   *step = -1;
   steps = std::max(steps, 0);
   if (b->systems == 0 || (steps == 0 && !obs_out)) return 0;
-  if (obs_out) set_obs_beta(b, obs_beta, obs_log_two_beta);
+  if (obs_out && obs_beta) set_obs_beta(b, obs_beta, obs_log_two_beta);
   const auto m = static_cast<bs::Method>(method);
   if (static_cast<std::size_t>(steps) > b->h_size) {
     if (b->h) {

@@ -36,7 +36,8 @@ void* batch_create(const BatchSpec& spec, const double* states);
 void batch_destroy(void* handle);
 // Runs the steps h[0 .. steps) (none when steps = 0) on every system, then, when obs_out is
 // given, batch_step::observe's 5 values per system at the points reached, into obs_out
-// (systems, 5), with the energy's beta obs_beta (systems) and its log(2 beta) (same launch).
+// (systems, 5), with the energy's beta obs_beta (systems) and its log(2 beta) (same launch);
+// obs_beta = null: the betas of the last call that sent them (the caller keeps track).
 // Returns 0, or the status of the first failing system (batch_step::kNonFinite | kUsaOverflow)
 // with that system and the step in *system, *step (obs_out is then not written).
 int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta,

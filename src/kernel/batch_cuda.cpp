@@ -127,8 +127,10 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
 #ifdef ATTNFLOW_HAVE_CUDA
   std::int64_t system = -1;
   int step = -1;
-  // log(2 beta) again only when the betas change (a run observes at the same betas each time).
-  if (obs_out && *obs_beta != obs_beta_) {
+  // log(2 beta) formed and both sent to the GPU only when the betas change (a run observes at
+  // the same betas each time); this is the one record of what the GPU holds.
+  const bool new_betas = obs_out && *obs_beta != obs_beta_;
+  if (new_betas) {
     obs_beta_ = *obs_beta;
     obs_ltb_.resize(obs_beta_.size());
     for (std::size_t s = 0; s < obs_beta_.size(); ++s) obs_ltb_[s] = log_two_beta(obs_beta_[s]);
@@ -142,9 +144,15 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
     if (obs_out->size() != count) obs.resize(count);
     dst = obs_out->size() == count ? obs_out->data() : obs.data();
   }
-  const int status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
-                                                obs_out ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, dst,
-                                                &system, &step);
+  int status = 0;
+  try {
+    status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
+                                        new_betas ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, dst, &system,
+                                        &step);
+  } catch (...) {
+    obs_beta_.clear();  // the upload may not have happened: send the betas with the next call
+    throw;
+  }
   if (obs_out && status == 0 && dst == obs.data()) *obs_out = std::move(obs);
   if (status != 0) {
     f.system = static_cast<Index>(system);
