@@ -20,8 +20,10 @@ With --ensemble-bench, the published phase diagram per d (90 betas x 2048 system
 steps of n = 32, observed every step): attnflow's batched ensemble on the GPU
 (build-gpu/cuda_ensemble_bench, every beta) vs the published step batched over systems in
 PyTorch on the same card (bench/ensemble_compare.py's torch_run, timed on --torch-betas betas and
-scaled to 90); attnflow once with an ensemble per beta (as a sweep's points run) and once with
-all betas' systems in one ensemble.
+scaled to 90); attnflow with an ensemble per beta (as a sweep's points run), its observations
+many per launch (advance_observe_each) and the next beta's points drawn while the GPU runs; then
+the same with a round trip per observation and the drawing in turn, and the steps alone
+(--phase-together: also all betas' systems in one ensemble).
 With --library-bench, rows "API" time the public calls (attnflow::attention, attnflow::sinkhorn
 after set_device(cuda)) on the same inputs: host copies at every reduction included.
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
@@ -168,23 +170,31 @@ def phase_rows(args, dev, row):
             row(work(d), "attnflow ensemble", None, "published step", torch_t[d], "", "FAILED")
             continue
         row(work(d), "attnflow ensemble", float(r["seconds"]), "published step", torch_t[d], "",
-            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta, of it setup {float(r['setup']):.3g} s in all; "
-            f"PyTorch timed on {len(ts)} betas; "
-            f"p(t_end) {r['p_end']}")
+            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; drawing {float(r['setup']):.3g} s on the "
+            f"host, {float(r['waited']):.3g} s of it waited for (overlapped with the GPU); "
+            f"PyTorch timed on {len(ts)} betas; p(t_end) {r['p_end']}")
+    for d in args.phase_dims:
+        # The same job the way advance_observe runs it: a round trip per observation, the
+        # points drawn in turn (the rows measured before advance_observe_each).
+        r3 = ensemble(d, "--launch-observations", 1, "--overlap", 0)
+        row(work(d) + ", a round trip per observation, drawing in turn", "attnflow ensemble",
+            float(r3["seconds"]) if "seconds" in r3 else None, "published step", torch_t[d], "",
+            f"gpu={r3['gpu']}; drawing {float(r3['setup']):.3g} s; p(t_end) {r3['p_end']}" if "seconds" in r3
+            else "FAILED")
     for d in args.phase_dims:
         # The steps alone, one launch per beta (observed once, at t_end): the GPU's stepping
-        # without the per-observation round trips.
+        # without the observations.
         r2 = ensemble(d, "--observe-every", steps)
         row(work(d) + ", observed at t_end only", "attnflow ensemble",
             float(r2["seconds"]) if "seconds" in r2 else None, "published step", torch_t[d], "",
-            f"gpu={r2['gpu']}; setup {float(r2['setup']):.3g} s (not like for like: PyTorch observes every step)"
-            if "seconds" in r2 else "FAILED")
-    for d in args.phase_dims:
+            f"gpu={r2['gpu']}; drawing {float(r2['setup']):.3g} s, {float(r2['waited']):.3g} s waited for "
+            "(not like for like: PyTorch observes every step)" if "seconds" in r2 else "FAILED")
+    for d in args.phase_dims if args.phase_together else []:
         # All betas' systems in one ensemble (one launch per step): the same curve.
         r1 = ensemble(d, "--together", 1)
         row(work(d) + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
             "published step", torch_t[d], "",
-            f"gpu={r1['gpu']}; setup {float(r1['setup']):.3g} s; p(t_end) {r1['p_end']}" if "seconds" in r1
+            f"gpu={r1['gpu']}; drawing {float(r1['setup']):.3g} s; p(t_end) {r1['p_end']}" if "seconds" in r1
             else "FAILED")
 
 
@@ -196,6 +206,8 @@ def main():
     ap.add_argument("--ensemble-bench", default=None,
                     help="path of cuda_ensemble_bench (the phase-diagram rows)")
     ap.add_argument("--phase-dims", type=int, nargs="+", default=[2, 8, 32, 128])
+    ap.add_argument("--phase-together", action="store_true",
+                    help="also the phase rows with all betas' systems in one ensemble")
     ap.add_argument("--torch-betas", type=int, default=3,
                     help="betas of the published PyTorch step timed per d (scaled to 90)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of this script)")

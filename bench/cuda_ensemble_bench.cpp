@@ -5,16 +5,25 @@
 // with the energy, min cosine and order of the same pass) and its ensemble mean formed per time.
 // Driven by bench/cuda_compare.py, beside the published step in PyTorch on the same card.
 // --observe-every K observes every K steps instead (K = steps: the steps alone in one launch per
-// ensemble, which separates the GPU's stepping from the per-observation round trips).
+// ensemble, which separates the GPU's stepping from the observations).
+// The observations go through Ensemble::advance_observe_each: up to --launch-observations of
+// them per GPU launch (0, the default: the ensemble's choice, 32 for 2048 systems; 1: a round
+// trip per observation, as advance_observe makes).
+// --overlap 1 (the default) draws the next beta's points on the host's other cores while the
+// GPU runs this beta's ensemble (as a sweep would); 0 draws them in turn.
 //
 //   cuda_ensemble_bench --d D [--betas 90] [--systems 2048] [--steps 300] [--device cuda|cpu]
-//                       [--together 0|1] [--observe-every K]
+//                       [--together 0|1] [--observe-every K] [--launch-observations K]
+//                       [--overlap 0|1]
 //
-// Prints "RESULT d=D betas=B ... seconds=S setup=S per_beta=S gpu=0|1 p_end=<mean clustered
-// fraction at t_end, first / middle / last beta>": seconds is the whole job, setup the part of it
-// that draws the initial points (in parallel on the host's cores) and builds the ensembles.
+// Prints "RESULT d=D betas=B ... seconds=S setup=S waited=S per_beta=S gpu=0|1 p_end=<mean
+// clustered fraction at t_end, first / middle / last beta>": seconds is the whole job, setup the
+// time spent drawing the initial points (in parallel on the host's cores) and building the
+// ensembles (their span form when d > n), waited the part of it the job waited for (all of it
+// without overlap).
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -53,17 +62,20 @@ int main(int argc, char** argv) {
     const bool together = get(a, "together", "0") == "1";
     const int every = std::stoi(get(a, "observe-every", "1"));
     if (every < 1) throw std::invalid_argument("cuda_ensemble_bench: --observe-every must be >= 1");
+    const Index launch = std::stoll(get(a, "launch-observations", "0"));
+    const bool overlap = get(a, "overlap", "1") == "1";
     std::vector<double> p_end(static_cast<std::size_t>(betas), 0.0);
     bool gpu = true;
     const auto t0 = std::chrono::steady_clock::now();
     const int groups = together ? 1 : betas, per_group = together ? betas : 1;
-    double setup = 0.0;  // drawing the initial points and building the ensembles
-    for (int g = 0; g < groups; ++g) {
+    double setup = 0.0, waited = 0.0;  // drawing the initial points and building the ensembles
+    // Group g's ensemble: its points drawn in parallel, one random stream per (beta, system): the
+    // same points on any thread count. With d > n its span form too (the QR of every system).
+    const auto make = [&](int g) {
       const auto s0 = std::chrono::steady_clock::now();
       const Index count = systems * per_group;
       std::vector<FlowOptions> flows(static_cast<std::size_t>(count));
       std::vector<Matrix> x0(static_cast<std::size_t>(count));
-      // One random stream per (beta, system): the same points on any thread count.
 #pragma omp parallel for schedule(static)
       for (Index k = 0; k < count; ++k) {
         const int b = g * per_group + static_cast<int>(k / systems);
@@ -72,27 +84,37 @@ int main(int argc, char** argv) {
         x0[static_cast<std::size_t>(k)] = sample_sphere(n, d, rng);
       }
       Ensemble e(std::move(flows), std::move(x0), io);
-      setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
       e.batched = true;
+      e.gpu_launch_observations = launch;
+      if (e.reduces_span()) e.span_start();
+      setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+      return e;
+    };
+    std::vector<double> times;
+    for (int k = every; k <= steps; k += every) times.push_back(k * dt);
+    std::future<Ensemble> next = std::async(overlap ? std::launch::async : std::launch::deferred, make, 0);
+    for (int g = 0; g < groups; ++g) {
+      const auto w0 = std::chrono::steady_clock::now();
+      Ensemble e = next.get();
+      waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      if (g + 1 < groups) next = std::async(overlap ? std::launch::async : std::launch::deferred, make, g + 1);
       gpu = gpu && e.runs_on_gpu();
-      for (int k = every; k <= steps; k += every) {
-        const std::vector<Observables> obs = e.advance_observe(k * dt, oo, false);
-        // The phase diagram's curve: each beta's mean clustered-pair fraction (systems in
-        // order). A run's full per-time summaries (summarize) add about 0.1 ms per step of
-        // 2048 systems.
+      // The phase diagram's curve: each beta's mean clustered-pair fraction (systems in order).
+      // A run's full per-time summaries (summarize) add about 0.1 ms per step of 2048 systems.
+      e.advance_observe_each(times, oo, false, [&](std::size_t, const std::vector<Observables>& obs) {
         for (int j = 0; j < per_group; ++j) {
           double p = 0.0;
           for (Index s = 0; s < systems; ++s) p += obs[static_cast<std::size_t>(j * systems + s)].clustered_pairs;
           p_end[static_cast<std::size_t>(g * per_group + j)] = p / static_cast<double>(systems);
         }
-      }
+      });
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
-        "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d observe_every=%d seconds=%.6g setup=%.6g "
-        "per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
-        static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, every, seconds, setup,
-        seconds / betas, gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
+        "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d observe_every=%d launch_observations=%lld "
+        "overlap=%d seconds=%.6g setup=%.6g waited=%.6g per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
+        static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, every,
+        static_cast<long long>(launch), overlap ? 1 : 0, seconds, setup, waited, seconds / betas, gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

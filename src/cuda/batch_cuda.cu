@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kBatchThreads)
 advance_kernel(Params p, const double* __restrict__ h, int steps, int method, int* __restrict__ status,
                int* __restrict__ failed, unsigned long long* __restrict__ first_failure,
                const double* __restrict__ obs_beta, const double* __restrict__ obs_ltb, double delta,
-               double* __restrict__ obs_out) {
+               const int* __restrict__ obs_after, int obs_count, double* __restrict__ obs_out) {
   extern __shared__ __align__(16) double smem[];
   __shared__ int flag;
   const std::int64_t s = blockIdx.x;
@@ -80,7 +80,11 @@ advance_kernel(Params p, const double* __restrict__ h, int steps, int method, in
   __syncthreads();
   DeviceBlock b;
   int at = -1;
-  const int code = bs::advance(b, sys, sh, h, steps, m, &at);
+  // The steps, with the observables (obs_count, systems, 5) after the steps obs_after lists.
+  const bool obs = obs_count > 0;
+  const int code = bs::advance_observing(b, sys, sh, h, steps, m, obs_after, obs_count, obs ? obs_beta[s] : 0.0,
+                                         obs ? obs_ltb[s] : 0.0, delta, obs ? obs_out + 5 * s : nullptr,
+                                         static_cast<std::ptrdiff_t>(5) * gridDim.x, &at);
   const int n = p.n, d = p.d, ds = bs::stride(d);
   double* st = p.states + s * n * d;
   for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
@@ -92,8 +96,6 @@ advance_kernel(Params p, const double* __restrict__ h, int steps, int method, in
     failed[s] = at;
     if (code != 0) atomicMin(first_failure, static_cast<unsigned long long>(s));
   }
-  // The observables at the points reached (the same for every thread: code is the block's).
-  if (obs_out && code == 0) bs::observe(b, sys, sh, obs_beta[s], obs_ltb[s], delta, obs_out + 5 * s);
 }
 
 template <typename T>
@@ -120,35 +122,81 @@ int max_shared_bytes() {
   return v - static_cast<int>(sizeof(int)) - 64;  // the static flag and some slack
 }
 
-struct Batch {
-  std::int64_t systems = 0, n = 0, d = 0;
-  Params p;
-  int* status = nullptr;
-  int* failed = nullptr;
-  unsigned long long* first_failure = nullptr;  // the lowest failing system (or ~0)
-  double* h = nullptr;
-  std::size_t h_size = 0;
-  std::vector<double> h_host;                   // the steps last uploaded (a run repeats them)
-  double* obs_beta = nullptr;
-  double* obs_ltb = nullptr;
-  double* obs = nullptr;
-  // Page-locked host copies of first_failure and obs: both come back by asynchronous copies
-  // after the launch, with one synchronization per call.
-  unsigned long long* first_host = nullptr;
-  double* obs_host = nullptr;
-  std::vector<void*> owned, owned_host;
-  ~Batch() {
-    for (void* q : owned) cudaFree(q);
-    for (void* q : owned_host) cudaFreeHost(q);
-  }
-};
-
 template <typename T>
 T* alloc_host(std::size_t count, const char* what) {
   void* dst = nullptr;
   check(cudaMallocHost(&dst, sizeof(T) * std::max<std::size_t>(count, 1)), what);
   return static_cast<T*>(dst);
 }
+
+// A device array sent again only when its contents change: a run observed every step sends
+// the same one step (and the same observation point) with each call.
+template <typename T>
+struct Resent {
+  T* dev = nullptr;
+  std::size_t capacity = 0;
+  std::vector<T> last;  // what dev holds
+  const T* put(const T* src, std::size_t count, const char* what) {
+    if (count == 0) return dev;
+    if (last.size() == count && std::equal(src, src + count, last.begin())) return dev;
+    last.clear();  // until the copy below has happened
+    if (count > capacity) {
+      if (dev) check(cudaFree(dev), what);
+      dev = nullptr;
+      capacity = 0;
+      check(cudaMalloc(&dev, sizeof(T) * count), what);
+      capacity = count;
+    }
+    check(cudaMemcpy(dev, src, sizeof(T) * count, cudaMemcpyHostToDevice), what);
+    last.assign(src, src + count);
+    return dev;
+  }
+  ~Resent() {
+    if (dev) cudaFree(dev);
+  }
+};
+
+// The observables' device buffer and its page-locked host copy, grown to the largest call.
+struct ObsBuffers {
+  double* dev = nullptr;
+  double* host = nullptr;
+  std::size_t capacity = 0;
+  void reserve(std::size_t count) {
+    if (count <= capacity) return;
+    release();
+    check(cudaMalloc(&dev, sizeof(double) * count), "cudaMalloc (batch observe)");
+    check(cudaMallocHost(&host, sizeof(double) * count), "cudaMallocHost (batch observe)");
+    capacity = count;
+  }
+  void release() {
+    if (dev) cudaFree(dev);
+    if (host) cudaFreeHost(host);
+    dev = host = nullptr;
+    capacity = 0;
+  }
+  ~ObsBuffers() { release(); }
+};
+
+struct Batch {
+  std::int64_t systems = 0, n = 0, d = 0;
+  Params p;
+  int* status = nullptr;
+  int* failed = nullptr;
+  unsigned long long* first_failure = nullptr;  // the lowest failing system (or ~0)
+  Resent<double> h;                             // the steps
+  Resent<int> obs_after;                        // the observation points
+  double* obs_beta = nullptr;
+  double* obs_ltb = nullptr;
+  // The observables come back, with first_failure (page-locked: first_host), by asynchronous
+  // copies after the launch, with one synchronization per call.
+  ObsBuffers obs;
+  unsigned long long* first_host = nullptr;
+  std::vector<void*> owned, owned_host;
+  ~Batch() {
+    for (void* q : owned) cudaFree(q);
+    for (void* q : owned_host) cudaFreeHost(q);
+  }
+};
 
 }  // namespace
 
@@ -189,11 +237,8 @@ void* batch_create(const BatchSpec& spec, const double* states) {
     b->first_failure = keep(alloc<unsigned long long>(1, "cudaMalloc (batch status)"));
     b->obs_beta = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
     b->obs_ltb = keep(alloc<double>(S, "cudaMalloc (batch observe)"));
-    b->obs = keep(alloc<double>(5 * S, "cudaMalloc (batch observe)"));
     b->first_host = alloc_host<unsigned long long>(1, "cudaMallocHost (batch status)");
     b->owned_host.push_back(b->first_host);
-    b->obs_host = alloc_host<double>(5 * S, "cudaMallocHost (batch observe)");
-    b->owned_host.push_back(b->obs_host);
   } catch (...) {
     delete b;
     throw;
@@ -217,51 +262,39 @@ void set_obs_beta(Batch* b, const double* beta, const double* log_two_beta) {
 }  // namespace
 
 int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta,
-                  const double* obs_log_two_beta, double delta, double* obs_out, std::int64_t* system, int* step) {
+                  const double* obs_log_two_beta, double delta, const int* obs_after, int obs_count,
+                  double* obs_out, std::int64_t* system, int* step) {
   auto* b = static_cast<Batch*>(handle);
   *system = -1;
   *step = -1;
   steps = std::max(steps, 0);
-  if (b->systems == 0 || (steps == 0 && !obs_out)) return 0;
-  if (obs_out && obs_beta) set_obs_beta(b, obs_beta, obs_log_two_beta);
+  obs_count = std::max(obs_count, 0);
+  if (b->systems == 0 || (steps == 0 && obs_count == 0)) return 0;
+  if (obs_count > 0 && obs_beta) set_obs_beta(b, obs_beta, obs_log_two_beta);
   const auto m = static_cast<bs::Method>(method);
-  if (static_cast<std::size_t>(steps) > b->h_size) {
-    if (b->h) {
-      check(cudaFree(b->h), "cudaFree");
-      b->owned.erase(std::find(b->owned.begin(), b->owned.end(), static_cast<void*>(b->h)));
-    }
-    b->h = nullptr;
-    check(cudaMalloc(&b->h, sizeof(double) * static_cast<std::size_t>(steps)), "cudaMalloc (batch steps)");
-    b->owned.push_back(b->h);
-    b->h_size = static_cast<std::size_t>(steps);
-  }
-  // A run observed every step sends the same one step each call: upload only what changed.
-  const bool same_steps =
-      b->h_host.size() == static_cast<std::size_t>(steps) && std::equal(h, h + steps, b->h_host.begin());
-  if (steps > 0 && !same_steps) {
-    check(cudaMemcpy(b->h, h, sizeof(double) * static_cast<std::size_t>(steps), cudaMemcpyHostToDevice),
-          "cudaMemcpy (batch steps)");
-    b->h_host.assign(h, h + steps);
-  }
+  const double* h_dev = b->h.put(h, static_cast<std::size_t>(steps), "cudaMemcpy (batch steps)");
+  const int* after_dev = b->obs_after.put(obs_after, static_cast<std::size_t>(obs_count), "cudaMemcpy (batch observe)");
+  const std::size_t obs_values = 5 * static_cast<std::size_t>(b->systems) * static_cast<std::size_t>(obs_count);
+  b->obs.reserve(obs_values);
   const std::size_t smem = shared_bytes(b->n, b->d, m);
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "cudaFuncSetAttribute");
-  const std::size_t obs_bytes = sizeof(double) * 5 * static_cast<std::size_t>(b->systems);
   check(cudaMemsetAsync(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemsetAsync (batch status)");
   advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(
-      b->p, b->h, steps, method, b->status, b->failed, b->first_failure, b->obs_beta, b->obs_ltb, delta,
-      obs_out ? b->obs : nullptr);
+      b->p, h_dev, steps, method, b->status, b->failed, b->first_failure, b->obs_beta, b->obs_ltb, delta, after_dev,
+      obs_count, b->obs.dev);
   check(cudaGetLastError(), "advance_kernel launch");
   // The status and the observables back in one round trip (the launch's stream, in order).
   check(cudaMemcpyAsync(b->first_host, b->first_failure, sizeof(unsigned long long), cudaMemcpyDeviceToHost),
         "cudaMemcpyAsync (batch status)");
-  if (obs_out)
-    check(cudaMemcpyAsync(b->obs_host, b->obs, obs_bytes, cudaMemcpyDeviceToHost), "cudaMemcpyAsync (batch observe)");
+  if (obs_values)
+    check(cudaMemcpyAsync(b->obs.host, b->obs.dev, sizeof(double) * obs_values, cudaMemcpyDeviceToHost),
+          "cudaMemcpyAsync (batch observe)");
   check(cudaStreamSynchronize(nullptr), "advance_kernel");
   const unsigned long long first = *b->first_host;
   if (first >= static_cast<unsigned long long>(b->systems)) {
-    if (obs_out) std::memcpy(obs_out, b->obs_host, obs_bytes);
+    if (obs_values) std::memcpy(obs_out, b->obs.host, sizeof(double) * obs_values);
     return 0;
   }
   int status = 0, failed = -1;

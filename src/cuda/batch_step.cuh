@@ -377,4 +377,27 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
   });
 }
 
+// advance() with observations on the way: after obs_after[0] < obs_after[1] < ... <
+// obs_after[obs_count - 1] of the steps h[0 .. steps) (counts of steps taken, in [0, steps]),
+// observe() into out + k out_stride, then the remaining steps. A run observed at many times
+// takes them in one pass (one launch on the GPU). Returns as advance(), *failed the index into
+// h; the observations after a failure are not made.
+template <class Block>
+ATTNFLOW_HD int advance_observing(Block& b, const System& sys, const Shared& sh, const double* h, int steps, Method m,
+                                  const int* obs_after, int obs_count, double beta, double log_two_beta, double delta,
+                                  double* out, std::ptrdiff_t out_stride, int* failed) {
+  int done = 0;
+  for (int k = 0; k <= obs_count; ++k) {
+    const int until = k < obs_count ? obs_after[k] : steps;
+    const int code = advance(b, sys, sh, h + done, until - done, m, failed);
+    if (code != 0) {
+      *failed += done;
+      return code;
+    }
+    done = until;
+    if (k < obs_count) observe(b, sys, sh, beta, log_two_beta, delta, out + k * out_stride);
+  }
+  return 0;
+}
+
 }  // namespace attnflow::batch_step

@@ -495,77 +495,118 @@ bool Ensemble::runs_on_gpu() const {
          gpu_refusal().empty();
 }
 
-// Every system's state to the GPU (from the CPU lanes, restored coordinates or states_).
-void Ensemble::advance_gpu(double t_end, const ObserveOptions* obs, std::vector<Observables>* out) {
+// Every system's state to the GPU (from the CPU lanes, restored coordinates or states_), unless
+// it is there.
+void Ensemble::upload_gpu() {
   const bool reduce = reduces_span();
   if (gpu_ && gpu_reduced_ != reduce) drop_gpu();  // reduce_span changed: upload again
-  if (!gpu_) {
-    release_lanes();  // every system's state in states_ (points) or coords_ (coordinates)
-    const Index n = flows_[0].n(), d = flows_[0].d(), dg = reduce ? n : d;
-    if (reduce) {  // coordinates in an orthonormal basis of each system's span, as the CPU lanes
-      coords_.resize(static_cast<std::size_t>(size()));
-      bases_.resize(static_cast<std::size_t>(size()));
-      for_systems(size(), num_threads() > 1, [&](Index s) {
-        if (coords_[s].size() == 0) span_coordinates(states_[s], coords_[s], bases_[s]);
-      });
-    } else {
-      sync();  // restored coordinates become points
-      coords_.clear();
-    }
-    gpu_reduced_ = reduce;
-    BatchCudaSystems sys;
-    sys.n = n;
-    sys.d = dg;
-    std::vector<double> states;
-    states.reserve(static_cast<std::size_t>(size() * n * dg));
-    for (Index s = 0; s < size(); ++s) {
-      const FlowOptions& o = flows_[s].options();
-      sys.beta.push_back(o.beta);
-      sys.usa.push_back(o.kind == FieldKind::usa ? 1 : 0);
-      sys.usa_shift.push_back(o.usa_log_shift);
-      for (Index i = 0; i < n; ++i) {
-        sys.log_w.push_back(log_w_[static_cast<std::size_t>(s)][i]);
-        sys.w.push_back(o.weights[i]);
-      }
-      const Matrix& x = reduce ? coords_[static_cast<std::size_t>(s)] : states_[static_cast<std::size_t>(s)];
-      states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, dg)
-    }
-    gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
-    gpu_w2_.resize(static_cast<std::size_t>(size()));
-    for (Index s = 0; s < size(); ++s)
-      gpu_w2_[static_cast<std::size_t>(s)] = flows_[s].options().weights.squaredNorm();
-    states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
+  if (gpu_) return;
+  release_lanes();  // every system's state in states_ (points) or coords_ (coordinates)
+  const Index n = flows_[0].n(), d = flows_[0].d(), dg = reduce ? n : d;
+  if (reduce) {  // coordinates in an orthonormal basis of each system's span, as the CPU lanes
+    coords_.resize(static_cast<std::size_t>(size()));
+    bases_.resize(static_cast<std::size_t>(size()));
+    for_systems(size(), num_threads() > 1, [&](Index s) {
+      if (coords_[s].size() == 0) span_coordinates(states_[s], coords_[s], bases_[s]);
+    });
+  } else {
+    sync();  // restored coordinates become points
+    coords_.clear();
   }
-  IntegratorState st = flow_states_[0].integrator;
-  const long steps_before = st.steps;
-  std::vector<double> h, t0;
-  fixed_steps(st, t_end, integrator_, [&](double t, double step) {
-    t0.push_back(t);
-    h.push_back(step);
-  });
+  gpu_reduced_ = reduce;
+  BatchCudaSystems sys;
+  sys.n = n;
+  sys.d = dg;
+  std::vector<double> states;
+  states.reserve(static_cast<std::size_t>(size() * n * dg));
+  for (Index s = 0; s < size(); ++s) {
+    const FlowOptions& o = flows_[s].options();
+    sys.beta.push_back(o.beta);
+    sys.usa.push_back(o.kind == FieldKind::usa ? 1 : 0);
+    sys.usa_shift.push_back(o.usa_log_shift);
+    for (Index i = 0; i < n; ++i) {
+      sys.log_w.push_back(log_w_[static_cast<std::size_t>(s)][i]);
+      sys.w.push_back(o.weights[i]);
+    }
+    const Matrix& x = reduce ? coords_[static_cast<std::size_t>(s)] : states_[static_cast<std::size_t>(s)];
+    states.insert(states.end(), x.data(), x.data() + x.size());  // row-major (n, dg)
+  }
+  gpu_ = std::make_unique<BatchCuda>(sys, states, gpu_emulation);
+  gpu_w2_.resize(static_cast<std::size_t>(size()));
+  for (Index s = 0; s < size(); ++s)
+    gpu_w2_[static_cast<std::size_t>(s)] = flows_[s].options().weights.squaredNorm();
+  states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
+}
+
+void Ensemble::advance_gpu(const std::vector<double>& times, const ObserveOptions* obs, const ObservationSink* each) {
+  upload_gpu();
   std::vector<double> beta;
   if (obs) beta = observation_betas(*obs);
-  if (!h.empty() || obs) {
-    const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr,
-                                               obs ? obs->delta : 0.0, obs ? &gpu_obs_ : nullptr);
-    if (f.system >= 0) {
-      const std::size_t k = static_cast<std::size_t>(f.step);
-      states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
-      drop_gpu();
-      if (f.usa_overflow)
+  const std::size_t per_launch =
+      !obs ? std::max<std::size_t>(times.size(), 1)
+      : gpu_launch_observations > 0 ? static_cast<std::size_t>(gpu_launch_observations)
+                                     : std::max<std::size_t>(1, 65536 / static_cast<std::size_t>(size()));
+  std::vector<std::vector<Observables>> out;  // a launch's observations, reused
+  std::vector<double> h, t0, t_obs;
+  std::vector<int> after;
+  for (std::size_t k0 = 0; k0 < times.size(); k0 += per_launch) {
+    const std::size_t k1 = std::min(times.size(), k0 + per_launch);
+    IntegratorState st = flow_states_[0].integrator;
+    const long steps_before = st.steps;
+    h.clear();
+    t0.clear();
+    t_obs.clear();
+    after.clear();
+    for (std::size_t k = k0; k < k1; ++k) {
+      fixed_steps(st, times[k], integrator_, [&](double t, double step) {
+        t0.push_back(t);
+        h.push_back(step);
+      });
+      after.push_back(static_cast<int>(h.size()));
+      t_obs.push_back(st.t);
+    }
+    if (!h.empty() || obs) {
+      const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr,
+                                                 obs ? obs->delta : 0.0, obs ? &gpu_obs_ : nullptr,
+                                                 obs ? &after : nullptr);
+      if (f.system >= 0) {
+        const std::size_t k = static_cast<std::size_t>(f.step);
+        states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
+        drop_gpu();
+        if (f.usa_overflow)
+          throw std::runtime_error(fmt::format(
+              "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
+              "usa_log_shift > 709.78 (beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+              f.system, steps_before + f.step + 1, t0[k] + h[k], flows_[f.system].options().beta));
         throw std::runtime_error(fmt::format(
-            "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
-            "usa_log_shift > 709.78 (beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
-            f.system, steps_before + f.step + 1, t0[k] + h[k], flows_[f.system].options().beta));
-      throw std::runtime_error(fmt::format(
-          "integrate: state is not finite after step {} (t = {}, system {}): the field overflowed or the step "
-          "dt is too large for this beta",
-          steps_before + f.step + 1, t0[k] + h[k], f.system));
+            "integrate: state is not finite after step {} (t = {}, system {}): the field overflowed or the step "
+            "dt is too large for this beta",
+            steps_before + f.step + 1, t0[k] + h[k], f.system));
+      }
+    }
+    for (FlowState& fs : flow_states_) fs.integrator = st;
+    if (!h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
+    if (!obs) continue;
+    // The launch's observations as Observables, then handed over in order. Across threads:
+    // the observations here, or each one's systems (gpu_observables) when there are many.
+    const std::size_t count = k1 - k0, values = 5 * static_cast<std::size_t>(size());
+    out.resize(count);
+    const bool parallel = num_threads() > 1 && count > 1 && size() < 16384 &&
+                          count * static_cast<std::size_t>(size()) >= 16384;
+    std::vector<std::exception_ptr> error(count);  // each observation's (as one at a time would throw)
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
+    for (std::size_t j = 0; j < count; ++j) {
+      try {
+        gpu_observables(gpu_obs_.data() + j * values, t_obs[j], out[j]);
+      } catch (...) {
+        error[j] = std::current_exception();
+      }
+    }
+    for (std::size_t j = 0; j < count; ++j) {
+      if (error[j]) std::rethrow_exception(error[j]);
+      (*each)(k0 + j, out[j]);
     }
   }
-  for (FlowState& fs : flow_states_) fs.integrator = st;
-  if (!h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
-  if (obs) *out = gpu_observables(gpu_obs_);
 }
 
 // Each system's energy beta: its own, or the observation's where it has none (beta = 0).
@@ -580,26 +621,28 @@ std::vector<double> Ensemble::observation_betas(const ObserveOptions& options) c
 
 std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
   gpu_->observe(observation_betas(options), options.delta, gpu_obs_);
-  return gpu_observables(gpu_obs_);
+  std::vector<Observables> out;
+  // The GPU holds systems on one grid (advance_gpu needs one_grid(); set_state drops it).
+  gpu_observables(gpu_obs_.data(), flow_states_[0].integrator.t, out);
+  return out;
 }
 
-// BatchCuda's 5 values per system as Observables (as observe_block fills them).
-// Called once per observation of every system (each step, in a run observed every step): the
-// checks first, then the fill, across threads for large ensembles.
-std::vector<Observables> Ensemble::gpu_observables(const std::vector<double>& v) const {
+// BatchCuda's 5 values per system as Observables (as observe_block fills them): the checks
+// first, then the fill, across threads for large ensembles.
+void Ensemble::gpu_observables(const double* v, double t, std::vector<Observables>& out) const {
   const Index n = flows_[0].n();
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
   for (Index s = 0; s < size(); ++s)
-    if (!std::isfinite(v[static_cast<std::size_t>(5 * s)]))
+    if (!std::isfinite(v[5 * s]))
       throw std::runtime_error(fmt::format("observe: log_energy = {} is not finite (system {}: non-finite points)",
-                                           v[static_cast<std::size_t>(5 * s)], s));
-  std::vector<Observables> out(static_cast<std::size_t>(size()));
+                                           v[5 * s], s));
+  out.resize(static_cast<std::size_t>(size()));
   const bool parallel = num_threads() > 1 && size() >= 16384;
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
   for (Index s = 0; s < size(); ++s) {
-    const double* r = v.data() + 5 * s;
+    const double* r = v + 5 * s;
     Observables& ob = out[static_cast<std::size_t>(s)];
-    ob.t = flow_states_[s].integrator.t;
+    ob.t = t;
     ob.log_energy = r[0];
     ob.energy = std::exp(r[0]);
     const double w2 = gpu_w2_[static_cast<std::size_t>(s)];
@@ -610,7 +653,6 @@ std::vector<Observables> Ensemble::gpu_observables(const std::vector<double>& v)
     ob.clustered_pairs = r[2] / pairs;
     ob.clusters = -1;
   }
-  return out;
 }
 
 // Whether every system is on the same time grid (the GPU runs one schedule for all).
@@ -809,7 +851,7 @@ void Ensemble::advance_single(Index b, IntegratorState& st, double t_end, const 
 
 void Ensemble::advance(double t_end) {
   require_precision(*this);  // float32 runs only on the batched path on the sphere
-  if (runs_on_gpu() && one_grid()) return advance_gpu(t_end);
+  if (runs_on_gpu() && one_grid()) return advance_gpu({t_end});
   drop_gpu();
   if (batched && batchable()) return advance_batched(t_end);
   sync();
@@ -945,7 +987,8 @@ std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOp
   require_precision(*this);
   if (runs_on_gpu() && one_grid() && !clusters && observes_batched(options)) {
     std::vector<Observables> out;  // steps and observables in one pass on the GPU
-    advance_gpu(t_end, &options, &out);
+    const ObservationSink keep = [&](std::size_t, const std::vector<Observables>& o) { out = o; };
+    advance_gpu({t_end}, &options, &keep);
     return out;
   }
   if (runs_on_gpu() || !(observes_batched(options) && integrator_.method != Method::dopri5)) {
@@ -961,6 +1004,20 @@ std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOp
     observe_block(b, options, clusters, out);
   });
   return out;
+}
+
+void Ensemble::advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
+                                    const ObservationSink& each) {
+  options.validate();
+  require_precision(*this);
+  for (std::size_t k = 1; k < times.size(); ++k)
+    require(times[k] >= times[k - 1], kEnsembleCtx, fmt::format("times[{}]", k), times[k],
+            fmt::format(">= times[{}] = {} (non-decreasing)", k - 1, times[k - 1]));
+  require(gpu_launch_observations >= 0, kEnsembleCtx, "gpu_launch_observations", gpu_launch_observations,
+          ">= 0 (0: automatic)");
+  if (runs_on_gpu() && one_grid() && !clusters && observes_batched(options))
+    return advance_gpu(times, &options, &each);
+  for (std::size_t k = 0; k < times.size(); ++k) each(k, advance_observe(times[k], options, clusters));
 }
 
 std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {

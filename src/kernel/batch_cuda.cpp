@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "attnflow/base/error.hpp"
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/kernel/kernel_cuda.hpp"
@@ -95,30 +97,42 @@ BatchCuda::~BatchCuda() {
 }
 
 BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method,
-                                     const std::vector<double>* obs_beta, double delta, std::vector<double>* obs_out) {
+                                     const std::vector<double>* obs_beta, double delta, std::vector<double>* obs_out,
+                                     const std::vector<int>* obs_after) {
   Failure f;
   if (obs_out && (!obs_beta || obs_beta->size() != static_cast<std::size_t>(systems_)))
     throw std::invalid_argument("BatchCuda::advance: obs_beta must hold one value per system");
+  const int steps = static_cast<int>(h.size());
+  std::vector<int> at_end;  // observed once, after every step
+  if (obs_out && !obs_after) at_end.push_back(steps);
+  const std::vector<int>& after = obs_after ? *obs_after : at_end;
+  if (obs_out)
+    for (std::size_t k = 0; k < after.size(); ++k)
+      if (after[k] < (k ? after[k - 1] : 0) || after[k] > steps)
+        throw std::invalid_argument(fmt::format(
+            "BatchCuda::advance: obs_after[{}] = {} must be in [{}, {}] (non-decreasing step counts, at most the "
+            "{} steps)", k, after[k], k ? after[k - 1] : 0, steps, steps));
+  const int obs_count = obs_out ? static_cast<int>(after.size()) : 0;
+  const std::size_t count = static_cast<std::size_t>(5 * systems_) * static_cast<std::size_t>(obs_count);
   if (emulate_) {
     const auto m = static_cast<bs::Method>(method);
-    std::vector<double> obs(obs_out ? static_cast<std::size_t>(5 * systems_) : 0);
+    std::vector<double> obs(count);
     for (Index s = 0; s < systems_; ++s) {
       HostSystem hs(host_, s, m);
       double* x = states_.data() + s * n_ * d_;
       hs.load(x);
       bs::HostBlock b;
       int at = -1;
-      const int status = h.empty() ? 0 : bs::advance(b, hs.sys, hs.sh, h.data(), static_cast<int>(h.size()), m, &at);
+      const double bt = obs_count ? (*obs_beta)[static_cast<std::size_t>(s)] : 0.0;
+      const int status = bs::advance_observing(b, hs.sys, hs.sh, h.data(), steps, m, after.data(), obs_count, bt,
+                                               obs_count ? log_two_beta(bt) : 0.0, delta,
+                                               obs_count ? obs.data() + 5 * s : nullptr, 5 * systems_, &at);
       hs.store(x);
       if (status != 0 && f.system < 0) {
         f.system = s;
         f.step = at;
         f.non_finite = (status & bs::kNonFinite) != 0;
         f.usa_overflow = (status & bs::kUsaOverflow) != 0;
-      }
-      if (obs_out && status == 0) {
-        const double bt = (*obs_beta)[static_cast<std::size_t>(s)];
-        bs::observe(b, hs.sys, hs.sh, bt, log_two_beta(bt), delta, obs.data() + 5 * s);
       }
     }
     if (obs_out && f.system < 0) *obs_out = std::move(obs);
@@ -137,7 +151,6 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
   }
   // The values go straight into obs_out when it has their size (a caller's buffer reused from
   // call to call); batch_advance writes them only when no system fails.
-  const std::size_t count = static_cast<std::size_t>(5 * systems_);
   std::vector<double> obs;
   double* dst = nullptr;
   if (obs_out) {
@@ -146,9 +159,9 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
   }
   int status = 0;
   try {
-    status = cuda_detail::batch_advance(handle_, h.data(), static_cast<int>(h.size()), static_cast<int>(method),
-                                        new_betas ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, dst, &system,
-                                        &step);
+    status = cuda_detail::batch_advance(handle_, h.data(), steps, static_cast<int>(method),
+                                        new_betas ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, after.data(),
+                                        obs_count, dst, &system, &step);
   } catch (...) {
     obs_beta_.clear();  // the upload may not have happened: send the betas with the next call
     throw;
@@ -161,8 +174,8 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
     f.usa_overflow = (status & bs::kUsaOverflow) != 0;
   }
 #else
-  (void)h;
   (void)method;
+  (void)delta;
 #endif
   return f;
 }

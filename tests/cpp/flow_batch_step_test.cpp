@@ -13,6 +13,7 @@
 #include "attnflow/base/parallel.hpp"
 #include "attnflow/flow/ensemble.hpp"
 #include "attnflow/flow/flow.hpp"
+#include "attnflow/kernel/batch_cuda.hpp"
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/measure/measure.hpp"
 #include "attnflow/measure/sample.hpp"
@@ -316,6 +317,143 @@ TEST(FlowBatchStep, LargeEnsembleObservablesOnTheGpuPathAcrossThreads) {
       ASSERT_EQ(x.clustered_pairs, y.clustered_pairs) << "system " << s;
     }
   }
+}
+
+
+using test::same_bits;
+
+// Every value of two observations, bit for bit.
+void expect_same_observations(const std::vector<Observables>& a, const std::vector<Observables>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t s = 0; s < a.size(); ++s) {
+    EXPECT_TRUE(same_bits(a[s].t, b[s].t)) << "system " << s;
+    EXPECT_TRUE(same_bits(a[s].log_energy, b[s].log_energy)) << "system " << s;
+    EXPECT_TRUE(same_bits(a[s].energy, b[s].energy)) << "system " << s;
+    EXPECT_TRUE(same_bits(a[s].mean_cosine, b[s].mean_cosine)) << "system " << s;
+    EXPECT_TRUE(same_bits(a[s].min_cosine, b[s].min_cosine)) << "system " << s;
+    EXPECT_TRUE(same_bits(a[s].order, b[s].order)) << "system " << s;
+    EXPECT_EQ(a[s].clustered_pairs, b[s].clustered_pairs) << "system " << s;
+    EXPECT_EQ(a[s].clusters, b[s].clusters) << "system " << s;
+  }
+}
+
+// advance_observe_each on the GPU path takes the steps and observations of many times in one
+// launch (BatchCuda::advance with obs_after): the same bits as one advance_observe per time,
+// for any number of observations per launch (1, 3, the automatic one) and thread count, with
+// repeated times, a time between grid points and d > n (the span form); equal to the CPU
+// path's advance_observe_each to rounding. Bad times and a failure inside a launch are reported.
+TEST(FlowBatchStep, ObservationsOfManyTimesInOneLaunchEqualOnePerTime) {
+  const std::vector<double> times{0.1, 0.1, 0.25, 0.3, 0.7, 0.7, 1.0, 1.05};
+  for (const Index d : {Index{3}, Index{14}}) {
+    for (const Method method : {Method::residual, Method::rk4}) {
+      SCOPED_TRACE(::testing::Message() << "d = " << d << ", method " << static_cast<int>(method));
+      const Index n = 8;
+      std::vector<FlowOptions> flows;
+      std::vector<Matrix> x0;
+      for (int s = 0; s < 9; ++s) {
+        flows.push_back(sa_or_usa(s % 4 == 1, 0.8 + 0.9 * s));
+        if (s % 3 == 0) flows.back().weights = uneven_weights(n);
+        Rng rng(31, static_cast<std::uint64_t>(s));
+        x0.push_back(sample_sphere(n, d, rng));
+      }
+      IntegratorOptions io;
+      io.method = method;
+      io.dt = 0.1;
+      ObserveOptions oo;
+      oo.delta = 0.03;
+      const auto make = [&](bool emulate, Index per_launch) {
+        auto e = std::make_unique<Ensemble>(flows, x0, io);
+        e->batched = true;
+        e->gpu_emulation = emulate;
+        e->gpu_launch_observations = per_launch;
+        return e;
+      };
+      auto one_owner = make(true, 0);
+      Ensemble& one = *one_owner;
+      std::vector<std::vector<Observables>> expected;
+      for (double t : times) expected.push_back(one.advance_observe(t, oo, false));
+      for (const int threads : {1, 2}) {
+        set_num_threads(threads);
+        for (const Index per_launch : {Index{0}, Index{1}, Index{3}}) {
+          SCOPED_TRACE(::testing::Message() << threads << " threads, " << per_launch << " per launch");
+          auto e = make(true, per_launch);
+          ASSERT_TRUE(e->runs_on_gpu()) << e->gpu_refusal();
+          std::size_t next = 0;
+          e->advance_observe_each(times, oo, false, [&](std::size_t k, const std::vector<Observables>& o) {
+            ASSERT_EQ(k, next++);
+            expect_same_observations(o, expected[k]);
+          });
+          EXPECT_EQ(next, times.size());
+          for (Index s = 0; s < e->size(); ++s) {
+            EXPECT_TRUE(test::bit_equal(e->state(s), one.state(s))) << "system " << s;
+            EXPECT_EQ(e->flow_state(s).integrator.steps, one.flow_state(s).integrator.steps);
+            EXPECT_EQ(e->flow_state(s).integrator.t, one.flow_state(s).integrator.t);
+          }
+        }
+      }
+      set_num_threads(0);
+      // The CPU path hands over the same observations, to rounding.
+      auto cpu = make(false, 0);
+      std::size_t seen = 0;
+      cpu->advance_observe_each(times, oo, false, [&](std::size_t k, const std::vector<Observables>& o) {
+        ++seen;
+        for (Index s = 0; s < cpu->size(); ++s) {
+          const Observables& a = o[static_cast<std::size_t>(s)];
+          const Observables& b = expected[k][static_cast<std::size_t>(s)];
+          EXPECT_EQ(a.t, b.t);
+          EXPECT_NEAR(a.log_energy, b.log_energy, 1e-12 * (1.0 + std::abs(b.log_energy)));
+          EXPECT_NEAR(a.min_cosine, b.min_cosine, 1e-12);
+          EXPECT_NEAR(a.mean_cosine, b.mean_cosine, 1e-12);
+          EXPECT_EQ(a.clustered_pairs, b.clustered_pairs);
+        }
+      });
+      EXPECT_EQ(seen, times.size());
+    }
+  }
+  // Bad input, named.
+  FlowOptions o;
+  o.beta = 1.0;
+  Rng rng(7, 0);
+  Ensemble e({o, o}, {sample_sphere(5, 3, rng), sample_sphere(5, 3, rng)}, IntegratorOptions{});
+  e.batched = true;
+  e.gpu_emulation = true;
+  const auto nothing = [](std::size_t, const std::vector<Observables>&) {};
+  EXPECT_TRUE(test::throws_with([&] { e.advance_observe_each({0.2, 0.1}, ObserveOptions{}, false, nothing); },
+                                "times[1]"));
+  e.gpu_launch_observations = -1;
+  EXPECT_TRUE(test::throws_with([&] { e.advance_observe_each({0.1}, ObserveOptions{}, false, nothing); },
+                                "gpu_launch_observations"));
+  BatchCudaSystems sys;
+  sys.n = 2;
+  sys.d = 2;
+  sys.beta = {1.0};
+  sys.usa = {0};
+  sys.usa_shift = {0.0};
+  sys.log_w = {std::log(0.5), std::log(0.5)};
+  sys.w = {0.5, 0.5};
+  BatchCuda direct(sys, {1.0, 0.0, 0.0, 1.0}, true);
+  std::vector<double> out;
+  const std::vector<double> beta{1.0};
+  for (const std::vector<int>& after : {std::vector<int>{2}, std::vector<int>{1, 0}, std::vector<int>{-1}})
+    EXPECT_TRUE(test::throws_with(
+        [&] { direct.advance({0.1}, BatchStepMethod::residual, &beta, 0.1, &out, &after); }, "obs_after["));
+  // A system failing inside a launch: the error of advance_observe, and no observation of that
+  // launch handed over.
+  FlowOptions usa;
+  usa.kind = FieldKind::usa;
+  usa.beta = 800.0;
+  Ensemble big({usa, usa}, {sample_sphere(6, 3, rng), sample_sphere(6, 3, rng)}, IntegratorOptions{});
+  big.batched = true;
+  big.gpu_emulation = true;
+  std::size_t handed = 0;
+  try {
+    big.advance_observe_each({0.0, 0.05, 0.1}, ObserveOptions{}, false,
+                             [&](std::size_t, const std::vector<Observables>&) { ++handed; });
+    ADD_FAILURE() << "no overflow reported";
+  } catch (const std::runtime_error& err) {
+    EXPECT_NE(std::string(err.what()).find("usa field overflows"), std::string::npos) << err.what();
+  }
+  EXPECT_EQ(handed, 0u);
 }
 
 }  // namespace

@@ -239,6 +239,55 @@ TEST_F(DeviceWiring, BatchedEnsembleOnTheGpuMatchesTheCpu) {
   }
 }
 
+// advance_observe_each: the observations of many times in one launch, the same bits as one
+// advance_observe per time on the GPU, for 1, 4 and the automatic number per launch.
+TEST_F(DeviceWiring, ManyObservationsPerLaunchEqualOnePerTime) {
+  std::vector<FlowOptions> flows;
+  std::vector<Matrix> x0;
+  for (int k = 0; k < 300; ++k) {
+    FlowOptions o;
+    o.beta = 0.1 * (k % 90 + 1);
+    flows.push_back(o);
+    x0.push_back(cloud(32, k % 2 ? 3 : 40, 500 + k).points());  // d = 40 > n: the span form
+  }
+  const std::vector<double> times{0.1, 0.2, 0.2, 0.5, 0.9, 1.0, 1.35, 2.0, 2.1, 3.0};
+  ObserveOptions oo;
+  oo.delta = 1e-3;
+  for (const Index d : {Index{3}, Index{40}}) {
+    std::vector<FlowOptions> f;
+    std::vector<Matrix> x;
+    for (size_t k = 0; k < flows.size(); ++k)
+      if (x0[k].cols() == d) {
+        f.push_back(flows[k]);
+        x.push_back(x0[k]);
+      }
+    set_device(Device::cuda);
+    Ensemble one = batched_ensemble(f, x, Method::residual);
+    ASSERT_TRUE(one.runs_on_gpu()) << one.gpu_refusal();
+    std::vector<std::vector<Observables>> expected;
+    for (double t : times) expected.push_back(one.advance_observe(t, oo, false));
+    for (const Index per_launch : {Index{0}, Index{1}, Index{4}}) {
+      SCOPED_TRACE(::testing::Message() << "d = " << d << ", " << per_launch << " per launch");
+      Ensemble e = batched_ensemble(f, x, Method::residual);
+      e.gpu_launch_observations = per_launch;
+      std::size_t next = 0;
+      e.advance_observe_each(times, oo, false, [&](std::size_t k, const std::vector<Observables>& o) {
+        ASSERT_EQ(k, next++);
+        for (size_t s = 0; s < o.size(); ++s) {
+          EXPECT_EQ(0, std::memcmp(&o[s].log_energy, &expected[k][s].log_energy, sizeof(double))) << s;
+          EXPECT_EQ(0, std::memcmp(&o[s].min_cosine, &expected[k][s].min_cosine, sizeof(double))) << s;
+          EXPECT_EQ(0, std::memcmp(&o[s].mean_cosine, &expected[k][s].mean_cosine, sizeof(double))) << s;
+          EXPECT_EQ(o[s].clustered_pairs, expected[k][s].clustered_pairs) << s;
+          EXPECT_EQ(o[s].t, expected[k][s].t) << s;
+        }
+      });
+      EXPECT_EQ(next, times.size());
+      const std::vector<Matrix> a = states_of(e), b = states_of(one);
+      for (size_t s = 0; s < a.size(); ++s) EXPECT_TRUE(bit_equal(a[s], b[s])) << s;
+    }
+  }
+}
+
 // A small batched ensemble on the GPU path (rk4, USA and SA, zero weight), small enough for
 // compute-sanitizer's memcheck and racecheck in scripts/gpu-check.sh.
 TEST_F(DeviceWiring, BatchedEnsembleSmallForSanitizers) {
@@ -254,8 +303,10 @@ TEST_F(DeviceWiring, BatchedEnsembleSmallForSanitizers) {
   flows[2].weights[3] = 0.0;
   const auto r = on_both([&] {
     Ensemble e = batched_ensemble(flows, x0, Method::rk4);
-    const std::vector<Observables> o = e.advance_observe(0.2, ObserveOptions{}, false);
-    return std::make_pair(states_of(e), o[2].log_energy);
+    double last = 0.0;  // two observations in one launch (advance_observe_each)
+    e.advance_observe_each({0.1, 0.2}, ObserveOptions{}, false,
+                           [&](std::size_t, const std::vector<Observables>& o) { last = o[2].log_energy; });
+    return std::make_pair(states_of(e), last);
   });
   for (size_t k = 0; k < r.cpu.first.size(); ++k) EXPECT_LE(rel_diff(r.gpu.first[k], r.cpu.first[k]), 1e-9) << k;
   EXPECT_NEAR(r.gpu.second, r.cpu.second, 1e-9 * (1.0 + std::abs(r.cpu.second)));

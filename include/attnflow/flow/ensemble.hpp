@@ -4,6 +4,7 @@
 // fixed tiles, so results are bit-identical whatever the thread count.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,20 @@ class Ensemble {
   // the sphere each block of systems is observed right after its steps, while its state is in
   // cache (an ensemble's states together exceed the core's caches).
   std::vector<Observables> advance_observe(double t_end, const ObserveOptions& options, bool clusters = true);
+  // advance_observe at each of times (non-decreasing) in turn, handing each observation to
+  // each(k, observables at times[k]): the same results as advance_observe(times[k], ...) for
+  // k = 0, 1, .... On the GPU path (runs_on_gpu(), one time grid, clusters = false) the steps
+  // and observations of up to gpu_launch_observations times go in one launch and come back in
+  // one copy, instead of a round trip per time; while each(k, ...) runs the ensemble may
+  // then be past times[k] (flow_state(s).integrator says where), and each must not use it.
+  // A failing system throws as advance_observe does; the observations of the launch it
+  // failed in are then not handed over.
+  using ObservationSink = std::function<void(std::size_t k, const std::vector<Observables>& observables)>;
+  void advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
+                            const ObservationSink& each);
+  // Observation times per GPU launch in advance_observe_each; 0 (the default): as many as
+  // keep 65536 systems' observations per launch (32 times for 2048 systems), at least one.
+  Index gpu_launch_observations = 0;
 
   // The batched small-system path (batch_kernel.hpp), used by advance() and observe() when
   // `batched` is set and batchable() holds: W = batch_width() systems of the same (n, d)
@@ -213,11 +228,15 @@ class Ensemble {
   bool gpu_reduced_ = false;  // the GPU holds coordinates in each system's span (reduces_span())
   std::vector<double> gpu_w2_;            // per system |w|^2 (mean_cosine), set with gpu_
   mutable std::vector<double> gpu_obs_;   // the GPU's observables, reused from call to call
-  // To t_end on the GPU; with obs, also the observables there (same pass) into *out.
-  void advance_gpu(double t_end, const ObserveOptions* obs = nullptr, std::vector<Observables>* out = nullptr);
+  // To each of times in turn on the GPU; with obs, observed at each (in the same pass): each(k,
+  // observables at times[k]), gpu_launch_observations times per launch.
+  void advance_gpu(const std::vector<double>& times, const ObserveOptions* obs = nullptr,
+                   const ObservationSink* each = nullptr);
+  void upload_gpu();
   std::vector<Observables> observe_gpu(const ObserveOptions& options) const;
   std::vector<double> observation_betas(const ObserveOptions& options) const;
-  std::vector<Observables> gpu_observables(const std::vector<double>& v) const;
+  // BatchCuda's 5 values per system (v) as Observables at time t, into out (size() entries).
+  void gpu_observables(const double* v, double t, std::vector<Observables>& out) const;
   void drop_gpu() const;
   bool one_grid() const;
 };

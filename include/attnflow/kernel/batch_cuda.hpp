@@ -50,10 +50,13 @@ class BatchCuda {
     bool non_finite = false, usa_overflow = false;
   };
   // Every system takes the steps h[0 ..) of this method (retraction included). With obs_out,
-  // then observe(*obs_beta, delta, *obs_out) at the points reached, in the same pass over the
-  // systems (obs_out is left alone when a system fails).
+  // observe(*obs_beta, delta) at the points reached after the steps obs_after lists (counts
+  // of steps taken, non-decreasing, in [0, h.size()]; null: once, after all of them), in the
+  // same pass over the systems (one launch), into *obs_out (observations, systems, 5).
+  // obs_out is left alone when a system fails.
   Failure advance(const std::vector<double>& h, BatchStepMethod method, const std::vector<double>* obs_beta = nullptr,
-                  double delta = 0.0, std::vector<double>* obs_out = nullptr);
+                  double delta = 0.0, std::vector<double>* obs_out = nullptr,
+                  const std::vector<int>* obs_after = nullptr);
   // The states (systems, n, d).
   void download(std::vector<double>& states) const;
   // Per system 5 values into out (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
