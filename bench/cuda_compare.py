@@ -20,10 +20,11 @@ With --ensemble-bench, the published phase diagram per d (90 betas x 2048 system
 steps of n = 32, observed every step): attnflow's batched ensemble on the GPU
 (build-gpu/cuda_ensemble_bench, every beta) vs the published step batched over systems in
 PyTorch on the same card (bench/ensemble_compare.py's torch_run, timed on --torch-betas betas and
-scaled to 90); attnflow with an ensemble per beta (as a sweep's points run), its observations
-many per launch (advance_observe_each) and the next beta's points drawn while the GPU runs; then
-the same with a round trip per observation and the drawing in turn, and the steps alone
-(--phase-together: also all betas' systems in one ensemble).
+scaled to 90); attnflow with an ensemble per beta, all from the same points (as `attnflow sweep`
+runs the betas of one measure and seed), its observations many per launch
+(advance_observe_each), the next beta's ensemble built while the GPU runs; then with fresh points
+per beta, the same drawn in turn with a round trip per observation (the job as it ran before),
+and the steps alone (--phase-together: also all betas' systems in one ensemble).
 With --library-bench, rows "API" time the public calls (attnflow::attention, attnflow::sinkhorn
 after set_device(cuda)) on the same inputs: host copies at every reduction included.
 Error columns: attention, max |out - out_torch_fp64| / max |x|; Sinkhorn, relative difference
@@ -170,14 +171,21 @@ def phase_rows(args, dev, row):
             row(work(d), "attnflow ensemble", None, "published step", torch_t[d], "", "FAILED")
             continue
         row(work(d), "attnflow ensemble", float(r["seconds"]), "published step", torch_t[d], "",
-            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; drawing {float(r['setup']):.3g} s on the "
-            f"host, {float(r['waited']):.3g} s of it waited for (overlapped with the GPU); "
+            f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; points drawn once (as attnflow sweep): "
+            f"{float(r['setup']):.3g} s on the host, {float(r['waited']):.3g} s of it waited for; "
             f"PyTorch timed on {len(ts)} betas; p(t_end) {r['p_end']}")
     for d in args.phase_dims:
-        # The same job the way advance_observe runs it: a round trip per observation, the
-        # points drawn in turn (the rows measured before advance_observe_each).
-        r3 = ensemble(d, "--launch-observations", 1, "--overlap", 0)
-        row(work(d) + ", a round trip per observation, drawing in turn", "attnflow ensemble",
+        # Each beta from its own points (drawn while the GPU runs the previous beta).
+        r4 = ensemble(d, "--points", "fresh")
+        row(work(d) + ", fresh points per beta", "attnflow ensemble",
+            float(r4["seconds"]) if "seconds" in r4 else None, "published step", torch_t[d], "",
+            f"gpu={r4['gpu']}; drawing {float(r4['setup']):.3g} s on the host, {float(r4['waited']):.3g} s "
+            f"waited for; p(t_end) {r4['p_end']}" if "seconds" in r4 else "FAILED")
+    for d in args.phase_dims:
+        # The job as it ran before advance_observe_each: fresh points drawn in turn, a round
+        # trip per observation (advance_observe).
+        r3 = ensemble(d, "--points", "fresh", "--launch-observations", 1, "--overlap", 0)
+        row(work(d) + ", fresh points drawn in turn, a round trip per observation", "attnflow ensemble",
             float(r3["seconds"]) if "seconds" in r3 else None, "published step", torch_t[d], "",
             f"gpu={r3['gpu']}; drawing {float(r3['setup']):.3g} s; p(t_end) {r3['p_end']}" if "seconds" in r3
             else "FAILED")

@@ -9,12 +9,14 @@
 // The observations go through Ensemble::advance_observe_each: up to --launch-observations of
 // them per GPU launch (0, the default: the ensemble's choice, 32 for 2048 systems; 1: a round
 // trip per observation, as advance_observe makes).
-// --overlap 1 (the default) draws the next beta's points on the host's other cores while the
-// GPU runs this beta's ensemble (as a sweep would); 0 draws them in turn.
+// --points shared (the default) starts every beta from the same points, drawn once per d, as
+// `attnflow sweep` does for the betas of one measure and seed; fresh draws each beta's own.
+// --overlap 1 (the default) builds the next beta's ensemble (fresh: draws its points) on the
+// host's other cores while the GPU runs this beta's; 0 builds them in turn.
 //
 //   cuda_ensemble_bench --d D [--betas 90] [--systems 2048] [--steps 300] [--device cuda|cpu]
 //                       [--together 0|1] [--observe-every K] [--launch-observations K]
-//                       [--overlap 0|1]
+//                       [--points shared|fresh] [--overlap 0|1]
 //
 // Prints "RESULT d=D betas=B ... seconds=S setup=S waited=S per_beta=S gpu=0|1 p_end=<mean
 // clustered fraction at t_end, first / middle / last beta>": seconds is the whole job, setup the
@@ -25,6 +27,8 @@
 #include <cstdio>
 #include <future>
 #include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -69,26 +73,63 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     const int groups = together ? 1 : betas, per_group = together ? betas : 1;
     double setup = 0.0, waited = 0.0;  // drawing the initial points and building the ensembles
-    // Group g's ensemble: its points drawn in parallel, one random stream per (beta, system): the
-    // same points on any thread count. With d > n its span form too (the QR of every system).
+    // --points shared (the default): every beta starts from the same points, drawn once per d
+    // (seed 1000), as `attnflow sweep` runs the betas of one measure and seed (a StartCache:
+    // the span form too, formed once when d > n). fresh: each beta draws its own (seed 1000 +
+    // beta's index).
+    const std::string points = get(a, "points", "shared");
+    if (points != "shared" && points != "fresh")
+      throw std::invalid_argument("cuda_ensemble_bench: --points must be shared or fresh");
+    const bool shared = points == "shared";
+    // Points of `count` systems, system k of beta b drawn from stream (seed, k % systems) in
+    // parallel: the same points on any thread count.
+    const auto draw = [&](int g, Index count) {
+      std::vector<Matrix> x0(static_cast<std::size_t>(count));
+#pragma omp parallel for schedule(static)
+      for (Index k = 0; k < count; ++k) {
+        const int b = shared ? 0 : g * per_group + static_cast<int>(k / systems);
+        Rng rng(static_cast<std::uint64_t>(1000 + b), static_cast<std::uint64_t>(k % systems));
+        x0[static_cast<std::size_t>(k)] = sample_sphere(n, d, rng);
+      }
+      return x0;
+    };
+    std::vector<Matrix> shared_x0;                        // shared: the points, d <= n
+    std::shared_ptr<const Ensemble::SpanStart> start;     // shared: their span form, d > n
+    if (shared) {
+      const auto s0 = std::chrono::steady_clock::now();
+      Ensemble first(std::vector<FlowOptions>(static_cast<std::size_t>(systems)), draw(0, systems), io);
+      first.batched = true;
+      if (first.reduces_span()) start = first.span_start();
+      else for (Index k = 0; k < systems; ++k) shared_x0.push_back(first.state(k));
+      setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    }
+    // Group g's ensemble (with d > n its span form: the QR of every system unless shared).
     const auto make = [&](int g) {
       const auto s0 = std::chrono::steady_clock::now();
       const Index count = systems * per_group;
       std::vector<FlowOptions> flows(static_cast<std::size_t>(count));
-      std::vector<Matrix> x0(static_cast<std::size_t>(count));
-#pragma omp parallel for schedule(static)
-      for (Index k = 0; k < count; ++k) {
-        const int b = g * per_group + static_cast<int>(k / systems);
-        flows[static_cast<std::size_t>(k)].beta = 0.1 * (b + 1);
-        Rng rng(static_cast<std::uint64_t>(1000 + b), static_cast<std::uint64_t>(k % systems));
-        x0[static_cast<std::size_t>(k)] = sample_sphere(n, d, rng);
+      for (Index k = 0; k < count; ++k)
+        flows[static_cast<std::size_t>(k)].beta = 0.1 * (g * per_group + static_cast<int>(k / systems) + 1);
+      std::optional<Ensemble> e;
+      if (start) {
+        auto rep = std::make_shared<Ensemble::SpanStart>();
+        for (int j = 0; j < per_group; ++j) {
+          rep->coords.insert(rep->coords.end(), start->coords.begin(), start->coords.end());
+          rep->bases.insert(rep->bases.end(), start->bases.begin(), start->bases.end());
+        }
+        e.emplace(Ensemble::from_span_start(std::move(flows), std::move(rep), io));
+      } else if (shared) {
+        std::vector<Matrix> x0;
+        for (int j = 0; j < per_group; ++j) x0.insert(x0.end(), shared_x0.begin(), shared_x0.end());
+        e.emplace(std::move(flows), std::move(x0), io);
+      } else {
+        e.emplace(std::move(flows), draw(g, count), io);
       }
-      Ensemble e(std::move(flows), std::move(x0), io);
-      e.batched = true;
-      e.gpu_launch_observations = launch;
-      if (e.reduces_span()) e.span_start();
+      e->batched = true;
+      e->gpu_launch_observations = launch;
+      if (!shared && e->reduces_span()) e->span_start();
       setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
-      return e;
+      return std::move(*e);
     };
     std::vector<double> times;
     for (int k = every; k <= steps; k += every) times.push_back(k * dt);
@@ -112,9 +153,10 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
         "RESULT d=%lld betas=%d systems=%lld steps=%d together=%d observe_every=%d launch_observations=%lld "
-        "overlap=%d seconds=%.6g setup=%.6g waited=%.6g per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
+        "points=%s overlap=%d seconds=%.6g setup=%.6g waited=%.6g per_beta=%.6g gpu=%d p_end=%.6g/%.6g/%.6g\n",
         static_cast<long long>(d), betas, static_cast<long long>(systems), steps, together ? 1 : 0, every,
-        static_cast<long long>(launch), overlap ? 1 : 0, seconds, setup, waited, seconds / betas, gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
+        static_cast<long long>(launch), points.c_str(), overlap ? 1 : 0, seconds, setup, waited, seconds / betas,
+        gpu ? 1 : 0, p_end.front(), p_end[p_end.size() / 2], p_end.back());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -160,14 +160,12 @@ ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
   });
 }
 
-// a_i = sum_j softmax_j(beta <p_i, p_j> + log w_j) p_j (USA: times e^{lse_i - shift}); with
-// project, minus <p_i, a_i> p_i (the tangent projection at p_i).
+// Row i's softmax weights of the field at p: e^{s_ij - m_i} in sh.s (s_ij = beta <p_i, p_j> +
+// log w_j, m_i its maximum), 1 / z_i in sh.rz and lse_i = m_i + log z_i in sh.lse.
 template <class Block>
-ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const double* p, double* a, bool project) {
-  const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
+ATTNFLOW_HD void softmax_rows(Block& b, const System& sys, const Shared& sh, const double* p) {
+  const int n = sys.n, ss = score_stride(n);
   gram(b, sys, p, sh.s);
-  // Row i's softmax weights e^{s_ij - m_i} in place (s_ij = beta <p_i, p_j> + log w_j, m_i its
-  // maximum), 1 / z_i and lse_i = m_i + log z_i.
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) {
       const int i = idx / n, j = idx - i * n;
@@ -181,6 +179,16 @@ ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const doub
       sh.lse[i] += log(sh.r2[i]);
     }
   });
+}
+
+// a_i = sum_j softmax_j(beta <p_i, p_j> + log w_j) p_j (USA: times e^{lse_i - shift}); with
+// project, minus <p_i, a_i> p_i (the tangent projection at p_i). ready: softmax_rows(p) is in
+// sh already (observe() left it there).
+template <class Block>
+ATTNFLOW_HD void field(Block& b, const System& sys, const Shared& sh, const double* p, double* a, bool project,
+                       bool ready = false) {
+  const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
+  if (!ready) softmax_rows(b, sys, sh, p);
   b.run([&](int tid, int nt) {  // a_ik = (sum_j e_ij p_jk) / z_i
     for (int idx = tid; idx < n * d; idx += nt) {
       const int i = idx / d, k = idx - i * d;
@@ -242,11 +250,12 @@ ATTNFLOW_HD void axpy(Block& b, const System& sys, const double* x, double c, co
 }
 
 // One step of size h (the integrators of integrate.hpp on this field, retraction included).
+// ready: the softmax of the field at sh.x is in sh (observe() left it there).
 template <class Block>
-ATTNFLOW_HD void step(Block& b, const System& sys, const Shared& sh, double h, Method m) {
+ATTNFLOW_HD void step(Block& b, const System& sys, const Shared& sh, double h, Method m, bool ready = false) {
   const int n = sys.n, d = sys.d, ds = stride(d);
   if (m == Method::residual) {  // x_i <- (x_i + h a_i) / |x_i + h a_i|, a unprojected
-    field(b, sys, sh, sh.x, sh.a, false);
+    field(b, sys, sh, sh.x, sh.a, false, ready);
     b.run([&](int tid, int nt) {
       for (int idx = tid; idx < n * d; idx += nt) {
         const int i = idx / d, k = idx - i * d;
@@ -254,10 +263,10 @@ ATTNFLOW_HD void step(Block& b, const System& sys, const Shared& sh, double h, M
       }
     });
   } else if (m == Method::euler) {
-    field(b, sys, sh, sh.x, sh.a, true);
+    field(b, sys, sh, sh.x, sh.a, true, ready);
     axpy(b, sys, sh.x, h, sh.a, sh.x);
   } else {  // rk4: x + (h / 6) (k1 + 2 k2 + 2 k3 + k4), stages at x + h/2 k1, x + h/2 k2, x + h k3
-    field(b, sys, sh, sh.x, sh.a, true);
+    field(b, sys, sh, sh.x, sh.a, true, ready);
     b.run([&](int tid, int nt) {
       for (int idx = tid; idx < n * d; idx += nt) {
         const int i = idx / d, k = idx - i * d;
@@ -285,12 +294,13 @@ ATTNFLOW_HD void step(Block& b, const System& sys, const Shared& sh, double h, M
 
 // Advances sh.x by the steps h[0 .. steps); returns 0, or the status (or'ed codes) and in
 // *failed the index of the step after which it was raised.
+// ready: the first step's softmax at sh.x is in sh (observe() left it there).
 template <class Block>
 ATTNFLOW_HD int advance(Block& b, const System& sys, const Shared& sh, const double* h, int steps, Method m,
-                        int* failed) {
+                        int* failed, bool ready = false) {
   *failed = -1;
   for (int t = 0; t < steps; ++t) {
-    step(b, sys, sh, h[t], m);
+    step(b, sys, sh, h[t], m, ready && t == 0);
     const int f = b.read(sh.flag);  // after the phase barrier: the same value in every thread
     if (f != 0) {
       *failed = t;
@@ -300,15 +310,12 @@ ATTNFLOW_HD int advance(Block& b, const System& sys, const Shared& sh, const dou
   return 0;
 }
 
-// The pair observables of the state sh.x (batch_kernel.hpp's BatchPairObservables): out[0]
-// log energy log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}), out[1] min over i < j of
-// the cosine, out[2] pairs i < j with <x_i, x_j> > 1 - delta, out[3] |sum_i w_i x_i|, out[4]
-// |sum_i w_i x_i / |x_i||^2. log_two_beta: log(2 beta) of the energy's beta.
+// The pass of observe() over the Gram matrix of sh.x in sh.s: per row |x_i| (sh.rz), the min
+// cosine (sh.r0) and links (sh.r1) over j > i; per coordinate k sum_i w_i x_ik (sh.a[k]) and
+// sum_i w_i x_ik / |x_i| (sh.a[stride + k]).
 template <class Block>
-ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double beta, double log_two_beta,
-                         double delta, double* out) {
+ATTNFLOW_HD void pair_pass(Block& b, const System& sys, const Shared& sh, double delta) {
   const int n = sys.n, d = sys.d, ds = stride(d), ss = score_stride(n);
-  gram(b, sys, sh.x, sh.s);
   b.run([&](int tid, int nt) {  // row i: |x_i|, min cosine and links over j > i
     for (int i = tid; i < n; i += nt) {
       const double* si = sh.s + i * ss;
@@ -336,31 +343,19 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
       sh.a[ds + k] = md;
     }
   });
-  // The energy terms beta <x_i, x_j> + log w_i + log w_j, row i's maximum m_i, e^{term - m_i}
-  // (0 in a row of weight 0, m_i = -inf) and their row sums z_i.
-  b.run([&](int tid, int nt) {
-    for (int idx = tid; idx < n * n; idx += nt) {
-      const int i = idx / n, j = idx - i * n;
-      sh.s[i * ss + j] = beta * sh.s[i * ss + j] + sys.log_w[i] + sys.log_w[j];
-    }
-  });
-  exp_rows(b, n, sh.s, sh.lse, sh.r2);
-  // Row i's share z_i e^{m_i - m} of the total (m the largest m_i, found by every thread in the
-  // same order; 0 for a row of weight 0), one thread a row; |x_i| (rz) is no longer needed.
-  b.run([&](int tid, int nt) {
-    for (int i = tid; i < n; i += nt) {
-      double m = -INFINITY;
-      for (int j = 0; j < n; ++j) m = sh.lse[j] > m ? sh.lse[j] : m;
-      sh.rz[i] = sh.r2[i] > 0.0 ? sh.r2[i] * exp(sh.lse[i] - m) : 0.0;
-    }
-  });
+}
+
+// Thread 0's totals: out[0] = m + log(sum_i share_i) - log_two_beta (the shares in row order),
+// and the min cosine, links and order of pair_pass.
+template <class Block>
+ATTNFLOW_HD void observe_totals(Block& b, const System& sys, const Shared& sh, const double* share, double m,
+                                double log_two_beta, double* out) {
+  const int n = sys.n, d = sys.d, ds = stride(d);
   b.run([&](int tid, int) {
     if (tid != 0) return;
-    double m = -INFINITY;
-    for (int i = 0; i < n; ++i) m = sh.lse[i] > m ? sh.lse[i] : m;
     double z = 0.0, minc = INFINITY, links = 0.0;
     for (int i = 0; i < n; ++i) {  // the shares summed in row order (adding 0 changes nothing)
-      z += sh.rz[i];
+      z += share[i];
       minc = sh.r0[i] < minc ? sh.r0[i] : minc;
       links += sh.r1[i];
     }
@@ -377,6 +372,68 @@ ATTNFLOW_HD void observe(Block& b, const System& sys, const Shared& sh, double b
   });
 }
 
+// The pair observables of the state sh.x (batch_kernel.hpp's BatchPairObservables): out[0]
+// log energy log((1 / (2 beta)) sum_ij w_i w_j e^{beta <x_i, x_j>}), out[1] min over i < j of
+// the cosine, out[2] pairs i < j with <x_i, x_j> > 1 - delta, out[3] |sum_i w_i x_i|, out[4]
+// |sum_i w_i x_i / |x_i||^2. log_two_beta: log(2 beta) of the energy's beta.
+// When beta is the system's own (a run observes at its betas), the energy comes from the
+// field's softmax at sh.x, log E = logsumexp_i(log w_i + lse_i) - log(2 beta), and that softmax
+// is left in sh for the next step (returns true: its field evaluation at sh.x skips its Gram
+// pass and exponentials). Otherwise from the terms beta <x_i, x_j> + log w_i + log w_j (false).
+template <class Block>
+ATTNFLOW_HD bool observe(Block& b, const System& sys, const Shared& sh, double beta, double log_two_beta,
+                         double delta, double* out) {
+  const int n = sys.n, ss = score_stride(n);
+  gram(b, sys, sh.x, sh.s);
+  pair_pass(b, sys, sh, delta);
+  if (beta == sys.beta) {
+    // softmax_rows without its Gram pass (the Gram matrix is in sh.s).
+    b.run([&](int tid, int nt) {
+      for (int idx = tid; idx < n * n; idx += nt) {
+        const int i = idx / n, j = idx - i * n;
+        sh.s[i * ss + j] = sys.beta * sh.s[i * ss + j] + sys.log_w[j];
+      }
+    });
+    exp_rows(b, n, sh.s, sh.lse, sh.r2);
+    b.run([&](int tid, int nt) {  // |x_i| (rz) is no longer needed
+      for (int i = tid; i < n; i += nt) {
+        sh.rz[i] = 1.0 / sh.r2[i];
+        sh.lse[i] += log(sh.r2[i]);
+      }
+    });
+    // Row i's share e^{log w_i + lse_i - m} (m the largest log w_j + lse_j, found by every
+    // thread in the same order; 0 for a row of weight 0) into r2 (z_i is no longer needed).
+    double m = -INFINITY;
+    for (int j = 0; j < n; ++j) m = sys.log_w[j] + sh.lse[j] > m ? sys.log_w[j] + sh.lse[j] : m;
+    b.run([&](int tid, int nt) {
+      for (int i = tid; i < n; i += nt) {
+        const double term = sys.log_w[i] + sh.lse[i];
+        sh.r2[i] = term > -INFINITY ? exp(term - m) : 0.0;
+      }
+    });
+    observe_totals(b, sys, sh, sh.r2, m, log_two_beta, out);
+    return true;
+  }
+  // The energy terms beta <x_i, x_j> + log w_i + log w_j, row i's maximum m_i, e^{term - m_i}
+  // (0 in a row of weight 0, m_i = -inf) and their row sums z_i.
+  b.run([&](int tid, int nt) {
+    for (int idx = tid; idx < n * n; idx += nt) {
+      const int i = idx / n, j = idx - i * n;
+      sh.s[i * ss + j] = beta * sh.s[i * ss + j] + sys.log_w[i] + sys.log_w[j];
+    }
+  });
+  exp_rows(b, n, sh.s, sh.lse, sh.r2);
+  // Row i's share z_i e^{m_i - m} of the total (m the largest m_i, found by every thread in the
+  // same order; 0 for a row of weight 0), one thread a row; |x_i| (rz) is no longer needed.
+  double m = -INFINITY;
+  for (int j = 0; j < n; ++j) m = sh.lse[j] > m ? sh.lse[j] : m;
+  b.run([&](int tid, int nt) {
+    for (int i = tid; i < n; i += nt) sh.rz[i] = sh.r2[i] > 0.0 ? sh.r2[i] * exp(sh.lse[i] - m) : 0.0;
+  });
+  observe_totals(b, sys, sh, sh.rz, m, log_two_beta, out);
+  return false;
+}
+
 // advance() with observations on the way: after obs_after[0] < obs_after[1] < ... <
 // obs_after[obs_count - 1] of the steps h[0 .. steps) (counts of steps taken, in [0, steps]),
 // observe() into out + k out_stride, then the remaining steps. A run observed at many times
@@ -387,15 +444,17 @@ ATTNFLOW_HD int advance_observing(Block& b, const System& sys, const Shared& sh,
                                   const int* obs_after, int obs_count, double beta, double log_two_beta, double delta,
                                   double* out, std::ptrdiff_t out_stride, int* failed) {
   int done = 0;
+  bool ready = false;  // the softmax at sh.x is in sh (left by an observation)
   for (int k = 0; k <= obs_count; ++k) {
     const int until = k < obs_count ? obs_after[k] : steps;
-    const int code = advance(b, sys, sh, h + done, until - done, m, failed);
+    const int code = advance(b, sys, sh, h + done, until - done, m, failed, ready);
     if (code != 0) {
       *failed += done;
       return code;
     }
+    ready = ready && until == done;
     done = until;
-    if (k < obs_count) observe(b, sys, sh, beta, log_two_beta, delta, out + k * out_stride);
+    if (k < obs_count) ready = observe(b, sys, sh, beta, log_two_beta, delta, out + k * out_stride);
   }
   return 0;
 }

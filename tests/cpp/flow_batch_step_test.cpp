@@ -127,11 +127,20 @@ TEST(FlowBatchStep, HostEmulationOfTheGpuBlockMatchesTheCpuEnsemble) {
       EXPECT_NEAR(e.obs[3], ob[s].order, 1e-12);
       const double w2 = fo.weights.squaredNorm();
       EXPECT_NEAR((e.obs[4] - w2) / (1.0 - w2), ob[s].mean_cosine, 1e-12);
+      // The energy at another beta than the system's (observe's other form): against the CPU's
+      // log_energy; the pair values do not depend on beta.
+      const double other = 1.7 * fo.beta + 0.1;
+      const Emulated g = emulate(fo, x0[s], h, to_step(c.method), HostBlock{64, false}, other, oo.delta);
+      const double ref = log_energy(cpu.state(s), fo.weights, other);
+      EXPECT_NEAR(g.obs[0], ref, 1e-12 * (1.0 + std::abs(ref)));
+      EXPECT_EQ(0, std::memcmp(g.obs + 1, e.obs + 1, 4 * sizeof(double)));
       // Any partition of the block's work and any order of its threads: the same bits.
       for (const HostBlock b : {HostBlock{1, false}, HostBlock{7, true}, HostBlock{128, true}}) {
-        const Emulated f = emulate(fo, x0[s], h, to_step(c.method), b, fo.beta, oo.delta);
-        EXPECT_TRUE(test::bit_equal(f.x, e.x));
-        EXPECT_EQ(0, std::memcmp(f.obs, e.obs, sizeof e.obs));
+        for (const double bt : {fo.beta, other}) {
+          const Emulated f = emulate(fo, x0[s], h, to_step(c.method), b, bt, oo.delta);
+          EXPECT_TRUE(test::bit_equal(f.x, e.x));
+          EXPECT_EQ(0, std::memcmp(f.obs, bt == fo.beta ? e.obs : g.obs, sizeof e.obs));
+        }
       }
     }
   }
