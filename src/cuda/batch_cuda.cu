@@ -156,25 +156,27 @@ struct Resent {
   }
 };
 
-// The observables' device buffer and its page-locked host copy, grown to the largest call.
-struct ObsBuffers {
-  double* dev = nullptr;
-  double* host = nullptr;
+// A buffer of doubles grown to the largest call: on the device, or page-locked on the host.
+template <bool Host>
+struct Grown {
+  double* ptr = nullptr;
   std::size_t capacity = 0;
   void reserve(std::size_t count) {
     if (count <= capacity) return;
     release();
-    check(cudaMalloc(&dev, sizeof(double) * count), "cudaMalloc (batch observe)");
-    check(cudaMallocHost(&host, sizeof(double) * count), "cudaMallocHost (batch observe)");
+    if (Host) check(cudaMallocHost(&ptr, sizeof(double) * count), "cudaMallocHost (batch observe)");
+    else check(cudaMalloc(&ptr, sizeof(double) * count), "cudaMalloc (batch observe)");
     capacity = count;
   }
   void release() {
-    if (dev) cudaFree(dev);
-    if (host) cudaFreeHost(host);
-    dev = host = nullptr;
+    if (ptr) {
+      if (Host) cudaFreeHost(ptr);
+      else cudaFree(ptr);
+    }
+    ptr = nullptr;
     capacity = 0;
   }
-  ~ObsBuffers() { release(); }
+  ~Grown() { release(); }
 };
 
 struct Batch {
@@ -188,8 +190,13 @@ struct Batch {
   double* obs_beta = nullptr;
   double* obs_ltb = nullptr;
   // The observables come back, with first_failure (page-locked: first_host), by asynchronous
-  // copies after the launch, with one synchronization per call.
-  ObsBuffers obs;
+  // copies after the launch, with one synchronization (batch_finish). Two host buffers, one per
+  // launch in turn: a launch's observations stay readable while the next one runs.
+  Grown<false> obs;
+  Grown<true> obs_host[2];
+  int parity = 0;             // obs_host of the launch in flight
+  std::size_t obs_values = 0;  // its values
+  bool pending = false;        // a launch not yet finished
   unsigned long long* first_host = nullptr;
   std::vector<void*> owned, owned_host;
   ~Batch() {
@@ -261,21 +268,22 @@ void set_obs_beta(Batch* b, const double* beta, const double* log_two_beta) {
 
 }  // namespace
 
-int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta,
-                  const double* obs_log_two_beta, double delta, const int* obs_after, int obs_count,
-                  double* obs_out, std::int64_t* system, int* step) {
+void batch_start(void* handle, const double* h, int steps, int method, const double* obs_beta,
+                 const double* obs_log_two_beta, double delta, const int* obs_after, int obs_count) {
   auto* b = static_cast<Batch*>(handle);
-  *system = -1;
-  *step = -1;
+  if (b->pending) throw std::logic_error("batch_start: the previous launch is not finished (batch_finish)");
   steps = std::max(steps, 0);
   obs_count = std::max(obs_count, 0);
-  if (b->systems == 0 || (steps == 0 && obs_count == 0)) return 0;
+  b->parity ^= 1;
+  b->obs_values = 0;
+  if (b->systems == 0 || (steps == 0 && obs_count == 0)) return;
   if (obs_count > 0 && obs_beta) set_obs_beta(b, obs_beta, obs_log_two_beta);
   const auto m = static_cast<bs::Method>(method);
   const double* h_dev = b->h.put(h, static_cast<std::size_t>(steps), "cudaMemcpy (batch steps)");
   const int* after_dev = b->obs_after.put(obs_after, static_cast<std::size_t>(obs_count), "cudaMemcpy (batch observe)");
   const std::size_t obs_values = 5 * static_cast<std::size_t>(b->systems) * static_cast<std::size_t>(obs_count);
   b->obs.reserve(obs_values);
+  b->obs_host[b->parity].reserve(obs_values);
   const std::size_t smem = shared_bytes(b->n, b->d, m);
   if (smem > 48 * 1024)
     check(cudaFuncSetAttribute(advance_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
@@ -283,20 +291,30 @@ int batch_advance(void* handle, const double* h, int steps, int method, const do
   check(cudaMemsetAsync(b->first_failure, 0xff, sizeof(unsigned long long)), "cudaMemsetAsync (batch status)");
   advance_kernel<<<static_cast<unsigned>(b->systems), kBatchThreads, smem>>>(
       b->p, h_dev, steps, method, b->status, b->failed, b->first_failure, b->obs_beta, b->obs_ltb, delta, after_dev,
-      obs_count, b->obs.dev);
+      obs_count, b->obs.ptr);
   check(cudaGetLastError(), "advance_kernel launch");
   // The status and the observables back in one round trip (the launch's stream, in order).
   check(cudaMemcpyAsync(b->first_host, b->first_failure, sizeof(unsigned long long), cudaMemcpyDeviceToHost),
         "cudaMemcpyAsync (batch status)");
   if (obs_values)
-    check(cudaMemcpyAsync(b->obs.host, b->obs.dev, sizeof(double) * obs_values, cudaMemcpyDeviceToHost),
+    check(cudaMemcpyAsync(b->obs_host[b->parity].ptr, b->obs.ptr, sizeof(double) * obs_values,
+                          cudaMemcpyDeviceToHost),
           "cudaMemcpyAsync (batch observe)");
+  b->obs_values = obs_values;
+  b->pending = true;
+}
+
+int batch_finish(void* handle, const double** obs, std::int64_t* system, int* step) {
+  auto* b = static_cast<Batch*>(handle);
+  *system = -1;
+  *step = -1;
+  *obs = b->obs_values ? b->obs_host[b->parity].ptr : nullptr;
+  if (!b->pending) return 0;
+  b->pending = false;
   check(cudaStreamSynchronize(nullptr), "advance_kernel");
   const unsigned long long first = *b->first_host;
-  if (first >= static_cast<unsigned long long>(b->systems)) {
-    if (obs_values) std::memcpy(obs_out, b->obs.host, sizeof(double) * obs_values);
-    return 0;
-  }
+  if (first >= static_cast<unsigned long long>(b->systems)) return 0;
+  *obs = nullptr;
   int status = 0, failed = -1;
   check(cudaMemcpy(&status, b->status + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");
   check(cudaMemcpy(&failed, b->failed + first, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (batch status)");

@@ -34,16 +34,19 @@ struct BatchSpec {
 std::string batch_refusal(std::int64_t n, std::int64_t d, int method);
 void* batch_create(const BatchSpec& spec, const double* states);
 void batch_destroy(void* handle);
-// Runs the steps h[0 .. steps) (none when steps = 0) on every system and, after the steps
+// Launches the steps h[0 .. steps) (none when steps = 0) on every system and, after the steps
 // obs_after[0] < ... < obs_after[obs_count - 1] (counts of steps taken, in [0, steps]),
-// batch_step::observe's 5 values per system into obs_out (obs_count, systems, 5), with the
-// energy's beta obs_beta (systems) and its log(2 beta) (all in one launch); obs_beta = null:
-// the betas of the last call that sent them (the caller keeps track).
-// Returns 0, or the status of the first failing system (batch_step::kNonFinite | kUsaOverflow)
-// with that system and the step in *system, *step (obs_out is then not written).
-int batch_advance(void* handle, const double* h, int steps, int method, const double* obs_beta,
-                  const double* obs_log_two_beta, double delta, const int* obs_after, int obs_count,
-                  double* obs_out, std::int64_t* system, int* step);
+// batch_step::observe's 5 values per system (obs_count, systems, 5), with the energy's beta
+// obs_beta (systems) and its log(2 beta) (all in one launch); obs_beta = null: the betas of the
+// last call that sent them (the caller keeps track). Returns without waiting; batch_finish
+// must follow before the next batch_start.
+void batch_start(void* handle, const double* h, int steps, int method, const double* obs_beta,
+                 const double* obs_log_two_beta, double delta, const int* obs_after, int obs_count);
+// Waits for the launch. Returns 0 and in *obs its observations (page-locked, valid until the
+// batch_finish after the next batch_start), or the status of the first failing system
+// (batch_step::kNonFinite | kUsaOverflow) with that system and the step in *system, *step
+// (*obs = null).
+int batch_finish(void* handle, const double** obs, std::int64_t* system, int* step);
 void batch_download(const void* handle, double* states);
 
 }  // namespace attnflow::cuda_detail

@@ -538,6 +538,41 @@ void Ensemble::upload_gpu() {
   states_stale_ = reduce;  // reduced: the points are formed from the coordinates when asked for
 }
 
+namespace {
+
+// One GPU launch of advance_gpu: the times [k0, k1), their steps on the grid from `from`, the
+// step counts after which each is observed and the integrator state at each and at the end.
+struct GpuLaunch {
+  std::size_t k0 = 0, k1 = 0;
+  long steps_before = 0;
+  std::vector<double> h, t0;
+  std::vector<int> after;
+  std::vector<double> t_obs;
+  IntegratorState end;
+};
+
+GpuLaunch plan_launch(const std::vector<double>& times, std::size_t k0, std::size_t k1, const IntegratorState& from,
+                      const IntegratorOptions& integrator) {
+  GpuLaunch l;
+  l.k0 = k0;
+  l.k1 = k1;
+  l.end = from;
+  l.steps_before = from.steps;
+  for (std::size_t k = k0; k < k1; ++k) {
+    fixed_steps(l.end, times[k], integrator, [&](double t, double step) {
+      l.t0.push_back(t);
+      l.h.push_back(step);
+    });
+    l.after.push_back(static_cast<int>(l.h.size()));
+    l.t_obs.push_back(l.end.t);
+  }
+  return l;
+}
+
+}  // namespace
+
+// The launches run one after the other on the GPU; with obs, the next one is started before
+// this one's observations are formed and handed over, so the host's work overlaps the GPU's.
 void Ensemble::advance_gpu(const std::vector<double>& times, const ObserveOptions* obs, const ObservationSink* each) {
   upload_gpu();
   std::vector<double> beta;
@@ -546,66 +581,61 @@ void Ensemble::advance_gpu(const std::vector<double>& times, const ObserveOption
       !obs ? std::max<std::size_t>(times.size(), 1)
       : gpu_launch_observations > 0 ? static_cast<std::size_t>(gpu_launch_observations)
                                      : std::max<std::size_t>(1, 65536 / static_cast<std::size_t>(size()));
-  std::vector<std::vector<Observables>> out;  // a launch's observations, reused
-  std::vector<double> h, t0, t_obs;
-  std::vector<int> after;
-  for (std::size_t k0 = 0; k0 < times.size(); k0 += per_launch) {
-    const std::size_t k1 = std::min(times.size(), k0 + per_launch);
-    IntegratorState st = flow_states_[0].integrator;
-    const long steps_before = st.steps;
-    h.clear();
-    t0.clear();
-    t_obs.clear();
-    after.clear();
-    for (std::size_t k = k0; k < k1; ++k) {
-      fixed_steps(st, times[k], integrator_, [&](double t, double step) {
-        t0.push_back(t);
-        h.push_back(step);
-      });
-      after.push_back(static_cast<int>(h.size()));
-      t_obs.push_back(st.t);
-    }
-    if (!h.empty() || obs) {
-      const BatchCuda::Failure f = gpu_->advance(h, step_method(integrator_.method), obs ? &beta : nullptr,
-                                                 obs ? obs->delta : 0.0, obs ? &gpu_obs_ : nullptr,
-                                                 obs ? &after : nullptr);
-      if (f.system >= 0) {
-        const std::size_t k = static_cast<std::size_t>(f.step);
-        states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
-        drop_gpu();
-        if (f.usa_overflow)
-          throw std::runtime_error(fmt::format(
-              "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
-              "usa_log_shift > 709.78 (beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
-              f.system, steps_before + f.step + 1, t0[k] + h[k], flows_[f.system].options().beta));
+  const BatchStepMethod method = step_method(integrator_.method);
+  const auto launch = [&](std::size_t k0, const IntegratorState& from) {
+    GpuLaunch l = plan_launch(times, k0, std::min(times.size(), k0 + per_launch), from, integrator_);
+    if (!l.h.empty() || obs) gpu_->start(l.h, method, obs ? &beta : nullptr, obs ? obs->delta : 0.0, &l.after);
+    return l;
+  };
+  // Waits for launch l; on success the ensemble is at its end.
+  const auto finish = [&](const GpuLaunch& l) {
+    const BatchCuda::Failure f = gpu_->finish();
+    if (f.system >= 0) {
+      const std::size_t k = static_cast<std::size_t>(f.step);
+      states_stale_ = true;  // the states as the failed step left them (as on the CPU path)
+      drop_gpu();
+      if (f.usa_overflow)
         throw std::runtime_error(fmt::format(
-            "integrate: state is not finite after step {} (t = {}, system {}): the field overflowed or the step "
-            "dt is too large for this beta",
-            steps_before + f.step + 1, t0[k] + h[k], f.system));
-      }
+            "flow: usa field overflows in system {} at step {} (t = {}): log sum_j w_j exp(beta <Qx, Kx_j>) - "
+            "usa_log_shift > 709.78 (beta = {}); set usa_log_shift = beta (rescales time by e^beta) or use sa",
+            f.system, l.steps_before + f.step + 1, l.t0[k] + l.h[k], flows_[f.system].options().beta));
+      throw std::runtime_error(fmt::format(
+          "integrate: state is not finite after step {} (t = {}, system {}): the field overflowed or the step "
+          "dt is too large for this beta",
+          l.steps_before + f.step + 1, l.t0[k] + l.h[k], f.system));
     }
-    for (FlowState& fs : flow_states_) fs.integrator = st;
-    if (!h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
-    if (!obs) continue;
-    // The launch's observations as Observables, then handed over in order. Across threads:
-    // the observations here, or each one's systems (gpu_observables) when there are many.
-    const std::size_t count = k1 - k0, values = 5 * static_cast<std::size_t>(size());
-    out.resize(count);
-    const bool parallel = num_threads() > 1 && count > 1 && size() < 16384 &&
-                          count * static_cast<std::size_t>(size()) >= 16384;
-    std::vector<std::exception_ptr> error(count);  // each observation's (as one at a time would throw)
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (parallel)
-    for (std::size_t j = 0; j < count; ++j) {
+    for (FlowState& fs : flow_states_) fs.integrator = l.end;
+    if (!l.h.empty()) states_stale_ = true;  // the GPU holds the state; sync() downloads it
+  };
+  if (times.empty()) return;
+  std::vector<Observables> out;  // one observation, reused
+  GpuLaunch cur = launch(0, flow_states_[0].integrator);
+  for (;;) {
+    finish(cur);
+    const double* v = gpu_->observations();  // valid until the finish() after the next start()
+    const bool more = cur.k1 < times.size();
+    std::optional<GpuLaunch> next;
+    if (more) next = launch(cur.k1, cur.end);
+    if (obs) {
       try {
-        gpu_observables(gpu_obs_.data() + j * values, t_obs[j], out[j]);
+        const std::size_t values = 5 * static_cast<std::size_t>(size());
+        for (std::size_t j = 0; j < cur.k1 - cur.k0; ++j) {
+          gpu_observables(v + j * values, cur.t_obs[j], out);
+          (*each)(cur.k0 + j, out);
+        }
       } catch (...) {
-        error[j] = std::current_exception();
+        // The next launch runs on: wait for it, so that the ensemble is where the GPU is.
+        if (next) {
+          try {
+            finish(*next);
+          } catch (...) {  // its own failure: the first error is the one reported
+          }
+        }
+        throw;
       }
     }
-    for (std::size_t j = 0; j < count; ++j) {
-      if (error[j]) std::rethrow_exception(error[j]);
-      (*each)(k0 + j, out[j]);
-    }
+    if (!more) break;
+    cur = std::move(*next);
   }
 }
 

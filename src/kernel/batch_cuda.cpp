@@ -96,27 +96,43 @@ BatchCuda::~BatchCuda() {
 #endif
 }
 
-BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method,
-                                     const std::vector<double>* obs_beta, double delta, std::vector<double>* obs_out,
-                                     const std::vector<int>* obs_after) {
-  Failure f;
-  if (obs_out && (!obs_beta || obs_beta->size() != static_cast<std::size_t>(systems_)))
+namespace {
+
+BatchCuda::Failure failure_of(int status, Index system, int step) {
+  BatchCuda::Failure f;
+  if (status == 0) return f;
+  f.system = system;
+  f.step = step;
+  f.non_finite = (status & bs::kNonFinite) != 0;
+  f.usa_overflow = (status & bs::kUsaOverflow) != 0;
+  return f;
+}
+
+}  // namespace
+
+void BatchCuda::start(const std::vector<double>& h, BatchStepMethod method, const std::vector<double>* obs_beta,
+                      double delta, const std::vector<int>* obs_after) {
+  if (pending_) throw std::logic_error("BatchCuda::start: the previous launch is not finished (finish())");
+  const bool observe = obs_beta != nullptr;
+  if (observe && obs_beta->size() != static_cast<std::size_t>(systems_))
     throw std::invalid_argument("BatchCuda::advance: obs_beta must hold one value per system");
   const int steps = static_cast<int>(h.size());
   std::vector<int> at_end;  // observed once, after every step
-  if (obs_out && !obs_after) at_end.push_back(steps);
+  if (observe && !obs_after) at_end.push_back(steps);
   const std::vector<int>& after = obs_after ? *obs_after : at_end;
-  if (obs_out)
+  if (observe)
     for (std::size_t k = 0; k < after.size(); ++k)
       if (after[k] < (k ? after[k - 1] : 0) || after[k] > steps)
         throw std::invalid_argument(fmt::format(
             "BatchCuda::advance: obs_after[{}] = {} must be in [{}, {}] (non-decreasing step counts, at most the "
             "{} steps)", k, after[k], k ? after[k - 1] : 0, steps, steps));
-  const int obs_count = obs_out ? static_cast<int>(after.size()) : 0;
-  const std::size_t count = static_cast<std::size_t>(5 * systems_) * static_cast<std::size_t>(obs_count);
+  const int obs_count = observe ? static_cast<int>(after.size()) : 0;
   if (emulate_) {
     const auto m = static_cast<bs::Method>(method);
-    std::vector<double> obs(count);
+    parity_ ^= 1;
+    std::vector<double>& obs = emulated_obs_[parity_];
+    obs.assign(static_cast<std::size_t>(5 * systems_) * static_cast<std::size_t>(obs_count), 0.0);
+    emulated_failure_ = Failure{};
     for (Index s = 0; s < systems_; ++s) {
       HostSystem hs(host_, s, m);
       double* x = states_.data() + s * n_ * d_;
@@ -128,55 +144,64 @@ BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMet
                                                obs_count ? log_two_beta(bt) : 0.0, delta,
                                                obs_count ? obs.data() + 5 * s : nullptr, 5 * systems_, &at);
       hs.store(x);
-      if (status != 0 && f.system < 0) {
-        f.system = s;
-        f.step = at;
-        f.non_finite = (status & bs::kNonFinite) != 0;
-        f.usa_overflow = (status & bs::kUsaOverflow) != 0;
-      }
+      if (status != 0 && emulated_failure_.system < 0) emulated_failure_ = failure_of(status, s, at);
     }
-    if (obs_out && f.system < 0) *obs_out = std::move(obs);
-    return f;
+    pending_ = true;
+    return;
   }
 #ifdef ATTNFLOW_HAVE_CUDA
-  std::int64_t system = -1;
-  int step = -1;
   // log(2 beta) formed and both sent to the GPU only when the betas change (a run observes at
   // the same betas each time); this is the one record of what the GPU holds.
-  const bool new_betas = obs_out && *obs_beta != obs_beta_;
+  const bool new_betas = observe && *obs_beta != obs_beta_;
   if (new_betas) {
     obs_beta_ = *obs_beta;
     obs_ltb_.resize(obs_beta_.size());
     for (std::size_t s = 0; s < obs_beta_.size(); ++s) obs_ltb_[s] = log_two_beta(obs_beta_[s]);
   }
-  // The values go straight into obs_out when it has their size (a caller's buffer reused from
-  // call to call); batch_advance writes them only when no system fails.
-  std::vector<double> obs;
-  double* dst = nullptr;
-  if (obs_out) {
-    if (obs_out->size() != count) obs.resize(count);
-    dst = obs_out->size() == count ? obs_out->data() : obs.data();
-  }
-  int status = 0;
   try {
-    status = cuda_detail::batch_advance(handle_, h.data(), steps, static_cast<int>(method),
-                                        new_betas ? obs_beta_.data() : nullptr, obs_ltb_.data(), delta, after.data(),
-                                        obs_count, dst, &system, &step);
+    cuda_detail::batch_start(handle_, h.data(), steps, static_cast<int>(method), new_betas ? obs_beta_.data() : nullptr,
+                             obs_ltb_.data(), delta, after.data(), obs_count);
   } catch (...) {
     obs_beta_.clear();  // the upload may not have happened: send the betas with the next call
     throw;
   }
-  if (obs_out && status == 0 && dst == obs.data()) *obs_out = std::move(obs);
-  if (status != 0) {
-    f.system = static_cast<Index>(system);
-    f.step = step;
-    f.non_finite = (status & bs::kNonFinite) != 0;
-    f.usa_overflow = (status & bs::kUsaOverflow) != 0;
-  }
+  pending_ = true;
 #else
   (void)method;
   (void)delta;
 #endif
+}
+
+BatchCuda::Failure BatchCuda::finish() {
+  observations_ = nullptr;
+  if (!pending_) return Failure{};
+  pending_ = false;
+  if (emulate_) {
+    if (emulated_failure_.system < 0) observations_ = emulated_obs_[parity_].data();
+    return emulated_failure_;
+  }
+#ifdef ATTNFLOW_HAVE_CUDA
+  std::int64_t system = -1;
+  int step = -1;
+  const int status = cuda_detail::batch_finish(handle_, &observations_, &system, &step);
+  return failure_of(status, static_cast<Index>(system), step);
+#else
+  return Failure{};
+#endif
+}
+
+BatchCuda::Failure BatchCuda::advance(const std::vector<double>& h, BatchStepMethod method,
+                                     const std::vector<double>* obs_beta, double delta, std::vector<double>* obs_out,
+                                     const std::vector<int>* obs_after) {
+  if (obs_out && !obs_beta)
+    throw std::invalid_argument("BatchCuda::advance: obs_beta must hold one value per system");
+  start(h, method, obs_out ? obs_beta : nullptr, delta, obs_after);
+  const Failure f = finish();
+  if (obs_out && f.system < 0) {
+    const std::size_t count = static_cast<std::size_t>(5 * systems_) *
+                              (obs_after ? obs_after->size() : std::size_t{1});
+    obs_out->assign(observations_, observations_ + (observations_ ? count : 0));
+  }
   return f;
 }
 

@@ -446,6 +446,36 @@ TEST(FlowBatchStep, ObservationsOfManyTimesInOneLaunchEqualOnePerTime) {
   for (const std::vector<int>& after : {std::vector<int>{2}, std::vector<int>{1, 0}, std::vector<int>{-1}})
     EXPECT_TRUE(test::throws_with(
         [&] { direct.advance({0.1}, BatchStepMethod::residual, &beta, 0.1, &out, &after); }, "obs_after["));
+  direct.start({0.1}, BatchStepMethod::residual);
+  EXPECT_THROW(direct.start({0.1}, BatchStepMethod::residual), std::logic_error);  // finish() first
+  EXPECT_LT(direct.finish().system, 0);
+  // A sink that throws: the launch running meanwhile is waited for, and the ensemble is where
+  // the GPU got (3 times per launch: the second launch's end, t = 0.6), the same state as an
+  // ensemble advanced there.
+  {
+    std::vector<FlowOptions> f(4, o);
+    std::vector<Matrix> x;
+    for (int k = 0; k < 4; ++k) x.push_back(sample_sphere(5, 3, rng));
+    IntegratorOptions io;
+    io.method = Method::residual;
+    io.dt = 0.1;
+    Ensemble a(f, x, io), ref(f, x, io);
+    for (Ensemble* q : {&a, &ref}) {
+      q->batched = true;
+      q->gpu_emulation = true;
+    }
+    a.gpu_launch_observations = 3;
+    std::vector<double> times;
+    for (int k = 1; k <= 10; ++k) times.push_back(0.1 * k);
+    EXPECT_THROW(a.advance_observe_each(times, ObserveOptions{}, false,
+                                        [](std::size_t k, const std::vector<Observables>&) {
+                                          if (k == 1) throw std::runtime_error("sink");
+                                        }),
+                 std::runtime_error);
+    EXPECT_EQ(a.flow_state(0).integrator.t, times[5]);
+    ref.advance(times[5]);
+    for (Index s = 0; s < a.size(); ++s) EXPECT_TRUE(test::bit_equal(a.state(s), ref.state(s))) << s;
+  }
   // A system failing inside a launch: the error of advance_observe, and no observation of that
   // launch handed over.
   FlowOptions usa;

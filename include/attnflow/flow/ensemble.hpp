@@ -75,10 +75,11 @@ class Ensemble {
   // each(k, observables at times[k]): the same results as advance_observe(times[k], ...) for
   // k = 0, 1, .... On the GPU path (runs_on_gpu(), one time grid, clusters = false) the steps
   // and observations of up to gpu_launch_observations times go in one launch and come back in
-  // one copy, instead of a round trip per time; while each(k, ...) runs the ensemble may
-  // then be past times[k] (flow_state(s).integrator says where), and each must not use it.
-  // A failing system throws as advance_observe does; the observations of the launch it
-  // failed in are then not handed over.
+  // one copy, instead of a round trip per time, and the next launch runs while the host forms
+  // and hands over this one's: while each(k, ...) runs the GPU may be past times[k], and each
+  // must not use the ensemble. A failing system throws as advance_observe does; the
+  // observations of the launch it failed in are then not handed over. If each throws, the
+  // ensemble is left where the GPU got (flow_state(s).integrator says where).
   using ObservationSink = std::function<void(std::size_t k, const std::vector<Observables>& observables)>;
   void advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
                             const ObservationSink& each);

@@ -57,6 +57,16 @@ class BatchCuda {
   Failure advance(const std::vector<double>& h, BatchStepMethod method, const std::vector<double>* obs_beta = nullptr,
                   double delta = 0.0, std::vector<double>* obs_out = nullptr,
                   const std::vector<int>* obs_after = nullptr);
+  // advance() in two halves, so that the host works while the GPU runs: start() checks its
+  // arguments (as advance(), observing when obs_beta is given) and launches, returning at once
+  // (in emulation it runs everything); finish() waits for that launch and returns its failure.
+  // The observations (observations, systems, 5) are then at observations(), valid until the
+  // finish() after the next start() (two buffers in turn), null after a failure. Each start()
+  // needs a finish() before the next start().
+  void start(const std::vector<double>& h, BatchStepMethod method, const std::vector<double>* obs_beta = nullptr,
+             double delta = 0.0, const std::vector<int>* obs_after = nullptr);
+  Failure finish();
+  const double* observations() const { return observations_; }
   // The states (systems, n, d).
   void download(std::vector<double>& states) const;
   // Per system 5 values into out (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
@@ -71,6 +81,11 @@ class BatchCuda {
   BatchCudaSystems host_;         // emulation: the systems
   std::vector<double> states_;    // emulation: the states
   std::vector<double> obs_beta_, obs_ltb_;  // the observation betas last used, and log(2 beta)
+  const double* observations_ = nullptr;    // the last finished launch's observations
+  bool pending_ = false;                    // started, not finished
+  Failure emulated_failure_;                // emulation: the started launch's failure
+  std::vector<double> emulated_obs_[2];     // emulation: observations of launches in turn
+  int parity_ = 0;
 };
 
 }  // namespace attnflow
