@@ -264,16 +264,22 @@ class EnsembleCsv {
   std::FILE* f_ = nullptr;
 };
 
-// Advances to t and observes (Ensemble::advance_observe): the rows, and the observables in
-// `all` when asked.
-std::vector<ObservationRow> advance_observe_rows(const RunConfig& cfg, Ensemble& e, double t,
-                                                 std::vector<Observables>* all = nullptr) {
-  std::vector<Observables> obs = e.advance_observe(t, detail::observe_options(cfg), cfg.clusters);
+// One observation's rows (one per system).
+std::vector<ObservationRow> observation_rows(double t, const std::vector<Observables>& obs) {
   std::vector<ObservationRow> rows;
-  rows.reserve(static_cast<std::size_t>(e.size()));
-  for (Index k = 0; k < e.size(); ++k) rows.push_back({t, k, observable_array(obs[static_cast<std::size_t>(k)])});
-  if (all) *all = std::move(obs);
+  rows.reserve(obs.size());
+  for (std::size_t k = 0; k < obs.size(); ++k) rows.push_back({t, static_cast<Index>(k), observable_array(obs[k])});
   return rows;
+}
+
+// Observation times the loop hands to the ensemble in one call (advance_observe_each): on the
+// GPU path up to 256 (many per launch there), elsewhere one (the CPU gains nothing, and a stop
+// request is then answered at the next observation); one with snapshots, which need the state
+// at each observation. RunOptions::observations_per_call overrides the first two.
+std::int64_t observations_per_call(const RunConfig& cfg, const RunOptions& opt, const Ensemble& e) {
+  if (cfg.snapshots) return 1;
+  if (opt.observations_per_call > 0) return opt.observations_per_call;
+  return e.runs_on_gpu() && !cfg.clusters ? 256 : 1;
 }
 
 std::string status_text(const RunConfig& cfg, const std::vector<ObservationRow>& rows) {
@@ -368,32 +374,45 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   detail::ObservablesCsv csv(job.path("observables.csv"), c.csv_bytes, observable_columns());
   std::unique_ptr<EnsembleCsv> ens;
   if (cfg.systems > 1) ens = std::make_unique<EnsembleCsv>(job.path("ensemble.csv"), c.next_obs, cfg.quantiles);
-  std::vector<Observables> all;
   const std::int64_t last = last_observation(cfg);
   Progress progress = job.progress(static_cast<double>(last + 1), opt.progress, opt.progress_tty, 2.0, opt.label);
   RunResult res;
   std::vector<ObservationRow> rows;
   std::vector<std::string> warnings;
-  for (std::int64_t k = c.next_obs; k <= last; ++k) {
-    const double t = observation_time(cfg, k);
-    rows = advance_observe_rows(cfg, e, t, ens ? &all : nullptr);
-    if (warnings.empty()) {
-      if (std::string w = energy_overflow_warning(rows); !w.empty()) {
-        warnings.push_back(w);
-        if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
+  e.gpu_emulation = opt.gpu_emulation;
+  const std::int64_t per_call = observations_per_call(cfg, opt, e);
+  const ObserveOptions observe = detail::observe_options(cfg);
+  std::vector<double> times;
+  // Observations k0 .. k1 in one call, k1 at the latest the next checkpoint's observation: the
+  // safe points (checkpoints, stop requests) fall between calls.
+  for (std::int64_t k0 = c.next_obs; k0 <= last;) {
+    std::int64_t k1 = std::min(last, k0 + per_call - 1);
+    if (cfg.checkpoint_every > 0) k1 = std::min(k1, (k0 / cfg.checkpoint_every + 1) * cfg.checkpoint_every - 1);
+    times.clear();
+    for (std::int64_t k = k0; k <= k1; ++k) times.push_back(observation_time(cfg, k));
+    e.advance_observe_each(times, observe, cfg.clusters, [&](std::size_t j, const std::vector<Observables>& obs) {
+      const std::int64_t k = k0 + static_cast<std::int64_t>(j);
+      const double t = times[j];
+      rows = observation_rows(t, obs);
+      if (warnings.empty()) {
+        if (std::string w = energy_overflow_warning(rows); !w.empty()) {
+          warnings.push_back(w);
+          if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
+        }
       }
-    }
-    if (cfg.per_system || cfg.systems == 1) csv.write(rows);
-    if (ens) ens->write(t, all);
-    if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), e);
-    c = {k + 1, csv.bytes()};
-    progress.update(static_cast<double>(k + 1), status_text(cfg, rows));
-    if (opt.on_observation) opt.on_observation(rows);
-    if (k == last) break;
+      if (cfg.per_system || cfg.systems == 1) csv.write(rows);
+      if (ens) ens->write(t, obs);
+      if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), e);  // one per call
+      c = {k + 1, csv.bytes()};
+      progress.update(static_cast<double>(k + 1), status_text(cfg, rows));
+      if (opt.on_observation) opt.on_observation(rows);
+    });
+    if (k1 == last) break;
     // An observation is a safe point: a stop request (SIGINT, SIGTERM) checkpoints here.
     if (checkpoint_and_stop(cfg, opt, c.next_obs, stop_signal(), res,
                             [&] { write_checkpoint(checkpoint, make_checkpoint(e, c, resolved)); }))
       break;
+    k0 = k1 + 1;
   }
   res.observations = c.next_obs;
   for (Index k = 0; k < e.size(); ++k) res.states.push_back(e.flow_state(k).integrator);

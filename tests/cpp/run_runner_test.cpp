@@ -238,6 +238,57 @@ TEST(Runner, ResumeEqualsUninterruptedForBatchedEnsembleSummaries) {
       "batched_reduced");
 }
 
+// The ensemble's GPU path (emulated on the host: RunOptions::gpu_emulation) takes many
+// observation times per call (Ensemble::advance_observe_each, several per launch): the same
+// files, byte for byte, for 1, 3 and the automatic number per call, and a run stopped at a
+// checkpoint and resumed; the calls end at each checkpoint's observation (checkpoint_every = 7,
+// not a divisor of the 21 observations).
+TEST(Runner, GpuPathObservesManyTimesPerCallWithTheSameOutputs) {
+  for (const char* d : {"3", "20"}) {  // 20 > n: the span form
+    SCOPED_TRACE(d);
+    const ParsedRun p = parse_run(std::string("[measure]\nn = 6\nd = ") + d +
+                                  "\nsystems = 9\n[model]\nbeta = 2.5\n[integrate]\nmethod = \"residual\"\n"
+                                  "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.1\nclusters = false\n"
+                                  "[output]\ncheckpoint_every = 7\n");
+    const auto run = [&](const std::string& dir, std::int64_t per_call, bool resume = false, long stop_after = 0) {
+      RunOptions o;
+      o.out_dir = dir;
+      o.resume = resume;
+      o.stop_after_checkpoints = stop_after;
+      o.progress = nullptr;
+      o.gpu_emulation = true;
+      o.observations_per_call = per_call;
+      std::int64_t seen = 0;
+      o.on_observation = [&](const std::vector<ObservationRow>& rows) {
+        EXPECT_EQ(rows.size(), 9u);
+        ++seen;
+      };
+      const RunResult r = run_experiment(p.cfg, p.resolved, o);
+      return std::make_pair(r, seen);
+    };
+    const std::string one = fresh_dir(std::string("gpu_calls_one_") + d);
+    const auto [r1, n1] = run(one, 1);
+    ASSERT_TRUE(r1.finished);
+    EXPECT_EQ(n1, 21);
+    for (const std::int64_t per_call : {std::int64_t{0}, std::int64_t{3}}) {
+      const std::string many = fresh_dir("gpu_calls_" + std::to_string(per_call) + "_" + d);
+      const auto [r, n] = run(many, per_call);
+      ASSERT_TRUE(r.finished);
+      EXPECT_EQ(n, 21);
+      expect_same_outputs(one, many);
+    }
+    const std::string cut = fresh_dir(std::string("gpu_calls_cut_") + d);
+    const auto [first, n_first] = run(cut, 0, false, 2);  // stopped after its 2nd checkpoint
+    ASSERT_TRUE(first.interrupted);
+    EXPECT_EQ(n_first, 14);  // observations 0 .. 13: each call ended at a checkpoint
+    EXPECT_EQ(first.observations, 14);
+    const auto [second, n_second] = run(cut, 0, true);
+    ASSERT_TRUE(second.finished);
+    EXPECT_EQ(n_second, 7);
+    expect_same_outputs(one, cut);
+  }
+}
+
 // measure.reduce_span = false keeps the d coordinates on the batched path: the same points to
 // rounding (the reduction is exact in exact arithmetic).
 TEST(Runner, ReduceSpanOffGivesThePointsToRounding) {

@@ -68,6 +68,14 @@ struct RunOptions {
   // measure, seed and systems, or sample them and leave them there. The outputs are the same,
   // byte for byte, with or without.
   StartCache* starts = nullptr;
+  // Observation times handed to the ensemble per call (Ensemble::advance_observe_each) between
+  // safe points; 0: automatic (up to 256 on the GPU path, where they go many per launch; one
+  // on the CPU). Checkpoints and stop requests are taken between calls; snapshots make it one.
+  // The outputs are the same, byte for byte, whatever it is.
+  std::int64_t observations_per_call = 0;
+  // Tests: the ensemble's GPU path with its block algorithm run on the host
+  // (Ensemble::gpu_emulation), whatever the device and the build.
+  bool gpu_emulation = false;
 };
 
 struct RunResult {
