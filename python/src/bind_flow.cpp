@@ -309,6 +309,20 @@ void bind_ensemble(py::module_& m) {
            py::arg("clusters") = true, release_gil(),
            "advance(t_end) then observe(options, clusters), the same results; the batched path "
            "observes each block right after its steps, while its state is in cache")
+      .def(
+          "advance_observe_each",
+          [](Ensemble& e, const std::vector<double>& times, const ObserveOptions& options, bool clusters) {
+            std::vector<std::vector<Observables>> out(times.size());
+            py::gil_scoped_release release;
+            e.advance_observe_each(times, options, clusters,
+                                   [&](std::size_t k, const std::vector<Observables>& obs) { out[k] = obs; });
+            return out;
+          },
+          py::arg("times"), py::arg("options"), py::arg("clusters") = true,
+          "advance_observe at each of times (non-decreasing) in turn: one list of observables per "
+          "time, the same as one advance_observe per time; on the GPU path many times per launch")
+      .def_readwrite("gpu_launch_observations", &Ensemble::gpu_launch_observations,
+                     "observation times per GPU launch in advance_observe_each (0: automatic)")
       .def("batchable", &Ensemble::batchable)
       .def_readwrite("batched", &Ensemble::batched)
       .def_readwrite("batch_n", &Ensemble::batch_n)

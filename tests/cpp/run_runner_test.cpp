@@ -251,19 +251,15 @@ TEST(Runner, GpuPathObservesManyTimesPerCallWithTheSameOutputs) {
                                   "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.1\nclusters = false\n"
                                   "[output]\ncheckpoint_every = 7\n");
     const auto run = [&](const std::string& dir, std::int64_t per_call, bool resume = false, long stop_after = 0) {
-      RunOptions o;
-      o.out_dir = dir;
-      o.resume = resume;
-      o.stop_after_checkpoints = stop_after;
-      o.progress = nullptr;
-      o.gpu_emulation = true;
-      o.observations_per_call = per_call;
-      std::int64_t seen = 0;
-      o.on_observation = [&](const std::vector<ObservationRow>& rows) {
-        EXPECT_EQ(rows.size(), 9u);
-        ++seen;
-      };
-      const RunResult r = run_experiment(p.cfg, p.resolved, o);
+      std::int64_t seen = 0;  // observations handed to on_observation
+      const RunResult r = run_quietly(p, dir, resume, stop_after, [&](RunOptions& o) {
+        o.gpu_emulation = true;
+        o.observations_per_call = per_call;
+        o.on_observation = [&](const std::vector<ObservationRow>& rows) {
+          EXPECT_EQ(rows.size(), 9u);
+          ++seen;
+        };
+      });
       return std::make_pair(r, seen);
     };
     const std::string one = fresh_dir(std::string("gpu_calls_one_") + d);

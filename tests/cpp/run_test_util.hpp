@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -27,13 +28,16 @@ inline ParsedRun parse_run(const std::string& text) {
   return {r, c.resolved()};
 }
 
-// run_experiment without progress lines; stop_after > 0 stops after that many checkpoints.
-inline RunResult run_quietly(const ParsedRun& p, const std::string& dir, bool resume = false, long stop_after = 0) {
+// run_experiment without progress lines; stop_after > 0 stops after that many checkpoints;
+// `more` sets further options.
+inline RunResult run_quietly(const ParsedRun& p, const std::string& dir, bool resume = false, long stop_after = 0,
+                             const std::function<void(RunOptions&)>& more = {}) {
   RunOptions o;
   o.out_dir = dir;
   o.resume = resume;
   o.stop_after_checkpoints = stop_after;
   o.progress = nullptr;
+  if (more) more(o);
   return run_experiment(p.cfg, p.resolved, o);
 }
 

@@ -121,6 +121,39 @@ def test_ensemble_advance_observe_equals_advance_then_observe():
             assert ra[s].min_cosine == rb[s].min_cosine and ra[s].t == rb[s].t == t
 
 
+def test_ensemble_advance_observe_each_equals_one_advance_observe_per_time():
+    """advance_observe_each hands one list of observables per time, the same as one
+    advance_observe per time (repeated times included); decreasing times are refused, naming
+    the entry."""
+    opts = []
+    for k in range(6):
+        o = attnflow.FlowOptions()
+        o.beta = 0.5 + k
+        opts.append(o)
+    pts = [attnflow.sample_sphere(8, 3, attnflow.Rng(40 + k)) for k in range(6)]
+    integ = attnflow.IntegratorOptions("residual", 0.1)
+    a = attnflow.Ensemble(opts, pts, integ)
+    b = attnflow.Ensemble(opts, pts, integ)
+    a.batched = b.batched = True
+    b.gpu_launch_observations = 2
+    assert b.gpu_launch_observations == 2
+    oo = attnflow.ObserveOptions()
+    times = [0.1, 0.3, 0.3, 0.75, 1.0]
+    each = b.advance_observe_each(times, oo, False)
+    assert len(each) == len(times)
+    for t, obs in zip(times, each):
+        ref = a.advance_observe(t, oo, False)
+        assert len(obs) == 6
+        for s in range(6):
+            assert obs[s].t == ref[s].t == t
+            assert obs[s].log_energy == ref[s].log_energy and obs[s].min_cosine == ref[s].min_cosine
+            assert obs[s].clustered_pairs == ref[s].clustered_pairs
+    for s in range(6):
+        assert np.array_equal(a.state(s), b.state(s))
+    with pytest.raises(ValueError, match=r"times\[1\]"):
+        b.advance_observe_each([2.0, 1.5], oo)
+
+
 def test_ensemble_reduced_span_from_python():
     """d > n on the batched path: coordinates in a basis of the points' span. Equal to the
     points path (reduce_span = False) to 1e-12; saved_state is [C | B] with C B the points and
