@@ -408,7 +408,8 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
       if (opt.on_observation) opt.on_observation(rows);
     });
     if (k1 == last) break;
-    // An observation is a safe point: a stop request (SIGINT, SIGTERM) checkpoints here.
+    // The end of a call is a safe point (the ensemble is at its last observation): a stop
+    // request (SIGINT, SIGTERM) checkpoints here.
     if (checkpoint_and_stop(cfg, opt, c.next_obs, stop_signal(), res,
                             [&] { write_checkpoint(checkpoint, make_checkpoint(e, c, resolved)); }))
       break;
