@@ -618,12 +618,16 @@ void Ensemble::advance_gpu(const std::vector<double>& times, const ObserveOption
     if (more) next = launch(cur.k1, cur.end);
     if (obs) {
       try {
-        const std::size_t values = 5 * static_cast<std::size_t>(size());
-        for (std::size_t j = 0; j < cur.k1 - cur.k0; ++j) {
+        const std::size_t values = 5 * static_cast<std::size_t>(size()), count = cur.k1 - cur.k0;
+        for (std::size_t j = 0; j < count; ++j) {
           gpu_observables(v + j * values, cur.t_obs[j], out);
+          // Ahead of times[k] unless this is the last observation and no launch runs on.
+          ahead_ = next.has_value() || j + 1 < count;
           (*each)(cur.k0 + j, out);
+          ahead_ = false;
         }
       } catch (...) {
+        ahead_ = false;
         // The next launch runs on: wait for it, so that the ensemble is where the GPU is.
         if (next) {
           try {
@@ -637,6 +641,13 @@ void Ensemble::advance_gpu(const std::vector<double>& times, const ObserveOption
     if (!more) break;
     cur = std::move(*next);
   }
+}
+
+void Ensemble::require_not_ahead(const char* what) const {
+  if (ahead_)
+    throw std::logic_error(fmt::format("{}: {} inside advance_observe_each's each(k, ...), where the ensemble is "
+                                       "already past times[k] (the GPU path runs many times per launch): use it "
+                                       "after advance_observe_each returns", kEnsembleCtx, what));
 }
 
 // Each system's energy beta: its own, or the observation's where it has none (beta = 0).
@@ -880,6 +891,7 @@ void Ensemble::advance_single(Index b, IntegratorState& st, double t_end, const 
 }
 
 void Ensemble::advance(double t_end) {
+  require_not_ahead("advance");
   require_precision(*this);  // float32 runs only on the batched path on the sphere
   if (runs_on_gpu() && one_grid()) return advance_gpu({t_end});
   drop_gpu();
@@ -1013,6 +1025,7 @@ bool Ensemble::observes_batched(const ObserveOptions& options) const {
 }
 
 std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOptions& options, bool clusters) {
+  require_not_ahead("advance_observe");
   options.validate();
   require_precision(*this);
   if (runs_on_gpu() && one_grid() && !clusters && observes_batched(options)) {
@@ -1038,6 +1051,7 @@ std::vector<Observables> Ensemble::advance_observe(double t_end, const ObserveOp
 
 void Ensemble::advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
                                     const ObservationSink& each) {
+  require_not_ahead("advance_observe_each");
   options.validate();
   require_precision(*this);
   for (std::size_t k = 1; k < times.size(); ++k)
@@ -1051,6 +1065,7 @@ void Ensemble::advance_observe_each(const std::vector<double>& times, const Obse
 }
 
 std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool clusters) const {
+  require_not_ahead("observe");
   options.validate();
   require_precision(*this);  // float32 observes in float only where it also steps
   if (gpu_ && !clusters && observes_batched(options)) return observe_gpu(options);
@@ -1075,6 +1090,7 @@ std::vector<Observables> Ensemble::observe(const ObserveOptions& options, bool c
 }
 
 void Ensemble::sync() const {
+  require_not_ahead("its state");
   if (!states_stale_) return;
   if (gpu_) {  // the GPU holds every system's state: points, or coordinates (gpu_reduced_)
     const Index n = flows_[0].n(), dg = gpu_reduced_ ? n : flows_[0].d();
@@ -1197,6 +1213,7 @@ void Ensemble::release_lanes() {
 }
 
 void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) {
+  require_not_ahead("restore_state");
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   const Index n = f.n(), d = f.d();
@@ -1216,6 +1233,7 @@ void Ensemble::restore_state(Index s, const Matrix& saved, const FlowState& st) 
 }
 
 void Ensemble::set_state(Index s, Matrix state, const FlowState& st) {
+  require_not_ahead("set_state");
   require(s >= 0 && s < size(), kEnsembleCtx, "system", s, fmt::format("in [0, {})", size()));
   const Flow& f = flows_[s];
   if (state.rows() != f.n() || state.cols() != f.state_cols())

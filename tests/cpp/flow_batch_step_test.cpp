@@ -475,6 +475,23 @@ TEST(FlowBatchStep, ObservationsOfManyTimesInOneLaunchEqualOnePerTime) {
     EXPECT_EQ(a.flow_state(0).integrator.t, times[5]);
     ref.advance(times[5]);
     for (Index s = 0; s < a.size(); ++s) EXPECT_TRUE(test::bit_equal(a.state(s), ref.state(s))) << s;
+    // Inside each, the ensemble may be used only where it is at times[k]: the last time of the
+    // last launch (k = 9); elsewhere reading, observing or advancing it throws.
+    std::vector<double> rest;
+    for (int k = 7; k <= 10; ++k) rest.push_back(0.1 * k);
+    std::size_t refused = 0;
+    a.advance_observe_each(rest, ObserveOptions{}, false, [&](std::size_t k, const std::vector<Observables>&) {
+      if (k + 1 < rest.size()) {
+        EXPECT_THROW(a.state(0), std::logic_error);
+        EXPECT_THROW(a.observe(ObserveOptions{}, false), std::logic_error);
+        EXPECT_THROW(a.advance(5.0), std::logic_error);
+        ++refused;
+      } else {
+        ref.advance(rest.back());
+        EXPECT_TRUE(test::bit_equal(a.state(1), ref.state(1)));
+      }
+    });
+    EXPECT_EQ(refused, rest.size() - 1);
   }
   // A system failing inside a launch: the error of advance_observe, and no observation of that
   // launch handed over.

@@ -76,10 +76,12 @@ class Ensemble {
   // k = 0, 1, .... On the GPU path (runs_on_gpu(), one time grid, clusters = false) the steps
   // and observations of up to gpu_launch_observations times go in one launch and come back in
   // one copy, instead of a round trip per time, and the next launch runs while the host forms
-  // and hands over this one's: while each(k, ...) runs the GPU may be past times[k], and each
-  // must not use the ensemble. A failing system throws as advance_observe does; the
-  // observations of the launch it failed in are then not handed over. If each throws, the
-  // ensemble is left where the GPU got (flow_state(s).integrator says where).
+  // and hands over this one's: while each(k, ...) runs the ensemble may then be past times[k],
+  // and reading, observing or advancing it there throws std::logic_error (where it is at
+  // times[k], as on the CPU path and at a call's last time, it may be used). A failing system
+  // throws as advance_observe does; the observations of the launch it failed in are then not
+  // handed over. If each throws, the ensemble is left where the GPU got (flow_state(s).integrator
+  // says where).
   using ObservationSink = std::function<void(std::size_t k, const std::vector<Observables>& observables)>;
   void advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
                             const ObservationSink& each);
@@ -240,6 +242,10 @@ class Ensemble {
   void gpu_observables(const double* v, double t, std::vector<Observables>& out) const;
   void drop_gpu() const;
   bool one_grid() const;
+  // advance_gpu sets ahead_ while each(k, ...) runs with the ensemble past times[k]; the
+  // methods that read or move the state then throw (require_not_ahead).
+  bool ahead_ = false;
+  void require_not_ahead(const char* what) const;
 };
 
 // Mean and quantiles of one observable across systems.
