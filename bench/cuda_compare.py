@@ -174,36 +174,33 @@ def phase_rows(args, dev, row):
             f"gpu={r['gpu']}; {float(r['per_beta']):.3g} s per beta; points drawn once (as attnflow sweep): "
             f"{float(r['setup']):.3g} s on the host, {float(r['waited']):.3g} s of it waited for; "
             f"PyTorch timed on {len(ts)} betas; p(t_end) {r['p_end']}")
-    for d in args.phase_dims:
+    def drawing(r):
+        return f"drawing {float(r['setup']):.3g} s"
+
+    # The other variants, each for every d: (title suffix, bench arguments, note of a result).
+    variants = [
         # Each beta from its own points (drawn while the GPU runs the previous beta).
-        r4 = ensemble(d, "--points", "fresh")
-        row(work(d) + ", fresh points per beta", "attnflow ensemble",
-            float(r4["seconds"]) if "seconds" in r4 else None, "published step", torch_t[d], "",
-            f"gpu={r4['gpu']}; drawing {float(r4['setup']):.3g} s on the host, {float(r4['waited']):.3g} s "
-            f"waited for; p(t_end) {r4['p_end']}" if "seconds" in r4 else "FAILED")
-    for d in args.phase_dims:
+        (", fresh points per beta", ("--points", "fresh"),
+         lambda r: f"{drawing(r)} on the host, {float(r['waited']):.3g} s waited for; p(t_end) {r['p_end']}"),
         # The job as it ran before advance_observe_each: fresh points drawn in turn, a round
         # trip per observation (advance_observe).
-        r3 = ensemble(d, "--points", "fresh", "--launch-observations", 1, "--overlap", 0)
-        row(work(d) + ", fresh points drawn in turn, a round trip per observation", "attnflow ensemble",
-            float(r3["seconds"]) if "seconds" in r3 else None, "published step", torch_t[d], "",
-            f"gpu={r3['gpu']}; drawing {float(r3['setup']):.3g} s; p(t_end) {r3['p_end']}" if "seconds" in r3
-            else "FAILED")
-    for d in args.phase_dims:
+        (", fresh points drawn in turn, a round trip per observation",
+         ("--points", "fresh", "--launch-observations", 1, "--overlap", 0),
+         lambda r: f"{drawing(r)}; p(t_end) {r['p_end']}"),
         # The steps alone, one launch per beta (observed once, at t_end): the GPU's stepping
         # without the observations.
-        r2 = ensemble(d, "--observe-every", steps)
-        row(work(d) + ", observed at t_end only", "attnflow ensemble",
-            float(r2["seconds"]) if "seconds" in r2 else None, "published step", torch_t[d], "",
-            f"gpu={r2['gpu']}; drawing {float(r2['setup']):.3g} s, {float(r2['waited']):.3g} s waited for "
-            "(not like for like: PyTorch observes every step)" if "seconds" in r2 else "FAILED")
-    for d in args.phase_dims if args.phase_together else []:
-        # All betas' systems in one ensemble (one launch per step): the same curve.
-        r1 = ensemble(d, "--together", 1)
-        row(work(d) + ", one ensemble", "attnflow ensemble", float(r1["seconds"]) if "seconds" in r1 else None,
-            "published step", torch_t[d], "",
-            f"gpu={r1['gpu']}; drawing {float(r1['setup']):.3g} s; p(t_end) {r1['p_end']}" if "seconds" in r1
-            else "FAILED")
+        (", observed at t_end only", ("--observe-every", steps),
+         lambda r: f"{drawing(r)}, {float(r['waited']):.3g} s waited for "
+                   "(not like for like: PyTorch observes every step)"),
+    ]
+    if args.phase_together:  # all betas' systems in one ensemble (one launch per step): the same curve
+        variants.append((", one ensemble", ("--together", 1), lambda r: f"{drawing(r)}; p(t_end) {r['p_end']}"))
+    for suffix, more, note in variants:
+        for d in args.phase_dims:
+            r = ensemble(d, *more)
+            ok = "seconds" in r
+            row(work(d) + suffix, "attnflow ensemble", float(r["seconds"]) if ok else None, "published step",
+                torch_t[d], "", f"gpu={r['gpu']}; {note(r)}" if ok else "FAILED")
 
 
 def main():

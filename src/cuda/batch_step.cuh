@@ -160,12 +160,12 @@ ATTNFLOW_HD void exp_rows(Block& b, int n, double* s, double* m, double* z) {
   });
 }
 
-// Row i's softmax weights of the field at p: e^{s_ij - m_i} in sh.s (s_ij = beta <p_i, p_j> +
-// log w_j, m_i its maximum), 1 / z_i in sh.rz and lse_i = m_i + log z_i in sh.lse.
+// Row i's softmax weights of the field at p, from the Gram matrix <p_i, p_j> in sh.s:
+// e^{s_ij - m_i} in sh.s (s_ij = beta <p_i, p_j> + log w_j, m_i its maximum), 1 / z_i in sh.rz
+// and lse_i = m_i + log z_i in sh.lse.
 template <class Block>
-ATTNFLOW_HD void softmax_rows(Block& b, const System& sys, const Shared& sh, const double* p) {
+ATTNFLOW_HD void softmax_of_gram(Block& b, const System& sys, const Shared& sh) {
   const int n = sys.n, ss = score_stride(n);
-  gram(b, sys, p, sh.s);
   b.run([&](int tid, int nt) {
     for (int idx = tid; idx < n * n; idx += nt) {
       const int i = idx / n, j = idx - i * n;
@@ -179,6 +179,13 @@ ATTNFLOW_HD void softmax_rows(Block& b, const System& sys, const Shared& sh, con
       sh.lse[i] += log(sh.r2[i]);
     }
   });
+}
+
+// The same from the points p (their Gram pass first).
+template <class Block>
+ATTNFLOW_HD void softmax_rows(Block& b, const System& sys, const Shared& sh, const double* p) {
+  gram(b, sys, p, sh.s);
+  softmax_of_gram(b, sys, sh);
 }
 
 // a_i = sum_j softmax_j(beta <p_i, p_j> + log w_j) p_j (USA: times e^{lse_i - shift}); with
@@ -387,20 +394,7 @@ ATTNFLOW_HD bool observe(Block& b, const System& sys, const Shared& sh, double b
   gram(b, sys, sh.x, sh.s);
   pair_pass(b, sys, sh, delta);
   if (beta == sys.beta) {
-    // softmax_rows without its Gram pass (the Gram matrix is in sh.s).
-    b.run([&](int tid, int nt) {
-      for (int idx = tid; idx < n * n; idx += nt) {
-        const int i = idx / n, j = idx - i * n;
-        sh.s[i * ss + j] = sys.beta * sh.s[i * ss + j] + sys.log_w[j];
-      }
-    });
-    exp_rows(b, n, sh.s, sh.lse, sh.r2);
-    b.run([&](int tid, int nt) {  // |x_i| (rz) is no longer needed
-      for (int i = tid; i < n; i += nt) {
-        sh.rz[i] = 1.0 / sh.r2[i];
-        sh.lse[i] += log(sh.r2[i]);
-      }
-    });
+    softmax_of_gram(b, sys, sh);  // the Gram matrix is in sh.s; |x_i| (rz) is no longer needed
     // Row i's share e^{log w_i + lse_i - m} (m the largest log w_j + lse_j, found by every
     // thread in the same order; 0 for a row of weight 0) into r2 (z_i is no longer needed).
     double m = -INFINITY;
@@ -434,7 +428,7 @@ ATTNFLOW_HD bool observe(Block& b, const System& sys, const Shared& sh, double b
   return false;
 }
 
-// advance() with observations on the way: after obs_after[0] < obs_after[1] < ... <
+// advance() with observations on the way: after obs_after[0] <= obs_after[1] <= ... <=
 // obs_after[obs_count - 1] of the steps h[0 .. steps) (counts of steps taken, in [0, steps]),
 // observe() into out + k out_stride, then the remaining steps. A run observed at many times
 // takes them in one pass (one launch on the GPU). Returns as advance(), *failed the index into

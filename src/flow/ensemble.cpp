@@ -661,10 +661,10 @@ std::vector<double> Ensemble::observation_betas(const ObserveOptions& options) c
 }
 
 std::vector<Observables> Ensemble::observe_gpu(const ObserveOptions& options) const {
-  gpu_->observe(observation_betas(options), options.delta, gpu_obs_);
+  const double* v = gpu_->observe(observation_betas(options), options.delta);
   std::vector<Observables> out;
   // The GPU holds systems on one grid (advance_gpu needs one_grid(); set_state drops it).
-  gpu_observables(gpu_obs_.data(), flow_states_[0].integrator.t, out);
+  gpu_observables(v, flow_states_[0].integrator.t, out);
   return out;
 }
 

@@ -216,8 +216,10 @@ void BatchCuda::download(std::vector<double>& states) const {
 #endif
 }
 
-void BatchCuda::observe(const std::vector<double>& beta, double delta, std::vector<double>& out) {
-  advance({}, BatchStepMethod::residual, &beta, delta, &out);  // no steps: only the observables
+const double* BatchCuda::observe(const std::vector<double>& beta, double delta) {
+  start({}, BatchStepMethod::residual, &beta, delta);  // no steps (nothing can fail): the observables
+  finish();
+  return observations_;
 }
 
 }  // namespace attnflow

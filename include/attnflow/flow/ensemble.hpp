@@ -230,7 +230,6 @@ class Ensemble {
   mutable std::optional<std::pair<Index, std::string>> gpu_refusal_;  // (the GPU's d, batch_cuda_refusal)
   bool gpu_reduced_ = false;  // the GPU holds coordinates in each system's span (reduces_span())
   std::vector<double> gpu_w2_;            // per system |w|^2 (mean_cosine), set with gpu_
-  mutable std::vector<double> gpu_obs_;   // the GPU's observables, reused from call to call
   // To each of times in turn on the GPU; with obs, observed at each (in the same pass): each(k,
   // observables at times[k]), gpu_launch_observations times per launch.
   void advance_gpu(const std::vector<double>& times, const ObserveOptions* obs = nullptr,

@@ -69,10 +69,11 @@ class BatchCuda {
   const double* observations() const { return observations_; }
   // The states (systems, n, d).
   void download(std::vector<double>& states) const;
-  // Per system 5 values into out (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
+  // Per system 5 values (systems, 5): log energy log((1 / (2 beta)) sum_ij w_i w_j
   // e^{beta <x_i, x_j>}) at beta[s], min cosine over i < j, the pairs i < j with <x_i, x_j> >
-  // 1 - delta, |sum_i w_i x_i| and |sum_i w_i x_i / |x_i||^2.
-  void observe(const std::vector<double>& beta, double delta, std::vector<double>& out);
+  // 1 - delta, |sum_i w_i x_i| and |sum_i w_i x_i / |x_i||^2; at observations(), the pointer
+  // returned (valid as observations() is).
+  const double* observe(const std::vector<double>& beta, double delta);
 
  private:
   Index systems_ = 0, n_ = 0, d_ = 0;
