@@ -320,9 +320,16 @@ void bind_ensemble(py::module_& m) {
           },
           py::arg("times"), py::arg("options"), py::arg("clusters") = true,
           "advance_observe at each of times (non-decreasing) in turn: one list of observables per "
-          "time, the same as one advance_observe per time; on the GPU path many times per launch")
+          "time, the same as one advance_observe per time; on the GPU path many times per launch, "
+          "on the CPU's batched path many times per pass over the blocks")
       .def_readwrite("gpu_launch_observations", &Ensemble::gpu_launch_observations,
                      "observation times per GPU launch in advance_observe_each (0: automatic)")
+      .def_readwrite("cpu_pass_observations", &Ensemble::cpu_pass_observations,
+                     "observation times per pass over the blocks in advance_observe_each on the CPU's "
+                     "batched path (0: automatic, 65536 systems' observations)")
+      .def("observations_per_pass", &Ensemble::observations_per_pass, py::arg("options"),
+           "the times advance_observe_each takes per pass over the blocks with these options on the CPU "
+           "(1 off the batched path on the sphere)")
       .def("batchable", &Ensemble::batchable)
       .def_readwrite("batched", &Ensemble::batched)
       .def_readwrite("batch_n", &Ensemble::batch_n)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -42,8 +43,9 @@ namespace {
 
 // all_finite (base/finite.hpp) costs a small fraction of a field evaluation even for an
 // ensemble's many small systems.
-void check_state(const Matrix& x, const IntegratorState& st) {
-  if (!all_finite(x.data(), x.size()))
+// finite: the state's finiteness where the step already knows it (Ode::layer_finite).
+void check_state(const Matrix& x, const IntegratorState& st, std::optional<bool> finite = std::nullopt) {
+  if (!(finite ? *finite : all_finite(x.data(), x.size())))
     throw std::runtime_error(fmt::format(
         "integrate: state is not finite after step {} (t = {}): the field overflowed or the "
         "step dt is too large for this beta",
@@ -150,7 +152,10 @@ void advance(const Ode& ode, Matrix& x, IntegratorState& st, double t_end,
   if (o.method != Method::dopri5) {
     fixed_steps(st, t_end, o, [&](double t, double h) {
       fixed_step(ode, x, t, h, o.method);
-      check_state(x, st);
+      if (o.method == Method::residual && ode.layer && ode.layer_finite)
+        check_state(x, st, ode.layer_finite());
+      else
+        check_state(x, st);
     });
     return;
   }

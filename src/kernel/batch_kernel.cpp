@@ -23,6 +23,18 @@ namespace {
 namespace ei = Eigen::internal;
 constexpr Index KC = kBatchCoordinateBlock;  // coordinates per register block and layout block
 
+// Unrolls a loop over a register tile before GCC decides where its arrays live: without it,
+// an accumulator array such as gram()'s 4 x 4 tile is kept on the stack and stored back at
+// every coordinate (16 stores per 16 FMAs, measured 1.7x slower at d = 32). The arithmetic
+// and its order are unchanged.
+#if defined(__clang__)
+#define ATTNFLOW_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define ATTNFLOW_UNROLL _Pragma("GCC unroll 16")
+#else
+#define ATTNFLOW_UNROLL
+#endif
+
 // Index of the unordered pair i < j in the row-by-row upper triangle (without diagonal).
 inline Index tri(Index i, Index j, Index n) { return i * n - i * (i + 1) / 2 + (j - i - 1); }
 
@@ -142,22 +154,22 @@ struct Lanes {
     for (Index i0 = 0; i0 < nb; i0 += T) {
       for (Index j0 = i0; j0 < nb; j0 += T) {
         Packet acc[T][T];
-        for (Index r = 0; r < T; ++r)
-          for (Index c = 0; c < T; ++c) acc[r][c] = bc(0.0);
+        ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
+          ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) acc[r][c] = bc(0.0);
         for (Index k0 = 0; k0 < d; k0 += KC) {
           const Index width = std::min(KC, d - k0);
           const S* xi = x + (k0 * n + i0 * width) * W;
           const S* xj = x + (k0 * n + j0 * width) * W;
           for (Index q = 0; q < width; ++q) {
             Packet vi[T], vj[T];
-            for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * width + q) * W);
-            for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * width + q) * W);
-            for (Index r = 0; r < T; ++r)
-              for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
+            ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * width + q) * W);
+            ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * width + q) * W);
+            ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
+              ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
           }
         }
-        for (Index r = 0; r < T; ++r)
-          for (Index c = 0; c < T; ++c) {
+        ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
+          ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) {
             const Index i = i0 + r, j = j0 + c;
             if (i < j)
               st(e + tri(i, j, n) * W, acc[r][c]);
@@ -180,43 +192,87 @@ struct Lanes {
   static void in_register(Packet& v) { asm("" : "+v"(v)); }
 
   // Rows [i, i + R) of a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), xs the
-  // coordinate block's slice (K W doubles per j): per j, R coefficients and K coordinates
-  // loaded for R K FMAs.
-  template <int R, int K>
-  static void average_rows(const S* xs, Index n, Index k0, const S* kf, const S* rz, S* a, Index i) {
-    Packet p[R][K];
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < K; ++q) p[r][q] = bc(0.0);
-    for (Index j = 0; j < n; ++j) {
+  // coordinate block's slice (K W doubles per j), c_ij = K_ij u_j (c_ii = u_i) formed here from
+  // the pair kernel's triangle e (31 KB at n = 32, where the full matrix, 64 KB, would not stay
+  // in L1 beside the slice, and writing it cost a fifth of the average). Per j: R coefficients
+  // and K coordinates for R K FMAs. In the first coordinate block (First) the row sums
+  // z_i = sum_j c_ij (j ascending) are formed on the way and left in z, their inverses in rz.
+  template <int R, int K, bool First>
+  static void average_rows(const S* xs, Index n, Index k0, const S* e, const S* u, S* z, S* rz, S* a,
+                           Index i) {
+    Packet p[R][K], zs[R];
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {
+      zs[r] = bc(0.0);
+      ATTNFLOW_UNROLL for (int q = 0; q < K; ++q) p[r][q] = bc(0.0);
+    }
+    const auto terms = [&](Index j, const Packet (&c)[R]) {
+      if constexpr (First) {
+        ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) zs[r] = ei::padd(zs[r], c[r]);
+      }
       const S* xj = xs + j * K * W;
-      Packet c[R];
-      for (int r = 0; r < R; ++r) c[r] = ld(kf + ((i + r) * n + j) * W);
-      for (int q = 0; q < K; ++q) {
+      ATTNFLOW_UNROLL for (int q = 0; q < K; ++q) {
         Packet v = ld(xj + q * W);
         in_register(v);
-        for (int r = 0; r < R; ++r) p[r][q] = ei::pmadd(c[r], v, p[r][q]);
+        ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) p[r][q] = ei::pmadd(c[r], v, p[r][q]);
       }
+    };
+    for (Index j = 0; j < i; ++j) {  // below the rows' diagonal: K_{j, i + r} = e[tri(j, i) + r]
+      const Packet uj = ld(u + j * W);
+      const S* ej = e + tri(j, i, n) * W;
+      Packet c[R];
+      ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) c[r] = ei::pmul(ld(ej + r * W), uj);
+      terms(j, c);
     }
-    for (int r = 0; r < R; ++r) {
-      const Packet z = ld(rz + (i + r) * W);
-      for (int q = 0; q < K; ++q) st(a + (k0 * n + (i + r) * K + q) * W, ei::pmul(p[r][q], z));
+    for (Index j = i; j < i + R; ++j) {  // the rows' own columns
+      const Packet uj = ld(u + j * W);
+      Packet c[R];
+      ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {
+        const Index row = i + r;
+        c[r] = j == row ? uj : ei::pmul(ld(e + (j < row ? tri(j, row, n) : tri(row, j, n)) * W), uj);
+      }
+      terms(j, c);
+    }
+    const S* er[R];  // above: K_{i + r, j} = er[r][j], row by row in the triangle
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) er[r] = e + (tri(i + r, i + R, n) - (i + R)) * W;
+    for (Index j = i + R; j < n; ++j) {
+      const Packet uj = ld(u + j * W);
+      Packet c[R];
+      ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) c[r] = ei::pmul(ld(er[r] + j * W), uj);
+      terms(j, c);
+    }
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {
+      Packet rzr;
+      if constexpr (First) {
+        st(z + (i + r) * W, zs[r]);
+        rzr = ei::pdiv(bc(1.0), zs[r]);
+        st(rz + (i + r) * W, rzr);
+      } else {
+        rzr = ld(rz + (i + r) * W);
+      }
+      ATTNFLOW_UNROLL for (int q = 0; q < K; ++q) st(a + (k0 * n + (i + r) * K + q) * W, ei::pmul(p[r][q], rzr));
     }
   }
 
-  // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = kf[i n + j] (the full
-  // symmetric matrix K_ij u_j, diagonal u_i), rz_i = 1 / z_i (one division per row instead of
-  // one per coordinate). The block's slice of x is contiguous in the lanes layout (n K W
+  // a_i = (sum_j c_ij x_j) rz_i over coordinates [k0, k0 + K), c_ij = K_ij u_j (c_ii = u_i),
+  // rz_i = 1 / z_i (one division per row instead of one per coordinate; z and rz formed in
+  // the first block). The block's slice of x is contiguous in the lanes layout (n K W
   // doubles; rows d W doubles apart, 2 KB at d = 32, would put the lines of a slice in a few
   // L1 sets). Three rows at a time share each x_j load (24 sums, 3 coefficients and one
   // coordinate in registers); the coordinate block is the outer loop, so the slice stays in L1.
   // Each sum runs over j ascending whatever the tile.
   template <int K>
-  static void average_block(const S* x, Index n, Index k0, const S* kf, const S* rz, S* a) {
+  static void average_block(const S* x, Index n, Index k0, const S* e, const S* u, S* z, S* rz, S* a) {
     const S* xs = x + k0 * n * W;
+    const auto rows = [&]<int R>(Index i) {
+      if (k0 == 0)
+        average_rows<R, K, true>(xs, n, k0, e, u, z, rz, a, i);
+      else
+        average_rows<R, K, false>(xs, n, k0, e, u, z, rz, a, i);
+    };
     Index i = 0;
-    for (; i + 3 <= n; i += 3) average_rows<3, K>(xs, n, k0, kf, rz, a, i);
-    if (i + 2 == n) average_rows<2, K>(xs, n, k0, kf, rz, a, i);
-    if (i + 1 == n) average_rows<1, K>(xs, n, k0, kf, rz, a, i);
+    for (; i + 3 <= n; i += 3) rows.template operator()<3>(i);
+    if (i + 2 == n) rows.template operator()<2>(i);
+    if (i + 1 == n) rows.template operator()<1>(i);
   }
 
   // The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
@@ -332,40 +388,16 @@ struct Lanes {
 
   // SA / USA with d > KC, and Sinkhorn (with u its column scalings) for every d: the Gram
   // entries are in e (gram()). K_ij = e^{beta <x_i, x_j> - beta (D_i + D_j) / 2}
-  // replaces them in place (one exponential per unordered pair); then kf, the full matrix
-  // c_ij = K_ij u_j (c_ii = u_i), is written row by row (K_ij for j < i read from the triangle:
-  // strided reads instead of strided stores), z_i = sum_j c_ij summed in ascending j on the way,
-  // and the weighted sums run with the coordinate block outermost.
+  // replaces them in place (one exponential per unordered pair); then the weighted sums with
+  // the coordinate block outermost, c_ij = K_ij u_j formed from the triangle as they go (and
+  // z_i = sum_j c_ij, j ascending, in the first block).
   // A cached kernel (BatchAttentionInput::kernel) holds the K_ij already: no exponentials.
   static void two_pass_average(const S* x, Index n, Index d, Packet beta, Scratch& s, const S* cached,
                                S* a) {
-    S* kf = s.kf.data();
-    const S* u = s.u.data();
     if (!cached) exponentiate_pairs(n, beta, s);
     const S* e = cached ? cached : s.e.data();
-    // Rows R at a time: R independent sums (one row's adds would wait on each other's
-    // latency); each row's sum still runs over j ascending, so the bits are a row's alone.
-    const auto rows = [&]<int R>(Index i) {
-      Packet z[R];
-      for (int r = 0; r < R; ++r) z[r] = bc(0.0);
-      for (Index j = 0; j < n; ++j) {
-        const Packet uj = ld(u + j * W);
-        for (int r = 0; r < R; ++r) {
-          const Index row = i + r;
-          const Packet c = j == row ? uj : ei::pmul(ld(e + (j < row ? tri(j, row, n) : tri(row, j, n)) * W), uj);
-          st(kf + (row * n + j) * W, c);
-          z[r] = ei::padd(z[r], c);
-        }
-      }
-      for (int r = 0; r < R; ++r) {
-        st(s.z.data() + (i + r) * W, z[r]);
-        st(s.nn.data() + (i + r) * W, ei::pdiv(bc(1.0), z[r]));
-      }
-    };
-    Index i = 0;
-    for (; i + 4 <= n; i += 4) rows.template operator()<4>(i);
-    for (; i < n; ++i) rows.template operator()<1>(i);
-    for_coordinate_blocks(d, [&]<int K>(Index k0) { average_block<K>(x, n, k0, kf, s.nn.data(), a); });
+    for_coordinate_blocks(
+        d, [&]<int K>(Index k0) { average_block<K>(x, n, k0, e, s.u.data(), s.z.data(), s.nn.data(), a); });
   }
 
   // hb_i = beta D_i / 2 from s.dd (D_i = |x_i|^2); returns beta D* / 2, D* = max_i D_i.
@@ -570,8 +602,9 @@ struct Lanes {
     }
   }
 
-  static void residual_layer(S* x, const S* a, double h, Index n, Index d) {
-    const Packet hp = bc(h);
+  static bool residual_layer(S* x, const S* a, double h, Index n, Index d) {
+    const Packet hp = bc(h), inf = bc(std::numeric_limits<S>::infinity());
+    Packet finite = bc(1.0);  // 1 in the lanes whose squared norms so far are all finite
     for (Index i = 0; i < n; ++i) {
       Packet ss = bc(0.0);
       for_row(i, n, d, [&](Index o) {  // the row stays in L1 for the scaling below
@@ -579,10 +612,16 @@ struct Lanes {
         st(x + o, y);
         ss = ei::pmadd(y, y, ss);
       });
+      finite = ei::pselect(ei::pcmp_lt(ss, inf), finite, bc(0.0));  // false for inf and NaN
       const Packet r = ei::psqrt(ss);
       const Packet inv = ei::pdiv(bc(1.0), ei::pselect(ei::pcmp_lt(bc(0.0), r), r, bc(1.0)));
       for_row(i, n, d, [&](Index o) { st(x + o, ei::pmul(ld(x + o), inv)); });
     }
+    alignas(64) S f[W];
+    st(f, finite);
+    for (Index l = 0; l < W; ++l)
+      if (f[l] != S(1)) return false;
+    return true;
   }
 
   static void pair_observables(const BasicBatchAttentionInput<S>& in, double delta, const BasicBatchPairObservables<S>& out) {
@@ -633,16 +672,26 @@ struct Lanes {
         const S* er = e + tri(i, i + 1, n) * W;
         Packet xi[K > 0 ? K : 1];
         for (int q = 0; q < K; ++q) xi[q] = ld(x + (i * K + q) * W);
+        // d > KC: the row's exponentials first, alone in their loop (independent, so they
+        // overlap; in the loop below, beside the row's sums, they ran at half their
+        // throughput), into the kept kernel's row or a row buffer; then the sums over them.
+        // The same values, summed in the same order.
+        S* const kr = K > 0 ? nullptr : kernel_out ? kernel_out + tri(i, i + 1, n) * W : s.kf.data();
+        if constexpr (K == 0)
+          for (Index j = i + 1; j < n; ++j)
+            st(kr + (j - i - 1) * W,
+               detail::simd_exp(ei::psub(ei::pmul(beta, ld(er + (j - i - 1) * W)), ei::padd(hi, ld(hb + j * W)))));
         for (Index j = i + 1; j < n; ++j) {
-          Packet g;
+          Packet g, k;
           if constexpr (K > 0) {
             g = bc(0.0);
             for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(x + (j * K + q) * W), g);
+            k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
+            if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
           } else {
             g = ld(er + (j - i - 1) * W);
+            k = ld(kr + (j - i - 1) * W);
           }
-          const Packet k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
-          if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
           row = ei::pmadd(k, ld(u + j * W), row);
           minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(rn + j * W)));
           const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
@@ -679,27 +728,37 @@ struct Lanes {
     }
     // Order |sum_i w_i x_i| and mean direction |sum_i w_i x_i / |x_i||^2 (w_i = e^{log w_i}).
     if (out.order || out.mean_dir) {
-      alignas(64) S o2[W] = {}, m2[W] = {};
+      Packet o2 = bc(0.0), m2 = bc(0.0);
       S* wv = s.kf.data();  // n W weights (the pair buffer is free in this pass)
       for (Index i = 0; i < n * W; ++i) wv[i] = in.w ? in.w[i] : std::exp(in.log_w[i]);
-      for (Index k = 0; k < d; ++k) {
-        Packet so1 = bc(0.0), sm1 = bc(0.0);
+      // A block of K coordinates at a time: 2 K independent sums over i (one coordinate's
+      // chain of adds would wait on its own latency), each in ascending i as one at a time.
+      for_coordinate_blocks(d, [&]<int K>(Index k0) {
+        Packet so1[K], sm1[K];
+        ATTNFLOW_UNROLL for (int q = 0; q < K; ++q) so1[q] = sm1[q] = bc(0.0);
         for (Index i = 0; i < n; ++i) {
-          const Packet wx = ei::pmul(ld(wv + i * W), ld(x + batch_entry(i, k, n, d) * W));
-          so1 = ei::padd(so1, wx);
-          sm1 = ei::pmadd(wx, ld(s.z.data() + i * W), sm1);
+          const Packet wi = ld(wv + i * W), ri = ld(s.z.data() + i * W);
+          const S* xi = x + (k0 * n + i * K) * W;
+          ATTNFLOW_UNROLL for (int q = 0; q < K; ++q) {
+            const Packet wx = ei::pmul(wi, ld(xi + q * W));
+            so1[q] = ei::padd(so1[q], wx);
+            sm1[q] = ei::pmadd(wx, ri, sm1[q]);
+          }
         }
-        alignas(64) S a1[W], b1[W];
-        st(a1, so1);
-        st(b1, sm1);
-        for (Index l = 0; l < W; ++l) {
-          o2[l] += a1[l] * a1[l];
-          m2[l] += b1[l] * b1[l];
+        for (int q = 0; q < K; ++q) {  // coordinates ascending; products then sums, not FMAs
+          Packet o = ei::pmul(so1[q], so1[q]), m = ei::pmul(sm1[q], sm1[q]);
+          in_register(o);  // (the compiler would contract the product and the sum)
+          in_register(m);
+          o2 = ei::padd(o2, o);
+          m2 = ei::padd(m2, m);
         }
-      }
+      });
+      alignas(64) S o2s[W], m2s[W];
+      st(o2s, o2);
+      st(m2s, m2);
       for (Index l = 0; l < W; ++l) {
-        if (out.order) out.order[l] = std::sqrt(o2[l]);
-        if (out.mean_dir) out.mean_dir[l] = m2[l];
+        if (out.order) out.order[l] = std::sqrt(o2s[l]);
+        if (out.mean_dir) out.mean_dir[l] = m2s[l];
       }
     }
   }
@@ -738,11 +797,11 @@ void batch_project_tangent(const double* x, double* a, Index n, Index d) { Lanes
 void batch_project_tangent(const float* x, float* a, Index n, Index d) { Lanes<float>::project_tangent(x, a, n, d); }
 void batch_normalize_rows(double* x, Index n, Index d) { Lanes<double>::normalize_rows(x, n, d); }
 void batch_normalize_rows(float* x, Index n, Index d) { Lanes<float>::normalize_rows(x, n, d); }
-void batch_residual_layer(double* x, const double* a, double h, Index n, Index d) {
-  Lanes<double>::residual_layer(x, a, h, n, d);
+bool batch_residual_layer(double* x, const double* a, double h, Index n, Index d) {
+  return Lanes<double>::residual_layer(x, a, h, n, d);
 }
-void batch_residual_layer(float* x, const float* a, double h, Index n, Index d) {
-  Lanes<float>::residual_layer(x, a, h, n, d);
+bool batch_residual_layer(float* x, const float* a, double h, Index n, Index d) {
+  return Lanes<float>::residual_layer(x, a, h, n, d);
 }
 void batch_pair_observables(const BatchAttentionInput& in, double delta, const BatchPairObservables& out) {
   Lanes<double>::pair_observables(in, delta, out);

@@ -273,13 +273,16 @@ std::vector<ObservationRow> observation_rows(double t, const std::vector<Observa
 }
 
 // Observation times the loop hands to the ensemble in one call (advance_observe_each): on the
-// GPU path up to 256 (many per launch there), elsewhere one (the CPU gains nothing, and a stop
-// request is then answered at the next observation); one with snapshots, which need the state
-// at each observation. RunOptions::observations_per_call overrides the first two.
-std::int64_t observations_per_call(const RunConfig& cfg, const RunOptions& opt, const Ensemble& e) {
+// GPU path up to 256 (many per launch there); on the CPU's batched path one pass over the
+// blocks (Ensemble::observations_per_pass: 32 for 2048 systems, each block's state stays in
+// cache for them), elsewhere one (the CPU gains nothing); a stop request is answered at the
+// end of a call. One with snapshots, which need the state at each observation.
+// RunOptions::observations_per_call overrides the others.
+std::int64_t observations_per_call(const RunConfig& cfg, const RunOptions& opt, const Ensemble& e,
+                                   const ObserveOptions& observe) {
   if (cfg.snapshots) return 1;
   if (opt.observations_per_call > 0) return opt.observations_per_call;
-  return e.runs_on_gpu() && !cfg.clusters ? 256 : 1;
+  return e.runs_on_gpu() && !cfg.clusters ? 256 : e.runs_on_gpu() ? 1 : e.observations_per_pass(observe);
 }
 
 std::string status_text(const RunConfig& cfg, const std::vector<ObservationRow>& rows) {
@@ -380,8 +383,8 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   std::vector<ObservationRow> rows;
   std::vector<std::string> warnings;
   e.gpu_emulation = opt.gpu_emulation;
-  const std::int64_t per_call = observations_per_call(cfg, opt, e);
   const ObserveOptions observe = detail::observe_options(cfg);
+  const std::int64_t per_call = observations_per_call(cfg, opt, e, observe);
   std::vector<double> times;
   // Observations k0 .. k1 in one call, k1 at the latest the next checkpoint's observation: the
   // safe points (checkpoints, stop requests) fall between calls.

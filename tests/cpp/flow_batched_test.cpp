@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "attnflow/kernel/batch_kernel.hpp"
 #include "attnflow/flow/ensemble.hpp"
@@ -478,6 +479,187 @@ TEST(FlowBatched, AdvanceObserveEqualsAdvanceThenObserve) {
     }
   }
   set_num_threads(0);
+}
+
+// advance_observe_each on the CPU's batched path runs each block through a group of times
+// (cpu_pass_observations) before the next block: every observation handed over has the bits
+// of advance_observe at that time, in order, for groups of 1, 3 and the automatic size, on 1
+// and 2 threads, with repeated and off-grid times, clusters, SA and USA, d < n, d = n and
+// d > n (the span form), float64 and float32, residual and rk4; the states and time grids
+// end where advance_observe's do.
+TEST(FlowBatched, AdvanceObserveEachPassesOverBlocksBitForBit) {
+  const std::vector<double> times{0.0, 0.1, 0.1, 0.25, 0.3, 0.7, 0.7, 1.0, 1.05};
+  ObserveOptions oo;
+  oo.delta = 0.05;
+  const auto same = [](const std::vector<Observables>& a, const std::vector<Observables>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      const std::array<double, kObservableCount> va = observable_array(a[k]), vb = observable_array(b[k]);
+      EXPECT_EQ(std::memcmp(va.data(), vb.data(), sizeof(double) * va.size()), 0) << what << " system " << k;
+      EXPECT_EQ(a[k].t, b[k].t);
+      EXPECT_EQ(a[k].cluster_sizes, b[k].cluster_sizes);
+    }
+  };
+  for (const Index d : {Index{3}, Index{8}, Index{20}}) {
+    for (const Precision precision : {Precision::float64, Precision::float32}) {
+      for (const Method method : {Method::residual, Method::rk4}) {
+        const bool clusters = d == 8;
+        SCOPED_TRACE(::testing::Message() << "d = " << d << ", float" << (precision == Precision::float32 ? 32 : 64)
+                                          << ", method " << static_cast<int>(method));
+        Systems s = systems(FieldKind::sa, Scheme::none, 19, 8, d);
+        for (Index k = 1; k < 19; k += 4) {
+          s.flows[static_cast<std::size_t>(k)].kind = FieldKind::usa;
+          s.flows[static_cast<std::size_t>(k)].usa_log_shift = s.flows[static_cast<std::size_t>(k)].beta;
+        }
+        const auto fresh = [&] {
+          Ensemble e = make(s, method, true);
+          e.precision = precision;
+          return e;
+        };
+        Ensemble one = fresh();
+        std::vector<std::vector<Observables>> expected;
+        for (const double t : times) expected.push_back(one.advance_observe(t, oo, clusters));
+        for (const int threads : {1, 2}) {
+          set_num_threads(threads);
+          for (const Index group : {Index{0}, Index{1}, Index{3}}) {
+            SCOPED_TRACE(::testing::Message() << threads << " threads, " << group << " per pass");
+            Ensemble e = fresh();
+            e.cpu_pass_observations = group;
+            EXPECT_EQ(e.observations_per_pass(oo), group > 0 ? group : 65536 / 19);
+            std::size_t next = 0;
+            e.advance_observe_each(times, oo, clusters, [&](std::size_t k, const std::vector<Observables>& o) {
+              ASSERT_EQ(k, next++);
+              same(o, expected[k], "observation");
+            });
+            EXPECT_EQ(next, times.size());
+            for (Index k = 0; k < e.size(); ++k) {
+              EXPECT_TRUE(bit_equal(e.state(k), one.state(k))) << "system " << k;
+              EXPECT_EQ(e.flow_state(k).integrator.t, one.flow_state(k).integrator.t);
+              EXPECT_EQ(e.flow_state(k).integrator.steps, one.flow_state(k).integrator.steps);
+            }
+          }
+        }
+        set_num_threads(0);
+      }
+    }
+  }
+  // Not the batched path on the sphere: one time per pass (advance_observe at each in turn).
+  const Systems s = systems(FieldKind::sa, Scheme::none, 5, 6, 3);
+  Ensemble per_system = make(s, Method::residual, false);
+  EXPECT_EQ(per_system.observations_per_pass(oo), 1);
+  Ensemble dopri = make(s, Method::dopri5, true);
+  EXPECT_EQ(dopri.observations_per_pass(oo), 1);
+  Ensemble e = make(s, Method::residual, true);
+  e.cpu_pass_observations = -1;
+  EXPECT_TRUE(test::throws_with(
+      [&] { e.advance_observe_each({0.1}, oo, false, [](std::size_t, const std::vector<Observables>&) {}); },
+      "cpu_pass_observations"));
+}
+
+// Inside each(k, ...) of a pass the ensemble is at the pass's last time: reading, observing or
+// advancing it throws std::logic_error except at that time. A system failing at some time:
+// the observations before it are handed over, then the error advance_observe gives there.
+TEST(FlowBatched, AdvanceObserveEachPassRulesAndFailures) {
+  const Systems s = systems(FieldKind::sa, Scheme::none, 12, 6, 3);
+  Ensemble e = make(s, Method::residual, true), ref = make(s, Method::residual, true);
+  e.cpu_pass_observations = 4;
+  std::vector<double> times;
+  for (int k = 1; k <= 6; ++k) times.push_back(0.1 * k);  // passes of times 0..3 and 4..5
+  std::size_t refused = 0, allowed = 0;
+  e.advance_observe_each(times, ObserveOptions{}, false, [&](std::size_t k, const std::vector<Observables>&) {
+    if (k == 3 || k == 5) {
+      ref.advance(times[k]);
+      EXPECT_TRUE(bit_equal(e.state(2), ref.state(2)));
+      ++allowed;
+    } else {
+      EXPECT_THROW(e.state(0), std::logic_error);
+      EXPECT_THROW(e.observe(ObserveOptions{}, false), std::logic_error);
+      EXPECT_THROW(e.advance(5.0), std::logic_error);
+      ++refused;
+    }
+  });
+  EXPECT_EQ(allowed, 2u);
+  EXPECT_EQ(refused, 4u);
+  // A sink that throws: the error comes out, and the ensemble is usable again.
+  EXPECT_THROW(e.advance_observe_each({0.7, 0.8}, ObserveOptions{}, false,
+                                      [](std::size_t, const std::vector<Observables>&) { throw std::runtime_error("sink"); }),
+               std::runtime_error);
+  EXPECT_NO_THROW(e.state(0));
+  // USA at beta = 800 overflows at its first step (t = 0.05): the t = 0 observation is handed
+  // over, then advance_observe's error, as advance_observe at each time in turn gives.
+  FlowOptions usa;
+  usa.kind = FieldKind::usa;
+  usa.beta = 800.0;
+  Rng rng(3, 0);
+  std::vector<FlowOptions> f(10, FlowOptions{});
+  f[9] = usa;  // the second block
+  std::vector<Matrix> x;
+  for (int k = 0; k < 10; ++k) x.push_back(sample_sphere(6, 3, rng));
+  IntegratorOptions io;
+  io.dt = 0.05;
+  io.method = Method::residual;
+  std::string sequential_error;
+  std::size_t sequential_handed = 0;
+  {
+    Ensemble q(f, x, io);
+    q.batched = true;
+    try {
+      for (const double t : {0.0, 0.05, 0.1}) {
+        q.advance_observe(t, ObserveOptions{}, false);
+        ++sequential_handed;
+      }
+    } catch (const std::runtime_error& err) {
+      sequential_error = err.what();
+    }
+  }
+  ASSERT_FALSE(sequential_error.empty());
+  EXPECT_EQ(sequential_handed, 1u);
+  Ensemble big(f, x, io);
+  big.batched = true;
+  std::size_t handed = 0;
+  try {
+    big.advance_observe_each({0.0, 0.05, 0.1}, ObserveOptions{}, false,
+                             [&](std::size_t k, const std::vector<Observables>&) { EXPECT_EQ(k, handed++); });
+    ADD_FAILURE() << "no overflow reported";
+  } catch (const std::runtime_error& err) {
+    EXPECT_EQ(std::string(err.what()), sequential_error);
+  }
+  EXPECT_EQ(handed, sequential_handed);
+}
+
+// batch_residual_layer reports whether every new row's squared norm is finite (the batched
+// path's finiteness check, instead of a pass over the state): true for a finite update, false
+// for an inf or a NaN in any lane, and for finite rows whose squared norm overflows (which
+// the scaling would turn into zeros); in double and float.
+template <class S>
+void check_residual_layer_finiteness() {
+  const Index w = batch_lanes<S>(), n = 5, d = 11;
+  std::vector<S> x0(static_cast<std::size_t>(n * d * w)), a(x0.size());
+  Rng rng(9, 0);
+  for (Index l = 0; l < w; ++l) {
+    const Matrix xs = sample_sphere(n, d, rng), as = sample_sphere(n, d, rng);
+    for (Index i = 0; i < n; ++i)
+      for (Index k = 0; k < d; ++k) {
+        x0[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = static_cast<S>(xs(i, k));
+        a[static_cast<std::size_t>(batch_entry(i, k, n, d) * w + l)] = static_cast<S>(as(i, k));
+      }
+  }
+  std::vector<S> x = x0;
+  EXPECT_TRUE(batch_residual_layer(x.data(), a.data(), 0.1, n, d));
+  for (const S bad : {std::numeric_limits<S>::infinity(), std::numeric_limits<S>::quiet_NaN(),
+                      std::numeric_limits<S>::max() / 4}) {
+    for (const Index lane : {Index{0}, w - 1}) {
+      std::vector<S> ab = a;
+      ab[static_cast<std::size_t>(batch_entry(3, 7, n, d) * w + lane)] = bad;
+      x = x0;
+      EXPECT_FALSE(batch_residual_layer(x.data(), ab.data(), 0.5, n, d)) << bad << " in lane " << lane;
+    }
+  }
+}
+
+TEST(FlowBatched, ResidualLayerReportsFiniteness) {
+  check_residual_layer_finiteness<double>();
+  check_residual_layer_finiteness<float>();
 }
 
 // batch_attention_average of W random systems (n = 7) against the dense formula.

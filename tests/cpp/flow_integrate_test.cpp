@@ -108,6 +108,32 @@ TEST(Integrate, RetractionAppliedAfterEachStep) {
   EXPECT_EQ(st.steps, 10);
 }
 
+// A residual layer that knows its state's finiteness (Ode::layer_finite, as the batched
+// ensemble's does): the integrator asks it instead of scanning the state, and a false answer
+// stops the integration naming the step even where the state holds no inf or NaN (a row
+// whose squared norm overflowed is scaled to zeros).
+TEST(Integrate, ResidualLayerFinitenessStopsWithTheStep) {
+  int layers = 0;
+  Ode ode{[](double, const Matrix&, Matrix& dx) { dx.setZero(); }, nullptr,
+          [&](double, double, Matrix& x) {
+            ++layers;
+            x *= 0.5;
+          }};
+  ode.layer_finite = [&] { return layers < 3; };
+  Matrix x = Matrix::Ones(4, 3);
+  IntegratorState st;
+  IntegratorOptions o;
+  o.method = Method::residual;
+  o.dt = 0.1;
+  try {
+    advance(ode, x, st, 1.0, o);
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("state is not finite after step 3 (t = 0.3"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(layers, 3);
+}
+
 // A step that leaves an inf or a NaN anywhere in the state (here the last entry of a state
 // with an odd number of entries, then one in the middle) stops the integration naming the step.
 TEST(Integrate, NonFiniteStateStopsWithTheStep) {

@@ -138,6 +138,9 @@ def test_ensemble_advance_observe_each_equals_one_advance_observe_per_time():
     b.gpu_launch_observations = 2
     assert b.gpu_launch_observations == 2
     oo = attnflow.ObserveOptions()
+    assert b.observations_per_pass(oo) == 65536 // 6  # the CPU's batched path: automatic
+    b.cpu_pass_observations = 2  # times per pass over the blocks
+    assert b.observations_per_pass(oo) == 2
     times = [0.1, 0.3, 0.3, 0.75, 1.0]
     each = b.advance_observe_each(times, oo, False)
     assert len(each) == len(times)
@@ -152,6 +155,9 @@ def test_ensemble_advance_observe_each_equals_one_advance_observe_per_time():
         assert np.array_equal(a.state(s), b.state(s))
     with pytest.raises(ValueError, match=r"times\[1\]"):
         b.advance_observe_each([2.0, 1.5], oo)
+    b.cpu_pass_observations = -1
+    with pytest.raises(ValueError, match="cpu_pass_observations"):
+        b.advance_observe_each([2.0], oo)
 
 
 def test_ensemble_reduced_span_from_python():

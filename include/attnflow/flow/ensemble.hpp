@@ -81,13 +81,26 @@ class Ensemble {
   // times[k], as on the CPU path and at a call's last time, it may be used). A failing system
   // throws as advance_observe does; the observations of the launch it failed in are then not
   // handed over. If each throws, the ensemble is left where the GPU got (flow_state(s).integrator
-  // says where).
+  // says where). On the CPU's batched path on the sphere, each block of systems runs the steps
+  // and observations of up to cpu_pass_observations times in a row while its state stays in
+  // the core's cache (one pass over the blocks instead of one per time), and the observations
+  // are handed over after the pass: the same results, with the same rule inside each (the
+  // ensemble may be past times[k]). A failing system throws the error advance_observe would,
+  // after the observations of the earlier times are handed over; the other blocks may then be
+  // past the failing time.
   using ObservationSink = std::function<void(std::size_t k, const std::vector<Observables>& observables)>;
   void advance_observe_each(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
                             const ObservationSink& each);
   // Observation times per GPU launch in advance_observe_each; 0 (the default): as many as
   // keep 65536 systems' observations per launch (32 times for 2048 systems), at least one.
   Index gpu_launch_observations = 0;
+  // Observation times per pass over the blocks in advance_observe_each on the CPU's batched
+  // path; 0 (the default): as many as keep 65536 systems' observations (32 times for 2048
+  // systems), at least one.
+  Index cpu_pass_observations = 0;
+  // The times advance_observe_each takes per pass over the blocks with these options on the
+  // CPU: cpu_pass_observations (resolved) on the batched path on the sphere, else 1.
+  Index observations_per_pass(const ObserveOptions& options) const;
 
   // The batched small-system path (batch_kernel.hpp), used by advance() and observe() when
   // `batched` is set and batchable() holds: W = batch_width() systems of the same (n, d)
@@ -224,6 +237,9 @@ class Ensemble {
   bool observes_batched(const ObserveOptions& options) const;
   std::vector<Observables> observe_batched(const ObserveOptions& options, bool clusters) const;
   void observe_block(Index b, const ObserveOptions& options, bool clusters, std::vector<Observables>& out) const;
+  // advance_observe_each on the CPU's batched path: block by block, many times per pass.
+  void advance_observe_blocks(const std::vector<double>& times, const ObserveOptions& options, bool clusters,
+                              const ObservationSink& each);
   // The GPU path: gpu_ holds every system's state while it is set (states_ is then refreshed
   // from it by sync()); released (after a sync) when the CPU path or a new state takes over.
   mutable std::unique_ptr<BatchCuda> gpu_;

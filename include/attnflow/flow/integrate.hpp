@@ -33,6 +33,10 @@ struct Ode {
   Field field;
   Retraction retract;
   LayerStep layer;  // empty: Method::residual takes the euler step
+  // Optional, with layer: whether the state the last layer step left is finite, known from
+  // the step itself (batch_residual_layer's squared norms); the integrator asks it instead of
+  // scanning the state after each residual step.
+  std::function<bool()> layer_finite;
 };
 
 enum class Method { euler, rk4, dopri5, residual };

@@ -102,9 +102,11 @@ void batch_normalize_rows(double* x, Index n, Index d);
 void batch_normalize_rows(float* x, Index n, Index d);
 // The residual layer on the sphere in one pass per row: x_i <- y_i / |y_i|, y_i = x_i + h a_i
 // (zero rows stay): the update, batch_normalize_rows' squared norm (coordinates ascending) and
-// the scaling while the row is in L1.
-void batch_residual_layer(double* x, const double* a, double h, Index n, Index d);
-void batch_residual_layer(float* x, const float* a, double h, Index n, Index d);
+// the scaling while the row is in L1. Returns whether every |y_i|^2 is finite, which implies
+// that every entry of the new x is (the integrator's finiteness check without a pass over the
+// state); false also where y is finite but |y|^2 overflows (x would be 0 there).
+bool batch_residual_layer(double* x, const double* a, double h, Index n, Index d);
+bool batch_residual_layer(float* x, const float* a, double h, Index n, Index d);
 
 template <class S>
 struct BasicBatchPairObservables {
