@@ -9,6 +9,7 @@
 #include <exception>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 #include <numeric>
 
@@ -199,17 +200,15 @@ class Block {
 class LaneBlock {
  public:
   // d: the lanes' dimension (the points' d, or n for coordinates in a basis of their span).
-  LaneBlock(const std::vector<Flow>& flows, const std::vector<Vector>& log_w, Index s0, Index m, Index d)
-      : w_(batch_width()), m_(m), n_(flows[s0].n()), d_(d), sinkhorn_(flows[s0].options().kind == FieldKind::sinkhorn) {
-    beta_.resize(static_cast<std::size_t>(w_));
-    log_w_.resize(static_cast<std::size_t>(n_ * w_));
+  // params: the block's lanes' [beta (W) | log w (n W) | ...] (Ensemble::lane_params).
+  LaneBlock(const std::vector<Flow>& flows, const double* params, Index s0, Index m, Index d)
+      : w_(batch_width()), m_(m), n_(flows[s0].n()), d_(d), sinkhorn_(flows[s0].options().kind == FieldKind::sinkhorn),
+        beta_(params), log_w_(params + w_) {
     lane_.reserve(static_cast<std::size_t>(w_));
     for (Index l = 0; l < w_; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       lane_.push_back(&flows[s]);
-      beta_[static_cast<std::size_t>(l)] = flows[s].options().beta;
       usa_ = usa_ || flows[s].options().kind == FieldKind::usa;
-      for (Index i = 0; i < n_; ++i) log_w_[static_cast<std::size_t>(i * w_ + l)] = log_w[static_cast<std::size_t>(s)][i];
     }
   }
   // The pair kernel at the block's current points (batch_attention_average's input), for
@@ -218,8 +217,9 @@ class LaneBlock {
   // The unprojected average of x (lanes) into a (lanes), USA scaled.
   void average(const Matrix& x, Matrix& a) {
     a.resize(x.rows(), x.cols());
+    thread_local std::vector<double> lse_;  // per thread, kept between blocks and steps
     lse_.resize(static_cast<std::size_t>(n_ * w_));
-    const BatchAttentionInput in{x.data(), log_w_.data(), beta_.data(), nullptr, n_, d_, kernel_};
+    const BatchAttentionInput in{x.data(), log_w_, beta_, nullptr, n_, d_, kernel_};
     kernel_ = nullptr;
     if (sinkhorn_) return sinkhorn_lanes(in, lane_, m_, a.data());
     batch_attention_average(in, a.data(), usa_ ? lse_.data() : nullptr);
@@ -255,8 +255,9 @@ class LaneBlock {
   bool usa_ = false;
   bool layer_finite_ = true;  // the last layer's new state is finite (its squared norms are)
   const double* kernel_ = nullptr;
+  const double* beta_;   // W
+  const double* log_w_;  // n W
   std::vector<const Flow*> lane_;
-  std::vector<double> beta_, log_w_, lse_;
 };
 
 // The points C B of coordinates c (n, r; row i at c + i * stride) in the basis B (r, d):
@@ -750,6 +751,7 @@ Index Ensemble::prepare_blocks() {
     }
     lanes_.resize(static_cast<std::size_t>(blocks));
     single_params_.resize(static_cast<std::size_t>(blocks));
+    lane_params_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_f_.resize(static_cast<std::size_t>(blocks));
     pair_kernel_valid_.resize(static_cast<std::size_t>(blocks), 0);
@@ -759,6 +761,23 @@ Index Ensemble::prepare_blocks() {
     coords_.clear();
   }
   return blocks;
+}
+
+const double* Ensemble::lane_params(Index b) const {
+  std::vector<double>& p = lane_params_[static_cast<std::size_t>(b)];
+  if (p.empty()) {
+    const Index w = batch_width(), n = flows_[0].n(), s0 = b * w, m = std::min(w, size() - s0);
+    p.resize(static_cast<std::size_t>(w + 2 * n * w));
+    for (Index l = 0; l < w; ++l) {
+      const Index s = s0 + (l < m ? l : 0);
+      p[static_cast<std::size_t>(l)] = flows_[s].options().beta;
+      for (Index i = 0; i < n; ++i) {
+        p[static_cast<std::size_t>(w + i * w + l)] = log_w_[static_cast<std::size_t>(s)][i];
+        p[static_cast<std::size_t>(w + n * w + i * w + l)] = flows_[s].options().weights[i];
+      }
+    }
+  }
+  return p.data();
 }
 
 // Block b (systems b W .. b W + W - 1) advanced to t_end on the batched path.
@@ -800,7 +819,7 @@ void Ensemble::advance_block(Index b, double t_end) {
     if (single()) {
       advance_single(b, st, t_end, kept_f);
     } else {
-      LaneBlock block(flows_, log_w_, s0, m, lanes_d_);
+      LaneBlock block(flows_, lane_params(b), s0, m, lanes_d_);
       if (kept) block.use_pair_kernel(kept);
       attnflow::advance(block.ode(), lanes.x, st, t_end, integrator_);
     }
@@ -919,6 +938,7 @@ std::vector<Observables> Ensemble::observe_batched(const ObserveOptions& options
   bool current = true;  // every block in lanes or in coordinates (else states_ must be current)
   for (Index b = 0; b < blocks; ++b) current = current && (block_in_lanes(b) || block_in_coords(b));
   if (!current) sync();  // before the threads: blocks outside the lanes read states_
+  if (!single()) lane_params_.resize(static_cast<std::size_t>(blocks));  // before the threads too
   std::vector<Observables> out(static_cast<std::size_t>(size()));
   for_systems(blocks, num_threads() > 1 && blocks > 1, [&](Index b) { observe_block(b, options, clusters, out); });
   return out;
@@ -962,8 +982,12 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
     thread_local std::vector<S> xl, beta, log_w, wt;
     if (!lanes_x) xl.resize(static_cast<std::size_t>(n * d * w));
     beta.resize(static_cast<std::size_t>(w));
-    log_w.resize(static_cast<std::size_t>(n * w));
-    wt.resize(static_cast<std::size_t>(n * w));
+    // float64: the block's log weights and weights as lane_params keeps them; float32: rounded here.
+    constexpr bool cached = std::is_same_v<S, double>;
+    if constexpr (!cached) {
+      log_w.resize(static_cast<std::size_t>(n * w));
+      wt.resize(static_cast<std::size_t>(n * w));
+    }
     for (Index l = 0; l < w; ++l) {
       const Index s = s0 + (l < m ? l : 0);
       if (!lanes_x) {
@@ -974,10 +998,17 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
       }
       const FlowOptions& fo = flows_[s].options();
       beta[static_cast<std::size_t>(l)] = static_cast<S>(fo.beta > 0.0 ? fo.beta : options.beta);
-      for (Index i = 0; i < n; ++i) {
-        log_w[static_cast<std::size_t>(i * w + l)] = static_cast<S>(log_w_[static_cast<std::size_t>(s)][i]);
-        wt[static_cast<std::size_t>(i * w + l)] = static_cast<S>(fo.weights[i]);
-      }
+      if constexpr (!cached)
+        for (Index i = 0; i < n; ++i) {
+          log_w[static_cast<std::size_t>(i * w + l)] = static_cast<S>(log_w_[static_cast<std::size_t>(s)][i]);
+          wt[static_cast<std::size_t>(i * w + l)] = static_cast<S>(fo.weights[i]);
+        }
+    }
+    const S* lw = log_w.data();
+    const S* wts = wt.data();
+    if constexpr (cached) {
+      lw = lane_params(b) + w;
+      wts = lw + n * w;
     }
     BasicBatchPairObservables<S> po{le.data(), mc.data(), cl.data(), order.data(), dir.data()};
     if (kernel) {
@@ -989,8 +1020,7 @@ void Ensemble::observe_block(Index b, const ObserveOptions& options, bool cluste
       po.ctx = &lc;
     }
     // The lanes matrix (n d, W) of the block is the kernel's layout already.
-    batch_pair_observables({lanes_x ? lanes_x : xl.data(), log_w.data(), beta.data(), wt.data(), n, d},
-                           options.delta, po);
+    batch_pair_observables({lanes_x ? lanes_x : xl.data(), lw, beta.data(), wts, n, d}, options.delta, po);
   };
   const BlockLanes* lanes = in_lanes ? &lanes_[static_cast<std::size_t>(b)] : nullptr;
   const std::size_t bk = static_cast<std::size_t>(b);

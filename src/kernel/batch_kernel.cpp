@@ -143,41 +143,63 @@ struct Lanes {
   }
   static_assert(KC == 8, "for_coordinate_blocks lists the remainders 1 to KC - 1");
 
-  // e[tri(i, j)] = <x_i, x_j> for i < j and dd_i = |x_i|^2, each summed over the coordinates in
-  // ascending order from 0 (the order squared_norms() and the fused passes use). Tiles of
-  // 4 x 4 pairs keep their 16 sums in registers over all d coordinates: per coordinate 8 loads
-  // feed 16 FMAs, and each sum is stored once (a tile on the diagonal also gives dd; its lower
-  // half is computed and dropped). Pairs with a row beyond the last whole tile go one by one.
-  static void gram(const S* x, Index n, Index d, S* e, S* dd) {
-    constexpr Index T = 4;
-    const Index nb = n / T * T;
-    for (Index i0 = 0; i0 < nb; i0 += T) {
-      for (Index j0 = i0; j0 < nb; j0 += T) {
-        Packet acc[T][T];
-        ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
-          ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) acc[r][c] = bc(0.0);
-        for (Index k0 = 0; k0 < d; k0 += KC) {
-          const Index width = std::min(KC, d - k0);
-          const S* xi = x + (k0 * n + i0 * width) * W;
-          const S* xj = x + (k0 * n + j0 * width) * W;
-          for (Index q = 0; q < width; ++q) {
-            Packet vi[T], vj[T];
-            ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r) vi[r] = ld(xi + (r * width + q) * W);
-            ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) vj[c] = ld(xj + (c * width + q) * W);
-            ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
-              ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) acc[r][c] = ei::pmadd(vi[r], vj[c], acc[r][c]);
-          }
+  // The R x C tile of pairs (i0 + r, j0 + c) over all d coordinates, its R C sums in
+  // registers (each stored once: e for i < j, dd for i = j, nothing below the diagonal).
+  template <int R, int C>
+  static void gram_tile(const S* x, Index n, Index d, Index i0, Index j0, S* e, S* dd) {
+    Packet acc[R][C];
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r)
+      ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = bc(0.0);
+    for (Index k0 = 0; k0 < d; k0 += KC) {
+      const Index width = std::min(KC, d - k0);
+      const S* xi = x + (k0 * n + i0 * width) * W;
+      const S* xj = x + (k0 * n + j0 * width) * W;
+      for (Index q = 0; q < width; ++q) {
+        Packet vj[C];
+        ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) {
+          vj[c] = ld(xj + (c * width + q) * W);
+          in_register(vj[c]);
         }
-        ATTNFLOW_UNROLL for (Index r = 0; r < T; ++r)
-          ATTNFLOW_UNROLL for (Index c = 0; c < T; ++c) {
-            const Index i = i0 + r, j = j0 + c;
-            if (i < j)
-              st(e + tri(i, j, n) * W, acc[r][c]);
-            else if (i == j)
-              st(dd + i * W, acc[r][c]);
-          }
+        ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {
+          const Packet vi = ld(xi + (r * width + q) * W);
+          ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(vi, vj[c], acc[r][c]);
+        }
       }
     }
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r)
+      ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) {
+        const Index i = i0 + r, j = j0 + c;
+        if (i < j)
+          st(e + tri(i, j, n) * W, acc[r][c]);
+        else if (i == j)
+          st(dd + i * W, acc[r][c]);
+      }
+  }
+
+  // e[tri(i, j)] = <x_i, x_j> for i < j and dd_i = |x_i|^2, each summed over the coordinates in
+  // ascending order from 0 (the order squared_norms() and the fused passes use), in register
+  // tiles whatever their shape. n a multiple of 8: strips of 8 rows, their diagonal 8 x 8
+  // block in 4 x 4 tiles, the pairs right of it in 8 x 3 tiles (the strip's rows stay in L1
+  // while the columns stream: half the traffic per FMA of 4 x 4 tiles). Otherwise 4 x 4 tiles
+  // (a tile on the diagonal also gives dd; its lower half is computed and dropped), and the
+  // pairs with a row beyond the last whole tile one by one.
+  static void gram(const S* x, Index n, Index d, S* e, S* dd) {
+    if (n % 8 == 0) {
+      for (Index i0 = 0; i0 < n; i0 += 8) {
+        gram_tile<4, 4>(x, n, d, i0, i0, e, dd);
+        gram_tile<4, 4>(x, n, d, i0, i0 + 4, e, dd);
+        gram_tile<4, 4>(x, n, d, i0 + 4, i0 + 4, e, dd);
+        Index j0 = i0 + 8;
+        for (; j0 + 3 <= n; j0 += 3) gram_tile<8, 3>(x, n, d, i0, j0, e, dd);
+        if (j0 + 2 == n) gram_tile<8, 2>(x, n, d, i0, j0, e, dd);
+        if (j0 + 1 == n) gram_tile<8, 1>(x, n, d, i0, j0, e, dd);
+      }
+      return;
+    }
+    constexpr Index T = 4;
+    const Index nb = n / T * T;
+    for (Index i0 = 0; i0 < nb; i0 += T)
+      for (Index j0 = i0; j0 < nb; j0 += T) gram_tile<T, T>(x, n, d, i0, j0, e, dd);
     for (Index j = nb; j < n; ++j)  // the pairs (i, j), i <= j, of the rows after the tiles
       for (Index i = 0; i <= j; ++i) {
         Packet g = bc(0.0);

@@ -220,6 +220,10 @@ class Ensemble {
   // float32: per block its lanes' betas and log weights as floats, [beta (W) | log w (n W)],
   // formed at the block's first step (the systems' options never change).
   std::vector<std::vector<float>> single_params_;
+  // float64: per block [beta (W) | log w (n W) | w (n W)] of its lanes, formed at the block's
+  // first step or observation (lane_params): rebuilt at every one they cost a few percent.
+  mutable std::vector<std::vector<double>> lane_params_;
+  const double* lane_params(Index b) const;
   mutable std::vector<char> pair_kernel_valid_;
   std::vector<FlowState> flow_states_;
   std::vector<Vector> log_w_;  // log of each system's (normalized) weights, -inf for 0
