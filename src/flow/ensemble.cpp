@@ -217,18 +217,18 @@ class LaneBlock {
   // The unprojected average of x (lanes) into a (lanes), USA scaled.
   void average(const Matrix& x, Matrix& a) {
     a.resize(x.rows(), x.cols());
-    thread_local std::vector<double> lse_;  // per thread, kept between blocks and steps
-    lse_.resize(static_cast<std::size_t>(n_ * w_));
+    thread_local std::vector<double> lse;  // per thread, kept between blocks and steps
+    lse.resize(static_cast<std::size_t>(n_ * w_));
     const BatchAttentionInput in{x.data(), log_w_, beta_, nullptr, n_, d_, kernel_};
     kernel_ = nullptr;
     if (sinkhorn_) return sinkhorn_lanes(in, lane_, m_, a.data());
-    batch_attention_average(in, a.data(), usa_ ? lse_.data() : nullptr);
+    batch_attention_average(in, a.data(), usa_ ? lse.data() : nullptr);
     if (!usa_) return;
     for (Index l = 0; l < w_; ++l) {
       const FlowOptions& o = lane_[l]->options();
       if (o.kind != FieldKind::usa) continue;
       for (Index i = 0; i < n_; ++i) {
-        const double f = usa_scale(o, i, lse_[static_cast<std::size_t>(i * w_ + l)]);
+        const double f = usa_scale(o, i, lse[static_cast<std::size_t>(i * w_ + l)]);
         for (Index k = 0; k < d_; ++k) a(batch_entry(i, k, n_, d_), l) *= f;
       }
     }

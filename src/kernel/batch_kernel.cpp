@@ -161,7 +161,8 @@ struct Lanes {
           in_register(vj[c]);
         }
         ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {
-          const Packet vi = ld(xi + (r * width + q) * W);
+          Packet vi = ld(xi + (r * width + q) * W);
+          in_register(vi);  // one load per row, not one per FMA
           ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = ei::pmadd(vi, vj[c], acc[r][c]);
         }
       }
