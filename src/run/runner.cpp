@@ -265,11 +265,11 @@ class EnsembleCsv {
 };
 
 // One observation's rows (one per system).
-std::vector<ObservationRow> observation_rows(double t, const std::vector<Observables>& obs) {
-  std::vector<ObservationRow> rows;
+// Into rows, whose capacity serves again (an ensemble's rows are rebuilt at every observation).
+void observation_rows(double t, const std::vector<Observables>& obs, std::vector<ObservationRow>& rows) {
+  rows.clear();
   rows.reserve(obs.size());
   for (std::size_t k = 0; k < obs.size(); ++k) rows.push_back({t, static_cast<Index>(k), observable_array(obs[k])});
-  return rows;
 }
 
 // Observation times the loop hands to the ensemble in one call (advance_observe_each): on the
@@ -396,7 +396,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     e.advance_observe_each(times, observe, cfg.clusters, [&](std::size_t j, const std::vector<Observables>& obs) {
       const std::int64_t k = k0 + static_cast<std::int64_t>(j);
       const double t = times[j];
-      rows = observation_rows(t, obs);
+      observation_rows(t, obs, rows);
       if (warnings.empty()) {
         if (std::string w = energy_overflow_warning(rows); !w.empty()) {
           warnings.push_back(w);
