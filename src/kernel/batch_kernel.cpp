@@ -255,12 +255,12 @@ struct Lanes {
       }
       terms(j, c);
     }
-    const S* er[R];  // above: K_{i + r, j} = er[r][j], row by row in the triangle
-    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) er[r] = e + (tri(i + r, i + R, n) - (i + R)) * W;
+    Index er[R];  // above: K_{i + r, j} = e[er[r] + j], row by row in the triangle (er may be < 0)
+    ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) er[r] = tri(i + r, i + R, n) - (i + R);
     for (Index j = i + R; j < n; ++j) {
       const Packet uj = ld(u + j * W);
       Packet c[R];
-      ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) c[r] = ei::pmul(ld(er[r] + j * W), uj);
+      ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) c[r] = ei::pmul(ld(e + (er[r] + j) * W), uj);
       terms(j, c);
     }
     ATTNFLOW_UNROLL for (int r = 0; r < R; ++r) {

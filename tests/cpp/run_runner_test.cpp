@@ -238,96 +238,71 @@ TEST(Runner, ResumeEqualsUninterruptedForBatchedEnsembleSummaries) {
       "batched_reduced");
 }
 
+// p (9 systems, 21 observations, checkpoint_every = 7) run with 1, 3 and the automatic number
+// of observation times per call, and stopped after its 2nd checkpoint then resumed: the same
+// files byte for byte; the calls end at each checkpoint's observation (7 is not a divisor of 21).
+void expect_same_files_for_any_calls_per_run(const ParsedRun& p, const std::string& tag, bool gpu_emulation) {
+  const auto run = [&](const std::string& dir, std::int64_t per_call, bool resume = false, long stop_after = 0) {
+    std::int64_t seen = 0;  // observations handed to on_observation
+    const RunResult r = run_quietly(p, dir, resume, stop_after, [&](RunOptions& o) {
+      o.gpu_emulation = gpu_emulation;
+      o.observations_per_call = per_call;
+      o.on_observation = [&](const std::vector<ObservationRow>& rows) {
+        EXPECT_EQ(rows.size(), 9u);
+        ++seen;
+      };
+    });
+    return std::make_pair(r, seen);
+  };
+  const std::string one = fresh_dir("calls_one_" + tag);
+  const auto [r1, n1] = run(one, 1);
+  ASSERT_TRUE(r1.finished);
+  EXPECT_EQ(n1, 21);
+  for (const std::int64_t per_call : {std::int64_t{0}, std::int64_t{3}}) {
+    const std::string many = fresh_dir("calls_" + std::to_string(per_call) + "_" + tag);
+    const auto [r, n] = run(many, per_call);
+    ASSERT_TRUE(r.finished);
+    EXPECT_EQ(n, 21);
+    expect_same_outputs(one, many);
+  }
+  const std::string cut = fresh_dir("calls_cut_" + tag);
+  const auto [first, n_first] = run(cut, 0, false, 2);  // stopped after its 2nd checkpoint
+  ASSERT_TRUE(first.interrupted);
+  EXPECT_EQ(n_first, 14);  // observations 0 .. 13: each call ended at a checkpoint
+  EXPECT_EQ(first.observations, 14);
+  const auto [second, n_second] = run(cut, 0, true);
+  ASSERT_TRUE(second.finished);
+  EXPECT_EQ(n_second, 7);
+  expect_same_outputs(one, cut);
+}
+
+ParsedRun many_calls_run(const char* d, const char* precision) {
+  return parse_run(std::string("[measure]\nn = 6\nd = ") + d +
+                   "\nsystems = 9\n[model]\nbeta = 2.5\n[integrate]\nmethod = \"residual\"\n"
+                   "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.1\nclusters = false\n"
+                   "[output]\ncheckpoint_every = 7\n[compute]\nprecision = \"" +
+                   precision + "\"\n");
+}
+
 // The ensemble's GPU path (emulated on the host: RunOptions::gpu_emulation) takes many
 // observation times per call (Ensemble::advance_observe_each, several per launch): the same
-// files, byte for byte, for 1, 3 and the automatic number per call, and a run stopped at a
-// checkpoint and resumed; the calls end at each checkpoint's observation (checkpoint_every = 7,
-// not a divisor of the 21 observations).
+// files for any number per call and across a stop and resume.
 TEST(Runner, GpuPathObservesManyTimesPerCallWithTheSameOutputs) {
   for (const char* d : {"3", "20"}) {  // 20 > n: the span form
     SCOPED_TRACE(d);
-    const ParsedRun p = parse_run(std::string("[measure]\nn = 6\nd = ") + d +
-                                  "\nsystems = 9\n[model]\nbeta = 2.5\n[integrate]\nmethod = \"residual\"\n"
-                                  "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.1\nclusters = false\n"
-                                  "[output]\ncheckpoint_every = 7\n");
-    const auto run = [&](const std::string& dir, std::int64_t per_call, bool resume = false, long stop_after = 0) {
-      std::int64_t seen = 0;  // observations handed to on_observation
-      const RunResult r = run_quietly(p, dir, resume, stop_after, [&](RunOptions& o) {
-        o.gpu_emulation = true;
-        o.observations_per_call = per_call;
-        o.on_observation = [&](const std::vector<ObservationRow>& rows) {
-          EXPECT_EQ(rows.size(), 9u);
-          ++seen;
-        };
-      });
-      return std::make_pair(r, seen);
-    };
-    const std::string one = fresh_dir(std::string("gpu_calls_one_") + d);
-    const auto [r1, n1] = run(one, 1);
-    ASSERT_TRUE(r1.finished);
-    EXPECT_EQ(n1, 21);
-    for (const std::int64_t per_call : {std::int64_t{0}, std::int64_t{3}}) {
-      const std::string many = fresh_dir("gpu_calls_" + std::to_string(per_call) + "_" + d);
-      const auto [r, n] = run(many, per_call);
-      ASSERT_TRUE(r.finished);
-      EXPECT_EQ(n, 21);
-      expect_same_outputs(one, many);
-    }
-    const std::string cut = fresh_dir(std::string("gpu_calls_cut_") + d);
-    const auto [first, n_first] = run(cut, 0, false, 2);  // stopped after its 2nd checkpoint
-    ASSERT_TRUE(first.interrupted);
-    EXPECT_EQ(n_first, 14);  // observations 0 .. 13: each call ended at a checkpoint
-    EXPECT_EQ(first.observations, 14);
-    const auto [second, n_second] = run(cut, 0, true);
-    ASSERT_TRUE(second.finished);
-    EXPECT_EQ(n_second, 7);
-    expect_same_outputs(one, cut);
+    expect_same_files_for_any_calls_per_run(many_calls_run(d, "float64"), std::string("gpu_") + d, true);
   }
 }
 
 // The CPU's batched path takes a pass of observation times per call (Ensemble::
 // observations_per_pass: each block runs through them while its state is in cache): the same
-// files, byte for byte, as one observation per call, for 3 per call and the automatic number,
-// in float64 and float32, and a run stopped at a checkpoint and resumed; the calls end at
-// each checkpoint's observation.
+// files for any number per call and across a stop and resume, in float64 and float32.
 TEST(Runner, CpuBatchedPathObservesManyTimesPerCallWithTheSameOutputs) {
   for (const char* d : {"3", "20"}) {  // 20 > n: the span form
     for (const char* precision : {"float64", "float32"}) {
       SCOPED_TRACE(std::string(d) + " " + precision);
-      const ParsedRun p = parse_run(std::string("[measure]\nn = 6\nd = ") + d +
-                                    "\nsystems = 9\n[model]\nbeta = 2.5\n[integrate]\nmethod = \"residual\"\n"
-                                    "dt = 0.1\nt_end = 2.0\n[observe]\nevery = 0.1\nclusters = false\n"
-                                    "[output]\ncheckpoint_every = 7\n[compute]\nprecision = \"" +
-                                    precision + "\"\n");
-      const auto run = [&](const std::string& dir, std::int64_t per_call, bool resume = false, long stop_after = 0) {
-        std::int64_t seen = 0;
-        const RunResult r = run_quietly(p, dir, resume, stop_after, [&](RunOptions& o) {
-          o.observations_per_call = per_call;
-          o.on_observation = [&](const std::vector<ObservationRow>&) { ++seen; };
-        });
-        return std::make_pair(r, seen);
-      };
-      const std::string tag = std::string(d) + "_" + precision;
-      const std::string one = fresh_dir("cpu_calls_one_" + tag);
-      const auto [r1, n1] = run(one, 1);
-      ASSERT_TRUE(r1.finished);
-      EXPECT_EQ(n1, 21);
-      for (const std::int64_t per_call : {std::int64_t{0}, std::int64_t{3}}) {
-        const std::string many = fresh_dir("cpu_calls_" + std::to_string(per_call) + "_" + tag);
-        const auto [r, n] = run(many, per_call);
-        ASSERT_TRUE(r.finished);
-        EXPECT_EQ(n, 21);
-        expect_same_outputs(one, many);
-      }
-      const std::string cut = fresh_dir("cpu_calls_cut_" + tag);
-      const auto [first, n_first] = run(cut, 0, false, 2);  // stopped after its 2nd checkpoint
-      ASSERT_TRUE(first.interrupted);
-      EXPECT_EQ(n_first, 14);
-      EXPECT_EQ(first.observations, 14);
-      const auto [second, n_second] = run(cut, 0, true);
-      ASSERT_TRUE(second.finished);
-      EXPECT_EQ(n_second, 7);
-      expect_same_outputs(one, cut);
+      expect_same_files_for_any_calls_per_run(many_calls_run(d, precision), std::string("cpu_") + d + "_" + precision,
+                                              false);
     }
   }
 }
