@@ -49,6 +49,11 @@ struct Lanes {
   static Packet ld(const S* p) { return ei::ploadu<Packet>(p); }
   static void st(S* p, const Packet& v) { ei::pstoreu(p, v); }
   static Packet bc(double v) { return ei::pset1<Packet>(static_cast<S>(v)); }
+  // The pair kernel K_ij = e^{beta <x_i, x_j> - hb_i - hb_j} (hb = beta D / 2) from the Gram
+  // entry g = <x_i, x_j>: the one formula of every pass that forms it.
+  static Packet pair_kernel(const Packet& beta, const Packet& g, const Packet& hbi, const Packet& hbj) {
+    return detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hbi, hbj)));
+  }
 
   // Calls f(offset) for the coordinates k = 0 .. d - 1 of row i in ascending order, offset the
   // entry's position in the lanes layout (batch_entry(i, k, n, d) * W), block by block.
@@ -336,7 +341,7 @@ struct Lanes {
         } else {
           Packet g = bc(0.0);
           for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], xb[q], g);
-          k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, hbb)));
+          k = pair_kernel(beta, g, hi, hbb);
         }
         const Packet cib = ei::pmul(k, ub), cbi = ei::pmul(k, ui);
         zi = ei::padd(zi, cib);
@@ -361,8 +366,8 @@ struct Lanes {
             gb = ei::pmadd(xb[q], xj[q], gb);
           }
           const Packet hj = ld(hb + j * W);
-          ki = detail::simd_exp(ei::psub(ei::pmul(beta, gi), ei::padd(hi, hj)));
-          kb = detail::simd_exp(ei::psub(ei::pmul(beta, gb), ei::padd(hbb, hj)));
+          ki = pair_kernel(beta, gi, hi, hj);
+          kb = pair_kernel(beta, gb, hbb, hj);
         }
         const Packet cij = ei::pmul(ki, uj), cji = ei::pmul(ki, ui), cbj = ei::pmul(kb, uj), cjb = ei::pmul(kb, ub);
         zi = ei::padd(zi, cij);
@@ -404,7 +409,7 @@ struct Lanes {
       S* row = s.e.data() + tri(i, i + 1, n) * W;
       for (Index j = i + 1; j < n; ++j) {
         S* p = row + (j - i - 1) * W;
-        st(p, detail::simd_exp(ei::psub(ei::pmul(beta, ld(p)), ei::padd(hi, ld(hb + j * W)))));
+        st(p, pair_kernel(beta, ld(p), hi, ld(hb + j * W)));
       }
     }
   }
@@ -702,14 +707,13 @@ struct Lanes {
         S* const kr = K > 0 ? nullptr : kernel_out ? kernel_out + tri(i, i + 1, n) * W : s.kf.data();
         if constexpr (K == 0)
           for (Index j = i + 1; j < n; ++j)
-            st(kr + (j - i - 1) * W,
-               detail::simd_exp(ei::psub(ei::pmul(beta, ld(er + (j - i - 1) * W)), ei::padd(hi, ld(hb + j * W)))));
+            st(kr + (j - i - 1) * W, pair_kernel(beta, ld(er + (j - i - 1) * W), hi, ld(hb + j * W)));
         for (Index j = i + 1; j < n; ++j) {
           Packet g, k;
           if constexpr (K > 0) {
             g = bc(0.0);
             for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(x + (j * K + q) * W), g);
-            k = detail::simd_exp(ei::psub(ei::pmul(beta, g), ei::padd(hi, ld(hb + j * W))));
+            k = pair_kernel(beta, g, hi, ld(hb + j * W));
             if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
           } else {
             g = ld(er + (j - i - 1) * W);

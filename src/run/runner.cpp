@@ -282,7 +282,8 @@ std::int64_t observations_per_call(const RunConfig& cfg, const RunOptions& opt, 
                                    const ObserveOptions& observe) {
   if (cfg.snapshots) return 1;
   if (opt.observations_per_call > 0) return opt.observations_per_call;
-  return e.runs_on_gpu() && !cfg.clusters ? 256 : e.runs_on_gpu() ? 1 : e.observations_per_pass(observe);
+  if (!e.runs_on_gpu()) return e.observations_per_pass(observe);
+  return cfg.clusters ? 1 : 256;
 }
 
 std::string status_text(const RunConfig& cfg, const std::vector<ObservationRow>& rows) {
