@@ -16,7 +16,10 @@ count; also wall and peak RSS), the peers in-process on --systems systems x --st
 (CPU time of this process). One d's time is reported as CPU time / threads, i.e. the time on
 otherwise idle cores. Rounds alternate the sides (the machine's speed drifts); medians over
 rounds. --sweep additionally times the real job for each d: one `attnflow sweep` over the 90
-betas (all points, wall clock and peak RSS, output.final = false as the experiment runs it).
+betas (all points, wall clock and peak RSS, output.final = false as the experiment runs it),
+observing every step, and once more at the published code's cadence: its 200 times
+linspace(0, 30, 200), each on the first step at or after it (observe.on_steps; the issue's
+"observations every 0.15"), as experiments/theory/phase_diagram runs it.
 
 Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
          [--precisions float64 float32] [--systems 256] [--steps 20] [--rounds 3]
@@ -31,7 +34,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -102,7 +104,8 @@ method = "residual"
 dt = {dt}
 t_end = {t_end}
 [observe]
-every = {dt}
+every = {every}
+on_steps = {on_steps}
 delta = {delta}
 clusters = false
 per_system = false
@@ -130,7 +133,7 @@ def attnflow_run(build, tmp, d, systems, steps, tag, precision):
     """attnflow run of one slice; returns (cpu seconds, wall seconds, peak RSS MB)."""
     cfg = Path(tmp) / f"{tag}.toml"
     cfg.write_text(RUN.format(n=N, d=d, systems=systems, beta=BETA, dt=DT, t_end=round(steps * DT, 10),
-                              delta=DELTA, precision=precision))
+                              every=DT, on_steps="false", delta=DELTA, precision=precision))
     out = Path(tmp) / tag
     cpu, wall, mb = timed([str(build / "attnflow"), "run", str(cfg), "--out", str(out), "--no-plots", "--quiet",
                            "--threads", THREADS])
@@ -138,13 +141,16 @@ def attnflow_run(build, tmp, d, systems, steps, tag, precision):
     return cpu, wall, mb
 
 
-def attnflow_sweep(build, tmp, d, precision):
-    """The real job for one d: `attnflow sweep` over the 90 betas of the published grid."""
+def attnflow_sweep(build, tmp, d, precision, published_cadence=False):
+    """The real job for one d: `attnflow sweep` over the 90 betas of the published grid,
+    observing every step or (published_cadence) at the published code's 200 times."""
     betas = ", ".join(repr(round(float(b), 10)) for b in np.linspace(0.1, 9.0, 90))
-    cfg = Path(tmp) / f"sweep_d{d}_{precision}.toml"
-    cfg.write_text(SWEEP.format(n=N, d=d, systems=2048, dt=DT, t_end=30.0, delta=DELTA, precision=precision,
-                                betas=betas))
-    out = Path(tmp) / f"sweep_d{d}_{precision}"
+    tag = f"sweep_d{d}_{precision}{'_published' if published_cadence else ''}"
+    cfg = Path(tmp) / f"{tag}.toml"
+    every, on_steps = (repr(30.0 / 199.0), "true") if published_cadence else (DT, "false")
+    cfg.write_text(SWEEP.format(n=N, d=d, systems=2048, dt=DT, t_end=30.0, every=every, on_steps=on_steps,
+                                delta=DELTA, precision=precision, betas=betas))
+    out = Path(tmp) / tag
     cpu, wall, mb = timed([str(build / "attnflow"), "sweep", str(cfg), "--out", str(out), "--no-plots", "--quiet",
                            "--threads", THREADS])
     return cpu, wall, mb, phase_means(out)
@@ -212,6 +218,9 @@ def main():
                 if a.sweep:  # the real job: wall clock of the whole sweep
                     cpu, wall, mb, phases[prec] = attnflow_sweep(build, tmp, d, prec)
                     row.update({"sweep_wall_s": wall, "sweep_cpu_s": cpu, "sweep_peak_rss_mb": mb})
+                    cpu, wall, mb, _ = attnflow_sweep(build, tmp, d, prec, published_cadence=True)
+                    row.update({"sweep_published_cadence_wall_s": wall, "sweep_published_cadence_cpu_s": cpu,
+                                "sweep_published_cadence_peak_rss_mb": mb})
                     if len(phases) == 2:  # float32's phase diagram against float64's, same points
                         p64, p32 = phases["float64"], phases["float32"]
                         row["phase_max_abs_diff_float32_float64"] = max(abs(p32[k] - p64[k]) for k in p64)
@@ -220,13 +229,15 @@ def main():
                 print(json.dumps(row), flush=True)
     print(f"\n{a.threads} threads each side; one d = 90 betas x 2048 systems x 300 steps (CPU time / threads; "
           "sweep: the wall clock of `attnflow sweep` over the 90 betas)\n")
-    print("| d | precision | attnflow | attnflow sweep (wall) | PyTorch | NumPy | PyTorch / attnflow | NumPy / attnflow "
-          "| attnflow peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| d | precision | attnflow | attnflow sweep (wall) | sweep, published cadence (wall) | PyTorch | NumPy "
+          "| PyTorch / attnflow | NumPy / attnflow | attnflow peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         sweep = f"{r['sweep_wall_s']:.0f} s" if "sweep_wall_s" in r else "-"
-        rss = max(r["attnflow_peak_rss_mb_2048_systems"], r.get("sweep_peak_rss_mb", 0.0))
-        print(f"| {r['d']} | {r['precision']} | {r['attnflow_one_d_s']:.0f} s | {sweep} | {r['torch_one_d_s']:.0f} s | "
+        pub = f"{r['sweep_published_cadence_wall_s']:.0f} s" if "sweep_published_cadence_wall_s" in r else "-"
+        rss = max(r["attnflow_peak_rss_mb_2048_systems"], r.get("sweep_peak_rss_mb", 0.0),
+                  r.get("sweep_published_cadence_peak_rss_mb", 0.0))
+        print(f"| {r['d']} | {r['precision']} | {r['attnflow_one_d_s']:.0f} s | {sweep} | {pub} | {r['torch_one_d_s']:.0f} s | "
               f"{r['numpy_one_d_s']:.0f} s | {r['ratio_torch']:.0f}x | {r['ratio_numpy']:.0f}x | {rss:.0f} MB |")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

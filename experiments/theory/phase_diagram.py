@@ -34,6 +34,7 @@ dt = {dt}
 t_end = {t_end}
 [observe]
 every = {every}
+on_steps = {on_steps}
 delta = {delta}
 clusters = false
 per_system = false
@@ -58,7 +59,8 @@ def run_dimension(cfg, d, betas, tmp):
     """One sweep over beta for dimension d (resumed if its work folder holds a partial one);
     returns (beta, t, p, stderr) arrays and the sweep's wall seconds."""
     text = RUN.format(n=cfg["n"], d=d, seed=cfg["seed"], systems=cfg["systems"],
-                      method=cfg["method"], dt=cfg["dt"], t_end=cfg["t_end"], every=cfg["every"],
+                      method=cfg["method"], dt=cfg["dt"], t_end=cfg["t_end"], every=repr(float(cfg["every"])),
+                      on_steps=str(bool(cfg.get("on_steps", False))).lower(),
                       delta=cfg["delta"], betas=", ".join(repr(b) for b in betas),
                       precision=cfg.get("precision", "float64"))
     path = Path(tmp) / f"d{d}.toml"
@@ -150,11 +152,21 @@ def main():
     write_summary(NAME, {"n": cfg["n"], "delta": cfg["delta"], "dims": cfg["dims"],
                          "betas": cfg["betas"], "systems": cfg["systems"], "t_end": cfg["t_end"],
                          "dt": cfg["dt"], "method": cfg["method"], "every": cfg["every"],
+                         "on_steps": bool(cfg.get("on_steps", False)),
                          "precision": cfg.get("precision", "float64"),
                          "sweep_wall_seconds_per_d": {str(d): s for d, s in seconds.items()},
                          "csv": "results.csv", "curve_csv": "curve.csv",
                          "crossing_csv": "crossing.csv"})
     report(cfg, crossings, seconds)
+
+
+def observed(cfg):
+    """How the config observes, in words."""
+    if not cfg.get("on_steps", False):
+        return f"observed every {cfg['every']:g}"
+    count = int(round(cfg["t_end"] / cfg["every"])) + 1
+    return (f"observed at the published code's {count} times linspace(0, {cfg['t_end']:g}, {count}), each on the "
+            "first step at or after it (`observe.on_steps`)")
 
 
 def report(cfg, crossings, seconds):
@@ -179,7 +191,7 @@ def report(cfg, crossings, seconds):
         f"delta = {cfg['delta']:g}, {cfg['systems']} realizations per (d, beta), {len(cfg['betas'])} betas",
         f"linspace({cfg['betas'][0]:g}, {cfg['betas'][-1]:g}, {len(cfg['betas'])}), t in [0, {cfg['t_end']:g}],",
         f"method `{cfg['method']}` (x <- normalize(x + dt A(x)), the published step, no tangent",
-        f"projection) with dt = {cfg['dt']}, observed every {cfg['every']}. P(t) is the mean over",
+        f"projection) with dt = {cfg['dt']}, {observed(cfg)}. P(t) is the mean over",
         "realizations of the fraction of pairs i != j with <x_i, x_j> > 1 - delta (`results.csv`",
         "also has its standard error). Each d is one `attnflow sweep` over model.beta on the",
         f"batched ensemble path in {cfg.get('precision', 'float64')} (config `precision`), two points at a",

@@ -3,7 +3,7 @@
 #   experiments/theory/run_all.sh [NAME ...]   NAME in: long_context equiangular schemes
 #                                              phase_diagram cluster_count metastability (default: all)
 # Uses the CLI at $ATTNFLOW_CLI, else build/attnflow; $PYTHON (default /usr/bin/python3) with NumPy.
-# Times on 2 shared cores: long_context 5 s, equiangular 5 s, schemes 5 s, phase_diagram ~4.5 min on 2 idle cores (published scale: 4 d x 90 betas x 2048 systems),
+# Times on 2 shared cores: long_context 5 s, equiangular 5 s, schemes 5 s, phase_diagram ~3 min on 2 idle cores (published scale: 4 d x 90 betas x 2048 systems),
 # metastability ~15 min, cluster_count ~3 min. Plots: python3 -m attnflow.plot experiments/theory/NAME (when available).
 set -euo pipefail
 cd "$(dirname "$0")"

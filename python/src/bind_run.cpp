@@ -59,6 +59,8 @@ void bind_run_config(py::module_& m) {
       .def_readwrite("integrator", &RunConfig::integrator)
       .def_readwrite("t_end", &RunConfig::t_end)
       .def_readwrite("every", &RunConfig::every)
+      .def_readwrite("on_steps", &RunConfig::on_steps,
+                     "[observe] on_steps: observe on the first step at or after each k * every (fixed steps)")
       .def_readwrite("delta", &RunConfig::delta)
       .def_readwrite("pair_limit", &RunConfig::pair_limit)
       .def_readwrite("snapshots", &RunConfig::snapshots)
@@ -68,6 +70,9 @@ void bind_run_config(py::module_& m) {
   m.def("parse_run_config", &parse_run_config, py::arg("config"),
         "reads and validates every key of the run schema (records defaults in config)");
   m.def("default_run_config_toml", &default_run_config_toml);
+  m.def("last_observation", &last_observation, py::arg("config"), "index of a run's last observation (at t_end)");
+  m.def("observation_time", &observation_time, py::arg("config"), py::arg("k"),
+        "time of a run's observation k (k * every, or with on_steps the first step at or after it)");
 }
 
 void bind_runner(py::module_& m) {

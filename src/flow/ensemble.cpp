@@ -1224,13 +1224,17 @@ void Ensemble::gather_block(Index b, BlockLanes& lanes) {
   lanes.clear();
   Matrix& x = lanes.x;
   x.resize(n * dl, w);
+  std::vector<const double*> src(static_cast<std::size_t>(w));  // lane l's (n, dl) row-major entries
   for (Index l = 0; l < w; ++l) {
     const Index s = s0 + (l < m ? l : 0);
     if (reduced && coords_[s].size() == 0) span_coordinates(states_[s], coords_[s], bases_[s]);
-    const Matrix& c = reduced ? coords_[s] : states_[s];
-    for (Index i = 0; i < n; ++i)
-      for (Index k = 0; k < dl; ++k) x(batch_entry(i, k, n, dl), l) = c(i, k);
+    src[static_cast<std::size_t>(l)] = (reduced ? coords_[s] : states_[s]).data();
   }
+  for (Index i = 0; i < n; ++i)  // each entry's W lanes written together (one cache line)
+    for (Index k = 0; k < dl; ++k) {
+      double* row = x.data() + batch_entry(i, k, n, dl) * w;
+      for (Index l = 0; l < w; ++l) row[l] = src[static_cast<std::size_t>(l)][i * dl + k];
+    }
   if (single()) {  // float32: the points (or coordinates) rounded to float once, here
     lanes.xf = x.cast<float>();
     x.resize(0, 0);

@@ -139,6 +139,16 @@ void read_observe_output(Config& c, RunConfig& r) {
   const std::string& ctx = c.name();
   r.every = c.get_double("observe.every", r.every);
   require(std::isfinite(r.every) && r.every > 0.0, ctx, "observe.every", r.every, "> 0");
+  r.on_steps = c.get_bool("observe.on_steps", r.on_steps);
+  if (r.on_steps) {
+    const double dt = r.integrator.dt, steps = r.t_end / dt;
+    require(r.integrator.method != Method::dopri5, ctx, "observe.on_steps", "true",
+            "a fixed-step integrate.method (euler, residual, rk4), not dopri5");
+    require(r.every >= dt, ctx, "observe.every", r.every,
+            fmt::format(">= integrate.dt = {} with observe.on_steps (one observation per step at most)", dt));
+    require(std::abs(steps - std::round(steps)) <= 1e-9 * std::max(1.0, steps), ctx, "integrate.t_end", r.t_end,
+            fmt::format("a whole number of steps of integrate.dt = {} with observe.on_steps", dt));
+  }
   r.delta = c.get_double("observe.delta", r.delta);
   require(r.delta > 0.0 && r.delta < 2.0, ctx, "observe.delta", r.delta, "in (0, 2)");
   const auto pl = c.get_int("observe.pair_limit", r.pair_limit);
@@ -204,6 +214,28 @@ Precision run_precision(const RunConfig& cfg) {
                                                                               : Precision::float64;
 }
 
+namespace {
+std::int64_t grid_step(const RunConfig& c, std::int64_t k) {
+  return static_cast<std::int64_t>(std::ceil(static_cast<double>(k) * c.every / c.integrator.dt - 1e-9));
+}
+}  // namespace
+
+// The 1e-9 slack keeps t_end = 15, every = 0.1 at 150 intervals (and 0.3 / 0.1 at 3 steps).
+std::int64_t last_observation(const RunConfig& c) {
+  auto last = static_cast<std::int64_t>(std::ceil(c.t_end / c.every - 1e-9));
+  if (!c.on_steps) return last;
+  // On steps, the observation before t_end may already round up to t_end's step: then it is
+  // the last (every >= dt: at most one such).
+  const std::int64_t steps = std::llround(c.t_end / c.integrator.dt);
+  if (last > 0 && grid_step(c, last - 1) >= steps) --last;
+  return last;
+}
+
+double observation_time(const RunConfig& c, std::int64_t k) {
+  if (k >= last_observation(c)) return c.t_end;
+  return c.on_steps ? static_cast<double>(grid_step(c, k)) * c.integrator.dt : static_cast<double>(k) * c.every;
+}
+
 RunConfig parse_run_config(Config& config) {
   RunConfig r;
   read_measure(config, r);
@@ -264,6 +296,7 @@ atol = 1e-09              # dopri5 absolute tolerance
 
 [observe]
 every = 1.0               # observe at t = 0, every, 2 every, ..., and t_end
+on_steps = false          # fixed steps: observe on the first step at or after each k * every (no shortened step; every >= dt)
 delta = 0.01              # cluster threshold: i ~ j when <x_i, x_j> > 1 - delta, in (0, 2)
 pair_limit = 20000        # n above this skips the O(n^2) pair pass (clusters = -1); 0 = never skip
 clusters = true           # cluster counts (union-find); false: clusters = largest_cluster = -1

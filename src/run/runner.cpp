@@ -40,15 +40,6 @@ std::vector<std::string> observable_columns() {
 
 namespace {
 
-// Observation k is at k * every (by multiplication, never accumulated) for k < last, and the
-// last one is exactly t_end. The 1e-9 slack keeps t_end = 15, every = 0.1 at 150 intervals.
-std::int64_t last_observation(const RunConfig& c) {
-  return static_cast<std::int64_t>(std::ceil(c.t_end / c.every - 1e-9));
-}
-double observation_time(const RunConfig& c, std::int64_t k) {
-  return k >= last_observation(c) ? c.t_end : static_cast<double>(k) * c.every;
-}
-
 Matrix read_initial_file(const RunConfig& cfg, Index system) {
   const NpyArray a = read_npy(cfg.file);
   const auto& s = a.shape;
@@ -243,7 +234,9 @@ class EnsembleCsv {
   EnsembleCsv(const EnsembleCsv&) = delete;
   EnsembleCsv& operator=(const EnsembleCsv&) = delete;
   void write(double t, const std::vector<Observables>& obs) {
-    const EnsembleStats st = summarize(obs, probs_);
+    last_t_ = t;
+    last_ = summarize(obs, probs_);
+    const EnsembleStats& st = last_;
     const auto row = [&](const std::string& label, auto value) {
       std::string line = format_double(t) + "," + label;
       for (const ObservableStats& o : st.stats) line += "," + (o.count > 0 ? format_double(value(o)) : std::string("nan"));
@@ -257,10 +250,34 @@ class EnsembleCsv {
     if (std::fwrite(text.data(), 1, text.size(), f_) != text.size() || std::fflush(f_) != 0)
       throw std::runtime_error(fmt::format("cannot write {}", path_));
   }
+  // The last observation's statistics as JSON (summary.json's "final_ensemble"): its time and,
+  // per statistic (count, mean, stderr, q<p>), each observable's value (null where none).
+  nlohmann::json last_json() const {
+    nlohmann::json stats = nlohmann::json::object();
+    const auto put = [&](const std::string& label, auto value) {
+      nlohmann::json row = nlohmann::json::object();
+      for (const ObservableStats& o : last_.stats) {
+        if (o.count > 0)
+          row[o.name] = value(o);
+        else
+          row[o.name] = nullptr;
+      }
+      stats[label] = row;
+    };
+    put("count", [](const ObservableStats& o) { return static_cast<double>(o.count); });
+    put("mean", [](const ObservableStats& o) { return o.mean; });
+    put("stderr", [](const ObservableStats& o) { return o.standard_error; });
+    for (std::size_t q = 0; q < probs_.size(); ++q)
+      put(fmt::format("q{:g}", probs_[q]), [q](const ObservableStats& o) { return o.quantiles[q]; });
+    return {{"t", last_t_}, {"statistics", stats}};
+  }
+  bool wrote() const { return !last_.stats.empty(); }
 
  private:
   std::string path_;
   std::vector<double> probs_;
+  double last_t_ = 0.0;
+  EnsembleStats last_;
   std::FILE* f_ = nullptr;
 };
 
@@ -329,9 +346,13 @@ std::vector<FlowDiagnostics> diagnostics_of(const Ensemble& e) {
   return d;
 }
 
+// The run's summary.json. "final": the last observation of each system where the run writes
+// per-system rows (observe.per_system, or one system); otherwise empty, and "final_ensemble"
+// holds that observation's statistics over the systems (as ensemble.csv's last rows), so a
+// point of a large ensemble sweep stays a few KB (2048 systems' rows made 830 KB per point).
 nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::vector<FlowDiagnostics>& diags,
                             const Cursor& c, const std::vector<ObservationRow>& last, const RunOptions& opt,
-                            double seconds, const std::vector<std::string>& warnings) {
+                            double seconds, const std::vector<std::string>& warnings, const EnsembleCsv* ens) {
   long steps = 0, rejected = 0, evals = 0, sinkhorn_missed = 0;
   std::string message;
   for (Index k = 0; k < e.size(); ++k) {
@@ -347,7 +368,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
             {"sinkhorn_not_converged", sinkhorn_missed}, {"t_end", cfg.t_end},
             {"observations", c.next_obs}, {"systems", cfg.systems}, {"n", cfg.n}, {"d", cfg.d},
             {"model", cfg.kind}, {"beta", cfg.beta}, {"scheme", cfg.scheme}, {"delta", cfg.delta},
-            {"every", cfg.every}, {"batched", e.batched && e.batchable()},
+            {"every", cfg.every}, {"on_steps", cfg.on_steps}, {"batched", e.batched && e.batchable()},
             {"ensemble_precision", precision_name(e.precision)},
             {"device_fallback", device_fallback(e.batched && e.batchable() && !e.runs_on_gpu())},
             {"per_system_rows", cfg.per_system || cfg.systems == 1},
@@ -360,10 +381,15 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
   j["observation_times"] = times;
   j["warnings"] = warnings;
   const auto names = observable_names();
-  for (const auto& r : last) {
-    nlohmann::json f = {{"system", r.system}, {"t", r.t}};
-    for (std::size_t i = 0; i < names.size(); ++i) f[names[i]] = r.values[i];
-    j["final"].push_back(f);
+  j["final"] = nlohmann::json::array();
+  if (cfg.per_system || cfg.systems == 1) {
+    for (const auto& r : last) {
+      nlohmann::json f = {{"system", r.system}, {"t", r.t}};
+      for (std::size_t i = 0; i < names.size(); ++i) f[names[i]] = r.values[i];
+      j["final"].push_back(f);
+    }
+  } else if (ens && ens->wrote()) {
+    j["final_ensemble"] = ens->last_json();
   }
   return j;
 }
@@ -386,6 +412,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   e.gpu_emulation = opt.gpu_emulation;
   const ObserveOptions observe = detail::observe_options(cfg);
   const std::int64_t per_call = observations_per_call(cfg, opt, e, observe);
+  const bool all_rows = cfg.per_system || cfg.systems == 1 || static_cast<bool>(opt.on_observation);
   std::vector<double> times;
   // Observations k0 .. k1 in one call, k1 at the latest the next checkpoint's observation: the
   // safe points (checkpoints, stop requests) fall between calls.
@@ -397,8 +424,17 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     e.advance_observe_each(times, observe, cfg.clusters, [&](std::size_t j, const std::vector<Observables>& obs) {
       const std::int64_t k = k0 + static_cast<std::int64_t>(j);
       const double t = times[j];
-      observation_rows(t, obs, rows);
-      if (warnings.empty()) {
+      // Every system's row where something reads them: observables.csv, on_observation, the
+      // call's last observation (RunResult::last, the summary's "final"), a non-finite
+      // energy's warning; otherwise system 0's (the progress line) only.
+      const bool overflow = warnings.empty() && std::any_of(obs.begin(), obs.end(), [](const Observables& o) {
+                              return !std::isfinite(o.energy);
+                            });
+      if (all_rows || k == k1 || overflow)
+        observation_rows(t, obs, rows);
+      else
+        rows.assign(1, {t, 0, observable_array(obs[0])});
+      if (overflow) {
         if (std::string w = energy_overflow_warning(rows); !w.empty()) {
           warnings.push_back(w);
           if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
@@ -429,7 +465,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
     return res;
   }
   if (cfg.final_states) write_positions(job.path("final.npy"), e);
-  nlohmann::json summary = summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings);
+  nlohmann::json summary = summary_json(cfg, e, diagnostics_of(e), c, rows, opt, res.seconds, warnings, ens.get());
   summary["points_split"] = false;
   job.write_summary(summary);
   job.commit();  // summary.json now marks the run finished; checkpoint.bin goes
@@ -708,7 +744,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
     return res;
   }
   if (cfg.final_states) write_positions(job->path("final.npy"), *all);
-  nlohmann::json summary = summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings);
+  nlohmann::json summary = summary_json(cfg, *all, diags, c, rows, opt, res.seconds, warnings, ens.get());
   summary["points_split"] = res.points_split;
   job->write_summary(summary);
   job->commit();

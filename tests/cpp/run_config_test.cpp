@@ -2,6 +2,7 @@
 // no key undocumented), gamma -> beta, and bad configs rejected with a message naming the key.
 #include "attnflow/run/run_config.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -107,6 +108,12 @@ TEST(RunConfig, BadConfigsNameTheKey) {
   EXPECT_TRUE(throws_with([] { parse("[model]\nbeta = 0\n"); }, "model.beta = 0, must be > 0"));
   EXPECT_TRUE(throws_with([] { parse("[measure]\nn = \"many\"\n"); }, "measure.n = many, must be an integer"));
   EXPECT_TRUE(throws_with([] { parse("[output]\ncheckpoint_every = -1\n"); }, "output.checkpoint_every = -1"));
+  EXPECT_TRUE(throws_with([] { parse("[integrate]\nmethod = \"dopri5\"\n[observe]\non_steps = true\n"); },
+                          "t.toml: observe.on_steps = true, must be a fixed-step integrate.method"));
+  EXPECT_TRUE(throws_with([] { parse("[integrate]\ndt = 0.1\n[observe]\nevery = 0.05\non_steps = true\n"); },
+                          "t.toml: observe.every = 0.05, must be >= integrate.dt = 0.1 with observe.on_steps"));
+  EXPECT_TRUE(throws_with([] { parse("[integrate]\ndt = 0.1\nt_end = 1.05\n[observe]\non_steps = true\n"); },
+                          "t.toml: integrate.t_end = 1.05, must be a whole number of steps of integrate.dt = 0.1"));
   EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_tol = 0\n"); }, "t.toml: model.sinkhorn_tol = 0, must be > 0"));
   EXPECT_TRUE(throws_with([] { parse("[model]\nsinkhorn_max_iterations = 0\n"); },
                           "model.sinkhorn_max_iterations = 0, must be in [1, 1e8]"));
@@ -123,6 +130,41 @@ TEST(RunConfig, BadConfigsNameTheKey) {
                           "t.toml: model.interaction = \"custom\", must be gaussian or power in a config"));
   EXPECT_TRUE(throws_with([] { parse("[model]\ninteraction = \"coulomb\"\n"); },
                           "t.toml: model.interaction = \"coulomb\", must be one of gaussian"));
+}
+
+// Observation times: k * every by multiplication and t_end last; with observe.on_steps the first
+// step of the dt grid at or after k * every (never a shortened step), t_end last.
+TEST(RunConfig, ObservationTimes) {
+  const RunConfig plain = parse("[integrate]\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.15\n");
+  EXPECT_EQ(last_observation(plain), 7);
+  EXPECT_EQ(observation_time(plain, 1), 0.15);
+  EXPECT_EQ(observation_time(plain, 6), 6 * 0.15);
+  EXPECT_EQ(observation_time(plain, 7), 1.0);
+  const RunConfig steps = parse("[integrate]\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.15\non_steps = true\n");
+  EXPECT_TRUE(steps.on_steps);
+  const std::vector<double> expected{0.0, 2 * 0.1, 3 * 0.1, 5 * 0.1, 6 * 0.1, 8 * 0.1, 9 * 0.1, 1.0};
+  ASSERT_EQ(last_observation(steps), 7);
+  for (std::int64_t k = 0; k <= 7; ++k) EXPECT_EQ(observation_time(steps, k), expected[static_cast<std::size_t>(k)]) << k;
+  // 0.3 / 0.1 = 2.9999999999999996: still step 3, not 4.
+  const RunConfig third = parse("[integrate]\ndt = 0.1\nt_end = 0.9\n[observe]\nevery = 0.3\non_steps = true\n");
+  EXPECT_EQ(last_observation(third), 3);
+  EXPECT_EQ(observation_time(third, 1), 3 * 0.1);
+  EXPECT_EQ(observation_time(third, 2), 6 * 0.1);
+  // The observation before t_end rounds up to t_end's step: it is the last one (no repeat).
+  const RunConfig up = parse("[integrate]\ndt = 0.1\nt_end = 1.0\n[observe]\nevery = 0.16\non_steps = true\n");
+  EXPECT_EQ(last_observation(up), 6);  // 0.96 -> step 10 = t_end
+  EXPECT_EQ(observation_time(up, 5), 8 * 0.1);
+  EXPECT_EQ(observation_time(up, 6), 1.0);
+  // The published phase-diagram cadence: linspace(0, 30, 200) on steps of 0.1: 200 observations.
+  const RunConfig pub = parse("[integrate]\nmethod = \"residual\"\ndt = 0.1\nt_end = 30.0\n[observe]\nevery = " +
+                              fmt::format("{}", 30.0 / 199.0) + "\non_steps = true\n");
+  EXPECT_EQ(last_observation(pub), 199);
+  for (std::int64_t k = 1; k < 199; ++k) {
+    const double t = observation_time(pub, k), nominal = static_cast<double>(k) * 30.0 / 199.0;
+    EXPECT_GE(t, nominal - 1e-12) << k;
+    EXPECT_LT(t, nominal + 0.1) << k;
+    EXPECT_GT(t, observation_time(pub, k - 1)) << k;
+  }
 }
 
 TEST(RunConfig, SetOverridesAndResolvedTextRoundTrips) {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "attnflow/io/atomic_file.hpp"
 #include "attnflow/io/csv.hpp"
@@ -345,6 +346,15 @@ TEST(Runner, EnsembleCsvSummarizesThePerSystemRows) {
   EXPECT_TRUE(same_file(a + "/ensemble.csv", b + "/ensemble.csv"));
   const std::string header = read_file(b + "/observables.csv");
   EXPECT_EQ(std::count(header.begin(), header.end(), '\n'), 1);
+  // summary.json: with per-system rows "final" has every system's last observation; without,
+  // none, and "final_ensemble" the last observation's statistics (checked below).
+  const auto sa = nlohmann::json::parse(read_file(a + "/summary.json"));
+  const auto sb = nlohmann::json::parse(read_file(b + "/summary.json"));
+  EXPECT_EQ(sa["final"].size(), 5u);
+  EXPECT_FALSE(sa.contains("final_ensemble"));
+  EXPECT_TRUE(sb["final"].empty());
+  ASSERT_TRUE(sb.contains("final_ensemble"));
+  EXPECT_EQ(sb["final_ensemble"]["t"].get<double>(), 3.0);
   const CsvTable rows = read_csv(a + "/observables.csv");
   ASSERT_EQ(rows.values.rows(), 15);  // 3 times x 5 systems
   // ensemble.csv: t, statistic, then the observables; 5 rows per time.
@@ -388,6 +398,54 @@ TEST(Runner, EnsembleCsvSummarizesThePerSystemRows) {
       EXPECT_EQ(std::stod(lines[5 + 5 * k][2 + o]), v[4]) << names[o];
     }
   }
+  // "final_ensemble" is ensemble.csv's last time, statistic by statistic.
+  const auto& stats = sb["final_ensemble"]["statistics"];
+  for (int r = 0; r < 5; ++r) {
+    const auto& line = lines[1 + 5 * 2 + r];
+    for (std::size_t o = 0; o < names.size(); ++o)
+      EXPECT_EQ(stats[line[1]][names[o]].get<double>(), std::stod(line[2 + o])) << line[1] << " " << names[o];
+  }
+}
+
+// observe.on_steps: every 0.15 with steps of 0.1 observes on the first step at or after each
+// k * 0.15 (0, 0.2, 0.3, 0.5, ...; the published phase-diagram code's cadence), never
+// shortening a step: the rows and final points are those of a run observing every step, at
+// those steps, byte for byte; without on_steps the run shortens steps to land on k * 0.15.
+TEST(Runner, OnStepsObservesOnTheFirstStepAtOrAfterEachTime) {
+  const std::string base =
+      "[measure]\nn = 7\nd = 3\nsystems = 3\nseed = 4\n[model]\nbeta = 3.0\n[integrate]\nmethod = \"residual\"\n"
+      "dt = 0.1\nt_end = 2.0\n[observe]\ndelta = 0.05\n";
+  const ParsedRun every_step = parse_run(base + "every = 0.1\n");
+  const ParsedRun on_steps = parse_run(base + "every = 0.15\non_steps = true\n");
+  const ParsedRun shortened = parse_run(base + "every = 0.15\n");
+  const std::string a = fresh_dir("on_steps_all"), b = fresh_dir("on_steps"), c = fresh_dir("on_steps_off");
+  ASSERT_TRUE(run_quietly(every_step, a).finished);
+  ASSERT_TRUE(run_quietly(on_steps, b).finished);
+  ASSERT_TRUE(run_quietly(shortened, c).finished);
+  const auto sb = nlohmann::json::parse(read_file(b + "/summary.json"));
+  const std::vector<int> steps{0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20};
+  const auto times = sb["observation_times"].get<std::vector<double>>();
+  ASSERT_EQ(times.size(), steps.size());
+  for (std::size_t k = 0; k < steps.size(); ++k) EXPECT_EQ(times[k], steps[k] * 0.1) << k;
+  EXPECT_EQ(sb["steps"].get<long>(), 3 * 20);  // no shortened step
+  EXPECT_TRUE(sb["on_steps"].get<bool>());
+  // Its rows are the every-step run's rows at those steps (3 systems a time), byte for byte.
+  std::vector<std::string> all, picked;
+  std::istringstream ia(read_file(a + "/observables.csv")), ib(read_file(b + "/observables.csv"));
+  for (std::string line; std::getline(ia, line);) all.push_back(line);
+  for (std::string line; std::getline(ib, line);) picked.push_back(line);
+  ASSERT_EQ(all.size(), 1u + 21 * 3);
+  ASSERT_EQ(picked.size(), 1u + steps.size() * 3);
+  EXPECT_EQ(picked[0], all[0]);
+  for (std::size_t k = 0; k < steps.size(); ++k)
+    for (std::size_t s = 0; s < 3; ++s)
+      EXPECT_EQ(picked[1 + 3 * k + s], all[1 + 3 * static_cast<std::size_t>(steps[k]) + s]) << k << " " << s;
+  EXPECT_TRUE(same_file(a + "/final.npy", b + "/final.npy"));
+  // Without on_steps, the steps shorten to land on 0.15, 0.45, ...: other points, more steps.
+  const auto sc = nlohmann::json::parse(read_file(c + "/summary.json"));
+  EXPECT_EQ(sc["observation_times"][1].get<double>(), 0.15);
+  EXPECT_GT(sc["steps"].get<long>(), 3 * 20);
+  EXPECT_FALSE(same_file(a + "/final.npy", c + "/final.npy"));
 }
 
 TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {

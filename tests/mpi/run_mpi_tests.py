@@ -142,7 +142,7 @@ dt = 0.05
 t_end = 1.5
 [observe]
 every = 0.25
-per_system = true
+per_system = {per_system}
 [output]
 checkpoint_every = 2
 snapshots = true
@@ -200,7 +200,8 @@ def ensemble_outputs(root):
 def group_ensemble(tmp):
     for method in ("euler", "dopri5"):
         cfg = tmp / f"e_{method}.toml"
-        cfg.write_text(ENSEMBLE.format(method=method))
+        # dopri5 without per-system rows: ensemble.csv and summary.json's "final_ensemble" only.
+        cfg.write_text(ENSEMBLE.format(method=method, per_system="true" if method == "euler" else "false"))
         ref = tmp / f"ref_{method}"
         run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
         names = ensemble_outputs(ref)
@@ -213,8 +214,8 @@ def group_ensemble(tmp):
                 import json
                 a = json.loads((ref / "summary.json").read_text())
                 b = json.loads((out / "summary.json").read_text())
-                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
-                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+                for k in ("steps", "field_evaluations", "final", "final_ensemble", "observation_times", "converged"):
+                    assert a.get(k) == b.get(k), f"summary.json {k}: {a.get(k)} != {b.get(k)}"
             check(f"run ensemble ({method}) -np {ranks} threads {threads} equals one process", t)
     # One large system: every rank advances it, the field's kernel pass split across them
     # (n = 700). SA and USA with Q = K: the symmetric pass by row tiles (three tiles of 256
@@ -236,14 +237,14 @@ def group_ensemble(tmp):
                 import json
                 a = json.loads((ref / "summary.json").read_text())
                 b = json.loads((out / "summary.json").read_text())
-                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
-                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+                for k in ("steps", "field_evaluations", "final", "final_ensemble", "observation_times", "converged"):
+                    assert a.get(k) == b.get(k), f"summary.json {k}: {a.get(k)} != {b.get(k)}"
                 assert r.stdout.count("wrote ") == 1, f"rank 0 alone prints: {r.stdout}"
             check(f"run one system ({kind}, field split) -np {ranks} threads {threads} equals one process", t)
     # d > n: each rank advances coordinates in a basis of each system's span (the batched
     # path's reduction); rank 0 gathers coordinates and bases, forms the points and checkpoints.
     cfg = tmp / "e_reduced.toml"
-    cfg.write_text(ENSEMBLE.format(method="euler").replace("d = 3", "d = 20"))
+    cfg.write_text(ENSEMBLE.format(method="euler", per_system="true").replace("d = 3", "d = 20"))
     ref = tmp / "ref_reduced"
     run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
     check("run ensemble (d > n, reduced) -np 3 threads 2 equals one process",
@@ -252,7 +253,7 @@ def group_ensemble(tmp):
     # float32 (compute.precision on the CPU): 37 systems in blocks of 16 lanes, split 13 / 12 /
     # 12 across the ranks (other blocks, other lane positions), d > n (coordinates), rk4.
     cfg = tmp / "e_float32.toml"
-    cfg.write_text(ENSEMBLE.format(method="rk4").replace("d = 3", "d = 20").replace("systems = 7", "systems = 37")
+    cfg.write_text(ENSEMBLE.format(method="rk4", per_system="true").replace("d = 3", "d = 20").replace("systems = 7", "systems = 37")
                    + '[compute]\nprecision = "float32"\n')
     ref = tmp / "ref_float32"
     run(["run", cfg, "--out", ref, "--no-plots", "--quiet"])
@@ -261,7 +262,7 @@ def group_ensemble(tmp):
                    same_files(ref, tmp / "float32_p3", ensemble_outputs(ref), "run (float32) -np 3")))
     # More ranks than systems: some ranks own none.
     cfg = tmp / "two.toml"
-    cfg.write_text(ENSEMBLE.format(method="euler").replace("systems = 7", "systems = 2"))
+    cfg.write_text(ENSEMBLE.format(method="euler", per_system="true").replace("systems = 7", "systems = 2"))
     run(["run", cfg, "--out", tmp / "two_ref", "--no-plots", "--quiet"])
     check("run ensemble of 2 systems on 3 ranks equals one process",
           lambda: (run(["run", cfg, "--out", tmp / "two_p3", "--no-plots"], 3, 1),
@@ -425,7 +426,7 @@ def group_resume(tmp):
     check("sweep stopped under mpirun -np 2, resumed with -np 3, equals one process", sweep_resume)
 
     ens = tmp / "e.toml"
-    ens.write_text(ENSEMBLE.format(method="euler"))
+    ens.write_text(ENSEMBLE.format(method="euler", per_system="true"))
     run(["run", ens, "--out", tmp / "eref", "--no-plots", "--quiet"])
 
     def run_resume():
@@ -438,7 +439,7 @@ def group_resume(tmp):
     check("ensemble run stopped under mpirun -np 3, resumed with -np 2, equals one process", run_resume)
 
     reduced = tmp / "e_reduced.toml"
-    reduced.write_text(ENSEMBLE.format(method="euler").replace("d = 3", "d = 20"))
+    reduced.write_text(ENSEMBLE.format(method="euler", per_system="true").replace("d = 3", "d = 20"))
     run(["run", reduced, "--out", tmp / "rref", "--no-plots", "--quiet"])
 
     def reduced_resume():  # the checkpoint holds coordinates and bases (d > n)
@@ -576,7 +577,7 @@ def group_failure(tmp):
     check("sweep with a bad grid point under mpirun -np 2: one report, nothing written", bad_sweep)
 
     run_cfg = tmp / "r.toml"
-    run_cfg.write_text(ENSEMBLE.format(method="euler"))
+    run_cfg.write_text(ENSEMBLE.format(method="euler", per_system="true"))
     (tmp / "taken").mkdir()
     (tmp / "taken" / "mine.txt").write_text("not a run")
 
@@ -636,8 +637,8 @@ def group_split(tmp):
                 same_files(ref, out, names, f"run --split-points ({kind}) -np {ranks}")
                 a = json.loads((ref / "summary.json").read_text())
                 b = json.loads((out / "summary.json").read_text())
-                for k in ("steps", "field_evaluations", "final", "observation_times", "converged"):
-                    assert a[k] == b[k], f"summary.json {k}: {a[k]} != {b[k]}"
+                for k in ("steps", "field_evaluations", "final", "final_ensemble", "observation_times", "converged"):
+                    assert a.get(k) == b.get(k), f"summary.json {k}: {a.get(k)} != {b.get(k)}"
                 assert a["points_split"] is False and b["points_split"] is True, (a["points_split"], b["points_split"])
                 assert f"tokens split across {ranks} processes" in r.stderr, r.stderr
             check(f"run --split-points ({kind}) -np {ranks} equals one process", t)

@@ -118,6 +118,51 @@ def test_float32_follows_the_published_trajectories_to_float_accuracy(run_cli, t
         assert p[-1].mean() > 0.2
 
 
+def published_checkpoint_steps(times, dt, max_time):
+    """The published code's observation loop (do_single_beta): after each step, time += dt
+    (accumulated); while time >= times[ckpt], checkpoint ckpt gets this step's statistics.
+    Returns the step each checkpoint was recorded at."""
+    steps, ckpt, cur, s = {}, 0, 0.0, 0
+    while True:
+        s += 1
+        cur += dt
+        while ckpt < len(times) and cur >= times[ckpt]:
+            steps[ckpt] = s
+            ckpt += 1
+        if cur >= max_time or ckpt >= len(times):
+            return steps
+
+
+def test_on_steps_observes_at_the_published_checkpoints(run_cli, tmp_path):
+    """observe.on_steps with every = t_end / (K - 1): the published code's K times
+    linspace(0, t_end, K), each observed on the first step at or after it. Its steps are those
+    the published loop records (checkpoints 1 .. K - 2: the loop records checkpoint 0 after the
+    first step, and its accumulated time reaches t_end a step late), and the clustered
+    fractions there are the published step's."""
+    rng = np.random.default_rng(4)
+    systems, n, d, beta, t_end, count = 10, 32, 8, 2.0, 6.0, 40
+    x0 = uniform_sphere(rng, systems, n, d)
+    np.save(tmp_path / "x0.npy", x0)
+    every = t_end / (count - 1)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(config(n, d, systems, beta, t_end, f'init = "file"\nfile = "{tmp_path / "x0.npy"}"')
+                   .replace("every = 0.1\n", f"every = {every!r}\non_steps = true\n"))
+    r = run_cli("run", cfg, "--out", tmp_path / "out", "--no-plots", "--quiet", "--threads", 2)
+    assert r.returncode == 0, r.stderr
+    rows = read_rows(tmp_path / "out" / "observables.csv")
+    assert len(rows) == count * systems
+    t = np.array([float(row["t"]) for row in rows]).reshape(count, systems)[:, 0]
+    cp = np.array([float(row["clustered_pairs"]) for row in rows]).reshape(count, systems)
+    published = published_checkpoint_steps(np.linspace(0, t_end, count), 0.1, t_end)
+    _, p = reference_curve(x0, beta, 0.1, 60, 1e-3)
+    for k in range(1, count - 1):
+        step = int(round(t[k] / 0.1))
+        assert step == published[k], (k, t[k], published[k])
+        assert np.abs(cp[k] - p[step]).max() <= 2.0 / (n * (n - 1))
+    assert t[0] == 0.0 and t[-1] == t_end and np.all(np.diff(t) > 0)
+    assert p[60].mean() > 0.2  # the window sees the clustering
+
+
 @pytest.mark.parametrize("d, beta", [(2, 1.0), (8, 4.0), (32, 4.0)])
 def test_probability_agrees_within_sampling_error(run_cli, tmp_path, d, beta):
     """attnflow's own i.i.d. uniform tokens (batched ensemble, ensemble.csv summaries) vs

@@ -57,6 +57,7 @@ struct RunConfig {
 
   // [observe]
   double every = 1.0;   // observation interval (times k * every, plus t_end)
+  bool on_steps = false;  // fixed steps: observe on the first step at or after k * every (observation_time)
   double delta = 1e-2;  // clusters: components of <x_i, x_j> > 1 - delta
   Index pair_limit = 20000;  // above this n the O(n^2) pair observables are skipped (0 = never)
   bool clusters = true;      // cluster counts (union-find); false: -1
@@ -87,6 +88,14 @@ void apply_compute(const std::string& device, const std::string& precision);
 Precision run_precision(const RunConfig& cfg);
 
 RunConfig parse_run_config(Config& config);
+
+// The observation times of a run: observation k for k = 0, ..., last_observation(cfg) is at
+// k * every (by multiplication, never accumulated) and the last one exactly at t_end. With
+// observe.on_steps they are the integrator's grid times instead: the first step of dt at or
+// after k * every (ceil(k every / dt) dt, never a shortened step), the last one t_end (a whole
+// number of steps: parse_run_config checks it). every >= dt keeps them on distinct steps.
+std::int64_t last_observation(const RunConfig& cfg);
+double observation_time(const RunConfig& cfg, std::int64_t k);
 
 // The full default configuration as commented TOML (`attnflow run --print-default-config`).
 std::string default_run_config_toml();
