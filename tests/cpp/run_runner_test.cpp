@@ -448,6 +448,29 @@ TEST(Runner, OnStepsObservesOnTheFirstStepAtOrAfterEachTime) {
   EXPECT_FALSE(same_file(a + "/final.npy", c + "/final.npy"));
 }
 
+// The same on the GPU path (its block algorithm emulated on the host: the launches' step
+// plans take the grid's times as they come): the every-step run's rows at those steps.
+TEST(Runner, OnStepsOnTheGpuPathObservesTheSameSteps) {
+  const std::string base =
+      "[measure]\nn = 7\nd = 3\nsystems = 3\nseed = 4\n[model]\nbeta = 3.0\n[integrate]\nmethod = \"residual\"\n"
+      "dt = 0.1\nt_end = 2.0\n[observe]\ndelta = 0.05\nclusters = false\n";
+  const auto emulated = [](RunOptions& o) { o.gpu_emulation = true; };
+  const std::string a = fresh_dir("on_steps_gpu_all"), b = fresh_dir("on_steps_gpu");
+  ASSERT_TRUE(run_quietly(parse_run(base + "every = 0.1\n"), a, false, 0, emulated).finished);
+  ASSERT_TRUE(run_quietly(parse_run(base + "every = 0.15\non_steps = true\n"), b, false, 0, emulated).finished);
+  std::vector<std::string> all, picked;
+  std::istringstream ia(read_file(a + "/observables.csv")), ib(read_file(b + "/observables.csv"));
+  for (std::string line; std::getline(ia, line);) all.push_back(line);
+  for (std::string line; std::getline(ib, line);) picked.push_back(line);
+  const std::vector<std::size_t> steps{0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20};
+  ASSERT_EQ(all.size(), 1u + 21 * 3);
+  ASSERT_EQ(picked.size(), 1u + steps.size() * 3);
+  for (std::size_t k = 0; k < steps.size(); ++k)
+    for (std::size_t s = 0; s < 3; ++s) EXPECT_EQ(picked[1 + 3 * k + s], all[1 + 3 * steps[k] + s]) << k << " " << s;
+  EXPECT_TRUE(same_file(a + "/final.npy", b + "/final.npy"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(b + "/summary.json"))["steps"].get<long>(), 3 * 20);
+}
+
 TEST(Runner, OneThreadEqualsTwoThreadsBitForBit) {
   const ParsedRun p = parse_run(
       "[measure]\nn = 300\nd = 3\nsystems = 2\n[model]\nbeta = 5.0\n[integrate]\nmethod = \"rk4\"\ndt = 0.1\n"
