@@ -1,6 +1,9 @@
 // attnflow command-line entry point: builds the subcommands and reports errors as
 // "attnflow: error: ..." on stderr with a non-zero exit status.
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +23,16 @@ int main(int argc, char** argv) {
   // restarts itself once with it set; OMP_WAIT_POLICY=active restores spinning.
   if (!std::getenv("OMP_WAIT_POLICY") && ::setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
     ::execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
+#ifdef __GLIBC__
+  // Freed memory stays with the process for its next use (a sweep's next point allocates what
+  // the last one freed: 16 MB of lanes and 8 MB of pair kernels for 2048 systems) instead of
+  // going back to the OS and faulting in again, page by page: blocks below 32 MB come from
+  // the heap and the heap is not trimmed. Peak memory is unchanged (measured: 187 MB for a
+  // float64 d = 128 phase-diagram sweep either way, the sweep 6-10% faster on the development
+  // VM, where each fresh page also costs the host a fault).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   // Under mpirun: MPI starts here, errors are reported once (cli/distributed.hpp).
   attnflow::cli::start_distributed(&argc, &argv);
   CLI::App app{"attnflow: attention as an operator on probability measures, and the dynamics "
