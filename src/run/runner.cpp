@@ -236,17 +236,12 @@ class EnsembleCsv {
   void write(double t, const std::vector<Observables>& obs) {
     last_t_ = t;
     last_ = summarize(obs, probs_);
-    const EnsembleStats& st = last_;
-    const auto row = [&](const std::string& label, auto value) {
-      std::string line = format_double(t) + "," + label;
-      for (const ObservableStats& o : st.stats) line += "," + (o.count > 0 ? format_double(value(o)) : std::string("nan"));
-      return line + "\n";
-    };
-    std::string text = row("count", [](const ObservableStats& o) { return static_cast<double>(o.count); });
-    text += row("mean", [](const ObservableStats& o) { return o.mean; });
-    text += row("stderr", [](const ObservableStats& o) { return o.standard_error; });
-    for (std::size_t q = 0; q < probs_.size(); ++q)
-      text += row(fmt::format("q{:g}", probs_[q]), [q](const ObservableStats& o) { return o.quantiles[q]; });
+    std::string text;
+    for_each_statistic([&](const std::string& label, auto value) {
+      text += format_double(t) + "," + label;
+      for (const ObservableStats& o : last_.stats) text += "," + (o.count > 0 ? format_double(value(o)) : std::string("nan"));
+      text += '\n';
+    });
     if (std::fwrite(text.data(), 1, text.size(), f_) != text.size() || std::fflush(f_) != 0)
       throw std::runtime_error(fmt::format("cannot write {}", path_));
   }
@@ -254,7 +249,7 @@ class EnsembleCsv {
   // per statistic (count, mean, stderr, q<p>), each observable's value (null where none).
   nlohmann::json last_json() const {
     nlohmann::json stats = nlohmann::json::object();
-    const auto put = [&](const std::string& label, auto value) {
+    for_each_statistic([&](const std::string& label, auto value) {
       nlohmann::json row = nlohmann::json::object();
       for (const ObservableStats& o : last_.stats) {
         if (o.count > 0)
@@ -263,23 +258,33 @@ class EnsembleCsv {
           row[o.name] = nullptr;
       }
       stats[label] = row;
-    };
-    put("count", [](const ObservableStats& o) { return static_cast<double>(o.count); });
-    put("mean", [](const ObservableStats& o) { return o.mean; });
-    put("stderr", [](const ObservableStats& o) { return o.standard_error; });
-    for (std::size_t q = 0; q < probs_.size(); ++q)
-      put(fmt::format("q{:g}", probs_[q]), [q](const ObservableStats& o) { return o.quantiles[q]; });
+    });
     return {{"t", last_t_}, {"statistics", stats}};
   }
   bool wrote() const { return !last_.stats.empty(); }
 
  private:
+  // f(label, value) for the statistics in their order (count, mean, stderr, q<p> per
+  // probability), value(o) giving the statistic of one observable's ObservableStats o.
+  template <class F>
+  void for_each_statistic(F&& f) const {
+    f("count", [](const ObservableStats& o) { return static_cast<double>(o.count); });
+    f("mean", [](const ObservableStats& o) { return o.mean; });
+    f("stderr", [](const ObservableStats& o) { return o.standard_error; });
+    for (std::size_t q = 0; q < probs_.size(); ++q)
+      f(fmt::format("q{:g}", probs_[q]), [q](const ObservableStats& o) { return o.quantiles[q]; });
+  }
+
   std::string path_;
   std::vector<double> probs_;
   double last_t_ = 0.0;
   EnsembleStats last_;
   std::FILE* f_ = nullptr;
 };
+
+// Whether the run writes per-system rows (observables.csv, summary.json's "final"): asked for,
+// or a single system.
+bool per_system_rows(const RunConfig& cfg) { return cfg.per_system || cfg.systems == 1; }
 
 // One observation's rows (one per system).
 // Into rows, whose capacity serves again (an ensemble's rows are rebuilt at every observation).
@@ -371,7 +376,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
             {"every", cfg.every}, {"on_steps", cfg.on_steps}, {"batched", e.batched && e.batchable()},
             {"ensemble_precision", precision_name(e.precision)},
             {"device_fallback", device_fallback(e.batched && e.batchable() && !e.runs_on_gpu())},
-            {"per_system_rows", cfg.per_system || cfg.systems == 1},
+            {"per_system_rows", per_system_rows(cfg)},
             {"method", to_string(cfg.integrator.method)}, {"steps", steps},
             {"rejected_steps", rejected}, {"field_evaluations", evals}, {"snapshots", cfg.snapshots},
             {"final_states", cfg.final_states},
@@ -382,7 +387,7 @@ nlohmann::json summary_json(const RunConfig& cfg, const Ensemble& e, const std::
   j["warnings"] = warnings;
   const auto names = observable_names();
   j["final"] = nlohmann::json::array();
-  if (cfg.per_system || cfg.systems == 1) {
+  if (per_system_rows(cfg)) {
     for (const auto& r : last) {
       nlohmann::json f = {{"system", r.system}, {"t", r.t}};
       for (std::size_t i = 0; i < names.size(); ++i) f[names[i]] = r.values[i];
@@ -412,7 +417,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
   e.gpu_emulation = opt.gpu_emulation;
   const ObserveOptions observe = detail::observe_options(cfg);
   const std::int64_t per_call = observations_per_call(cfg, opt, e, observe);
-  const bool all_rows = cfg.per_system || cfg.systems == 1 || static_cast<bool>(opt.on_observation);
+  const bool all_rows = per_system_rows(cfg) || static_cast<bool>(opt.on_observation);
   std::vector<double> times;
   // Observations k0 .. k1 in one call, k1 at the latest the next checkpoint's observation: the
   // safe points (checkpoints, stop requests) fall between calls.
@@ -440,7 +445,7 @@ RunResult run_loop(const RunConfig& cfg, const std::string& resolved, const RunO
           if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
         }
       }
-      if (cfg.per_system || cfg.systems == 1) csv.write(rows);
+      if (per_system_rows(cfg)) csv.write(rows);
       if (ens) ens->write(t, obs);
       if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), e);  // one per call
       c = {k + 1, csv.bytes()};
@@ -715,7 +720,7 @@ RunResult run_distributed(const RunConfig& cfg, const std::string& resolved, con
           if (opt.progress) fmt::print(opt.progress, "{}: warning: {}\n", opt.label, w);
         }
       }
-      if (cfg.per_system || cfg.systems == 1) csv->write(rows);
+      if (per_system_rows(cfg)) csv->write(rows);
       if (ens) ens->write(t, obs);
       if (cfg.snapshots) write_positions(fmt::format("{}/snap_{:06d}.npy", snapshots, k), *all);
       c = {k + 1, csv->bytes()};
