@@ -21,6 +21,13 @@ observing every step, and once more at the published code's cadence: its 200 tim
 linspace(0, 30, 200), each on the first step at or after it (observe.on_steps; the issue's
 "observations every 0.15"), as experiments/theory/phase_diagram runs it.
 
+A third peer is the published code itself as it runs (published_run: phase-diagrams.py's
+step and its observation at its 200 checkpoints, operation for operation, in PyTorch; the
+same points and fractions as that code, bit for bit, checked against it on the CPU), timed by
+the wall clock because it does not keep the threads busy, and compared with the sweep at the
+published cadence (wall clock, the same observations). Run the peers on the real batch
+(--systems 2048): PyTorch's time per system-step grows with the batch beyond the caches.
+
 Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
          [--precisions float64 float32] [--systems 256] [--steps 20] [--rounds 3]
          [--full-steps 300] [--no-torch] [--sweep]
@@ -34,6 +41,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -88,8 +96,44 @@ def torch_run(torch, x, steps):
         x = x + DT * (a @ x)
         x = x / x.norm(dim=-1, keepdim=True)
         g = x @ x.transpose(1, 2)
-        p.append((((g > 1 - DELTA) & off).sum(dim=(1, 2)) / (N * (N - 1))).mean().item())
+        p.append((((g > 1 - DELTA) & off).sum(dim=(1, 2)).to(x.dtype) / (N * (N - 1))).mean().item())
     return x, p
+
+
+def published_run(torch, x, steps):
+    """The published code's step and observation as phase-diagrams.py performs them (its
+    softmax case: identity K^T Q and V), re-implemented here operation for operation: the
+    points copied into a second buffer, the Gram written into a preallocated buffer, scaled by
+    beta, a softmax over the last axis (a new tensor), the average written into the second
+    buffer, scaled by dt, the points added, normalize() back into the first buffer; after each
+    step, when the time has reached the next of its 200 checkpoints linspace(0, 30, 200), the
+    Gram once more, its off-diagonal entries gathered through a boolean mask and the fraction
+    above 1 - delta recorded for every checkpoint reached. Returns (points, fractions)."""
+    b, n, _ = x.shape
+    m = x.clone()
+    m2 = torch.empty_like(m)
+    sm = torch.empty(b, n, n, dtype=x.dtype)
+    ip = torch.empty(b, n, n, dtype=x.dtype)
+    times = torch.linspace(0, 30, 200, dtype=torch.float64)
+    ckpt, t, p = 0, 0.0, []
+    for _ in range(steps):
+        m2.copy_(m)
+        torch.matmul(m2, m.transpose(1, 2), out=sm)
+        sm *= BETA
+        sm = torch.nn.functional.softmax(sm, dim=2)
+        torch.matmul(sm, m, out=m2)
+        m2 *= DT
+        m2 += m
+        torch.nn.functional.normalize(m2, dim=2, out=m)
+        t += DT
+        if ckpt < len(times) and t >= times[ckpt]:
+            torch.matmul(m, m.transpose(1, 2), out=ip)
+            off = ip[~torch.eye(n).bool().expand(b, -1, -1)]
+            frac = (off > 1 - DELTA).sum().to(x.dtype) / len(off)  # the published code's default dtype
+            while ckpt < len(times) and t >= times[ckpt]:
+                p.append(float(frac))
+                ckpt += 1
+    return m, p
 
 
 RUN = """[measure]
@@ -191,7 +235,7 @@ def main():
                 x0 = rng.standard_normal((a.systems, N, d))
                 x0 = (x0 / np.linalg.norm(x0, axis=-1, keepdims=True)).astype(prec)
                 per = a.systems * a.steps
-                af, af_wall, npy, tch, rss = [], [], [], [], 0.0
+                af, af_wall, npy, tch, pub, rss = [], [], [], [], [], 0.0
                 for k in range(a.rounds):
                     # attnflow: the full 2048 systems (its start-up would dominate a small slice).
                     cpu, wall, mb = attnflow_run(build, tmp, d, 2048, a.full_steps, f"d{d}_{prec}_{k}", prec)
@@ -206,6 +250,10 @@ def main():
                         c = cpu_self()
                         torch_run(torch, xt, a.steps)
                         tch.append((cpu_self() - c) / per)
+                        xt = torch.from_numpy(x0.copy())
+                        w = time.perf_counter()
+                        published_run(torch, xt, a.steps)
+                        pub.append((time.perf_counter() - w) / per)
                 med = lambda v: float(np.median(v)) if v else float("nan")
                 row = {"d": d, "precision": prec, "attnflow_cpu_s_per_system_step": med(af),
                        "attnflow_wall_s_per_system_step": med(af_wall), "numpy_cpu_s_per_system_step": med(npy),
@@ -213,6 +261,9 @@ def main():
                 # CPU time of the whole job divided by the thread count = its time on idle cores.
                 for side in ("attnflow", "numpy", "torch"):
                     row[f"{side}_one_d_s"] = row[f"{side}_cpu_s_per_system_step"] * PUBLISHED_SYSTEM_STEPS / threads
+                # The published code as written: wall clock (it does not keep both threads busy).
+                row["published_torch_wall_s_per_system_step"] = med(pub)
+                row["published_torch_one_d_s"] = med(pub) * PUBLISHED_SYSTEM_STEPS
                 row["ratio_torch"] = row["torch_one_d_s"] / row["attnflow_one_d_s"]
                 row["ratio_numpy"] = row["numpy_one_d_s"] / row["attnflow_one_d_s"]
                 if a.sweep:  # the real job: wall clock of the whole sweep
@@ -221,6 +272,8 @@ def main():
                     cpu, wall, mb, _ = attnflow_sweep(build, tmp, d, prec, published_cadence=True)
                     row.update({"sweep_published_cadence_wall_s": wall, "sweep_published_cadence_cpu_s": cpu,
                                 "sweep_published_cadence_peak_rss_mb": mb})
+                    # Like for like: the published code's cadence on both sides, wall clock on both.
+                    row["ratio_published_torch"] = row["published_torch_one_d_s"] / wall
                     if len(phases) == 2:  # float32's phase diagram against float64's, same points
                         p64, p32 = phases["float64"], phases["float32"]
                         row["phase_max_abs_diff_float32_float64"] = max(abs(p32[k] - p64[k]) for k in p64)
@@ -230,15 +283,18 @@ def main():
     print(f"\n{a.threads} threads each side; one d = 90 betas x 2048 systems x 300 steps (CPU time / threads; "
           "sweep: the wall clock of `attnflow sweep` over the 90 betas)\n")
     print("| d | precision | attnflow | attnflow sweep (wall) | sweep, published cadence (wall) | PyTorch | NumPy "
-          "| PyTorch / attnflow | NumPy / attnflow | attnflow peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| published code, PyTorch (wall) | PyTorch / attnflow | NumPy / attnflow "
+          "| published code / sweep at its cadence | attnflow peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         sweep = f"{r['sweep_wall_s']:.0f} s" if "sweep_wall_s" in r else "-"
         pub = f"{r['sweep_published_cadence_wall_s']:.0f} s" if "sweep_published_cadence_wall_s" in r else "-"
+        ratio_pub = f"{r['ratio_published_torch']:.0f}x" if "ratio_published_torch" in r else "-"
         rss = max(r["attnflow_peak_rss_mb_2048_systems"], r.get("sweep_peak_rss_mb", 0.0),
                   r.get("sweep_published_cadence_peak_rss_mb", 0.0))
         print(f"| {r['d']} | {r['precision']} | {r['attnflow_one_d_s']:.0f} s | {sweep} | {pub} | {r['torch_one_d_s']:.0f} s | "
-              f"{r['numpy_one_d_s']:.0f} s | {r['ratio_torch']:.0f}x | {r['ratio_numpy']:.0f}x | {rss:.0f} MB |")
+              f"{r['numpy_one_d_s']:.0f} s | {r['published_torch_one_d_s']:.0f} s | {r['ratio_torch']:.0f}x | "
+              f"{r['ratio_numpy']:.0f}x | {ratio_pub} | {rss:.0f} MB |")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "ensemble.json").write_text(json.dumps({"threads": a.threads, "systems": a.systems, "steps": a.steps,

@@ -203,3 +203,57 @@ def test_python_flow_accepts_residual_and_takes_the_published_step():
     euler = flow.advance(flow.initial_state(x0), flow.initial_flow_state(), 1.0,
                          attnflow.IntegratorOptions("euler", 0.1))
     assert np.abs(flow.positions(euler) - ref[0]).max() > 1e-4
+
+
+BENCH_PEERS = """
+import json, sys, importlib.util
+import numpy as np, torch
+spec = importlib.util.spec_from_file_location("ensemble_compare", sys.argv[1])
+ec = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ec)
+x0 = np.load(sys.argv[2])
+steps = int(sys.argv[3])
+xp, pp = ec.published_run(torch, torch.from_numpy(x0.copy()), steps)
+xt, pt = ec.torch_run(torch, torch.from_numpy(x0.copy()), steps)
+xn, pn = ec.numpy_run(x0.copy(), steps)
+np.save(sys.argv[4], np.stack([xp.numpy(), xt.numpy(), xn]))
+print(json.dumps({"published": pp, "torch": pt, "numpy": [float(v) for v in pn],
+                  "constants": [ec.N, ec.DT, ec.DELTA, ec.BETA]}))
+"""
+
+
+def test_bench_peers_take_the_published_step(tmp_path):
+    """bench/ensemble_compare.py's peers, whose times the README's ensemble row reports:
+    published_run (the published code's step and its observation at its checkpoints, operation
+    for operation), torch_run and numpy_run (the step written compactly, observed every step)
+    take this file's published step and give its clustered fractions, the published code's at
+    the steps its loop records them (published_checkpoint_steps). Run apart: the bench sets
+    thread variables when loaded."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import SOURCE_DIR
+
+    rng = np.random.default_rng(6)
+    systems, n, d, steps = 6, 32, 5, 60
+    x0 = uniform_sphere(rng, systems, n, d)
+    np.save(tmp_path / "x0.npy", x0)
+    r = subprocess.run([sys.executable, "-c", BENCH_PEERS, str(SOURCE_DIR / "bench" / "ensemble_compare.py"),
+                        str(tmp_path / "x0.npy"), str(steps), str(tmp_path / "x.npy")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    n_, dt, delta, beta = got["constants"]
+    assert n_ == n
+    x, p = reference_curve(x0, beta, dt, steps, delta)
+    for xs in np.load(tmp_path / "x.npy"):
+        assert np.abs(xs - x).max() < 1e-12
+    mean = p.mean(axis=1)  # every system has n (n - 1) ordered pairs: the batch's fraction
+    assert np.allclose(got["torch"], mean[1:], rtol=0, atol=1e-15)
+    assert np.allclose(got["numpy"], mean[1:], rtol=0, atol=1e-15)
+    recorded = published_checkpoint_steps(np.linspace(0, 30, 200), dt, 30.0)
+    expect = [mean[recorded[k]] for k in sorted(recorded) if recorded[k] <= steps]
+    assert len(got["published"]) == len(expect) >= 35
+    assert np.allclose(got["published"], expect, rtol=0, atol=1e-15)
+    assert mean[-1] > 0.05  # clustering under way: not a comparison of zeros
