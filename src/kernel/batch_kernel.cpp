@@ -151,7 +151,7 @@ struct Lanes {
   // The R x C tile of pairs (i0 + r, j0 + c) over all d coordinates, its R C sums in
   // registers (each stored once: e for i < j, dd for i = j, nothing below the diagonal).
   template <int R, int C>
-  static void gram_tile(const S* x, Index n, Index d, Index i0, Index j0, S* e, S* dd) {
+  [[gnu::always_inline]] static inline void gram_tile(const S* x, Index n, Index d, Index i0, Index j0, S* e, S* dd) {
     Packet acc[R][C];
     ATTNFLOW_UNROLL for (int r = 0; r < R; ++r)
       ATTNFLOW_UNROLL for (int c = 0; c < C; ++c) acc[r][c] = bc(0.0);
@@ -185,7 +185,10 @@ struct Lanes {
   // while the columns stream: half the traffic per FMA of 4 x 4 tiles). Otherwise 4 x 4 tiles
   // (a tile on the diagonal also gives dd; its lower half is computed and dropped), and the
   // pairs with a row beyond the last whole tile one by one.
-  static void gram(const S* x, Index n, Index d, S* e, S* dd) {
+  // A function of its own with its tiles inlined (the attributes): inlined into each caller,
+  // its register tiles were allocated with the caller's values and spilled in some (the
+  // observation's pass at d = 32 ran 0.63 or 0.78 us per system after unrelated edits).
+  [[gnu::noinline]] static void gram(const S* x, Index n, Index d, S* e, S* dd) {
     if (n % 8 == 0) {
       for (Index i0 = 0; i0 < n; i0 += 8) {
         gram_tile<4, 4>(x, n, d, i0, i0, e, dd);
@@ -303,16 +306,19 @@ struct Lanes {
     if (i + 1 == n) rows.template operator()<1>(i);
   }
 
-  // The whole average for d = K <= KC in one pass over the unordered pairs, without the pair
-  // buffers (e and kf, which no longer fit in L1 beside the state and cost more to write than
-  // the arithmetic): for i < j, <x_i, x_j>, K_ij, then c_ij = K_ij u_j joins row i's sums (in
-  // registers) and c_ji = K_ij u_i row j's (in a and z, in memory). Row i thus receives its
-  // terms in ascending j, each formed by the same operations as in the two-pass form: the
-  // result is the same bits. hb_i = beta D_i / 2; z_i = sum_j c_ij is left in z. With a kept
-  // pair kernel kc (BatchAttentionInput::kernel) K_ij is loaded instead of formed: the same values.
+  // The whole average for d = K <= KC in one pass over the unordered pairs, without the
+  // triangle of pair kernels (e, which no longer fits in L1 beside the state and costs more
+  // to write than the arithmetic): for i < j, <x_i, x_j>, K_ij, then c_ij = K_ij u_j joins row
+  // i's sums (in registers) and c_ji = K_ij u_i row j's (in a and z, in memory). Row i thus
+  // receives its terms in ascending j, each formed by the same operations as in the two-pass
+  // form: the result is the same bits. hb_i = beta D_i / 2; z_i = sum_j c_ij is left in z.
+  // Two rows' kernel entries are formed into kbuf (2 (n - 1) packets, 4 KB at n = 32) before
+  // their sums: 20-25% faster than forming each beside its sums (d = 2 to 8). With a kept
+  // pair kernel kc (BatchAttentionInput::kernel) K_ij is loaded instead of formed: the same
+  // values.
   template <int K, bool Kept>
   static void fused_average(const S* x, Index n, Packet beta, const S* hb, const S* u, const S* kc,
-                            S* a, S* z) {
+                            S* a, S* z, S* kbuf) {
     for (Index i = 0; i < n; ++i) {
       st(z + i * W, bc(0.0));
       for (int q = 0; q < K; ++q) st(a + (i * K + q) * W, bc(0.0));
@@ -351,24 +357,32 @@ struct Lanes {
       }
       zb = ei::padd(zb, ub);  // c_bb
       for (int q = 0; q < K; ++q) ab[q] = ei::pmadd(ub, xb[q], ab[q]);
+      // K_ij and K_bj for j > b: the kept kernel's, or formed first into kbuf in a loop of
+      // their own (independent entries, so they overlap: beside the sums below, each entry's
+      // chain of K FMAs and its exponential waited on their latency).
+      S* bi = nullptr;  // K_ij at bi + j W, K_bj at bb + j W
+      S* bb = nullptr;
+      if constexpr (!Kept) {
+        bi = kbuf - (b + 1) * W;
+        bb = kbuf + (n - 2 * (b + 1)) * W;
+        for (Index j = b + 1; j < n; ++j) {
+          Packet gi = bc(0.0), gb = bc(0.0);
+          for (int q = 0; q < K; ++q) {
+            const Packet v = ld(x + (j * K + q) * W);
+            gi = ei::pmadd(xi[q], v, gi);
+            gb = ei::pmadd(xb[q], v, gb);
+          }
+          const Packet hj = ld(hb + j * W);
+          st(bi + j * W, pair_kernel(beta, gi, hi, hj));
+          st(bb + j * W, pair_kernel(beta, gb, hbb, hj));
+        }
+      }
       for (Index j = b + 1; j < n; ++j) {
         Packet xj[K];
         for (int q = 0; q < K; ++q) xj[q] = ld(x + (j * K + q) * W);
         const Packet uj = ld(u + j * W);
-        Packet ki, kb;
-        if constexpr (Kept) {
-          ki = ld(kc + tri(i, j, n) * W);
-          kb = ld(kc + tri(b, j, n) * W);
-        } else {
-          Packet gi = bc(0.0), gb = bc(0.0);
-          for (int q = 0; q < K; ++q) {
-            gi = ei::pmadd(xi[q], xj[q], gi);
-            gb = ei::pmadd(xb[q], xj[q], gb);
-          }
-          const Packet hj = ld(hb + j * W);
-          ki = pair_kernel(beta, gi, hi, hj);
-          kb = pair_kernel(beta, gb, hbb, hj);
-        }
+        const Packet ki = Kept ? ld(kc + tri(i, j, n) * W) : ld(bi + j * W);
+        const Packet kb = Kept ? ld(kc + tri(b, j, n) * W) : ld(bb + j * W);
         const Packet cij = ei::pmul(ki, uj), cji = ei::pmul(ki, ui), cbj = ei::pmul(kb, uj), cjb = ei::pmul(kb, ub);
         zi = ei::padd(zi, cij);
         zb = ei::padd(zb, cbj);
@@ -507,9 +521,9 @@ struct Lanes {
     if (fused) {
       for_coordinate_blocks(d, [&]<int K>(Index) {
         if (cached)
-          fused_average<K, true>(x, n, beta, s.hb.data(), s.u.data(), cached, a, s.z.data());
+          fused_average<K, true>(x, n, beta, s.hb.data(), s.u.data(), cached, a, s.z.data(), nullptr);
         else
-          fused_average<K, false>(x, n, beta, s.hb.data(), s.u.data(), nullptr, a, s.z.data());
+          fused_average<K, false>(x, n, beta, s.hb.data(), s.u.data(), nullptr, a, s.z.data(), s.kf.data());
       });
     } else {
       two_pass_average(x, n, d, beta, s, cached, a);
@@ -657,14 +671,11 @@ struct Lanes {
     const S* x = in.x;
     Scratch& s = scratch(n);
     const Packet beta = ld(in.beta), half = ei::pmul(bc(0.5), beta);
-    S* e = s.e.data();
-    // d <= KC: each <x_i, x_j> is formed where it is used (the same ascending sum as gram()'s),
-    // not stored in e first (see fused_average).
-    const bool inline_gram = d <= KC;
-    if (inline_gram)
-      squared_norms(x, n, d, s.dd.data());
-    else
-      gram(x, n, d, e, s.dd.data());
+    // The Gram entries in register tiles first, for every d (at d <= KC too: formed beside
+    // the sums below, each entry's chain of d FMAs and its exponential waited on their
+    // latency; d = 8: 0.47 -> 0.32 us per system).
+    const S* const e = s.e.data();
+    gram(x, n, d, s.e.data(), s.dd.data());
     Packet dmax = bc(-std::numeric_limits<S>::infinity());
     for (Index i = 0; i < n; ++i) {
       const Packet di = ld(s.dd.data() + i * W);
@@ -683,62 +694,43 @@ struct Lanes {
     const Packet thr = bc(1.0 - delta), one = bc(1.0);
     Packet sum_off = bc(0.0), diag = bc(0.0), minc = bc(std::numeric_limits<S>::infinity()),
            linked = bc(0.0);
-    // K = d for d <= KC (row i's coordinates in registers, <x_i, x_j> formed here), K = 0 for
-    // the Gram entries of e.
     // Local pointers: the scratch vectors' data pointers would be reloaded after every store.
     const S* const u = s.u.data();
     const S* const hb = s.hb.data();
     const S* const rn = s.z.data();
+    S* const krow = s.kf.data();
     const auto on_link = out.on_link;
-    const auto pairs = [&]<int K>() {
-      for (Index i = 0; i < n; ++i) {
-        const Packet vi = ld(u + i * W);
-        diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
-        if (i + 1 == n) break;
-        const Packet hi = ld(hb + i * W), ri = ld(rn + i * W);
-        Packet row = bc(0.0);
-        const S* er = e + tri(i, i + 1, n) * W;
-        Packet xi[K > 0 ? K : 1];
-        for (int q = 0; q < K; ++q) xi[q] = ld(x + (i * K + q) * W);
-        // d > KC: the row's exponentials first, alone in their loop (independent, so they
-        // overlap; in the loop below, beside the row's sums, they ran at half their
-        // throughput), into the kept kernel's row or a row buffer; then the sums over them.
-        // The same values, summed in the same order.
-        S* const kr = K > 0 ? nullptr : kernel_out ? kernel_out + tri(i, i + 1, n) * W : s.kf.data();
-        if constexpr (K == 0)
-          for (Index j = i + 1; j < n; ++j)
-            st(kr + (j - i - 1) * W, pair_kernel(beta, ld(er + (j - i - 1) * W), hi, ld(hb + j * W)));
-        for (Index j = i + 1; j < n; ++j) {
-          Packet g, k;
-          if constexpr (K > 0) {
-            g = bc(0.0);
-            for (int q = 0; q < K; ++q) g = ei::pmadd(xi[q], ld(x + (j * K + q) * W), g);
-            k = pair_kernel(beta, g, hi, ld(hb + j * W));
-            if (kernel_out) st(kernel_out + tri(i, j, n) * W, k);
-          } else {
-            g = ld(er + (j - i - 1) * W);
-            k = ld(kr + (j - i - 1) * W);
-          }
-          row = ei::pmadd(k, ld(u + j * W), row);
-          minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(rn + j * W)));
-          const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
-          linked = ei::padd(linked, ei::pand(close, one));
-          if (on_link) {
-            alignas(64) S m[W];
-            st(m, ei::pand(close, one));
-            unsigned mask = 0;
-            for (Index l = 0; l < W; ++l)
-              if (m[l] != 0.0) mask |= 1u << l;
-            if (mask) on_link(out.ctx, i, j, mask);
-          }
+    for (Index i = 0; i < n; ++i) {
+      const Packet vi = ld(u + i * W);
+      diag = ei::pmadd(vi, vi, diag);  // K_ii = 1
+      if (i + 1 == n) break;
+      const Packet hi = ld(hb + i * W), ri = ld(rn + i * W);
+      const S* const er = e + tri(i, i + 1, n) * W;
+      // The row's exponentials first, alone in their loop (independent, so they overlap; in
+      // the loop below, beside the row's sums, they ran at half their throughput), into the
+      // kept kernel's row or a row buffer; then the sums over them. The same values, summed
+      // in the same order.
+      S* const kr = kernel_out ? kernel_out + tri(i, i + 1, n) * W : krow;
+      for (Index j = i + 1; j < n; ++j)
+        st(kr + (j - i - 1) * W, pair_kernel(beta, ld(er + (j - i - 1) * W), hi, ld(hb + j * W)));
+      Packet row = bc(0.0);
+      for (Index j = i + 1; j < n; ++j) {
+        const Packet g = ld(er + (j - i - 1) * W), k = ld(kr + (j - i - 1) * W);
+        row = ei::pmadd(k, ld(u + j * W), row);
+        minc = ei::pmin(minc, ei::pmul(ei::pmul(g, ri), ld(rn + j * W)));
+        const Packet close = ei::pcmp_lt(thr, g);  // all-ones lanes where <x_i, x_j> > 1 - delta
+        linked = ei::padd(linked, ei::pand(close, one));
+        if (on_link) {
+          alignas(64) S m[W];
+          st(m, ei::pand(close, one));
+          unsigned mask = 0;
+          for (Index l = 0; l < W; ++l)
+            if (m[l] != 0.0) mask |= 1u << l;
+          if (mask) on_link(out.ctx, i, j, mask);
         }
-        sum_off = ei::pmadd(vi, row, sum_off);
       }
-    };
-    if (inline_gram)
-      for_coordinate_blocks(d, [&]<int K>(Index) { pairs.template operator()<K>(); });
-    else
-      pairs.template operator()<0>();
+      sum_off = ei::pmadd(vi, row, sum_off);
+    }
     // sum_ij v_i v_j K_ij = diag + 2 sum_{i<j}; log E = beta D* + log(that) - log(2 beta).
     alignas(64) S so[W], dg[W], hm[W], mc[W], lk[W];
     st(so, sum_off);
