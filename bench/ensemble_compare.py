@@ -29,7 +29,7 @@ published cadence (wall clock, the same observations). Run the peers on the real
 (--systems 2048): PyTorch's time per system-step grows with the batch beyond the caches.
 
 Usage: bench/ensemble_compare.py [BUILD_DIR] [--threads 2] [--dims 2 8 32 128]
-         [--precisions float64 float32] [--systems 256] [--steps 20] [--rounds 3]
+         [--precisions float64 float32] [--systems 2048] [--steps 20] [--rounds 3]
          [--full-steps 300] [--no-torch] [--sweep]
 Prints a markdown table and writes bench/results/ensemble.json.
 """
@@ -213,7 +213,7 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 8, 32, 128])
     ap.add_argument("--precisions", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
-    ap.add_argument("--systems", type=int, default=256)
+    ap.add_argument("--systems", type=int, default=2048)  # the real batch (see above)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--full-steps", type=int, default=300)  # one whole beta: start-up amortized as in the real run
