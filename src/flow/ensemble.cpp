@@ -1372,36 +1372,59 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
   EnsembleStats st;
   st.probs = probs;
   const std::vector<std::string> names = observable_names();
-  std::vector<std::vector<double>> values(names.size());
-  std::vector<char> pair_based(names.size()), cluster_count(names.size());
-  for (size_t k = 0; k < names.size(); ++k) {
+  constexpr std::size_t K = kObservableCount;
+  std::array<char, K> pair_based{}, cluster_count{};
+  for (std::size_t k = 0; k < K; ++k) {
     pair_based[k] = names[k] == "min_cosine" || names[k] == "clusters" || names[k] == "largest_cluster" ||
                     names[k] == "clustered_pairs";
     cluster_count[k] = names[k] == "clusters" || names[k] == "largest_cluster";
   }
-  for (auto& v : values) v.reserve(per_system.size());
+  // Whether system o's value v[k] enters observable k's statistics.
+  const auto counted = [&](const Observables& o, const std::array<double, K>& v, std::size_t k) {
+    return !(pair_based[k] && !o.pairs_computed) && std::isfinite(v[k]) && !(cluster_count[k] && o.clusters < 0);
+  };
+  // Each observable's sums over the systems in their order (the same bits on any thread or rank
+  // count), all observables in one pass: K independent chains of adds instead of one at a time.
+  std::array<double, K> sum{}, mean{}, ss{};
+  std::array<Index, K> count{};
   for (const Observables& o : per_system) {
-    const std::array<double, kObservableCount> v = observable_array(o);
-    for (size_t k = 0; k < names.size(); ++k) {
-      if ((pair_based[k] && !o.pairs_computed) || !std::isfinite(v[k])) continue;
-      if (cluster_count[k] && o.clusters < 0) continue;  // not asked for
-      values[k].push_back(v[k]);
-    }
+    const std::array<double, K> v = observable_array(o);
+    for (std::size_t k = 0; k < K; ++k)
+      if (counted(o, v, k)) {
+        sum[k] += v[k];
+        ++count[k];
+      }
   }
-  for (size_t k = 0; k < names.size(); ++k) {
+  for (std::size_t k = 0; k < K; ++k)
+    if (count[k] > 0) mean[k] = sum[k] / static_cast<double>(count[k]);
+  for (const Observables& o : per_system) {
+    const std::array<double, K> v = observable_array(o);
+    for (std::size_t k = 0; k < K; ++k)
+      if (counted(o, v, k)) {
+        const double dv = v[k] - mean[k];
+        double sq = dv * dv;
+        asm("" : "+x"(sq));  // rounded before the sum, never fused: the bits the statistics always had
+        ss[k] += sq;
+      }
+  }
+  // The values themselves only for quantiles.
+  std::vector<std::vector<double>> values(probs.empty() ? 0 : K);
+  for (auto& vk : values) vk.reserve(per_system.size());
+  if (!probs.empty())
+    for (const Observables& o : per_system) {
+      const std::array<double, K> v = observable_array(o);
+      for (std::size_t k = 0; k < K; ++k)
+        if (counted(o, v, k)) values[k].push_back(v[k]);
+    }
+  for (std::size_t k = 0; k < K; ++k) {
     ObservableStats s;
     s.name = names[k];
-    s.count = static_cast<Index>(values[k].size());
+    s.count = count[k];
     if (s.count > 0) {
-      double sum = 0.0;
-      for (double x : values[k]) sum += x;  // fixed order: system index
-      s.mean = sum / static_cast<double>(s.count);
-      if (s.count > 1) {
-        double ss = 0.0;
-        for (double x : values[k]) ss += (x - s.mean) * (x - s.mean);
-        s.standard_error = std::sqrt(ss / static_cast<double>(s.count - 1) / static_cast<double>(s.count));
-      }
-      if (!probs.empty()) std::sort(values[k].begin(), values[k].end());  // after the sums: system order
+      s.mean = mean[k];
+      if (s.count > 1)
+        s.standard_error = std::sqrt(ss[k] / static_cast<double>(s.count - 1) / static_cast<double>(s.count));
+      if (!probs.empty()) std::sort(values[k].begin(), values[k].end());
       for (double p : probs) s.quantiles.push_back(quantile_sorted(values[k], p));
     }
     st.stats.push_back(std::move(s));
