@@ -1401,9 +1401,15 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
     const std::array<double, K> v = observable_array(o);
     for (std::size_t k = 0; k < K; ++k)
       if (counted(o, v, k)) {
+        // The square rounded before the sum, never fused into it: the bits the statistics
+        // always had (the compiler would fuse it in this loop).
         const double dv = v[k] - mean[k];
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
         double sq = dv * dv;
-        asm("" : "+x"(sq));  // rounded before the sum, never fused: the bits the statistics always had
+        asm("" : "+x"(sq));
+#else
+        const volatile double sq = dv * dv;
+#endif
         ss[k] += sq;
       }
   }
