@@ -1379,28 +1379,31 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
                     names[k] == "clustered_pairs";
     cluster_count[k] = names[k] == "clusters" || names[k] == "largest_cluster";
   }
-  // Whether system o's value v[k] enters observable k's statistics.
-  const auto counted = [&](const Observables& o, const std::array<double, K>& v, std::size_t k) {
-    return !(pair_based[k] && !o.pairs_computed) && std::isfinite(v[k]) && !(cluster_count[k] && o.clusters < 0);
-  };
+  // Each system's values, once: NaN where a value does not enter its observable's statistics
+  // (a counted value is finite).
+  std::vector<std::array<double, K>> rows(per_system.size());
+  for (std::size_t i = 0; i < per_system.size(); ++i) {
+    const Observables& o = per_system[i];
+    rows[i] = observable_array(o);
+    for (std::size_t k = 0; k < K; ++k)
+      if ((pair_based[k] && !o.pairs_computed) || !std::isfinite(rows[i][k]) || (cluster_count[k] && o.clusters < 0))
+        rows[i][k] = std::numeric_limits<double>::quiet_NaN();
+  }
   // Each observable's sums over the systems in their order (the same bits on any thread or rank
   // count), all observables in one pass: K independent chains of adds instead of one at a time.
   std::array<double, K> sum{}, mean{}, ss{};
   std::array<Index, K> count{};
-  for (const Observables& o : per_system) {
-    const std::array<double, K> v = observable_array(o);
+  for (const auto& v : rows)
     for (std::size_t k = 0; k < K; ++k)
-      if (counted(o, v, k)) {
+      if (!std::isnan(v[k])) {
         sum[k] += v[k];
         ++count[k];
       }
-  }
   for (std::size_t k = 0; k < K; ++k)
     if (count[k] > 0) mean[k] = sum[k] / static_cast<double>(count[k]);
-  for (const Observables& o : per_system) {
-    const std::array<double, K> v = observable_array(o);
+  for (const auto& v : rows)
     for (std::size_t k = 0; k < K; ++k)
-      if (counted(o, v, k)) {
+      if (!std::isnan(v[k])) {
         // The square rounded before the sum, never fused into it: the bits the statistics
         // always had (the compiler would fuse it in this loop).
         const double dv = v[k] - mean[k];
@@ -1412,16 +1415,13 @@ EnsembleStats summarize(const std::vector<Observables>& per_system, const std::v
 #endif
         ss[k] += sq;
       }
-  }
   // The values themselves only for quantiles.
   std::vector<std::vector<double>> values(probs.empty() ? 0 : K);
-  for (auto& vk : values) vk.reserve(per_system.size());
-  if (!probs.empty())
-    for (const Observables& o : per_system) {
-      const std::array<double, K> v = observable_array(o);
-      for (std::size_t k = 0; k < K; ++k)
-        if (counted(o, v, k)) values[k].push_back(v[k]);
-    }
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    values[k].reserve(static_cast<std::size_t>(count[k]));
+    for (const auto& v : rows)
+      if (!std::isnan(v[k])) values[k].push_back(v[k]);
+  }
   for (std::size_t k = 0; k < K; ++k) {
     ObservableStats s;
     s.name = names[k];

@@ -453,6 +453,12 @@ struct Lanes {
     return ei::pmul(half, dmax);
   }
 
+  // u_j = w_j e^{beta (D_j - D*) / 2} into s.u, from the log weights and s.hb (half_norms()).
+  static void scaled_weights(const S* log_w, Index n, Packet hmax, Scratch& s) {
+    for (Index j = 0; j < n; ++j)
+      st(s.u.data() + j * W, detail::simd_exp(ei::padd(ld(log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
+  }
+
   // y_i = sum_j kf[i n + j] v_j (j ascending) for every row, four rows at a time (independent
   // FMA chains; each row's sum in the same order as alone).
   static void symmetric_matvec(const S* kf, const S* v, Index n, S* y) {
@@ -515,9 +521,7 @@ struct Lanes {
     else
       gram(x, n, d, e, s.dd.data());  // <x_i, x_j> (i < j) and D_i = |x_i|^2
     const Packet hmax = half_norms(n, half, s);
-    for (Index j = 0; j < n; ++j)  // u_j = w_j e^{beta (D_j - D*) / 2}
-      st(s.u.data() + j * W,
-         detail::simd_exp(ei::padd(ld(in.log_w + j * W), ei::psub(ld(s.hb.data() + j * W), hmax))));
+    scaled_weights(in.log_w, n, hmax, s);
     if (fused) {
       for_coordinate_blocks(d, [&]<int K>(Index) {
         if (cached)
@@ -676,19 +680,10 @@ struct Lanes {
     // latency; d = 8: 0.47 -> 0.32 us per system).
     const S* const e = s.e.data();
     gram(x, n, d, s.e.data(), s.dd.data());
-    Packet dmax = bc(-std::numeric_limits<S>::infinity());
-    for (Index i = 0; i < n; ++i) {
-      const Packet di = ld(s.dd.data() + i * W);
-      st(s.hb.data() + i * W, ei::pmul(half, di));
-      dmax = ei::pmax(dmax, di);
-    }
-    const Packet hmax = ei::pmul(half, dmax);
-    // v_i = w_i e^{beta (D_i - D*) / 2}; z (reused) = 1 / |x_i|.
-    for (Index i = 0; i < n; ++i) {
-      st(s.u.data() + i * W,
-         detail::simd_exp(ei::padd(ld(in.log_w + i * W), ei::psub(ld(s.hb.data() + i * W), hmax))));
+    const Packet hmax = half_norms(n, half, s);
+    scaled_weights(in.log_w, n, hmax, s);  // v_i = w_i e^{beta (D_i - D*) / 2}, in s.u
+    for (Index i = 0; i < n; ++i)  // z (reused) = 1 / |x_i|
       st(s.z.data() + i * W, ei::pdiv(bc(1.0), ei::psqrt(ld(s.dd.data() + i * W))));
-    }
     S* kernel_out = out.kernel;
     if (kernel_out) std::copy_n(s.dd.data(), n * W, kernel_out + n * (n - 1) / 2 * W);
     const Packet thr = bc(1.0 - delta), one = bc(1.0);
